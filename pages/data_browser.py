@@ -1,0 +1,113 @@
+"""Data Browser (seed 001 §3.3): raw retailer sources with filters, a harmonized preview, and export of a filter."""
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import paginate, show_error
+from services import mappings, raw_sources
+from services.registry import open_registry
+
+FAIL_CSS = "background-color: #ef4444; color: #ffffff"
+PAGE_SIZE = 50
+RAW_ONLY = "— raw rows only —"
+MIME = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
+
+st.title("📁 Data Browser")
+st.caption("Raw retailer data as it arrives, before harmonization. Filter, preview through a mapping, export.")
+
+
+def generate_panel() -> None:
+    st.info("No raw sources yet — run `make demo` or generate the sample sources here.")
+    if st.button("Generate sample sources", key="generate_sources", type="primary"):
+        raw_sources.generate_raw_sources(open_registry())
+        st.rerun()
+
+
+def filters(source: raw_sources.SourceInfo, choices: raw_sources.FilterChoices) -> dict[str, Any]:
+    """Filter widgets for the columns this source has; returns filter_source keyword arguments."""
+    picked: dict[str, Any] = {}
+    left, middle, right = st.columns(3)
+    if choices.date_min and choices.date_max:
+        dates = left.date_input(
+            f"Date range ({source.date_column})",
+            value=(choices.date_min, choices.date_max),
+            min_value=choices.date_min,
+            max_value=choices.date_max,
+            key=f"browser_dates_{source.id}",
+        )
+        if isinstance(dates, tuple) and dates:
+            picked["date_from"], picked["date_to"] = dates[0], dates[-1]
+    if source.retailer_column:
+        picked["retailers"] = middle.multiselect(
+            "Retailer", choices.retailers, key=f"browser_retailers_{source.id}", placeholder="All retailers"
+        )
+    elif source.retailer:
+        middle.text_input("Retailer", value=source.retailer, disabled=True, key=f"browser_retailer_{source.id}")
+    if source.type_column:
+        picked["types"] = right.multiselect(
+            f"Type ({source.type_column})", choices.types, key=f"browser_types_{source.id}", placeholder="All types"
+        )
+    return picked
+
+
+def harmonized_preview(source: raw_sources.SourceInfo, page_rows: pd.DataFrame) -> None:
+    readers = [s.retailer for s in mappings.list_mappings() if s.source_id == source.id and not s.problem]
+    if not readers:
+        st.caption("No mapping reads this source yet, so there is nothing to harmonize it through.")
+        return
+    choice = st.selectbox("Harmonize through mapping", [RAW_ONLY, *readers], key=f"browser_mapping_{source.id}")
+    if choice == RAW_ONLY:
+        return
+    mapping = mappings.get_mapping(choice)
+    result = mappings.harmonize(mapping, page_rows)
+    if result.failing_cells:
+        st.warning(f"{result.failing_cells} cells on this page fail under {mapping.retailer} v{mapping.version}.")
+    else:
+        st.success(f"Every row on this page harmonizes under {mapping.retailer} v{mapping.version}.")
+    st.dataframe(
+        result.display_frame().style.apply(lambda _: result.failed.map(lambda bad: FAIL_CSS if bad else ""), axis=None),
+        hide_index=True,
+    )
+
+
+def main() -> None:
+    available = [source for source in raw_sources.list_sources() if source.generated]
+    if not available:
+        generate_panel()
+        return
+    by_id = {source.id: source for source in available}
+    source = by_id[
+        st.selectbox(
+            "Raw source",
+            list(by_id),
+            format_func=lambda i: f"{by_id[i].title} · {by_id[i].rows:,} rows",
+            key="browser_source",
+        )
+    ]
+    st.caption(source.description)
+    frame = raw_sources.load_source(source.id)
+    filtered = raw_sources.filter_source(frame, source, **filters(source, raw_sources.filter_choices(frame, source)))
+    st.markdown(f"**{len(filtered):,}** of {len(frame):,} rows match.")
+    page_rows = paginate(filtered, key="browser_page", page_size=PAGE_SIZE)
+    st.dataframe(page_rows, hide_index=True, key="browser_table")
+    harmonized_preview(source, page_rows)
+    fmt = st.radio(
+        "Export format", ["csv", "jsonl"], format_func=str.upper, horizontal=True, key="browser_export_format"
+    )
+    st.download_button(
+        f"Export {fmt.upper()}",
+        data=raw_sources.export_frame(filtered, fmt),
+        file_name=f"{source.id}_filtered.{fmt}",
+        mime=MIME[fmt],
+        key="browser_export",
+        disabled=filtered.empty,
+        help="Downloads every row matching the filters, not only this page.",
+    )
+
+
+try:
+    main()
+except Exception as error:  # noqa: BLE001 — the page shows a readable error and a retry, never a traceback
+    show_error(error, "browser_retry")

@@ -1,0 +1,245 @@
+"""Dataset Library (seed 000 §3, seed 001 §3.1): upload, browse, validate, export and delete datasets."""
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages.common import BAND_COLORS, attempt, human_size, paginate, show_error
+from services import datasets as library
+from services.shapes import DatasetKind
+from services.storage import suggest_name
+from services.validation import QualityReport
+
+st.title("📊 Dataset Library")
+st.caption("Training and evaluation datasets, stored as canonical JSONL with versions and quality scores.")
+
+
+def upload_panel(empty: bool) -> None:
+    with st.expander("➕ Upload dataset", expanded=empty):
+        uploaded = st.file_uploader(
+            "CSV, JSON or JSONL: alpaca, chat (messages / ShareGPT), DPO pairs or evaluation (prompt, reference)",
+            type=["csv", "json", "jsonl"],
+            key="upload_file",
+        )
+        staged = st.session_state.get("staged_upload")
+        if uploaded is None:
+            if staged:
+                Path(staged["path"]).unlink(missing_ok=True)
+                del st.session_state["staged_upload"]
+            return
+        if not staged or staged["file_id"] != uploaded.file_id:
+            if staged:
+                Path(staged["path"]).unlink(missing_ok=True)
+            path = attempt(lambda: library.stage_upload(uploaded, uploaded.name), "retry_stage")
+            if path is None:
+                return
+            staged = st.session_state["staged_upload"] = {"file_id": uploaded.file_id, "path": str(path)}
+        preview = attempt(lambda: library.preview_file(Path(staged["path"]), uploaded.name), "retry_preview")
+        if preview is None:
+            return
+        st.info(f"Detected **{preview.detection.kind.description}** ({preview.detection.summary}).", icon="🔎")
+        st.dataframe(pd.DataFrame([flatten(r) for r in preview.sample]), hide_index=True)
+        kinds = list(DatasetKind)
+        with st.form("import_form"):
+            name = st.text_input("Dataset name", value=suggest_name(Path(uploaded.name).stem), key="import_name")
+            kind = st.selectbox(
+                "Dataset type (correct it if the detection is wrong)",
+                kinds,
+                index=kinds.index(preview.detection.kind),
+                format_func=lambda k: k.description,
+                key="import_kind",
+            )
+            description = st.text_input("Description", key="import_description")
+            submitted = st.form_submit_button("Import dataset", type="primary")
+        if submitted:
+            with st.spinner("Importing and scoring quality…"):
+                record = attempt(
+                    lambda: library.import_dataset(
+                        name, staged["path"], filename=uploaded.name, description=description, kind=kind
+                    ),
+                    "retry_import",
+                )
+            if record is not None:
+                st.success(
+                    f"Imported **{record.name}** v{record.version}: {record.rows:,} {record.kind.label} examples, "
+                    f"quality {record.quality_score}.",
+                    icon="✅",
+                )
+                st.session_state["dataset_selected"] = record.name
+
+
+def flatten(row: dict) -> dict:
+    """Nested values (messages, DPO prompts) as compact text, so tables stay one row per example."""
+    return {k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v)) for k, v in row.items()}
+
+
+def library_table(records: list[library.DatasetRecord]) -> None:
+    left, right = st.columns([3, 1])
+    search = left.text_input("Search", placeholder="Search by name or description", key="dataset_search")
+    kind = right.selectbox(
+        "Type", [None, *DatasetKind], format_func=lambda k: "All types" if k is None else k.description, key="dataset_kind"
+    )
+    needle = search.strip().casefold()
+    shown = [
+        r
+        for r in records
+        if (kind is None or r.kind == kind) and (not needle or needle in r.name.casefold() or needle in r.description.casefold())
+    ]
+    if not shown:
+        st.info("No dataset matches this search.")
+        return
+    page = paginate(shown, key="dataset_page")
+    frame = pd.DataFrame(
+        {
+            "Name": [r.name for r in page],
+            "Type": [r.kind.label for r in page],
+            "Shape": [r.kind.value for r in page],
+            "Size": [human_size(r.size_bytes) for r in page],
+            "Examples": [r.rows for r in page],
+            "Quality": [r.quality_score for r in page],
+            "Version": [f"v{r.version}" for r in page],
+            "Updated": [r.updated for r in page],
+            "Source": [r.origin if r.origin != "upload" else r.latest.source for r in page],
+        }
+    )
+    event = st.dataframe(
+        frame,
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key="dataset_table",
+        column_config={
+            "Quality": st.column_config.ProgressColumn("Quality", min_value=0, max_value=100, format="%d%%"),
+            "Updated": st.column_config.DatetimeColumn("Updated", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+    if event.selection.rows:
+        st.session_state["dataset_selected"] = page[event.selection.rows[0]].name
+
+
+def quality_report(report: QualityReport) -> None:
+    color = BAND_COLORS.get(report.band, "gray")
+    cols = st.columns(4)
+    cols[0].metric("Quality score", f"{report.quality_score}/100")
+    cols[1].markdown(f"**Band**  \n:{color}-badge[{report.band}]  \n{report.band_advice}")
+    cols[2].metric("Rows", f"{report.rows:,}")
+    cols[3].metric("Issues", f"{report.issue_count:,}")
+    checks = pd.DataFrame(
+        [
+            {
+                "Check": c.title,
+                "Affected": c.count,
+                "Share": c.affected_fraction,
+                "Penalty": c.penalty,
+                "Lines": ", ".join(map(str, c.lines[:20])) + (" …" if len(c.lines) > 20 else ""),
+            }
+            for c in report.checks
+        ]
+    )
+    st.dataframe(
+        checks,
+        hide_index=True,
+        column_config={"Share": st.column_config.ProgressColumn("Share", min_value=0.0, max_value=1.0, format="percent")},
+    )
+    hit = checks[checks["Affected"] > 0]
+    if not hit.empty:
+        chart = px.bar(hit, x="Check", y="Affected", color_discrete_sequence=["#f59e0b"], title="Issues by check")
+        chart.update_layout(height=280, margin=dict(l=10, r=10, t=40, b=10))
+        st.plotly_chart(chart)
+    if report.issues:
+        st.markdown("**Issues** (first ones, with line numbers)")
+        st.dataframe(
+            pd.DataFrame([i.model_dump() for i in report.issues]), hide_index=True, height=240
+        )
+
+
+@st.dialog("Delete dataset")
+def confirm_delete(name: str) -> None:
+    st.warning(f"This deletes **{name}** and all its versions. It cannot be undone.", icon="🗑️")
+    typed = st.text_input(f"Type {name} to confirm", key="delete_confirm_name")
+    if st.button("Delete permanently", type="primary", disabled=typed != name, key="delete_confirm"):
+        try:
+            library.delete_dataset(name)
+        except Exception as error:  # noqa: BLE001 — shown to the user, never as a traceback
+            show_error(error, "retry_delete")
+            return
+        st.session_state.pop("dataset_selected", None)
+        st.session_state["flash"] = f"Deleted {name}."
+        st.rerun()
+
+
+def dataset_detail(names: list[str]) -> None:
+    if st.session_state.get("dataset_selected") not in names:
+        st.session_state["dataset_selected"] = names[0]
+    name = st.selectbox("Dataset", names, key="dataset_selected")
+    record = attempt(lambda: library.get_dataset(name), "retry_detail")
+    if record is None:
+        return
+    with st.container(border=True):
+        cols = st.columns(5)
+        cols[0].metric("Type", record.kind.label, help=record.kind.description)
+        cols[1].metric("Examples", f"{record.rows:,}")
+        cols[2].metric("Size", human_size(record.size_bytes))
+        cols[3].metric("Quality", "—" if record.quality_score is None else f"{record.quality_score}%")
+        cols[4].metric("Version", f"v{record.version}")
+        st.caption(
+            f"{record.description or 'No description.'} · shape `{record.kind.value}` · source {record.latest.source} · "
+            f"origin {record.origin} · content sha256 `{record.content_hash[:12]}` · created {record.created:%Y-%m-%d %H:%M} UTC"
+        )
+        actions = st.columns([1, 1, 1, 3])
+        actions[0].download_button(
+            "📥 Export JSONL",
+            data=lambda: library.export_dataset(name, "jsonl"),
+            file_name=f"{name}.jsonl",
+            mime="application/jsonl",
+            key="export_jsonl",
+            on_click="ignore",
+        )
+        actions[1].download_button(
+            "📥 Export CSV",
+            data=lambda: library.export_dataset(name, "csv"),
+            file_name=f"{name}.csv",
+            mime="text/csv",
+            key="export_csv",
+            on_click="ignore",
+        )
+        if actions[2].button("🗑️ Delete", key="delete_dataset"):
+            confirm_delete(name)
+    rows_tab, quality_tab, versions_tab = st.tabs(["Rows", "Quality report", "Versions"])
+    with rows_tab:
+        offset = (st.session_state.get("rows_page", 1) - 1) * 20
+        rows = attempt(lambda: library.read_rows(name, offset=offset, limit=20), "retry_rows") or []
+        st.dataframe(pd.DataFrame([flatten(r) for r in rows]), hide_index=True)
+        pages = max(1, -(-record.rows // 20))
+        st.number_input(f"Rows page (of {pages})", min_value=1, max_value=pages, step=1, key="rows_page")
+    with quality_tab:
+        if st.button("🔍 Validate", key="validate_dataset", type="primary"):
+            with st.spinner("Validating…"):
+                report = attempt(lambda: library.validate_dataset_by_name(name), "retry_validate")
+            if report is not None:
+                st.session_state["quality_report"] = (name, record.version, report)
+        stored = st.session_state.get("quality_report")
+        if stored and stored[:2] == (name, record.version):
+            quality_report(stored[2])
+        else:
+            st.caption("Run **Validate** for the full report: JSON validity, required fields, types, empty values, "
+                       "duplicates, length outliers, label balance and PII, with line numbers.")
+    with versions_tab:
+        st.dataframe(
+            pd.DataFrame([v.model_dump() for v in reversed(record.versions)]), hide_index=True
+        )
+
+
+if flash := st.session_state.pop("flash", None):
+    st.success(flash, icon="✅")
+records = attempt(library.list_datasets, "retry_list")
+if records is not None:
+    upload_panel(empty=not records)
+    if not records:
+        st.info("The library is empty. Upload a CSV / JSON / JSONL file above, or run `make run` to load the demo datasets.")
+    else:
+        library_table(records)
+        st.subheader("Dataset details")
+        dataset_detail([r.name for r in records])

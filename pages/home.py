@@ -1,0 +1,43 @@
+"""Home: what is in the registry, what happened lately, and where to go next."""
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import attempt
+from services.activity import recent_activity
+from services.overview import registry_overview
+
+st.title("🧩 RMN LoRA Console")
+st.caption("Datasets, retailer schema mappings and LoRA adapters for a retail media network: one console, one machine.")
+
+overview = attempt(registry_overview, "retry_overview")
+if overview is not None:
+    cards = st.columns(4)
+    with cards[0].container(border=True):
+        st.metric("Datasets", f"{overview.datasets:,}", help="Datasets in the library (latest versions)")
+        st.caption(f"{overview.examples:,} examples")
+    with cards[1].container(border=True):
+        st.metric("Schema mappings", overview.mappings)
+        st.caption(f"{overview.active_mappings} active · {overview.mappings - overview.active_mappings} draft")
+    with cards[2].container(border=True):
+        st.metric("Adapters", overview.adapters)
+        st.caption("trained LoRA adapters")
+    with cards[3].container(border=True):
+        st.metric("Training jobs", overview.jobs)
+        st.caption("queued, running and finished")
+
+st.subheader("Quick actions")
+actions = st.columns(3)
+actions[0].page_link("pages/dataset_library.py", label="Upload or validate a dataset", icon="📊")
+actions[1].page_link("pages/schema_mappings.py", label="Edit a retailer mapping", icon="🗺️")
+actions[2].page_link("pages/data_browser.py", label="Browse raw retailer data", icon="📁")
+
+st.subheader("Recent activity")
+events = attempt(lambda: recent_activity(limit=10), "retry_activity")
+if events:
+    st.dataframe(
+        pd.DataFrame(events)[["ts", "kind", "message"]].rename(columns={"ts": "When (UTC)", "kind": "Event", "message": "Details"}),
+        hide_index=True,
+    )
+elif events is not None:
+    st.info("Nothing has happened yet. Upload a dataset or run `make run` to load the demo data.")

@@ -1,0 +1,238 @@
+"""Schema Mappings (seed 000 §3, seed 001 §3.2 and "Mapping Editor"): retailer fields -> RMIS, tested and versioned."""
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import show_error
+from services import mappings, raw_sources, rmis, transforms
+from services.errors import ConsoleError, NotFound
+from services.registry import open_registry
+
+FAIL_CSS = "background-color: #ef4444; color: #ffffff"
+PREVIEW_ROWS = 20
+STATUS_LABELS = {"active": "Active", "draft": "Draft", "invalid": "Unreadable"}
+
+st.title("🗺️ Schema Mappings")
+st.caption("How each retailer's raw fields become RMIS fields. Field status is computed from the source's sample rows.")
+
+
+def install_panel() -> None:
+    st.info("No mappings yet — run `make demo` or install the demo mappings here.")
+    if st.button("Install demo mappings and sample data", key="install_demo_mappings", type="primary"):
+        registry = open_registry()
+        raw_sources.generate_raw_sources(registry)
+        mappings.install_demo_mappings(registry)
+        st.rerun()
+
+
+def mappings_table(summaries: list[mappings.MappingSummary]) -> None:
+    table = pd.DataFrame(
+        [
+            {
+                "Retailer": summary.retailer,
+                "Version": f"v{summary.version}",
+                "Fields": summary.fields,
+                "Coverage": summary.coverage,
+                "Status": STATUS_LABELS.get(summary.status, summary.status),
+                "Raw source": summary.source_id,
+            }
+            for summary in summaries
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="mappings_table",
+        column_config={
+            "Coverage": st.column_config.ProgressColumn("Coverage", min_value=0.0, max_value=1.0, format="percent")
+        },
+    )
+    for summary in summaries:
+        if summary.problem:
+            st.warning(f"**{summary.slug}.yaml cannot be read.** {summary.problem}")
+
+
+def harmonized_view(result: mappings.HarmonizeResult) -> None:
+    """Harmonized rows with failing cells in red, each showing why it failed."""
+    st.dataframe(
+        result.display_frame().style.apply(lambda _: result.failed.map(lambda bad: FAIL_CSS if bad else ""), axis=None),
+        hide_index=True,
+    )
+
+
+def test_panel(candidate: mappings.Mapping, sample: pd.DataFrame) -> None:
+    if sample.empty:
+        st.info("There are no sample rows to test against; generate the raw sources first.")
+        return
+    statuses = mappings.field_status(candidate, sample)
+    failing = [status for status in statuses if status.failing_rows]
+    if failing:
+        names = ", ".join(status.target for status in failing)
+        st.error(f"{len(failing)} of {len(statuses)} fields fail on the {len(sample)} sample rows: {names}.")
+    else:
+        st.success(f"All {len(statuses)} fields succeed on the {len(sample)} sample rows.")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"Target": s.target, "Source": s.source or "—", "Transform": s.transform, "Status": s.label}
+                for s in statuses
+            ]
+        ),
+        hide_index=True,
+    )
+    preview = sample.head(PREVIEW_ROWS)
+    raw_column, harmonized_column = st.columns(2)
+    with raw_column:
+        st.markdown(f"**Raw rows** · `{candidate.source_id}`")
+        st.dataframe(preview, hide_index=True)
+    with harmonized_column:
+        st.markdown("**Harmonized rows** · RMIS")
+        harmonized_view(mappings.harmonize(candidate, preview))
+
+
+def save(candidate: mappings.Mapping | str, current: mappings.Mapping) -> None:
+    """Save, then rerun so the table shows the new version; a refusal is shown and nothing changes."""
+    try:
+        saved = mappings.save_mapping(candidate, expected_retailer=current.retailer)
+    except ConsoleError as error:
+        st.error(f"Not saved: {error}\n\nNothing was changed.")
+        return
+    if saved.version == current.version:
+        st.session_state["mapping_flash"] = f"No changes to save: {saved.retailer} stays at v{saved.version}."
+    else:
+        st.session_state["mapping_flash"] = f"Saved {saved.retailer} mapping as v{saved.version}."
+    st.rerun()
+
+
+def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[mappings.FieldStatus]) -> None:
+    revision = f"{mapping.slug}_{mapping.version}"  # a new version starts a fresh editor
+    status = st.selectbox(
+        "Status",
+        ["active", "draft"],
+        index=["active", "draft"].index(mapping.status),
+        format_func=str.title,
+        key=f"mapping_status_{revision}",
+    )
+    edited = st.data_editor(
+        mappings.editor_rows(mapping, statuses),
+        key=f"mapping_editor_{revision}",
+        num_rows="dynamic",
+        hide_index=True,
+        height=(len(mapping.fields) + 2) * 35 + 3,  # every field visible, plus room for a new row
+        column_order=["source", "target", "transform", "status", "params", "notes"],
+        column_config={
+            "source": st.column_config.TextColumn("Source field", help="Column of the raw source; empty for constant."),
+            "target": st.column_config.SelectboxColumn(
+                "Target (RMIS)", options=list(rmis.FIELDS_BY_NAME), required=True
+            ),
+            "transform": st.column_config.SelectboxColumn(
+                "Transform",
+                options=list(transforms.TRANSFORMS),
+                required=True,
+                help="\n\n".join(f"**{t.name}**: {t.help}" for t in transforms.TRANSFORMS.values()),
+            ),
+            "params": st.column_config.TextColumn("Params (JSON)", help='e.g. {"divisor": 1000000}', width="medium"),
+            "notes": st.column_config.TextColumn("Notes"),
+            "status": st.column_config.TextColumn("Status on sample rows", disabled=True, width="medium"),
+        },
+    )
+    test_column, save_column = st.columns(2)
+    test = test_column.button("Test mapping", key="test_mapping", width="stretch")
+    save_clicked = save_column.button(
+        "Save mapping (bumps version)",
+        key="save_mapping",
+        type="primary",
+        width="stretch",
+        help="Checks every field on the sample rows first; saving v0.2.0 writes v0.2.1 and archives v0.2.0.",
+    )
+    if not (test or save_clicked):
+        return
+    try:
+        candidate = mappings.mapping_from_editor(mapping, edited.to_dict("records"), status=status)
+    except ConsoleError as error:
+        st.error(f"Not saved: {error}\n\nNothing was changed." if save_clicked else str(error))
+        return
+    if save_clicked:
+        save(candidate, mapping)
+    else:
+        test_panel(candidate, sample)
+
+
+def yaml_tab(mapping: mappings.Mapping) -> None:
+    text = mappings.get_mapping_yaml(mapping.retailer)
+    edited = st.text_area("Mapping YAML", value=text, height=520, key=f"mapping_yaml_{mapping.slug}_{mapping.version}")
+    if st.button("Save YAML (bumps version)", key="save_mapping_yaml", type="primary"):
+        save(edited, mapping)
+
+
+def history_tab(mapping: mappings.Mapping) -> None:
+    versions = mappings.mapping_history(mapping.retailer)
+    if not versions:
+        st.caption(f"No earlier versions: v{mapping.version} is the first one saved here.")
+        return
+    version = st.selectbox("Archived version", versions, format_func=lambda v: f"v{v}", key="mapping_history_version")
+    st.code(mappings.get_mapping_yaml(mapping.retailer, version), language="yaml")
+
+
+def schema_tab() -> None:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Field": f.name,
+                    "Type": f.type,
+                    "Required": f.required,
+                    "Allowed values": ", ".join(f.choices),
+                    "Description": f.description,
+                }
+                for f in rmis.FIELDS
+            ]
+        ),
+        hide_index=True,
+    )
+
+
+def main() -> None:
+    if flash := st.session_state.pop("mapping_flash", None):
+        st.success(flash)
+    summaries = mappings.list_mappings()
+    if not summaries:
+        install_panel()
+        return
+    mappings_table(summaries)
+    readable = [summary.retailer for summary in summaries if not summary.problem]
+    if not readable:
+        return
+    retailer = st.selectbox("Retailer", readable, key="mapping_retailer")
+    mapping = mappings.get_mapping(retailer)
+    try:
+        sample = mappings.sample_rows(mapping)
+    except NotFound as error:
+        sample = pd.DataFrame()
+        st.warning(f"{error} Field statuses stay untested until then.")
+    statuses = mappings.field_status(mapping, sample)
+    cov = mappings.coverage(mapping)
+    columns = st.columns(4)
+    columns[0].metric("Coverage", f"{cov.ratio:.0%}", help="Required RMIS fields filled / required RMIS fields.")
+    columns[1].metric("Version", f"v{mapping.version}")
+    columns[2].metric("Status", mapping.status.title())
+    columns[3].metric("Fields OK", f"{sum(s.status == 'ok' for s in statuses)}/{len(statuses)}")
+    if cov.missing:
+        st.warning(f"Missing required RMIS fields: {', '.join(cov.missing)}.")
+    if mapping.description:
+        st.caption(mapping.description)
+    editor, raw_yaml, history, schema = st.tabs(["Field mapping", "YAML", "History", "RMIS schema"])
+    with editor:
+        editor_tab(mapping, sample, statuses)
+    with raw_yaml:
+        yaml_tab(mapping)
+    with history:
+        history_tab(mapping)
+    with schema:
+        schema_tab()
+
+
+try:
+    main()
+except Exception as error:  # noqa: BLE001 — the page shows a readable error and a retry, never a traceback
+    show_error(error, "mappings_retry")

@@ -1,0 +1,37 @@
+"""The activity log: one JSON line per registry change, shown on Home and kept for audit."""
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from services.registry import Registry, open_registry
+from services.storage import append_line, locked
+
+
+def log_event(kind: str, message: str, registry: Registry | None = None, **details: Any) -> None:
+    registry = registry or open_registry()
+    entry = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "kind": kind, "message": message, **details}
+    with locked(registry.locks, "activity"):
+        append_line(registry.activity_log, json.dumps(entry, ensure_ascii=False, default=str))
+
+
+def recent_activity(limit: int = 20, registry: Registry | None = None) -> list[dict[str, Any]]:
+    """Newest first; reads only the tail so a long log stays cheap."""
+    registry = registry or open_registry()
+    path = registry.activity_log
+    if not path.exists():
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 256 * 1024))
+        tail = handle.read().decode("utf-8", errors="replace").splitlines()
+    entries = []
+    for line in reversed(tail):
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+        if len(entries) >= limit:
+            break
+    return entries

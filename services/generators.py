@@ -1,0 +1,229 @@
+"""Generators: turn registry data into training datasets, each with a held-out evaluation split.
+
+- retailer SFT: a mapping + its raw rows -> "Map field 'adType' with value 'sp' from Amazon to RMIS" ->
+  "placement_type: sponsored_product". The mapping computes every answer, so it is also the judge.
+- planning SFT: uplift priors -> budget splits over the placements with the best measured uplift.
+- creative policy DPO: catalog products -> a compliant headline (chosen) and one breaking a rule (rejected).
+Everything is deterministic: the same registry gives byte-identical datasets.
+"""
+
+import hashlib
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from services.datasets import DatasetRecord, write_records
+from services.mappings import get_mapping, harmonize
+from services.raw_sources import load_source
+from services.registry import Registry, open_registry
+from services.shapes import DatasetKind
+
+EVAL_SHARE = 0.15
+MAX_EXAMPLES_PER_FIELD = 60
+BUDGETS = (5_000, 20_000, 50_000)
+POLICY = (
+    "Creative policy: no superlatives or rankings (best, #1), no competitor names, no ALL-CAPS words or '!!', "
+    "state the listed price exactly, no false urgency."
+)
+
+
+class GeneratedPair(BaseModel):
+    """The train and held-out evaluation datasets a generator wrote."""
+
+    train: DatasetRecord
+    evaluation: DatasetRecord | None = None
+
+
+def held_out(key: str, share: float = EVAL_SHARE) -> bool:
+    """A stable split: the same example lands on the same side on every machine and every run."""
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+
+
+def mapping_prompt(source_field: str, value: Any, retailer: str) -> str:
+    return f"Map field '{source_field}' with value '{value}' from {retailer} to RMIS."
+
+
+def mapping_answer(target: str, value: Any) -> str:
+    return f"{target}: {value}"
+
+
+def retailer_examples(retailer: str, registry: Registry | None = None) -> list[dict[str, Any]]:
+    """One example per distinct (field, raw value), answers computed by the mapping itself.
+
+    Enum-mapped values are few and each must be seen in training, so they carry `pinned` and are never held out.
+    """
+    registry = registry or open_registry()
+    mapping = get_mapping(retailer, registry=registry)
+    rows = load_source(mapping.source_id, registry=registry)
+    result = harmonize(mapping, rows)
+    examples: list[dict[str, Any]] = []
+    for field in mapping.fields:
+        if field.transform == "constant" or field.source not in rows.columns:
+            continue
+        seen: set[str] = set()
+        for index, raw in rows[field.source].items():
+            if pd.isna(raw) or str(raw) in seen or result.failed.at[index, field.target]:
+                continue
+            seen.add(str(raw))
+            examples.append(
+                {
+                    "instruction": mapping_prompt(field.source, raw, mapping.retailer),
+                    "input": "",
+                    "output": mapping_answer(field.target, result.frame.at[index, field.target]),
+                    "task": field.target,
+                    "pinned": field.transform == "enum_map",
+                }
+            )
+            if len(seen) >= MAX_EXAMPLES_PER_FIELD:
+                break
+    return examples
+
+
+def planning_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
+    """Split a budget over the placements whose uplift interval is above zero, best first."""
+    priors = load_source("uplift_priors", registry=registry)
+    for column in ("roas_uplift_mean", "ci_low", "ci_high"):
+        priors[column] = pd.to_numeric(priors[column])
+    examples = []
+    for (retailer, category), group in priors.groupby(["retailer", "category"], sort=True):
+        ranked = group[group["ci_low"] > 0].sort_values(["roas_uplift_mean", "placement_type"], ascending=[False, True])
+        for budget in BUDGETS:
+            top = ranked.head(2 if budget < 10_000 else 3)
+            examples.append(
+                {
+                    "instruction": f"Plan a ${budget:,} campaign for {category} on {retailer}. Which placements get the budget?",
+                    "input": "",
+                    "output": _plan(top, budget),
+                    "task": "planning",
+                    "retailer": retailer,
+                }
+            )
+    return examples
+
+
+def _plan(top: pd.DataFrame, budget: int) -> str:
+    if top.empty:
+        return "No placement has a measured uplift above zero: run a test before committing budget."
+    weights = top["roas_uplift_mean"] / top["roas_uplift_mean"].sum()
+    shares = [round(w * 20) * 5 for w in weights]
+    shares[0] += 100 - sum(shares)
+    parts = [
+        f"{row.placement_type} {share}% (${budget * share // 100:,})" for row, share in zip(top.itertuples(), shares, strict=True)
+    ]
+    basis = ", ".join(f"{row.placement_type} +{row.roas_uplift_mean:.2f}" for row in top.itertuples())
+    return f"Allocate: {', '.join(parts)}. Basis: ROAS uplift priors {basis}."
+
+
+_VIOLATIONS = {
+    "superlative": "The #1 {short}: best {category} deal ever at ${price}",
+    "competitor": "{short} at ${price}, cheaper than {competitor}",
+    "all_caps": "{short_upper} NOW ${price}!!",
+    "wrong_price": "{short}, now only ${wrong_price}",
+    "urgency": "Last chance! {short} at ${price} disappears tonight",
+}
+_COMPLIANT = (
+    "{short} by {brand}, ${price} at {retailer}",
+    "{brand} {short}: ${price}, delivered by {retailer}",
+    "Try {short} from {brand} for ${price}",
+)
+
+
+def policy_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
+    """Preference pairs: the same product, a headline that follows the policy and one that breaks one rule."""
+    catalog = load_source("sku_catalog", registry=registry)
+    rng = random.Random(7)
+    retailers = sorted(catalog["retailer"].unique())
+    examples = []
+    for row in catalog.sort_values(["retailer", "sku"]).itertuples():
+        price = f"{float(row.price):.2f}"
+        short = str(row.title).removeprefix(f"{row.brand} ")
+        values = {
+            "short": short,
+            "short_upper": short.upper(),
+            "brand": row.brand,
+            "category": str(row.category).lower(),
+            "price": price,
+            "wrong_price": f"{float(row.price) * 0.5:.2f}",
+            "retailer": row.retailer,
+            "competitor": rng.choice([r for r in retailers if r != row.retailer]),
+        }
+        violation = rng.choice(sorted(_VIOLATIONS))
+        examples.append(
+            {
+                "prompt": f"Write a sponsored product headline for {row.title} by {row.brand}, listed at ${price} "
+                f"on {row.retailer}. {POLICY}",
+                "chosen": rng.choice(_COMPLIANT).format(**values),
+                "rejected": _VIOLATIONS[violation].format(**values),
+                "violation": violation,
+            }
+        )
+    return examples
+
+
+def generate_retailer_dataset(retailer: str, registry: Registry | None = None) -> GeneratedPair:
+    registry = registry or open_registry()
+    mapping = get_mapping(retailer, registry=registry)
+    slug = mapping.retailer.lower()
+    return _write_split(
+        retailer_examples(retailer, registry),
+        f"retailer_{slug}",
+        DatasetKind.ALPACA,
+        f"Field mappings for {mapping.retailer} -> RMIS, computed by mapping v{mapping.version}.",
+        f"generator:retailer_sft ({mapping.retailer} mapping v{mapping.version})",
+        registry,
+    )
+
+
+def generate_planning_dataset(registry: Registry | None = None) -> GeneratedPair:
+    return _write_split(
+        planning_examples(registry),
+        "task_planning",
+        DatasetKind.ALPACA,
+        "Campaign budget plans from uplift priors.",
+        "generator:planning_sft (uplift_priors)",
+        registry or open_registry(),
+    )
+
+
+def generate_policy_dataset(registry: Registry | None = None) -> GeneratedPair:
+    return _write_split(
+        policy_examples(registry),
+        "policy_creative",
+        DatasetKind.DPO,
+        "Creative-compliance preference pairs over the SKU catalog.",
+        "generator:policy_dpo (sku_catalog)",
+        registry or open_registry(),
+        with_eval=False,
+    )
+
+
+def _write_split(
+    examples: Iterable[dict[str, Any]],
+    stem: str,
+    kind: DatasetKind,
+    description: str,
+    origin: str,
+    registry: Registry,
+    with_eval: bool = True,
+) -> GeneratedPair:
+    examples = list(examples)
+    suffix = "dpo" if kind is DatasetKind.DPO else "sft"
+    if not with_eval:
+        return GeneratedPair(train=write_records(f"{stem}_{suffix}", examples, kind, description=description, origin=origin, registry=registry))
+    is_eval = [held_out(e["instruction"]) and not e.get("pinned", False) for e in examples]
+    examples = [{k: v for k, v in e.items() if k != "pinned"} for e in examples]
+    train = [e for e, evaluated in zip(examples, is_eval, strict=True) if not evaluated]
+    evaluation = [
+        {"prompt": e["instruction"], "reference": e["output"], **{k: v for k, v in e.items() if k not in ("instruction", "input", "output")}}
+        for e, evaluated in zip(examples, is_eval, strict=True)
+        if evaluated
+    ]
+    return GeneratedPair(
+        train=write_records(f"{stem}_{suffix}", train, kind, description=description, origin=origin, registry=registry),
+        evaluation=write_records(
+            f"{stem}_eval", evaluation, DatasetKind.EVALUATION, description=f"Held-out split. {description}", origin=origin, registry=registry
+        ),
+    )

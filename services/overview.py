@@ -1,0 +1,30 @@
+"""Counts for the Home cards, read straight from the registry so they are never stale."""
+
+from pydantic import BaseModel
+
+from services.datasets import list_datasets
+from services.mappings import list_mappings
+from services.registry import Registry, open_registry
+
+
+class Overview(BaseModel):
+    datasets: int
+    examples: int
+    mappings: int
+    active_mappings: int
+    adapters: int
+    jobs: int
+
+
+def registry_overview(registry: Registry | None = None) -> Overview:
+    registry = registry or open_registry()
+    records = list_datasets(registry=registry)
+    mappings = list_mappings(registry=registry)
+    return Overview(
+        datasets=len(records),
+        examples=sum(r.rows for r in records),
+        mappings=len(mappings),
+        active_mappings=sum(m.status == "active" for m in mappings),
+        adapters=sum(1 for p in registry.adapters.iterdir() if p.is_dir()),
+        jobs=sum(1 for p in registry.jobs.iterdir() if p.is_dir()),
+    )

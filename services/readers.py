@@ -1,0 +1,204 @@
+"""Streaming readers for CSV, JSON and JSONL that report problems by line number.
+
+Upload and validation share them, so a file is judged the same way everywhere.
+"""
+
+import codecs
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from services.errors import InvalidFile
+
+FileFormat = Literal["jsonl", "json", "csv"]
+EXTENSIONS: dict[str, FileFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
+# CSV cells that hold nested structures (our own CSV export writes them as JSON text).
+JSON_CELLS = {"messages", "conversations", "chosen", "rejected", "prompt", "history"}
+_UTF16_32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """One record as read: `record` is None when the line could not be parsed, and `error` says why."""
+
+    line: int
+    record: dict[str, Any] | None
+    error: str | None = None
+
+
+def detect_format(path: Path, filename: str | None = None) -> FileFormat:
+    """Trust the extension; a `.json` file that holds one object per line is read as JSONL."""
+    suffix = Path(filename or path.name).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise InvalidFile(f"Unsupported file type {suffix or '(none)'!r}: upload a .csv, .json or .jsonl file.")
+    check_encoding(path)
+    fmt = EXTENSIONS[suffix]
+    if fmt == "json" and _first_char(path) == "{":
+        return "jsonl"
+    return fmt
+
+
+def check_encoding(path: Path) -> None:
+    """Refuse empty files and non-UTF-8 byte order marks before any parsing starts."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if not head.strip():
+        raise InvalidFile("The file is empty: it has no records to import.")
+    for bom in _UTF16_32_BOMS:
+        if head.startswith(bom):
+            raise InvalidFile("The file is UTF-16/UTF-32 encoded; save it as UTF-8 and upload it again.")
+
+
+def iter_records(path: Path, fmt: FileFormat, max_line_bytes: int) -> Iterator[RawRecord]:
+    """Yield every record with its line number; parse problems become error records, never exceptions."""
+    if fmt == "jsonl":
+        yield from _iter_jsonl(path, max_line_bytes)
+    elif fmt == "json":
+        yield from _iter_json_array(path)
+    else:
+        yield from _iter_csv(path, max_line_bytes)
+
+
+def read_strict(path: Path, fmt: FileFormat, max_line_bytes: int) -> Iterator[RawRecord]:
+    """Like `iter_records`, but stop at the first bad record with an error that names its line."""
+    for item in iter_records(path, fmt, max_line_bytes):
+        if item.error is not None:
+            raise InvalidFile(f"{item.error} Fix this line (or remove it) and upload again.", line=item.line)
+        yield item
+
+
+def _first_char(path: Path) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(4096).lstrip(codecs.BOM_UTF8).lstrip()
+    return head[:1].decode("ascii", errors="replace")
+
+
+def _utf8_error(raw: bytes) -> str | None:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8."
+    return None
+
+
+def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
+    with open(path, "rb") as handle:
+        line_no = 0
+        while True:
+            raw = handle.readline(max_line_bytes + 1)
+            if not raw:
+                return
+            line_no += 1
+            if line_no == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass
+                yield RawRecord(line_no, None, f"the line is longer than {max_line_bytes // (1024 * 1024)} MB.")
+                continue
+            if not raw.strip():
+                continue
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                reason = _utf8_error(raw) or f"invalid JSON ({exc.msg} at column {exc.colno})."
+                yield RawRecord(line_no, None, reason)
+                continue
+            if not isinstance(value, dict):
+                yield RawRecord(line_no, None, f"expected a JSON object, got {type(value).__name__}.")
+                continue
+            yield RawRecord(line_no, value)
+
+
+def _iter_json_array(path: Path) -> Iterator[RawRecord]:
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        yield RawRecord(line, None, f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8.")
+        return
+    decoder = json.JSONDecoder()
+    pos = _skip_ws(text, 0)
+    if pos >= len(text) or text[pos] != "[":
+        yield RawRecord(text.count("\n", 0, pos) + 1, None, "expected a JSON array of objects ('[' ...) or JSONL.")
+        return
+    pos = _skip_ws(text, pos + 1)
+    line, counted = 1, 0
+    if pos < len(text) and text[pos] == "]":
+        return
+    while True:
+        line += text.count("\n", counted, pos)
+        counted = pos
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            yield RawRecord(exc.lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno}).")
+            return
+        if isinstance(value, dict):
+            yield RawRecord(line, value)
+        else:
+            yield RawRecord(line, None, f"expected a JSON object, got {type(value).__name__}.")
+        pos = _skip_ws(text, end)
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip_ws(text, pos + 1)
+            continue
+        if pos < len(text) and text[pos] == "]" and not text[_skip_ws(text, pos + 1) :].strip():
+            return
+        yield RawRecord(text.count("\n", 0, pos) + 1, None, "expected ',' or ']' between records.")
+        return
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
+    csv.field_size_limit(max_line_bytes)
+    with open(path, "rb") as binary:
+        stream = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
+        reader = csv.reader(stream)
+        try:
+            header = next(reader, None)
+            if not header or not any(cell.strip() for cell in header):
+                yield RawRecord(1, None, "the CSV has no header row.")
+                return
+            names = [cell.strip() for cell in header]
+            if "" in names:
+                yield RawRecord(1, None, f"the header has an empty column name (column {names.index('') + 1}).")
+                return
+            if len(set(names)) != len(names):
+                dupes = sorted({n for n in names if names.count(n) > 1})
+                yield RawRecord(1, None, f"the header repeats column names: {', '.join(dupes)}.")
+                return
+            for row in reader:
+                line = reader.line_num
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(names):
+                    yield RawRecord(line, None, f"{len(row)} values but the header has {len(names)} columns.")
+                    continue
+                yield RawRecord(line, {name: _cell(name, value) for name, value in zip(names, row, strict=True)})
+        except UnicodeDecodeError as exc:
+            yield RawRecord(reader.line_num + 1, None, f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} near this line); save the file as UTF-8.")
+        except csv.Error as exc:
+            yield RawRecord(reader.line_num, None, f"unreadable CSV ({exc}).")
+
+
+def _cell(name: str, value: str) -> Any:
+    """Decode nested JSON cells so a CSV export of a chat or DPO dataset imports back as it was."""
+    stripped = value.strip()
+    if name in JSON_CELLS and stripped[:1] in ("[", "{"):
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return value
+    return value

@@ -1,0 +1,60 @@
+"""The on-disk registry: one folder whose layout every service agrees on."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.settings import Settings, get_settings
+
+LAYOUT = ("library", "mappings", "raw", "adapters", "jobs", "federations", ".locks", ".tmp")
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Paths of one registry root; `open_registry()` creates the folders before first use."""
+
+    root: Path
+    settings: Settings
+
+    @property
+    def library(self) -> Path:
+        return self.root / "library"
+
+    @property
+    def mappings(self) -> Path:
+        return self.root / "mappings"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    @property
+    def jobs(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def federations(self) -> Path:
+        return self.root / "federations"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / ".locks"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / ".tmp"
+
+    @property
+    def activity_log(self) -> Path:
+        return self.root / "activity.jsonl"
+
+
+def open_registry(settings: Settings | None = None) -> Registry:
+    settings = settings or get_settings()
+    registry = Registry(root=settings.home, settings=settings)
+    for folder in LAYOUT:
+        (registry.root / folder).mkdir(parents=True, exist_ok=True)
+    return registry

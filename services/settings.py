@@ -1,0 +1,35 @@
+"""Where the registry lives and the limits that protect it, read from the environment."""
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseModel):
+    """Console settings; environment variables override the defaults so tests and deployments differ only there."""
+
+    home: Path = Field(description="Registry root: datasets, mappings, raw sources, adapters, jobs.")
+    models_dir: Path = Field(description="Cache of base models converted to safetensors (large; outside the registry).")
+    max_upload_mb: int = Field(default=200, ge=1, le=10_240)
+    max_line_mb: int = Field(default=8, ge=1, le=1024)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_line_bytes(self) -> int:
+        return self.max_line_mb * 1024 * 1024
+
+
+def get_settings() -> Settings:
+    """Read the settings now, so a changed `RMN_LORA_HOME` takes effect on the next call."""
+    return Settings(
+        home=Path(os.environ.get("RMN_LORA_HOME") or REPO_ROOT / "datasets").expanduser().resolve(),
+        models_dir=Path(os.environ.get("RMN_LORA_MODELS") or REPO_ROOT / ".cache" / "models").expanduser().resolve(),
+        max_upload_mb=int(os.environ.get("RMN_LORA_MAX_UPLOAD_MB", 200)),
+        max_line_mb=int(os.environ.get("RMN_LORA_MAX_LINE_MB", 8)),
+    )

@@ -1,0 +1,96 @@
+"""Atomic files, cross-process locks, names and hashes: what every registry write stands on."""
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from services.errors import InvalidName
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_RESERVED = {"con", "prn", "aux", "nul"}
+
+
+def validate_name(name: str, what: str = "name") -> str:
+    """Refuse names that could leave their folder or be unreadable on another OS."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidName(f"The {what} is empty. Use letters, digits, '_', '-' or '.'.")
+    if name != name.strip():
+        raise InvalidName(f"The {what} {name!r} starts or ends with spaces.")
+    if "/" in name or "\\" in name or "\x00" in name:
+        raise InvalidName(f"The {what} {name!r} contains a path separator; use a plain name like 'amazon_sft'.")
+    if ".." in name:
+        raise InvalidName(f"The {what} {name!r} contains '..'; use a plain name like 'amazon_sft'.")
+    if len(name) > 64:
+        raise InvalidName(f"The {what} is {len(name)} characters long; at most 64 are allowed.")
+    if not NAME_RE.match(name) or name.lower() in _RESERVED:
+        raise InvalidName(
+            f"The {what} {name!r} is not allowed: start with a letter or digit, then use only "
+            "letters, digits, '_', '-' or '.'."
+        )
+    return name
+
+
+def suggest_name(text: str) -> str:
+    """A valid registry name derived from free text such as an uploaded file name."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._-").replace("..", ".")
+    return (stem or "dataset")[:64]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, fsync, then rename: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@contextmanager
+def locked(lock_dir: Path, name: str, timeout: float = 60.0) -> Iterator[None]:
+    """Hold a lock that excludes other threads and other processes on the same registry."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(lock_dir / f"{name}.lock", timeout=timeout, thread_local=False):
+        yield
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line in a single write, so concurrent appenders under a lock never interleave."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line.rstrip("\n") + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -1,0 +1,487 @@
+"""Dataset quality report (seed 001 "Dataset Validation"): one streaming pass, a 0-100 score, issues by line.
+
+Score = 100 - sum of penalties, penalty = weight x min(1, affected_fraction x sensitivity), so a
+check costs its full weight once `1 / sensitivity` of the rows are affected. A file with no
+valid rows scores 0. `json`, `required` and `types` count against all rows read; the other
+checks against the valid rows (those that could be read as the dataset kind).
+
+| check           | weight | sensitivity | full at | flags                                                         |
+|-----------------|-------:|------------:|--------:|---------------------------------------------------------------|
+| json            |     30 |          10 |     10% | lines that are not a readable JSON object / CSV row           |
+| required        |     25 |          10 |     10% | records without a field the kind requires                     |
+| types           |     20 |          10 |     10% | wrong types: output an object, messages not a list, bad role  |
+| empty           |     15 |          10 |     10% | empty or whitespace-only required text, empty chat turns      |
+| pii             |     15 |          10 |     10% | emails, phone numbers, Luhn-valid card numbers, IPv4          |
+| duplicates      |     10 |          10 |     10% | the same text in every field as an earlier record             |
+| near_duplicates |      5 |          10 |     10% | the same once case, punctuation and whitespace are ignored    |
+| length          |      5 |           5 |     20% | too long or answer far too short (estimated tokens)           |
+| balance         |      5 |           5 |  20 pts | a class above 80% or below 5% (fraction = distance past it)   |
+| placeholders    |     10 |           2 |     50% | unfilled template placeholders such as {{name}}               |
+| dpo_identical   |     10 |          10 |     10% | DPO pairs whose chosen and rejected answers are the same      |
+
+Placeholders weigh more than their frequency suggests: a model trained on "I am {{name}}" says
+exactly that. Bands (seed 001): 95-100 Excellent, 90-94 Good, 85-89 Fair, below 85 Poor.
+
+Memory stays flat however large the records are: per valid row the scan keeps a line number,
+two estimated token counts and two 8-byte hashes in compact arrays (28 bytes a row), plus
+counters and at most 100 sampled issues per check; records are dropped as soon as they are
+scored. Tokens are an estimate (UTF-8 bytes / 4), not a tokenizer count.
+"""
+
+import math
+import re
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, Field
+
+from services.errors import InvalidFile
+from services.pii import may_hold_pii, scan_pii, squeeze
+from services.readers import RawRecord, detect_format, iter_records
+from services.settings import get_settings
+from services.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, to_canonical
+
+Band = Literal["Excellent", "Good", "Fair", "Poor"]
+BANDS: tuple[tuple[int, Band, str], ...] = (
+    (95, "Excellent", "Ready for production training"),
+    (90, "Good", "Minor issues, safe to use"),
+    (85, "Fair", "Review issues before training"),
+    (0, "Poor", "Needs cleanup"),
+)
+TOKEN_METHOD = "estimate: UTF-8 bytes / 4 (no tokenizer)"
+MAX_LINES = 100
+MAX_EXAMPLES = 5
+MAX_ISSUES = 500
+DETECT_SAMPLE = 200
+LABEL_FIELDS = ("label", "task", "category")
+MAX_CLASSES = 50
+MAJORITY_LIMIT = 0.8
+MINORITY_LIMIT = 0.05
+SHORT_ANSWER_SHARE = 0.05
+
+
+class CheckSpec(NamedTuple):
+    title: str
+    weight: float
+    sensitivity: float
+
+
+CHECKS: dict[str, CheckSpec] = {
+    "json": CheckSpec("JSON validity", 30, 10),
+    "required": CheckSpec("Required fields", 25, 10),
+    "types": CheckSpec("Field types", 20, 10),
+    "empty": CheckSpec("Empty values", 15, 10),
+    "pii": CheckSpec("Personal data (PII)", 15, 10),
+    "duplicates": CheckSpec("Exact duplicates", 10, 10),
+    "near_duplicates": CheckSpec("Near duplicates", 5, 10),
+    "length": CheckSpec("Length outliers", 5, 5),
+    "balance": CheckSpec("Label / task balance", 5, 5),
+    "placeholders": CheckSpec("Unfilled placeholders", 10, 2),
+    "dpo_identical": CheckSpec("DPO chosen = rejected", 10, 10),
+}
+_STRUCTURAL = {"json", "required", "types"}
+_ALIASES = {"messages": ("messages", "conversations"), "prompt": ("prompt", "conversations", "messages")}
+_PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][\w.-]{0,39}\s*\}\}")
+
+
+class Issue(BaseModel):
+    """One finding; `line` is None for dataset-wide findings such as label balance."""
+
+    line: int | None
+    check: str
+    message: str
+
+
+class CheckResult(BaseModel):
+    id: str
+    title: str
+    weight: float
+    applicable: bool = True
+    count: int = 0
+    affected_fraction: float = 0.0
+    penalty: float = 0.0
+    lines: list[int] = Field(default_factory=list, description="First line numbers affected (at most 100).")
+    examples: list[str] = Field(default_factory=list)
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.count == 0
+
+
+class TokenStats(BaseModel):
+    min: int
+    median: int
+    p95: int
+    max: int
+    method: str = TOKEN_METHOD
+
+
+class QualityReport(BaseModel):
+    source: str
+    format: str
+    kind: DatasetKind | None
+    rows: int
+    valid_rows: int
+    quality_score: int = Field(ge=0, le=100)
+    band: Band
+    band_advice: str
+    checks: list[CheckResult]
+    issues: list[Issue] = Field(description="First issues by line (at most 500); issue_count has the total.")
+    issue_count: int
+    tokens: TokenStats | None
+    label_field: str | None
+    label_distribution: dict[str, int]
+
+    def check(self, check_id: str) -> CheckResult:
+        return next(c for c in self.checks if c.id == check_id)
+
+
+def quality_band(score: int) -> tuple[Band, str]:
+    """Seed 001's band and advice for a 0-100 score."""
+    return next((band, advice) for floor, band, advice in BANDS if score >= floor)
+
+
+def validate_file(path: str | Path, *, kind: DatasetKind | str | None = None, filename: str | None = None) -> QualityReport:
+    """Score a CSV / JSON / JSONL dataset in one streaming pass; the kind is detected unless given.
+
+    Raises InvalidFile when the file is not a dataset file at all (unsupported type, empty,
+    not UTF-8); everything wrong inside a readable file becomes an issue in the report.
+    """
+    path = Path(path)
+    fmt = detect_format(path, filename)
+    items = iter_records(path, fmt, get_settings().max_line_bytes)
+    head = list(islice(items, DETECT_SAMPLE))
+    sample = [item.record for item in head if item.record is not None]
+    scan = _Scan(DatasetKind(kind) if kind else _detect(sample), _label_field(sample))
+    scan.feed(chain(head, items))
+    _refuse_unreadable(scan)
+    return scan.report(filename or path.name, fmt)
+
+
+def _detect(sample: list[dict[str, Any]]) -> DatasetKind | None:
+    try:
+        return detect_kind(sample).kind if sample else None
+    except InvalidFile:
+        return None
+
+
+def _label_field(sample: list[dict[str, Any]]) -> str | None:
+    """The class field balance is measured on: the first of label / task / category most records have."""
+    return next((f for f in LABEL_FIELDS if sample and sum(f in r for r in sample) * 2 >= len(sample)), None)
+
+
+def _refuse_unreadable(scan: "_Scan") -> None:
+    if scan.rows == 0:
+        raise InvalidFile("The file holds no records to validate.")
+    first = scan.tally["json"].samples[:1]
+    if scan.parsed == 0 and first and "UTF-8" in first[0][1]:
+        raise InvalidFile(f"The file is not UTF-8 text: {first[0][1]}", line=first[0][0])
+
+
+class _Tally:
+    """A check's running count with the first findings kept for the report."""
+
+    __slots__ = ("count", "samples")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.samples: list[tuple[int, str]] = []
+
+    def add(self, line: int, message: str) -> None:
+        self.count += 1
+        if len(self.samples) < MAX_LINES:
+            self.samples.append((line, message[:200]))
+
+
+Parts = tuple[tuple[str, ...], str, tuple[str, ...], bool]
+
+
+class _Scan:
+    """What one pass remembers: counters, capped samples and fixed-size numbers per row."""
+
+    def __init__(self, kind: DatasetKind | None, label_field: str | None) -> None:
+        self.kind = kind
+        self.parts: Callable[[dict[str, Any]], Parts] | None = _PARTS[kind] if kind else None
+        self.label_field = label_field
+        self.labels: dict[Any, int] | None = {} if label_field else None
+        self.rows = self.parsed = 0
+        self.tally = {check: _Tally() for check in CHECKS}
+        self.pii_kinds: Counter[str] = Counter()
+        self.sizes = array("I")  # per valid row: line, estimated tokens, estimated answer tokens
+        self.keys = array("q")  # per valid row: exact-duplicate hash, near-duplicate hash
+
+    def feed(self, items: Iterable[RawRecord]) -> None:
+        """The hot loop: per record a few C-level passes over its bytes, rare findings in helpers."""
+        rows = parsed = 0
+        plain_alpaca = self.kind is DatasetKind.ALPACA
+        parts, sizes, keys = self.parts, self.sizes.extend, self.keys.extend
+        labels, label_field = self.labels, self.label_field
+        for item in items:
+            rows += 1
+            record = item.record
+            if record is None:
+                self.tally["json"].add(item.line, item.error or "unreadable record.")
+                continue
+            parsed += 1
+            # Canonical alpaca records (every registry file) skip to_canonical: it would return the same.
+            if not (plain_alpaca and type(record.get("instruction")) is str and type(record.get("output")) is str and type(record.get("input")) is str):
+                record = self._canonical(item.line, record)
+                if record is None:
+                    continue
+            texts, answer, empty, identical = parts(record)  # type: ignore[misc]
+            text = "\n".join(texts)
+            data = text.encode()
+            squeezed = squeeze(data if text.isascii() else text.casefold().encode())
+            sizes((item.line, (len(data) + 3) >> 2, (len(answer) + 3) >> 2))
+            if empty:
+                self._empty(item.line, empty)
+            else:
+                keys((hash(data), hash(squeezed)))
+            if identical:
+                self.tally["dpo_identical"].add(item.line, "chosen and rejected are the same answer.")
+            if b"{" in data:
+                self._placeholders(item.line, text)
+            if may_hold_pii(data, squeezed):
+                self._pii(item.line, text)
+            if labels is not None:
+                value = record.get(label_field)  # type: ignore[arg-type]
+                try:
+                    labels[value] += 1
+                except (KeyError, TypeError):
+                    labels = self._new_label(value)
+        self.rows, self.parsed = rows, parsed
+
+    def _canonical(self, line: int, record: dict[str, Any]) -> dict[str, Any] | None:
+        if self.kind is None:
+            fields = ", ".join(list(record)[:8]) or "none"
+            self.tally["required"].add(line, f"not a recognised dataset record (fields: {fields}).")
+            return None
+        try:
+            return to_canonical(record, self.kind)
+        except ShapeError as exc:
+            if missing := _missing_fields(record, self.kind):
+                self.tally["required"].add(line, f"missing required field(s) for {self.kind.value}: {', '.join(missing)}.")
+            else:
+                self.tally["types"].add(line, str(exc))
+            return None
+
+    def _empty(self, line: int, fields: tuple[str, ...]) -> None:
+        """Empty rows are reported once here, not also as duplicates of each other: their keys are unique."""
+        self.tally["empty"].add(line, f"empty {', '.join(fields)}.")
+        unique = hash((line, "empty"))
+        self.keys.extend((unique, unique))
+
+    def _placeholders(self, line: int, text: str) -> None:
+        if found := _PLACEHOLDER.findall(text):
+            self.tally["placeholders"].add(line, f"unfilled placeholder(s) {', '.join(dict.fromkeys(found))}.")
+
+    def _pii(self, line: int, text: str) -> None:
+        if hits := scan_pii(text):
+            self.pii_kinds.update(hit.kind for hit in hits)
+            self.tally["pii"].add(line, ", ".join(f"{hit.kind} {hit.value_masked}" for hit in hits[:3]) + ".")
+
+    def _new_label(self, value: Any) -> dict[Any, int] | None:
+        """Count a class seen for the first time; None (balance not applicable) past MAX_CLASSES."""
+        labels = self.labels
+        assert labels is not None
+        if isinstance(value, (list, dict)):
+            value = orjson.dumps(value).decode()[:60]
+        if value not in labels and len(labels) >= MAX_CLASSES:
+            self.labels = None
+            return None
+        labels[value] = labels.get(value, 0) + 1
+        return labels
+
+    def report(self, source: str, fmt: str) -> QualityReport:
+        sizes = np.frombuffer(self.sizes, dtype=np.uint32).reshape(-1, 3)
+        valid = len(sizes)
+        notes = self._find_repeats(sizes[:, 0]) | self._find_length_outliers(sizes)
+        checks = [self._result(check, valid, notes.get(check, "")) for check in CHECKS if check != "balance"]
+        checks.insert(list(CHECKS).index("balance"), self._balance(valid))
+        if self.kind is not DatasetKind.DPO:
+            checks[list(CHECKS).index("dpo_identical")].applicable = False
+        total = sum(c.penalty for c in checks)
+        score = max(0, math.floor(100 - total + 0.5)) if valid else 0
+        band, advice = quality_band(score)
+        issues = sorted(
+            (Issue(line=line, check=check, message=message) for check, t in self.tally.items() for line, message in t.samples),
+            key=lambda issue: (issue.line is None, issue.line or 0),
+        )
+        balance = checks[list(CHECKS).index("balance")]
+        if balance.count:
+            issues.append(Issue(line=None, check="balance", message=balance.note))
+        return QualityReport(
+            source=source,
+            format=fmt,
+            kind=self.kind,
+            rows=self.rows,
+            valid_rows=valid,
+            quality_score=score,
+            band=band,
+            band_advice=advice,
+            checks=checks,
+            issues=issues[:MAX_ISSUES],
+            issue_count=sum(t.count for t in self.tally.values()) + (1 if balance.count else 0),
+            tokens=_token_stats(sizes[:, 1]),
+            label_field=self.label_field if self.labels is not None else None,
+            label_distribution={_label_name(k): v for k, v in Counter(self.labels or {}).most_common()},
+        )
+
+    def _result(self, check: str, valid: int, note: str) -> CheckResult:
+        spec, tally = CHECKS[check], self.tally[check]
+        fraction = tally.count / max(1, self.rows if check in _STRUCTURAL else valid)
+        if check == "pii" and self.pii_kinds:
+            note = ", ".join(f"{kind} {count}" for kind, count in self.pii_kinds.most_common()) + " (values masked)"
+        return CheckResult(
+            id=check,
+            title=spec.title,
+            weight=spec.weight,
+            count=tally.count,
+            affected_fraction=round(fraction, 4),
+            penalty=round(spec.weight * min(1.0, fraction * spec.sensitivity), 2),
+            lines=[line for line, _ in tally.samples],
+            examples=[f"line {line}: {message}" for line, message in tally.samples[:MAX_EXAMPLES]],
+            note=note,
+        )
+
+    def _find_repeats(self, lines: np.ndarray) -> dict[str, str]:
+        keys = np.frombuffer(self.keys, dtype=np.int64).reshape(-1, 2)
+        exact_rows, exact_of = _repeats(keys[:, 0])
+        near_rows, near_of = _repeats(keys[:, 1])
+        fresh = ~np.isin(near_rows, exact_rows)
+        for row, of in zip(exact_rows.tolist(), exact_of.tolist(), strict=True):
+            self.tally["duplicates"].add(int(lines[row]), f"same text as line {lines[of]}.")
+        for row, of in zip(near_rows[fresh].tolist(), near_of[fresh].tolist(), strict=True):
+            self.tally["near_duplicates"].add(int(lines[row]), f"same text as line {lines[of]} apart from case, punctuation or spacing.")
+        return {
+            "duplicates": "the same text in every field (other fields such as ids are ignored)",
+            "near_duplicates": "the same text once case, punctuation and whitespace are ignored",
+        }
+
+    def _find_length_outliers(self, sizes: np.ndarray) -> dict[str, str]:
+        if len(sizes) < 4:
+            return {"length": "too few rows for length statistics"}
+        lines, tokens, answers = sizes[:, 0], sizes[:, 1], sizes[:, 2]
+        q1, q3 = np.percentile(tokens, [25, 75])
+        limit = int(max(q3 + 3 * (q3 - q1), 2 * q3))
+        median_answer = float(np.median(answers))
+        too_long = tokens > limit
+        too_short = (answers > 0) & (answers < median_answer * SHORT_ANSWER_SHARE)
+        for row in np.flatnonzero(too_long | too_short).tolist():
+            message = (
+                f"about {tokens[row]} tokens, above the {limit}-token outlier limit."
+                if too_long[row]
+                else f"answer of about {answers[row]} tokens against a median of {median_answer:.0f}."
+            )
+            self.tally["length"].add(int(lines[row]), message)
+        return {
+            "length": f"{TOKEN_METHOD}; too long above {limit} tokens (max of Q3 + 3 x IQR and 2 x Q3); "
+            f"too short: answer under {SHORT_ANSWER_SHARE:.0%} of the median answer ({median_answer:.0f} tokens)"
+        }
+
+    def _balance(self, valid: int) -> CheckResult:
+        spec = CHECKS["balance"]
+        result = CheckResult(id="balance", title=spec.title, weight=spec.weight, applicable=False)
+        if not self.label_field:
+            result.note = "not applicable: no label, task or category field"
+            return result
+        if self.labels is None:
+            result.note = f"not applicable: {self.label_field!r} has more than {MAX_CLASSES} distinct values"
+            return result
+        shares = {name: count / max(1, valid) for name, count in self.labels.items()}
+        if len(shares) < 2 and self.label_field != "label":
+            result.note = f"not applicable: one {self.label_field} only"
+            return result
+        result.applicable = True
+        majority = max(shares.values(), default=0.0)
+        rare = {name: share for name, share in shares.items() if share < MINORITY_LIMIT}
+        excess = max(majority - MAJORITY_LIMIT, max((MINORITY_LIMIT - s for s in rare.values()), default=0.0), 0.0)
+        described = ", ".join(f"{_label_name(n)} {s:.0%}" for n, s in sorted(shares.items(), key=lambda i: -i[1])[:8])
+        result.note = f"{self.label_field}: {described}"
+        if excess > 0:
+            offending = [n for n, s in shares.items() if s > MAJORITY_LIMIT or s < MINORITY_LIMIT]
+            result.count = sum(self.labels[n] for n in offending)
+            result.affected_fraction = round(excess, 4)
+            result.penalty = round(spec.weight * min(1.0, excess * spec.sensitivity), 2)
+            result.note = f"imbalanced {result.note} (limits: no class above {MAJORITY_LIMIT:.0%} or below {MINORITY_LIMIT:.0%})"
+        return result
+
+
+def _missing_fields(record: dict[str, Any], kind: DatasetKind) -> list[str]:
+    return [f for f in REQUIRED_FIELDS[kind] if not any(alias in record for alias in _ALIASES.get(f, (f,)))]
+
+
+def _repeats(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose key an earlier row already had, in file order, each with that first row."""
+    if len(hashes) < 2:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    order = np.argsort(hashes, kind="stable")
+    ranked = hashes[order]
+    repeat = np.zeros(len(hashes), dtype=bool)
+    np.equal(ranked[1:], ranked[:-1], out=repeat[1:])
+    group_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(hashes))))
+    rows, first = order[repeat], order[group_start[repeat]]
+    in_file_order = np.argsort(rows)
+    return rows[in_file_order], first[in_file_order]
+
+
+def _token_stats(tokens: np.ndarray) -> TokenStats | None:
+    if not len(tokens):
+        return None
+    median, p95 = np.percentile(tokens, [50, 95])
+    return TokenStats(min=int(tokens.min()), median=round(median), p95=round(p95), max=int(tokens.max()))
+
+
+def _label_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "(missing)" if value is None else str(value)
+
+
+def _blank(**fields: str) -> tuple[str, ...]:
+    return tuple(name for name, value in fields.items() if not value.strip())
+
+
+def _alpaca_parts(record: dict[str, Any]) -> Parts:
+    instruction, output = record["instruction"], record["output"]
+    empty = () if instruction.strip() and output.strip() else _blank(instruction=instruction, output=output)
+    return (instruction, record["input"], output), output, empty, False
+
+
+def _chat_parts(record: dict[str, Any]) -> Parts:
+    messages = record["messages"]
+    empty = tuple(
+        f"message {index} ({m['role']})" for index, m in enumerate(messages, 1) if m["role"] != "system" and not m["content"].strip()
+    )
+    answers = [m["content"] for m in messages if m["role"] == "assistant"]
+    if not answers:
+        empty += ("assistant turn (there is none)",)
+    return tuple(m["content"] for m in messages), answers[-1] if answers else "", empty, False
+
+
+def _dpo_parts(record: dict[str, Any]) -> Parts:
+    prompt, chosen, rejected = record["prompt"], record["chosen"], record["rejected"]
+    prompt_texts = (prompt,) if isinstance(prompt, str) else tuple(m["content"] for m in prompt)
+    empty = _blank(prompt="".join(prompt_texts), chosen=chosen, rejected=rejected)
+    identical = bool(chosen.strip()) and chosen.strip() == rejected.strip()
+    return (*prompt_texts, chosen, rejected), chosen, empty, identical
+
+
+def _evaluation_parts(record: dict[str, Any]) -> Parts:
+    prompt, reference = record["prompt"], record["reference"]
+    return (prompt, reference), reference, _blank(prompt=prompt, reference=reference), False
+
+
+_PARTS: dict[DatasetKind, Callable[[dict[str, Any]], Parts]] = {
+    DatasetKind.ALPACA: _alpaca_parts,
+    DatasetKind.CHAT: _chat_parts,
+    DatasetKind.DPO: _dpo_parts,
+    DatasetKind.EVALUATION: _evaluation_parts,
+}

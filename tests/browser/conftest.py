@@ -1,0 +1,179 @@
+"""End-to-end harness: a real Streamlit server on a seeded temp registry, driven by Debian chromium via Playwright.
+
+Everything here is marked `browser`, so `make test` (-m "not browser") skips it and `make test-browser` runs it.
+Playwright's own browser downloads are never used: chromium comes from apt (`/usr/bin/chromium`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+# Without the background-networking flags chromium keeps dialling out, and this machine's closed network refuses it.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SERVER_START_TIMEOUT_S = 60
+PAGE_TIMEOUT_MS = 30_000
+BROWSER_TEST_TIMEOUT_S = 300
+# The open page and where its failure screenshot goes, kept on the test item for the report hook.
+PAGE_KEY = pytest.StashKey[tuple[object, Path]]()
+BROWSER_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test under tests/browser, and bound it so a hung browser cannot stall CI."""
+    for item in items:
+        if BROWSER_DIR in item.path.parents:
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.timeout(BROWSER_TEST_TIMEOUT_S))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """On a failed test, screenshot the page while it is still open and name the file in the failure report."""
+    report = yield
+    open_page = item.stash.get(PAGE_KEY, None)
+    if report.when == "call" and report.failed and open_page is not None:
+        page, shot = open_page
+        try:
+            page.screenshot(path=str(shot), full_page=True)
+            report.sections.append(("browser screenshot", f"saved to {shot}"))
+        except Exception as error:  # a crashed page must not hide the test's own failure
+            report.sections.append(("browser screenshot", f"could not be taken: {error}"))
+    return report
+
+
+def wait_for_streamlit(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
+    """Wait until the app is connected and its script has finished a run (Streamlit 1.67's stApp data attributes)."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout_ms)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
+    page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=timeout_ms)
+    # A rerun triggered just before this call may not have flipped the state yet; give it one frame-ish to show up.
+    page.wait_for_timeout(150)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms)
+
+
+@pytest.fixture(name="wait_for_streamlit", scope="session")
+def wait_for_streamlit_fixture() -> Callable[..., None]:
+    """The `wait_for_streamlit(page)` helper, as a fixture so tests need not import a conftest module."""
+    return wait_for_streamlit
+
+
+@pytest.fixture(scope="session")
+def console_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A temp registry, seeded with the demo data when `services.demo.seed_demo` exists."""
+    home = tmp_path_factory.mktemp("console-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(home))
+        if importlib.util.find_spec("services.demo") is not None:
+            from services import demo
+
+            seed = getattr(demo, "seed_demo", None)
+            if seed is not None:
+                seed()
+    return home
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def console_url(console_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Start `streamlit run app.py` on a free loopback port against the temp registry; stop it after the session."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = {
+        **os.environ,
+        "RMN_LORA_HOME": str(console_home),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.address", "127.0.0.1",
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        _wait_healthy(server, url, log_path)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _wait_healthy(server: subprocess.Popen, url: str, log_path: Path) -> None:
+    """Poll Streamlit's health endpoint; fail with the server's own output if it dies or never answers."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with {server.returncode} before answering:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    log = log_path.read_text(errors="replace")
+    pytest.fail(f"streamlit did not answer {url}/_stcore/health within {SERVER_START_TIMEOUT_S} s:\n{log}")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """One Debian chromium for the whole session; each test gets its own context."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium (Playwright's browser downloads are not used)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_page(browser, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
+    """A fresh page (own cookies and storage) with a 30 s default timeout; screenshotted if the test fails."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    request.node.stash[PAGE_KEY] = (page, tmp_path / "failure.png")
+    try:
+        yield page
+    finally:
+        del request.node.stash[PAGE_KEY]
+        context.close()

@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets its own registry and never touches the repo's datasets/."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+PEER_DATA = Path(__file__).resolve().parents[2] / "shared" / "peer-data"
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """A fresh, empty registry rooted in a temp folder, active through `RMN_LORA_HOME`."""
+    from services.registry import open_registry
+
+    home = tmp_path / "registry"
+    monkeypatch.setenv("RMN_LORA_HOME", str(home))
+    return open_registry()
+
+
+@pytest.fixture
+def peer_data() -> Path:
+    if not PEER_DATA.is_dir():
+        pytest.skip(f"peer data not found at {PEER_DATA}")
+    return PEER_DATA
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under the registry with its bytes, lock files aside (they are empty and persist by design)."""
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and ".locks" not in path.parts
+    }
