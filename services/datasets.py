@@ -24,10 +24,11 @@ from services.errors import InvalidFile, NotFound
 from services.readers import FileFormat, detect_format, iter_records, read_strict
 from services.registry import Registry, open_registry
 from services.shapes import DatasetKind, ShapeDetection, ShapeError, detect_kind, to_canonical
-from services.storage import atomic_write_json, locked, read_json, validate_name
+from services.storage import atomic_write_json, atomic_write_text, locked, read_json, validate_name
 from services.validation import QualityReport, validate_file
 
 ExportFormat = Literal["jsonl", "csv"]
+GENERATION_FILE = ".generation"
 
 
 class DatasetVersion(BaseModel):
@@ -99,6 +100,7 @@ class FilePreview(BaseModel):
 
 
 _meta_cache: dict[Path, tuple[int, DatasetRecord]] = {}
+_list_cache: dict[Path, tuple[tuple[int, str], list[DatasetRecord]]] = {}
 
 
 def stage_upload(stream: BinaryIO, filename: str, registry: Registry | None = None) -> Path:
@@ -174,21 +176,15 @@ def import_dataset(
 def list_datasets(
     search: str = "", kind: DatasetKind | str | None = None, registry: Registry | None = None
 ) -> list[DatasetRecord]:
-    """Newest first. Parsed metadata is cached by mtime, so 1,000 datasets cost 1,000 stats per call."""
+    """Newest first. The whole list is cached until the library's generation stamp changes (any write, any process)."""
     registry = registry or open_registry()
     needle = search.strip().casefold()
-    records = []
-    for entry in _scan(registry.library):
-        record = _load_meta(entry)
-        if record is None:
-            continue
-        if kind and record.kind != DatasetKind(kind):
-            continue
-        if needle and needle not in record.name.casefold() and needle not in record.description.casefold():
-            continue
-        records.append(record)
-    records.sort(key=lambda r: r.updated, reverse=True)
-    return records
+    return [
+        record
+        for record in _all_records(registry)
+        if (not kind or record.kind == DatasetKind(kind))
+        and (not needle or needle in record.name.casefold() or needle in record.description.casefold())
+    ]
 
 
 def get_dataset(name: str, registry: Registry | None = None) -> DatasetRecord:
@@ -264,6 +260,7 @@ def delete_dataset(name: str, registry: Registry | None = None) -> None:
     with locked(registry.locks, "library"):
         trash = registry.tmp / f"deleted-{name}-{uuid.uuid4().hex}"
         (registry.library / name).rename(trash)
+        _bump_generation(registry)
     shutil.rmtree(trash, ignore_errors=True)
     _meta_cache.pop(registry.library / name / "meta.json", None)
     log_event("dataset.deleted", f"Deleted dataset {name}", registry, dataset=name)
@@ -369,14 +366,33 @@ def _commit_version(
 
 def _write_meta(registry: Registry, record: DatasetRecord) -> None:
     atomic_write_json(registry.library / record.name / "meta.json", record.model_dump(mode="json"))
+    _bump_generation(registry)
 
 
-def _scan(library: Path) -> Iterator[Path]:
-    if not library.is_dir():
-        return
-    for entry in library.iterdir():
-        if entry.is_dir():
-            yield entry / "meta.json"
+def _bump_generation(registry: Registry) -> None:
+    """Replace the stamp file (a new inode) so every process's list cache sees that the library changed."""
+    atomic_write_text(registry.library / GENERATION_FILE, uuid.uuid4().hex)
+
+
+def _generation(registry: Registry) -> tuple[int, str]:
+    """The folder's mtime catches datasets added or removed by hand; the stamp's content catches every write of ours."""
+    stamp = registry.library / GENERATION_FILE
+    return registry.library.stat().st_mtime_ns, stamp.read_text() if stamp.exists() else ""
+
+
+def _all_records(registry: Registry) -> list[DatasetRecord]:
+    stamp = _generation(registry)
+    cached = _list_cache.get(registry.library)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    records = [
+        record
+        for entry in registry.library.iterdir()
+        if entry.is_dir() and (record := _load_meta(entry / "meta.json")) is not None
+    ]
+    records.sort(key=lambda r: r.updated, reverse=True)
+    _list_cache[registry.library] = (stamp, records)
+    return records
 
 
 def _load_meta(path: Path) -> DatasetRecord | None:

@@ -1,0 +1,87 @@
+"""Generators and the demo seed: deterministic, split without leaks, and answers that the mapping computes."""
+
+import re
+
+import pandas as pd
+
+from services import datasets as library
+from services.demo import seed_demo
+from services.generators import planning_examples, policy_examples, retailer_examples
+from services.mappings import get_mapping, harmonize
+from services.raw_sources import load_source
+
+SEED_000_NAMES = {"retailer_amazon_sft", "retailer_walmart_sft", "task_planning_sft", "policy_creative_dpo"}
+
+
+def test_demo_seed_is_idempotent_and_makes_seed_000_datasets(registry):
+    names = seed_demo(registry)
+    assert SEED_000_NAMES <= set(names)
+    assert {"retailer_amazon_eval", "retailer_walmart_eval", "task_planning_eval"} <= set(names)
+    hashes = {r.name: (r.version, r.content_hash) for r in library.list_datasets()}
+    assert all(library.get_dataset(n).quality_score >= 90 for n in SEED_000_NAMES)
+    seed_demo(registry)
+    assert {r.name: (r.version, r.content_hash) for r in library.list_datasets()} == hashes
+
+
+def test_retailer_answers_are_what_the_mapping_computes(registry):
+    seed_demo(registry)
+    mapping = get_mapping("Amazon")
+    rows = load_source(mapping.source_id)
+    result = harmonize(mapping, rows)
+    by_field = {f.source: f for f in mapping.fields if f.source}
+    examples = retailer_examples("Amazon")
+    assert len({e["task"] for e in examples}) >= 8
+    for example in examples:
+        source, raw = re.match(r"Map field '(.+)' with value '(.*)' from Amazon to RMIS\.", example["instruction"]).groups()
+        field = by_field[source]
+        index = rows.index[rows[source].astype(str) == raw][0]
+        assert example["output"] == f"{field.target}: {result.frame.at[index, field.target]}"
+    assert any(e["output"] == "placement_type: sponsored_product" for e in examples)
+
+
+def test_held_out_split_has_no_leaks_and_keeps_enum_values_in_training(registry):
+    seed_demo(registry)
+    train = {r["instruction"] for r in library.iter_dataset("retailer_amazon_sft")}
+    held_out = [r["prompt"] for r in library.iter_dataset("retailer_amazon_eval")]
+    assert held_out and not train & set(held_out)
+    enum_sources = {f.source for f in get_mapping("Amazon").fields if f.transform == "enum_map"}
+    assert not [p for p in held_out if any(f"field '{s}'" in p for s in enum_sources)]
+    assert {"placement_type: sponsored_product", "placement_type: video"} <= {
+        r["output"] for r in library.iter_dataset("retailer_amazon_sft")
+    }
+
+
+def test_planning_splits_budget_over_placements_with_positive_uplift(registry):
+    from services.raw_sources import generate_raw_sources
+
+    generate_raw_sources(registry)
+    priors = load_source("uplift_priors")
+    priors["ci_low"] = pd.to_numeric(priors["ci_low"])
+    positive = set(priors.loc[priors["ci_low"] > 0, ["retailer", "category", "placement_type"]].itertuples(index=False, name=None))
+    examples = planning_examples()
+    assert len(examples) == priors.groupby(["retailer", "category"]).ngroups * 3
+    for example in examples:
+        retailer, category = re.search(r"campaign for (.+) on (\w+)\.", example["instruction"]).group(2, 1)
+        shares = re.findall(r"(\w+) (\d+)% \(\$", example["output"])
+        if shares:
+            assert sum(int(share) for _, share in shares) == 100
+            assert all((retailer, category, placement) in positive for placement, _ in shares)
+
+
+def test_policy_pairs_break_exactly_the_rule_they_name(registry):
+    from services.raw_sources import generate_raw_sources
+
+    generate_raw_sources(registry)
+    retailers = {"Amazon", "Walmart", "Target", "Instacart"}
+    for pair in policy_examples():
+        price = re.search(r"listed at (\$[\d.]+)", pair["prompt"]).group(1)
+        assert price in pair["chosen"] and pair["chosen"] != pair["rejected"]
+        assert "!" not in pair["chosen"] and not re.search(r"\b(best|#1)\b", pair["chosen"], re.I)
+        rule = pair["violation"]
+        if rule == "competitor":
+            own = re.search(r" on (\w+)\. ", pair["prompt"]).group(1)
+            assert any(r in pair["rejected"] for r in retailers - {own})
+        if rule == "wrong_price":
+            assert price not in pair["rejected"]
+        if rule == "all_caps":
+            assert "!!" in pair["rejected"]
