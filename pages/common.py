@@ -18,9 +18,9 @@ def paginate(items: Sequence[T], key: str, page_size: int = 25) -> Sequence[T]:
     pages = max(1, -(-total // page_size))
     page = min(st.session_state.get(key, 1), pages)
     start = (page - 1) * page_size
-    left, right = st.columns([3, 1])
+    left, right = st.columns([4, 1], vertical_alignment="center")
     left.caption(f"Showing {start + 1 if total else 0}–{min(start + page_size, total)} of {total:,}")
-    right.number_input("Page", min_value=1, max_value=pages, value=page, step=1, key=key, label_visibility="collapsed")
+    right.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=page, step=1, key=key)
     return items[start : start + page_size]
 
 

@@ -24,11 +24,10 @@ from services.errors import InvalidFile, NotFound
 from services.readers import FileFormat, detect_format, iter_records, read_strict
 from services.registry import Registry, open_registry
 from services.shapes import DatasetKind, ShapeDetection, ShapeError, detect_kind, to_canonical
-from services.storage import atomic_write_json, atomic_write_text, locked, read_json, validate_name
+from services.storage import atomic_write_json, bump_generation, generation, locked, read_json, validate_name
 from services.validation import QualityReport, validate_file
 
 ExportFormat = Literal["jsonl", "csv"]
-GENERATION_FILE = ".generation"
 
 
 class DatasetVersion(BaseModel):
@@ -260,7 +259,7 @@ def delete_dataset(name: str, registry: Registry | None = None) -> None:
     with locked(registry.locks, "library"):
         trash = registry.tmp / f"deleted-{name}-{uuid.uuid4().hex}"
         (registry.library / name).rename(trash)
-        _bump_generation(registry)
+        bump_generation(registry.library)
     shutil.rmtree(trash, ignore_errors=True)
     _meta_cache.pop(registry.library / name / "meta.json", None)
     log_event("dataset.deleted", f"Deleted dataset {name}", registry, dataset=name)
@@ -366,22 +365,11 @@ def _commit_version(
 
 def _write_meta(registry: Registry, record: DatasetRecord) -> None:
     atomic_write_json(registry.library / record.name / "meta.json", record.model_dump(mode="json"))
-    _bump_generation(registry)
-
-
-def _bump_generation(registry: Registry) -> None:
-    """Replace the stamp file (a new inode) so every process's list cache sees that the library changed."""
-    atomic_write_text(registry.library / GENERATION_FILE, uuid.uuid4().hex)
-
-
-def _generation(registry: Registry) -> tuple[int, str]:
-    """The folder's mtime catches datasets added or removed by hand; the stamp's content catches every write of ours."""
-    stamp = registry.library / GENERATION_FILE
-    return registry.library.stat().st_mtime_ns, stamp.read_text() if stamp.exists() else ""
+    bump_generation(registry.library)
 
 
 def _all_records(registry: Registry) -> list[DatasetRecord]:
-    stamp = _generation(registry)
+    stamp = generation(registry.library)
     cached = _list_cache.get(registry.library)
     if cached and cached[0] == stamp:
         return cached[1]

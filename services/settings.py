@@ -15,6 +15,7 @@ class Settings(BaseModel):
     models_dir: Path = Field(description="Cache of base models converted to safetensors (large; outside the registry).")
     max_upload_mb: int = Field(default=200, ge=1, le=10_240)
     max_line_mb: int = Field(default=8, ge=1, le=1024)
+    max_concurrent_jobs: int = Field(default=1, ge=1, le=16, description="Training jobs that may run at once.")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -32,4 +33,5 @@ def get_settings() -> Settings:
         models_dir=Path(os.environ.get("RMN_LORA_MODELS") or REPO_ROOT / ".cache" / "models").expanduser().resolve(),
         max_upload_mb=int(os.environ.get("RMN_LORA_MAX_UPLOAD_MB", 200)),
         max_line_mb=int(os.environ.get("RMN_LORA_MAX_LINE_MB", 8)),
+        max_concurrent_jobs=int(os.environ.get("RMN_LORA_MAX_CONCURRENT_JOBS", 1)),
     )

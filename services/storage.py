@@ -5,6 +5,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,6 +70,20 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+GENERATION_FILE = ".generation"
+
+
+def bump_generation(folder: Path) -> None:
+    """Mark `folder` as changed for every process's list cache (call it under the folder's lock, after a write)."""
+    atomic_write_text(folder / GENERATION_FILE, uuid.uuid4().hex)
+
+
+def generation(folder: Path) -> tuple[int, str]:
+    """A cheap stamp of a registry folder: its mtime catches entries added or removed by hand, the stamp every write of ours."""
+    stamp = folder / GENERATION_FILE
+    return folder.stat().st_mtime_ns, stamp.read_text() if stamp.exists() else ""
 
 
 @contextmanager
