@@ -4,11 +4,13 @@ Layout: `library/<name>/meta.json` plus one `v<N>.jsonl` per version. Every chan
 library lock and lands with `os.replace`, so concurrent sessions and processes never lose a version.
 """
 
+import contextlib
 import csv
 import hashlib
 import io
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ from services.storage import atomic_write_json, bump_generation, generation, loc
 from services.validation import QualityReport, validate_file
 
 ExportFormat = Literal["jsonl", "csv"]
+STAGING_DIR = Path(tempfile.gettempdir()) / "rmn-lora-uploads"
 
 
 class DatasetVersion(BaseModel):
@@ -107,7 +110,9 @@ def stage_upload(stream: BinaryIO, filename: str, registry: Registry | None = No
     registry = registry or open_registry()
     limit = registry.settings.max_upload_bytes
     suffix = Path(filename).suffix.lower()
-    handle = tempfile.NamedTemporaryFile(prefix="rmn-upload-", suffix=suffix, delete=False)
+    _prune_staged()
+    STAGING_DIR.mkdir(exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=STAGING_DIR, prefix="upload-", suffix=suffix, delete=False)
     total = 0
     try:
         with handle:
@@ -123,6 +128,17 @@ def stage_upload(stream: BinaryIO, filename: str, registry: Registry | None = No
         Path(handle.name).unlink(missing_ok=True)
         raise
     return Path(handle.name)
+
+
+def _prune_staged(max_age_s: float = 6 * 3600) -> None:
+    """Browser sessions that close mid-upload never clean up; old staged files go the next time anyone uploads."""
+    if not STAGING_DIR.is_dir():
+        return
+    cutoff = time.time() - max_age_s
+    for path in STAGING_DIR.iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
 
 
 def preview_file(path: Path, filename: str | None = None, sample: int = 5) -> FilePreview:
