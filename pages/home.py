@@ -35,9 +35,12 @@ actions[2].page_link("pages/data_browser.py", label="Browse raw retailer data", 
 st.subheader("Recent activity")
 events = attempt(lambda: recent_activity(limit=10), "retry_activity")
 if events:
+    table = pd.DataFrame(events)[["ts", "kind", "message"]]
+    table["ts"] = pd.to_datetime(table["ts"])
     st.dataframe(
-        pd.DataFrame(events)[["ts", "kind", "message"]].rename(columns={"ts": "When (UTC)", "kind": "Event", "message": "Details"}),
+        table.rename(columns={"ts": "When (UTC)", "kind": "Event", "message": "Details"}),
         hide_index=True,
+        column_config={"When (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")},
     )
 elif events is not None:
     st.info("Nothing has happened yet. Upload a dataset or run `make run` to load the demo data.")
