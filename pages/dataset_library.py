@@ -1,5 +1,6 @@
 """Dataset Library (seed 000 §3, seed 001 §3.1): upload, browse, validate, export and delete datasets."""
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,8 @@ st.title("📊 Dataset Library")
 st.caption("Training and evaluation datasets, stored as canonical JSONL with versions and quality scores.")
 
 
-def upload_panel(empty: bool) -> None:
+def upload_panel(empty: bool) -> bool:
+    """The upload expander; True when this run imported a dataset."""
     with st.expander("➕ Upload dataset", expanded=empty):
         uploaded = st.file_uploader(
             "CSV, JSON or JSONL: alpaca, chat (messages / ShareGPT), DPO pairs or evaluation (prompt, reference)",
@@ -28,18 +30,23 @@ def upload_panel(empty: bool) -> None:
             if staged:
                 Path(staged["path"]).unlink(missing_ok=True)
                 del st.session_state["staged_upload"]
-            return
+            return False
         if not staged or staged["file_id"] != uploaded.file_id:
             if staged:
                 Path(staged["path"]).unlink(missing_ok=True)
             path = attempt(lambda: library.stage_upload(uploaded, uploaded.name), "retry_stage")
             if path is None:
-                return
+                return False
             staged = st.session_state["staged_upload"] = {"file_id": uploaded.file_id, "path": str(path)}
         preview = attempt(lambda: library.preview_file(Path(staged["path"]), uploaded.name), "retry_preview")
         if preview is None:
-            return
-        st.info(f"Detected **{preview.detection.kind.description}** ({preview.detection.summary}).", icon="🔎")
+            return False
+        detection = preview.detection  # its .summary repeats the description, so only the evidence goes in brackets
+        st.info(
+            f"Detected **{detection.kind.description}** ({detection.variant}; "
+            f"{detection.matching} of {detection.sampled} sampled records match).",
+            icon="🔎",
+        )
         st.dataframe(pd.DataFrame([flatten(r) for r in preview.sample]), hide_index=True)
         kinds = list(DatasetKind)
         with st.form("import_form"):
@@ -68,6 +75,8 @@ def upload_panel(empty: bool) -> None:
                     icon="✅",
                 )
                 st.session_state["dataset_selected"] = record.name
+                return True
+    return False
 
 
 def flatten(row: dict) -> dict:
@@ -104,10 +113,11 @@ def library_table(records: list[library.DatasetRecord]) -> None:
             "Source": [r.origin if r.origin != "upload" else r.latest.source for r in page],
         }
     )
-    event = st.dataframe(
+    st.dataframe(
         frame,
         hide_index=True,
-        on_select="rerun",
+        # Only a change of the table's selection picks the dataset, so the "Dataset" selectbox below still works.
+        on_select=partial(pick_from_table, [r.name for r in page]),
         selection_mode="single-row",
         key="dataset_table",
         column_config={
@@ -115,8 +125,13 @@ def library_table(records: list[library.DatasetRecord]) -> None:
             "Updated": st.column_config.DatetimeColumn("Updated", format="YYYY-MM-DD HH:mm"),
         },
     )
-    if event.selection.rows:
-        st.session_state["dataset_selected"] = page[event.selection.rows[0]].name
+
+
+def pick_from_table(names: list[str]) -> None:
+    """The table's selection callback: show the dataset whose row was just selected."""
+    rows = st.session_state["dataset_table"].selection.rows
+    if rows and rows[0] < len(names):
+        st.session_state["dataset_selected"] = names[rows[0]]
 
 
 def quality_report(report: QualityReport) -> None:
@@ -235,8 +250,10 @@ def dataset_detail(names: list[str]) -> None:
 if flash := st.session_state.pop("flash", None):
     st.success(flash, icon="✅")
 records = attempt(library.list_datasets, "retry_list")
+if records is not None and upload_panel(empty=not records):
+    # List again so the new dataset is in the table and selected below on this run, not only after the next click.
+    records = attempt(library.list_datasets, "retry_list_imported")
 if records is not None:
-    upload_panel(empty=not records)
     if not records:
         st.info("The library is empty. Upload a CSV / JSON / JSONL file above, or run `make run` to load the demo datasets.")
     else:

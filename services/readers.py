@@ -105,7 +105,7 @@ def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
             if not raw.strip():
                 continue
             try:
-                value = orjson.loads(raw)
+                value = orjson.loads(raw.rstrip(b"\r\n"))
             except orjson.JSONDecodeError as exc:
                 reason = _utf8_error(raw) or f"invalid JSON ({exc.msg} at column {exc.colno})."
                 yield RawRecord(line_no, None, reason)

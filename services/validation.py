@@ -22,18 +22,21 @@ checks against the valid rows (those that could be read as the dataset kind).
 Placeholders weigh more than their frequency suggests: a model trained on "I am {{name}}" says
 exactly that. Bands (seed 001): 95-100 Excellent, 90-94 Good, 85-89 Fair, below 85 Poor.
 
-Memory stays flat however large the records are: per valid row the scan keeps a line number,
-two estimated token counts and two 8-byte hashes in compact arrays (28 bytes a row), plus
-counters and at most 100 sampled issues per check; records are dropped as soon as they are
-scored. Tokens are an estimate (UTF-8 bytes / 4), not a tokenizer count.
+Memory stays flat however large the records are: per valid row the scan keeps its line number,
+the sizes of its text and answer and two 8-byte hashes in compact arrays (28 bytes a row), plus
+counters, at most 100 sampled issues per check and one batch of at most 64 KB of text; records
+are dropped as soon as their text is taken. Tokens are an estimate (UTF-8 bytes / 4), not a
+tokenizer count.
 """
 
+import gc
 import math
 import re
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
-from itertools import chain, islice
+from collections.abc import Callable, Iterable, Iterator, Sized
+from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -42,7 +45,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from services.errors import InvalidFile
-from services.pii import may_hold_pii, scan_pii, squeeze
+from services.pii import pii_candidates, scan_pii, text_batch
 from services.readers import RawRecord, detect_format, iter_records
 from services.settings import get_settings
 from services.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, to_canonical
@@ -64,6 +67,7 @@ MAX_CLASSES = 50
 MAJORITY_LIMIT = 0.8
 MINORITY_LIMIT = 0.05
 SHORT_ANSWER_SHARE = 0.05
+BATCH_CHARS = 1 << 16  # small enough for a batch and its copies to stay in the L2 cache
 
 
 class CheckSpec(NamedTuple):
@@ -86,6 +90,7 @@ CHECKS: dict[str, CheckSpec] = {
     "dpo_identical": CheckSpec("DPO chosen = rejected", 10, 10),
 }
 _STRUCTURAL = {"json", "required", "types"}
+_NO_KEYS = np.empty(0, dtype=np.int64)
 _ALIASES = {"messages": ("messages", "conversations"), "prompt": ("prompt", "conversations", "messages")}
 _PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][\w.-]{0,39}\s*\}\}")
 
@@ -160,9 +165,24 @@ def validate_file(path: str | Path, *, kind: DatasetKind | str | None = None, fi
     head = list(islice(items, DETECT_SAMPLE))
     sample = [item.record for item in head if item.record is not None]
     scan = _Scan(DatasetKind(kind) if kind else _detect(sample), _label_field(sample))
-    scan.feed(chain(head, items))
+    with _gc_paused():
+        scan.feed(head)
+        scan.feed(items)
+        scan.finish()
     _refuse_unreadable(scan)
     return scan.report(filename or path.name, fmt)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The pass makes millions of short-lived containers and no cycles: cyclic GC runs would find nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _detect(sample: list[dict[str, Any]]) -> DatasetKind | None:
@@ -200,63 +220,113 @@ class _Tally:
             self.samples.append((line, message[:200]))
 
 
-Parts = tuple[tuple[str, ...], str, tuple[str, ...], bool]
+Parts = tuple[str, str, tuple[str, ...], bool]  # all text joined, the answer, empty fields, chosen == rejected
 
 
 class _Scan:
-    """What one pass remembers: counters, capped samples and fixed-size numbers per row."""
+    """What one pass remembers: counters, capped samples and fixed-size numbers per valid row.
+
+    The loop only sorts records and extracts their text; the byte-level work (hashes, the
+    near-duplicate squeeze, the PII prefilter) runs per batch of texts in `_flush`, where it
+    is a few C calls for the whole batch instead of a dozen per record.
+    """
 
     def __init__(self, kind: DatasetKind | None, label_field: str | None) -> None:
         self.kind = kind
         self.parts: Callable[[dict[str, Any]], Parts] | None = _PARTS[kind] if kind else None
         self.label_field = label_field
-        self.labels: dict[Any, int] | None = {} if label_field else None
-        self.rows = self.parsed = 0
+        self.labels: Counter[Any] | None = Counter() if label_field else None
+        self.valid = 0
         self.tally = {check: _Tally() for check in CHECKS}
         self.pii_kinds: Counter[str] = Counter()
-        self.sizes = array("I")  # per valid row: line, estimated tokens, estimated answer tokens
-        self.keys = array("q")  # per valid row: exact-duplicate hash, near-duplicate hash
+        # Per valid row: line number, UTF-8 size of its text, size of its answer, and two 8-byte
+        # hashes (exact and near-duplicate keys, one numpy chunk per batch).
+        self.lines, self.sizes, self.answers = array("I"), array("I"), array("I")
+        self.exact: list[np.ndarray] = []
+        self.near: list[np.ndarray] = []
+        self.empty_rows = array("I")  # reported once, as empty: left out of duplicate and length checks
+        # The batch being collected: texts, their line numbers, answer sizes and class values.
+        self.batch: tuple[list[str], list[int], list[int], list[Any]] = ([], [], [], [])
+        self.batch_chars = 0
 
     def feed(self, items: Iterable[RawRecord]) -> None:
-        """The hot loop: per record a few C-level passes over its bytes, rare findings in helpers."""
-        rows = parsed = 0
-        plain_alpaca = self.kind is DatasetKind.ALPACA
-        parts, sizes, keys = self.parts, self.sizes.extend, self.keys.extend
-        labels, label_field = self.labels, self.label_field
+        """The hot loop: dictionary reads, type checks and list appends; no per-record C passes."""
+        alpaca = self.kind is DatasetKind.ALPACA
+        parts, label_field = self.parts, self.label_field
+        texts, lines, answers, labels = self.batch
+        add_text, add_line, add_answer, add_label = texts.append, lines.append, answers.append, labels.append
+        chars = self.batch_chars
         for item in items:
-            rows += 1
             record = item.record
             if record is None:
                 self.tally["json"].add(item.line, item.error or "unreadable record.")
                 continue
-            parsed += 1
-            # Canonical alpaca records (every registry file) skip to_canonical: it would return the same.
-            if not (plain_alpaca and type(record.get("instruction")) is str and type(record.get("output")) is str and type(record.get("input")) is str):
-                record = self._canonical(item.line, record)
-                if record is None:
-                    continue
-            texts, answer, empty, identical = parts(record)  # type: ignore[misc]
-            text = "\n".join(texts)
-            data = text.encode()
-            squeezed = squeeze(data if text.isascii() else text.casefold().encode())
-            sizes((item.line, (len(data) + 3) >> 2, (len(answer) + 3) >> 2))
-            if empty:
-                self._empty(item.line, empty)
+            line = item.line
+            # Plain alpaca records (every registry file) skip to_canonical, which would return them as they are.
+            if (
+                alpaca
+                and type(instruction := record.get("instruction")) is str
+                and type(output := record.get("output")) is str
+                and type(extra := record.get("input")) is str
+            ):
+                text, answer = f"{instruction}\n{extra}\n{output}", output
+                if not (instruction.strip() and output.strip()):
+                    self._empty(line, self.valid + len(texts), _blank(instruction=instruction, output=output))
+            elif (canonical := self._canonical(line, record)) is not None:
+                record = canonical
+                text, answer, empty, identical = parts(record)  # type: ignore[misc]
+                if empty:
+                    self._empty(line, self.valid + len(texts), empty)
+                if identical:
+                    self.tally["dpo_identical"].add(line, "chosen and rejected are the same answer.")
             else:
-                keys((hash(data), hash(squeezed)))
-            if identical:
-                self.tally["dpo_identical"].add(item.line, "chosen and rejected are the same answer.")
-            if 123 in data:  # '{', tested as an int: a bytes needle costs an exception inside `in`
-                self._placeholders(item.line, text)
-            if may_hold_pii(data, squeezed):
-                self._pii(item.line, text)
-            if labels is not None:
-                value = record.get(label_field)  # type: ignore[arg-type]
-                try:
-                    labels[value] += 1
-                except (KeyError, TypeError):
-                    labels = self._new_label(value)
-        self.rows, self.parsed = rows, parsed
+                continue
+            add_text(text)
+            add_line(line)
+            add_answer(len(answer))
+            if label_field:
+                add_label(record.get(label_field))
+            chars += len(text)
+            if chars >= BATCH_CHARS:
+                self.finish()
+                chars = 0
+        self.batch_chars = chars
+
+    def finish(self) -> None:
+        """Process the batch collected so far (feed calls this whenever the batch is full)."""
+        self._flush(*self.batch)
+        for column in self.batch:
+            column.clear()
+        self.batch_chars = 0
+
+    @property
+    def parsed(self) -> int:
+        return self.valid + self.tally["required"].count + self.tally["types"].count
+
+    @property
+    def rows(self) -> int:
+        return self.parsed + self.tally["json"].count
+
+    def _flush(self, texts: list[str], lines: list[int], answers: list[int], labels: list[Any]) -> None:
+        """Hash, squeeze and PII-screen a batch with C-level maps and whole-batch scans."""
+        if not texts:
+            return
+        batch = text_batch(texts)
+        self.valid += len(texts)
+        self.lines.extend(lines)
+        self.answers.extend(answers)
+        sizes = batch.lengths if batch.joined.isascii() else _lengths(map(str.encode, texts))
+        self.sizes.frombytes(sizes.astype(np.uint32).tobytes())
+        self.exact.append(np.fromiter(map(hash, texts), np.int64, len(texts)))
+        self.near.append(np.fromiter(map(hash, batch.squeezed), np.int64, len(texts)))
+        if "{" in batch.joined and "{{" in batch.joined:
+            for line, text in zip(lines, texts, strict=True):
+                if "{{" in text:
+                    self._placeholders(line, text)
+        for row in pii_candidates(batch):
+            self._pii(lines[row], texts[row])
+        if self.labels is not None:
+            self._count_labels(labels)
 
     def _canonical(self, line: int, record: dict[str, Any]) -> dict[str, Any] | None:
         if self.kind is None:
@@ -272,11 +342,9 @@ class _Scan:
                 self.tally["types"].add(line, str(exc))
             return None
 
-    def _empty(self, line: int, fields: tuple[str, ...]) -> None:
-        """Empty rows are reported once here, not also as duplicates of each other: their keys are unique."""
+    def _empty(self, line: int, row: int, fields: tuple[str, ...]) -> None:
         self.tally["empty"].add(line, f"empty {', '.join(fields)}.")
-        unique = hash((line, "empty"))
-        self.keys.extend((unique, unique))
+        self.empty_rows.append(row)
 
     def _placeholders(self, line: int, text: str) -> None:
         if found := _PLACEHOLDER.findall(text):
@@ -287,22 +355,25 @@ class _Scan:
             self.pii_kinds.update(hit.kind for hit in hits)
             self.tally["pii"].add(line, ", ".join(f"{hit.kind} {hit.value_masked}" for hit in hits[:3]) + ".")
 
-    def _new_label(self, value: Any) -> dict[Any, int] | None:
-        """Count a class seen for the first time; None (balance not applicable) past MAX_CLASSES."""
-        labels = self.labels
-        assert labels is not None
-        if isinstance(value, (list, dict)):
-            value = orjson.dumps(value).decode()[:60]
-        if value not in labels and len(labels) >= MAX_CLASSES:
+    def _count_labels(self, values: list[Any]) -> None:
+        """Count a batch of class values; past MAX_CLASSES distinct values it is free text, not a label."""
+        try:
+            counts = Counter(values)
+        except TypeError:  # lists or objects as labels: count their JSON text
+            counts = Counter(orjson.dumps(v).decode()[:60] if isinstance(v, (list, dict)) else v for v in values)
+        assert self.labels is not None
+        self.labels.update(counts)
+        if len(self.labels) > MAX_CLASSES:
             self.labels = None
-            return None
-        labels[value] = labels.get(value, 0) + 1
-        return labels
 
     def report(self, source: str, fmt: str) -> QualityReport:
-        sizes = np.frombuffer(self.sizes, dtype=np.uint32).reshape(-1, 3)
-        valid = len(sizes)
-        notes = self._find_repeats(sizes[:, 0]) | self._find_length_outliers(sizes)
+        lines = np.frombuffer(self.lines, dtype=np.uint32)
+        tokens = (np.frombuffer(self.sizes, dtype=np.uint32).astype(np.int64) + 3) // 4
+        answers = (np.frombuffer(self.answers, dtype=np.uint32).astype(np.int64) + 3) // 4
+        valid = len(lines)
+        counted = np.ones(valid, dtype=bool)  # empty rows are reported once, as empty, and not again
+        counted[np.frombuffer(self.empty_rows, dtype=np.uint32)] = False
+        notes = self._find_repeats(lines, counted) | self._find_length_outliers(lines[counted], tokens[counted], answers[counted])
         checks = [self._result(check, valid, notes.get(check, "")) for check in CHECKS if check != "balance"]
         checks.insert(list(CHECKS).index("balance"), self._balance(valid))
         if self.kind is not DatasetKind.DPO:
@@ -329,7 +400,7 @@ class _Scan:
             checks=checks,
             issues=issues[:MAX_ISSUES],
             issue_count=sum(t.count for t in self.tally.values()) + (1 if balance.count else 0),
-            tokens=_token_stats(sizes[:, 1]),
+            tokens=_token_stats(tokens),
             label_field=self.label_field if self.labels is not None else None,
             label_distribution={_label_name(k): v for k, v in Counter(self.labels or {}).most_common()},
         )
@@ -351,10 +422,9 @@ class _Scan:
             note=note,
         )
 
-    def _find_repeats(self, lines: np.ndarray) -> dict[str, str]:
-        keys = np.frombuffer(self.keys, dtype=np.int64).reshape(-1, 2)
-        exact_rows, exact_of = _repeats(keys[:, 0])
-        near_rows, near_of = _repeats(keys[:, 1])
+    def _find_repeats(self, lines: np.ndarray, counted: np.ndarray) -> dict[str, str]:
+        exact_rows, exact_of = _repeats(np.concatenate([*self.exact, _NO_KEYS]), counted)
+        near_rows, near_of = _repeats(np.concatenate([*self.near, _NO_KEYS]), counted)
         fresh = ~np.isin(near_rows, exact_rows)
         for row, of in zip(exact_rows.tolist(), exact_of.tolist(), strict=True):
             self.tally["duplicates"].add(int(lines[row]), f"same text as line {lines[of]}.")
@@ -365,10 +435,9 @@ class _Scan:
             "near_duplicates": "the same text once case, punctuation and whitespace are ignored",
         }
 
-    def _find_length_outliers(self, sizes: np.ndarray) -> dict[str, str]:
-        if len(sizes) < 4:
+    def _find_length_outliers(self, lines: np.ndarray, tokens: np.ndarray, answers: np.ndarray) -> dict[str, str]:
+        if len(lines) < 4:
             return {"length": "too few rows for length statistics"}
-        lines, tokens, answers = sizes[:, 0], sizes[:, 1], sizes[:, 2]
         q1, q3 = np.percentile(tokens, [25, 75])
         limit = int(max(q3 + 3 * (q3 - q1), 2 * q3))
         median_answer = float(np.median(answers))
@@ -378,7 +447,7 @@ class _Scan:
             message = (
                 f"about {tokens[row]} tokens, above the {limit}-token outlier limit."
                 if too_long[row]
-                else f"answer of about {answers[row]} tokens against a median of {median_answer:.0f}."
+                else f"the answer is about {answers[row]} tokens; the median answer is {median_answer:.0f}."
             )
             self.tally["length"].add(int(lines[row]), message)
         return {
@@ -418,25 +487,26 @@ def _missing_fields(record: dict[str, Any], kind: DatasetKind) -> list[str]:
     return [f for f in REQUIRED_FIELDS[kind] if not any(alias in record for alias in _ALIASES.get(f, (f,)))]
 
 
-def _repeats(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose key an earlier row already had, in file order, each with that first row."""
-    if len(hashes) < 2:
+def _repeats(keys: np.ndarray, counted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Counted rows whose key an earlier counted row already had, in file order, each with that first row."""
+    rows = np.flatnonzero(counted)
+    if len(rows) < 2:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    order = np.argsort(hashes, kind="stable")
-    ranked = hashes[order]
-    repeat = np.zeros(len(hashes), dtype=bool)
+    order = rows[np.argsort(keys[rows], kind="stable")]  # stable: within equal keys, file order
+    ranked = keys[order]
+    repeat = np.zeros(len(order), dtype=bool)
     np.equal(ranked[1:], ranked[:-1], out=repeat[1:])
-    group_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(hashes))))
-    rows, first = order[repeat], order[group_start[repeat]]
-    in_file_order = np.argsort(rows)
-    return rows[in_file_order], first[in_file_order]
+    group_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(order))))
+    repeated, first = order[repeat], order[group_start[repeat]]
+    in_file_order = np.argsort(repeated)
+    return repeated[in_file_order], first[in_file_order]
 
 
 def _token_stats(tokens: np.ndarray) -> TokenStats | None:
     if not len(tokens):
         return None
     median, p95 = np.percentile(tokens, [50, 95])
-    return TokenStats(min=int(tokens.min()), median=round(median), p95=round(p95), max=int(tokens.max()))
+    return TokenStats(min=int(tokens.min()), median=int(round(median)), p95=int(round(p95)), max=int(tokens.max()))
 
 
 def _label_name(value: Any) -> str:
@@ -452,7 +522,7 @@ def _blank(**fields: str) -> tuple[str, ...]:
 def _alpaca_parts(record: dict[str, Any]) -> Parts:
     instruction, output = record["instruction"], record["output"]
     empty = () if instruction.strip() and output.strip() else _blank(instruction=instruction, output=output)
-    return (instruction, record["input"], output), output, empty, False
+    return f"{instruction}\n{record['input']}\n{output}", output, empty, False
 
 
 def _chat_parts(record: dict[str, Any]) -> Parts:
@@ -463,7 +533,7 @@ def _chat_parts(record: dict[str, Any]) -> Parts:
     answers = [m["content"] for m in messages if m["role"] == "assistant"]
     if not answers:
         empty += ("assistant turn (there is none)",)
-    return tuple(m["content"] for m in messages), answers[-1] if answers else "", empty, False
+    return "\n".join(m["content"] for m in messages), answers[-1] if answers else "", empty, False
 
 
 def _dpo_parts(record: dict[str, Any]) -> Parts:
@@ -471,12 +541,12 @@ def _dpo_parts(record: dict[str, Any]) -> Parts:
     prompt_texts = (prompt,) if isinstance(prompt, str) else tuple(m["content"] for m in prompt)
     empty = _blank(prompt="".join(prompt_texts), chosen=chosen, rejected=rejected)
     identical = bool(chosen.strip()) and chosen.strip() == rejected.strip()
-    return (*prompt_texts, chosen, rejected), chosen, empty, identical
+    return "\n".join((*prompt_texts, chosen, rejected)), chosen, empty, identical
 
 
 def _evaluation_parts(record: dict[str, Any]) -> Parts:
     prompt, reference = record["prompt"], record["reference"]
-    return (prompt, reference), reference, _blank(prompt=prompt, reference=reference), False
+    return f"{prompt}\n{reference}", reference, _blank(prompt=prompt, reference=reference), False
 
 
 _PARTS: dict[DatasetKind, Callable[[dict[str, Any]], Parts]] = {
@@ -485,3 +555,7 @@ _PARTS: dict[DatasetKind, Callable[[dict[str, Any]], Parts]] = {
     DatasetKind.DPO: _dpo_parts,
     DatasetKind.EVALUATION: _evaluation_parts,
 }
+
+
+def _lengths(items: Iterable[Sized]) -> np.ndarray:
+    return np.fromiter(map(len, items), np.int64)

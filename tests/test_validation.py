@@ -1,0 +1,320 @@
+"""Dataset quality report: peer data, one synthetic file per check (with line numbers), bands and refusals."""
+
+import codecs
+import csv
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.errors import InvalidFile
+from services.shapes import DatasetKind
+from services.validation import QualityReport, quality_band, validate_file
+
+WORDS = (
+    "retail media campaign budget shopper audience placement creative weekly sales report brand product "
+    "search display video season holiday margin forecast growth click impression conversion store online"
+).split()
+
+
+def clean_records(n: int, seed: int = 1) -> list[dict[str, Any]]:
+    """Distinct, realistic alpaca records: no PII, no duplicates, lengths in a narrow band."""
+    rng = random.Random(seed)
+    records = []
+    for index in range(n):
+        topic = " ".join(rng.sample(WORDS, 3))
+        answer = " ".join(rng.choices(WORDS, k=rng.randint(25, 40)))
+        records.append({"instruction": f"Explain {topic} for team {index}.", "input": "", "output": f"{answer.capitalize()}."})
+    return records
+
+
+def write_jsonl(folder: Path, records: list[Any], name: str = "data.jsonl") -> Path:
+    """One line per item: dicts become JSON, strings are written as they are (for broken lines)."""
+    path = folder / name
+    path.write_text("".join((item if isinstance(item, str) else json.dumps(item)) + "\n" for item in records), encoding="utf-8")
+    return path
+
+
+def check_lines(report: QualityReport, check: str) -> list[int]:
+    return report.check(check).lines
+
+
+# --- peer data: real LLaMA-Factory files ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "rows", "lowest"),
+    [
+        ("alpaca_en_demo.json", DatasetKind.ALPACA, 999, 95),
+        ("dpo_en_demo.json", DatasetKind.DPO, 300, 90),
+        ("kto_en_demo.json", DatasetKind.CHAT, 300, 95),
+        ("v1_sft_demo.jsonl", DatasetKind.CHAT, 200, 90),
+        ("identity.json", DatasetKind.ALPACA, 91, 85),
+    ],
+)
+def test_peer_data_kind_and_sensible_report(peer_data: Path, name: str, kind: DatasetKind, rows: int, lowest: int) -> None:
+    report = validate_file(peer_data / name)
+    assert report.kind is kind
+    assert report.rows == report.valid_rows == rows
+    assert lowest <= report.quality_score <= 100
+    assert report.check("json").count == report.check("required").count == report.check("types").count == 0
+    assert report.tokens is not None and report.tokens.min <= report.tokens.median <= report.tokens.p95 <= report.tokens.max
+
+
+def test_identity_placeholders_are_a_warning(peer_data: Path) -> None:
+    report = validate_file(peer_data / "identity.json")
+    placeholders = report.check("placeholders")
+    assert placeholders.count >= 80 and placeholders.penalty > 0
+    assert placeholders.lines[0] == 2  # the first record starts on line 2 of the JSON array
+    assert "{{name}}" in placeholders.examples[0] and "{{author}}" in placeholders.examples[0]
+    assert report.band != "Excellent"
+
+
+def test_kto_label_balance_is_measured(peer_data: Path) -> None:
+    report = validate_file(peer_data / "kto_en_demo.json")
+    assert report.label_field == "label"
+    assert report.label_distribution == {"true": 150, "false": 150}
+    balance = report.check("balance")
+    assert balance.applicable and balance.count == 0 and "true 50%" in balance.note
+
+
+def test_dpo_checks_apply_to_dpo_only(peer_data: Path) -> None:
+    assert validate_file(peer_data / "dpo_en_demo.json").check("dpo_identical").applicable
+    assert not validate_file(peer_data / "alpaca_en_demo.json").check("dpo_identical").applicable
+
+
+# --- one synthetic file per check ---------------------------------------------------------------
+
+
+def test_clean_realistic_dataset_is_excellent(tmp_path: Path) -> None:
+    report = validate_file(write_jsonl(tmp_path, clean_records(300)))
+    assert report.quality_score >= 95 and report.band == "Excellent"
+    assert report.band_advice == "Ready for production training"
+    assert report.issue_count == 0 and report.issues == []
+
+
+def test_malformed_json_at_line_3(tmp_path: Path) -> None:
+    records: list[Any] = clean_records(20)
+    records[2] = '{"instruction": "broken", "output": '
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert check_lines(report, "json") == [3]
+    assert report.rows == 20 and report.valid_rows == 19
+    assert report.issues[0].line == 3 and "invalid JSON" in report.issues[0].message
+
+
+def test_missing_field_at_line_5(tmp_path: Path) -> None:
+    records = clean_records(20)
+    del records[4]["output"]
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert check_lines(report, "required") == [5]
+    assert "output" in report.check("required").examples[0]
+
+
+def test_wrong_type_output_object(tmp_path: Path) -> None:
+    records = clean_records(20)
+    records[6]["output"] = {"answer": 1}
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert check_lines(report, "types") == [7]
+    assert "'output' should be text, got dict" in report.check("types").examples[0]
+
+
+def test_chat_types_and_empty_turns(tmp_path: Path) -> None:
+    turn = lambda role, text: {"role": role, "content": text}  # noqa: E731
+    records: list[Any] = [
+        {"messages": [turn("user", f"Question {i} about {WORDS[i]}?"), turn("assistant", f"Answer {i}: {WORDS[-i]} grows.")]}
+        for i in range(1, 11)
+    ]
+    records[1] = {"messages": "not a list"}
+    records[3] = {"messages": [turn("user", "Hi"), turn("wizard", "Hello")]}
+    records[5] = {"messages": [turn("user", "Hi"), turn("assistant", "  ")]}
+    report = validate_file(write_jsonl(tmp_path, records), kind=DatasetKind.CHAT)
+    assert check_lines(report, "types") == [2, 4]
+    assert "unknown role 'wizard'" in report.check("types").examples[1]
+    assert check_lines(report, "empty") == [6]
+    assert "assistant" in report.check("empty").examples[0]
+
+
+def test_empty_value(tmp_path: Path) -> None:
+    records = clean_records(20)
+    records[9]["output"] = "   \n "
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert check_lines(report, "empty") == [10]
+    assert check_lines(report, "length") == []  # reported once, as empty
+
+
+def test_exact_and_normalized_duplicates(tmp_path: Path) -> None:
+    records = clean_records(30)
+    records[12] = dict(records[1])
+    shouted = {key: value.upper().replace(" ", "   ") + " !!" for key, value in records[3].items()}
+    records[20] = shouted
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert check_lines(report, "duplicates") == [13]
+    assert "line 2" in report.check("duplicates").examples[0]
+    assert check_lines(report, "near_duplicates") == [21]
+    assert "line 4" in report.check("near_duplicates").examples[0]
+
+
+def test_5000_token_outlier(tmp_path: Path) -> None:
+    records = clean_records(60)
+    records[41]["output"] = "word " * 4000  # 20,000 bytes: about 5,000 tokens
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert check_lines(report, "length") == [42]
+    tokens = int(re.search(r"about (\d+) tokens", report.check("length").examples[0]).group(1))  # type: ignore[union-attr]
+    assert 5000 <= tokens < 5100  # the output plus the instruction
+    assert "estimate" in report.check("length").note
+
+
+def test_imbalanced_labels(tmp_path: Path) -> None:
+    records = [{**record, "label": index < 46} for index, record in enumerate(clean_records(50))]
+    report = validate_file(write_jsonl(tmp_path, records))
+    balance = report.check("balance")
+    assert balance.applicable and balance.count == 46 and balance.penalty > 0
+    assert "imbalanced" in balance.note
+    assert report.label_distribution == {"true": 46, "false": 4}
+    assert any(issue.check == "balance" and issue.line is None for issue in report.issues)
+
+
+def test_balance_not_applicable_without_a_label(tmp_path: Path) -> None:
+    balance = validate_file(write_jsonl(tmp_path, clean_records(10))).check("balance")
+    assert not balance.applicable and "not applicable" in balance.note
+
+
+def test_each_pii_kind_with_line_numbers(tmp_path: Path) -> None:
+    records = clean_records(20)
+    records[1]["output"] = "Email jane.doe@example.com for the file."
+    records[2]["output"] = "Call the desk at (415) 555-0134 after lunch."
+    records[3]["output"] = "The card on file is 4111 1111 1111 1111."
+    records[4]["output"] = "Order number 4111111111111112 was shipped."  # 16 digits, Luhn-invalid
+    records[5]["output"] = "Requests came from 10.24.108.7 overnight."
+    report = validate_file(write_jsonl(tmp_path, records))
+    pii = report.check("pii")
+    assert pii.lines == [2, 3, 4, 6]
+    assert "j***@example.com" in pii.examples[0] and "**** **** **** 1111" in pii.examples[2]
+    assert "jane.doe" not in report.model_dump_json()
+    assert all(kind in pii.note for kind in ("email", "phone", "card", "ipv4"))
+
+
+def test_dpo_chosen_equals_rejected(tmp_path: Path) -> None:
+    records = [
+        {"prompt": f"Pick a slogan for {word}.", "chosen": f"{word.title()} for everyone.", "rejected": f"Buy {word} now."}
+        for word in WORDS[:12]
+    ]
+    records[4]["rejected"] = records[4]["chosen"]
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert report.kind is DatasetKind.DPO
+    assert check_lines(report, "dpo_identical") == [5]
+
+
+def test_json_array_line_numbers(tmp_path: Path) -> None:
+    records = clean_records(8)
+    del records[3]["output"]
+    path = tmp_path / "data.json"
+    path.write_text("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n", encoding="utf-8")
+    report = validate_file(path)
+    assert report.format == "json" and report.rows == 8
+    assert check_lines(report, "required") == [5]
+
+
+def test_csv_line_numbers(tmp_path: Path) -> None:
+    records = clean_records(8)
+    records[2]["output"] = ""
+    records[5]["output"] = "Email jane.doe@example.com today."
+    path = tmp_path / "data.csv"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["instruction", "input", "output"])
+        writer.writeheader()
+        writer.writerows(records)
+    report = validate_file(path)
+    assert report.format == "csv" and report.rows == 8
+    assert check_lines(report, "empty") == [4]
+    assert check_lines(report, "pii") == [7]
+
+
+def test_kind_given_explicitly(tmp_path: Path) -> None:
+    report = validate_file(write_jsonl(tmp_path, clean_records(10)), kind="chat")
+    assert report.kind is DatasetKind.CHAT and report.valid_rows == 10
+
+
+def test_separator_character_inside_a_text(tmp_path: Path) -> None:
+    records = clean_records(10)
+    records[3]["output"] = "odd \x1e control character"
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert report.valid_rows == 10 and report.check("duplicates").count == 0
+
+
+# --- score and bands ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("score", "band"),
+    [(100, "Excellent"), (95, "Excellent"), (94, "Good"), (90, "Good"), (89, "Fair"), (85, "Fair"), (84, "Poor"), (0, "Poor")],
+)
+def test_band_boundaries(score: int, band: str) -> None:
+    assert quality_band(score)[0] == band
+
+
+def test_ten_percent_malformed_is_poor(tmp_path: Path) -> None:
+    records: list[Any] = clean_records(100)
+    for index in range(0, 100, 10):
+        records[index] = "{not json"
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert report.check("json").count == 10
+    assert report.band == "Poor" and report.quality_score < 85
+
+
+def test_no_valid_rows_scores_zero(tmp_path: Path) -> None:
+    report = validate_file(write_jsonl(tmp_path, [{"foo": i} for i in range(5)]))
+    assert report.kind is None and report.valid_rows == 0
+    assert report.quality_score == 0 and report.band == "Poor"
+    assert report.check("required").lines == [1, 2, 3, 4, 5]
+
+
+def test_issue_lists_are_capped_with_the_total_kept(tmp_path: Path) -> None:
+    records: list[Any] = [*clean_records(5), *["{bad"] * 600]
+    report = validate_file(write_jsonl(tmp_path, records))
+    json_check = report.check("json")
+    assert json_check.count == 600 == report.issue_count
+    assert json_check.lines == list(range(6, 106))
+    assert len(report.issues) == 100 and len(json_check.examples) == 5
+
+
+# --- files that are not datasets at all -----------------------------------------------------------
+
+
+def test_empty_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n  \n", encoding="utf-8")
+    with pytest.raises(InvalidFile, match="empty"):
+        validate_file(path)
+
+
+def test_utf16_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(codecs.BOM_UTF16_LE + json.dumps(clean_records(1)[0]).encode("utf-16-le"))
+    with pytest.raises(InvalidFile, match="UTF-16"):
+        validate_file(path)
+
+
+def test_latin1_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes("".join(json.dumps({"instruction": "Café", "output": "Crème brûlée"}, ensure_ascii=False) + "\n" for _ in range(3)).encode("latin-1"))
+    with pytest.raises(InvalidFile, match="not UTF-8") as error:
+        validate_file(path)
+    assert error.value.line == 1
+
+
+def test_one_latin1_line_in_a_utf8_file_is_an_issue(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path, clean_records(10))
+    path.write_bytes(path.read_bytes() + b'{"instruction": "caf\xe9", "output": "x"}\n')
+    report = validate_file(path)
+    assert check_lines(report, "json") == [11] and "UTF-8" in report.check("json").examples[0]
+
+
+def test_unsupported_extension_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "data.txt"
+    path.write_text("hello", encoding="utf-8")
+    with pytest.raises(InvalidFile, match="Unsupported file type"):
+        validate_file(path)
