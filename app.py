@@ -8,6 +8,10 @@ home = st.Page("pages/home.py", title="Home", icon="🏠", default=True)
 navigation = st.navigation(
     {
         "": [home],
+        "Training Management": [
+            st.Page("pages/training_jobs.py", title="Training Jobs", icon="🚀", url_path="training"),
+            st.Page("pages/adapters.py", title="Adapters", icon="🧩", url_path="adapters"),
+        ],
         "Datasets & Mappings": [
             st.Page("pages/dataset_library.py", title="Dataset Library", icon="📊", url_path="datasets"),
             st.Page("pages/schema_mappings.py", title="Schema Mappings", icon="🗺️", url_path="mappings"),

@@ -1,0 +1,83 @@
+"""Adapters (seed 003 §4.3 Models): every trained adapter version with its lineage, download and delete."""
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import attempt, human_size, paginate, show_error
+from training.adapters import adapter_archive, delete_adapter, list_adapters
+
+st.title("🧩 Adapters")
+st.caption("LoRA adapters saved by training jobs, in the standard PEFT layout, with the lineage that made them.")
+
+
+@st.dialog("Delete adapter version")
+def confirm_delete(name: str, version: int) -> None:
+    st.warning(f"This deletes **{name} v{version}**. Federations that use it will no longer load.", icon="🗑️")
+    if st.button("Delete permanently", type="primary", key="adapter_delete_confirm"):
+        try:
+            delete_adapter(name, version)
+        except Exception as error:  # noqa: BLE001 — shown as a readable error
+            show_error(error, "retry_adapter_delete")
+            return
+        st.session_state["adapter_flash"] = f"Deleted {name} v{version}."
+        st.rerun()
+
+
+if flash := st.session_state.pop("adapter_flash", None):
+    st.success(flash, icon="✅")
+adapters = attempt(list_adapters, "retry_adapters")
+if adapters is not None and not adapters:
+    st.info("No adapters yet. Start a job on the **Training Jobs** page; its adapter appears here when it completes.")
+elif adapters:
+    page = paginate(adapters, key="adapter_page")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Adapter": [a.name for a in page],
+                "Version": [f"v{a.version}" for a in page],
+                "Type": [a.adapter_type for a in page],
+                "Objective": [a.objective.upper() for a in page],
+                "Base model": [a.base_model.get("id", "") for a in page],
+                "Rank": [a.lora_r for a in page],
+                "Size": [human_size(a.size_bytes) for a in page],
+                "Dataset": [a.dataset.get("name", "") for a in page],
+                "Final loss": [a.metrics.get("final_loss", a.metrics.get("train_loss")) for a in page],
+                "Eval loss": [a.metrics.get("eval_loss") for a in page],
+                "Created": [a.created for a in page],
+            }
+        ),
+        hide_index=True,
+        column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+    )
+    labels = {f"{a.name} v{a.version}": a for a in adapters}
+    chosen = labels[st.selectbox("Adapter version", list(labels), key="adapter_selected")]
+    with st.container(border=True):
+        cols = st.columns(4)
+        cols[0].metric("Rank / alpha", f"{chosen.lora_r} / {chosen.lora_alpha:g}")
+        cols[1].metric("Size", human_size(chosen.size_bytes))
+        cols[2].metric("Quantization", chosen.quantization)
+        cols[3].metric("Job", chosen.job_id or "—")
+        st.caption(f"Files: `{chosen.path}` · load with `PeftModel.from_pretrained(base, path)`")
+        actions = st.columns([1, 1, 4])
+        actions[0].download_button(
+            "📥 Download (zip)",
+            data=lambda: adapter_archive(chosen.name, chosen.version),
+            file_name=f"{chosen.name}-v{chosen.version}.zip",
+            mime="application/zip",
+            key="adapter_download",
+            on_click="ignore",
+        )
+        if actions[1].button("🗑️ Delete", key="adapter_delete"):
+            confirm_delete(chosen.name, chosen.version)
+        st.markdown("**Lineage**")
+        st.json(
+            {
+                "base_model": chosen.base_model,
+                "dataset": chosen.dataset,
+                "eval_dataset": chosen.eval_dataset,
+                "metrics": chosen.metrics,
+                "training": chosen.training,
+                "config": chosen.config,
+            },
+            expanded=False,
+        )

@@ -1,0 +1,132 @@
+"""The job manager and the training API on tiny models: queue, states, cancel, restart, and resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from services import ConsoleError, upload_dataset
+from services.training import cancel_job, get_job_status, job_manager, list_jobs, submit_training_job
+from tiny_model import build_tiny_model
+from training.adapters import get_adapter
+from training.jobs import JobManager, JobStatus
+
+ROWS = [
+    {"instruction": f"Map field 'adType' with value '{code}' from Amazon to RMIS.", "input": "", "output": f"placement_type: {name}"}
+    for code, name in [("sp", "sponsored_product"), ("sd", "sponsored_display"), ("video", "video"), ("onsite_disp", "onsite_display")]
+] * 4
+FAST = {"max_steps": 6, "batch_size": 4, "lora_r": 4, "lora_alpha": 8, "max_seq_length": 64, "save_steps": 2,
+        "learning_rate": 1e-3, "epochs": None}
+
+
+@pytest.fixture
+def tiny_setup(registry, tmp_path):
+    base = build_tiny_model(tmp_path / "tiny-base")
+    source = tmp_path / "mapping.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    upload_dataset("mapping_sft", source)
+    return registry, base
+
+
+def test_api_job_completes_and_registers_its_adapter(tiny_setup):
+    registry, base = tiny_setup
+    job_id = submit_training_job("retailer", "amazon_tiny", "mapping_sft", config=FAST, base_model=str(base))
+    job = job_manager().wait(job_id, timeout=300)
+    status = get_job_status(job_id)
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert status["status"] == "completed" and status["progress"] == 1.0
+    assert status["metrics"]["step"] == 6
+    adapter = get_adapter("amazon_tiny")
+    assert Path(status["adapter_path"]) == adapter.path
+    assert (adapter.path / "adapter_model.safetensors").is_file() and (adapter.path / "adapter_config.json").is_file()
+    assert adapter.job_id == job_id
+    assert [j.id for j in list_jobs()] == [job_id]
+    steps = [row["step"] for row in job_manager().metrics(job_id)]
+    assert steps == sorted(steps) and steps[-1] == 6
+
+
+def test_bad_submissions_create_no_job(tiny_setup):
+    registry, base = tiny_setup
+    cases = [
+        ("retailer", "bad/name", "mapping_sft", FAST),
+        ("retailer", "ok", "no_such_dataset", FAST),
+        ("retailer", "ok", "mapping_sft", {**FAST, "lora_r": 0}),
+        ("retailer", "ok", "mapping_sft", {**FAST, "learning_rate": -1}),
+        ("retailer", "ok", "mapping_sft", {**FAST, "objective": "dpo"}),
+        ("retailer", "ok", "mapping_sft", {**FAST, "target_modules": ["no_such_proj"]}),
+        ("wizard", "ok", "mapping_sft", FAST),
+    ]
+    for adapter_type, name, dataset, config in cases:
+        with pytest.raises(ConsoleError):
+            submit_training_job(adapter_type, name, dataset, config=config, base_model=str(base))
+    with pytest.raises(ConsoleError, match="not available offline|not found|No base model"):
+        submit_training_job("retailer", "ok", "mapping_sft", config=FAST, base_model="meta-llama/Llama-3.1-8B-Instruct")
+    assert list_jobs() == [] and not [p for p in registry.jobs.iterdir() if p.is_dir()]
+
+
+def test_queue_respects_the_limit_and_cancels(tiny_setup):
+    registry, base = tiny_setup
+    manager = job_manager()
+    long_job = submit_training_job("retailer", "long", "mapping_sft", config={**FAST, "max_steps": 400}, base_model=str(base))
+    waiting = submit_training_job("retailer", "waiting", "mapping_sft", config=FAST, base_model=str(base))
+    deadline = time.time() + 120
+    while manager.get(long_job).status != JobStatus.RUNNING and time.time() < deadline:
+        time.sleep(0.2)
+    assert manager.get(waiting).status == JobStatus.QUEUED
+    assert cancel_job(waiting).status == JobStatus.CANCELLED
+    cancel_job(long_job)
+    assert manager.wait(long_job, timeout=120).status == JobStatus.CANCELLED
+    assert manager.get(waiting).status == JobStatus.CANCELLED
+    with pytest.raises(ConsoleError, match="already cancelled"):
+        cancel_job(waiting)
+    restarted = manager.restart(waiting)
+    assert restarted.restarted_from == waiting and restarted.config == manager.get(waiting).config
+    assert manager.wait(restarted.id, timeout=300).status == JobStatus.COMPLETED
+
+
+KILLED_WORKER = """
+import sys, time
+from services.training import submit_training_job, job_manager
+from training.jobs import JobStatus
+job_id = submit_training_job("retailer", "killed", "mapping_sft", config=dict(
+    max_steps=40, batch_size=4, lora_r=4, lora_alpha=8, max_seq_length=64, save_steps=2, epochs=None),
+    base_model=sys.argv[1])
+print(job_id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_killed_process_leaves_an_interrupted_job_that_resumes_from_its_checkpoint(tiny_setup):
+    registry, base = tiny_setup
+    worker = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WORKER, str(base)],
+        cwd=Path(__file__).parent, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    job_id = worker.stdout.readline().strip()
+    probe = JobManager.__new__(JobManager)
+    probe.registry = registry
+    deadline = time.time() + 180
+    while time.time() < deadline and not JobManager.latest_checkpoint(probe, job_id):
+        time.sleep(0.2)
+    checkpoint = JobManager.latest_checkpoint(probe, job_id)
+    assert checkpoint is not None, "the worker wrote no checkpoint in time"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+
+    manager = job_manager()
+    job = manager.get(job_id)
+    assert job.status == JobStatus.INTERRUPTED
+    saved_step = int(manager.latest_checkpoint(job_id).name.split("-")[-1])
+    manager.resume(job_id)
+    finished = manager.wait(job_id, timeout=300)
+    assert finished.status == JobStatus.COMPLETED, finished.error
+    assert finished.attempts == 2
+    steps = [row["step"] for row in manager.metrics(job_id)]
+    assert steps[-1] == 40 and saved_step >= 2
+    assert len(steps) == len(set(steps)), "the resumed run started again from step 0"
+    assert "resuming from checkpoint" in manager.log_text(job_id)

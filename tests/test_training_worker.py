@@ -1,0 +1,333 @@
+"""Training worker tests: real PEFT + TRL training of tiny local models, in a temp registry."""
+
+import io
+import json
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_model import build_tiny_model
+
+ALPACA = [
+    {"instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.", "input": "",
+     "output": f"placement_type: {target}"}
+    for code, target in [("sp", "sponsored_product"), ("sd", "sponsored_display")]
+    for retailer in ["Amazon", "Walmart", "Target", "Instacart"]
+]
+PREFERENCES = [
+    {"prompt": f"Is this {retailer} creative compliant: 'Best price, guaranteed'?",
+     "chosen": "No: 'guaranteed' is an unverified claim.", "rejected": "Yes, it is compliant."}
+    for retailer in ["Amazon", "Walmart", "Target", "Instacart", "Kroger", "Costco"]
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models are all overhead: one thread is faster, and immune to OpenMP stalls on a busy 2-core box."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture
+def datasets(registry):
+    from services.datasets import write_records
+    from services.shapes import DatasetKind
+
+    write_records("amazon_sft", ALPACA * 2, DatasetKind.ALPACA, origin="test", registry=registry)
+    write_records("amazon_eval", ALPACA[:4], DatasetKind.ALPACA, origin="test", registry=registry)
+    write_records("policy_dpo", PREFERENCES, DatasetKind.DPO, origin="test", registry=registry)
+    return registry
+
+
+def make_config(base: Path, **overrides):
+    from training.config import build_config
+
+    values = {"adapter_name": "amazon_schema", "base_model": str(base), "train_dataset": "amazon_sft",
+              "max_steps": 30, "batch_size": 4, "learning_rate": 3e-3, "lora_r": 16, "lora_alpha": 64,
+              "save_steps": 10, "max_seq_length": 128, "warmup_ratio": 0.0, **overrides}
+    return build_config(**values)
+
+
+def metric_lines(job_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sft_job_trains_saves_a_reloadable_adapter_and_registers_it(tiny_base, datasets, tmp_path, monkeypatch):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from training import adapters, worker
+
+    probe = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 8]])
+    in_memory: dict[str, torch.Tensor] = {}
+    save_adapter = worker.save_adapter
+
+    def spy(trainer, tokenizer, base, target):
+        # accelerate wraps forward in bf16 autocast for training; compare the plain fp32 forward
+        model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
+        with torch.no_grad():
+            in_memory["logits"] = model(input_ids=probe).logits
+        return save_adapter(trainer, tokenizer, base, target)
+
+    monkeypatch.setattr(worker, "save_adapter", spy)
+    config = make_config(tiny_base, eval_dataset="amazon_eval")
+    job_dir = tmp_path / "job"
+    result = worker.run_training(config, job_dir, stop=threading.Event())
+
+    assert result.status == "completed" and result.steps == 30
+    lines = [line for line in metric_lines(job_dir) if "loss" in line]
+    losses = [line["loss"] for line in lines]
+    assert len(losses) == 30 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
+    assert lines[-1]["mean_token_accuracy"] > lines[0]["mean_token_accuracy"] + 0.3
+    assert "eval_loss" in result.metrics and result.tokens > 0 and result.tokens_per_second > 0
+    assert "Adapter saved" in (job_dir / "train.log").read_text()
+
+    adapter_dir = result.adapter_path
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in adapter_dir.iterdir()}
+    assert not list(adapter_dir.glob("*.bin"))
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(tiny_base)
+    assert adapter_config["r"] == 16 and adapter_config["lora_alpha"] == 64
+    base = AutoModelForCausalLM.from_pretrained(adapter_config["base_model_name_or_path"], dtype=torch.float32)
+    reloaded = PeftModel.from_pretrained(base, adapter_dir).eval()
+    with torch.no_grad():
+        logits = reloaded(input_ids=probe).logits
+    assert torch.allclose(logits, in_memory["logits"], atol=1e-5)
+    with torch.no_grad(), reloaded.disable_adapter():
+        assert not torch.allclose(reloaded(input_ids=probe).logits, logits, atol=1e-3)  # the adapter changed something
+
+    record = adapters.register_adapter(result, config, job_id="job-1")
+    assert (record.name, record.version) == ("amazon_schema", 1)
+    assert record.base_model["fingerprint"] == result.base_model.fingerprint and record.base_model["path"] == str(tiny_base)
+    assert record.dataset["name"] == "amazon_sft" and record.dataset["version"] == 1 and len(record.dataset["content_hash"]) == 64
+    assert record.config["lora_r"] == 16 and "train_loss" in record.metrics and record.size_bytes > 0
+    assert adapters.register_adapter(result, config).version == 2
+    assert [a.version for a in adapters.list_adapters()] == [2]
+    assert adapters.get_adapter("amazon_schema", 1).job_id == "job-1"
+    with zipfile.ZipFile(io.BytesIO(adapters.adapter_archive("amazon_schema", 1))) as archive:
+        assert {"amazon_schema-v1/adapter_model.safetensors", "amazon_schema-v1/lineage.json"} <= set(archive.namelist())
+    adapters.delete_adapter("amazon_schema", 2)
+    assert adapters.get_adapter("amazon_schema").version == 1
+    adapters.delete_adapter("amazon_schema")
+    assert adapters.list_adapters() == []
+
+
+def test_dpo_job_completes(tiny_base, datasets, tmp_path):
+    from training.worker import run_training
+
+    config = make_config(tiny_base, adapter_name="policy", objective="dpo", train_dataset="policy_dpo", max_steps=12,
+                         learning_rate=5e-3)
+    result = run_training(config, tmp_path / "job", stop=threading.Event())
+    assert result.status == "completed" and result.steps == 12
+    assert (result.adapter_path / "adapter_model.safetensors").is_file()
+    lines = metric_lines(tmp_path / "job")
+    assert any("rewards_margins" in line for line in lines)
+    assert lines[-1]["loss"] < lines[0]["loss"]
+
+
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_quantized_job_completes_or_is_refused_clearly(tiny_base, datasets, tmp_path, quantization):
+    from training.worker import TrainingRefused, quantization_unsupported, run_training
+
+    config = make_config(tiny_base, quantization=quantization, max_steps=8)
+    if quantization_unsupported(quantization, "cpu"):
+        with pytest.raises(TrainingRefused, match="quantization does not work on this CPU"):
+            run_training(config, tmp_path / "job", stop=threading.Event())
+        return
+    result = run_training(config, tmp_path / "job", stop=threading.Event())
+    assert result.status == "completed" and result.steps == 8
+    adapter_config = json.loads((result.adapter_path / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(tiny_base)
+
+
+def test_stop_event_cancels_mid_training_with_a_checkpoint(tiny_base, datasets, tmp_path):
+    from training.worker import run_training
+
+    job_dir = tmp_path / "job"
+    stop = threading.Event()
+
+    def cancel_after_three_steps():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not stop.is_set():
+            path = job_dir / "metrics.jsonl"
+            if path.exists() and any(json.loads(line)["step"] >= 3 for line in path.read_text().splitlines()):
+                stop.set()
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=cancel_after_three_steps, daemon=True)
+    watcher.start()
+    result = run_training(make_config(tiny_base, max_steps=2000, save_steps=1000), job_dir, stop=stop)
+    watcher.join()
+    assert result.status == "cancelled"
+    assert 3 <= result.steps < 2000 and result.adapter_path is None
+    assert result.checkpoint is not None and result.checkpoint.name == f"checkpoint-{result.steps}"
+    assert not (job_dir / "adapter").exists()
+    assert "Cancelled at step" in (job_dir / "train.log").read_text()
+
+
+class StopAfterSteps(threading.Event):
+    """A stop event that sets itself once the worker has checked it `steps` times (once per optimizer step)."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.remaining = steps + 1  # the worker checks once before the first step
+
+    def is_set(self) -> bool:
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.set()
+        return super().is_set()
+
+
+def test_resume_continues_from_the_checkpoint(tiny_base, datasets, tmp_path):
+    from training.worker import latest_checkpoint, run_training
+
+    job_dir = tmp_path / "job"
+    config = make_config(tiny_base, max_steps=20, save_steps=4)
+    first = run_training(config, job_dir, stop=StopAfterSteps(7))
+    assert first.status == "cancelled" and first.steps == 7
+    assert latest_checkpoint(job_dir).name == "checkpoint-7"
+
+    resumed = run_training(config, job_dir, stop=threading.Event(), resume=True)
+    assert resumed.status == "completed" and resumed.steps == 20
+    steps = [line["step"] for line in metric_lines(job_dir) if "loss" in line]
+    assert steps == list(range(1, 21))  # no restart at 0, no duplicated steps
+    assert "resuming at step 7" in (job_dir / "train.log").read_text()
+
+
+def test_sft_labels_cover_only_the_answer(tiny_base, datasets, tmp_path):
+    from training.worker import build_trainer, preflight
+
+    trainer, tokenizer = build_trainer(preflight(make_config(tiny_base)), tmp_path / "job")
+    for example in trainer.train_dataset.select(range(3)):
+        ids, labels = example["input_ids"], example["labels"]
+        trained = [i for i, label in enumerate(labels) if label != -100]
+        assert trained and trained == list(range(trained[0], len(ids)))  # one contiguous span at the end
+        assert [ids[i] for i in trained] == [labels[i] for i in trained]
+        prompt, answer = tokenizer.decode(ids[: trained[0]]), tokenizer.decode(ids[trained[0]:])
+        assert prompt.startswith("<|im_start|>user\nMap field") and prompt.endswith("<|im_start|>assistant\n")
+        assert answer.startswith("placement_type: sponsored_") and answer.endswith("<|im_end|>\n")
+
+
+def test_every_sft_shape_becomes_a_conversational_prompt_completion():
+    from services.shapes import DatasetKind
+    from training.formatting import dpo_example, sft_example
+
+    alpaca = sft_example({"instruction": "Map it", "input": "adType=sp", "output": "placement_type: x"}, DatasetKind.ALPACA)
+    assert alpaca == {"prompt": [{"role": "user", "content": "Map it\n\nadType=sp"}],
+                      "completion": [{"role": "assistant", "content": "placement_type: x"}]}
+    chat = sft_example({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q1"},
+                                     {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"},
+                                     {"role": "assistant", "content": "a2"}]}, DatasetKind.CHAT)
+    assert [m["content"] for m in chat["prompt"]] == ["s", "q1", "a1", "q2"] and chat["completion"][0]["content"] == "a2"
+    evaluation = sft_example({"prompt": "p", "reference": "r"}, DatasetKind.EVALUATION)
+    assert evaluation["completion"] == [{"role": "assistant", "content": "r"}]
+    pair = dpo_example({"prompt": "p", "chosen": "good", "rejected": "bad"})
+    assert pair == {"prompt": [{"role": "user", "content": "p"}], "chosen": [{"role": "assistant", "content": "good"}],
+                    "rejected": [{"role": "assistant", "content": "bad"}]}
+
+
+BAD_CONFIGS = [
+    ({"lora_alpha": 0}, "lora alpha"),
+    ({"lora_alpha": -8}, "lora alpha"),
+    ({"lora_r": 0}, "lora r"),
+    ({"lora_r": 512}, "lora r"),
+    ({"learning_rate": 0}, "learning rate"),
+    ({"learning_rate": 1.5}, "learning rate"),
+    ({"batch_size": 0}, "batch size"),
+    ({"max_seq_length": 8}, "max seq length"),
+    ({"lora_dropout": 1.0}, "lora dropout"),
+    ({"lora_dropout": -0.1}, "lora dropout"),
+    ({"epochs": None, "max_steps": None}, "Set epochs or max steps"),
+    ({"warmup_ratio": 1.0}, "warmup ratio"),
+    ({"adapter_name": "../escape"}, "adapter name"),
+    ({"quantization": "3bit"}, "quantization"),
+    ({"objective": "ppo"}, "objective"),
+    ({"target_modules": []}, "target modules"),
+    ({"lora_rank": 8}, "lora rank is not a setting"),
+    ({"eval_dataset": "amazon_sft"}, "eval dataset is the training dataset"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_CONFIGS, ids=[str(c) for c, _ in BAD_CONFIGS])
+def test_impossible_configs_are_refused_with_a_clear_message(change, message):
+    from training.config import InvalidConfig, build_config
+
+    values = {"adapter_name": "ok", "train_dataset": "amazon_sft", **change}
+    with pytest.raises(InvalidConfig, match=message) as refused:
+        build_config(**values)
+    assert str(refused.value).startswith("Invalid training settings")
+
+
+def test_model_and_data_mismatches_are_refused_before_loading(tiny_base, datasets, tmp_path):
+    from services.errors import ConsoleError, InvalidFile
+    from training.base_models import BaseModelError, resolve_base_model
+    from training.worker import TrainingRefused, preflight
+
+    with pytest.raises(TrainingRefused, match=r"qkv_proj do not exist .* q_proj"):
+        preflight(make_config(tiny_base, target_modules=["q_proj", "qkv_proj"]))
+    with pytest.raises(TrainingRefused, match="output layer"):
+        preflight(make_config(tiny_base, target_modules=["lm_head"]))
+    with pytest.raises(InvalidFile, match="DPO needs preference pairs"):
+        preflight(make_config(tiny_base, objective="dpo"))
+    with pytest.raises(InvalidFile, match="SFT needs"):
+        preflight(make_config(tiny_base, train_dataset="policy_dpo"))
+    with pytest.raises(ConsoleError, match="No dataset named 'missing'"):
+        preflight(make_config(tiny_base, train_dataset="missing"))
+    with pytest.raises(BaseModelError, match="not available offline"):
+        resolve_base_model("some-org/never-downloaded-model")
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((tiny_base / "config.json").read_text())
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    with pytest.raises(BaseModelError, match="only from safetensors"):
+        resolve_base_model(str(pickled))
+    assert preflight(make_config(tiny_base, target_modules="q_proj, v_proj")).base.source == "local"
+
+
+def test_seed_api_keys_presets_and_spellings_are_accepted():
+    from training.config import PRESETS, build_config, field_help
+
+    config = build_config(
+        "qlora low memory",
+        adapter_type="Retailer",
+        adapter_name="amazon_v3",
+        dataset_path="datasets/amazon_v3.jsonl",
+        objective="SFT",
+        config={"lora_r": 16, "lora_alpha": 32, "batch_size": 4, "learning_rate": 0.0002, "quantization": "4-bit"},
+    )
+    assert (config.adapter_type, config.objective, config.quantization) == ("retailer", "sft", "4bit")
+    assert config.train_dataset == "datasets/amazon_v3.jsonl" and config.batch_size == 4
+    assert config.gradient_checkpointing and config.gradient_accumulation == 8
+    assert build_config("quick demo", adapter_name="a", train_dataset="d").max_steps == 30
+    assert {"quick demo", "balanced", "qlora low memory"} <= set(PRESETS)
+    assert "alpha / r" in field_help("lora_alpha")
+
+
+def test_local_base_model_info_is_cheap_and_stable(tiny_base, tmp_path, monkeypatch):
+    import shutil
+
+    from training.base_models import list_base_models, resolve_base_model
+
+    first = resolve_base_model(str(tiny_base))
+    assert first.source == "local" and first.architecture == "LlamaForCausalLM" and first.dtype == "float32"
+    assert first.parameters > 10_000 and first.size_bytes > 0 and len(first.fingerprint) == 64
+    copy = tmp_path / "models" / "tiny-copy"
+    shutil.copytree(tiny_base, copy)
+    monkeypatch.setenv("RMN_LORA_MODELS", str(tmp_path / "models"))
+    assert resolve_base_model("tiny-copy").fingerprint == first.fingerprint
+    listed = {info.id: info for info in list_base_models()}
+    assert listed["tiny-copy"].ready and listed["SmolLM2-135M-Instruct"].source == "embedded"

@@ -1,0 +1,343 @@
+"""The training job configuration: one pydantic model the form, the API and the worker all share.
+
+Every field carries its inline help (`description`) and its bounds, so an impossible value is refused
+where it is typed, with a message that says what to change. Checks that need the base model (are the
+target modules in it?) or the dataset (does its shape fit the objective?) run in `training.worker.preflight`.
+"""
+
+import re
+from typing import Any, Literal, Self
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from services.errors import ConsoleError, InvalidName
+from services.storage import validate_name
+
+AdapterType = Literal["retailer", "task", "policy", "domain"]
+Objective = Literal["sft", "dpo"]
+Quantization = Literal["none", "8bit", "4bit"]
+Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+Precision = Literal["auto", "fp32", "bf16"]
+ALL_LINEAR = "all-linear"
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
+# Spellings people type (seed 001 writes "Training Type: SFT", "Quantization: 4-bit").
+_QUANTIZATION_ALIASES = {"": "none", "no": "none", "off": "none", "fp32": "none", "full": "none", "int8": "8bit",
+                         "int4": "4bit", "nf4": "4bit", "qlora": "4bit"}
+
+
+class InvalidConfig(ConsoleError):
+    """A job configuration that cannot run; the message lists every field to fix."""
+
+
+class JobConfig(BaseModel):
+    """Everything one training run needs. Unknown keys are refused so a typo never silently uses a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    adapter_type: AdapterType = Field(
+        default="retailer",
+        description="What the adapter is for: retailer (schema mapping), task (e.g. campaign planning), "
+        "policy (e.g. creative compliance, usually DPO) or domain (general RMN knowledge).",
+    )
+    adapter_name: str = Field(
+        description="Registry name of the adapter; a new version is added when the name exists. "
+        "Letters, digits, '_', '-' or '.'.",
+    )
+    base_model: str | None = Field(
+        default=None,
+        description="Base model: empty for the embedded SmolLM2-135M-Instruct, a local Hugging Face folder with "
+        "safetensors weights, or a Hub id already in this machine's Hugging Face cache.",
+    )
+    objective: Objective = Field(
+        default="sft",
+        description="sft learns to answer like the dataset (alpaca, chat or evaluation data); "
+        "dpo learns to prefer the chosen answer over the rejected one (preference pairs).",
+    )
+    quantization: Quantization = Field(
+        default="none",
+        description="How the frozen base weights are held: none (full precision), 8bit (LLM.int8) or "
+        "4bit (QLoRA, NF4). Quantized bases use far less memory and train more slowly on CPU.",
+    )
+    train_dataset: str = Field(
+        validation_alias=AliasChoices("train_dataset", "dataset", "dataset_path"),
+        description="Dataset library name or path of a JSONL/JSON/CSV file to train on.",
+    )
+    eval_dataset: str | None = Field(
+        default=None,
+        description="Optional held-out dataset (library name or file) for eval loss; for SFT an evaluation "
+        "dataset (prompt, reference) works too.",
+    )
+    epochs: float | None = Field(
+        default=3.0,
+        gt=0,
+        le=1000,
+        validation_alias=AliasChoices("epochs", "num_epochs", "num_train_epochs"),
+        description="Passes over the training data (fractions allowed). Ignored when max steps is set.",
+    )
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Stop after this many optimizer steps; overrides epochs when set.",
+    )
+    batch_size: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        validation_alias=AliasChoices("batch_size", "per_device_train_batch_size"),
+        description="Sequences per forward pass (per device). Lower it when memory runs out.",
+    )
+    gradient_accumulation: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        validation_alias=AliasChoices("gradient_accumulation", "gradient_accumulation_steps"),
+        description="Forward passes summed into one optimizer step; effective batch = batch size x this.",
+    )
+    learning_rate: float = Field(
+        default=2e-4,
+        gt=0,
+        le=1,
+        validation_alias=AliasChoices("learning_rate", "lr"),
+        description="Peak AdamW learning rate. LoRA SFT: 1e-4 to 3e-4; DPO: 5e-6 to 5e-5.",
+    )
+    scheduler: Scheduler = Field(
+        default="linear",
+        validation_alias=AliasChoices("scheduler", "lr_scheduler_type"),
+        description="How the learning rate moves after warmup: linear decay, cosine decay, constant, or "
+        "constant after warmup.",
+    )
+    warmup_ratio: float = Field(
+        default=0.03,
+        ge=0,
+        lt=1,
+        description="Fraction of the steps spent ramping the learning rate up from 0.",
+    )
+    lora_r: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        validation_alias=AliasChoices("lora_r", "r", "rank"),
+        description="LoRA rank: size of the low-rank update. 8-16 for narrow tasks, 32-64 for broad ones.",
+    )
+    lora_alpha: float = Field(
+        default=32,
+        gt=0,
+        le=4096,
+        validation_alias=AliasChoices("lora_alpha", "alpha"),
+        description="LoRA scaling numerator (update scale = alpha / r); commonly 2 x r.",
+    )
+    lora_dropout: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="Dropout on the LoRA input during training, in [0, 1).",
+    )
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default=ALL_LINEAR,
+        description="Layers that get LoRA adapters: 'all-linear' or module names of the base model, "
+        "e.g. q_proj, k_proj, v_proj, o_proj.",
+    )
+    max_seq_length: int = Field(
+        default=512,
+        ge=16,
+        le=131_072,
+        validation_alias=AliasChoices("max_seq_length", "max_length", "max_seq_len"),
+        description="Tokens per training sequence; longer examples are truncated (and, with packing, "
+        "short ones are packed together up to this length).",
+    )
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, description="Random seed for LoRA init, shuffling and dropout.")
+    packing: bool = Field(
+        default=False,
+        description="SFT: pack several short examples into each sequence (no padding; examples never attend to "
+        "each other). Best on GPUs with FlashAttention; on CPU the default, batching examples of similar length, "
+        "is as fast. DPO ignores it.",
+    )
+    precision: Precision = Field(
+        default="auto",
+        description="auto uses bfloat16 autocast where the hardware computes bf16 natively (recent CPUs and "
+        "GPUs) and float32 elsewhere; fp32 and bf16 force one.",
+    )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute activations in the backward pass: much less memory, about 30% slower.",
+    )
+    dpo_beta: float = Field(
+        default=0.1,
+        gt=0,
+        le=10,
+        validation_alias=AliasChoices("dpo_beta", "beta"),
+        description="DPO only: how far the adapter may move from the base model (higher = stays closer).",
+    )
+    logging_steps: int = Field(default=1, ge=1, le=100_000, description="Record loss and progress every N steps.")
+    save_steps: int = Field(
+        default=50, ge=1, le=1_000_000, description="Write a resumable checkpoint every N steps (the last 2 are kept)."
+    )
+    eval_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="With an eval dataset: compute eval loss every N steps (default: at every checkpoint) and at the end.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        """Accept the spellings of the seed API and forms: 'SFT', '4-bit', 'Retailer', None for defaults."""
+        if not isinstance(data, dict):
+            return data
+        data = {key: value for key, value in data.items() if value is not None or key in _NULLABLE}
+        for key in ("adapter_type", "objective", "scheduler", "precision"):
+            if isinstance(data.get(key), str):
+                data[key] = data[key].strip().lower().replace(" ", "_" if key == "scheduler" else "")
+        if isinstance(data.get("quantization"), str):
+            value = data["quantization"].strip().lower().replace("-", "").replace(" ", "").replace("_", "")
+            data["quantization"] = _QUANTIZATION_ALIASES.get(value, value)
+        if isinstance(data.get("target_modules"), str) and data["target_modules"].strip().lower() != ALL_LINEAR:
+            data["target_modules"] = [part.strip() for part in data["target_modules"].split(",") if part.strip()]
+        elif isinstance(data.get("target_modules"), str):
+            data["target_modules"] = ALL_LINEAR
+        for key in ("base_model", "eval_dataset"):
+            if isinstance(data.get(key), str) and not data[key].strip():
+                data[key] = None
+        return data
+
+    @field_validator("adapter_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        try:
+            return validate_name(value, "adapter name")
+        except InvalidName as error:
+            raise ValueError(str(error)) from None
+
+    @field_validator("train_dataset", "base_model", "eval_dataset")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("target_modules")
+    @classmethod
+    def _modules(cls, value: list[str] | str) -> list[str] | str:
+        if value == ALL_LINEAR:
+            return value
+        if not value:
+            raise ValueError("choose at least one target module, or 'all-linear'")
+        bad = [name for name in value if not _MODULE_NAME.match(name)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} is not a module name (e.g. q_proj, v_proj)")
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("set epochs or max steps: with neither, training would never end")
+        if not self.train_dataset:
+            raise ValueError("choose a training dataset")
+        if self.eval_dataset is not None and self.eval_dataset == self.train_dataset:
+            raise ValueError("the eval dataset is the training dataset; choose a held-out split or leave it empty")
+        return self
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.gradient_accumulation
+
+    @property
+    def lora_scale(self) -> float:
+        return self.lora_alpha / self.lora_r
+
+
+_NULLABLE = {"base_model", "eval_dataset", "epochs", "max_steps", "eval_steps"}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick demo": {
+        "epochs": None,
+        "max_steps": 30,
+        "batch_size": 4,
+        "learning_rate": 3e-4,
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "max_seq_length": 256,
+        "save_steps": 10,
+        "warmup_ratio": 0.0,
+    },
+    "balanced": {
+        "epochs": 3.0,
+        "max_steps": None,
+        "batch_size": 4,
+        "gradient_accumulation": 2,
+        "learning_rate": 2e-4,
+        "scheduler": "cosine",
+        "warmup_ratio": 0.03,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "lora_dropout": 0.05,
+        "max_seq_length": 512,
+    },
+    "qlora low memory": {
+        "quantization": "4bit",
+        "epochs": 2.0,
+        "max_steps": None,
+        "batch_size": 2,
+        "gradient_accumulation": 8,
+        "learning_rate": 2e-4,
+        "scheduler": "cosine",
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "max_seq_length": 512,
+        "gradient_checkpointing": True,
+    },
+    "dpo preferences": {
+        "objective": "dpo",
+        "epochs": 2.0,
+        "max_steps": None,
+        "batch_size": 2,
+        "gradient_accumulation": 4,
+        "learning_rate": 2e-5,
+        "scheduler": "cosine",
+        "warmup_ratio": 0.1,
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "dpo_beta": 0.1,
+    },
+}
+
+
+def field_help(name: str) -> str:
+    """Inline help for a form field."""
+    return JobConfig.model_fields[name].description or ""
+
+
+def build_config(preset: str | None = None, /, **values: Any) -> JobConfig:
+    """A validated config from a preset plus explicit values; the seed API's nested `config={...}` is merged in.
+
+    Raises InvalidConfig listing every bad field in words, so pages and the API can show it as is.
+    """
+    if preset is not None and preset not in PRESETS:
+        raise InvalidConfig(f"Unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
+    nested = values.pop("config", None) or {}
+    if not isinstance(nested, dict):
+        raise InvalidConfig("'config' must be a mapping of setting names to values.")
+    merged = {**(PRESETS[preset] if preset else {}), **nested, **values}
+    try:
+        return JobConfig.model_validate(merged)
+    except ValidationError as error:
+        raise InvalidConfig(describe_errors(error)) from None
+
+
+def describe_errors(error: ValidationError) -> str:
+    """Turn pydantic's errors into one readable sentence per field."""
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"] if not isinstance(part, int))
+        message = item["msg"].removeprefix("Value error, ").replace("Input should be", "must be").rstrip(".")
+        if item["type"] == "extra_forbidden":
+            message = f"is not a setting (allowed: {', '.join(sorted(JobConfig.model_fields))})"
+        elif item["type"] == "missing":
+            message = "is required"
+        if not field:
+            lines.append(f"{message[0].upper()}{message[1:]}.")
+        elif message.startswith(("is ", "must ")):
+            lines.append(f"{field.replace('_', ' ')} {message}.")
+        else:
+            lines.append(f"{field.replace('_', ' ')}: {message}.")
+    return "Invalid training settings — " + " ".join(lines)

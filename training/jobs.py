@@ -1,0 +1,319 @@
+"""The job manager: a queue with a concurrency limit, worker threads, and job state on disk.
+
+Each job is a folder `jobs/<id>/` with `state.json` (written only at state changes), `metrics.jsonl`
+and `train.log` (appended by the worker), `checkpoints/` and `adapter/`. Live progress is read from
+the metrics file, so any process can show it and a restart loses nothing. A running worker holds
+`.locks/job-<id>.lock`; a job whose state says running but whose lock is free lost its process and
+becomes interrupted, resumable from its last checkpoint.
+"""
+
+import json
+import threading
+import traceback
+import uuid
+from collections import deque
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from pydantic import BaseModel, Field
+
+from services.errors import ConsoleError, NotFound
+from services.registry import Registry
+from services.storage import append_line, atomic_write_json, bump_generation, generation, locked, read_json
+from training.config import JobConfig
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
+RESUMABLE = {JobStatus.INTERRUPTED, JobStatus.CANCELLED, JobStatus.FAILED}
+
+
+class JobError(ConsoleError):
+    """An action that does not fit the job's state (cancel a finished job, resume without a checkpoint)."""
+
+
+class JobState(BaseModel):
+    """What `state.json` holds: the config, where the job is in its life, and what it produced."""
+
+    id: str
+    config: JobConfig
+    status: JobStatus = JobStatus.QUEUED
+    created: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+    error: str | None = None
+    resume: bool = False
+    attempts: int = 0
+    restarted_from: str | None = None
+    adapter_path: str | None = None
+    adapter_version: int | None = None
+    final_metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobProgress(BaseModel):
+    """The newest metrics line of a job: what the progress bar and the cards show."""
+
+    step: int = 0
+    max_steps: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    eval_loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_second: float | None = None
+    elapsed: float | None = None
+    eta_seconds: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.max_steps) if self.max_steps else 0.0
+
+
+def new_job_id() -> str:
+    return f"job_{datetime.now(UTC):%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}"
+
+
+class JobManager:
+    """Owns the worker threads of one process; every decision it takes is also written to disk."""
+
+    def __init__(self, registry: Registry, concurrency: int | None = None):
+        self.registry = registry
+        self.concurrency = concurrency or registry.settings.max_concurrent_jobs
+        self._cond = threading.Condition()
+        self._queue: deque[str] = deque()
+        self._stops: dict[str, threading.Event] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._list_cache: tuple[tuple[int, str], list[JobState]] | None = None
+        self._recover()
+        threading.Thread(target=self._dispatch, name="job-dispatcher", daemon=True).start()
+
+    # ---- actions -------------------------------------------------------------------------------
+    def submit(self, config: JobConfig, *, restarted_from: str | None = None) -> JobState:
+        """Check the model, data and hardware first (ConsoleError, no job created), then queue."""
+        from training.worker import preflight
+
+        preflight(config)
+        job = JobState(id=new_job_id(), config=config, created=datetime.now(UTC), restarted_from=restarted_from)
+        self._job_dir(job.id).mkdir(parents=True)
+        self._save(job)
+        self._log(job.id, f"queued: {config.adapter_name} ({config.objective}, {config.quantization})")
+        with self._cond:
+            self._queue.append(job.id)
+            self._cond.notify_all()
+        return job
+
+    def submit_many(self, configs: list[JobConfig]) -> list[JobState]:
+        """Batch submit: every config passes preflight before any is queued, so a bad one queues nothing."""
+        from training.worker import preflight
+
+        for config in configs:
+            preflight(config)
+        return [self.submit(config) for config in configs]
+
+    def cancel(self, job_id: str) -> JobState:
+        job = self.get(job_id)
+        if job.status in FINISHED:
+            raise JobError(f"Job {job_id} is already {job.status.value}; there is nothing to cancel.")
+        with self._cond:
+            if job_id in self._queue:
+                self._queue.remove(job_id)
+                job = self._transition(job_id, status=JobStatus.CANCELLED, finished=datetime.now(UTC))
+                self._log(job_id, "cancelled while queued")
+                return job
+            stop = self._stops.get(job_id)
+        if stop is None:
+            raise JobError(f"Job {job_id} runs in another process of the console; cancel it there.")
+        stop.set()
+        self._log(job_id, "cancel requested; stopping at the end of the current step")
+        return job
+
+    def restart(self, job_id: str) -> JobState:
+        """A new job with the same config (the original stays in history)."""
+        return self.submit(self.get(job_id).config, restarted_from=job_id)
+
+    def resume(self, job_id: str) -> JobState:
+        job = self.get(job_id)
+        if job.status not in RESUMABLE:
+            raise JobError(f"Job {job_id} is {job.status.value}; only interrupted, cancelled or failed jobs resume.")
+        if not self.latest_checkpoint(job_id):
+            raise JobError(f"Job {job_id} saved no checkpoint yet; restart it instead.")
+        job = self._transition(job_id, status=JobStatus.QUEUED, resume=True, error=None, finished=None)
+        self._log(job_id, f"queued to resume from {self.latest_checkpoint(job_id).name}")
+        with self._cond:
+            self._queue.append(job_id)
+            self._cond.notify_all()
+        return job
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobState:
+        """Block until the job finishes (for scripts and tests; pages poll instead)."""
+        deadline = None if timeout is None else datetime.now(UTC).timestamp() + timeout
+        with self._cond:
+            while self.get(job_id).status not in FINISHED:
+                remaining = None if deadline is None else deadline - datetime.now(UTC).timestamp()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(timeout=min(1.0, remaining) if remaining else 1.0)
+        return self.get(job_id)
+
+    # ---- reading -------------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobState:
+        path = self._job_dir(job_id) / "state.json"
+        if not path.is_file():
+            raise NotFound(f"No training job {job_id!r}.")
+        return JobState.model_validate(read_json(path))
+
+    def all_jobs(self) -> list[JobState]:
+        """Newest first, cached until any job changes state (in any process)."""
+        stamp = generation(self.registry.jobs)
+        if self._list_cache and self._list_cache[0] == stamp:
+            return self._list_cache[1]
+        jobs = []
+        for folder in self.registry.jobs.iterdir():
+            state = folder / "state.json"
+            if state.is_file():
+                jobs.append(JobState.model_validate(read_json(state)))
+        jobs.sort(key=lambda j: j.created, reverse=True)
+        self._list_cache = (stamp, jobs)
+        return jobs
+
+    def progress(self, job_id: str) -> JobProgress:
+        lines = self.metrics(job_id, tail=1)
+        return JobProgress.model_validate(lines[-1]) if lines else JobProgress()
+
+    def metrics(self, job_id: str, tail: int | None = None) -> list[dict[str, Any]]:
+        path = self._job_dir(job_id) / "metrics.jsonl"
+        if not path.exists():
+            return []
+        rows = []
+        for line in path.read_text(encoding="utf-8").splitlines()[-tail if tail else None :]:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return rows
+
+    def log_text(self, job_id: str) -> str:
+        path = self._job_dir(job_id) / "train.log"
+        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+    def latest_checkpoint(self, job_id: str) -> Path | None:
+        from training.worker import latest_checkpoint
+
+        return latest_checkpoint(self._job_dir(job_id))
+
+    def job_dir(self, job_id: str) -> Path:
+        return self._job_dir(job_id)
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _job_dir(self, job_id: str) -> Path:
+        if "/" in job_id or ".." in job_id or not job_id.startswith("job_"):
+            raise NotFound(f"No training job {job_id!r}.")
+        return self.registry.jobs / job_id
+
+    def _save(self, job: JobState) -> None:
+        with locked(self.registry.locks, "jobs"):
+            atomic_write_json(self._job_dir(job.id) / "state.json", job.model_dump(mode="json"))
+            bump_generation(self.registry.jobs)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _transition(self, job_id: str, **changes: Any) -> JobState:
+        job = self.get(job_id).model_copy(update=changes)
+        self._save(job)
+        return job
+
+    def _log(self, job_id: str, message: str) -> None:
+        append_line(self._job_dir(job_id) / "train.log", f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {message}")
+
+    def _job_lock(self, job_id: str) -> FileLock:
+        return FileLock(self.registry.locks / f"job-{job_id}.lock", thread_local=False)
+
+    def _recover(self) -> None:
+        """Jobs left running by a dead process become interrupted; queued ones go back in the queue."""
+        for job in sorted(self.all_jobs(), key=lambda j: j.created):
+            if job.status == JobStatus.QUEUED:
+                self._queue.append(job.id)
+            elif job.status == JobStatus.RUNNING:
+                lock = self._job_lock(job.id)
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                lock.release()
+                self._transition(job.id, status=JobStatus.INTERRUPTED, finished=datetime.now(UTC))
+                self._log(job.id, "interrupted: the process running this job stopped; resume it from its checkpoint")
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue or len(self._threads) >= self.concurrency:
+                    self._cond.wait()
+                job_id = self._queue.popleft()
+                self._stops[job_id] = threading.Event()
+                thread = threading.Thread(target=self._work, args=(job_id,), name=f"train-{job_id}", daemon=True)
+                self._threads[job_id] = thread
+            thread.start()
+
+    def _work(self, job_id: str) -> None:
+        lock = self._job_lock(job_id)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self._forget(job_id)
+            return
+        try:
+            if self.get(job_id).status != JobStatus.QUEUED:
+                return
+            job = self._transition(
+                job_id, status=JobStatus.RUNNING, started=datetime.now(UTC), attempts=self.get(job_id).attempts + 1
+            )
+            self._log(job_id, "running" + (" (resuming from checkpoint)" if job.resume else ""))
+            self._run(job)
+        except ConsoleError as error:
+            self._fail(job_id, str(error))
+        except Exception as error:  # noqa: BLE001 — a worker must record any failure, never die silently
+            self._log(job_id, traceback.format_exc())
+            self._fail(job_id, f"Training failed ({type(error).__name__}): {error}")
+        finally:
+            lock.release()
+            self._forget(job_id)
+
+    def _run(self, job: JobState) -> None:
+        from training.adapters import register_adapter
+        from training.worker import run_training
+
+        result = run_training(job.config, self._job_dir(job.id), stop=self._stops[job.id], resume=job.resume)
+        if result.status == "cancelled":
+            self._transition(job.id, status=JobStatus.CANCELLED, finished=datetime.now(UTC), final_metrics=result.metrics)
+            self._log(job.id, f"cancelled at step {result.steps}")
+            return
+        adapter = register_adapter(result, job.config, registry=self.registry, job_id=job.id)
+        self._transition(
+            job.id,
+            status=JobStatus.COMPLETED,
+            finished=datetime.now(UTC),
+            final_metrics=result.metrics,
+            adapter_path=str(adapter.path),
+            adapter_version=adapter.version,
+        )
+        self._log(job.id, f"completed: adapter {job.config.adapter_name} v{adapter.version} saved")
+
+    def _fail(self, job_id: str, message: str) -> None:
+        self._transition(job_id, status=JobStatus.FAILED, finished=datetime.now(UTC), error=message)
+        self._log(job_id, f"failed: {message}")
+
+    def _forget(self, job_id: str) -> None:
+        with self._cond:
+            self._threads.pop(job_id, None)
+            self._stops.pop(job_id, None)
+            self._cond.notify_all()

@@ -1,0 +1,485 @@
+"""The in-process training worker: one LoRA/QLoRA job through TRL's SFTTrainer or DPOTrainer.
+
+`run_training` is called from a queue thread. It never imports streamlit and talks to the console only
+through files in the job folder, which other threads may read while it runs:
+- metrics.jsonl  one JSON object per logging step (appended in one write and fsynced),
+- train.log      a human-readable log,
+- checkpoints/   resumable Trainer checkpoints (the last 2),
+- adapter/       the finished adapter in PEFT layout (adapter_config.json + adapter_model.safetensors),
+- result.json    the TrainingResult.
+Cancellation is cooperative: setting `stop` ends training after the current optimizer step and saves a
+checkpoint there, so the job can be resumed later.
+"""
+
+import ctypes
+import gc
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from transformers import TrainerCallback
+
+from services.errors import ConsoleError
+from services.storage import append_line, atomic_write_json, atomic_write_text
+from training.base_models import BaseModelInfo, resolve_base_model, suggested_target_modules, unknown_target_modules
+from training.config import JobConfig
+from training.formatting import DatasetSource, build_dataset, check_fits, resolve_dataset
+
+Status = Literal["completed", "cancelled"]
+# Used only when a base model ships no chat template: the assistant turn ends with the model's EOS token,
+# so a model trained with it learns to stop.
+FALLBACK_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}"
+    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+LINEAR_OUTPUTS = {"lm_head", "embed_out"}
+
+
+class TrainingRefused(ConsoleError):
+    """A job that cannot run on this machine or with this model/data combination."""
+
+
+class TrainingResult(BaseModel):
+    """What a finished or cancelled job reports back to the queue and to the adapter registry."""
+
+    status: Status
+    steps: int
+    max_steps: int
+    epoch: float
+    adapter_path: Path | None
+    checkpoint: Path | None
+    metrics: dict[str, float]
+    tokens: int
+    tokens_per_second: float
+    train_seconds: float
+    device: str
+    precision: str
+    base_model: BaseModelInfo
+    train_dataset: dict[str, Any]
+    eval_dataset: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """Everything checked before a model is loaded; the queue runs this at submission so the form can refuse early."""
+
+    config: JobConfig
+    base: BaseModelInfo
+    train: DatasetSource
+    eval: DatasetSource | None
+    device: str
+    bf16: bool
+
+
+def preflight(config: JobConfig) -> Preflight:
+    """Resolve the base model and datasets and check that the combination can train here; raise ConsoleError if not."""
+    base = resolve_base_model(config.base_model)
+    if config.target_modules != "all-linear":
+        unknown = unknown_target_modules(base, config.target_modules)
+        if unknown:
+            raise TrainingRefused(
+                f"Target module(s) {', '.join(unknown)} do not exist in {base.id}. Choose from: "
+                f"{', '.join(suggested_target_modules(base))} (or 'all-linear')."
+            )
+        heads = sorted(LINEAR_OUTPUTS & {name.rsplit('.', 1)[-1] for name in config.target_modules})
+        if heads:
+            raise TrainingRefused(f"{heads[0]} is the output layer; TRL cannot train LoRA on it. Remove it from target modules.")
+    train = resolve_dataset(config.train_dataset)
+    check_fits(train, config.objective)
+    evaluation = resolve_dataset(config.eval_dataset) if config.eval_dataset else None
+    if evaluation is not None:
+        check_fits(evaluation, config.objective, "eval")
+    device = "cuda" if _cuda_available() else "cpu"
+    if config.quantization != "none":
+        reason = quantization_unsupported(config.quantization, device)
+        if reason:
+            raise TrainingRefused(reason)
+    return Preflight(config, base, train, evaluation, device, use_bf16(config, device))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def native_bf16(device: str) -> bool:
+    """True where bf16 matmuls run in hardware (AVX512-BF16 or AMX on CPU, Ampere+ GPUs), so autocast speeds up."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def use_bf16(config: JobConfig, device: str) -> bool:
+    if config.precision == "auto":
+        return native_bf16(device)
+    return config.precision == "bf16"
+
+
+def quantization_unsupported(kind: str, device: str) -> str | None:
+    """Why `kind` quantization cannot train on `device`, or None when a real forward/backward probe succeeded."""
+    error = _probe_bitsandbytes(kind, device)
+    if error is None:
+        return None
+    label = "8-bit" if kind == "8bit" else "4-bit (QLoRA)"
+    return (f"{label} quantization does not work on this {device.upper()} with the installed bitsandbytes "
+            f"({error}). Choose quantization 'none'{' or 4bit' if kind == '8bit' else ''}.")
+
+
+@lru_cache(maxsize=4)
+def _probe_bitsandbytes(kind: str, device: str) -> str | None:
+    """Quantize one small layer and run forward + backward through it: the cheapest honest answer to 'does it work'."""
+    try:
+        import bitsandbytes as bnb
+        import torch
+
+        torch_device = torch.device(device)
+        if kind == "4bit":
+            layer = bnb.nn.Linear4bit(64, 64, bias=False, compute_dtype=torch.float32, quant_type="nf4")
+        else:
+            layer = bnb.nn.Linear8bitLt(64, 64, bias=False, has_fp16_weights=False)
+        layer = layer.to(torch_device)
+        inputs = torch.randn(2, 64, device=torch_device, requires_grad=True)
+        output = layer(inputs)
+        output.float().sum().backward()
+        if inputs.grad is None or not torch.isfinite(inputs.grad).all():
+            return "the backward pass gave no usable gradient"
+    except Exception as error:  # any failure means "not supported here"; the message goes to the user
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else 'no message'}"
+    return None
+
+
+def latest_checkpoint(job_dir: Path) -> Path | None:
+    """The newest complete checkpoint (one whose trainer_state.json was written) of a job."""
+    folder = job_dir / "checkpoints"
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file() and p.name[11:].isdigit()]
+    return max(done, key=lambda p: int(p.name[11:]), default=None)
+
+
+class JobLog:
+    """train.log: timestamped lines a person reads; each line is one append."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        append_line(self.path, f"{stamp} {message}")
+
+
+class JobMonitor(TrainerCallback):
+    """Writes progress to metrics.jsonl / train.log and turns the stop event into a clean, checkpointed stop."""
+
+    def __init__(self, job_dir: Path, stop: threading.Event, log: JobLog):
+        self.metrics_path = job_dir / "metrics.jsonl"
+        self.stop = stop
+        self.log = log
+        self.cancelled = False
+        self.started = time.monotonic()
+        self.start_step = 0
+        self.start_tokens = 0
+        self.last: dict[str, float] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+        self.start_step = state.global_step
+        self.start_tokens = state.num_input_tokens_seen
+        where = f"resuming at step {state.global_step}" if state.global_step else "starting"
+        self.log.write(f"Training {where}: {state.max_steps} optimizer steps planned.")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop.is_set() and not self.cancelled:
+            self.cancelled = True
+            control.should_training_stop = True
+            control.should_save = True
+            self.log.write(f"Cancel requested: stopping after step {state.global_step} and saving a checkpoint.")
+        return control
+
+    def progress(self, state) -> dict[str, float]:
+        elapsed = time.monotonic() - self.started
+        steps_done = state.global_step - self.start_step
+        tokens = state.num_input_tokens_seen - self.start_tokens
+        remaining = max(state.max_steps - state.global_step, 0)
+        return {
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": round(state.epoch or 0.0, 4),
+            "tokens": state.num_input_tokens_seen,
+            "tokens_per_second": round(tokens / elapsed, 2) if elapsed > 0 else 0.0,
+            "elapsed": round(elapsed, 2),
+            "eta_seconds": round(elapsed / steps_done * remaining, 1) if steps_done else None,
+        }
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "train_loss" in logs:  # the end-of-training summary, not a step
+            return
+        line = {"time": datetime.now(UTC).isoformat(timespec="seconds"), **self.progress(state)}
+        for key in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "rewards/accuracies",
+                    "rewards/margins"):
+            if key in logs:
+                line[key.replace("/", "_")] = float(logs[key])
+        append_line(self.metrics_path, json.dumps(line))
+        self.last.update({k: v for k, v in line.items() if isinstance(v, float) and k not in ("elapsed",)})
+        if "loss" in line:
+            self.log.write(
+                f"step {line['step']}/{line['max_steps']} loss {line['loss']:.4f} lr {line.get('learning_rate', 0):.2e} "
+                f"{line['tokens_per_second']:.0f} tok/s"
+            )
+        if "eval_loss" in line:
+            self.log.write(f"step {line['step']} eval loss {line['eval_loss']:.4f}")
+
+    def on_save(self, args, state, control, **kwargs):
+        self.log.write(f"Checkpoint saved at step {state.global_step}.")
+
+
+def run_training(config: JobConfig, job_dir: Path, *, stop: threading.Event, resume: bool = False) -> TrainingResult:
+    """Train one adapter; returns completed or cancelled, raises ConsoleError for bad input and re-raises crashes.
+
+    With resume=True training continues from the newest checkpoint in job_dir/checkpoints (fresh if there is none).
+    """
+    job_dir.mkdir(parents=True, exist_ok=True)
+    log = JobLog(job_dir / "train.log")
+    try:
+        return _run(config, job_dir, stop, resume, log)
+    except ConsoleError as error:
+        log.write(f"Refused: {error}")
+        raise
+    except Exception as error:
+        log.write(f"Failed: {type(error).__name__}: {error}")
+        raise
+
+
+def _run(config: JobConfig, job_dir: Path, stop: threading.Event, resume: bool, log: JobLog) -> TrainingResult:
+    checks = preflight(config)
+    log.write(
+        f"Job {config.adapter_name}: {config.objective.upper()} on {checks.base.id} ({checks.base.parameters / 1e6:.1f}M "
+        f"params, {config.quantization}), {checks.device}, {'bf16 autocast' if checks.bf16 else 'fp32'}; "
+        f"data {checks.train.name} ({checks.train.rows} rows)."
+    )
+    checkpoint = latest_checkpoint(job_dir) if resume else None
+    if resume and checkpoint is None:
+        log.write("Resume requested but no checkpoint exists yet: starting from step 0.")
+    if checkpoint is not None:
+        _trim_metrics(job_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
+    elif (job_dir / "metrics.jsonl").exists():
+        (job_dir / "metrics.jsonl").unlink()
+    monitor = JobMonitor(job_dir, stop, log)
+    trainer, tokenizer = build_trainer(checks, job_dir, callbacks=[monitor])
+    if stop.is_set():
+        log.write("Cancelled before the first step.")
+        return _result(checks, trainer, monitor, "cancelled", None, job_dir, {})
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    if monitor.cancelled:
+        log.write(f"Cancelled at step {trainer.state.global_step}.")
+        return _result(checks, trainer, monitor, "cancelled", None, job_dir, {})
+    metrics = {"train_loss": float(output.training_loss), "train_runtime": float(output.metrics["train_runtime"])}
+    if "loss" in monitor.last:
+        metrics["final_loss"] = monitor.last["loss"]
+    if trainer.eval_dataset is not None:
+        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+        log.write(f"Final eval loss {metrics['eval_loss']:.4f}.")
+    adapter = save_adapter(trainer, tokenizer, checks.base, job_dir / "adapter")
+    log.write(f"Adapter saved to {adapter}.")
+    return _result(checks, trainer, monitor, "completed", adapter, job_dir, metrics)
+
+
+def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = None) -> tuple[Any, Any]:
+    """The configured SFTTrainer or DPOTrainer (datasets already tokenized), and its tokenizer."""
+    import datasets
+    from peft import LoraConfig
+    from transformers.trainer_callback import PrinterCallback
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    datasets.disable_progress_bars()
+    config = checks.config
+    tokenizer = load_tokenizer(checks.base.path)
+    model = load_model(checks)
+    train = build_dataset(checks.train, config.objective)
+    evaluation = build_dataset(checks.eval, config.objective, "eval") if checks.eval else None
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    common = _trainer_args(config, job_dir, checks, has_eval=evaluation is not None)
+    if config.objective == "dpo":
+        args = DPOConfig(**common, beta=config.dpo_beta)
+        trainer = DPOTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
+                             processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+    else:
+        args = SFTConfig(
+            **common,
+            packing=config.packing,
+            completion_only_loss=True,
+            # Without packing, batches of similar length waste little compute on padding.
+            train_sampling_strategy="random" if config.packing else "group_by_length",
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
+                             processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)
+    return trainer, tokenizer
+
+
+def _trainer_args(config: JobConfig, job_dir: Path, checks: Preflight, has_eval: bool) -> dict[str, Any]:
+    """Arguments SFTConfig and DPOConfig share."""
+    padding_free = config.objective == "sft" and config.packing
+    return {
+        "output_dir": str(job_dir / "checkpoints"),
+        "per_device_train_batch_size": config.batch_size,
+        "per_device_eval_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.gradient_accumulation,
+        "learning_rate": config.learning_rate,
+        "lr_scheduler_type": config.scheduler,
+        "warmup_steps": config.warmup_ratio,
+        "num_train_epochs": config.epochs or 1.0,
+        "max_steps": config.max_steps or -1,
+        "max_length": config.max_seq_length,
+        "logging_steps": config.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": 2,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": config.eval_steps or config.save_steps,
+        "report_to": "none",
+        "use_cpu": checks.device == "cpu",
+        "bf16": checks.bf16,
+        "seed": config.seed,
+        "data_seed": config.seed,
+        "activation_checkpointing": config.gradient_checkpointing,
+        # Padding-free packed batches have no attention mask and no padding, so every token counts.
+        "include_num_input_tokens_seen": "all" if padding_free else "non_padding",
+        "disable_tqdm": True,
+    }
+
+
+def load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if not tokenizer.chat_template:
+        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    if tokenizer.eos_token is None:
+        raise TrainingRefused(f"The tokenizer in {path} has no end-of-sequence token, so answers could never end.")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(checks: Preflight) -> Any:
+    """The base model from safetensors only, quantized with bitsandbytes when asked and prepared for k-bit training."""
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    config = checks.config
+    on_gpu = checks.device == "cuda"
+    dtype = torch.bfloat16 if on_gpu and checks.bf16 else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "local_files_only": True,
+                              "attn_implementation": "sdpa"}
+    if config.quantization == "4bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if checks.bf16 else torch.float32,
+        )
+    elif config.quantization == "8bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+    if on_gpu and config.quantization != "none":
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    model = AutoModelForCausalLM.from_pretrained(checks.base.path, **kwargs)
+    if config.quantization != "none":
+        _release_checkpoint_mapping(model)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    return model
+
+
+def _release_checkpoint_mapping(model: Any) -> None:
+    """Give a quantized model's memory back: its unquantized tensors (embeddings, norms) are views of the
+    memory-mapped full-precision checkpoint, which keeps the whole file resident, and quantizing leaves freed
+    full-precision buffers in the heap. Copying the tensors unmaps the file; malloc_trim returns the heap."""
+    for param in model.parameters():
+        if param.dtype.is_floating_point:
+            param.data = param.data.clone()
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+
+
+def save_adapter(trainer: Any, tokenizer: Any, base: BaseModelInfo, target: Path) -> Path:
+    """Write the adapter in PEFT layout (safetensors) next to `target`, point it at the local base folder, then swap in."""
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    config_file = staging / "adapter_config.json"
+    adapter_config = json.loads(config_file.read_text(encoding="utf-8"))
+    adapter_config["base_model_name_or_path"] = str(base.path)
+    atomic_write_text(config_file, json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
+    if not (staging / "adapter_model.safetensors").is_file():
+        raise RuntimeError("PEFT did not write adapter_model.safetensors")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
+
+
+def _result(checks: Preflight, trainer: Any, monitor: JobMonitor, status: Status, adapter: Path | None,
+            job_dir: Path, metrics: dict[str, float]) -> TrainingResult:
+    state = trainer.state
+    progress = monitor.progress(state)
+    result = TrainingResult(
+        status=status,
+        steps=state.global_step,
+        max_steps=state.max_steps,
+        epoch=float(state.epoch or 0.0),
+        adapter_path=adapter,
+        checkpoint=latest_checkpoint(job_dir),
+        metrics=metrics,
+        tokens=state.num_input_tokens_seen,
+        tokens_per_second=progress["tokens_per_second"],
+        train_seconds=progress["elapsed"],
+        device=checks.device,
+        precision="bf16" if checks.bf16 else "fp32",
+        base_model=checks.base,
+        train_dataset=checks.train.lineage(),
+        eval_dataset=checks.eval.lineage() if checks.eval else None,
+    )
+    atomic_write_json(job_dir / "result.json", result.model_dump(mode="json"))
+    return result
+
+
+def _checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[-1])
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """On resume, drop progress lines written after the checkpoint, so the loss curve has no duplicate steps."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
