@@ -93,6 +93,16 @@ def console_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def console_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder holding a tiny local base model, so browser tests train in seconds."""
+    from tiny_model import build_tiny_model
+
+    models = tmp_path_factory.mktemp("console-models")
+    build_tiny_model(models / "tiny-llama")
+    return models
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,13 +110,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def console_url(console_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def console_url(console_home: Path, console_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start `streamlit run app.py` on a free loopback port against the temp registry; stop it after the session."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
     env = {
         **os.environ,
         "RMN_LORA_HOME": str(console_home),
+        "RMN_LORA_MODELS": str(console_models),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
