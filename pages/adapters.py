@@ -43,11 +43,15 @@ elif adapters:
                 "Dataset": [a.dataset.get("name", "") for a in page],
                 "Final loss": [a.metrics.get("final_loss", a.metrics.get("train_loss")) for a in page],
                 "Eval loss": [a.metrics.get("eval_loss") for a in page],
+                "Held-out accuracy": [a.metrics.get("eval_accuracy") for a in page],
                 "Created": [a.created for a in page],
             }
         ),
         hide_index=True,
-        column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+        column_config={
+            "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "Held-out accuracy": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+        },
     )
     labels = {f"{a.name} v{a.version}": a for a in adapters}
     chosen = labels[st.selectbox("Adapter version", list(labels), key="adapter_selected")]

@@ -86,3 +86,20 @@ def test_a_changed_marker_invalidates_the_cache(prepared, tmp_path):
     assert embedded_model._cache_matches(folder, expected)
     assert not embedded_model._cache_matches(folder, {**expected, "transformers_version": "0.0.0"})
     assert not embedded_model._cache_matches(tmp_path, expected)
+
+
+def test_generation_scoring_judges_the_embedded_models_answers(prepared):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.evaluation import score_generations
+
+    _, folder = prepared
+    model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    prompt = "What is the capital of France?"
+    score = score_generations(
+        model, tokenizer, [{"prompt": prompt, "reference": "The capital of France is Paris."}, {"prompt": prompt, "reference": "Berlin"}],
+        max_new_tokens=12,
+    )
+    assert score.accuracy == 0.5 and score.examples[0]["answer"] == "The capital of France is Paris."
+    assert 0.0 < score.token_f1 < 1.0

@@ -130,3 +130,25 @@ def test_killed_process_leaves_an_interrupted_job_that_resumes_from_its_checkpoi
     assert steps[-1] == 40 and saved_step >= 2
     assert len(steps) == len(set(steps)), "the resumed run started again from step 0"
     assert "resuming from checkpoint" in manager.log_text(job_id)
+
+
+def test_held_out_evaluation_is_scored_by_generation(tiny_setup, tmp_path):
+    registry, base = tiny_setup
+    held_out = [{"prompt": r["instruction"], "reference": r["output"]} for r in ROWS[:4]]
+    (tmp_path / "held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    upload_dataset("mapping_eval", tmp_path / "held.jsonl")
+    job_id = submit_training_job("retailer", "scored", "mapping_sft", config={**FAST, "eval_dataset": "mapping_eval"},
+                                 base_model=str(base))
+    job = job_manager().wait(job_id, timeout=300)
+    assert job.status == JobStatus.COMPLETED, job.error
+    metrics = get_adapter("scored").metrics
+    assert metrics["eval_prompts"] == 4 and 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_loss" in metrics
+    assert "Held-out generation on 4 prompts" in job_manager().log_text(job_id)
+
+
+def test_scores_count_exact_answers_only():
+    from training.evaluation import token_f1
+
+    assert token_f1("placement_type: video", "placement_type: video") == 1.0
+    assert token_f1("placement_type: sponsored_product", "placement_type: video") < 1.0
+    assert token_f1("", "cost: 1.25") == 0.0

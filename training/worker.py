@@ -13,6 +13,7 @@ checkpoint there, so the job can be resumed later.
 
 import ctypes
 import gc
+import itertools
 import json
 import os
 import shutil
@@ -29,10 +30,11 @@ from pydantic import BaseModel
 from transformers import TrainerCallback
 
 from services.errors import ConsoleError
+from services.shapes import DatasetKind
 from services.storage import append_line, atomic_write_json, atomic_write_text
 from training.base_models import BaseModelInfo, resolve_base_model, suggested_target_modules, unknown_target_modules
 from training.config import JobConfig
-from training.formatting import DatasetSource, build_dataset, check_fits, resolve_dataset
+from training.formatting import DatasetSource, build_dataset, check_fits, iter_canonical, resolve_dataset
 
 Status = Literal["completed", "cancelled"]
 # Used only when a base model ships no chat template: the assistant turn ends with the model's EOS token,
@@ -44,6 +46,8 @@ FALLBACK_CHAT_TEMPLATE = (
 )
 LINEAR_OUTPUTS = {"lm_head", "embed_out"}
 
+
+MAX_EVAL_PROMPTS = 200
 
 class TrainingRefused(ConsoleError):
     """A job that cannot run on this machine or with this model/data combination."""
@@ -294,9 +298,21 @@ def _run(config: JobConfig, job_dir: Path, stop: threading.Event, resume: bool, 
     if trainer.eval_dataset is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
         log.write(f"Final eval loss {metrics['eval_loss']:.4f}.")
+    if checks.eval is not None and checks.eval.kind == DatasetKind.EVALUATION and not stop.is_set():
+        metrics.update(_held_out_scores(trainer.model, tokenizer, checks.eval, log))
     adapter = save_adapter(trainer, tokenizer, checks.base, job_dir / "adapter")
     log.write(f"Adapter saved to {adapter}.")
     return _result(checks, trainer, monitor, "completed", adapter, job_dir, metrics)
+
+
+def _held_out_scores(model: Any, tokenizer: Any, source: DatasetSource, log: JobLog) -> dict[str, float]:
+    """Generate answers for the held-out prompts (first 200) and score them against the references."""
+    from training.evaluation import score_generations
+
+    records = list(itertools.islice(iter_canonical(source), MAX_EVAL_PROMPTS))
+    score = score_generations(model, tokenizer, records)
+    log.write(f"Held-out generation on {score.count} prompts: accuracy {score.accuracy:.1%}, token F1 {score.token_f1:.3f}.")
+    return {"eval_accuracy": score.accuracy, "eval_token_f1": score.token_f1, "eval_prompts": float(score.count)}
 
 
 def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = None) -> tuple[Any, Any]:
