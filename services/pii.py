@@ -16,9 +16,8 @@ Values are masked before they leave this module, so reports never repeat the per
 import re
 import string
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass
-from itertools import repeat
 from typing import AnyStr, Literal, NamedTuple
 
 import numpy as np
@@ -39,14 +38,14 @@ _CARD = re.compile(
 _US_PHONE = re.compile(r"(?<![\d+])(?:\+?1[ .-]?)?(?:\([2-9]\d\d\) ?|[2-9]\d\d[ .-])\d{3}[ .-]\d{4}(?![\d-])", re.ASCII)
 _INTL_PHONE = re.compile(r"(?<![\d+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\d-])", re.ASCII)
 _NON_DIGITS = re.compile(r"\D", re.ASCII)
-# Prefilter (see pii_candidates). The digit-dot regex starts with a literal, so the engine jumps
-# from '.' to '.' instead of testing every character.
-SEPARATOR = "\x1e"  # joins a batch, so that no match runs from one text into the next
+# Prefilter (see pii_candidates).
+SEPARATOR = "\x1e"  # joins a batch; a boundary no match can run across
 _SEPARATOR_BYTES = SEPARATOR.encode()
 _LOWER = bytes.maketrans(string.ascii_uppercase.encode(), string.ascii_lowercase.encode())
 _PUNCTUATION_AND_SPACE = (string.punctuation + string.whitespace).encode()
 _DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
-_DOTTED_DIGITS = re.compile(r"\.(?<=[0-9]\.)[0-9]{1,3}\.[0-9]")  # 1.2.3: every IPv4 has it, decimals do not
+# Starts with a literal, so the engine jumps from '.' to '.' instead of testing every character.
+_DOTTED_QUAD = re.compile(r"\.(?<=[0-9]\.)[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +62,8 @@ class TextBatch(NamedTuple):
     texts: list[str]
     lengths: np.ndarray  # len() of each text
     joined: str  # SEPARATOR.join(texts)
-    squeezed: list[bytes]  # each text as UTF-8 (casefolded unless the batch is ASCII), lowercased, without punctuation or whitespace
+    squeezed_joined: bytes  # joined as UTF-8 (casefolded unless ASCII), lowercased, without punctuation or whitespace
+    squeezed: list[bytes]  # squeezed_joined split back into one part per text
 
 
 def find_pii(text: str) -> list[PiiHit]:
@@ -72,34 +72,35 @@ def find_pii(text: str) -> list[PiiHit]:
 
 
 def text_batch(texts: list[str]) -> TextBatch:
-    """Prepare `texts` with C-level maps only: no Python code runs per text.
+    """Join and squeeze `texts` at once: one encode, one translate and one split for the batch.
 
     Squeezing (ASCII letters lowercased, ASCII punctuation and whitespace removed) turns numbers
-    written with separators into plain digit runs, which the prefilter needs.
+    written with separators into plain digit runs, which the prefilter needs. A SEPARATOR inside
+    a text would split it in two, so it becomes a space first.
     """
     joined = SEPARATOR.join(texts)
-    encoded = map(str.encode, texts if joined.isascii() else map(str.casefold, texts))
-    squeezed = list(map(bytes.translate, encoded, repeat(_LOWER), repeat(_PUNCTUATION_AND_SPACE)))
-    return TextBatch(texts, _lengths(texts), joined, squeezed)
+    data = joined.encode() if joined.isascii() else joined.casefold().encode()
+    squeezed_joined = data.translate(_LOWER, _PUNCTUATION_AND_SPACE)
+    squeezed = squeezed_joined.split(_SEPARATOR_BYTES)
+    if len(squeezed) != len(texts):
+        return text_batch([text.replace(SEPARATOR, " ") for text in texts])
+    return TextBatch(texts, _lengths(texts), joined, squeezed_joined, squeezed)
 
 
 def pii_candidates(batch: TextBatch) -> list[int]:
     """Indexes of the batch's texts that may hold PII `scan_pii` finds; the rest certainly hold none.
 
-    Every email has '@' and every international phone '+'. Every US phone and card number
-    leaves a run of 10+ digits once squeezed (its separators are punctuation or spaces), every
-    IPv4 address a run of 4+ plus digits, a dot, digits, a dot and a digit in the text. Each
-    search is one C-speed scan over the whole batch, not a dozen calls per text.
+    Every email has '@', every international phone '+' and every IPv4 address four dotted
+    digit groups; every US phone and card number leaves a run of 10+ digits once squeezed (its
+    separators are punctuation or spaces). Each test is one C-speed scan over the whole batch.
     """
-    ends = _ends(batch.lengths)
-    found = {*_rows_with(batch.joined, "@", ends), *_rows_with(batch.joined, "+", ends)}
-    shape = _SEPARATOR_BYTES.join(batch.squeezed).translate(_DIGITS_TO_ZERO)
-    if shape.find(b"0000") >= 0:
-        shape_ends = _ends(_lengths(batch.squeezed))
-        for row in _rows_with(shape, b"0000", shape_ends):
-            start = shape_ends[row] - len(batch.squeezed[row]) - 1
-            if shape.find(b"0000000000", start, shape_ends[row]) >= 0 or _DOTTED_DIGITS.search(batch.texts[row]):
-                found.add(row)
+    joined, ends = batch.joined, _ends(batch.lengths)
+    found = {
+        *_rows_with(joined, "@", ends),
+        *_rows_with(joined, "+", ends),
+        *_rows_at(ends, lambda start: match.start() if (match := _DOTTED_QUAD.search(joined, start)) else -1),
+    }
+    found.update(_rows_with_long_numbers(batch.squeezed_joined.translate(_DIGITS_TO_ZERO)))
     return sorted(found)
 
 
@@ -121,12 +122,35 @@ def _ends(lengths: np.ndarray) -> list[int]:
 
 
 def _rows_with(haystack: AnyStr, needle: AnyStr, ends: list[int]) -> Iterator[int]:
-    """Each row whose part of `haystack` holds `needle`, once; row i ends (separator included) at ends[i]."""
-    at = haystack.find(needle)
-    while at != -1:
+    """Each row of a SEPARATOR-joined `haystack` that holds `needle`, once; row i ends at ends[i]."""
+    return _rows_at(ends, lambda start: haystack.find(needle, start))
+
+
+def _rows_with_long_numbers(shape: bytes) -> Iterator[int]:
+    """Rows of a zeroed, squeezed batch holding 10+ digits in a row, once each.
+
+    Such rows are rare, so each is found by counting the separators before it: cheaper than
+    measuring every row to bisect.
+    """
+    row = counted = 0
+    at = shape.find(b"0000000000")
+    while at >= 0:
+        row += shape.count(_SEPARATOR_BYTES, counted, at)
+        yield row
+        counted = shape.find(_SEPARATOR_BYTES, at) + 1
+        if not counted:
+            return
+        row += 1
+        at = shape.find(b"0000000000", counted)
+
+
+def _rows_at(ends: list[int], next_hit: Callable[[int], int]) -> Iterator[int]:
+    """Each row holding a hit, once: after a hit, the search resumes at the next row."""
+    at = next_hit(0)
+    while at >= 0:
         row = bisect_right(ends, at)
         yield row
-        at = haystack.find(needle, ends[row])
+        at = next_hit(ends[row]) if row + 1 < len(ends) else -1
 
 
 def luhn_valid(digits: str) -> bool:
@@ -159,7 +183,7 @@ def _numbers(text: str, start: int, end: int) -> list[PiiHit]:
         start -= 1
     hits: list[PiiHit] = []
     taken: list[tuple[int, int]] = []
-    for kind, pattern in (("ipv4", _IPV4), ("card", _CARD), ("phone", _US_PHONE), ("phone", _INTL_PHONE)):
+    for kind, pattern in _patterns_for(text[start:end]):
         for match in pattern.finditer(text, start, end):
             if any(a < match.end() and match.start() < b for a, b in taken):
                 continue
@@ -168,6 +192,19 @@ def _numbers(text: str, start: int, end: int) -> list[PiiHit]:
                 taken.append(match.span())
                 hits.append(PiiHit(kind, masked))
     return hits
+
+
+def _patterns_for(span: str) -> list[tuple[PiiKind, re.Pattern[str]]]:
+    """Only the patterns the span has enough digits and dots for: most spans are years or prices."""
+    digits = sum(map(str.isdigit, span))
+    candidates: list[tuple[PiiKind, re.Pattern[str]]] = [("ipv4", _IPV4)] if span.count(".") >= 3 else []
+    if digits >= 13:
+        candidates.append(("card", _CARD))
+    if digits >= 10:
+        candidates.append(("phone", _US_PHONE))
+    if digits >= 8 and "+" in span:
+        candidates.append(("phone", _INTL_PHONE))
+    return candidates
 
 
 def _classify(kind: str, value: str) -> str | None:

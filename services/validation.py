@@ -15,18 +15,20 @@ checks against the valid rows (those that could be read as the dataset kind).
 | duplicates      |     10 |          10 |     10% | the same text in every field as an earlier record             |
 | near_duplicates |      5 |          10 |     10% | the same once case, punctuation and whitespace are ignored    |
 | length          |      5 |           5 |     20% | too long or answer far too short (estimated tokens)           |
-| balance         |      5 |           5 |  20 pts | a class above 80% or below 5% (fraction = distance past it)   |
+| balance         |      5 |           5 |    +0.2 | a class above 80% or below 5% of the rows                     |
 | placeholders    |     10 |           2 |     50% | unfilled template placeholders such as {{name}}               |
 | dpo_identical   |     10 |          10 |     10% | DPO pairs whose chosen and rejected answers are the same      |
 
-Placeholders weigh more than their frequency suggests: a model trained on "I am {{name}}" says
-exactly that. Bands (seed 001): 95-100 Excellent, 90-94 Good, 85-89 Fair, below 85 Poor.
+For balance the "fraction" is how far the worst class is past its limit (a 90% majority is
+0.1 past 80%), so a single-class `label` costs the full weight. Placeholders weigh more than
+their frequency suggests: a model trained on "I am {{name}}" says exactly that. Bands (seed 001):
+95-100 Excellent, 90-94 Good, 85-89 Fair, below 85 Poor.
 
 Memory stays flat however large the records are: per valid row the scan keeps its line number,
-the sizes of its text and answer and two 8-byte hashes in compact arrays (28 bytes a row), plus
-counters, at most 100 sampled issues per check and one batch of at most 64 KB of text; records
-are dropped as soon as their text is taken. Tokens are an estimate (UTF-8 bytes / 4), not a
-tokenizer count.
+the sizes of its text and answer and two 8-byte hashes in compact arrays (28 bytes a row; the
+duplicate sort at the end briefly adds about 16 more), plus counters, at most 100 sampled issues
+per check and one batch of at most 64 KB of text; records are dropped as soon as their text is
+taken. Tokens are an estimate (UTF-8 bytes / 4), not a tokenizer count.
 """
 
 import gc
@@ -90,7 +92,6 @@ CHECKS: dict[str, CheckSpec] = {
     "dpo_identical": CheckSpec("DPO chosen = rejected", 10, 10),
 }
 _STRUCTURAL = {"json", "required", "types"}
-_NO_KEYS = np.empty(0, dtype=np.int64)
 _ALIASES = {"messages": ("messages", "conversations"), "prompt": ("prompt", "conversations", "messages")}
 _PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][\w.-]{0,39}\s*\}\}")
 
@@ -114,10 +115,6 @@ class CheckResult(BaseModel):
     lines: list[int] = Field(default_factory=list, description="First line numbers affected (at most 100).")
     examples: list[str] = Field(default_factory=list)
     note: str = ""
-
-    @property
-    def passed(self) -> bool:
-        return self.count == 0
 
 
 class TokenStats(BaseModel):
@@ -226,9 +223,9 @@ Parts = tuple[str, str, tuple[str, ...], bool]  # all text joined, the answer, e
 class _Scan:
     """What one pass remembers: counters, capped samples and fixed-size numbers per valid row.
 
-    The loop only sorts records and extracts their text; the byte-level work (hashes, the
-    near-duplicate squeeze, the PII prefilter) runs per batch of texts in `_flush`, where it
-    is a few C calls for the whole batch instead of a dozen per record.
+    The loop only reads each record's fields and collects its text; the byte-level work
+    (hashes, the near-duplicate squeeze, the PII prefilter) runs per batch of texts in `_flush`,
+    a few C calls for the whole batch instead of a dozen per record.
     """
 
     def __init__(self, kind: DatasetKind | None, label_field: str | None) -> None:
@@ -240,10 +237,9 @@ class _Scan:
         self.tally = {check: _Tally() for check in CHECKS}
         self.pii_kinds: Counter[str] = Counter()
         # Per valid row: line number, UTF-8 size of its text, size of its answer, and two 8-byte
-        # hashes (exact and near-duplicate keys, one numpy chunk per batch).
+        # hashes (exact and near-duplicate keys).
         self.lines, self.sizes, self.answers = array("I"), array("I"), array("I")
-        self.exact: list[np.ndarray] = []
-        self.near: list[np.ndarray] = []
+        self.exact, self.near = array("q"), array("q")
         self.empty_rows = array("I")  # reported once, as empty: left out of duplicate and length checks
         # The batch being collected: texts, their line numbers, answer sizes and class values.
         self.batch: tuple[list[str], list[int], list[int], list[Any]] = ([], [], [], [])
@@ -312,13 +308,14 @@ class _Scan:
         if not texts:
             return
         batch = text_batch(texts)
+        texts = batch.texts
         self.valid += len(texts)
         self.lines.extend(lines)
         self.answers.extend(answers)
         sizes = batch.lengths if batch.joined.isascii() else _lengths(map(str.encode, texts))
         self.sizes.frombytes(sizes.astype(np.uint32).tobytes())
-        self.exact.append(np.fromiter(map(hash, texts), np.int64, len(texts)))
-        self.near.append(np.fromiter(map(hash, batch.squeezed), np.int64, len(texts)))
+        self.exact.frombytes(np.fromiter(map(hash, texts), np.int64, len(texts)).tobytes())
+        self.near.frombytes(np.fromiter(map(hash, batch.squeezed), np.int64, len(texts)).tobytes())
         if "{" in batch.joined and "{{" in batch.joined:
             for line, text in zip(lines, texts, strict=True):
                 if "{{" in text:
@@ -368,12 +365,12 @@ class _Scan:
 
     def report(self, source: str, fmt: str) -> QualityReport:
         lines = np.frombuffer(self.lines, dtype=np.uint32)
-        tokens = (np.frombuffer(self.sizes, dtype=np.uint32).astype(np.int64) + 3) // 4
-        answers = (np.frombuffer(self.answers, dtype=np.uint32).astype(np.int64) + 3) // 4
         valid = len(lines)
         counted = np.ones(valid, dtype=bool)  # empty rows are reported once, as empty, and not again
         counted[np.frombuffer(self.empty_rows, dtype=np.uint32)] = False
-        notes = self._find_repeats(lines, counted) | self._find_length_outliers(lines[counted], tokens[counted], answers[counted])
+        notes = self._find_repeats(lines, counted)
+        tokens = _estimated_tokens(self.sizes)
+        notes |= self._find_length_outliers(lines[counted], tokens[counted], _estimated_tokens(self.answers)[counted])
         checks = [self._result(check, valid, notes.get(check, "")) for check in CHECKS if check != "balance"]
         checks.insert(list(CHECKS).index("balance"), self._balance(valid))
         if self.kind is not DatasetKind.DPO:
@@ -423,13 +420,17 @@ class _Scan:
         )
 
     def _find_repeats(self, lines: np.ndarray, counted: np.ndarray) -> dict[str, str]:
-        exact_rows, exact_of = _repeats(np.concatenate([*self.exact, _NO_KEYS]), counted)
-        near_rows, near_of = _repeats(np.concatenate([*self.near, _NO_KEYS]), counted)
+        """Near duplicates first; exact ones are among them, so only those rows need a second sort."""
+        near_rows, near_of = _repeats(np.frombuffer(self.near, dtype=np.int64), counted)
+        involved = np.zeros(len(counted), dtype=bool)
+        involved[near_rows] = involved[near_of] = True
+        exact_rows, exact_of = _repeats(np.frombuffer(self.exact, dtype=np.int64), involved)
         fresh = ~np.isin(near_rows, exact_rows)
         for row, of in zip(exact_rows.tolist(), exact_of.tolist(), strict=True):
             self.tally["duplicates"].add(int(lines[row]), f"same text as line {lines[of]}.")
         for row, of in zip(near_rows[fresh].tolist(), near_of[fresh].tolist(), strict=True):
-            self.tally["near_duplicates"].add(int(lines[row]), f"same text as line {lines[of]} apart from case, punctuation or spacing.")
+            message = f"same text as line {lines[of]} apart from case, punctuation or spacing."
+            self.tally["near_duplicates"].add(int(lines[row]), message)
         return {
             "duplicates": "the same text in every field (other fields such as ids are ignored)",
             "near_duplicates": "the same text once case, punctuation and whitespace are ignored",
@@ -479,7 +480,8 @@ class _Scan:
             result.count = sum(self.labels[n] for n in offending)
             result.affected_fraction = round(excess, 4)
             result.penalty = round(spec.weight * min(1.0, excess * spec.sensitivity), 2)
-            result.note = f"imbalanced {result.note} (limits: no class above {MAJORITY_LIMIT:.0%} or below {MINORITY_LIMIT:.0%})"
+            limits = f"no class above {MAJORITY_LIMIT:.0%} or below {MINORITY_LIMIT:.0%}"
+            result.note = f"imbalanced {result.note} (limits: {limits})"
         return result
 
 
@@ -488,18 +490,32 @@ def _missing_fields(record: dict[str, Any], kind: DatasetKind) -> list[str]:
 
 
 def _repeats(keys: np.ndarray, counted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Counted rows whose key an earlier counted row already had, in file order, each with that first row."""
-    rows = np.flatnonzero(counted)
-    if len(rows) < 2:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    order = rows[np.argsort(keys[rows], kind="stable")]  # stable: within equal keys, file order
+    """Counted rows whose key an earlier counted row already had, in file order, each with that first row.
+
+    One (unstable) sort of the keys; what follows is sized by the duplicates, not by the rows.
+    """
+    if counted.all():
+        order = np.argsort(keys)
+    else:
+        rows = np.flatnonzero(counted)
+        order = rows[np.argsort(keys[rows])]
     ranked = keys[order]
-    repeat = np.zeros(len(order), dtype=bool)
-    np.equal(ranked[1:], ranked[:-1], out=repeat[1:])
-    group_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(order))))
-    repeated, first = order[repeat], order[group_start[repeat]]
-    in_file_order = np.argsort(repeated)
-    return repeated[in_file_order], first[in_file_order]
+    repeat = np.flatnonzero(ranked[1:] == ranked[:-1]) + 1
+    if not len(repeat):
+        return repeat, repeat
+    members = np.union1d(repeat - 1, repeat)  # sorted positions of every row of a repeated key
+    group = np.cumsum(np.r_[True, ranked[members[1:]] != ranked[members[:-1]]]) - 1
+    member_rows = order[members]
+    first = np.full(group[-1] + 1, len(keys))
+    np.minimum.at(first, group, member_rows)
+    later = member_rows != first[group]
+    in_file_order = np.argsort(member_rows[later])
+    return member_rows[later][in_file_order], first[group[later]][in_file_order]
+
+
+def _estimated_tokens(sizes: array) -> np.ndarray:
+    """About 4 UTF-8 bytes (or characters, for answers) per token, rounded up."""
+    return (np.frombuffer(sizes, dtype=np.uint32) + 3) // 4
 
 
 def _token_stats(tokens: np.ndarray) -> TokenStats | None:
@@ -528,7 +544,9 @@ def _alpaca_parts(record: dict[str, Any]) -> Parts:
 def _chat_parts(record: dict[str, Any]) -> Parts:
     messages = record["messages"]
     empty = tuple(
-        f"message {index} ({m['role']})" for index, m in enumerate(messages, 1) if m["role"] != "system" and not m["content"].strip()
+        f"message {index} ({m['role']})"
+        for index, m in enumerate(messages, 1)
+        if m["role"] != "system" and not m["content"].strip()
     )
     answers = [m["content"] for m in messages if m["role"] == "assistant"]
     if not answers:
