@@ -24,7 +24,7 @@ def test_job_from_the_form_trains_and_registers_its_adapter(console_url, browser
     wait_for_streamlit(page)
     page.get_by_text("Advanced settings").click()
     steps = page.get_by_role("spinbutton", name="Max steps")
-    steps.fill("40")
+    steps.fill("20")
     steps.press("Enter")
     wait_for_streamlit(page)
     page.get_by_role("button", name="🚀 Start Training").click()
@@ -32,7 +32,7 @@ def test_job_from_the_form_trains_and_registers_its_adapter(console_url, browser
     page.get_by_text("Queued browser_tiny").wait_for()
 
     seen: set[float] = set()
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 200
     completed = page.get_by_text("COMPLETED", exact=True).first
     while time.monotonic() < deadline and not completed.is_visible():
         seen.update(v for v in progress_values(page) if 0 < v < 100)
