@@ -27,14 +27,15 @@ def clean_records(n: int, seed: int = 1) -> list[dict[str, Any]]:
     for index in range(n):
         topic = " ".join(rng.sample(WORDS, 3))
         answer = " ".join(rng.choices(WORDS, k=rng.randint(25, 40)))
-        records.append({"instruction": f"Explain {topic} for team {index}.", "input": "", "output": f"{answer.capitalize()}."})
+        records.append({"instruction": f"Explain {topic} for team {index}.", "input": "", "output": answer.capitalize() + "."})
     return records
 
 
 def write_jsonl(folder: Path, records: list[Any], name: str = "data.jsonl") -> Path:
     """One line per item: dicts become JSON, strings are written as they are (for broken lines)."""
     path = folder / name
-    path.write_text("".join((item if isinstance(item, str) else json.dumps(item)) + "\n" for item in records), encoding="utf-8")
+    lines = (item if isinstance(item, str) else json.dumps(item) for item in records)
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
 
@@ -182,6 +183,18 @@ def test_balance_not_applicable_without_a_label(tmp_path: Path) -> None:
     assert not balance.applicable and "not applicable" in balance.note
 
 
+def test_free_text_task_field_is_not_a_class_label(tmp_path: Path) -> None:
+    records = [{**record, "task": f"task number {index}"} for index, record in enumerate(clean_records(80))]
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert not report.check("balance").applicable and report.label_distribution == {}
+
+
+def test_list_labels_are_counted_by_their_json(tmp_path: Path) -> None:
+    records = [{**record, "label": ["a", "b"] if index % 2 else ["c"]} for index, record in enumerate(clean_records(10))]
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert report.label_distribution == {'["a","b"]': 5, '["c"]': 5}
+
+
 def test_each_pii_kind_with_line_numbers(tmp_path: Path) -> None:
     records = clean_records(20)
     records[1]["output"] = "Email jane.doe@example.com for the file."
@@ -231,6 +244,21 @@ def test_csv_line_numbers(tmp_path: Path) -> None:
     assert report.format == "csv" and report.rows == 8
     assert check_lines(report, "empty") == [4]
     assert check_lines(report, "pii") == [7]
+
+
+def test_evaluation_kind(tmp_path: Path) -> None:
+    records = [{"prompt": f"Map adType value {word} to RMIS.", "reference": f"placement_type: {word}"} for word in WORDS[:10]]
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert report.kind is DatasetKind.EVALUATION and report.valid_rows == 10 and report.issue_count == 0
+
+
+def test_non_ascii_text_is_casefolded_and_measured_in_utf8(tmp_path: Path) -> None:
+    records = clean_records(10)
+    records[2] = {"instruction": "Übersetze bitte", "input": "", "output": "Die Straße ist lang, sehr lang."}
+    records[7] = {"instruction": "ÜBERSETZE BITTE!", "input": "", "output": "die STRASSE ist lang sehr lang"}
+    report = validate_file(write_jsonl(tmp_path, records))
+    assert check_lines(report, "near_duplicates") == [8]
+    assert report.tokens is not None and report.tokens.max >= 10
 
 
 def test_kind_given_explicitly(tmp_path: Path) -> None:
@@ -300,7 +328,8 @@ def test_utf16_file_is_refused(tmp_path: Path) -> None:
 
 def test_latin1_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "data.jsonl"
-    path.write_bytes("".join(json.dumps({"instruction": "Café", "output": "Crème brûlée"}, ensure_ascii=False) + "\n" for _ in range(3)).encode("latin-1"))
+    line = json.dumps({"instruction": "Café", "output": "Crème brûlée"}, ensure_ascii=False) + "\n"
+    path.write_bytes((line * 3).encode("latin-1"))
     with pytest.raises(InvalidFile, match="not UTF-8") as error:
         validate_file(path)
     assert error.value.line == 1
