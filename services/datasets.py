@@ -26,7 +26,7 @@ from services.errors import InvalidFile, NotFound
 from services.readers import FileFormat, detect_format, iter_records, read_strict
 from services.registry import Registry, open_registry
 from services.shapes import DatasetKind, ShapeDetection, ShapeError, detect_kind, to_canonical
-from services.storage import atomic_write_json, bump_generation, generation, locked, read_json, validate_name
+from services.storage import atomic_write_json, bump_generation, generation, load_json_cached, locked, validate_name
 from services.validation import QualityReport, validate_file
 
 ExportFormat = Literal["jsonl", "csv"]
@@ -101,7 +101,6 @@ class FilePreview(BaseModel):
     sample: list[dict[str, Any]]
 
 
-_meta_cache: dict[Path, tuple[int, DatasetRecord]] = {}
 _list_cache: dict[Path, tuple[tuple[int, str], list[DatasetRecord]]] = {}
 
 
@@ -277,7 +276,6 @@ def delete_dataset(name: str, registry: Registry | None = None) -> None:
         (registry.library / name).rename(trash)
         bump_generation(registry.library)
     shutil.rmtree(trash, ignore_errors=True)
-    _meta_cache.pop(registry.library / name / "meta.json", None)
     log_event("dataset.deleted", f"Deleted dataset {name}", registry, dataset=name)
 
 
@@ -400,16 +398,7 @@ def _all_records(registry: Registry) -> list[DatasetRecord]:
 
 
 def _load_meta(path: Path) -> DatasetRecord | None:
-    try:
-        mtime = path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return None
-    cached = _meta_cache.get(path)
-    if cached and cached[0] == mtime:
-        return cached[1]
-    record = DatasetRecord.model_validate(read_json(path))
-    _meta_cache[path] = (mtime, record)
-    return record
+    return load_json_cached(path, DatasetRecord.model_validate)
 
 
 def _csv_cell(value: Any) -> Any:

@@ -6,15 +6,16 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from filelock import FileLock
 
 from services.errors import InvalidName
 
+T = TypeVar("T")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _RESERVED = {"con", "prn", "aux", "nul"}
 
@@ -70,6 +71,24 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+_parsed: dict[tuple[Path, Callable[[Any], Any]], tuple[int, Any]] = {}
+
+
+def load_json_cached(path: Path, parse: Callable[[Any], T]) -> T | None:
+    """`parse(read_json(path))`, reused while the file's mtime is unchanged (our writes replace files, so it moves);
+    None when the file does not exist. Listing 1,000 records then costs 1,000 stats, not 1,000 parses."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+    cached = _parsed.get((path, parse))
+    if cached and cached[0] == mtime:
+        return cached[1]
+    value = parse(read_json(path))
+    _parsed[(path, parse)] = (mtime, value)
+    return value
 
 
 GENERATION_FILE = ".generation"

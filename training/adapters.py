@@ -19,14 +19,13 @@ from pydantic import BaseModel, ConfigDict
 
 from services.errors import ConsoleError, NotFound
 from services.registry import Registry, open_registry
-from services.storage import atomic_write_json, locked, read_json, validate_name
+from services.storage import atomic_write_json, load_json_cached, locked, validate_name
 from training.base_models import BaseModelInfo
 from training.config import JobConfig
 from training.worker import TrainingResult
 
 LINEAGE = "lineage.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
-_cache: dict[Path, tuple[int, "AdapterRecord"]] = {}
 
 
 class AdapterRecord(BaseModel):
@@ -192,17 +191,10 @@ def _dirs(folder: Path) -> list[Path]:
 
 def _load(folder: Path) -> AdapterRecord | None:
     """Parse lineage.json, cached by mtime so listing 1,000 adapters costs 1,000 stats."""
-    path = folder / LINEAGE
-    try:
-        mtime = path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return None
-    cached = _cache.get(path)
-    if cached and cached[0] == mtime:
-        return cached[1]
-    record = AdapterRecord.model_validate({**read_json(path), "path": folder})
-    _cache[path] = (mtime, record)
-    return record
+    record = load_json_cached(folder / LINEAGE, AdapterRecord.model_validate)
+    if record is None or record.path == folder:
+        return record
+    return record.model_copy(update={"path": folder})
 
 
 def _folder_size(folder: Path) -> int:
