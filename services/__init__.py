@@ -22,6 +22,18 @@ _EXPORTS = {
     "InvalidMapping": "services.errors",
     "InvalidName": "services.errors",
     "NotFound": "services.errors",
+    "submit_training_job": "services.training",
+    "get_job_status": "services.training",
+    "cancel_job": "services.training",
+    "list_jobs": "services.training",
+    "compose_federation": "services.federation",
+    "test_federation": "services.federation",
+    "save_federation": "federation.store",
+    "load_federation": "federation.store",
+    "list_federations": "federation.store",
+    "delete_federation": "federation.store",
+    "Federation": "federation.spec",
+    "FederationError": "federation.compose",
 }
 
 __all__ = sorted(_EXPORTS)

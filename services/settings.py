@@ -16,6 +16,7 @@ class Settings(BaseModel):
     max_upload_mb: int = Field(default=200, ge=1, le=10_240)
     max_line_mb: int = Field(default=8, ge=1, le=1024)
     max_concurrent_jobs: int = Field(default=1, ge=1, le=16, description="Training jobs that may run at once.")
+    max_loaded_models: int = Field(default=2, ge=1, le=16, description="Models the inference engine keeps in memory.")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -34,4 +35,5 @@ def get_settings() -> Settings:
         max_upload_mb=int(os.environ.get("RMN_LORA_MAX_UPLOAD_MB", 200)),
         max_line_mb=int(os.environ.get("RMN_LORA_MAX_LINE_MB", 8)),
         max_concurrent_jobs=int(os.environ.get("RMN_LORA_MAX_CONCURRENT_JOBS", 1)),
+        max_loaded_models=int(os.environ.get("RMN_LORA_MAX_LOADED_MODELS", 2)),
     )

@@ -1,0 +1,372 @@
+"""The inference engine: loaded models cached and shared, LoRA deltas switched per request, answers streamed.
+
+One `LoadedModel` per base model holds every adapter a request has needed so far (PEFT keeps several adapters in
+one model and switches between them without copying weights), so a federation, its members and the plain base
+share one copy of the base weights. A merged additive federation is the exception: its summed delta is folded
+into its own copy of the weights, so it runs at exactly the base model's cost. Both caches are bounded and
+evict the least recently used entry. Generation on one model is serialised by that model's lock (switching
+adapters mutates it); different models generate in parallel.
+"""
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.errors import ConsoleError
+from training.adapters import get_adapter
+from training.base_models import fingerprint
+from federation.spec import BaseRef, Federation, Member
+
+
+class InferenceError(ConsoleError):
+    """A request the engine cannot serve: a base model whose weights changed, an adapter that is gone."""
+
+
+class GenerationSettings(BaseModel):
+    """Decoding settings; temperature 0 means greedy (deterministic) decoding."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_new_tokens: int = Field(default=96, ge=1, le=2048, description="Longest answer, in tokens.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 is greedy; higher is more varied.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling: keep this much probability mass.")
+    repetition_penalty: float = Field(default=1.0, ge=1.0, le=2.0, description="Above 1 discourages repeating.")
+    system: str = Field(default="", max_length=4000, description="Optional system message before the prompt.")
+    seed: int = Field(default=0, ge=0, description="Sampling seed, so a sampled answer can be reproduced.")
+
+
+class Generation(BaseModel):
+    """One answer and what it cost; load time is kept apart from generation time."""
+
+    response: str
+    tokens: int
+    prompt_tokens: int
+    latency_ms: float
+    load_ms: float
+    first_token_ms: float | None
+
+    @property
+    def ms_per_token(self) -> float:
+        return self.latency_ms / self.tokens if self.tokens else 0.0
+
+
+@dataclass(frozen=True)
+class Activation:
+    """Which LoRA deltas act on a request: none (the base), members with scales, or a federation's summed delta."""
+
+    members: tuple[Member, ...] = ()
+    scales: tuple[float, ...] = ()
+    federation: Federation | None = None
+
+    @property
+    def merged(self) -> bool:
+        return self.federation is not None and self.federation.merged
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)
+
+
+class InferenceEngine:
+    """Process-wide model cache (the UI holds one in st.cache_resource; the API uses `default_engine()`)."""
+
+    def __init__(self, max_models: int = 2, max_adapters: int = 16):
+        self.max_models, self.max_adapters = max_models, max_adapters
+        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def loaded(self) -> list[str]:
+        """What is in memory now, most recently used last, for the page's cache panel."""
+        with self._lock:
+            return [f"{kind}: {name}" for kind, name in self._models]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+    def stream(self, base: BaseRef, prompt: str, settings: GenerationSettings | None = None,
+               activation: Activation | None = None) -> "GenerationStream":
+        """Start generating `prompt`'s answer; iterate the result for text chunks, then read `.result`."""
+        return GenerationStream(self, base, prompt, settings or GenerationSettings(), activation or Activation())
+
+    def generate(self, base: BaseRef, prompt: str, settings: GenerationSettings | None = None,
+                 activation: Activation | None = None) -> Generation:
+        stream = self.stream(base, prompt, settings, activation)
+        for _ in stream:
+            pass
+        return stream.result
+
+    def logits(self, base: BaseRef, input_ids: Any, activation: Activation | None = None) -> Any:
+        """Next-token logits for `input_ids` under an activation: what exactness tests and perplexity read."""
+        import torch
+
+        activation = activation or Activation()
+        entry, _ = self._acquire(base, activation)
+        with entry.lock:
+            self._prepare(entry, activation)
+            with torch.inference_mode(), _active(entry.model, activation):
+                return entry.model(input_ids=input_ids).logits.float().clone()
+
+    def _acquire(self, base: BaseRef, activation: Activation) -> tuple[LoadedModel, float]:
+        """The loaded model for this request (loading it if needed) and how long loading took."""
+        started = time.perf_counter()
+        key = ("merged", activation.federation.id) if activation.merged else ("base", base.fingerprint)
+        with self._lock:
+            entry = self._models.get(key)
+            if entry is not None:
+                self._models.move_to_end(key)
+        if entry is None:
+            entry = _load_merged(base, activation.federation) if activation.merged else _load_base(base)
+            with self._lock:
+                entry = self._models.setdefault(key, entry)
+                self._models.move_to_end(key)
+                while len(self._models) > self.max_models:
+                    self._models.popitem(last=False)
+        return entry, (time.perf_counter() - started) * 1000
+
+    def _prepare(self, entry: LoadedModel, activation: Activation) -> float:
+        """Load the adapters this activation needs into `entry` (caller holds entry.lock); returns load ms."""
+        started = time.perf_counter()
+        if activation.merged:
+            return 0.0
+        if activation.federation is not None:
+            _ensure_sum(entry, activation.federation, self.max_adapters)
+        for member in activation.members:
+            _ensure_adapter(entry, member, self.max_adapters)
+        return (time.perf_counter() - started) * 1000
+
+
+class GenerationStream:
+    """Iterating yields the answer as it is generated (a worker thread runs `generate`); `.result` follows."""
+
+    def __init__(self, engine: InferenceEngine, base: BaseRef, prompt: str, settings: GenerationSettings,
+                 activation: Activation):
+        self.engine, self.base, self.prompt, self.settings, self.activation = engine, base, prompt, settings, activation
+        self._result: Generation | None = None
+
+    @property
+    def result(self) -> Generation:
+        if self._result is None:
+            raise InferenceError("The answer is still being generated; read the stream to the end first.")
+        return self._result
+
+    def __iter__(self) -> Iterator[str]:
+        import torch
+        from transformers import TextIteratorStreamer
+
+        entry, load_ms = self.engine._acquire(self.base, self.activation)
+        with entry.lock:
+            load_ms += self.engine._prepare(entry, self.activation)
+            tokenizer, model = entry.tokenizer, entry.model
+            inputs = _encode(tokenizer, self.prompt, self.settings.system)
+            streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+            output: dict[str, Any] = {}
+            kwargs = _generate_kwargs(self.settings, tokenizer)
+
+            def run() -> None:
+                try:
+                    with torch.inference_mode(), _active(model, self.activation):
+                        if self.settings.temperature > 0:
+                            torch.manual_seed(self.settings.seed)
+                        output["ids"] = model.generate(**inputs, streamer=streamer, **kwargs)
+                except Exception as error:  # re-raised in the reading thread with its message
+                    output["error"] = error
+                    streamer.end()
+
+            started = time.perf_counter()
+            first: float | None = None
+            worker = threading.Thread(target=run, name="rmn-generate", daemon=True)
+            worker.start()
+            for text in streamer:
+                if text:
+                    first = first if first is not None else (time.perf_counter() - started) * 1000
+                    yield text
+            worker.join()
+            latency = (time.perf_counter() - started) * 1000
+        if "error" in output:
+            raise InferenceError(f"Generation failed: {type(output['error']).__name__}: {output['error']}")
+        prompt_tokens = inputs["input_ids"].shape[1]
+        answer = output["ids"][0, prompt_tokens:]
+        self._result = Generation(
+            response=tokenizer.decode(answer, skip_special_tokens=True).strip(),
+            tokens=_answer_length(answer, tokenizer),
+            prompt_tokens=prompt_tokens,
+            latency_ms=round(latency, 2),
+            load_ms=round(load_ms, 2),
+            first_token_ms=round(first, 2) if first is not None else None,
+        )
+
+
+def _encode(tokenizer: Any, prompt: str, system: str) -> dict[str, Any]:
+    """The prompt in the chat template the adapters were trained with."""
+    messages = ([{"role": "system", "content": system}] if system.strip() else []) + [{"role": "user", "content": prompt}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return dict(tokenizer(text, return_tensors="pt", add_special_tokens=False))
+
+
+def _generate_kwargs(settings: GenerationSettings, tokenizer: Any) -> dict[str, Any]:
+    sampling = settings.temperature > 0
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": sampling,
+                              "pad_token_id": tokenizer.pad_token_id, "repetition_penalty": settings.repetition_penalty}
+    if sampling:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
+def _answer_length(ids: Any, tokenizer: Any) -> int:
+    """Generated tokens up to and including the end-of-sequence token (padding after it is not an answer)."""
+    values = ids.tolist()
+    eos = tokenizer.eos_token_id
+    return values.index(eos) + 1 if eos in values else len(values)
+
+
+def _load_base(base: BaseRef) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from training.worker import load_tokenizer
+
+    path = Path(base.path)
+    if not path.is_dir():
+        raise InferenceError(f"The base model {base.id} is no longer at {path}. Restore it or compose again.")
+    if fingerprint(path) != base.fingerprint:
+        raise InferenceError(f"The weights at {path} changed since this was composed (fingerprint differs), so its "
+                             "adapters no longer fit. Compose the federation again on the current base model.")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
+                                                 local_files_only=True, attn_implementation="sdpa")
+    model.eval()
+    return LoadedModel(model=model, tokenizer=load_tokenizer(path))
+
+
+def _adapter_folder(member: Member) -> Path:
+    path = get_adapter(member.adapter, member.version).path
+    if not (path / "adapter_model.safetensors").is_file():
+        raise InferenceError(f"{member.label} has no adapter_model.safetensors; weights load only from safetensors.")
+    return path
+
+
+def _ensure_adapter(entry: LoadedModel, member: Member, limit: int) -> None:
+    from peft import PeftModel
+
+    if member.key in entry.adapters:
+        entry.adapters.move_to_end(member.key)
+        return
+    folder = _adapter_folder(member)
+    if isinstance(entry.model, PeftModel):
+        entry.model.load_adapter(folder, adapter_name=member.key, is_trainable=False)
+    else:
+        entry.model = PeftModel.from_pretrained(entry.model, folder, adapter_name=member.key, is_trainable=False)
+    entry.model.eval()
+    entry.adapters[member.key] = None
+    _evict(entry, limit)
+
+
+def sum_key(federation: Federation) -> str:
+    return f"sum__{federation.id}"
+
+
+def add_weighted(model: Any, federation: Federation, key: str) -> None:
+    """PEFT's weighted combination under `key`; refused when `key` exists (PEFT would keep the old weights)."""
+    if key in model.peft_config:
+        raise InferenceError(f"An adapter named {key} is already loaded; PEFT would silently keep its old weights.")
+    model.add_weighted_adapter([m.key for m in federation.members], [m.weight for m in federation.members], key,
+                               combination_type=federation.combination)
+
+
+def _ensure_sum(entry: LoadedModel, federation: Federation, limit: int) -> None:
+    key = sum_key(federation)
+    if key in entry.adapters:
+        entry.adapters.move_to_end(key)
+        return
+    for member in federation.members:
+        _ensure_adapter(entry, member, limit + len(federation.members))
+    add_weighted(entry.model, federation, key)
+    entry.adapters[key] = None
+    _evict(entry, limit, keep={key, *(m.key for m in federation.members)})
+
+
+def _evict(entry: LoadedModel, limit: int, keep: set[str] | None = None) -> None:
+    for key in list(entry.adapters):
+        if len(entry.adapters) <= limit:
+            return
+        if keep and key in keep:
+            continue
+        entry.model.delete_adapter(key)
+        del entry.adapters[key]
+
+
+def _load_merged(base: BaseRef, federation: Federation) -> LoadedModel:
+    """A private copy of the base with the federation's summed delta folded into its weights."""
+    entry = _load_base(base)
+    for member in federation.members:
+        _ensure_adapter(entry, member, len(federation.members))
+    key = sum_key(federation)
+    add_weighted(entry.model, federation, key)
+    entry.model.set_adapter(key, inference_mode=True)
+    entry.model = entry.model.merge_and_unload(adapter_names=[key])
+    entry.model.eval()
+    entry.adapters.clear()
+    return entry
+
+
+@contextmanager
+def _active(model: Any, activation: Activation) -> Iterator[None]:
+    """Switch `model` to the activation's deltas for one generate call, and restore the scales after."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    if activation.merged or not isinstance(model, PeftModel):
+        if activation.members or (activation.federation is not None and not activation.merged):
+            raise InferenceError("The adapters of this request were not loaded.")
+        yield
+        return
+    if activation.federation is not None:
+        model.set_adapter(sum_key(activation.federation), inference_mode=True)
+        yield
+        return
+    if not activation.members:
+        with model.disable_adapter():
+            yield
+        return
+    keys = [m.key for m in activation.members]
+    scales = activation.scales or tuple(1.0 for _ in keys)
+    model.base_model.set_adapter(keys, inference_mode=True)
+    layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
+    try:
+        for layer in layers:
+            for key, scale in zip(keys, scales, strict=True):
+                layer.set_scale(key, scale)
+        yield
+    finally:
+        for layer in layers:
+            for key in keys:
+                layer.set_scale(key, 1.0)
+
+
+_default: InferenceEngine | None = None
+_default_lock = threading.Lock()
+
+
+def default_engine() -> InferenceEngine:
+    """The engine the Python API shares across calls in this process."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            from services.settings import get_settings
+
+            _default = InferenceEngine(max_models=get_settings().max_loaded_models)
+        return _default
+

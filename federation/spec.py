@@ -1,0 +1,114 @@
+"""What a federation is: a base model, adapters with roles and weights, and a method. One pydantic model, one file.
+
+A federation file (`federations/fed_YYYYMMDD_HHMMSS_xxxx.json`) is self-contained: a gated federation carries its
+router's weights inside it (safetensors bytes, base64), so copying the file copies the whole federation.
+"""
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Method = Literal["additive", "gated", "sequential"]
+# `cat` stacks the adapters' low-rank factors: the composed delta is exactly sum(w_i * scale_i * B_i A_i).
+# The others are PEFT's merging heuristics; they are not that sum (cross terms, pruning, SVD truncation).
+Combination = Literal["cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "magnitude_prune"]
+EXACT_COMBINATION = "cat"
+APPROXIMATIONS: dict[str, str] = {
+    "linear": "Weighted average of the A and B factors: adds cross terms B_i A_j, so it is not the sum of deltas.",
+    "svd": "Exact sum, then truncated to the largest rank by SVD: drops whatever lies beyond that rank.",
+    "ties": "TIES: trims small weights and elects a sign per parameter before averaging (needs equal ranks).",
+    "ties_svd": "TIES on the full deltas, then an SVD truncation.",
+    "dare_linear": "DARE: randomly drops and rescales weights, then averages linearly (needs equal ranks).",
+    "dare_ties": "DARE drop-and-rescale followed by TIES sign election (needs equal ranks).",
+    "magnitude_prune": "Keeps only the largest-magnitude weights of each adapter, then averages (needs equal ranks).",
+}
+Routing = Literal["top", "weighted"]
+METHOD_HELP: dict[str, str] = {
+    "additive": "One model whose LoRA delta is the weighted sum of the adapters' deltas; every adapter acts on "
+    "every request.",
+    "gated": "A router trained on the adapters' own training prompts weighs the adapters per request; the answer "
+    "comes from the top adapter (or the gate-weighted sum).",
+    "sequential": "A chain: each stage's output is placed into the next stage's prompt; every stage is shown.",
+}
+DEFAULT_TEMPLATE = "{input}"
+CHAIN_TEMPLATE = "{previous}"
+
+
+class Member(BaseModel):
+    """One adapter version in a federation, with what the stack view shows (size, rank) copied from its lineage."""
+
+    model_config = ConfigDict(frozen=True)
+
+    adapter: str
+    version: int
+    role: str
+    weight: float = 1.0
+    rank: int
+    alpha: float
+    size_bytes: int
+    target_modules: list[str] | str
+    template: str = Field(default=DEFAULT_TEMPLATE, description="Sequential only: this stage's prompt; "
+                          "{input} is the request, {previous} the previous stage's output.")
+
+    @property
+    def key(self) -> str:
+        """The adapter's name inside a loaded PeftModel: unique per version, free of PEFT's '.' separator."""
+        return f"{self.adapter}__v{self.version}".replace(".", "_")
+
+    @property
+    def label(self) -> str:
+        return f"{self.adapter} v{self.version}"
+
+
+class RouterSpec(BaseModel):
+    """A gated federation's router: hashed n-gram features into a softmax layer, with how well it held out."""
+
+    model_config = ConfigDict(frozen=True)
+
+    features: int
+    weights: str = Field(description="safetensors bytes of {'weight': [adapters, features], 'bias': [adapters]}, base64.")
+    train_examples: dict[str, int]
+    holdout_accuracy: float
+    holdout_examples: int
+
+
+class BaseRef(BaseModel):
+    """The base model every member was trained on, identified by its weights' fingerprint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    path: str
+    fingerprint: str
+    architecture: str
+    parameters: int
+    size_bytes: int
+
+
+class Federation(BaseModel):
+    """A composed model: base + members + method; `id` is also the file name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    created: datetime
+    base: BaseRef
+    method: Method
+    members: list[Member]
+    combination: Combination = EXACT_COMBINATION
+    merged: bool = Field(default=False, description="Additive: fold the summed delta into the base weights, so "
+                         "inference costs what the base model costs.")
+    routing: Routing = "top"
+    router: RouterSpec | None = None
+
+    @property
+    def exact(self) -> bool:
+        return self.method != "additive" or self.combination == EXACT_COMBINATION
+
+    @property
+    def rank(self) -> int:
+        """The composed adapter's rank for additive `cat` (the ranks add up); the largest member's otherwise."""
+        ranks = [m.rank for m in self.members]
+        return sum(ranks) if self.method == "additive" and self.combination == EXACT_COMBINATION else max(ranks)

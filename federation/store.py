@@ -1,0 +1,76 @@
+"""Saved federations: one JSON file each in `federations/`, written atomically under the registry's lock."""
+
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from services.errors import NotFound
+from services.registry import Registry, open_registry
+from services.storage import atomic_write_json, bump_generation, load_json_cached, locked
+from federation.compose import FederationError
+from federation.spec import Federation
+
+_ID = re.compile(r"^fed_\d{8}_\d{6}_[0-9a-f]{4}$")
+
+
+def _file(registry: Registry, federation_id: str) -> Path:
+    if not _ID.match(federation_id or ""):
+        raise NotFound(f"{federation_id!r} is not a federation id (they look like fed_20261201_184413_ab12).")
+    return registry.federations / f"{federation_id}.json"
+
+
+def save_federation(federation: Federation, registry: Registry | None = None) -> Federation:
+    """Write a new federation file; a second federation with the same name is refused, not overwritten."""
+    registry = registry or open_registry()
+    path = _file(registry, federation.id)
+    with locked(registry.locks, "federations"):
+        clash = next((f for f in list_federations(registry) if f.name == federation.name or f.id == federation.id), None)
+        if clash is not None:
+            raise FederationError(f"A federation named {clash.name!r} already exists ({clash.id}). Choose another "
+                                  "name, or delete the old one first.")
+        atomic_write_json(path, federation.model_dump(mode="json"))
+        bump_generation(registry.federations)
+    return federation
+
+
+def load_federation(federation_id: str, registry: Registry | None = None) -> Federation:
+    registry = registry or open_registry()
+    path = _file(registry, federation_id)
+    if not path.is_file():
+        raise NotFound(f"No saved federation {federation_id}. It may have been deleted in another session.")
+    federation = _parse(path)
+    if federation is None:
+        raise FederationError(f"{path.name} is not a valid federation file; delete it and compose again.")
+    return federation
+
+
+def list_federations(registry: Registry | None = None) -> list[Federation]:
+    """Every readable federation, newest first (an unreadable file is skipped, not fatal)."""
+    registry = registry or open_registry()
+    found = (_parse(path) for path in registry.federations.glob("fed_*.json"))
+    return sorted((f for f in found if f is not None), key=lambda f: f.created, reverse=True)
+
+
+def delete_federation(federation_id: str, registry: Registry | None = None) -> None:
+    registry = registry or open_registry()
+    path = _file(registry, federation_id)
+    with locked(registry.locks, "federations"):
+        if not path.is_file():
+            raise NotFound(f"No saved federation {federation_id}; it may already have been deleted.")
+        path.unlink()
+        bump_generation(registry.federations)
+
+
+def _validate(payload: object) -> Federation | None:
+    try:
+        return Federation.model_validate(payload)
+    except ValidationError:
+        return None
+
+
+def _parse(path: Path) -> Federation | None:
+    try:
+        return load_json_cached(path, _validate)
+    except (OSError, ValueError):
+        return None
