@@ -320,3 +320,17 @@ def test_a_name_that_exists_is_refused_and_the_old_file_kept(trained, engine):
         add_weighted(Loaded(), first, "sum__x")
     delete_federation(first.id)
     assert first.id not in [f.id for f in list_federations()]
+
+
+def test_ab_comparison_scores_both_on_the_same_prompts(trained, engine):
+    from federation.evaluate import compare_federations
+    from services import compose_federation
+
+    gated = compose_federation(adapters=["mapper", "planner"], method="gated", name="ab gated")
+    mapper_only = compose_federation(adapters=["mapper"], name="ab mapper")
+    records = [{"prompt": MAP_PROMPTS[0], "reference": MAP_ANSWER}, {"prompt": PLAN_PROMPTS[0], "reference": PLAN_ANSWER},
+               {"prompt": "Say hello."}]
+    a, b = compare_federations(gated, mapper_only, records, engine=engine)
+    assert [r.prompt for r in a.rows] == [r.prompt for r in b.rows] == [r["prompt"] for r in records]
+    assert a.accuracy == 1.0 and b.accuracy == 0.5
+    assert a.rows[2].correct is None and a.p95_latency_ms >= a.p50_latency_ms > 0
