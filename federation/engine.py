@@ -174,12 +174,15 @@ class GenerationStream:
             output: dict[str, Any] = {}
             kwargs = _generate_kwargs(self.settings, tokenizer)
 
+            stop = threading.Event()
+
             def run() -> None:
                 try:
                     with torch.inference_mode(), _active(model, self.activation):
                         if self.settings.temperature > 0:
                             torch.manual_seed(self.settings.seed)
-                        output["ids"] = model.generate(**inputs, streamer=streamer, **kwargs)
+                        output["ids"] = model.generate(**inputs, streamer=streamer,
+                                                       stopping_criteria=[_StopWhenSet(stop)], **kwargs)
                 except Exception as error:  # re-raised in the reading thread with its message
                     output["error"] = error
                     streamer.end()
@@ -188,11 +191,16 @@ class GenerationStream:
             first: float | None = None
             worker = threading.Thread(target=run, name="rmn-generate", daemon=True)
             worker.start()
-            for text in streamer:
-                if text:
-                    first = first if first is not None else (time.perf_counter() - started) * 1000
-                    yield text
-            worker.join()
+            try:
+                for text in streamer:
+                    if text:
+                        first = first if first is not None else (time.perf_counter() - started) * 1000
+                        yield text
+            finally:
+                # A reader that stops early (a page rerun) must not leave generation running on a model
+                # the next request is about to switch: stop it and wait before the lock is released.
+                stop.set()
+                worker.join()
             latency = (time.perf_counter() - started) * 1000
         if "error" in output:
             raise InferenceError(f"Generation failed: {type(output['error']).__name__}: {output['error']}")
@@ -206,6 +214,18 @@ class GenerationStream:
             load_ms=round(load_ms, 2),
             first_token_ms=round(first, 2) if first is not None else None,
         )
+
+
+class _StopWhenSet:
+    """A stopping criterion that ends generation as soon as the reader has gone away."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 def _encode(tokenizer: Any, prompt: str, system: str) -> dict[str, Any]:

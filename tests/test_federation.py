@@ -334,3 +334,18 @@ def test_ab_comparison_scores_both_on_the_same_prompts(trained, engine):
     assert [r.prompt for r in a.rows] == [r.prompt for r in b.rows] == [r["prompt"] for r in records]
     assert a.accuracy == 1.0 and b.accuracy == 0.5
     assert a.rows[2].correct is None and a.p95_latency_ms >= a.p50_latency_ms > 0
+
+
+def test_a_reader_that_leaves_early_stops_generation_and_leaves_the_model_as_it_was(trained, engine):
+    import threading
+
+    from federation.run import stream_federation
+    from services import compose_federation
+
+    gated = compose_federation(adapters=["mapper", "planner"], method="gated", routing="weighted")
+    expected = own_answer(engine, gated.base, "planner", PLAN_PROMPTS[3])
+    chunks = iter(stream_federation(gated, MAP_PROMPTS[3], engine=engine))
+    next(chunks)
+    chunks.close()
+    assert not [t for t in threading.enumerate() if t.name == "rmn-generate"]
+    assert own_answer(engine, gated.base, "planner", PLAN_PROMPTS[3]) == expected
