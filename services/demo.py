@@ -9,6 +9,13 @@ from services.raw_sources import generate_raw_sources
 from services.registry import Registry, open_registry
 
 DEMO_RETAILERS = ("Amazon", "Walmart")
+# The two adapters the Federation page composes in the demo: (adapter type, training set, held-out set).
+DEMO_ADAPTERS = {
+    "amazon_demo": ("retailer", "retailer_amazon_sft", "retailer_amazon_eval"),
+    "planning_demo": ("task", "task_planning_sft", "task_planning_eval"),
+}
+DEMO_TRAINING = {"epochs": 2.0, "batch_size": 8, "learning_rate": 1e-3, "lora_r": 16, "lora_alpha": 32,
+                 "max_seq_length": 256, "scheduler": "cosine", "save_steps": 50}
 
 
 def seed_demo(registry: Registry | None = None) -> list[str]:
@@ -19,6 +26,22 @@ def seed_demo(registry: Registry | None = None) -> list[str]:
     pairs = [generate_retailer_dataset(retailer, registry) for retailer in DEMO_RETAILERS]
     pairs += [generate_planning_dataset(registry), generate_policy_dataset(registry)]
     return [record.name for pair in pairs for record in (pair.train, pair.evaluation) if record is not None]
+
+
+def submit_demo_adapters() -> list[str]:
+    """Queue training of the demo adapters that are not in the registry yet (on the embedded model); job ids."""
+    from services.errors import NotFound
+    from services.training import submit_training_job
+    from training.adapters import get_adapter
+
+    job_ids = []
+    for name, (adapter_type, dataset, evaluation) in DEMO_ADAPTERS.items():
+        try:
+            get_adapter(name)
+        except NotFound:
+            job_ids.append(submit_training_job(adapter_type, name, dataset,
+                                               config={**DEMO_TRAINING, "eval_dataset": evaluation}))
+    return job_ids
 
 
 if __name__ == "__main__":

@@ -1,0 +1,91 @@
+"""Mixed-task quality of federations of the two demo adapters, against each adapter alone and the base model.
+
+Issue 4's quality check: on a mixed evaluation set (held-out retailer mapping prompts + held-out planning
+prompts) the gated federation of the retailer and planning adapters should score within 5 points of each
+adapter on that adapter's own task; additive and the base model are reported beside it. Adapters are trained
+here with the embedded SmolLM2-135M-Instruct (or reused from `--registry`, a registry that already holds
+`amazon_demo` and `planning_demo`). Every answer goes through the federation code path the console uses.
+Run: `PYTHONPATH=. .venv/bin/python bench/federation_quality.py [--registry PATH] [--limit 40]`.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from itertools import islice
+from pathlib import Path
+
+
+
+def train_missing() -> None:
+    """Train the demo adapters the registry lacks, through the console's own job queue."""
+    from services.demo import submit_demo_adapters
+    from services.training import job_manager
+
+    for job_id in submit_demo_adapters():
+        started = time.perf_counter()
+        job = job_manager().wait(job_id)
+        if job.status != "completed":
+            raise SystemExit(f"training {job.config.adapter_name} ended {job.status}: {job.error}")
+        print(f"trained {job.config.adapter_name} in {(time.perf_counter() - started) / 60:.1f} min "
+              f"(held-out accuracy during training {job.final_metrics.get('eval_accuracy', float('nan')):.1%})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--registry", type=Path)
+    parser.add_argument("--limit", type=int, default=40, help="held-out prompts per task")
+    args = parser.parse_args()
+    os.environ["RMN_LORA_HOME"] = str(args.registry or tempfile.mkdtemp(prefix="rmn-fed-quality-"))
+
+    from federation.engine import GenerationSettings, InferenceEngine
+    from federation.evaluate import evaluate_federation
+    from services.datasets import iter_dataset
+    from services.demo import DEMO_ADAPTERS, seed_demo
+    from services.federation import compose_federation
+    from training.base_models import resolve_base_model
+
+    seed_demo()
+    train_missing()
+    tasks = {name: list(islice(iter_dataset(evaluation), args.limit)) for name, (_, _, evaluation) in DEMO_ADAPTERS.items()}
+    mixed = [record for records in tasks.values() for record in records]
+    names = list(DEMO_ADAPTERS)
+    candidates = {
+        "amazon_demo alone": compose_federation(adapters=[names[0]]),
+        "planning_demo alone": compose_federation(adapters=[names[1]]),
+        "gated": compose_federation(retailer_adapter=names[0], task_adapter=names[1], method="gated"),
+        "additive (cat, exact)": compose_federation(retailer_adapter=names[0], task_adapter=names[1]),
+    }
+    base = candidates["gated"].base
+    if base.fingerprint != resolve_base_model(None).fingerprint:
+        raise SystemExit("the demo adapters were not trained on the embedded base model")
+    engine = InferenceEngine(max_models=2)
+    settings = GenerationSettings(max_new_tokens=96)
+    print(f"mixed set: {len(mixed)} prompts ({', '.join(f'{len(r)} {n}' for n, r in tasks.items())}); "
+          f"router held-out accuracy {candidates['gated'].router.holdout_accuracy:.1%}")
+    table: dict[str, dict[str, float]] = {}
+    for label, federation in [("base model", None), *candidates.items()]:
+        scores = {}
+        for task, records in tasks.items():
+            if federation is None:
+                scores[task] = base_accuracy(engine, base, records, settings)
+            else:
+                scores[task] = evaluate_federation(federation, records, settings, engine).accuracy or 0.0
+        table[label] = scores
+        print(f"  {label:<24} " + "  ".join(f"{task} {value:6.1%}" for task, value in scores.items()), flush=True)
+    gaps = {task: table[f"{task} alone"][task] - table["gated"][task] for task in names}
+    verdict = "met" if all(gap <= 0.05 for gap in gaps.values()) else "NOT met"
+    print("gated vs each adapter on its own task: " + ", ".join(f"{t} {g * 100:+.1f} points behind" for t, g in gaps.items())
+          + f" (goal: within 5 points: {verdict})")
+
+
+def base_accuracy(engine, base, records, settings) -> float:
+    from federation.engine import Activation
+
+    hits = sum(engine.generate(base, r["prompt"], settings, Activation()).response == str(r["reference"]).strip()
+               for r in records)
+    return hits / len(records) if records else 0.0
+
+
+if __name__ == "__main__":
+    main()
