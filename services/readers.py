@@ -9,8 +9,10 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any, Literal
+from operator import attrgetter
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -20,6 +22,8 @@ FileFormat = Literal["jsonl", "json", "csv"]
 EXTENSIONS: dict[str, FileFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 # CSV cells that hold nested structures (our own CSV export writes them as JSON text).
 JSON_CELLS = {"messages", "conversations", "chosen", "rejected", "prompt", "history"}
+BLOCK_BYTES = 1 << 16  # a block and its copies stay in the L2 cache
+BLOCK_RECORDS = 1000  # CSV and JSON-array records per block
 _UTF16_32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
@@ -30,6 +34,21 @@ class RawRecord:
     line: int
     record: dict[str, Any] | None
     error: str | None = None
+
+
+class RecordBlock(NamedTuple):
+    """Records read together: `records[i]` is from line `lines[i]`; unreadable lines are (line, reason) in `errors`."""
+
+    lines: range | list[int]
+    records: list[dict[str, Any]]
+    errors: list[tuple[int, str]]
+
+    def items(self) -> list[RawRecord]:
+        """The block one record at a time, in line order."""
+        items = [RawRecord(line, record) for line, record in zip(self.lines, self.records, strict=True)]
+        if self.errors:
+            items = sorted([*items, *(RawRecord(line, None, error) for line, error in self.errors)], key=attrgetter("line"))
+        return items
 
 
 def detect_format(path: Path, filename: str | None = None) -> FileFormat:
@@ -58,11 +77,25 @@ def check_encoding(path: Path) -> None:
 def iter_records(path: Path, fmt: FileFormat, max_line_bytes: int) -> Iterator[RawRecord]:
     """Yield every record with its line number; parse problems become error records, never exceptions."""
     if fmt == "jsonl":
-        yield from _iter_jsonl(path, max_line_bytes)
+        for block in jsonl_blocks(path, max_line_bytes):
+            yield from block.items()
     elif fmt == "json":
         yield from _iter_json_array(path)
     else:
         yield from _iter_csv(path, max_line_bytes)
+
+
+def iter_blocks(path: Path, fmt: FileFormat, max_line_bytes: int) -> Iterator[RecordBlock]:
+    """The records of `iter_records` a block at a time, for passes that handle many records per call."""
+    if fmt == "jsonl":
+        yield from jsonl_blocks(path, max_line_bytes)
+        return
+    items = iter_records(path, fmt, max_line_bytes)
+    while batch := list(islice(items, BLOCK_RECORDS)):
+        lines = [item.line for item in batch if item.record is not None]
+        records = [item.record for item in batch if item.record is not None]
+        errors = [(item.line, item.error or "unreadable record.") for item in batch if item.record is None]
+        yield RecordBlock(lines, records, errors)
 
 
 def read_strict(path: Path, fmt: FileFormat, max_line_bytes: int) -> Iterator[RawRecord]:
@@ -87,33 +120,79 @@ def _utf8_error(raw: bytes) -> str | None:
     return None
 
 
-def _iter_jsonl(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
+def jsonl_blocks(path: Path, max_line_bytes: int, start: int = 0, stop: int | None = None) -> Iterator[RecordBlock]:
+    """Read about BLOCK_BYTES of whole lines at a time and parse them with one C-level map.
+
+    `start` and `stop` (line starts, see `line_start`) bound the part of the file read; line
+    numbers still count from the file's first line. A block where some line is blank, too long,
+    not JSON or not an object is read again line by line, which says what is wrong with each.
+    """
     with open(path, "rb") as handle:
-        line_no = 0
-        while True:
-            raw = handle.readline(max_line_bytes + 1)
-            if not raw:
-                return
-            line_no += 1
-            if line_no == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
-                while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
-                    pass
-                yield RawRecord(line_no, None, f"the line is longer than {max_line_bytes // (1024 * 1024)} MB.")
-                continue
-            if not raw.strip():
-                continue
-            try:
-                value = orjson.loads(raw.rstrip(b"\r\n"))
-            except orjson.JSONDecodeError as exc:
-                reason = _utf8_error(raw) or f"invalid JSON ({exc.msg} at column {exc.colno})."
-                yield RawRecord(line_no, None, reason)
-                continue
-            if not isinstance(value, dict):
-                yield RawRecord(line_no, None, f"expected a JSON object, got {type(value).__name__}.")
-                continue
-            yield RawRecord(line_no, value)
+        first = 1
+        while handle.tell() < start and (before := handle.read(min(1 << 20, start - handle.tell()))):
+            first += before.count(b"\n")
+        chunk = handle.read(_block_size(handle, stop))
+        if start == 0:
+            chunk = chunk.removeprefix(codecs.BOM_UTF8)
+        while chunk:
+            if not chunk.endswith(b"\n"):
+                chunk += handle.readline(max_line_bytes + 1)
+                if not chunk.endswith(b"\n"):  # the file's last line, or one too long to keep whole
+                    _skip_line(handle)
+            lines = chunk.split(b"\n")
+            if not lines[-1]:
+                lines.pop()
+            yield _parse_lines(lines, first, max_line_bytes)
+            chunk, first = handle.read(_block_size(handle, stop)), first + len(lines)
+
+
+def line_start(path: Path, offset: int) -> int:
+    """The byte offset of the first line that starts at or after `offset`."""
+    with open(path, "rb") as handle:
+        handle.seek(max(0, offset - 1))
+        if offset:
+            _skip_line(handle)
+        return handle.tell()
+
+
+def _block_size(handle: io.BufferedReader, stop: int | None) -> int:
+    return BLOCK_BYTES if stop is None else max(0, min(BLOCK_BYTES, stop - handle.tell()))
+
+
+def _skip_line(handle: io.BufferedReader) -> None:
+    """Read past the end of the current line without holding it whole (it may be hundreds of MB)."""
+    while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+        pass
+
+
+def _parse_lines(lines: list[bytes], first: int, max_line_bytes: int) -> RecordBlock:
+    if max(map(len, lines)) <= max_line_bytes:
+        try:
+            records = list(map(orjson.loads, lines))
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if {*map(type, records)} == {dict}:
+                return RecordBlock(range(first, first + len(lines)), records, [])
+    numbers: list[int] = []
+    records, errors = [], []
+    for line, raw in enumerate(lines, first):
+        if len(raw) > max_line_bytes:
+            errors.append((line, f"the line is longer than {max_line_bytes // (1024 * 1024)} MB."))
+            continue
+        if not raw.strip():
+            continue
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            errors.append((line, _utf8_error(raw) or f"invalid JSON ({exc.msg} at column {exc.colno})."))
+            continue
+        if isinstance(value, dict):
+            numbers.append(line)
+            records.append(value)
+        else:
+            errors.append((line, f"expected a JSON object, got {type(value).__name__}."))
+    return RecordBlock(numbers, records, errors)
 
 
 def _iter_json_array(path: Path) -> Iterator[RawRecord]:

@@ -27,20 +27,32 @@ their frequency suggests: a model trained on "I am {{name}}" says exactly that. 
 Memory stays flat however large the records are: per valid row the scan keeps its line number,
 the sizes of its text and answer and two 8-byte hashes in compact arrays (28 bytes a row; the
 duplicate sort at the end briefly adds about 16 more), plus counters, at most 100 sampled issues
-per check and one batch of at most 64 KB of text; records are dropped as soon as their text is
-taken. Tokens are an estimate (UTF-8 bytes / 4), not a tokenizer count.
+per check and one block of about 64 KB of lines with its records, dropped once it is scanned.
+Tokens are an estimate (UTF-8 bytes / 4), not a tokenizer count.
+
+Speed: the reader parses a block of lines with one C-level map, plain alpaca blocks are checked
+with C-level maps too, and the byte-level work runs once per block. A JSONL file from
+PARALLEL_BYTES up is split at a line near its middle and the later half scanned in a forked
+child on the second core; the child sends back its scan (the same per-row arrays) to be appended,
+so the report is the one a single pass gives.
 """
 
 import gc
 import math
+import multiprocessing
+import os
 import re
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
-from itertools import islice
+from functools import partial
+from inspect import GEN_CREATED, getgeneratorstate
+from itertools import chain, repeat
+from multiprocessing.connection import Connection
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import orjson
@@ -48,10 +60,11 @@ from pydantic import BaseModel, Field
 
 from services.errors import InvalidFile
 from services.pii import pii_candidates, scan_pii, text_batch
-from services.readers import RawRecord, detect_format, iter_records
+from services.readers import RecordBlock, detect_format, iter_blocks, jsonl_blocks, line_start
 from services.settings import get_settings
 from services.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, to_canonical
 
+T = TypeVar("T")
 Band = Literal["Excellent", "Good", "Fair", "Poor"]
 BANDS: tuple[tuple[int, Band, str], ...] = (
     (95, "Excellent", "Ready for production training"),
@@ -64,12 +77,12 @@ MAX_LINES = 100
 MAX_EXAMPLES = 5
 MAX_ISSUES = 500
 DETECT_SAMPLE = 200
+PARALLEL_BYTES = 16 << 20  # JSONL from this size is read by two processes; below, the second one costs more than it saves
 LABEL_FIELDS = ("label", "task", "category")
 MAX_CLASSES = 50
 MAJORITY_LIMIT = 0.8
 MINORITY_LIMIT = 0.05
 SHORT_ANSWER_SHARE = 0.05
-BATCH_CHARS = 1 << 16  # small enough for a batch and its copies to stay in the L2 cache
 
 
 class CheckSpec(NamedTuple):
@@ -158,14 +171,23 @@ def validate_file(path: str | Path, *, kind: DatasetKind | str | None = None, fi
     """
     path = Path(path)
     fmt = detect_format(path, filename)
-    items = iter_records(path, fmt, get_settings().max_line_bytes)
-    head = list(islice(items, DETECT_SAMPLE))
-    sample = [item.record for item in head if item.record is not None]
+    max_line_bytes = get_settings().max_line_bytes
+    middle = _middle(path) if fmt == "jsonl" else None
+    if middle is None:
+        first, later = iter_blocks(path, fmt, max_line_bytes), iter([])
+    else:
+        first, later = jsonl_blocks(path, max_line_bytes, stop=middle), jsonl_blocks(path, max_line_bytes, start=middle)
+    head = _head(chain(first, later))
+    sample = [record for block in head for record in block.records][:DETECT_SAMPLE]
     scan = _Scan(DatasetKind(kind) if kind else _detect(sample), _label_field(sample))
     with _gc_paused():
-        scan.feed(head)
-        scan.feed(items)
-        scan.finish()
+        # Kind detection reads the first records; if they reach into the later half, one process does it all.
+        if middle is not None and getgeneratorstate(later) == GEN_CREATED:  # type: ignore[arg-type]
+            with _in_child(partial(_scanned, later, scan.kind, scan.label_field)) as scan_later:
+                scan.feed(chain(head, first))
+                scan.merge(scan_later())
+        else:
+            scan.feed(chain(head, first, later))
     _refuse_unreadable(scan)
     return scan.report(filename or path.name, fmt)
 
@@ -180,6 +202,72 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _middle(path: Path) -> int | None:
+    """Where the second process starts reading a JSONL file, or None when one process does it all."""
+    size = path.stat().st_size
+    if size < PARALLEL_BYTES or not _second_core():
+        return None
+    middle = line_start(path, size // 2)
+    return middle if middle < size else None
+
+
+def _second_core() -> bool:
+    """Linux (fork is safe there) with a second CPU, outside a daemonic process (those may not have children)."""
+    return hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1 and not multiprocessing.current_process().daemon
+
+
+def _scanned(blocks: Iterable[RecordBlock], kind: DatasetKind | None, label_field: str | None) -> "_Scan":
+    scan = _Scan(kind, label_field)
+    scan.feed(blocks)
+    return scan
+
+
+@contextmanager
+def _in_child(function: Callable[[], T]) -> Iterator[Callable[[], T]]:
+    """Run `function` in a forked copy of this process (the second core); the call yielded waits for its result.
+
+    Fork, not spawn: the copy has this process's str hash seed, so its duplicate keys match ours.
+    If the child dies without an answer the call runs `function` here instead; a child still
+    running when the block exits (this side failed) is stopped.
+    """
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_send_result, args=(sender, function))
+    child.start()
+    sender.close()
+
+    def result() -> T:
+        try:
+            value: T = receiver.recv()
+        except EOFError:
+            value = function()
+        return value
+
+    try:
+        yield result
+    finally:
+        receiver.close()
+        child.terminate()
+        child.join()
+
+
+def _send_result(sender: Connection, function: Callable[[], Any]) -> None:
+    sender.send(function())
+    sender.close()
+
+
+def _head(blocks: Iterator[RecordBlock]) -> list[RecordBlock]:
+    """The first blocks, until they hold DETECT_SAMPLE records or errors (a file of bad lines is not kept whole)."""
+    head: list[RecordBlock] = []
+    seen = 0
+    for block in blocks:
+        head.append(block)
+        seen += len(block.records) + len(block.errors)
+        if seen >= DETECT_SAMPLE:
+            break
+    return head
 
 
 def _detect(sample: list[dict[str, Any]]) -> DatasetKind | None:
@@ -223,9 +311,10 @@ Parts = tuple[str, str, tuple[str, ...], bool]  # all text joined, the answer, e
 class _Scan:
     """What one pass remembers: counters, capped samples and fixed-size numbers per valid row.
 
-    The loop only reads each record's fields and collects its text; the byte-level work
-    (hashes, the near-duplicate squeeze, the PII prefilter) runs per batch of texts in `_flush`,
-    a few C calls for the whole batch instead of a dozen per record.
+    Plain alpaca blocks (every registry file) take no per-record Python at all: their fields are
+    read, joined and checked with C-level maps in `_plain_alpaca`. Other blocks go through
+    `_records` one record at a time. Either way the byte-level work (hashes, the near-duplicate
+    squeeze, the PII prefilter) runs once per block in `_flush`.
     """
 
     def __init__(self, kind: DatasetKind | None, label_field: str | None) -> None:
@@ -241,59 +330,52 @@ class _Scan:
         self.lines, self.sizes, self.answers = array("I"), array("I"), array("I")
         self.exact, self.near = array("q"), array("q")
         self.empty_rows = array("I")  # reported once, as empty: left out of duplicate and length checks
-        # The batch being collected: texts, their line numbers, answer sizes and class values.
-        self.batch: tuple[list[str], list[int], list[int], list[Any]] = ([], [], [], [])
-        self.batch_chars = 0
 
-    def feed(self, items: Iterable[RawRecord]) -> None:
-        """The hot loop: dictionary reads, type checks and list appends; no per-record C passes."""
-        alpaca = self.kind is DatasetKind.ALPACA
-        parts, label_field = self.parts, self.label_field
-        texts, lines, answers, labels = self.batch
-        add_text, add_line, add_answer, add_label = texts.append, lines.append, answers.append, labels.append
-        chars = self.batch_chars
-        for item in items:
-            record = item.record
-            if record is None:
-                self.tally["json"].add(item.line, item.error or "unreadable record.")
-                continue
-            line = item.line
-            # Plain alpaca records (every registry file) skip to_canonical, which would return them as they are.
-            if (
-                alpaca
-                and type(instruction := record.get("instruction")) is str
-                and type(output := record.get("output")) is str
-                and type(extra := record.get("input")) is str
-            ):
-                text, answer = f"{instruction}\n{extra}\n{output}", output
-                if not (instruction.strip() and output.strip()):
-                    self._empty(line, self.valid + len(texts), _blank(instruction=instruction, output=output))
-            elif (canonical := self._canonical(line, record)) is not None:
-                record = canonical
-                text, answer, empty, identical = parts(record)  # type: ignore[misc]
-                if empty:
-                    self._empty(line, self.valid + len(texts), empty)
-                if identical:
-                    self.tally["dpo_identical"].add(line, "chosen and rejected are the same answer.")
-            else:
-                continue
-            add_text(text)
-            add_line(line)
-            add_answer(len(answer))
-            if label_field:
-                add_label(record.get(label_field))
-            chars += len(text)
-            if chars >= BATCH_CHARS:
-                self.finish()
-                chars = 0
-        self.batch_chars = chars
+    def feed(self, blocks: Iterable[RecordBlock]) -> None:
+        for block in blocks:
+            for line, error in block.errors:
+                self.tally["json"].add(line, error)
+            if not (self.kind is DatasetKind.ALPACA and self._plain_alpaca(block)):
+                self._records(block)
 
-    def finish(self) -> None:
-        """Process the batch collected so far (feed calls this whenever the batch is full)."""
-        self._flush(*self.batch)
-        for column in self.batch:
-            column.clear()
-        self.batch_chars = 0
+    def _plain_alpaca(self, block: RecordBlock) -> bool:
+        """Scan a block whose records all have text instruction, input and output, none of them blank.
+
+        False (nothing counted) when some record is not like that: `_records` then checks each.
+        Such records skip `to_canonical`, which would return them as they are.
+        """
+        try:
+            fields = list(map(_ALPACA_FIELDS, block.records))
+            texts = list(map("\n".join, fields))
+        except (KeyError, TypeError):
+            return False
+        outputs = list(map(itemgetter(2), fields))
+        if not (all(map(str.strip, map(itemgetter(0), fields))) and all(map(str.strip, outputs))):
+            return False
+        labels = list(map(dict.get, block.records, repeat(self.label_field))) if self.labels is not None else []
+        self._flush(texts, block.lines, list(map(len, outputs)), labels)
+        return True
+
+    def _records(self, block: RecordBlock) -> None:
+        """Scan a block one record at a time: canonical form, types, empty fields, DPO pairs."""
+        texts: list[str] = []
+        lines: list[int] = []
+        answers: list[int] = []
+        labels: list[Any] = []
+        for line, record in zip(block.lines, block.records, strict=True):
+            if (canonical := self._canonical(line, record)) is None:
+                continue
+            text, answer, empty, identical = self.parts(canonical)  # type: ignore[misc]
+            if empty:
+                self._empty(line, self.valid + len(texts), empty)
+            if identical:
+                self.tally["dpo_identical"].add(line, "chosen and rejected are the same answer.")
+            texts.append(text)
+            lines.append(line)
+            answers.append(len(answer))
+            if self.labels is not None:
+                labels.append(canonical.get(self.label_field))  # type: ignore[arg-type]
+        self._flush(texts, lines, answers, labels)
 
     @property
     def parsed(self) -> int:
@@ -303,8 +385,8 @@ class _Scan:
     def rows(self) -> int:
         return self.parsed + self.tally["json"].count
 
-    def _flush(self, texts: list[str], lines: list[int], answers: list[int], labels: list[Any]) -> None:
-        """Hash, squeeze and PII-screen a batch with C-level maps and whole-batch scans."""
+    def _flush(self, texts: list[str], lines: range | list[int], answers: list[int], labels: list[Any]) -> None:
+        """Hash, squeeze and PII-screen a block's texts with C-level maps and whole-block scans."""
         if not texts:
             return
         batch = text_batch(texts)
@@ -322,8 +404,8 @@ class _Scan:
                     self._placeholders(line, text)
         for row in pii_candidates(batch):
             self._pii(lines[row], texts[row])
-        if self.labels is not None:
-            self._count_labels(labels)
+        if labels:
+            self._add_labels(_class_counts(labels))
 
     def _canonical(self, line: int, record: dict[str, Any]) -> dict[str, Any] | None:
         if self.kind is None:
@@ -352,16 +434,29 @@ class _Scan:
             self.pii_kinds.update(hit.kind for hit in hits)
             self.tally["pii"].add(line, ", ".join(f"{hit.kind} {hit.value_masked}" for hit in hits[:3]) + ".")
 
-    def _count_labels(self, values: list[Any]) -> None:
-        """Count a batch of class values; past MAX_CLASSES distinct values it is free text, not a label."""
-        try:
-            counts = Counter(values)
-        except TypeError:  # lists or objects as labels: count their JSON text
-            counts = Counter(orjson.dumps(v).decode()[:60] if isinstance(v, (list, dict)) else v for v in values)
+    def _add_labels(self, counts: Counter[Any]) -> None:
+        """Past MAX_CLASSES distinct values the field is free text, not a label: stop counting."""
         assert self.labels is not None
         self.labels.update(counts)
         if len(self.labels) > MAX_CLASSES:
             self.labels = None
+
+    def merge(self, later: "_Scan") -> None:
+        """Add the scan of the rest of the file (its line numbers already count from the file's start)."""
+        self.empty_rows.extend(row + self.valid for row in later.empty_rows)
+        self.valid += later.valid
+        for column in ("lines", "sizes", "answers", "exact", "near"):
+            getattr(self, column).extend(getattr(later, column))
+        for check, tally in later.tally.items():
+            mine = self.tally[check]
+            mine.count += tally.count
+            mine.samples += tally.samples[: MAX_LINES - len(mine.samples)]
+        self.pii_kinds.update(later.pii_kinds)
+        if self.labels is not None:
+            if later.labels is None:
+                self.labels = None
+            else:
+                self._add_labels(later.labels)
 
     def report(self, source: str, fmt: str) -> QualityReport:
         lines = np.frombuffer(self.lines, dtype=np.uint32)
@@ -485,6 +580,13 @@ class _Scan:
         return result
 
 
+def _class_counts(values: list[Any]) -> Counter[Any]:
+    try:
+        return Counter(values)
+    except TypeError:  # lists or objects as labels: count their JSON text
+        return Counter(orjson.dumps(v).decode()[:60] if isinstance(v, (list, dict)) else v for v in values)
+
+
 def _missing_fields(record: dict[str, Any], kind: DatasetKind) -> list[str]:
     return [f for f in REQUIRED_FIELDS[kind] if not any(alias in record for alias in _ALIASES.get(f, (f,)))]
 
@@ -567,6 +669,7 @@ def _evaluation_parts(record: dict[str, Any]) -> Parts:
     return f"{prompt}\n{reference}", reference, _blank(prompt=prompt, reference=reference), False
 
 
+_ALPACA_FIELDS = itemgetter("instruction", "input", "output")
 _PARTS: dict[DatasetKind, Callable[[dict[str, Any]], Parts]] = {
     DatasetKind.ALPACA: _alpaca_parts,
     DatasetKind.CHAT: _chat_parts,

@@ -3,6 +3,7 @@
 import codecs
 import csv
 import json
+import os
 import random
 import re
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services import validation
 from services.errors import InvalidFile
 from services.shapes import DatasetKind
 from services.validation import QualityReport, quality_band, validate_file
@@ -271,6 +273,64 @@ def test_separator_character_inside_a_text(tmp_path: Path) -> None:
     records[3]["output"] = "odd \x1e control character"
     report = validate_file(write_jsonl(tmp_path, records))
     assert report.valid_rows == 10 and report.check("duplicates").count == 0
+
+
+# --- large files: reader blocks and the second process -------------------------------------------
+
+
+def messy_records(n: int) -> list[Any]:
+    """Labelled clean records with a finding of every kind in each half of the file."""
+    records: list[Any] = [{**r, "category": ("qa", "summary", "brainstorm")[i % 3]} for i, r in enumerate(clean_records(n))]
+    for at in (n // 4, 3 * n // 4):
+        records[at] = "{broken"
+        records[at + 1] = ""
+        records[at + 2] = "[1, 2]"
+        records[at + 3] = {**records[at + 5], "output": "   "}
+        records[at + 4]["output"] += " Mail jane.doe@example.com or call (415) 555-0134."
+        records[at + 6]["output"] += " Hello {{name}}."
+    records[n - 3]["output"] = "word " * 4000
+    records[n - 2] = dict(records[3])
+    records[n - 1] = {**records[5], "instruction": records[5]["instruction"].upper() + "!"}
+    return records
+
+
+def test_line_numbers_across_reader_blocks(tmp_path: Path) -> None:
+    report = validate_file(write_jsonl(tmp_path, messy_records(3000)))  # about 600 KB: many blocks
+    assert check_lines(report, "json") == [751, 753, 2251, 2253]
+    assert check_lines(report, "empty") == [754, 2254]
+    assert check_lines(report, "pii") == [755, 2255]
+    assert check_lines(report, "placeholders") == [757, 2257]
+    assert check_lines(report, "length") == [2998]
+    assert check_lines(report, "duplicates") == [2999] and "line 4" in report.check("duplicates").examples[0]
+    assert check_lines(report, "near_duplicates") == [3000]
+    assert set(report.label_distribution) == {"qa", "summary", "brainstorm"}
+    assert sum(report.label_distribution.values()) == report.valid_rows == 2994
+
+
+@pytest.mark.parametrize(("rows", "forks"), [(3000, 1), (150, 0)])
+def test_second_process_gives_the_same_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, forks: int) -> None:
+    """From PARALLEL_BYTES a JSONL file is split at a line and its later half scanned in a child process.
+
+    With 150 rows the middle falls inside the first 200 records kind detection reads: one process then.
+    """
+    path = write_jsonl(tmp_path, messy_records(rows))
+    one_process = validate_file(path)
+    started: list[int] = []
+    in_child = validation._in_child
+    monkeypatch.setattr(validation, "_in_child", lambda function: started.append(1) or in_child(function))
+    monkeypatch.setattr(validation, "PARALLEL_BYTES", 1)
+    monkeypatch.setattr(validation, "_second_core", lambda: True)
+    assert validate_file(path) == one_process
+    assert len(started) == forks
+
+
+def test_a_second_process_that_dies_is_made_up_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_jsonl(tmp_path, messy_records(3000))
+    one_process = validate_file(path)
+    monkeypatch.setattr(validation, "PARALLEL_BYTES", 1)
+    monkeypatch.setattr(validation, "_second_core", lambda: True)
+    monkeypatch.setattr(validation, "_send_result", lambda sender, function: os._exit(1))
+    assert validate_file(path) == one_process
 
 
 # --- score and bands ------------------------------------------------------------------------------
