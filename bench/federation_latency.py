@@ -56,9 +56,10 @@ def main() -> None:
                "Map field 'cost_micros' with value '1250000' from Amazon to RMIS."]
     settings = GenerationSettings(max_new_tokens=args.tokens)
     engine = InferenceEngine(max_models=3)
+    plain = InferenceEngine(max_models=1)  # the reference: a plain transformers model that never holds an adapter
 
     def base_run(prompt: str) -> tuple[float, int]:
-        result = engine.generate(base, prompt, settings, Activation())
+        result = plain.generate(base, prompt, settings, Activation())
         return result.latency_ms, result.tokens
 
     def federation_run(name: str):

@@ -76,6 +76,7 @@ class LoadedModel:
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
     adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    merged_key: str | None = None
 
 
 class InferenceEngine:
@@ -115,7 +116,7 @@ class InferenceEngine:
         entry, _ = self._acquire(base, activation)
         with entry.lock:
             self._prepare(entry, activation)
-            with torch.inference_mode(), _active(entry.model, activation):
+            with torch.inference_mode(), _active(entry, activation):
                 return entry.model(input_ids=input_ids).logits.float().clone()
 
     def _acquire(self, base: BaseRef, activation: Activation) -> tuple[LoadedModel, float]:
@@ -178,7 +179,7 @@ class GenerationStream:
 
             def run() -> None:
                 try:
-                    with torch.inference_mode(), _active(model, self.activation):
+                    with torch.inference_mode(), _active(entry, self.activation):
                         if self.settings.temperature > 0:
                             torch.manual_seed(self.settings.seed)
                         output["ids"] = model.generate(**inputs, streamer=streamer,
@@ -285,6 +286,7 @@ def _ensure_adapter(entry: LoadedModel, member: Member, limit: int) -> None:
         entry.adapters.move_to_end(member.key)
         return
     folder = _adapter_folder(member)
+    _merge_only(entry, None)
     if isinstance(entry.model, PeftModel):
         entry.model.load_adapter(folder, adapter_name=member.key, is_trainable=False)
     else:
@@ -313,6 +315,7 @@ def _ensure_sum(entry: LoadedModel, federation: Federation, limit: int) -> None:
         return
     for member in federation.members:
         _ensure_adapter(entry, member, limit + len(federation.members))
+    _merge_only(entry, None)
     add_weighted(entry.model, federation, key)
     entry.adapters[key] = None
     _evict(entry, limit, keep={key, *(m.key for m in federation.members)})
@@ -324,6 +327,8 @@ def _evict(entry: LoadedModel, limit: int, keep: set[str] | None = None) -> None
             return
         if keep and key in keep:
             continue
+        if key == entry.merged_key:
+            _merge_only(entry, None)
         entry.model.delete_adapter(key)
         del entry.adapters[key]
 
@@ -342,15 +347,39 @@ def _load_merged(base: BaseRef, federation: Federation) -> LoadedModel:
     return entry
 
 
+def _merge_only(entry: LoadedModel, key: str | None) -> None:
+    """Leave exactly `key` (or nothing) folded into the base weights.
+
+    A LoRA layer whose adapter is merged costs what the plain layer costs; unmerged, every linear layer runs two
+    more small matmuls per token, which on CPU is most of the overhead. So a single adapter at scale 1 (a gated
+    federation's top adapter, a chain's stage, a Playground adapter) stays merged while consecutive requests use
+    it, and is unmerged only when a request needs something else.
+    """
+    if entry.merged_key == key:
+        return
+    if entry.merged_key is not None:
+        entry.model.unmerge_adapter()
+        entry.merged_key = None
+    if key is not None:
+        entry.model.merge_adapter(adapter_names=[key])
+        entry.merged_key = key
+
+
 @contextmanager
-def _active(model: Any, activation: Activation) -> Iterator[None]:
-    """Switch `model` to the activation's deltas for one generate call, and restore the scales after."""
+def _active(entry: LoadedModel, activation: Activation) -> Iterator[None]:
+    """Switch the entry's model to the activation's deltas for one forward or generate call."""
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
+    model = entry.model
     if activation.merged or not isinstance(model, PeftModel):
         if activation.members or (activation.federation is not None and not activation.merged):
             raise InferenceError("The adapters of this request were not loaded.")
+        yield
+        return
+    single = len(activation.members) == 1 and tuple(activation.scales or (1.0,)) == (1.0,)
+    _merge_only(entry, activation.members[0].key if single else None)
+    if single:
         yield
         return
     if activation.federation is not None:
@@ -362,12 +391,11 @@ def _active(model: Any, activation: Activation) -> Iterator[None]:
             yield
         return
     keys = [m.key for m in activation.members]
-    scales = activation.scales or tuple(1.0 for _ in keys)
     model.base_model.set_adapter(keys, inference_mode=True)
     layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
     try:
         for layer in layers:
-            for key, scale in zip(keys, scales, strict=True):
+            for key, scale in zip(keys, activation.scales, strict=True):
                 layer.set_scale(key, scale)
         yield
     finally:

@@ -349,3 +349,25 @@ def test_a_reader_that_leaves_early_stops_generation_and_leaves_the_model_as_it_
     chunks.close()
     assert not [t for t in threading.enumerate() if t.name == "rmn-generate"]
     assert own_answer(engine, gated.base, "planner", PLAN_PROMPTS[3]) == expected
+
+
+def test_switching_between_merged_adapters_keeps_every_answer_exact(trained, engine):
+    """Single adapters are merged into the weights while in use; switching must not drift the base weights."""
+    import torch
+
+    from federation.engine import Activation, InferenceEngine
+    from services import compose_federation
+
+    gated = compose_federation(adapters=["mapper", "planner"], method="gated", routing="weighted")
+    mapper, planner = gated.members
+    ids = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 8]])
+    plain = InferenceEngine().logits(gated.base, ids)
+    alone = {m.key: engine.logits(gated.base, ids, Activation(members=(m,), scales=(1.0,))) for m in (mapper, planner)}
+    for _ in range(25):
+        for member in (mapper, planner):
+            engine.logits(gated.base, ids, Activation(members=(member,), scales=(1.0,)))
+        engine.logits(gated.base, ids, Activation(members=(mapper, planner), scales=(0.5, 0.5)))
+    torch.testing.assert_close(engine.logits(gated.base, ids), plain, atol=1e-5, rtol=1e-5)
+    for member in (mapper, planner):
+        torch.testing.assert_close(engine.logits(gated.base, ids, Activation(members=(member,), scales=(1.0,))),
+                                   alone[member.key], atol=1e-5, rtol=1e-5)
