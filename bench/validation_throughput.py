@@ -5,9 +5,7 @@ It writes a realistic alpaca-style JSONL (fixed seed; about half the records hol
 LLaMA-Factory's alpaca_en_demo; 1% hold PII; 2% exact and 1% near duplicates) to a temp dir, then
 times the baseline loop and `validate_file` in alternation and keeps the best run of each (the
 machine may be shared), and measures the peak memory of `validate_file` in fresh child processes
-for the full file and a file a tenth its size. From `PARALLEL_BYTES` (16 MB), when the load
-average leaves a CPU idle, `validate_file` scans the later half of a JSONL file in a second
-process; both ways are timed (whatever the load) and the second process's RSS growth is reported.
+for the full file and a file a tenth its size.
 """
 
 import argparse
@@ -27,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 
-from services import validation  # noqa: E402
 from services.validation import validate_file  # noqa: E402
 
 WORDS = (
@@ -104,48 +101,38 @@ def json_loop(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def validate_timed(path: Path, processes: int) -> float:
-    """Seconds for validate_file held to one process, or with the second one whatever the machine's load."""
-    saved = validation.PARALLEL_BYTES, validation._second_core
-    validation.PARALLEL_BYTES = saved[0] if processes == 2 else sys.maxsize
-    validation._second_core = lambda: True
-    try:
-        start = time.perf_counter()
-        validate_file(path)
-        return time.perf_counter() - start
-    finally:
-        validation.PARALLEL_BYTES, validation._second_core = saved
+def validate_timed(path: Path) -> float:
+    """Seconds for one validate_file run."""
+    start = time.perf_counter()
+    validate_file(path)
+    return time.perf_counter() - start
 
 
-def best_times(path: Path, repeat: int) -> tuple[float, float, float]:
-    """Best of `repeat` alternating runs of each side, so a busy moment does not favour any."""
-    baseline = both = one = float("inf")
+def best_times(path: Path, repeat: int) -> tuple[float, float]:
+    """Best of `repeat` alternating runs of each side, so a busy moment does not favour either."""
+    baseline = validation = float("inf")
     for _ in range(repeat):
         baseline = min(baseline, json_loop(path))
-        one = min(one, validate_timed(path, processes=1))
-        both = min(both, validate_timed(path, processes=2))
-    return baseline, both, one
+        validation = min(validation, validate_timed(path))
+    return baseline, validation
 
 
-def _peak_child(path: str, use_tracemalloc: bool, out: "multiprocessing.Queue[tuple[float, float]]") -> None:
-    """Peak memory of one validate_file run in a fresh process, the second process allowed whatever the load.
+def _peak_child(path: str, use_tracemalloc: bool, out: "multiprocessing.Queue[float]") -> None:
+    """Peak memory (MB) of one validate_file run in a fresh process: tracemalloc peak, or RSS growth.
 
-    Tracemalloc peak (this process), or RSS growth of this process and of the second one: that one
-    is forked with this one's pages, so its growth is its peak RSS less this one's at the start.
+    The child is forked with the bench's pages, so RSS growth is its peak RSS less its RSS at the start.
     """
-    validation._second_core = lambda: True
     if use_tracemalloc:
         tracemalloc.start()
         validate_file(Path(path))
-        out.put((tracemalloc.get_traced_memory()[1] / 2**20, 0.0))
+        out.put(tracemalloc.get_traced_memory()[1] / 2**20)
         return
     before = psutil.Process().memory_info().rss
     validate_file(Path(path))
-    own, second = (resource.getrusage(who).ru_maxrss * 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    out.put((max(0.0, own - before) / 2**20, max(0.0, second - before) / 2**20))
+    out.put(max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before) / 2**20)
 
 
-def peak_mb(path: Path, use_tracemalloc: bool) -> tuple[float, float]:
+def peak_mb(path: Path, use_tracemalloc: bool) -> float:
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_peak_child, args=(str(path), use_tracemalloc, queue))
@@ -166,22 +153,21 @@ def main() -> None:
         small_rows = generate(small, args.mb / 10)
         size, small_size = big.stat().st_size / 2**20, small.stat().st_size / 2**20
         print(f"generated {size:.1f} MB ({rows:,} rows); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        baseline, both, one = best_times(big, args.repeat)
+        baseline, validation = best_times(big, args.repeat)
         report = validate_file(big)
         print(f"report: score {report.quality_score} ({report.band}), {report.issue_count:,} issues")
-        chosen = "two processes" if validation._second_core() else "one process (no idle CPU)"
         print(
-            f"validation throughput: one process {size / one:.1f} MB/s = {baseline / one:.2f}x,"
-            f" two processes {size / both:.1f} MB/s = {baseline / both:.2f}x, vs json.loads loop {size / baseline:.1f} MB/s"
-            f" (goal >= 0.5x; at this load validate_file uses {chosen})"
+            f"validation throughput: {size / validation:.1f} MB/s = {baseline / validation:.2f}x"
+            f" the json.loads loop ({size / baseline:.1f} MB/s) (goal >= 0.5x)"
         )
-        heap = peak_mb(big, True)[0], peak_mb(small, True)[0]
-        (rss_big, second_big), (rss_small, _) = peak_mb(big, False), peak_mb(small, False)
+        heap = peak_mb(big, True), peak_mb(small, True)
+        rss = peak_mb(big, False), peak_mb(small, False)
         print(
             f"validation peak memory: {size:.0f} MB file {heap[0]:.1f} MB vs {small_size:.0f} MB file {heap[1]:.1f} MB"
             f" (goal: flat) [tracemalloc; {heap[0] * 2**20 / rows:.0f} vs {heap[1] * 2**20 / small_rows:.0f} bytes/row;"
-            f" RSS growth {rss_big:.1f} (second process {second_big:.1f}) vs {rss_small:.1f} MB]"
+            f" RSS growth {rss[0]:.1f} vs {rss[1]:.1f} MB]"
         )
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -120,20 +120,15 @@ def _utf8_error(raw: bytes) -> str | None:
     return None
 
 
-def jsonl_blocks(path: Path, max_line_bytes: int, start: int = 0, stop: int | None = None) -> Iterator[RecordBlock]:
+def jsonl_blocks(path: Path, max_line_bytes: int) -> Iterator[RecordBlock]:
     """Read about BLOCK_BYTES of whole lines at a time and parse them with one C-level map.
 
-    `start` and `stop` (line starts, see `line_start`) bound the part of the file read; line
-    numbers still count from the file's first line. A block where some line is blank, too long,
-    not JSON or not an object is read again line by line, which says what is wrong with each.
+    A block where some line is blank, too long, not JSON or not an object is read again line by
+    line, which says what is wrong with each.
     """
     with open(path, "rb") as handle:
         first = 1
-        while handle.tell() < start and (before := handle.read(min(1 << 20, start - handle.tell()))):
-            first += before.count(b"\n")
-        chunk = handle.read(_block_size(handle, stop))
-        if start == 0:
-            chunk = chunk.removeprefix(codecs.BOM_UTF8)
+        chunk = handle.read(BLOCK_BYTES).removeprefix(codecs.BOM_UTF8)
         while chunk:
             if not chunk.endswith(b"\n"):
                 chunk += handle.readline(max_line_bytes + 1)
@@ -143,20 +138,7 @@ def jsonl_blocks(path: Path, max_line_bytes: int, start: int = 0, stop: int | No
             if not lines[-1]:
                 lines.pop()
             yield _parse_lines(lines, first, max_line_bytes)
-            chunk, first = handle.read(_block_size(handle, stop)), first + len(lines)
-
-
-def line_start(path: Path, offset: int) -> int:
-    """The byte offset of the first line that starts at or after `offset`."""
-    with open(path, "rb") as handle:
-        handle.seek(max(0, offset - 1))
-        if offset:
-            _skip_line(handle)
-        return handle.tell()
-
-
-def _block_size(handle: io.BufferedReader, stop: int | None) -> int:
-    return BLOCK_BYTES if stop is None else max(0, min(BLOCK_BYTES, stop - handle.tell()))
+            chunk, first = handle.read(BLOCK_BYTES), first + len(lines)
 
 
 def _skip_line(handle: io.BufferedReader) -> None:

@@ -31,28 +31,22 @@ per check and one block of about 64 KB of lines with its records, dropped once i
 Tokens are an estimate (UTF-8 bytes / 4), not a tokenizer count.
 
 Speed: the reader parses a block of lines with one C-level map, plain alpaca blocks are checked
-with C-level maps too, and the byte-level work runs once per block. A JSONL file from
-PARALLEL_BYTES up, on a machine with an idle second CPU, is split at a line near its middle and
-the later half scanned in a forked child, which sends back its scan (the same per-row arrays and
-capped samples) to be appended: the report is the one a single pass gives.
+with C-level maps too, and the byte-level work runs once per block. The pass stays in the calling
+process: it runs inside the Streamlit server, whose training and inference threads hold locks
+(torch, malloc, OpenMP) that a forked helper could inherit held and deadlock on.
 """
 
 import gc
 import math
-import multiprocessing
-import os
 import re
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
-from functools import partial
-from inspect import GEN_CREATED, getgeneratorstate
 from itertools import chain, repeat
-from multiprocessing.connection import Connection
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import orjson
@@ -60,11 +54,10 @@ from pydantic import BaseModel, Field
 
 from services.errors import InvalidFile
 from services.pii import pii_candidates, scan_pii, text_batch
-from services.readers import RecordBlock, detect_format, iter_blocks, jsonl_blocks, line_start
+from services.readers import RecordBlock, detect_format, iter_blocks
 from services.settings import get_settings
 from services.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, to_canonical
 
-T = TypeVar("T")
 Band = Literal["Excellent", "Good", "Fair", "Poor"]
 BANDS: tuple[tuple[int, Band, str], ...] = (
     (95, "Excellent", "Ready for production training"),
@@ -77,7 +70,6 @@ MAX_LINES = 100
 MAX_EXAMPLES = 5
 MAX_ISSUES = 500
 DETECT_SAMPLE = 200
-PARALLEL_BYTES = 16 << 20  # JSONL from this size is read by two processes; below, the second one costs more than it saves
 LABEL_FIELDS = ("label", "task", "category")
 MAX_CLASSES = 50
 MAJORITY_LIMIT = 0.8
@@ -171,23 +163,12 @@ def validate_file(path: str | Path, *, kind: DatasetKind | str | None = None, fi
     """
     path = Path(path)
     fmt = detect_format(path, filename)
-    max_line_bytes = get_settings().max_line_bytes
-    middle = _middle(path) if fmt == "jsonl" else None
-    if middle is None:
-        first, later = iter_blocks(path, fmt, max_line_bytes), iter([])
-    else:
-        first, later = jsonl_blocks(path, max_line_bytes, stop=middle), jsonl_blocks(path, max_line_bytes, start=middle)
-    head = _head(chain(first, later))
+    blocks = iter_blocks(path, fmt, get_settings().max_line_bytes)
+    head = _head(blocks)
     sample = [record for block in head for record in block.records][:DETECT_SAMPLE]
     scan = _Scan(DatasetKind(kind) if kind else _detect(sample), _label_field(sample))
     with _gc_paused():
-        # Kind detection reads the first records; if they reach into the later half, one process does it all.
-        if middle is not None and getgeneratorstate(later) == GEN_CREATED:  # type: ignore[arg-type]
-            with _in_child(partial(_scanned, later, scan.kind, scan.label_field)) as scan_later:
-                scan.feed(chain(head, first))
-                scan.merge(scan_later())
-        else:
-            scan.feed(chain(head, first, later))
+        scan.feed(chain(head, blocks))
     _refuse_unreadable(scan)
     return scan.report(filename or path.name, fmt)
 
@@ -202,66 +183,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def _middle(path: Path) -> int | None:
-    """Where the second process starts reading a JSONL file, or None when one process does it all."""
-    size = path.stat().st_size
-    if size < PARALLEL_BYTES or not _second_core():
-        return None
-    middle = line_start(path, size // 2)
-    return middle if middle < size else None
-
-
-def _second_core() -> bool:
-    """An idle second CPU, on Linux (fork is safe there), outside a daemonic process (those may not have children).
-
-    Idle: the 1-minute load average leaves a whole CPU beside this process. On a busy machine a
-    second process only adds its start-up and merge to the work (measured 15% more CPU time).
-    """
-    if not hasattr(os, "sched_getaffinity") or multiprocessing.current_process().daemon:
-        return False
-    return len(os.sched_getaffinity(0)) - os.getloadavg()[0] >= 1
-
-
-def _scanned(blocks: Iterable[RecordBlock], kind: DatasetKind | None, label_field: str | None) -> "_Scan":
-    scan = _Scan(kind, label_field)
-    scan.feed(blocks)
-    return scan
-
-
-@contextmanager
-def _in_child(function: Callable[[], T]) -> Iterator[Callable[[], T]]:
-    """Run `function` in a forked copy of this process (the second core); the call yielded waits for its result.
-
-    Fork, not spawn: the copy has this process's str hash seed, so its duplicate keys match ours.
-    If the child dies without an answer the call runs `function` here instead; a child still
-    running when the block exits (this side failed) is stopped.
-    """
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_send_result, args=(sender, function))
-    child.start()
-    sender.close()
-
-    def result() -> T:
-        try:
-            value: T = receiver.recv()
-        except EOFError:
-            value = function()
-        return value
-
-    try:
-        yield result
-    finally:
-        receiver.close()
-        child.terminate()
-        child.join()
-
-
-def _send_result(sender: Connection, function: Callable[[], Any]) -> None:
-    sender.send(function())
-    sender.close()
 
 
 def _head(blocks: Iterator[RecordBlock]) -> list[RecordBlock]:
@@ -446,23 +367,6 @@ class _Scan:
         self.labels.update(counts)
         if len(self.labels) > MAX_CLASSES:
             self.labels = None
-
-    def merge(self, later: "_Scan") -> None:
-        """Add the scan of the rest of the file (its line numbers already count from the file's start)."""
-        self.empty_rows.extend(row + self.valid for row in later.empty_rows)
-        self.valid += later.valid
-        for column in ("lines", "sizes", "answers", "exact", "near"):
-            getattr(self, column).extend(getattr(later, column))
-        for check, tally in later.tally.items():
-            mine = self.tally[check]
-            mine.count += tally.count
-            mine.samples += tally.samples[: MAX_LINES - len(mine.samples)]
-        self.pii_kinds.update(later.pii_kinds)
-        if self.labels is not None:
-            if later.labels is None:
-                self.labels = None
-            else:
-                self._add_labels(later.labels)
 
     def report(self, source: str, fmt: str) -> QualityReport:
         lines = np.frombuffer(self.lines, dtype=np.uint32)

@@ -3,7 +3,6 @@
 import codecs
 import csv
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from services import validation
 from services.errors import InvalidFile
 from services.shapes import DatasetKind
 from services.validation import QualityReport, quality_band, validate_file
@@ -275,11 +273,11 @@ def test_separator_character_inside_a_text(tmp_path: Path) -> None:
     assert report.valid_rows == 10 and report.check("duplicates").count == 0
 
 
-# --- large files: reader blocks and the second process -------------------------------------------
+# --- large files: line numbers across reader blocks ---------------------------------------------
 
 
 def messy_records(n: int) -> list[Any]:
-    """Labelled clean records with a finding of every kind in each half of the file."""
+    """Labelled clean records with a finding of every kind twice, a quarter and three quarters into the file."""
     records: list[Any] = [{**r, "category": ("qa", "summary", "brainstorm")[i % 3]} for i, r in enumerate(clean_records(n))]
     for at in (n // 4, 3 * n // 4):
         records[at] = "{broken"
@@ -305,32 +303,6 @@ def test_line_numbers_across_reader_blocks(tmp_path: Path) -> None:
     assert check_lines(report, "near_duplicates") == [3000]
     assert set(report.label_distribution) == {"qa", "summary", "brainstorm"}
     assert sum(report.label_distribution.values()) == report.valid_rows == 2994
-
-
-@pytest.mark.parametrize(("rows", "forks"), [(3000, 1), (150, 0)])
-def test_second_process_gives_the_same_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int, forks: int) -> None:
-    """From PARALLEL_BYTES a JSONL file is split at a line and its later half scanned in a child process.
-
-    With 150 rows the middle falls inside the first 200 records kind detection reads: one process then.
-    """
-    path = write_jsonl(tmp_path, messy_records(rows))
-    one_process = validate_file(path)
-    started: list[int] = []
-    in_child = validation._in_child
-    monkeypatch.setattr(validation, "_in_child", lambda function: started.append(1) or in_child(function))
-    monkeypatch.setattr(validation, "PARALLEL_BYTES", 1)
-    monkeypatch.setattr(validation, "_second_core", lambda: True)
-    assert validate_file(path) == one_process
-    assert len(started) == forks
-
-
-def test_a_second_process_that_dies_is_made_up_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write_jsonl(tmp_path, messy_records(3000))
-    one_process = validate_file(path)
-    monkeypatch.setattr(validation, "PARALLEL_BYTES", 1)
-    monkeypatch.setattr(validation, "_second_core", lambda: True)
-    monkeypatch.setattr(validation, "_send_result", lambda sender, function: os._exit(1))
-    assert validate_file(path) == one_process
 
 
 # --- score and bands ------------------------------------------------------------------------------
