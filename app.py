@@ -12,6 +12,10 @@ navigation = st.navigation(
             st.Page("pages/training_jobs.py", title="Training Jobs", icon="🚀", url_path="training"),
             st.Page("pages/adapters.py", title="Adapters", icon="🧩", url_path="adapters"),
         ],
+        "Federation & Composition": [
+            st.Page("pages/federation.py", title="Federation", icon="🔗", url_path="federation"),
+            st.Page("pages/playground.py", title="Playground", icon="🧪", url_path="playground"),
+        ],
         "Datasets & Mappings": [
             st.Page("pages/dataset_library.py", title="Dataset Library", icon="📊", url_path="datasets"),
             st.Page("pages/schema_mappings.py", title="Schema Mappings", icon="🗺️", url_path="mappings"),

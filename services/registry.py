@@ -5,7 +5,7 @@ from pathlib import Path
 
 from services.settings import Settings, get_settings
 
-LAYOUT = ("library", "mappings", "raw", "adapters", "jobs", "federations", ".locks", ".tmp")
+LAYOUT = ("library", "mappings", "raw", "adapters", "jobs", "federations", "playground", ".locks", ".tmp")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Registry:
     @property
     def federations(self) -> Path:
         return self.root / "federations"
+
+    @property
+    def playground(self) -> Path:
+        return self.root / "playground"
 
     @property
     def locks(self) -> Path:

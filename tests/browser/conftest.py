@@ -188,3 +188,17 @@ def browser_page(browser, request: pytest.FixtureRequest, tmp_path: Path) -> Ite
     finally:
         del request.node.stash[PAGE_KEY]
         context.close()
+
+
+@pytest.fixture(scope="session")
+def federation_adapters(console_home: Path, console_models: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """A retailer adapter ('mapper') and a task adapter ('planner') really trained on the tiny base model in the
+    console's registry (80 steps: their answers are readable in the README screenshot). Request it before
+    `console_url`, so they are there when the server starts."""
+    from test_federation_pages import train_tiny_adapters
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(console_home))
+        patch.setenv("RMN_LORA_MODELS", str(console_models))
+        train_tiny_adapters("tiny-llama", tmp_path_factory.mktemp("federation-jobs"), steps=80)
+    return ["mapper", "planner"]

@@ -1,0 +1,395 @@
+"""Federation & Composition (seed 000 §2): compose adapters over one base model, see the stack, test it live, save
+and load it, and compare two saved federations on the same prompts (seed 001, Federation A/B Testing)."""
+
+from html import escape
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from federation.evaluate import FederationScore, compare_federations
+from federation.run import FederationResult, stream_federation
+from federation.spec import APPROXIMATIONS, EXACT_COMBINATION, METHOD_HELP, Federation
+from federation.store import delete_federation, list_federations, load_federation, save_federation
+from pages.common import attempt, generation_settings, human_size, inference_engine, paginate, show_error
+from services import datasets as library
+from services.federation import compose_federation
+from services.playground import PROMPT_TEMPLATES
+from training.adapters import AdapterRecord, list_adapters
+from training.base_models import list_base_models
+
+OWN_BASE = ""
+NO_ADAPTER = ""
+PRIMARY, SUCCESS, WARNING, NEUTRAL = "#3b82f6", "#10b981", "#f59e0b", "#1f2937"
+SAMPLES = {name: text for name, text in PROMPT_TEMPLATES.items() if text}
+ROUTING = {"top": "top: the router's first choice answers",
+           "weighted": "weighted: every adapter, scaled by its gate weight"}
+STACK_CSS = f"""<style>
+.fed-stack {{display: flex; flex-direction: column; align-items: center; gap: 2px; margin: 4px 0 8px 0;}}
+.fed-box {{width: 100%; max-width: 380px; box-sizing: border-box; background: #ffffff; border: 1px solid #e5e7eb;
+  border-left: 6px solid var(--accent); border-radius: 8px; padding: 8px 12px; box-shadow: 0 1px 3px #1f293722;}}
+.fed-box .fed-title {{color: {NEUTRAL}; font-weight: 600;}}
+.fed-box .fed-detail {{color: #4b5563; font-size: 0.85rem;}}
+.fed-arrow {{color: {NEUTRAL}; font-size: 1.1rem; line-height: 1.1;}}
+</style>"""
+
+
+def adapter_label(record: AdapterRecord) -> str:
+    return f"{record.label} · {record.adapter_type} · r{record.lora_r}"
+
+
+def ordered(adapters: list[AdapterRecord], role: str) -> list[str]:
+    """Adapter refs ('name@vN') with those of `role` first, so the natural choice is at the top of the list."""
+    return [f"{a.name}@v{a.version}" for a in sorted(adapters, key=lambda a: a.adapter_type != role)]
+
+
+def compose_form(adapters: list[AdapterRecord]) -> None:
+    """The left panel: choose base, adapters and method; Create composes (and, for gated, trains the router)."""
+    records = {f"{a.name}@v{a.version}": a for a in adapters}
+    describe = {ref: adapter_label(record) for ref, record in records.items()} | {NO_ADAPTER: "none"}
+    bases = attempt(list_base_models, "retry_fed_bases") or []
+    base_labels = {OWN_BASE: "the adapters' own base model"} | {m.id: f"{m.id} ({m.source})" for m in bases if m.ready}
+    base = st.selectbox("Base model", list(base_labels), format_func=base_labels.get, key="fed_base",
+                        help="Every adapter must have been trained on this base model (checked by the fingerprint "
+                             "of its weights).")
+    retailer = st.selectbox("Retailer adapter", [NO_ADAPTER, *ordered(adapters, "retailer")], format_func=describe.get,
+                            key="fed_retailer", help="Optional: the adapter that knows a retailer's schema.")
+    task = st.selectbox("Task adapter", [NO_ADAPTER, *ordered(adapters, "task")], format_func=describe.get,
+                        key="fed_task", help="Optional: the adapter for a task such as campaign planning.")
+    more = st.multiselect("More adapters", [ref for ref in records if ref not in (retailer, task)],
+                          format_func=describe.get, key="fed_more", help="Policy, domain or further adapters.")
+    chosen = [ref for ref in (retailer, task, *more) if ref]
+    method = st.radio("Composition method", list(METHOD_HELP), format_func=str.capitalize, horizontal=True,
+                      key="fed_method",
+                      help="\n\n".join(f"**{m.capitalize()}**: {text}" for m, text in METHOD_HELP.items()))
+    st.caption(METHOD_HELP[method])
+    options: dict[str, object] = {}
+    if method == "additive" and chosen:
+        columns = st.columns(min(len(chosen), 4))
+        weights = [columns[i % len(columns)].number_input(
+            f"Weight: {records[ref].name}", min_value=-4.0, max_value=4.0, value=1.0, step=0.1, key=f"fed_weight_{ref}",
+            help="This adapter's delta is multiplied by the weight before the deltas are summed.")
+            for i, ref in enumerate(chosen)]
+        combination = st.selectbox(
+            "Combination", [EXACT_COMBINATION, *APPROXIMATIONS], key="fed_combination",
+            format_func=lambda c: "cat (exact)" if c == EXACT_COMBINATION else f"{c} (approximation)",
+            help="cat stacks the low-rank factors, so the composed delta is exactly the weighted sum. "
+                 "The others are PEFT's merging heuristics.")
+        if combination != EXACT_COMBINATION:
+            st.warning(f"**{combination}** is an approximation, not the weighted sum: {APPROXIMATIONS[combination]}",
+                       icon="⚠️")
+        merged = st.toggle("Merge into base weights", key="fed_merged",
+                           help="Fold the summed delta into a copy of the base weights: inference then costs what the "
+                                "base model costs, at the price of one more model in memory.")
+        options = {"weights": weights, "combination": combination, "merged": merged}
+    elif method == "gated":
+        options = {"routing": st.radio("Routing", list(ROUTING), format_func=ROUTING.get, key="fed_routing",
+                                       help="The router is trained on each adapter's own training prompts.")}
+    elif method == "sequential" and chosen:
+        st.markdown("**Stage prompts**: `{input}` is the request, `{previous}` the previous stage's output.")
+        options = {"templates": [st.text_input(f"Stage {i + 1}: {records[ref].name}",
+                                               value="{input}" if i == 0 else "{previous}", key=f"fed_template_{ref}")
+                                 for i, ref in enumerate(chosen)]}
+    name = st.text_input("Federation name", key="fed_name", placeholder="amazon + planning (gated)",
+                         help="Empty: named after its adapters and method. Saved names must be unique.")
+    if st.button("🔗 Create Federation", type="primary", key="fed_create"):
+        with st.spinner("Composing" + (" and training the router…" if method == "gated" else "…")):
+            federation = attempt(lambda: compose_federation(
+                base_model=base or None, retailer_adapter=retailer or None,
+                task_adapter=task or None, adapters=more, method=method, name=name, **options), "retry_fed_compose")
+        if federation is not None:
+            st.session_state["fed_active"] = federation
+            st.session_state.pop("fed_result", None)
+            st.success(f"Composed **{federation.name}**: test it below, then save it.", icon="✅")
+
+
+def stack_box(title: str, detail: str, accent: str) -> str:
+    return (f'<div class="fed-box" style="--accent: {accent}"><div class="fed-title">{escape(title)}</div>'
+            f'<div class="fed-detail">{escape(detail)}</div></div>')
+
+
+def federated_detail(federation: Federation) -> str:
+    if federation.method == "additive":
+        how = "cat (exact)" if federation.exact else f"{federation.combination} (approximation)"
+        return f"additive · {how} · rank {federation.rank}" + (" · merged into the base" if federation.merged else "")
+    if federation.method == "gated":
+        return f"gated · routing {federation.routing} · {len(federation.members)} adapters"
+    return f"sequential · {len(federation.members)} stages"
+
+
+def stack(federation: Federation) -> None:
+    """The seed's visual stack: base model → one box per adapter (role, size, rank) → the federated model."""
+    base = federation.base
+    params = f"{base.parameters / 1e6:,.1f}M params · " if base.parameters else ""
+    boxes = [stack_box(f"Base model: {base.id}", f"{base.architecture} · {params}{human_size(base.size_bytes)}", NEUTRAL)]
+    for member in federation.members:
+        detail = f"~{human_size(member.size_bytes)}, rank={member.rank}"
+        if federation.method == "additive":
+            detail += f", weight {member.weight:g}"
+        if federation.method == "sequential":
+            detail += f" · prompt: {member.template}"
+        boxes.append(stack_box(f"{member.role.capitalize()}: {member.label}", detail, PRIMARY))
+    boxes.append(stack_box("Federated (Ready)", federated_detail(federation), SUCCESS))
+    arrow = '<div class="fed-arrow">↓</div>'
+    st.markdown(STACK_CSS + f'<div class="fed-stack">{arrow.join(boxes)}</div>', unsafe_allow_html=True)
+
+
+def router_panel(federation: Federation) -> None:
+    router = federation.router
+    if router is None:
+        return
+    left, right = st.columns(2)
+    left.metric("Router accuracy", f"{router.holdout_accuracy:.0%}",
+                help=f"Held out: how often the router picked the right adapter on {router.holdout_examples} "
+                     "training prompts it did not learn from.")
+    right.dataframe(pd.DataFrame({"Adapter": list(router.train_examples),
+                                  "Training prompts": list(router.train_examples.values())}), hide_index=True)
+
+
+@st.dialog("Delete federation")
+def confirm_delete(federation: Federation) -> None:
+    st.warning(f"This deletes the saved federation **{federation.name}** ({federation.id}). Its adapters stay in the "
+               "registry.", icon="🗑️")
+    if st.button("Delete permanently", type="primary", key="fed_delete_confirm"):
+        try:
+            delete_federation(federation.id)
+        except Exception as error:  # noqa: BLE001 — shown as a readable error
+            show_error(error, "retry_fed_delete")
+            return
+        st.session_state["fed_flash"] = f"Deleted {federation.name} ({federation.id})."
+        st.rerun()
+
+
+def saved_panel(saved: list[Federation]) -> None:
+    """The saved federations, paginated, with Load and Delete."""
+    st.markdown("**Saved federations**")
+    if not saved:
+        st.info("No saved federations yet. Create one, test it, and press **Save**.")
+        return
+    page = paginate(saved, key="fed_saved_page", page_size=10)
+    st.dataframe(
+        pd.DataFrame({
+            "ID": [f.id for f in page],
+            "Name": [f.name for f in page],
+            "Method": [f.method for f in page],
+            "Adapters": [", ".join(m.label for m in f.members) for f in page],
+            "Created": [f.created for f in page],
+        }),
+        hide_index=True,
+        column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+    )
+    names = {f.id: f"{f.name} · {f.id}" for f in saved}
+    picked = st.selectbox("Saved federation", list(names), format_func=names.get, key="fed_saved_pick")
+    load, delete = st.columns(2)
+    if load.button("📂 Load", key="fed_load"):
+        federation = attempt(lambda: load_federation(picked), "retry_fed_load")
+        if federation is not None:
+            st.session_state["fed_active"] = federation
+            st.session_state.pop("fed_result", None)
+            st.rerun()
+    if delete.button("🗑️ Delete", key="fed_delete"):
+        confirm_delete(next(f for f in saved if f.id == picked))
+
+
+def active_panel() -> None:
+    """The right panel: the active federation's id and stack, Save, and the saved federations."""
+    federation: Federation | None = st.session_state.get("fed_active")
+    saved = attempt(list_federations, "retry_fed_saved")
+    with st.container(border=True):
+        if federation is None:
+            st.info("No active federation. Create one on the left, or load a saved one below.")
+        else:
+            is_saved = saved is not None and any(f.id == federation.id for f in saved)
+            badge = ":green-badge[SAVED]" if is_saved else ":orange-badge[NOT SAVED]"
+            st.markdown(f"**Federation ID:** `{federation.id}` {badge}  \n{federation.name}")
+            stack(federation)
+            router_panel(federation)
+            if st.button("💾 Save", key="fed_save", disabled=is_saved,
+                         help="Already saved" if is_saved else "Write this federation to the registry"):
+                if attempt(lambda: save_federation(federation), "retry_fed_save") is not None:
+                    st.session_state["fed_flash"] = f"Saved {federation.name} as {federation.id}."
+                    st.rerun()
+    if saved is not None:
+        saved_panel(saved)
+
+
+def set_prompt(text: str) -> None:
+    st.session_state["fed_prompt"] = text
+
+
+def gate_chart(result: FederationResult) -> None:
+    weights = result.gate_weights or {}
+    colors = [PRIMARY if label in result.adapters_used else NEUTRAL for label in weights]
+    figure = go.Figure(go.Bar(x=list(weights), y=list(weights.values()), marker_color=colors,
+                              text=[f"{w:.0%}" for w in weights.values()], textposition="outside"))
+    figure.update_layout(title="Gate weights (blue: adapters that answered)", height=280, yaxis=dict(range=[0, 1.1]),
+                         yaxis_title="weight", margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(figure, key="fed_gate_chart")
+
+
+def result_details(result: FederationResult) -> None:
+    """Metrics (load time apart from latency), gate weights for gated, every stage for sequential."""
+    cols = st.columns(4)
+    cols[0].metric("Tokens", result.tokens)
+    cols[1].metric("Latency (ms)", f"{result.latency_ms:,.0f}", help="Generation time, model loading excluded.")
+    cols[2].metric("First load (ms)", f"{result.load_ms:,.0f}",
+                   help="Loading the base model and adapters into memory; near 0 once they are loaded.")
+    cols[3].metric("Adapters used", len(result.adapters_used), help=", ".join(result.adapters_used) or "none")
+    st.caption(f"Adapters used: {', '.join(result.adapters_used) or 'none'} · {result.ms_per_token:,.1f} ms/token"
+               + (f" · first token after {result.first_token_ms:,.0f} ms" if result.first_token_ms is not None else ""))
+    if result.gate_weights:
+        gate_chart(result)
+    for number, stage in enumerate(result.stages or [], 1):
+        with st.container(border=True):
+            st.markdown(f"**Stage {number}: {stage.adapter}** · {stage.tokens} tokens · {stage.latency_ms:,.0f} ms")
+            st.caption("Prompt")
+            st.code(stage.prompt, language=None, wrap_lines=True)
+            st.caption("Output")
+            st.code(stage.response or "(empty answer)", language=None, wrap_lines=True)
+
+
+def test_panel() -> None:
+    federation: Federation | None = st.session_state.get("fed_active")
+    if federation is None:
+        st.info("Create or load a federation above to test it here.")
+        return
+    if "fed_prompt" not in st.session_state:
+        set_prompt(SAMPLES["Mapping"])
+    samples = st.columns(len(SAMPLES) + 1)
+    samples[0].caption("Sample prompts:")
+    for column, (name, text) in zip(samples[1:], SAMPLES.items(), strict=True):
+        column.button(name, key=f"fed_sample_{name}", on_click=set_prompt, args=(text,), help=text)
+    prompt = st.text_area("Prompt", key="fed_prompt", height=100)
+    with st.expander("Generation settings"):
+        settings = generation_settings("fed_gen_")
+    run = st.button("▶️ Run Inference", type="primary", key="fed_run", disabled=not prompt.strip())
+    box = st.container(border=True, key="fed_response")
+    box.markdown("**Response**")
+    if run:
+        stream = stream_federation(federation, prompt, settings, inference_engine())
+        with box, st.spinner("Generating (the first run also loads the model)…"):
+            try:
+                st.write_stream(stream)
+            except Exception as error:  # noqa: BLE001 — readable, never a traceback
+                show_error(error, "retry_fed_run")
+                return
+        st.session_state["fed_result"] = stream.result
+    result: FederationResult | None = st.session_state.get("fed_result")
+    if result is None or result.federation_id != federation.id:
+        box.caption("Press **Run Inference** to see the federation's answer here.")
+        return
+    if not run:
+        box.markdown(result.response or "_(empty answer)_")
+    result_details(result)
+
+
+def score_summary(column, title: str, score: FederationScore) -> None:
+    with column.container(border=True):
+        st.markdown(f"**{title}**")
+        a, b = st.columns(2)
+        c, d = st.columns(2)
+        a.metric("Accuracy", "—" if score.accuracy is None else f"{score.accuracy:.0%}",
+                 help="Exact match against the reference; — without references.")
+        b.metric("Token F1", "—" if score.token_f1 is None else f"{score.token_f1:.2f}")
+        c.metric("p50 latency (ms)", f"{score.p50_latency_ms:,.0f}")
+        d.metric("p95 latency (ms)", f"{score.p95_latency_ms:,.0f}")
+
+
+def mark(correct: bool | None) -> str:
+    return "—" if correct is None else "✅" if correct else "❌"
+
+
+def ab_results(names: tuple[str, str], scores: tuple[FederationScore, FederationScore]) -> None:
+    a, b = scores
+    left, right = st.columns(2)
+    score_summary(left, f"A: {names[0]}", a)
+    score_summary(right, f"B: {names[1]}", b)
+    figure = go.Figure([
+        go.Bar(name=f"A: {names[0]}", x=["p50", "p95"], y=[a.p50_latency_ms, a.p95_latency_ms], marker_color=PRIMARY),
+        go.Bar(name=f"B: {names[1]}", x=["p50", "p95"], y=[b.p50_latency_ms, b.p95_latency_ms], marker_color=WARNING),
+    ])
+    figure.update_layout(barmode="group", height=260, title="Latency (ms)", margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(figure, key="ab_latency_chart")
+    rows = list(zip(a.rows, b.rows, strict=True))
+    page = paginate(rows, key="ab_page", page_size=10)
+    table = {
+        "Prompt": [ra.prompt for ra, _ in page],
+        "A response": [ra.response for ra, _ in page],
+        "B response": [rb.response for _, rb in page],
+        "A ms": [ra.latency_ms for ra, _ in page],
+        "B ms": [rb.latency_ms for _, rb in page],
+    }
+    if any(ra.reference is not None for ra, _ in rows):
+        table |= {"Reference": [ra.reference for ra, _ in page], "A ✓": [mark(ra.correct) for ra, _ in page],
+                  "B ✓": [mark(rb.correct) for _, rb in page]}
+    st.dataframe(pd.DataFrame(table), hide_index=True,
+                 column_config={"A ms": st.column_config.NumberColumn(format="%.0f"),
+                                "B ms": st.column_config.NumberColumn(format="%.0f")})
+
+
+def ab_panel() -> None:
+    """Two saved federations on the same prompts: typed ones, or the first rows of an evaluation dataset."""
+    saved = attempt(list_federations, "retry_ab_saved")
+    if saved is None:
+        return
+    if len(saved) < 2:
+        st.info("Save at least two federations to compare them: create one, **Save** it, change the adapters or "
+                "the method, and save again.")
+        return
+    names = {f.id: f"{f.name} · {f.id}" for f in saved}
+    left, right = st.columns(2)
+    first = left.selectbox("Federation A", list(names), format_func=names.get, key="ab_a")
+    second = right.selectbox("Federation B", list(names), index=1, format_func=names.get, key="ab_b")
+    source = st.radio("Prompts", ["typed", "dataset"], horizontal=True, key="ab_source",
+                      format_func={"typed": "Type prompts", "dataset": "Evaluation dataset"}.get)
+    records: list[dict] = []
+    if source == "typed":
+        text = st.text_area("Prompts, one per line", value="\n".join(SAMPLES.values()), key="ab_prompts", height=100)
+        records = [{"prompt": line.strip()} for line in text.splitlines() if line.strip()]
+    else:
+        evaluations = attempt(lambda: library.list_datasets(kind="evaluation"), "retry_ab_datasets")
+        if evaluations is not None and not evaluations:
+            st.info("No evaluation dataset (prompt, reference) in the library yet: upload one on the **Dataset "
+                    "Library** page, or type prompts instead.")
+        elif evaluations:
+            pick, count = st.columns([3, 1])
+            dataset = pick.selectbox("Evaluation dataset", [d.name for d in evaluations], key="ab_dataset")
+            limit = count.number_input("First N rows", min_value=1, max_value=500, value=10, step=5, key="ab_rows")
+            records = attempt(lambda: library.read_rows(dataset, limit=int(limit)), "retry_ab_rows") or []
+    with st.expander("Generation settings"):
+        settings = generation_settings("ab_gen_")
+    if first == second:
+        st.warning("Federation A and B are the same: pick two different federations.", icon="⚠️")
+    if st.button("▶️ Run A/B", type="primary", key="ab_run", disabled=first == second or not records):
+        with st.spinner(f"Answering {len(records)} prompts with both federations…"):
+            scores = attempt(lambda: compare_federations(load_federation(first), load_federation(second), records,
+                                                         settings, engine=inference_engine()), "retry_ab_run")
+        if scores is not None:
+            st.session_state["ab_result"] = ((names[first], names[second]), scores)
+    if (stored := st.session_state.get("ab_result")) is not None:
+        ab_results(*stored)
+
+
+st.title("🔗 LoRA Federation & Composition")
+st.caption("Compose trained adapters over one base model (additive, gated or sequential), test the result live, "
+           "save it, and compare two federations on the same prompts.")
+if flash := st.session_state.pop("fed_flash", None):
+    st.success(flash, icon="✅")
+adapters = attempt(list_adapters, "retry_fed_adapters")
+compose_col, active_col = st.columns(2, gap="large")
+with compose_col:
+    st.subheader("Compose Federation")
+    with st.container(border=True):
+        if adapters is not None and not adapters:
+            st.info("No adapters to compose yet. Train an adapter on the **Training Jobs** page first; it appears "
+                    "here when its job completes.")
+        elif adapters:
+            compose_form(adapters)
+with active_col:
+    st.subheader("Active Federation")
+    active_panel()
+test_tab, ab_tab = st.tabs(["▶️ Test Federation", "🆚 A/B"])
+with test_tab:
+    test_panel()
+with ab_tab:
+    ab_panel()

@@ -1,0 +1,275 @@
+"""Federation and Playground pages with AppTest on adapters really trained on a tiny model, and the playground
+history service (round trip, search, clear, concurrent appends)."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tiny_model import DEFAULT_CORPUS, build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+MAP_PROMPTS = [f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
+               for code in ("sp", "sd", "vid") for retailer in ("Amazon", "Walmart", "Target", "Instacart")]
+PLAN_PROMPTS = [f"Plan a ${budget},000 campaign for {category} on Kroger. Which placements get the budget?"
+                for budget in (5, 10, 20, 40) for category in ("snacks", "beauty", "pets")]
+CORPUS = DEFAULT_CORPUS + PLAN_PROMPTS + ["Allocate: video 100%."]
+
+
+def train_tiny_adapters(base_model: str, jobs: Path, steps: int = 40) -> None:
+    """Train a retailer adapter ('mapper') and a task adapter ('planner') on `base_model` (a folder name in the active
+    RMN_LORA_MODELS) into the active registry, through the real library, training worker and adapter registry:
+    what the pages list is what training produced."""
+    from services.datasets import write_records
+    from services.shapes import DatasetKind
+    from training.adapters import register_adapter
+    from training.config import build_config
+    from training.worker import run_training
+
+    data = {
+        ("mapper", "retailer"): [{"instruction": p, "input": "", "output": "placement_type: sponsored_product"}
+                                 for p in MAP_PROMPTS],
+        ("planner", "task"): [{"instruction": p, "input": "", "output": "Allocate: video 100%."} for p in PLAN_PROMPTS],
+    }
+    for (name, kind), rows in data.items():
+        write_records(f"{name}_sft", rows * 2, DatasetKind.ALPACA, origin="test")
+        config = build_config(adapter_type=kind, adapter_name=name, base_model=base_model, train_dataset=f"{name}_sft",
+                              max_steps=steps, batch_size=4, learning_rate=5e-3, lora_r=4 if kind == "retailer" else 8,
+                              lora_alpha=16, save_steps=1000, max_seq_length=96, warmup_ratio=0.0, lora_dropout=0.0,
+                              epochs=None)
+        result = run_training(config, jobs / name, stop=threading.Event())
+        register_adapter(result, config)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One registry with two trained adapters for the whole module (training is the slow part)."""
+    import torch
+
+    root = tmp_path_factory.mktemp("federation-pages")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(root / "registry"))
+        patch.setenv("RMN_LORA_MODELS", str(root / "models"))
+        build_tiny_model(root / "models" / "tiny-llama", corpus=CORPUS)
+        train_tiny_adapters("tiny-llama", root / "jobs")
+        yield root
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def console(trained, monkeypatch):
+    """The trained registry, active, with no saved federations or history left over from another test."""
+    from federation.store import delete_federation, list_federations
+    from services.playground import clear_history
+
+    monkeypatch.setenv("RMN_LORA_HOME", str(trained / "registry"))
+    monkeypatch.setenv("RMN_LORA_MODELS", str(trained / "models"))
+    for federation in list_federations():
+        delete_federation(federation.id)
+    clear_history()
+    return trained
+
+
+def page(name: str) -> AppTest:
+    """A page through the app's navigation, as the server runs it: run alone, pages/federation.py would put pages/
+    on sys.path, where it shadows the `federation` package."""
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).switch_page(f"pages/{name}")
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(m.value) for m in at.markdown)
+
+
+def compose(at: AppTest, method: str, name: str = "") -> AppTest:
+    at.selectbox(key="fed_retailer").select("mapper@v1")
+    at.selectbox(key="fed_task").select("planner@v1")
+    at.radio(key="fed_method").set_value(method)
+    at.text_input(key="fed_name").set_value(name).run()
+    return at.button(key="fed_create").click().run()
+
+
+def test_empty_registry_says_to_train_an_adapter_first(registry):
+    at = page("federation.py").run()
+    assert not at.exception
+    infos = [i.value for i in at.info]
+    assert any("Train an adapter on the **Training Jobs** page first" in i for i in infos)
+    assert any("No active federation" in i for i in infos)
+    assert any("No saved federations yet" in i for i in infos)
+    assert any("Save at least two federations" in i for i in infos)
+    playground = page("playground.py").run()
+    assert not playground.exception
+    playground.radio(key="pg_kind").set_value("adapter").run()
+    assert any("Train an adapter on the **Training Jobs** page first" in i.value for i in playground.info)
+    assert playground.button(key="pg_run").disabled
+    playground.radio(key="pg_kind").set_value("federation").run()
+    assert any("No saved federations yet" in i.value for i in playground.info)
+    assert any("No runs yet" in i.value for i in playground.info)
+
+
+def test_compose_is_refused_with_a_readable_error(console):
+    at = page("federation.py").run()
+    assert not at.exception
+    at.button(key="fed_create").click().run()
+    assert [e.value for e in at.error] == ["Choose at least one adapter to compose."]
+    at.selectbox(key="fed_retailer").select("mapper@v1")
+    at.radio(key="fed_method").set_value("gated").run()
+    at.button(key="fed_create").click().run()
+    assert not at.exception
+    assert at.error and "needs at least two adapters" in at.error[0].value
+    assert any(b.label == "Retry" for b in at.button)
+    assert "fed_active" not in at.session_state
+
+
+def test_gated_composition_shows_the_stack_router_and_answers_with_gate_weights(console):
+    at = compose(page("federation.py").run(), "gated", "map and plan")
+    assert not at.exception, at.exception
+    assert at.success and "map and plan" in at.success[0].value
+    stack = texts(at)
+    for expected in ("Base model: tiny-llama", "Retailer: mapper v1", "Task: planner v1", "rank=4", "rank=8",
+                     "Federated (Ready)", "gated · routing top", "NOT SAVED"):
+        assert expected in stack, expected
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Router accuracy"].endswith("%")
+    assert list(at.dataframe[0].value["Adapter"]) == ["mapper v1", "planner v1"]
+
+    at.text_area(key="fed_prompt").set_value(PLAN_PROMPTS[0]).run()
+    at.button(key="fed_run").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Tokens"]) > 0
+    assert float(metrics["Latency (ms)"].replace(",", "")) > 0
+    assert "First load (ms)" in metrics and metrics["Adapters used"] == "1"
+    result = at.session_state["fed_result"]
+    assert max(result.gate_weights, key=result.gate_weights.get) == "planner v1"
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_save_refuses_a_duplicate_then_load_and_delete(console):
+    from federation.store import list_federations
+
+    at = compose(page("federation.py").run(), "additive", "sum of two")
+    at.button(key="fed_save").click().run()
+    assert not at.exception
+    assert at.success and "Saved sum of two" in at.success[0].value
+    assert at.button(key="fed_save").disabled
+    saved = list_federations()
+    assert [f.name for f in saved] == ["sum of two"]
+    assert list(at.dataframe[-1].value["Name"]) == ["sum of two"]
+
+    at = compose(at, "sequential", "sum of two")
+    at.button(key="fed_save").click().run()
+    assert at.error and "already exists" in at.error[0].value
+    assert len(list_federations()) == 1
+
+    at.button(key="fed_load").click().run()
+    assert at.session_state["fed_active"].id == saved[0].id
+    assert ":green-badge[SAVED]" in texts(at) and "additive · cat (exact) · rank 12" in texts(at)
+    at.button(key="fed_delete").click().run()
+    assert any("This deletes the saved federation" in w.value for w in at.warning)
+    assert len(list_federations()) == 1, "nothing is deleted before the confirmation (tests/browser confirms it)"
+
+
+def test_playground_runs_an_adapter_and_loads_a_history_entry_back(console):
+    from services.playground import list_history
+
+    at = page("playground.py").run()
+    at.radio(key="pg_kind").set_value("adapter").run()
+    at.selectbox(key="pg_adapter").select("mapper").run()
+    at.selectbox(key="pg_template").select("Mapping").run()
+    assert at.text_area(key="pg_prompt").value == "Map field 'adType' with value 'sp' from Amazon to RMIS."
+    at.number_input(key="pg_gen_max_new_tokens").set_value(12).run()
+    at.button(key="pg_run").click().run()
+    assert not at.exception, at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Tokens"]) > 0 and metrics["Adapters used"] == "1"
+    history = at.dataframe[0].value
+    assert list(history["Target"]) == ["mapper v1 (adapter)"]
+
+    at.selectbox(key="pg_template").select("Free").run()
+    at.number_input(key="pg_gen_max_new_tokens").set_value(40).run()
+    assert at.text_area(key="pg_prompt").value == ""
+    at.button(key="pg_history_load").click().run()
+    assert at.text_area(key="pg_prompt").value == "Map field 'adType' with value 'sp' from Amazon to RMIS."
+    assert at.number_input(key="pg_gen_max_new_tokens").value == 12
+    assert at.selectbox(key="pg_adapter").value == "mapper"
+
+    at.button(key="pg_history_clear").click().run()
+    assert any("deletes every saved run" in w.value for w in at.warning)
+    assert len(list_history()) == 1, "nothing is cleared before the confirmation (tests/browser confirms it)"
+
+
+def entry(number: int, when: datetime, prompt: str = "", kind: str = "base"):
+    from federation.engine import GenerationSettings
+    from services.playground import HistoryEntry, RunMetrics, Target
+
+    return HistoryEntry(id=f"e{number}", time=when, target=Target(kind=kind, ref="tiny-llama"),
+                        label=f"tiny-llama ({kind})", prompt=prompt or f"prompt {number}",
+                        settings=GenerationSettings(max_new_tokens=number + 1), response=f"answer {number}",
+                        metrics=RunMetrics(tokens=number, latency_ms=10.0 * number, load_ms=1.0))
+
+
+def test_history_round_trip_search_and_clear(registry):
+    from services.playground import append_history, clear_history, list_history
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for number in range(5):
+        append_history(entry(number, start + timedelta(minutes=number), "Plan snacks" if number == 3 else ""))
+    entries = list_history()
+    assert [e.id for e in entries] == ["e4", "e3", "e2", "e1", "e0"]
+    assert entries[0] == entry(4, start + timedelta(minutes=4))
+    assert [e.id for e in list_history("plan SNACKS")] == ["e3"]
+    assert [e.id for e in list_history("answer 2")] == ["e2"]
+    (registry.playground / "history.jsonl").open("a").write("{not json\n")
+    assert len(list_history()) == 5, "an unreadable line is skipped"
+    assert clear_history() == 6
+    assert list_history() == [] and clear_history() == 0
+
+
+def test_concurrent_appends_from_threads_lose_and_interleave_nothing(registry):
+    from services.playground import append_history, list_history
+
+    now = datetime.now(UTC)
+    workers = [threading.Thread(target=lambda base=base: [append_history(entry(base + i, now, "x" * 3000))
+                                                          for i in range(25)]) for base in range(0, 200, 25)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    lines = (registry.playground / "history.jsonl").read_text().splitlines()
+    assert len(lines) == 200
+    assert sorted(int(e.id[1:]) for e in list_history()) == list(range(200))
+
+
+def test_a_run_on_a_missing_target_or_an_empty_prompt_is_refused(registry):
+    from services import ConsoleError
+    from services.playground import Target, list_history, start_run
+
+    with pytest.raises(ConsoleError, match="prompt is empty"):
+        start_run(Target(kind="base", ref="tiny-llama"), "  ")
+    with pytest.raises(ConsoleError, match="No adapter named 'ghost'"):
+        start_run(Target(kind="adapter", ref="ghost"), "hello")
+    with pytest.raises(ConsoleError, match="fed_"):
+        start_run(Target(kind="federation", ref="nope"), "hello")
+    assert list_history() == []
+
+
+def test_ab_compares_two_saved_federations_side_by_side(console):
+    at = compose(page("federation.py").run(), "additive", "A additive")
+    at.button(key="fed_save").click().run()
+    at = compose(at, "gated", "B gated")
+    at.button(key="fed_save").click().run()
+    assert not at.exception
+    at.text_area(key="ab_prompts").set_value(f"{MAP_PROMPTS[0]}\n\n{PLAN_PROMPTS[1]}\n")
+    at.number_input(key="ab_gen_max_new_tokens").set_value(8).run()
+    at.button(key="ab_run").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[-1].value
+    assert list(table["Prompt"]) == [MAP_PROMPTS[0], PLAN_PROMPTS[1]]
+    assert {"A response", "B response", "A ms", "B ms"} <= set(table.columns)
+    assert "A ✓" not in table.columns, "no reference, no correct marks"
+    assert sum(m.label == "p95 latency (ms)" for m in at.metric) == 2
+    assert [m.value for m in at.metric if m.label == "Accuracy"] == ["—", "—"]
