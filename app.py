@@ -13,7 +13,7 @@ navigation = st.navigation(
             st.Page("pages/adapters.py", title="Adapters", icon="🧩", url_path="adapters"),
         ],
         "Federation & Composition": [
-            st.Page("pages/federation.py", title="Federation", icon="🔗", url_path="federation"),
+            st.Page("pages/federations.py", title="Federation", icon="🔗", url_path="federation"),
             st.Page("pages/playground.py", title="Playground", icon="🧪", url_path="playground"),
         ],
         "Datasets & Mappings": [

@@ -8,11 +8,12 @@ from services.activity import recent_activity
 from services.overview import registry_overview
 
 st.title("🧩 RMN LoRA Console")
-st.caption("Datasets, retailer schema mappings and LoRA adapters for a retail media network: one console, one machine.")
+st.caption("Datasets, retailer schema mappings, LoRA adapters and their federations for a retail media network: "
+           "one console, one machine.")
 
 overview = attempt(registry_overview, "retry_overview")
 if overview is not None:
-    cards = st.columns(4)
+    cards = st.columns(5)
     with cards[0].container(border=True):
         st.metric("Datasets", f"{overview.datasets:,}", help="Datasets in the library (latest versions)")
         st.caption(f"{overview.examples:,} examples")
@@ -25,6 +26,9 @@ if overview is not None:
     with cards[3].container(border=True):
         st.metric("Training jobs", overview.jobs)
         st.caption("queued, running and finished")
+    with cards[4].container(border=True):
+        st.metric("Federations", overview.federations)
+        st.caption("saved compositions of adapters")
 
 st.subheader("Quick actions")
 actions = st.columns(3)
@@ -32,7 +36,7 @@ actions[0].page_link("pages/dataset_library.py", label="Upload or validate a dat
 actions[1].page_link("pages/schema_mappings.py", label="Edit a retailer mapping", icon="🗺️")
 actions[2].page_link("pages/data_browser.py", label="Browse raw retailer data", icon="📁")
 actions[0].page_link("pages/training_jobs.py", label="Train an adapter", icon="🚀")
-actions[1].page_link("pages/federation.py", label="Compose and test a federation", icon="🔗")
+actions[1].page_link("pages/federations.py", label="Compose and test a federation", icon="🔗")
 actions[2].page_link("pages/playground.py", label="Try a prompt in the Playground", icon="🧪")
 
 st.subheader("Recent activity")

@@ -14,6 +14,7 @@ class Overview(BaseModel):
     active_mappings: int
     adapters: int
     jobs: int
+    federations: int
 
 
 def registry_overview(registry: Registry | None = None) -> Overview:
@@ -27,4 +28,5 @@ def registry_overview(registry: Registry | None = None) -> Overview:
         active_mappings=sum(m.status == "active" for m in mappings),
         adapters=sum(1 for p in registry.adapters.iterdir() if p.is_dir()),
         jobs=sum(1 for p in registry.jobs.iterdir() if p.is_dir()),
+        federations=sum(1 for _ in registry.federations.glob("fed_*.json")),
     )

@@ -75,8 +75,7 @@ def console(trained, monkeypatch):
 
 
 def page(name: str) -> AppTest:
-    """A page through the app's navigation, as the server runs it: run alone, pages/federation.py would put pages/
-    on sys.path, where it shadows the `federation` package."""
+    """A page through the app's navigation, as the server runs it."""
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).switch_page(f"pages/{name}")
 
 
@@ -92,8 +91,16 @@ def compose(at: AppTest, method: str, name: str = "") -> AppTest:
     return at.button(key="fed_create").click().run()
 
 
+def test_demo_adapters_button_without_demo_data_says_what_is_missing_and_queues_nothing(registry):
+    at = page("federations.py").run()
+    at.button(key="fed_demo_adapters").click().run()
+    assert not at.exception
+    assert any("retailer_amazon_sft" in e.value for e in at.error)
+    assert not any(registry.jobs.iterdir())
+
+
 def test_empty_registry_says_to_train_an_adapter_first(registry):
-    at = page("federation.py").run()
+    at = page("federations.py").run()
     assert not at.exception
     infos = [i.value for i in at.info]
     assert any("Train an adapter on the **Training Jobs** page first" in i for i in infos)
@@ -111,7 +118,7 @@ def test_empty_registry_says_to_train_an_adapter_first(registry):
 
 
 def test_compose_is_refused_with_a_readable_error(console):
-    at = page("federation.py").run()
+    at = page("federations.py").run()
     assert not at.exception
     at.button(key="fed_create").click().run()
     assert [e.value for e in at.error] == ["Choose at least one adapter to compose."]
@@ -125,7 +132,7 @@ def test_compose_is_refused_with_a_readable_error(console):
 
 
 def test_gated_composition_shows_the_stack_router_and_answers_with_gate_weights(console):
-    at = compose(page("federation.py").run(), "gated", "map and plan")
+    at = compose(page("federations.py").run(), "gated", "map and plan")
     assert not at.exception, at.exception
     assert at.success and "map and plan" in at.success[0].value
     stack = texts(at)
@@ -151,7 +158,7 @@ def test_gated_composition_shows_the_stack_router_and_answers_with_gate_weights(
 def test_save_refuses_a_duplicate_then_load_and_delete(console):
     from federation.store import list_federations
 
-    at = compose(page("federation.py").run(), "additive", "sum of two")
+    at = compose(page("federations.py").run(), "additive", "sum of two")
     at.button(key="fed_save").click().run()
     assert not at.exception
     assert at.success and "Saved sum of two" in at.success[0].value
@@ -258,7 +265,7 @@ def test_a_run_on_a_missing_target_or_an_empty_prompt_is_refused(registry):
 
 
 def test_ab_compares_two_saved_federations_side_by_side(console):
-    at = compose(page("federation.py").run(), "additive", "A additive")
+    at = compose(page("federations.py").run(), "additive", "A additive")
     at.button(key="fed_save").click().run()
     at = compose(at, "gated", "B gated")
     at.button(key="fed_save").click().run()

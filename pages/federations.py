@@ -13,6 +13,7 @@ from federation.spec import APPROXIMATIONS, EXACT_COMBINATION, METHOD_HELP, Fede
 from federation.store import delete_federation, list_federations, load_federation, save_federation
 from pages.common import attempt, generation_settings, human_size, inference_engine, paginate, show_error
 from services import datasets as library
+from services.demo import submit_demo_adapters
 from services.federation import compose_federation
 from services.playground import PROMPT_TEMPLATES
 from training.adapters import AdapterRecord, list_adapters
@@ -370,6 +371,17 @@ def ab_panel() -> None:
         ab_results(*stored)
 
 
+def demo_adapters_button() -> None:
+    """One click from an empty registry to the demo: queue the Amazon retailer and planning adapters."""
+    st.caption("Or train the two demo adapters (Amazon retailer mapping and campaign planning, on the embedded "
+               "model): they queue on the Training Jobs page and take about 10 minutes on a laptop CPU.")
+    if st.button("🚀 Train the demo adapters", key="fed_demo_adapters"):
+        job_ids = attempt(submit_demo_adapters, "retry_fed_demo")
+        if job_ids is not None:
+            st.success(f"Queued {len(job_ids)} training job(s). Follow them on the Training Jobs page.", icon="✅")
+            st.page_link("pages/training_jobs.py", label="Open Training Jobs", icon="🚀")
+
+
 st.title("🔗 LoRA Federation & Composition")
 st.caption("Compose trained adapters over one base model (additive, gated or sequential), test the result live, "
            "save it, and compare two federations on the same prompts.")
@@ -383,6 +395,7 @@ with compose_col:
         if adapters is not None and not adapters:
             st.info("No adapters to compose yet. Train an adapter on the **Training Jobs** page first; it appears "
                     "here when its job completes.")
+            demo_adapters_button()
         elif adapters:
             compose_form(adapters)
 with active_col:
