@@ -50,6 +50,32 @@ def test_api_job_completes_and_registers_its_adapter(tiny_setup):
     assert steps == sorted(steps) and steps[-1] == 6
 
 
+def test_a_library_dataset_with_an_empty_answer_trains_on_the_other_records(tiny_setup, tmp_path):
+    """Regression: the browser tour's alpaca upload (one empty output, one duplicate) failed the whole job."""
+    registry, base = tiny_setup
+    rows = [{"instruction": f"Write a headline for sponsored product number {i}.", "input": "",
+             "output": f"Headline {i}: fresh and fast."} for i in range(30)]
+    rows += [dict(rows[3]), {"instruction": "Summarise last week's campaign.", "input": "", "output": ""}]
+    (tmp_path / "tour_alpaca.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    upload_dataset("tour_alpaca", tmp_path / "tour_alpaca.jsonl")
+    job_id = submit_training_job("task", "tour", "tour_alpaca", config=FAST, base_model=str(base))
+    job = job_manager().wait(job_id, timeout=300)
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert "Skipped 1 of 32 records of tour_alpaca with nothing to learn" in job_manager().log_text(job_id)
+    assert "record 32" in job_manager().log_text(job_id)
+
+
+def test_a_dataset_with_no_answer_at_all_fails_with_the_reason(tiny_setup, tmp_path):
+    registry, base = tiny_setup
+    rows = [{"instruction": f"Summarise campaign {i}.", "input": "", "output": ""} for i in range(4)]
+    (tmp_path / "empty.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    upload_dataset("no_answers", tmp_path / "empty.jsonl")
+    job = job_manager().wait(submit_training_job("task", "none", "no_answers", config=FAST, base_model=str(base)),
+                             timeout=300)
+    assert job.status == JobStatus.FAILED
+    assert "no records to train on (record 1: the answer is empty" in job.error
+
+
 def test_bad_submissions_create_no_job(tiny_setup):
     registry, base = tiny_setup
     cases = [

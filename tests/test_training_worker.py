@@ -2,6 +2,7 @@
 
 import io
 import json
+import shutil
 import threading
 import time
 import zipfile
@@ -222,6 +223,53 @@ def test_sft_labels_cover_only_the_answer(tiny_base, datasets, tmp_path):
         assert answer.startswith("placement_type: sponsored_") and answer.endswith("<|im_end|>\n")
 
 
+def test_a_default_system_prompt_is_not_trained_on(tiny_base, datasets, tmp_path):
+    """SmolLM2's template injects "You are a helpful AI assistant named SmolLM..." into every conversation
+    without a system turn: the worker trains (and saves the adapter's tokenizer) with an empty system turn instead."""
+    from transformers import AutoTokenizer
+
+    from tests.tiny_model import CHATML
+    from training.worker import build_trainer, injects_default_system_prompt, load_tokenizer, preflight
+
+    chatty = tmp_path / "chatty-base"
+    shutil.copytree(tiny_base, chatty)
+    tokenizer = AutoTokenizer.from_pretrained(chatty)
+    tokenizer.chat_template = CHATML.replace(
+        "{% for message in messages %}",
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\nYou are a helpful assistant for retail media.<|im_end|>\n' }}{% endif %}", 1)
+    tokenizer.save_pretrained(chatty)
+    assert injects_default_system_prompt(AutoTokenizer.from_pretrained(chatty))
+    assert not injects_default_system_prompt(load_tokenizer(chatty))
+    assert not injects_default_system_prompt(AutoTokenizer.from_pretrained(tiny_base))
+
+    trainer, loaded = build_trainer(preflight(make_config(chatty)), tmp_path / "job")
+    text = loaded.decode(trainer.train_dataset[0]["input_ids"])
+    assert text.startswith("<|im_start|>system\n<|im_end|>\n<|im_start|>user\nMap field") and "helpful" not in text
+    rendered = loaded.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True)
+    assert rendered == "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
+    plain, _ = build_trainer(preflight(make_config(tiny_base)), tmp_path / "plain")
+    assert plain.processing_class.chat_template == CHATML  # a template without a default prompt is left as is
+
+
+def test_records_with_nothing_to_learn_are_skipped_and_malformed_ones_refused():
+    from services.errors import InvalidFile
+    from services.shapes import DatasetKind
+    from training.formatting import format_records
+
+    records = [{"instruction": "a", "input": "", "output": "x"}, {"instruction": "b", "input": "", "output": " "},
+               {"instruction": "c", "input": "", "output": "y"}]
+    formatted = format_records(records, DatasetKind.ALPACA, "sft")
+    assert len(formatted.examples) == 2 and formatted.skipped == [2]
+    pairs = [{"prompt": "p", "chosen": "same", "rejected": "same"}, {"prompt": "p", "chosen": "good", "rejected": "bad"}]
+    assert format_records(pairs, DatasetKind.DPO, "dpo").skipped == [1]
+    with pytest.raises(InvalidFile, match=r"no records to train on \(record 1: the answer is empty"):
+        format_records(records[1:2], DatasetKind.ALPACA, "sft")
+    with pytest.raises(InvalidFile, match="prompt is empty") as refused:
+        format_records([{"prompt": " ", "chosen": "a", "rejected": "b"}], DatasetKind.DPO, "dpo")
+    assert refused.value.line == 1
+
+
 def test_every_sft_shape_becomes_a_conversational_prompt_completion():
     from services.shapes import DatasetKind
     from training.formatting import dpo_example, sft_example
@@ -314,12 +362,12 @@ def test_seed_api_keys_presets_and_spellings_are_accepted():
     assert config.gradient_checkpointing and config.gradient_accumulation == 8
     assert build_config("quick demo", adapter_name="a", train_dataset="d").max_steps == 30
     assert {"quick demo", "balanced", "qlora low memory"} <= set(PRESETS)
+    fast = build_config("retailer mapping (fast)", adapter_name="a", train_dataset="d")
+    assert fast.learning_rate == 1e-3 and fast.epochs < 1 and fast.max_steps is None and fast.lora_dropout == 0
     assert "alpha / r" in field_help("lora_alpha")
 
 
 def test_local_base_model_info_is_cheap_and_stable(tiny_base, tmp_path, monkeypatch):
-    import shutil
-
     from training.base_models import list_base_models, resolve_base_model
 
     first = resolve_base_model(str(tiny_base))

@@ -2,7 +2,9 @@
 
 SFT examples become prompt/completion conversations, so TRL renders them with the model's chat template and
 puts the loss on the completion (the answer) only. DPO pairs become prompt/chosen/rejected conversations.
-A dataset whose shape does not fit the objective is refused before any model is loaded.
+A dataset whose shape does not fit the objective is refused before any model is loaded. A record that is
+well-formed but has nothing to learn (an empty answer, chosen == rejected) is skipped and counted: the
+library imports such records (validation reports them), so one of them must not fail a whole job.
 """
 
 import hashlib
@@ -23,6 +25,18 @@ from services.storage import validate_name
 Objective = Literal["sft", "dpo"]
 Message = dict[str, str]
 SFT_KINDS = frozenset({DatasetKind.ALPACA, DatasetKind.CHAT, DatasetKind.EVALUATION})
+
+
+class NothingToLearn(ShapeError):
+    """A record without a training signal (empty answer, identical chosen and rejected): skipped, not fatal."""
+
+
+@dataclass(frozen=True)
+class FormattedDataset:
+    """The examples to train on and the record numbers that were skipped because they had nothing to learn."""
+
+    examples: list[dict[str, Any]]
+    skipped: list[int]
 
 
 @dataclass(frozen=True)
@@ -121,7 +135,7 @@ def sft_example(record: dict[str, Any], kind: DatasetKind) -> dict[str, list[Mes
     if kind == DatasetKind.CHAT:
         messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
         if len(messages) < 2 or messages[-1]["role"] != "assistant":
-            raise ShapeError("the conversation must end with an assistant answer to learn from.")
+            raise NothingToLearn("the conversation does not end with an assistant answer to learn from.")
         return {"prompt": messages[:-1], "completion": [_answer(messages[-1]["content"])]}
     raise ShapeError(f"a {kind.value} record is not an SFT example.")
 
@@ -136,32 +150,38 @@ def dpo_example(record: dict[str, Any]) -> dict[str, list[Message]]:
         raise ShapeError("the prompt is empty.")
     chosen, rejected = _answer(record["chosen"], "chosen"), _answer(record["rejected"], "rejected")
     if chosen["content"] == rejected["content"]:
-        raise ShapeError("chosen and rejected are the same answer, so there is no preference to learn.")
+        raise NothingToLearn("chosen and rejected are the same answer, so there is no preference to learn.")
     return {"prompt": messages, "chosen": [chosen], "rejected": [rejected]}
 
 
 def _answer(text: str, field: str = "answer") -> Message:
     if not isinstance(text, str) or not text.strip():
-        raise ShapeError(f"the {field} is empty, so there is nothing to learn.")
+        raise NothingToLearn(f"the {field} is empty, so there is nothing to learn.")
     return {"role": "assistant", "content": text}
 
 
-def format_records(records: Iterable[dict[str, Any]], kind: DatasetKind, objective: Objective) -> list[dict[str, Any]]:
-    """Format every record, naming the record number of the first one that cannot be used."""
-    examples = []
+def format_records(records: Iterable[dict[str, Any]], kind: DatasetKind, objective: Objective) -> FormattedDataset:
+    """Format every record, skipping those with nothing to learn; a malformed one is refused with its number."""
+    examples: list[dict[str, Any]] = []
+    skipped: list[int] = []
+    first_reason = ""
     for number, record in enumerate(records, 1):
         try:
             examples.append(dpo_example(record) if objective == "dpo" else sft_example(record, kind))
+        except NothingToLearn as error:
+            skipped.append(number)
+            first_reason = first_reason or f" (record {number}: {str(error).rstrip('.')})"
         except ShapeError as error:
             raise InvalidFile(f"{error} Fix this record or remove it.", line=number) from None
     if not examples:
-        raise InvalidFile("The dataset has no records to train on.")
-    return examples
+        raise InvalidFile(f"The dataset has no records to train on{first_reason}.")
+    return FormattedDataset(examples, skipped)
 
 
-def build_dataset(source: DatasetSource, objective: Objective, role: str = "training") -> Any:
-    """A `datasets.Dataset` in TRL's conversational format for `objective` (SFT or DPO)."""
+def build_dataset(source: DatasetSource, objective: Objective, role: str = "training") -> tuple[Any, list[int]]:
+    """A `datasets.Dataset` in TRL's conversational format for `objective`, and the record numbers skipped."""
     from datasets import Dataset
 
     check_fits(source, objective, role)
-    return Dataset.from_list(format_records(iter_canonical(source), source.kind, objective))
+    formatted = format_records(iter_canonical(source), source.kind, objective)
+    return Dataset.from_list(formatted.examples), formatted.skipped

@@ -44,6 +44,12 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
+# Put in front of a chat template that injects a default system prompt ("You are a helpful AI assistant named
+# SmolLM...") when a conversation has none: an empty system turn is a third of the tokens and says as little.
+EMPTY_SYSTEM_PREFIX = (
+    "{%- if not messages or messages[0]['role'] != 'system' %}"
+    "{%- set messages = [{'role': 'system', 'content': ''}] + messages %}{%- endif %}"
+)
 LINEAR_OUTPUTS = {"lm_head", "embed_out"}
 
 
@@ -284,7 +290,7 @@ def _run(config: JobConfig, job_dir: Path, stop: threading.Event, resume: bool, 
     elif (job_dir / "metrics.jsonl").exists():
         (job_dir / "metrics.jsonl").unlink()
     monitor = JobMonitor(job_dir, stop, log)
-    trainer, tokenizer = build_trainer(checks, job_dir, callbacks=[monitor])
+    trainer, tokenizer = build_trainer(checks, job_dir, callbacks=[monitor], log=log)
     if stop.is_set():
         log.write("Cancelled before the first step.")
         return _result(checks, trainer, monitor, "cancelled", None, job_dir, {})
@@ -315,7 +321,8 @@ def _held_out_scores(model: Any, tokenizer: Any, source: DatasetSource, log: Job
     return {"eval_accuracy": score.accuracy, "eval_token_f1": score.token_f1, "eval_prompts": float(score.count)}
 
 
-def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = None) -> tuple[Any, Any]:
+def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = None,
+                  log: JobLog | None = None) -> tuple[Any, Any]:
     """The configured SFTTrainer or DPOTrainer (datasets already tokenized), and its tokenizer."""
     import datasets
     from peft import LoraConfig
@@ -326,8 +333,12 @@ def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = Non
     config = checks.config
     tokenizer = load_tokenizer(checks.base.path)
     model = load_model(checks)
-    train = build_dataset(checks.train, config.objective)
-    evaluation = build_dataset(checks.eval, config.objective, "eval") if checks.eval else None
+    train, skipped = build_dataset(checks.train, config.objective)
+    _note_skipped(log, checks.train, skipped)
+    evaluation = None
+    if checks.eval is not None:
+        evaluation, skipped = build_dataset(checks.eval, config.objective, "eval")
+        _note_skipped(log, checks.eval, skipped)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -353,6 +364,14 @@ def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = Non
                              processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
     return trainer, tokenizer
+
+
+def _note_skipped(log: JobLog | None, source: DatasetSource, skipped: list[int]) -> None:
+    """Say which records were left out, so a smaller-than-expected run is explained in the job log."""
+    if log is not None and skipped:
+        shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
+        log.write(f"Skipped {len(skipped)} of {source.rows} records of {source.name} with nothing to learn "
+                  f"(no answer, or chosen == rejected): record {shown}.")
 
 
 def _trainer_args(config: JobConfig, job_dir: Path, checks: Preflight, has_eval: bool) -> dict[str, Any]:
@@ -394,11 +413,29 @@ def load_tokenizer(path: Path) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     if not tokenizer.chat_template:
         tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
+    elif injects_default_system_prompt(tokenizer):
+        tokenizer.chat_template = EMPTY_SYSTEM_PREFIX + tokenizer.chat_template
     if tokenizer.eos_token is None:
         raise TrainingRefused(f"The tokenizer in {path} has no end-of-sequence token, so answers could never end.")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def injects_default_system_prompt(tokenizer: Any) -> bool:
+    """True when the template renders a user-only conversation longer than the same one with an empty system turn.
+
+    That default prompt would be trained on every example (and the adapter saved with this tokenizer is prompted
+    the same way), so it is dropped; templates that refuse a system role are left alone.
+    """
+    user = [{"role": "user", "content": "ping"}]
+    try:
+        bare = tokenizer.apply_chat_template(user, tokenize=False)
+        with_empty = tokenizer.apply_chat_template([{"role": "system", "content": ""}, *user], tokenize=False)
+    except Exception:  # jinja raises whatever the template author chose, e.g. "System role not supported"
+        return False
+    return len(tokenizer(bare, add_special_tokens=False)["input_ids"]) > len(
+        tokenizer(with_empty, add_special_tokens=False)["input_ids"])
 
 
 def load_model(checks: Preflight) -> Any:
