@@ -1,0 +1,228 @@
+"""Training speed of our worker against a plain PEFT + TRL script, and peak memory of 4-bit QLoRA against LoRA.
+
+Issue 3's goals: our SFT path (length-grouped batches, bf16 autocast where the CPU computes bf16 natively,
+no default system prompt) trains at >= 1.2x the tokens/s of a plain `SFTTrainer` + `LoraConfig` script
+(no packing, fp32) with the same model, data and hyperparameters, and never below 0.95x; a 4-bit QLoRA job
+peaks at no more than half the memory of the same job in full precision.
+
+Speed: tokens/s = supervised tokens (labels != -100, i.e. answer tokens, the same set in both runs since
+the examples are the same) fed to the optimizer steps after the first few, over the wall time of those
+steps. Input tokens/s (non-padding tokens in the batches) and examples/s are printed too. The plain script
+runs without activation checkpointing, which TRL's SFTConfig turns on by default: that reference is the
+stricter one and the one held to the goal; `--trl-defaults` also runs the script with TRL's default.
+Memory: peak RSS of the whole process (psutil, sampled every 20 ms) while `trainer.train()` runs, model
+loaded; and the same minus the process RSS after the data was made, before torch and the model loaded. Both
+memory runs use the "qlora low memory" preset's batch size (2) and activation checkpointing, without
+gradient accumulation, so weights rather than activations decide the difference, as with larger models.
+Every run is its own subprocess, with OMP_WAIT_POLICY=PASSIVE (spinning OpenMP threads stall each other on
+a shared 2-core machine). Run:
+`PYTHONPATH=. .venv/bin/python bench/training_throughput.py [--steps 16] [--trl-defaults] [--tiny]`.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+WARMUP_STEPS = 3
+DATASET = "retailer_amazon_sft"
+HYPER = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "learning_rate": 2e-4, "batch_size": 8,
+         "max_seq_length": 256, "seed": 42}
+
+
+class BatchCounter:
+    """Wraps a data collator and records, per batch, the supervised and the non-padding input tokens."""
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+        self.batches: list[tuple[int, int, int]] = []
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collator(features)
+        labels = batch["labels"]
+        mask = batch.get("attention_mask")
+        inputs = int(mask.sum()) if mask is not None else int(labels.numel())
+        self.batches.append((int((labels != -100).sum()), inputs, len(features)))
+        return batch
+
+
+def step_timer() -> Any:
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall time at the end of every optimizer step."""
+
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if not self.ends:
+                self.ends.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.ends.append(time.perf_counter())
+
+    return StepTimer()
+
+
+def prepare(home: Path, tiny: bool) -> str:
+    """Seed the demo registry in `home` and return the base model reference (empty for the embedded model)."""
+    os.environ["RMN_LORA_HOME"] = str(home)
+    from services.demo import seed_demo
+
+    seed_demo()
+    if not tiny:
+        return ""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tiny_model import build_tiny_model
+
+    return str(build_tiny_model(home / "tiny-model", hidden_size=128, layers=4))
+
+
+def our_trainer(base: str, steps: int, job_dir: Path, **overrides: Any) -> Any:
+    from training.config import build_config
+    from training.worker import build_trainer, preflight
+
+    config = build_config(adapter_name="bench", train_dataset=DATASET, base_model=base or None, max_steps=steps,
+                          epochs=None, save_steps=10 * steps, logging_steps=steps, warmup_ratio=0.0,
+                          **{**HYPER, **overrides})
+    trainer, _ = build_trainer(preflight(config), job_dir)
+    return trainer
+
+
+def plain_trainer(base: str, steps: int, job_dir: Path, checkpointing: bool) -> Any:
+    """What a plain PEFT + TRL script does: default SFTConfig apart from the shared hyperparameters, fp32."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from training.base_models import resolve_base_model
+    from training.formatting import format_records, iter_canonical, resolve_dataset
+
+    path = resolve_base_model(base or None).path
+    source = resolve_dataset(DATASET)
+    examples = format_records(iter_canonical(source), source.kind, "sft").examples
+    args = SFTConfig(output_dir=str(job_dir), per_device_train_batch_size=HYPER["batch_size"],
+                     learning_rate=HYPER["learning_rate"], max_steps=steps, max_length=HYPER["max_seq_length"],
+                     seed=HYPER["seed"], bf16=False, use_cpu=True, save_strategy="no", report_to="none",
+                     logging_steps=steps, disable_tqdm=True, gradient_checkpointing=checkpointing)
+    lora = LoraConfig(r=HYPER["lora_r"], lora_alpha=HYPER["lora_alpha"], lora_dropout=HYPER["lora_dropout"],
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                      processing_class=AutoTokenizer.from_pretrained(path), peft_config=lora)
+
+
+def speed_child(kind: str, base: str, steps: int, work: Path) -> dict[str, Any]:
+    if kind == "ours":
+        trainer = our_trainer(base, steps, work / "job")
+    else:
+        trainer = plain_trainer(base, steps, work / "job", checkpointing=kind == "plain-defaults")
+    counter, timer = BatchCounter(trainer.data_collator), step_timer()
+    trainer.data_collator = counter
+    trainer.add_callback(timer)
+    trainer.train()
+    measured = counter.batches[WARMUP_STEPS:steps]
+    seconds = timer.ends[steps] - timer.ends[WARMUP_STEPS]
+    return {"kind": kind, "seconds": seconds, "steps": len(measured),
+            "tokens_per_s": sum(b[0] for b in measured) / seconds,
+            "input_tokens_per_s": sum(b[1] for b in measured) / seconds,
+            "examples_per_s": sum(b[2] for b in measured) / seconds,
+            "bf16": bool(trainer.args.bf16)}
+
+
+def memory_child(quantization: str, base: str, steps: int, work: Path) -> dict[str, Any]:
+    import psutil
+
+    process = psutil.Process()
+    before = process.memory_info().rss
+    trainer = our_trainer(base, steps, work / "job", quantization=quantization, batch_size=2,
+                          gradient_checkpointing=True)
+    peak = [process.memory_info().rss]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    trainer.train()
+    done.set()
+    sampler.join()
+    return {"kind": quantization, "peak_rss": peak[0], "before_model": before}
+
+
+def child(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="rmn-bench-train-"))
+    base = prepare(work / "home", args.tiny)
+    if args.child.startswith("memory-"):
+        result = memory_child(args.child.removeprefix("memory-"), base, args.memory_steps, work)
+    else:
+        result = speed_child(args.child, base, args.steps, work)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", kind, "--steps", str(args.steps),
+               "--memory-steps", str(args.memory_steps), *(["--tiny"] if args.tiny else [])]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise SystemExit(f"{kind} run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=16, help="optimizer steps per speed run")
+    parser.add_argument("--memory-steps", type=int, default=6, help="optimizer steps per memory run")
+    parser.add_argument("--trl-defaults", action="store_true", help="also time the plain script with TRL's defaults")
+    parser.add_argument("--tiny", action="store_true", help="a tiny random Llama instead of SmolLM2 (quick check)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    model = "tiny random Llama" if args.tiny else "SmolLM2-135M-Instruct"
+    print(f"{model}, {DATASET}, r={HYPER['lora_r']} alpha={HYPER['lora_alpha']} lr={HYPER['learning_rate']} "
+          f"batch={HYPER['batch_size']} max_len={HYPER['max_seq_length']}, {args.steps} steps "
+          f"(first {WARMUP_STEPS} not timed)")
+    kinds = ("plain", "ours", *(("plain-defaults",) if args.trl_defaults else ()))
+    runs = {kind: run_child(kind, args) for kind in kinds}
+    labels = {"plain": "plain, no checkpointing, fp32",
+              "ours": f"ours (length-grouped, {'bf16 autocast' if runs['ours']['bf16'] else 'fp32'})",
+              "plain-defaults": "plain TRL defaults (activation checkpointing on), fp32"}
+    for kind in kinds:
+        run, label = runs[kind], labels[kind]
+        print(f"  {label:<58} {run['tokens_per_s']:8.1f} answer tok/s  {run['input_tokens_per_s']:8.1f} input tok/s"
+              f"  {run['examples_per_s']:6.2f} examples/s")
+    ours = runs["ours"]["tokens_per_s"]
+    print(f"speed: ours / plain = {ours / runs['plain']['tokens_per_s']:.2f}x (goal >= 1.2x, never < 0.95x)"
+          + (f"; ours / plain TRL defaults = {ours / runs['plain-defaults']['tokens_per_s']:.2f}x"
+             if args.trl_defaults else ""))
+    memory = {kind: run_child(f"memory-{kind}", args) for kind in ("none", "4bit")}
+    mib = 1024 * 1024
+    for kind, label in (("none", "LoRA, full precision"), ("4bit", "QLoRA, 4-bit NF4")):
+        run = memory[kind]
+        print(f"  {label:<22} peak RSS in training {run['peak_rss'] / mib:7.0f} MiB, "
+              f"{(run['peak_rss'] - run['before_model']) / mib:7.0f} MiB above the process before torch and the model")
+    full, quant = memory["none"], memory["4bit"]
+    print(f"memory: 4-bit / full = {quant['peak_rss'] / full['peak_rss']:.2f}x whole process, "
+          f"{(quant['peak_rss'] - quant['before_model']) / (full['peak_rss'] - full['before_model']):.2f}x above the "
+          "pre-torch baseline (goal <= 0.5x)")
+
+
+if __name__ == "__main__":
+    main()
