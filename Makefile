@@ -53,8 +53,9 @@ model: venv
 demo: venv
 	$(OFFLINE) $(PY) -m services.demo
 
+# Training and inference threads share the 2 cores of a small machine: idle OpenMP workers sleep instead of spinning.
 run: venv model demo
-	$(OFFLINE) $(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+	OMP_WAIT_POLICY=PASSIVE $(OFFLINE) $(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 test: venv
 	$(call run_pytest,-m "not browser")

@@ -47,7 +47,7 @@ def main() -> None:
 
     seed_demo()
     train_missing()
-    tasks = {name: list(islice(iter_dataset(evaluation), args.limit)) for name, (_, _, evaluation) in DEMO_ADAPTERS.items()}
+    tasks = {name: list(islice(iter_dataset(evaluation), args.limit)) for name, (_, _, evaluation, _) in DEMO_ADAPTERS.items()}
     mixed = [record for records in tasks.values() for record in records]
     names = list(DEMO_ADAPTERS)
     candidates = {
