@@ -14,12 +14,13 @@ RUN_TIMEOUT_MS = 120_000  # the first run loads the base model and both adapters
 # On a busy machine `wait_for_streamlit` can return before a slow rerun (composing, saving) has even started, so
 # each slow action waits for its own evidence this long before the checks that follow (Playwright's default is 5 s).
 STEP_MS = 30_000
+FIRST_VISIT_MS = 120_000  # a page's first run imports torch, transformers and PEFT, slow on a loaded 2-core box
 FULL_PAGE = {"width": 1440, "height": 2400}  # Streamlit scrolls inside the app, so a full-page shot needs a tall view
 
 
-def open_page(page: Page, wait: Callable[[Page], None], title: str) -> None:
+def open_page(page: Page, wait: Callable[..., None], title: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
-    wait(page)
+    wait(page, FIRST_VISIT_MS)
     assert_no_exception(page)
 
 
