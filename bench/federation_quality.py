@@ -63,28 +63,34 @@ def main() -> None:
     settings = GenerationSettings(max_new_tokens=96)
     print(f"mixed set: {len(mixed)} prompts ({', '.join(f'{len(r)} {n}' for n, r in tasks.items())}); "
           f"router held-out accuracy {candidates['gated'].router.holdout_accuracy:.1%}")
-    table: dict[str, dict[str, float]] = {}
+    table: dict[str, dict[str, tuple[float, float]]] = {}
     for label, federation in [("base model", None), *candidates.items()]:
         scores = {}
         for task, records in tasks.items():
             if federation is None:
-                scores[task] = base_accuracy(engine, base, records, settings)
+                scores[task] = base_scores(engine, base, records, settings)
             else:
-                scores[task] = evaluate_federation(federation, records, settings, engine).accuracy or 0.0
+                score = evaluate_federation(federation, records, settings, engine)
+                scores[task] = (score.accuracy or 0.0, score.token_f1 or 0.0)
         table[label] = scores
-        print(f"  {label:<24} " + "  ".join(f"{task} {value:6.1%}" for task, value in scores.items()), flush=True)
-    gaps = {task: table[f"{task} alone"][task] - table["gated"][task] for task in names}
+        print(f"  {label:<24} " + "  ".join(f"{task} exact {acc:6.1%} F1 {f1:.3f}" for task, (acc, f1) in scores.items()),
+              flush=True)
+    gaps = {task: table[f"{task} alone"][task][0] - table["gated"][task][0] for task in names}
     verdict = "met" if all(gap <= 0.05 for gap in gaps.values()) else "NOT met"
     print("gated vs each adapter on its own task: " + ", ".join(f"{t} {g * 100:+.1f} points behind" for t, g in gaps.items())
           + f" (goal: within 5 points: {verdict})")
 
 
-def base_accuracy(engine, base, records, settings) -> float:
+def base_scores(engine, base, records, settings) -> tuple[float, float]:
+    """Exact match and token F1 of the plain base model (no adapter) on `records`."""
     from federation.engine import Activation
+    from training.evaluation import token_f1
 
-    hits = sum(engine.generate(base, r["prompt"], settings, Activation()).response == str(r["reference"]).strip()
-               for r in records)
-    return hits / len(records) if records else 0.0
+    answers = [engine.generate(base, r["prompt"], settings, Activation()).response for r in records]
+    references = [str(r["reference"]).strip() for r in records]
+    exact = sum(a == ref for a, ref in zip(answers, references, strict=True))
+    f1 = sum(token_f1(a, ref) for a, ref in zip(answers, references, strict=True))
+    return (exact / len(records), f1 / len(records)) if records else (0.0, 0.0)
 
 
 if __name__ == "__main__":
