@@ -145,8 +145,7 @@ def _common_base(records: list[AdapterRecord], base_model: str | None) -> BaseRe
                 "Its low-rank delta only makes sense on the weights it was trained on: choose that base model or "
                 "retrain the adapter."
             )
-    return BaseRef(id=info.id, path=str(info.path), fingerprint=info.fingerprint, architecture=info.architecture,
-                   parameters=info.parameters, size_bytes=info.size_bytes)
+    return BaseRef.from_info(info)
 
 
 def _path(record: AdapterRecord) -> Path:

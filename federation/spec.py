@@ -5,9 +5,12 @@ router's weights inside it (safetensors bytes, base64), so copying the file copi
 """
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from training.base_models import BaseModelInfo
 
 Method = Literal["additive", "gated", "sequential"]
 # `cat` stacks the adapters' low-rank factors: the composed delta is exactly sum(w_i * scale_i * B_i A_i).
@@ -84,6 +87,11 @@ class BaseRef(BaseModel):
     architecture: str
     parameters: int
     size_bytes: int
+
+    @classmethod
+    def from_info(cls, info: "BaseModelInfo") -> "BaseRef":
+        return cls(id=info.id, path=str(info.path), fingerprint=info.fingerprint, architecture=info.architecture,
+                   parameters=info.parameters, size_bytes=info.size_bytes)
 
 
 class Federation(BaseModel):

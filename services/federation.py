@@ -1,6 +1,5 @@
 """Federation API (seed 001): compose adapters over one base model, test them, save and load the result."""
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,8 +40,6 @@ def compose_federation(
     for index, (ref, role) in enumerate(chosen):
         adapter, version = _parse_ref(str(ref))
         weight = float(weights[index]) if weights is not None else 1.0
-        if not math.isfinite(weight):
-            raise FederationError(f"The weight of {adapter} is {weight}; use a finite number.")
         requests.append(MemberRequest(adapter=adapter, version=version, weight=weight,
                                       role=role or get_adapter(adapter, version).adapter_type,
                                       template=templates[index] if templates is not None else None))

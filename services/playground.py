@@ -112,8 +112,7 @@ def start_run(target: Target, prompt: str, settings: GenerationSettings | None =
         stream = engine.stream(base, prompt, settings, Activation(members=(member,), scales=(1.0,)))
         return PlaygroundRun(target, f"{record.label} (adapter)", prompt, settings, stream, [record.label], registry)
     info = resolve_base_model(target.ref)
-    base = BaseRef(id=info.id, path=str(info.path), fingerprint=info.fingerprint, architecture=info.architecture,
-                   parameters=info.parameters, size_bytes=info.size_bytes)
+    base = BaseRef.from_info(info)
     return PlaygroundRun(target, f"{info.id} (base)", prompt, settings, engine.stream(base, prompt, settings), [],
                          registry)
 
