@@ -104,6 +104,20 @@ def save(candidate: mappings.Mapping | str, current: mappings.Mapping) -> None:
     st.rerun()
 
 
+def pending_edits(state: dict, version: str) -> None:
+    """Say what the grid holds that is not saved yet, so nobody leaves the page thinking it is."""
+    counts = {
+        "edited": len(state.get("edited_rows", {})),
+        "added": len(state.get("added_rows", [])),
+        "deleted": len(state.get("deleted_rows", [])),
+    }
+    if any(counts.values()):
+        summary = ", ".join(
+            f"{count} {kind} row{'s' if count > 1 else ''}" for kind, count in counts.items() if count
+        )
+        st.caption(f"✏️ Unsaved changes to v{version}: {summary}. Save to keep them.")
+
+
 def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[mappings.FieldStatus]) -> None:
     revision = f"{mapping.slug}_{mapping.version}"  # a new version starts a fresh editor
     status = st.selectbox(
@@ -136,6 +150,7 @@ def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[m
             "status": st.column_config.TextColumn("Status on sample rows", disabled=True, width="medium"),
         },
     )
+    pending_edits(st.session_state.get(f"mapping_editor_{revision}", {}), mapping.version)
     test_column, save_column = st.columns(2)
     test = test_column.button("Test mapping", key="test_mapping", width="stretch")
     save_clicked = save_column.button(
