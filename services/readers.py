@@ -7,7 +7,7 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -120,31 +120,61 @@ def _utf8_error(raw: bytes) -> str | None:
     return None
 
 
-def jsonl_blocks(path: Path, max_line_bytes: int) -> Iterator[RecordBlock]:
+def jsonl_blocks(
+    path: Path, max_line_bytes: int, start: int = 0, end: int | None = None
+) -> Generator[RecordBlock, None, int]:
     """Read about BLOCK_BYTES of whole lines at a time and parse them with one C-level map.
 
     A block where some line is blank, too long, not JSON or not an object is read again line by
-    line, which says what is wrong with each.
+    line, which says what is wrong with each. `start` and `end` (byte offsets at line starts, see
+    `line_ranges`) read a part of the file, its lines numbered from 1; the generator returns how
+    many lines it read.
     """
     with open(path, "rb") as handle:
+        handle.seek(start)
+        remaining = (end if end is not None else path.stat().st_size) - start
         first = 1
-        chunk = handle.read(BLOCK_BYTES).removeprefix(codecs.BOM_UTF8)
+        chunk = handle.read(min(BLOCK_BYTES, remaining))
+        remaining -= len(chunk)
+        if not start:
+            chunk = chunk.removeprefix(codecs.BOM_UTF8)
         while chunk:
-            if not chunk.endswith(b"\n"):
-                chunk += handle.readline(max_line_bytes + 1)
-                if not chunk.endswith(b"\n"):  # the file's last line, or one too long to keep whole
-                    _skip_line(handle)
+            if not chunk.endswith(b"\n") and remaining > 0:
+                rest = handle.readline(min(max_line_bytes + 1, remaining))
+                chunk, remaining = chunk + rest, remaining - len(rest)
+                if not chunk.endswith(b"\n") and remaining > 0:  # one line too long to keep whole
+                    remaining -= _skip_line(handle)
             lines = chunk.split(b"\n")
             if not lines[-1]:
                 lines.pop()
             yield _parse_lines(lines, first, max_line_bytes)
-            chunk, first = handle.read(BLOCK_BYTES), first + len(lines)
+            chunk, first = handle.read(min(BLOCK_BYTES, max(remaining, 0))), first + len(lines)
+            remaining -= len(chunk)
+    return first - 1
 
 
-def _skip_line(handle: io.BufferedReader) -> None:
-    """Read past the end of the current line without holding it whole (it may be hundreds of MB)."""
-    while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
-        pass
+def line_ranges(path: Path, parts: int) -> list[tuple[int, int]]:
+    """`parts` byte ranges of about equal size that start and end at line boundaries."""
+    size = path.stat().st_size
+    cuts = [0]
+    with open(path, "rb") as handle:
+        for index in range(1, parts):
+            handle.seek(max(cuts[-1], size * index // parts))
+            if handle.tell():
+                handle.readline()  # to the end of the line the cut fell in
+            cuts.append(min(handle.tell(), size))
+    cuts.append(size)
+    return [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+
+
+def _skip_line(handle: io.BufferedReader) -> int:
+    """Read past the end of the current line without holding it whole (it may be hundreds of MB); bytes skipped."""
+    skipped = 0
+    while rest := handle.readline(1 << 20):
+        skipped += len(rest)
+        if rest.endswith(b"\n"):
+            break
+    return skipped
 
 
 def _parse_lines(lines: list[bytes], first: int, max_line_bytes: int) -> RecordBlock:

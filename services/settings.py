@@ -17,6 +17,9 @@ class Settings(BaseModel):
     max_line_mb: int = Field(default=8, ge=1, le=1024)
     max_concurrent_jobs: int = Field(default=1, ge=1, le=16, description="Training jobs that may run at once.")
     max_loaded_models: int = Field(default=2, ge=1, le=16, description="Models the inference engine keeps in memory.")
+    validation_workers: int = Field(
+        default=2, ge=1, le=64, description="Processes that validate one large JSONL file in parts (1: in-process)."
+    )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -36,4 +39,5 @@ def get_settings() -> Settings:
         max_line_mb=int(os.environ.get("RMN_LORA_MAX_LINE_MB", 8)),
         max_concurrent_jobs=int(os.environ.get("RMN_LORA_MAX_CONCURRENT_JOBS", 1)),
         max_loaded_models=int(os.environ.get("RMN_LORA_MAX_LOADED_MODELS", 2)),
+        validation_workers=int(os.environ.get("RMN_LORA_VALIDATION_WORKERS", min(2, os.cpu_count() or 1))),
     )

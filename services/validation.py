@@ -31,14 +31,16 @@ per check and one block of about 64 KB of lines with its records, dropped once i
 Tokens are an estimate (UTF-8 bytes / 4), not a tokenizer count.
 
 Speed: the reader parses a block of lines with one C-level map, plain alpaca blocks are checked
-with C-level maps too, and the byte-level work runs once per block. The pass stays in the calling
-process: it runs inside the Streamlit server, whose training and inference threads hold locks
-(torch, malloc, OpenMP) that a forked helper could inherit held and deadlock on.
+with C-level maps too, and the byte-level work runs once per block. A JSONL file of 16 MB or more
+is scanned in parts by `validation_workers` processes (default: 2, or 1 on a 1-core machine;
+services.validation_parts says why they are fresh interpreters, not forks of the server), whose
+findings are joined in file order.
 """
 
 import gc
 import math
 import re
+import threading
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sized
@@ -54,9 +56,10 @@ from pydantic import BaseModel, Field
 
 from services.errors import InvalidFile
 from services.pii import pii_candidates, scan_pii, text_batch
-from services.readers import RecordBlock, detect_format, iter_blocks
+from services.readers import RecordBlock, detect_format, iter_blocks, jsonl_blocks, line_ranges
 from services.settings import get_settings
 from services.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, to_canonical
+from services.validation_parts import PartsFailed, PartWorkers
 
 Band = Literal["Excellent", "Good", "Fair", "Poor"]
 BANDS: tuple[tuple[int, Band, str], ...] = (
@@ -75,6 +78,7 @@ MAX_CLASSES = 50
 MAJORITY_LIMIT = 0.8
 MINORITY_LIMIT = 0.05
 SHORT_ANSWER_SHARE = 0.05
+PARALLEL_MIN_BYTES = 16 << 20  # below this, starting the worker processes costs more than they save
 
 
 class CheckSpec(NamedTuple):
@@ -163,14 +167,84 @@ def validate_file(path: str | Path, *, kind: DatasetKind | str | None = None, fi
     """
     path = Path(path)
     fmt = detect_format(path, filename)
-    blocks = iter_blocks(path, fmt, get_settings().max_line_bytes)
+    settings = get_settings()
+    blocks = iter_blocks(path, fmt, settings.max_line_bytes)
     head = _head(blocks)
     sample = [record for block in head for record in block.records][:DETECT_SAMPLE]
     scan = _Scan(DatasetKind(kind) if kind else _detect(sample), _label_field(sample))
-    with _gc_paused():
-        scan.feed(chain(head, blocks))
+    workers = settings.validation_workers if fmt == "jsonl" and path.stat().st_size >= PARALLEL_MIN_BYTES else 1
+    if workers > 1:
+        blocks.close()
+        scan = _scan_in_parts(path, scan, workers, settings.max_line_bytes)
+    else:
+        with _gc_paused():
+            scan.feed(chain(head, blocks))
     _refuse_unreadable(scan)
     return scan.report(filename or path.name, fmt)
+
+
+def _scan_in_parts(path: Path, scan: "_Scan", workers: int, max_line_bytes: int) -> "_Scan":
+    """Scan a large JSONL file in `workers` parts at once (see services.validation_parts), joined in file order.
+
+    If the worker processes cannot run, the file is scanned here instead, and so are later ones.
+    """
+    tasks = [(path, start, end, scan.kind, scan.label_field, max_line_bytes) for start, end in line_ranges(path, workers)]
+    try:
+        parts = _workers(workers).run(tasks)
+    except PartsFailed:
+        _retire_workers()
+        with _gc_paused():
+            scan.feed(iter_blocks(path, "jsonl", max_line_bytes))
+        return scan
+    offset = 0
+    for lines, part in parts:
+        scan.absorb(part, offset)
+        offset += lines
+    return scan
+
+
+def scan_part(path: Path, start: int, end: int, kind: DatasetKind | None, label_field: str | None,
+              max_line_bytes: int) -> tuple[int, "_Scan"]:
+    """One part of a file, in a worker process: the lines it read and what it found (its lines numbered from 1)."""
+    scan = _Scan(kind, label_field)
+    read = 0
+
+    def blocks() -> Iterator[RecordBlock]:
+        nonlocal read
+        read = yield from jsonl_blocks(path, max_line_bytes, start, end)
+
+    with _gc_paused():
+        scan.feed(blocks())
+    return read, scan
+
+
+_WORKERS: PartWorkers | None = None
+_WORKERS_RETIRED = False
+_WORKERS_LOCK = threading.Lock()
+
+
+def _workers(count: int) -> PartWorkers:
+    """The worker processes, started once (about half a second) and kept for every later large file."""
+    global _WORKERS
+    with _WORKERS_LOCK:
+        if _WORKERS_RETIRED:
+            raise PartsFailed("validation worker processes failed before; scanning in-process")
+        if _WORKERS is None or _WORKERS.count != count:
+            if _WORKERS is not None:
+                _WORKERS.close()
+            try:
+                _WORKERS = PartWorkers(count)
+            except OSError as error:
+                raise PartsFailed(f"could not start validation workers: {error}") from error
+        return _WORKERS
+
+
+def _retire_workers() -> None:
+    global _WORKERS, _WORKERS_RETIRED
+    with _WORKERS_LOCK:
+        if _WORKERS is not None:
+            _WORKERS.close()
+        _WORKERS, _WORKERS_RETIRED = None, True
 
 
 @contextmanager
@@ -230,6 +304,12 @@ class _Tally:
         self.count += 1
         if len(self.samples) < MAX_LINES:
             self.samples.append((line, message[:200]))
+
+    def absorb(self, other: "_Tally", line_offset: int) -> None:
+        """Add the findings of the next part of the file, whose lines start after `line_offset`."""
+        self.count += other.count
+        room = MAX_LINES - len(self.samples)
+        self.samples += [(line + line_offset, message) for line, message in other.samples[:room]]
 
 
 Parts = tuple[str, str, tuple[str, ...], bool]  # all text joined, the answer, empty fields, chosen == rejected
@@ -303,6 +383,25 @@ class _Scan:
             if self.labels is not None:
                 labels.append(canonical.get(self.label_field))  # type: ignore[arg-type]
         self._flush(texts, lines, answers, labels)
+
+    def absorb(self, other: "_Scan", line_offset: int) -> None:
+        """Append what a scan of the next part of the file found; its line numbers start after `line_offset`."""
+        rows = len(self.lines)
+        self.valid += other.valid
+        for check, tally in other.tally.items():
+            self.tally[check].absorb(tally, line_offset)
+        self.pii_kinds.update(other.pii_kinds)
+        if self.labels is not None:
+            if other.labels is None:
+                self.labels = None
+            else:
+                self._add_labels(other.labels)
+        self.lines.frombytes((np.frombuffer(other.lines, np.uint32) + np.uint32(line_offset)).tobytes())
+        self.empty_rows.frombytes((np.frombuffer(other.empty_rows, np.uint32) + np.uint32(rows)).tobytes())
+        self.sizes.extend(other.sizes)
+        self.answers.extend(other.answers)
+        self.exact.extend(other.exact)
+        self.near.extend(other.near)
 
     @property
     def parsed(self) -> int:

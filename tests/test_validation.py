@@ -12,6 +12,8 @@ import pytest
 
 from services.errors import InvalidFile
 from services.shapes import DatasetKind
+from services import validation
+from services.readers import line_ranges
 from services.validation import QualityReport, quality_band, validate_file
 
 WORDS = (
@@ -303,6 +305,48 @@ def test_line_numbers_across_reader_blocks(tmp_path: Path) -> None:
     assert check_lines(report, "near_duplicates") == [3000]
     assert set(report.label_distribution) == {"qa", "summary", "brainstorm"}
     assert sum(report.label_distribution.values()) == report.valid_rows == 2994
+
+
+def test_line_ranges_start_at_line_starts_and_cover_the_file(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path, clean_records(500))
+    data = path.read_bytes()
+    ranges = line_ranges(path, 3)
+    assert len(ranges) == 3 and ranges[0][0] == 0 and ranges[-1][1] == len(data)
+    assert all(end == start for (_, end), (start, _) in zip(ranges, ranges[1:]))
+    assert all(data[start - 1 : start] == b"\n" for start, _ in ranges[1:])
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_large_file_scanned_in_parts_by_worker_processes_gets_the_same_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    path = write_jsonl(tmp_path, messy_records(3000))
+    path.write_bytes(codecs.BOM_UTF8 + path.read_bytes().removesuffix(b"\n"))  # both ends of the file are edge cases
+    monkeypatch.setenv("RMN_LORA_VALIDATION_WORKERS", "1")
+    alone = validate_file(path)
+    assert alone.valid_rows == 2994  # the last line, without its newline, is read too
+    monkeypatch.setattr(validation, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setenv("RMN_LORA_VALIDATION_WORKERS", str(workers))
+    in_parts = validate_file(path)
+    assert validation._WORKERS is not None and validation._WORKERS.count == workers  # it ran in worker processes
+    assert in_parts == alone
+    assert check_lines(in_parts, "duplicates") == [2999]  # a duplicate of line 4, found across the parts
+
+
+def test_when_a_worker_dies_the_file_is_scanned_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_jsonl(tmp_path, messy_records(3000))
+    monkeypatch.setenv("RMN_LORA_VALIDATION_WORKERS", "1")
+    alone = validate_file(path)
+    monkeypatch.setattr(validation, "_WORKERS_RETIRED", False)  # restored after the test
+    monkeypatch.setattr(validation, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setenv("RMN_LORA_VALIDATION_WORKERS", "2")
+    validate_file(path)
+    assert validation._WORKERS is not None
+    worker = validation._WORKERS._processes[1]
+    worker.kill()
+    worker.wait()
+    assert validate_file(path) == alone
+    assert validation._WORKERS is None and validation._WORKERS_RETIRED
 
 
 # --- score and bands ------------------------------------------------------------------------------
