@@ -84,11 +84,11 @@ def main() -> None:
 def base_scores(engine, base, records, settings) -> tuple[float, float]:
     """Exact match and token F1 of the plain base model (no adapter) on `records`."""
     from federation.engine import Activation
-    from training.evaluation import token_f1
+    from training.evaluation import exact_match, token_f1
 
     answers = [engine.generate(base, r["prompt"], settings, Activation()).response for r in records]
     references = [str(r["reference"]).strip() for r in records]
-    exact = sum(a == ref for a, ref in zip(answers, references, strict=True))
+    exact = sum(exact_match(a, ref) for a, ref in zip(answers, references, strict=True))
     f1 = sum(token_f1(a, ref) for a, ref in zip(answers, references, strict=True))
     return (exact / len(records), f1 / len(records)) if records else (0.0, 0.0)
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from federation.engine import GenerationSettings, InferenceEngine, default_engine
 from federation.run import run_federation
 from federation.spec import Federation
-from training.evaluation import token_f1
+from training.evaluation import exact_match, token_f1
 
 
 class EvalRow(BaseModel):
@@ -56,7 +56,7 @@ def evaluate_federation(federation: Federation, records: Sequence[dict[str, Any]
         reference = record.get("reference")
         reference = None if reference is None else str(reference).strip()
         rows.append(EvalRow(prompt=str(record["prompt"]), reference=reference, response=result.response,
-                            correct=None if reference is None else result.response.strip() == reference,
+                            correct=None if reference is None else exact_match(result.response, reference),
                             token_f1=None if reference is None else token_f1(result.response, reference),
                             latency_ms=result.latency_ms, tokens=result.tokens, adapters_used=result.adapters_used))
     judged = [row for row in rows if row.correct is not None]

@@ -22,6 +22,11 @@ class GenerationScore(BaseModel):
     examples: list[dict[str, str]]
 
 
+def exact_match(prediction: str, reference: str) -> bool:
+    """The one rule for "correct", shared by training's held-out evaluation and federation evaluation."""
+    return prediction.strip() == reference.strip()
+
+
 def token_f1(prediction: str, reference: str) -> float:
     predicted, expected = Counter(_TOKEN.findall(prediction)), Counter(_TOKEN.findall(reference))
     overlap = sum((predicted & expected).values())
@@ -58,7 +63,7 @@ def score_generations(model: Any, tokenizer: Any, records: Sequence[dict[str, An
         tokenizer.padding_side = side
         model.train(was_training)
     references = [str(r["reference"]).strip() for r in records]
-    exact = [p == r for p, r in zip(predictions, references, strict=True)]
+    exact = [exact_match(p, r) for p, r in zip(predictions, references, strict=True)]
     f1 = [token_f1(p, r) for p, r in zip(predictions, references, strict=True)]
     count = len(records)
     return GenerationScore(
