@@ -374,7 +374,7 @@ def ab_panel() -> None:
 def demo_adapters_button() -> None:
     """One click from an empty registry to the demo: queue the Amazon retailer and planning adapters."""
     st.caption("Or train the two demo adapters (Amazon retailer mapping and campaign planning, on the embedded "
-               "model): they queue on the Training Jobs page and take about 10 minutes on a laptop CPU.")
+               "model): they queue on the Training Jobs page and take about 16 minutes on a 2-core CPU.")
     if st.button("🚀 Train the demo adapters", key="fed_demo_adapters"):
         job_ids = attempt(submit_demo_adapters, "retry_fed_demo")
         if job_ids is not None:

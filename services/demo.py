@@ -7,17 +7,18 @@ from services.generators import generate_planning_dataset, generate_policy_datas
 from services.mappings import install_demo_mappings
 from services.raw_sources import generate_raw_sources
 from services.registry import Registry, open_registry
+from training.config import PRESETS
 
 DEMO_RETAILERS = ("Amazon", "Walmart")
-# The two adapters the Federation page composes in the demo: (adapter type, training set, held-out set, epochs).
-# The planning set is small (79 plans), so it takes more passes to learn the plans' arithmetic.
-DEMO_ADAPTERS = {
-    "amazon_demo": ("retailer", "retailer_amazon_sft", "retailer_amazon_eval", 2.0),
-    "planning_demo": ("task", "task_planning_sft", "task_planning_eval", 6.0),
+# The two adapters the Federation page composes in the demo: (adapter type, training set, held-out set, config).
+# The retailer adapter uses the preset that reaches 90% held-out accuracy in under 10 minutes here; the planning
+# set is small (79 plans), so it takes more passes to learn the plans' arithmetic.
+_PLANNING_TRAINING = {"batch_size": 8, "learning_rate": 1e-3, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 256,
+                      "scheduler": "cosine", "epochs": 6.0}
+DEMO_ADAPTERS: dict[str, tuple[str, str, str, dict]] = {
+    "amazon_demo": ("retailer", "retailer_amazon_sft", "retailer_amazon_eval", PRESETS["retailer mapping (fast)"]),
+    "planning_demo": ("task", "task_planning_sft", "task_planning_eval", _PLANNING_TRAINING),
 }
-DEMO_TRAINING = {"batch_size": 8, "learning_rate": 1e-3, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 256,
-                 "scheduler": "cosine", "save_steps": 50}
-
 
 def seed_demo(registry: Registry | None = None) -> list[str]:
     """Return the names of the datasets the demo provides."""
@@ -36,12 +37,12 @@ def submit_demo_adapters() -> list[str]:
     from training.adapters import get_adapter
 
     job_ids = []
-    for name, (adapter_type, dataset, evaluation, epochs) in DEMO_ADAPTERS.items():
+    for name, (adapter_type, dataset, evaluation, config) in DEMO_ADAPTERS.items():
         try:
             get_adapter(name)
         except NotFound:
             job_ids.append(submit_training_job(adapter_type, name, dataset,
-                                               config={**DEMO_TRAINING, "epochs": epochs, "eval_dataset": evaluation}))
+                                               config={**config, "save_steps": 50, "eval_dataset": evaluation}))
     return job_ids
 
 

@@ -1,12 +1,13 @@
 """Generators and the demo seed: deterministic, split without leaks, and answers that the mapping computes."""
 
 import re
+from collections import Counter
 
 import pandas as pd
 
 from services import datasets as library
 from services.demo import seed_demo
-from services.generators import planning_examples, policy_examples, retailer_examples
+from services.generators import COPIED_TRAIN_EXAMPLES, MAX_EXAMPLES_PER_FIELD, planning_examples, policy_examples, retailer_examples
 from services.mappings import get_mapping, harmonize
 from services.raw_sources import load_source
 
@@ -49,6 +50,20 @@ def test_held_out_split_has_no_leaks_and_keeps_enum_values_in_training(registry)
     assert {"placement_type: sponsored_product", "placement_type: video"} <= {
         r["output"] for r in library.iter_dataset("retailer_amazon_sft")
     }
+
+
+def test_computed_fields_train_on_more_examples_and_the_extra_ones_are_never_held_out(registry):
+    seed_demo(registry)
+    examples = retailer_examples("Amazon")
+    counts = Counter(e["task"] for e in examples)
+    assert counts["ts"] > MAX_EXAMPLES_PER_FIELD and counts["cost"] > MAX_EXAMPLES_PER_FIELD  # to_utc, scale
+    train = {r["instruction"] for r in library.iter_dataset("retailer_amazon_sft")}
+    assert sum(e["instruction"] in train for e in examples if e["task"] == "event_id") == COPIED_TRAIN_EXAMPLES  # copied
+    extra = [e for e in examples if e["task"] == "ts"][MAX_EXAMPLES_PER_FIELD:]
+    assert extra and all(e["pinned"] for e in extra)
+    held_out = {r["prompt"] for r in library.iter_dataset("retailer_amazon_eval")}
+    assert {r["prompt"] for r in library.iter_dataset("retailer_amazon_eval") if r["task"] == "ts"}
+    assert not held_out & {e["instruction"] for e in extra}
 
 
 def test_planning_splits_budget_over_placements_with_positive_uplift(registry):

@@ -378,7 +378,7 @@ def test_seed_api_keys_presets_and_spellings_are_accepted():
     assert build_config("quick demo", adapter_name="a", train_dataset="d").max_steps == 30
     assert {"quick demo", "balanced", "qlora low memory"} <= set(PRESETS)
     fast = build_config("retailer mapping (fast)", adapter_name="a", train_dataset="d")
-    assert fast.learning_rate == 1e-3 and fast.epochs < 1 and fast.max_steps is None and fast.lora_dropout == 0
+    assert fast.learning_rate == 2e-3 and fast.epochs < 1 and fast.max_steps is None and fast.lora_dropout == 0
     assert "alpha / r" in field_help("lora_alpha")
 
 

@@ -261,13 +261,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.0,
     },
     # Narrow, short-answer tasks such as retailer field mappings: a high rate and less than one pass, so the demo
-    # Amazon dataset (430 examples) trains in under 10 minutes on a busy 2-core CPU (bench/retailer_adapter_quality.py).
+    # Amazon dataset (1,117 examples) trains in under 10 minutes on a quiet 2-core CPU and answers over 90% of its
+    # held-out prompts exactly (bench/retailer_adapter_quality.py).
     "retailer mapping (fast)": {
-        "epochs": 0.6,
+        "epochs": 0.9,
         "max_steps": None,
         "batch_size": 4,
         "gradient_accumulation": 1,
-        "learning_rate": 1e-3,
+        "learning_rate": 2e-3,
         "scheduler": "cosine",
         "warmup_ratio": 0.03,
         "lora_r": 16,
