@@ -24,10 +24,8 @@ from services.shapes import DatasetKind
 EVAL_SHARE = 0.15
 MAX_EXAMPLES_PER_FIELD = 60
 # Fields whose answer is computed (a time-zone shift, a unit scale) need many more training examples than copied
-# ones, which a model learns from a few: computed fields train on up to this many values, copied fields on at most
-# COPIED_TRAIN_EXAMPLES. Either way the held-out split stays the one of the first MAX_EXAMPLES_PER_FIELD values.
+# ones: they train on up to this many values. The held-out split stays the one of the first MAX_EXAMPLES_PER_FIELD.
 COMPUTED_TRANSFORMS = {"to_utc": 480, "scale": 480}
-COPIED_TRAIN_EXAMPLES = 24
 BUDGETS = (5_000, 20_000, 50_000)
 POLICY = (
     "Creative policy: no superlatives or rankings (best, #1), no competitor names, no ALL-CAPS words or '!!', "
@@ -59,8 +57,7 @@ def retailer_examples(retailer: str, registry: Registry | None = None) -> list[d
     """One example per distinct (field, raw value), answers computed by the mapping itself.
 
     `pinned` examples are never held out: enum-mapped values, which are few and must each be seen in training, and
-    the extra examples of computed fields past MAX_EXAMPLES_PER_FIELD. Copied fields keep every held-out example but
-    only their first COPIED_TRAIN_EXAMPLES training ones.
+    the extra examples of computed fields past MAX_EXAMPLES_PER_FIELD.
     """
     registry = registry or open_registry()
     mapping = get_mapping(retailer, registry=registry)
@@ -71,28 +68,20 @@ def retailer_examples(retailer: str, registry: Registry | None = None) -> list[d
         if field.transform == "constant" or field.source not in rows.columns:
             continue
         limit = COMPUTED_TRANSFORMS.get(field.transform, MAX_EXAMPLES_PER_FIELD)
-        copied = field.transform not in COMPUTED_TRANSFORMS and field.transform != "enum_map"
         seen: set[str] = set()
-        training = 0
         for index, raw in rows[field.source].items():
             if len(seen) >= limit:
                 break
             if pd.isna(raw) or str(raw) in seen or result.failed.at[index, field.target]:
                 continue
             seen.add(str(raw))
-            prompt = mapping_prompt(field.source, raw, mapping.retailer)
-            pinned = field.transform == "enum_map" or len(seen) > MAX_EXAMPLES_PER_FIELD
-            if not (pinned or held_out(prompt)):
-                training += 1
-                if copied and training > COPIED_TRAIN_EXAMPLES:
-                    continue
             examples.append(
                 {
-                    "instruction": prompt,
+                    "instruction": mapping_prompt(field.source, raw, mapping.retailer),
                     "input": "",
                     "output": mapping_answer(field.target, result.frame.at[index, field.target]),
                     "task": field.target,
-                    "pinned": pinned,
+                    "pinned": field.transform == "enum_map" or len(seen) > MAX_EXAMPLES_PER_FIELD,
                 }
             )
     return examples

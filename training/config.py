@@ -261,10 +261,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.0,
     },
     # Narrow, short-answer tasks such as retailer field mappings: a high rate and less than one pass, so the demo
-    # Amazon dataset (1,117 examples) trains in under 10 minutes on a quiet 2-core CPU and answers over 90% of its
-    # held-out prompts exactly (bench/retailer_adapter_quality.py).
+    # Amazon dataset (1,270 examples) trains in under 10 minutes on a quiet 2-core CPU. It answered 81% and 92% of
+    # the held-out prompts exactly in two runs (bench/retailer_adapter_quality.py): the time-zone shift is learned
+    # in some runs only.
     "retailer mapping (fast)": {
-        "epochs": 0.9,
+        "epochs": 0.8,
         "max_steps": None,
         "batch_size": 4,
         "gradient_accumulation": 1,
