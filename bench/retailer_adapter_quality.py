@@ -4,7 +4,7 @@ Issue 3's quality check: with the embedded SmolLM2-135M-Instruct and at most 10 
 adapter should answer at least 90% of the held-out mapping prompts exactly as the mapping computes them.
 Training uses the "retailer mapping (fast)" preset through the job API; the base model is scored on the same
 prompts with its own chat template (its default system prompt included), in the same invocation.
-Run: `PYTHONPATH=. .venv/bin/python bench/retailer_adapter_quality.py [--epochs 0.8]` (or `make bench`).
+Run: `PYTHONPATH=. .venv/bin/python bench/retailer_adapter_quality.py [--epochs 1.0]` (or `make bench`).
 """
 
 import argparse

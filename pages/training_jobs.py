@@ -22,6 +22,8 @@ STATUS_BADGES = {
     JobStatus.INTERRUPTED: ":orange-badge[INTERRUPTED]",
 }
 FORM_PREFIX = "job_"
+# What a job is about rather than how it trains: choosing a preset keeps these.
+JOB_IDENTITY = ("adapter_type", "adapter_name", "base_model", "train_dataset", "eval_dataset")
 
 
 @st.cache_resource
@@ -40,8 +42,13 @@ def set_field(name: str, value) -> None:
 
 
 def apply_preset() -> None:
-    for name, value in PRESETS[st.session_state["job_preset"]].items():
-        set_field(name, value)
+    """A preset sets every training setting: what it leaves out goes back to the default, e.g. LoRA+ off."""
+    preset = PRESETS[st.session_state["job_preset"]]
+    for name, field in JobConfig.model_fields.items():
+        if name in preset:
+            set_field(name, preset[name])
+        elif name not in JOB_IDENTITY:
+            set_field(name, field.get_default(call_default_factory=True))
 
 
 def load_config(config: JobConfig) -> None:
@@ -116,6 +123,8 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
         c.number_input("Checkpoint every N steps", min_value=1, max_value=1_000_000, step=10, key=k + "save_steps",
                        help=field_help("save_steps"))
         a.toggle("Gradient checkpointing", key=k + "gradient_checkpointing", help=field_help("gradient_checkpointing"))
+        b.number_input("LoRA+ ratio (B / A learning rate)", min_value=1.0, max_value=64.0, step=1.0, value=None,
+                       key=k + "loraplus_lr_ratio", help=field_help("loraplus_lr_ratio"), placeholder="empty: off")
         st.text_input("Target modules (comma separated, or all-linear)", key=k + "target_modules",
                       help=field_help("target_modules"))
     start, batch = st.columns([1, 3])

@@ -62,3 +62,18 @@ def test_job_from_the_form_completes_and_its_adapter_is_listed(console_with_tiny
     adapters = AppTest.from_file(str(ROOT / "pages" / "adapters.py"), default_timeout=60).run()
     assert not adapters.exception
     assert list(adapters.dataframe[0].value["Adapter"]) == ["amazon_form"]
+
+
+def test_a_preset_sets_every_training_setting_and_keeps_what_the_job_is_about(console_with_tiny_model):
+    at = training_page().run()
+    at.text_input(key="job_adapter_name").set_value("amazon_fast")
+    at.selectbox(key="job_preset").select("dpo preferences").run()
+    assert at.selectbox(key="job_objective").value == "dpo"
+    at.selectbox(key="job_preset").select("retailer mapping (fast)").run()
+    assert not at.exception
+    assert at.selectbox(key="job_objective").value == "sft"  # left out by this preset: back to the default
+    assert at.number_input(key="job_loraplus_lr_ratio").value == 12
+    assert at.text_input(key="job_adapter_name").value == "amazon_fast"
+    at.selectbox(key="job_preset").select("balanced").run()
+    assert at.number_input(key="job_loraplus_lr_ratio").value is None
+    assert at.number_input(key="job_learning_rate").value == pytest.approx(2e-4)

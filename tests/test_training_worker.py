@@ -77,14 +77,15 @@ def test_sft_job_trains_saves_a_reloadable_adapter_and_registers_it(tiny_base, d
     save_adapter = worker.save_adapter
 
     def spy(trainer, tokenizer, base, target):
-        # accelerate wraps forward in bf16 autocast for training; compare the plain fp32 forward
+        # accelerate wraps forward in autocast for training; compare the plain forward
         model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False).eval()
         with torch.no_grad():
             in_memory["logits"] = model(input_ids=probe).logits
         return save_adapter(trainer, tokenizer, base, target)
 
     monkeypatch.setattr(worker, "save_adapter", spy)
-    config = make_config(tiny_base, eval_dataset="amazon_eval")
+    # fp32, so the reloaded fp32 model must give the very same logits (a bf16 base would round them)
+    config = make_config(tiny_base, eval_dataset="amazon_eval", precision="fp32")
     job_dir = tmp_path / "job"
     result = worker.run_training(config, job_dir, stop=threading.Event())
 
@@ -222,6 +223,33 @@ def test_resume_continues_from_the_checkpoint(tiny_base, datasets, tmp_path):
     steps = [line["step"] for line in metric_lines(job_dir) if "loss" in line]
     assert steps == list(range(1, 21))  # no restart at 0, no duplicated steps
     assert "resuming at step 7" in (job_dir / "train.log").read_text()
+
+
+def test_loraplus_trains_the_b_matrices_at_ratio_times_the_rate(tiny_base, datasets, tmp_path):
+    from training.worker import build_trainer, preflight
+
+    trainer, _ = build_trainer(preflight(make_config(tiny_base, loraplus_lr_ratio=16, max_steps=3,
+                                                       scheduler="constant")), tmp_path / "job")
+    trainer.train()
+    names = {id(param): name for name, param in trainer.model.named_parameters()}
+    rates: dict[str, set[float]] = {"lora_A": set(), "lora_B": set()}
+    for group in trainer.optimizer.param_groups:
+        for param in group["params"]:
+            rates["lora_B" if "lora_B" in names[id(param)] else "lora_A"].add(group["lr"])
+    (a_rate,), (b_rate,) = rates["lora_A"], rates["lora_B"]
+    assert a_rate == pytest.approx(3e-3) and b_rate == pytest.approx(16 * 3e-3)
+
+
+def test_bf16_trains_lora_weights_in_fp32_over_a_bf16_base(tiny_base, datasets, tmp_path):
+    import torch
+
+    from training.worker import build_trainer, preflight
+
+    trainer, _ = build_trainer(preflight(make_config(tiny_base, precision="bf16")), tmp_path / "job")
+    dtypes: dict[bool, set] = {True: set(), False: set()}
+    for name, param in trainer.model.named_parameters():
+        dtypes["lora_" in name].add(param.dtype)
+    assert dtypes == {True: {torch.float32}, False: {torch.bfloat16}} and trainer.args.bf16
 
 
 def test_sft_labels_cover_only_the_answer(tiny_base, datasets, tmp_path):
@@ -378,7 +406,7 @@ def test_seed_api_keys_presets_and_spellings_are_accepted():
     assert build_config("quick demo", adapter_name="a", train_dataset="d").max_steps == 30
     assert {"quick demo", "balanced", "qlora low memory"} <= set(PRESETS)
     fast = build_config("retailer mapping (fast)", adapter_name="a", train_dataset="d")
-    assert fast.learning_rate == 2e-3 and fast.epochs < 1 and fast.max_steps is None and fast.lora_dropout == 0
+    assert fast.loraplus_lr_ratio == 12 and fast.max_steps is None and fast.lora_dropout == 0
     assert "alpha / r" in field_help("lora_alpha")
 
 
