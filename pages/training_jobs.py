@@ -205,6 +205,7 @@ def history(jobs: list[JobState]) -> None:
     )
 
 
+@st.fragment(run_every=2)
 def queue_summary() -> None:
     jobs = attempt(manager().all_jobs, "retry_queue") or []
     counts = {status: sum(j.status == status for j in jobs) for status in JobStatus}
