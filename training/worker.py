@@ -365,7 +365,7 @@ def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = Non
         trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
                              processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     if config.loraplus_lr_ratio:
-        # The Trainer keeps an optimizer it is given and builds the scheduler on it, so resuming restores its state.
+        # The Trainer keeps an optimizer it is given and builds its scheduler on it, both groups alike.
         trainer.optimizer = create_loraplus_optimizer(trainer.model, torch.optim.AdamW, lr=config.learning_rate,
                                                       loraplus_lr_ratio=config.loraplus_lr_ratio)
     trainer.remove_callback(PrinterCallback)
