@@ -269,7 +269,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Narrow, short-answer tasks such as retailer field mappings: one pass with LoRA+ (B matrices at 12x the rate),
     # so the demo Amazon dataset (1,270 examples) trains in about 10 minutes on a 2-core CPU with native bf16
-    # (bench/retailer_adapter_quality.py). LoRA+ is what brings the time-zone shift within that budget.
+    # (bench/retailer_adapter_quality.py): 95.8% held-out with seed 42, 83.3% with seed 7. The time-zone shift is
+    # what decides a run; LoRA+ learns it more often than one rate for both matrices.
     "retailer mapping (fast)": {
         "epochs": 1.0,
         "max_steps": None,
