@@ -45,10 +45,8 @@ def apply_preset() -> None:
     """A preset sets every training setting: what it leaves out goes back to the default, e.g. LoRA+ off."""
     preset = PRESETS[st.session_state["job_preset"]]
     for name, field in JobConfig.model_fields.items():
-        if name in preset:
-            set_field(name, preset[name])
-        elif name not in JOB_IDENTITY:
-            set_field(name, field.get_default(call_default_factory=True))
+        if name not in JOB_IDENTITY:
+            set_field(name, preset.get(name, field.get_default(call_default_factory=True)))
 
 
 def load_config(config: JobConfig) -> None:

@@ -20,6 +20,7 @@ DEMO_ADAPTERS: dict[str, tuple[str, str, str, dict]] = {
     "planning_demo": ("task", "task_planning_sft", "task_planning_eval", _PLANNING_TRAINING),
 }
 
+
 def seed_demo(registry: Registry | None = None) -> list[str]:
     """Return the names of the datasets the demo provides."""
     registry = registry or open_registry()

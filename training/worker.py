@@ -325,7 +325,6 @@ def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = Non
                   log: JobLog | None = None) -> tuple[Any, Any]:
     """The configured SFTTrainer or DPOTrainer (datasets already tokenized), and its tokenizer."""
     import datasets
-    import torch
     from peft import LoraConfig
     from peft.optimizers import create_loraplus_optimizer
     from transformers.trainer_callback import PrinterCallback
@@ -365,9 +364,10 @@ def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = Non
         trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
                              processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
     if config.loraplus_lr_ratio:
-        # The Trainer keeps an optimizer it is given and builds its scheduler on it, both groups alike.
-        trainer.optimizer = create_loraplus_optimizer(trainer.model, torch.optim.AdamW, lr=config.learning_rate,
-                                                      loraplus_lr_ratio=config.loraplus_lr_ratio)
+        # The Trainer's own optimizer (class, lr, betas, eps) in LoRA+ groups; it keeps it and schedules both groups.
+        optimizer_cls, optimizer_kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
+        trainer.optimizer = create_loraplus_optimizer(trainer.model, optimizer_cls,
+                                                      loraplus_lr_ratio=config.loraplus_lr_ratio, **optimizer_kwargs)
     trainer.remove_callback(PrinterCallback)
     return trainer, tokenizer
 
