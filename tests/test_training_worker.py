@@ -240,6 +240,47 @@ def test_loraplus_trains_the_b_matrices_at_ratio_times_the_rate(tiny_base, datas
     assert a_rate == pytest.approx(3e-3) and b_rate == pytest.approx(16 * 3e-3)
 
 
+def test_a_resumed_loraplus_job_ends_where_an_uninterrupted_one_does(tiny_base, datasets, tmp_path):
+    """The checkpoint holds both LoRA+ groups' Adam state and the schedule, so a resume continues the same run."""
+    from safetensors.torch import load_file
+
+    from training.worker import run_training
+
+    config = make_config(tiny_base, loraplus_lr_ratio=16, max_steps=8, save_steps=100, lora_dropout=0.0,
+                         precision="fp32", scheduler="cosine")
+    whole = run_training(config, tmp_path / "whole", stop=threading.Event())
+    first = run_training(config, tmp_path / "split", stop=StopAfterSteps(4))
+    assert first.status == "cancelled" and first.steps == 4
+    resumed = run_training(config, tmp_path / "split", stop=threading.Event(), resume=True)
+    assert resumed.status == "completed" and resumed.steps == 8
+    expected = load_file(whole.adapter_path / "adapter_model.safetensors")
+    got = load_file(resumed.adapter_path / "adapter_model.safetensors")
+    assert expected.keys() == got.keys()
+    for name, tensor in expected.items():
+        assert (got[name] - tensor).abs().max().item() < 1e-5, name
+
+
+def test_the_lm_head_projects_only_answer_positions_and_gives_the_models_own_loss(tiny_base, datasets, tmp_path,
+                                                                                   monkeypatch):
+    import torch
+    import trl.trainer.utils as trl_utils
+
+    from training.worker import build_trainer, preflight
+
+    trainer, _ = build_trainer(preflight(make_config(tiny_base, precision="fp32", batch_size=4)), tmp_path / "job")
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    projected = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
+                        lambda hidden, *rest: projected.append(hidden.shape[0]) or apply(hidden, *rest))
+    with torch.no_grad():
+        fused = trainer.compute_loss(trainer.model, dict(batch))
+        reference = trainer.model(**batch).loss
+    answer_positions = int((batch["labels"][:, 1:] != -100).sum())
+    assert projected == [answer_positions] < [batch["labels"][:, 1:].numel()]
+    assert fused.item() == pytest.approx(reference.item(), rel=1e-5)
+
+
 def test_bf16_trains_lora_weights_in_fp32_over_a_bf16_base(tiny_base, datasets, tmp_path):
     import torch
 
