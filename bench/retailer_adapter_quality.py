@@ -4,7 +4,8 @@ Issue 3's quality check: with the embedded SmolLM2-135M-Instruct and at most 10 
 adapter should answer at least 90% of the held-out mapping prompts exactly as the mapping computes them.
 Training uses the "retailer mapping (fast)" preset through the job API; the base model is scored on the same
 prompts with its own chat template (its default system prompt included), in the same invocation.
-Run: `PYTHONPATH=. .venv/bin/python bench/retailer_adapter_quality.py [--epochs 1.0]` (or `make bench`).
+Run: `PYTHONPATH=. .venv/bin/python bench/retailer_adapter_quality.py [--epochs 1.2] [--seeds 42,7,11]`
+(or `make bench`); with several seeds it trains once per seed and prints the spread.
 """
 
 import argparse
@@ -32,10 +33,22 @@ def base_accuracy(records: list[dict]) -> float:
     return score_generations(model, tokenizer, records).accuracy
 
 
+def train_and_score(settings: dict, seed: int) -> tuple[float, float]:
+    """Held-out accuracy and trainer minutes of one training run of the preset with `seed`."""
+    config = {**settings, "seed": seed}
+    job = job_manager().wait(submit_training_job("retailer", f"amazon_quality_{seed}", "retailer_amazon_sft",
+                                                 config=config))
+    if job.status != "completed":
+        raise SystemExit(f"training {job.status}: {job.error}")
+    return job.final_metrics["eval_accuracy"], job.final_metrics["train_runtime"] / 60
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=float, default=PRESETS[PRESET]["epochs"])
+    parser.add_argument("--seeds", default="42", help="comma-separated training seeds, e.g. 42,7,11: one run each")
     args = parser.parse_args()
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     os.environ["RMN_LORA_HOME"] = tempfile.mkdtemp(prefix="rmn-quality-")
     seed_demo()
     from services.datasets import iter_dataset
@@ -43,16 +56,20 @@ def main() -> None:
     records = list(iter_dataset("retailer_amazon_eval"))
     base = base_accuracy(records)
     settings = {**PRESETS[PRESET], "epochs": args.epochs, "eval_dataset": "retailer_amazon_eval", "save_steps": 1000}
-    job = job_manager().wait(submit_training_job("retailer", "amazon_quality", "retailer_amazon_sft", config=settings))
-    if job.status != "completed":
-        raise SystemExit(f"training {job.status}: {job.error}")
-    metrics = job.final_metrics
-    minutes = metrics["train_runtime"] / 60
     shown = {k: v for k, v in settings.items() if k not in ("eval_dataset", "save_steps") and v is not None}
     print(f"preset {PRESET!r}: {shown}")
-    print(f"trained in {minutes:.1f} min (trainer runtime; goal <= 10)")
-    print(f"held-out mapping accuracy ({len(records)} prompts): adapter {metrics['eval_accuracy']:.1%} vs base model "
-          f"{base:.1%} = +{(metrics['eval_accuracy'] - base) * 100:.1f} points (goal: adapter >= 90%)")
+    print(f"held-out mapping prompts: {len(records)}; base model accuracy {base:.1%}")
+    runs = []
+    for seed in seeds:
+        accuracy, minutes = train_and_score(settings, seed)
+        runs.append((accuracy, minutes))
+        print(f"seed {seed}: trained in {minutes:.1f} min (trainer runtime; goal <= 10), adapter {accuracy:.1%} vs "
+              f"base {base:.1%} = +{(accuracy - base) * 100:.1f} points (goal: adapter >= 90%)", flush=True)
+    if len(runs) > 1:
+        accuracies = [accuracy for accuracy, _ in runs]
+        print(f"over {len(runs)} seeds: adapter accuracy min {min(accuracies):.1%}, mean "
+              f"{sum(accuracies) / len(accuracies):.1%}, max {max(accuracies):.1%}; "
+              f"longest training {max(minutes for _, minutes in runs):.1f} min")
 
 
 if __name__ == "__main__":

@@ -380,6 +380,7 @@ def project_answer_positions_only() -> None:
     TRL compacts to those positions on Triton devices only; elsewhere it projects every prompt and padding position
     so that compilers such as Neuron's see fixed tile shapes. Eager CPU compiles nothing, and with answer-only loss
     most positions are prompt: the loss and gradients are the same, the steps of the retailer preset 1.3x faster.
+    It replaces a private TRL helper (TRL is pinned); a test checks that only answer positions are projected.
     """
     import trl.trainer.utils as trl_utils
     from trl.kernels.chunked_logprob import _use_triton
