@@ -153,7 +153,6 @@ def submit(values: dict) -> None:
     st.success(f"Queued **{job.config.adapter_name}** as {job.id}.", icon="✅")
 
 
-@st.fragment(run_every=2)
 def submit_batch(values: dict, names: list[str]) -> None:
     """All configs pass validation and preflight before any job is queued."""
     try:
