@@ -61,8 +61,12 @@ class JobState(BaseModel):
     final_metrics: dict[str, Any] = Field(default_factory=dict)
 
 
+# An eval line follows the training line of its step, and the final evaluation adds one more.
+PROGRESS_TAIL = 4
+
+
 class JobProgress(BaseModel):
-    """The newest metrics line of a job: what the progress bar and the cards show."""
+    """The newest metrics of a job: what the progress bar and the cards show."""
 
     step: int = 0
     max_steps: int | None = None
@@ -187,8 +191,11 @@ class JobManager:
         return jobs
 
     def progress(self, job_id: str) -> JobProgress:
-        lines = self.metrics(job_id, tail=1)
-        return JobProgress.model_validate(lines[-1]) if lines else JobProgress()
+        """The newest line, with loss and learning rate from the last training line: eval lines carry neither."""
+        merged: dict[str, Any] = {}
+        for line in self.metrics(job_id, tail=PROGRESS_TAIL):
+            merged.update(line)
+        return JobProgress.model_validate(merged)
 
     def metrics(self, job_id: str, tail: int | None = None) -> list[dict[str, Any]]:
         path = self._job_dir(job_id) / "metrics.jsonl"
