@@ -1,9 +1,10 @@
 """Training speed of our worker against a plain PEFT + TRL script, and peak memory of 4-bit QLoRA against LoRA.
 
-Issue 3's goals: our SFT path (length-grouped batches, a bf16 base and autocast where the CPU computes bf16 natively,
-no default system prompt, the LM head projected on answer positions only) trains at >= 1.2x the tokens/s of a plain `SFTTrainer` + `LoraConfig` script
-(no packing, fp32) with the same model, data and hyperparameters, and never below 0.95x; a 4-bit QLoRA job
-peaks at no more than half the memory of the same job in full precision.
+Issue 3's goals: our SFT path (length-grouped batches, a bf16 base and autocast where the CPU computes bf16
+natively, no default system prompt, the LM head projected on answer positions only) trains at >= 1.2x the
+tokens/s of a plain `SFTTrainer` + `LoraConfig` script (no packing, fp32) with the same model, data and
+hyperparameters, and never below 0.95x; a 4-bit QLoRA job peaks at no more than half the memory of the same
+job in full precision.
 
 Speed: tokens/s = supervised tokens (labels != -100, i.e. answer tokens, the same set in both runs since
 the examples are the same) fed to the optimizer steps after the first few, over the wall time of those
