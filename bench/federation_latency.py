@@ -20,10 +20,22 @@ def train_demo_adapters(root: Path) -> None:
     from training.config import build_config
     from training.worker import run_training
 
-    for name, dataset, kind in (("amazon_bench", "retailer_amazon_sft", "retailer"),
-                                ("planning_bench", "task_planning_sft", "task")):
-        config = build_config(adapter_type=kind, adapter_name=name, train_dataset=dataset, max_steps=3, epochs=None,
-                              batch_size=2, lora_r=16, lora_alpha=32, target_modules="all-linear", save_steps=1000)
+    for name, dataset, kind in (
+        ("amazon_bench", "retailer_amazon_sft", "retailer"),
+        ("planning_bench", "task_planning_sft", "task"),
+    ):
+        config = build_config(
+            adapter_type=kind,
+            adapter_name=name,
+            train_dataset=dataset,
+            max_steps=3,
+            epochs=None,
+            batch_size=2,
+            lora_r=16,
+            lora_alpha=32,
+            target_modules="all-linear",
+            save_steps=1000,
+        )
         register_adapter(run_training(config, root / "jobs" / name, stop=threading.Event()), config)
 
 
@@ -50,10 +62,12 @@ def main() -> None:
         "sequential (2 stages)": compose_federation(adapters=pair, method="sequential"),
     }
     base = federations["gated (top)"].base
-    prompts = ["Map field 'adType' with value 'sp' from Amazon to RMIS.",
-               "Plan a $50,000 campaign for snacks on Walmart. Which placements get the budget?",
-               "Write a sponsored product headline for a 12-pack of sparkling water.",
-               "Map field 'cost_micros' with value '1250000' from Amazon to RMIS."]
+    prompts = [
+        "Map field 'adType' with value 'sp' from Amazon to RMIS.",
+        "Plan a $50,000 campaign for snacks on Walmart. Which placements get the budget?",
+        "Write a sponsored product headline for a 12-pack of sparkling water.",
+        "Map field 'cost_micros' with value '1250000' from Amazon to RMIS.",
+    ]
     settings = GenerationSettings(max_new_tokens=args.tokens)
     engine = InferenceEngine(max_models=3)
     plain = InferenceEngine(max_models=1)  # the reference: a plain transformers model that never holds an adapter
@@ -66,6 +80,7 @@ def main() -> None:
         def run(prompt: str) -> tuple[float, int]:
             result = run_federation(federations[name], prompt, settings, engine)
             return result.latency_ms, result.tokens
+
         return run
 
     runs = {"base model": base_run, **{name: federation_run(name) for name in federations}}
@@ -81,8 +96,11 @@ def main() -> None:
     print(f"per-token latency, median of {args.repeats} rounds of {len(prompts)} prompts x <= {args.tokens} tokens")
     for name, values in per_token.items():
         value = statistics.median(values)
-        goal = f" (goal <= {goals[name]:.2f}x: {'met' if value / reference <= goals[name] else 'NOT met'})" \
-            if name in goals else ""
+        goal = (
+            f" (goal <= {goals[name]:.2f}x: {'met' if value / reference <= goals[name] else 'NOT met'})"
+            if name in goals
+            else ""
+        )
         print(f"  {name:<22} {value:7.2f} ms/token  {value / reference:5.2f}x base{goal}")
 
 

@@ -16,7 +16,6 @@ from itertools import islice
 from pathlib import Path
 
 
-
 def train_missing() -> None:
     """Train the demo adapters the registry lacks, through the console's own job queue."""
     from services.demo import submit_demo_adapters
@@ -27,8 +26,10 @@ def train_missing() -> None:
         job = job_manager().wait(job_id)
         if job.status != "completed":
             raise SystemExit(f"training {job.config.adapter_name} ended {job.status}: {job.error}")
-        print(f"trained {job.config.adapter_name} in {(time.perf_counter() - started) / 60:.1f} min "
-              f"(held-out accuracy during training {job.final_metrics.get('eval_accuracy', float('nan')):.1%})")
+        print(
+            f"trained {job.config.adapter_name} in {(time.perf_counter() - started) / 60:.1f} min "
+            f"(held-out accuracy during training {job.final_metrics.get('eval_accuracy', float('nan')):.1%})"
+        )
 
 
 def main() -> None:
@@ -40,14 +41,17 @@ def main() -> None:
 
     from federation.engine import GenerationSettings, InferenceEngine
     from federation.evaluate import evaluate_federation
-    from services.datasets import iter_dataset
+    from registry.datasets import iter_dataset
     from services.demo import DEMO_ADAPTERS, seed_demo
     from services.federation import compose_federation
     from training.base_models import resolve_base_model
 
     seed_demo()
     train_missing()
-    tasks = {name: list(islice(iter_dataset(evaluation), args.limit)) for name, (_, _, evaluation, _) in DEMO_ADAPTERS.items()}
+    tasks = {
+        name: list(islice(iter_dataset(evaluation), args.limit))
+        for name, (_, _, evaluation, _) in DEMO_ADAPTERS.items()
+    }
     mixed = [record for records in tasks.values() for record in records]
     names = list(DEMO_ADAPTERS)
     candidates = {
@@ -61,8 +65,10 @@ def main() -> None:
         raise SystemExit("the demo adapters were not trained on the embedded base model")
     engine = InferenceEngine(max_models=2)
     settings = GenerationSettings(max_new_tokens=96)
-    print(f"mixed set: {len(mixed)} prompts ({', '.join(f'{len(r)} {n}' for n, r in tasks.items())}); "
-          f"router held-out accuracy {candidates['gated'].router.holdout_accuracy:.1%}")
+    print(
+        f"mixed set: {len(mixed)} prompts ({', '.join(f'{len(r)} {n}' for n, r in tasks.items())}); "
+        f"router held-out accuracy {candidates['gated'].router.holdout_accuracy:.1%}"
+    )
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for label, federation in [("base model", None), *candidates.items()]:
         scores = {}
@@ -73,12 +79,17 @@ def main() -> None:
                 score = evaluate_federation(federation, records, settings, engine)
                 scores[task] = (score.accuracy or 0.0, score.token_f1 or 0.0)
         table[label] = scores
-        print(f"  {label:<24} " + "  ".join(f"{task} exact {acc:6.1%} F1 {f1:.3f}" for task, (acc, f1) in scores.items()),
-              flush=True)
+        print(
+            f"  {label:<24} " + "  ".join(f"{task} exact {acc:6.1%} F1 {f1:.3f}" for task, (acc, f1) in scores.items()),
+            flush=True,
+        )
     gaps = {task: table[f"{task} alone"][task][0] - table["gated"][task][0] for task in names}
     verdict = "met" if all(gap <= 0.05 for gap in gaps.values()) else "NOT met"
-    print("gated vs each adapter on its own task: " + ", ".join(f"{t} {g * 100:+.1f} points behind" for t, g in gaps.items())
-          + f" (goal: within 5 points: {verdict})")
+    print(
+        "gated vs each adapter on its own task: "
+        + ", ".join(f"{t} {g * 100:+.1f} points behind" for t, g in gaps.items())
+        + f" (goal: within 5 points: {verdict})"
+    )
 
 
 def base_scores(engine, base, records, settings) -> tuple[float, float]:

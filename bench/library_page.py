@@ -25,7 +25,9 @@ def fill_registry(home: Path, count: int) -> None:
 
     source = home.parent / f"src-{count}.jsonl"
     for index in range(count):
-        rows = [{"instruction": f"dataset {index} question {r}", "input": "", "output": f"answer {r}"} for r in range(20)]
+        rows = [
+            {"instruction": f"dataset {index} question {r}", "input": "", "output": f"answer {r}"} for r in range(20)
+        ]
         source.write_text("".join(json.dumps(row) + "\n" for row in rows))
         upload_dataset(f"bench_{index:04d}", source, description=f"bench dataset {index}")
 
@@ -51,8 +53,10 @@ def main() -> None:
         fill_registry(large, 1000)
         print(f"imported 1,000 datasets in {time.perf_counter() - start:.1f} s")
         ten, thousand = rerun_seconds(small), rerun_seconds(large)
-    print(f"library page rerun: 1,000 datasets {thousand * 1000:.0f} ms vs 10 datasets {ten * 1000:.0f} ms "
-          f"= {thousand / ten:.2f}x (goal: < 500 ms and <= 2x)")
+    print(
+        f"library page rerun: 1,000 datasets {thousand * 1000:.0f} ms vs 10 datasets {ten * 1000:.0f} ms "
+        f"= {thousand / ten:.2f}x (goal: < 500 ms and <= 2x)"
+    )
 
 
 if __name__ == "__main__":

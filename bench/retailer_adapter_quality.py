@@ -36,8 +36,9 @@ def base_accuracy(records: list[dict]) -> float:
 def train_and_score(settings: dict, seed: int) -> tuple[float, float]:
     """Held-out accuracy and trainer minutes of one training run of the preset with `seed`."""
     config = {**settings, "seed": seed}
-    job = job_manager().wait(submit_training_job("retailer", f"amazon_quality_{seed}", "retailer_amazon_sft",
-                                                 config=config))
+    job = job_manager().wait(
+        submit_training_job("retailer", f"amazon_quality_{seed}", "retailer_amazon_sft", config=config)
+    )
     if job.status != "completed":
         raise SystemExit(f"training {job.status}: {job.error}")
     return job.final_metrics["eval_accuracy"], job.final_metrics["train_runtime"] / 60
@@ -51,7 +52,7 @@ def main() -> None:
     seeds = [int(seed) for seed in args.seeds.split(",")]
     os.environ["RMN_LORA_HOME"] = tempfile.mkdtemp(prefix="rmn-quality-")
     seed_demo()
-    from services.datasets import iter_dataset
+    from registry.datasets import iter_dataset
 
     records = list(iter_dataset("retailer_amazon_eval"))
     base = base_accuracy(records)
@@ -63,13 +64,18 @@ def main() -> None:
     for seed in seeds:
         accuracy, minutes = train_and_score(settings, seed)
         runs.append((accuracy, minutes))
-        print(f"seed {seed}: trained in {minutes:.1f} min (trainer runtime; goal <= 10), adapter {accuracy:.1%} vs "
-              f"base {base:.1%} = +{(accuracy - base) * 100:.1f} points (goal: adapter >= 90%)", flush=True)
+        print(
+            f"seed {seed}: trained in {minutes:.1f} min (trainer runtime; goal <= 10), adapter {accuracy:.1%} vs "
+            f"base {base:.1%} = +{(accuracy - base) * 100:.1f} points (goal: adapter >= 90%)",
+            flush=True,
+        )
     if len(runs) > 1:
         accuracies = [accuracy for accuracy, _ in runs]
-        print(f"over {len(runs)} seeds: adapter accuracy min {min(accuracies):.1%}, mean "
-              f"{sum(accuracies) / len(accuracies):.1%}, max {max(accuracies):.1%}; "
-              f"longest training {max(minutes for _, minutes in runs):.1f} min")
+        print(
+            f"over {len(runs)} seeds: adapter accuracy min {min(accuracies):.1%}, mean "
+            f"{sum(accuracies) / len(accuracies):.1%}, max {max(accuracies):.1%}; "
+            f"longest training {max(minutes for _, minutes in runs):.1f} min"
+        )
 
 
 if __name__ == "__main__":

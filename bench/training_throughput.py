@@ -41,14 +41,29 @@ from typing import Any
 
 WARMUP_STEPS = 3
 DATASET = "retailer_amazon_sft"
-HYPER = {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "learning_rate": 2e-4, "batch_size": 8,
-         "max_seq_length": 256, "seed": 42}
+HYPER = {
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "learning_rate": 2e-4,
+    "batch_size": 8,
+    "max_seq_length": 256,
+    "seed": 42,
+}
 # Both memory runs use the "qlora low memory" preset's batch size and activation checkpointing.
 MEMORY = {"batch_size": 2, "gradient_checkpointing": True}
 # SmolLM2-1.7B's shape (its config.json on the Hub), on top of the embedded SmolLM2-135M's config.
-LARGE_SHAPE = {"hidden_size": 2048, "num_hidden_layers": 24, "intermediate_size": 8192, "num_attention_heads": 32,
-               "num_key_value_heads": 32, "head_dim": 64, "vocab_size": 49152, "tie_word_embeddings": True,
-               "rope_parameters": {"rope_theta": 130000.0, "rope_type": "default"}}
+LARGE_SHAPE = {
+    "hidden_size": 2048,
+    "num_hidden_layers": 24,
+    "intermediate_size": 8192,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "head_dim": 64,
+    "vocab_size": 49152,
+    "tie_word_embeddings": True,
+    "rope_parameters": {"rope_theta": 130000.0, "rope_type": "default"},
+}
 LARGE_RUN = {"max_seq_length": 128}
 LARGE_STEPS = 2
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
@@ -119,8 +134,11 @@ def build_large_model(folder: Path) -> Path:
     values = {**json.loads((source / "config.json").read_text(encoding="utf-8")), **LARGE_SHAPE}
     config = LlamaConfig(**{key: value for key, value in values.items() if not key.startswith("_")})
     with torch.device("meta"):
-        shapes = {name: tensor.shape for name, tensor in LlamaForCausalLM(config).state_dict().items()
-                  if name != "lm_head.weight"}
+        shapes = {
+            name: tensor.shape
+            for name, tensor in LlamaForCausalLM(config).state_dict().items()
+            if name != "lm_head.weight"
+        }
     folder.mkdir(parents=True)
     groups: dict[str, list[str]] = {}
     for name in shapes:
@@ -130,8 +148,12 @@ def build_large_model(folder: Path) -> Path:
     weight_map = {}
     for group, names in groups.items():
         shard = f"model-{group}.safetensors"
-        tensors = {name: torch.ones(shapes[name]) if name.endswith("norm.weight")
-                   else torch.randn(shapes[name], generator=generator) * config.initializer_range for name in names}
+        tensors = {
+            name: torch.ones(shapes[name])
+            if name.endswith("norm.weight")
+            else torch.randn(shapes[name], generator=generator) * config.initializer_range
+            for name in names
+        }
         save_file(tensors, folder / shard, metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(names, shard))
     index = {"metadata": {"total_size": 4 * sum(shape.numel() for shape in shapes.values())}, "weight_map": weight_map}
@@ -147,9 +169,17 @@ def our_trainer(base: str, steps: int, job_dir: Path, **overrides: Any) -> Any:
     from training.config import build_config
     from training.worker import build_trainer, preflight
 
-    config = build_config(adapter_name="bench", train_dataset=DATASET, base_model=base or None, max_steps=steps,
-                          epochs=None, save_steps=10 * steps, logging_steps=steps, warmup_ratio=0.0,
-                          **{**HYPER, **overrides})
+    config = build_config(
+        adapter_name="bench",
+        train_dataset=DATASET,
+        base_model=base or None,
+        max_steps=steps,
+        epochs=None,
+        save_steps=10 * steps,
+        logging_steps=steps,
+        warmup_ratio=0.0,
+        **{**HYPER, **overrides},
+    )
     trainer, _ = build_trainer(preflight(config), job_dir)
     return trainer
 
@@ -157,26 +187,47 @@ def our_trainer(base: str, steps: int, job_dir: Path, **overrides: Any) -> Any:
 def plain_trainer(base: str, steps: int, job_dir: Path, checkpointing: bool) -> Any:
     """What a plain PEFT + TRL script does: default SFTConfig apart from the shared hyperparameters, fp32."""
     import torch
-    from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from datasets import Dataset
     from training.base_models import resolve_base_model
     from training.formatting import format_records, iter_canonical, resolve_dataset
 
     path = resolve_base_model(base or None).path
     source = resolve_dataset(DATASET)
     examples = format_records(iter_canonical(source), source.kind, "sft").examples
-    args = SFTConfig(output_dir=str(job_dir), per_device_train_batch_size=HYPER["batch_size"],
-                     learning_rate=HYPER["learning_rate"], max_steps=steps, max_length=HYPER["max_seq_length"],
-                     seed=HYPER["seed"], bf16=False, use_cpu=True, save_strategy="no", report_to="none",
-                     logging_steps=steps, disable_tqdm=True, gradient_checkpointing=checkpointing)
-    lora = LoraConfig(r=HYPER["lora_r"], lora_alpha=HYPER["lora_alpha"], lora_dropout=HYPER["lora_dropout"],
-                      target_modules="all-linear", task_type="CAUSAL_LM")
+    args = SFTConfig(
+        output_dir=str(job_dir),
+        per_device_train_batch_size=HYPER["batch_size"],
+        learning_rate=HYPER["learning_rate"],
+        max_steps=steps,
+        max_length=HYPER["max_seq_length"],
+        seed=HYPER["seed"],
+        bf16=False,
+        use_cpu=True,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=steps,
+        disable_tqdm=True,
+        gradient_checkpointing=checkpointing,
+    )
+    lora = LoraConfig(
+        r=HYPER["lora_r"],
+        lora_alpha=HYPER["lora_alpha"],
+        lora_dropout=HYPER["lora_dropout"],
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    return SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                      processing_class=AutoTokenizer.from_pretrained(path), peft_config=lora)
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=AutoTokenizer.from_pretrained(path),
+        peft_config=lora,
+    )
 
 
 def speed_child(kind: str, base: str, steps: int, work: Path) -> dict[str, Any]:
@@ -190,11 +241,15 @@ def speed_child(kind: str, base: str, steps: int, work: Path) -> dict[str, Any]:
     trainer.train()
     measured = counter.batches[WARMUP_STEPS:steps]
     seconds = timer.ends[steps] - timer.ends[WARMUP_STEPS]
-    return {"kind": kind, "seconds": seconds, "steps": len(measured),
-            "tokens_per_s": sum(b[0] for b in measured) / seconds,
-            "input_tokens_per_s": sum(b[1] for b in measured) / seconds,
-            "examples_per_s": sum(b[2] for b in measured) / seconds,
-            "bf16": bool(trainer.args.bf16)}
+    return {
+        "kind": kind,
+        "seconds": seconds,
+        "steps": len(measured),
+        "tokens_per_s": sum(b[0] for b in measured) / seconds,
+        "input_tokens_per_s": sum(b[1] for b in measured) / seconds,
+        "examples_per_s": sum(b[2] for b in measured) / seconds,
+        "bf16": bool(trainer.args.bf16),
+    }
 
 
 def memory_child(quantization: str, base: str, steps: int, work: Path, **overrides: Any) -> dict[str, Any]:
@@ -232,8 +287,14 @@ def memory_child(quantization: str, base: str, steps: int, work: Path, **overrid
     trainer.train()
     done.set()
     sampler.join()
-    return {"kind": quantization, "peak_rss": peak[0], "before_model": before, "after_imports": imports,
-            "loaded": loaded, "load_peak": load_peak}
+    return {
+        "kind": quantization,
+        "peak_rss": peak[0],
+        "before_model": before,
+        "after_imports": imports,
+        "loaded": loaded,
+        "load_peak": load_peak,
+    }
 
 
 def child(args: argparse.Namespace) -> None:
@@ -249,11 +310,26 @@ def child(args: argparse.Namespace) -> None:
 
 
 def run_child(kind: str, args: argparse.Namespace, base: Path | None = None) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", kind, "--steps", str(args.steps),
-               "--memory-steps", str(args.memory_steps), *(["--tiny"] if args.tiny else []),
-               *(["--base", str(base)] if base else [])]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--steps",
+        str(args.steps),
+        "--memory-steps",
+        str(args.memory_steps),
+        *(["--tiny"] if args.tiny else []),
+        *(["--base", str(base)] if base else []),
+    ]
+    env = {
+        **os.environ,
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
@@ -267,8 +343,12 @@ def main() -> None:
     parser.add_argument("--memory-steps", type=int, default=6, help="optimizer steps per memory run")
     parser.add_argument("--trl-defaults", action="store_true", help="also time the plain script with TRL's defaults")
     parser.add_argument("--tiny", action="store_true", help="a tiny random Llama instead of SmolLM2 (quick check)")
-    parser.add_argument("--memory-model", choices=("135m", "1.7b"), default="135m",
-                        help="1.7b: also compare memory on a random-weight Llama of SmolLM2-1.7B's shape (~10 min)")
+    parser.add_argument(
+        "--memory-model",
+        choices=("135m", "1.7b"),
+        default="135m",
+        help="1.7b: also compare memory on a random-weight Llama of SmolLM2-1.7B's shape (~10 min)",
+    )
     parser.add_argument("--memory-only", action="store_true", help="skip the speed runs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
@@ -279,35 +359,52 @@ def main() -> None:
     model = "tiny random Llama" if args.tiny else "SmolLM2-135M-Instruct"
     if not args.memory_only:
         speed(model, args)
-    report_memory(model, {kind: run_child(f"memory-{kind}", args) for kind in ("none", "4bit")},
-                  f"{args.memory_steps} steps, batch {MEMORY['batch_size']}, max_len {HYPER['max_seq_length']}")
+    report_memory(
+        model,
+        {kind: run_child(f"memory-{kind}", args) for kind in ("none", "4bit")},
+        f"{args.memory_steps} steps, batch {MEMORY['batch_size']}, max_len {HYPER['max_seq_length']}",
+    )
     if args.memory_model == "1.7b":
         with tempfile.TemporaryDirectory(prefix="rmn-bench-1.7b-") as folder:
             started = time.perf_counter()
             base = build_large_model(Path(folder) / "model")
             print(f"built the random-weight 1.7B-shape Llama in {time.perf_counter() - started:.0f} s")
             runs = {kind: run_child(f"large-memory-{kind}", args, base) for kind in ("none", "4bit")}
-        report_memory("Llama of SmolLM2-1.7B's shape, random weights", runs,
-                      f"{LARGE_STEPS} steps, batch {MEMORY['batch_size']}, max_len {LARGE_RUN['max_seq_length']}")
+        report_memory(
+            "Llama of SmolLM2-1.7B's shape, random weights",
+            runs,
+            f"{LARGE_STEPS} steps, batch {MEMORY['batch_size']}, max_len {LARGE_RUN['max_seq_length']}",
+        )
 
 
 def speed(model: str, args: argparse.Namespace) -> None:
-    print(f"{model}, {DATASET}, r={HYPER['lora_r']} alpha={HYPER['lora_alpha']} lr={HYPER['learning_rate']} "
-          f"batch={HYPER['batch_size']} max_len={HYPER['max_seq_length']}, {args.steps} steps "
-          f"(first {WARMUP_STEPS} not timed)")
+    print(
+        f"{model}, {DATASET}, r={HYPER['lora_r']} alpha={HYPER['lora_alpha']} lr={HYPER['learning_rate']} "
+        f"batch={HYPER['batch_size']} max_len={HYPER['max_seq_length']}, {args.steps} steps "
+        f"(first {WARMUP_STEPS} not timed)"
+    )
     kinds = ("plain", "ours", *(("plain-defaults",) if args.trl_defaults else ()))
     runs = {kind: run_child(kind, args) for kind in kinds}
-    labels = {"plain": "plain, no checkpointing, fp32",
-              "ours": f"ours (length-grouped, {'bf16' if runs['ours']['bf16'] else 'fp32'})",
-              "plain-defaults": "plain TRL defaults (activation checkpointing on), fp32"}
+    labels = {
+        "plain": "plain, no checkpointing, fp32",
+        "ours": f"ours (length-grouped, {'bf16' if runs['ours']['bf16'] else 'fp32'})",
+        "plain-defaults": "plain TRL defaults (activation checkpointing on), fp32",
+    }
     for kind in kinds:
         run, label = runs[kind], labels[kind]
-        print(f"  {label:<58} {run['tokens_per_s']:8.1f} answer tok/s  {run['input_tokens_per_s']:8.1f} input tok/s"
-              f"  {run['examples_per_s']:6.2f} examples/s")
+        print(
+            f"  {label:<58} {run['tokens_per_s']:8.1f} answer tok/s  {run['input_tokens_per_s']:8.1f} input tok/s"
+            f"  {run['examples_per_s']:6.2f} examples/s"
+        )
     ours = runs["ours"]["tokens_per_s"]
-    print(f"speed: ours / plain = {ours / runs['plain']['tokens_per_s']:.2f}x (goal >= 1.2x, never < 0.95x)"
-          + (f"; ours / plain TRL defaults = {ours / runs['plain-defaults']['tokens_per_s']:.2f}x"
-             if args.trl_defaults else ""))
+    print(
+        f"speed: ours / plain = {ours / runs['plain']['tokens_per_s']:.2f}x (goal >= 1.2x, never < 0.95x)"
+        + (
+            f"; ours / plain TRL defaults = {ours / runs['plain-defaults']['tokens_per_s']:.2f}x"
+            if args.trl_defaults
+            else ""
+        )
+    )
 
 
 def report_memory(model: str, memory: dict[str, dict[str, Any]], setup: str) -> None:
@@ -316,14 +413,19 @@ def report_memory(model: str, memory: dict[str, dict[str, Any]], setup: str) -> 
     print(f"memory on {model} ({setup}, activation checkpointing):")
     for kind, label in (("none", "LoRA, fp32"), ("4bit", "QLoRA, 4-bit NF4")):
         run = memory[kind]
-        print(f"  {label:<22} peak RSS in training {run['peak_rss'] / mib:6.0f} MiB, "
-              f"{(run['peak_rss'] - run['after_imports']) / mib:6.0f} above the baseline; baseline after imports "
-              f"{run['after_imports'] / mib:4.0f} MiB (at start {run['before_model'] / mib:4.0f}); model loaded "
-              f"{run['loaded'] / mib:5.0f} MiB (peak while loading {run['load_peak'] / mib:5.0f})")
+        print(
+            f"  {label:<22} peak RSS in training {run['peak_rss'] / mib:6.0f} MiB, "
+            f"{(run['peak_rss'] - run['after_imports']) / mib:6.0f} above the baseline; baseline after imports "
+            f"{run['after_imports'] / mib:4.0f} MiB (at start {run['before_model'] / mib:4.0f}); model loaded "
+            f"{run['loaded'] / mib:5.0f} MiB (peak while loading {run['load_peak'] / mib:5.0f})"
+        )
     full, quant = memory["none"], memory["4bit"]
-    print(f"memory: 4-bit / full = {quant['peak_rss'] / full['peak_rss']:.2f}x whole process (goal <= 0.5x), "
-          f"{(quant['peak_rss'] - quant['after_imports']) / (full['peak_rss'] - full['after_imports']):.2f}x above "
-          "the after-imports baseline")
+    print(
+        f"memory: 4-bit / full = {quant['peak_rss'] / full['peak_rss']:.2f}x whole process (goal <= 0.5x), "
+        f"{(quant['peak_rss'] - quant['after_imports']) / (full['peak_rss'] - full['after_imports']):.2f}x above "
+        "the after-imports baseline"
+    )
+
 
 if __name__ == "__main__":
     main()

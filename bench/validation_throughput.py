@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 
-from services.settings import get_settings  # noqa: E402
-from services.validation import validate_file  # noqa: E402
+from registry.settings import get_settings  # noqa: E402
+from registry.validation import validate_file  # noqa: E402
 
 WORDS = (
     "the of and to in is that for it as with was on be by this are from at or have an they which one you had not "
@@ -38,7 +38,15 @@ WORDS = (
     "reduce improve explain describe compare measure target optimize return spend share market team"
 ).split()
 TASKS = ("open_qa", "general_qa", "classification", "closed_qa", "brainstorming", "summarization", "creative_writing")
-VERBS = ("Explain", "Describe", "Summarize", "List three ways to", "Write a short note about", "Compare", "Suggest how to")
+VERBS = (
+    "Explain",
+    "Describe",
+    "Summarize",
+    "List three ways to",
+    "Write a short note about",
+    "Compare",
+    "Suggest how to",
+)
 PII = (
     "Contact the analyst at maria.lopez@example.com for the raw file.",
     "Call the account team at (415) 555-0134 before Friday.",
@@ -157,7 +165,9 @@ def main() -> None:
         rows = generate(big, args.mb)
         small_rows = generate(small, args.mb / 10)
         size, small_size = big.stat().st_size / 2**20, small.stat().st_size / 2**20
-        print(f"generated {size:.1f} MB ({rows:,} rows); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print(
+            f"generated {size:.1f} MB ({rows:,} rows); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
         heap = peak_mb(big, True), peak_mb(small, True)
         rss = peak_mb(big, False), peak_mb(small, False)
         workers = get_settings().validation_workers

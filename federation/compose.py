@@ -15,9 +15,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from services.errors import ConsoleError, NotFound
-from training.adapters import AdapterRecord, get_adapter
-from training.base_models import BaseModelError, describe_folder, fingerprint, resolve_base_model
 from federation.router import RouterError, train_router, training_prompts
 from federation.spec import (
     APPROXIMATIONS,
@@ -30,6 +27,9 @@ from federation.spec import (
     Member,
     RouterSpec,
 )
+from registry.errors import ConsoleError, NotFound
+from training.adapters import AdapterRecord, get_adapter
+from training.base_models import BaseModelError, describe_folder, fingerprint, resolve_base_model
 
 EQUAL_RANK_COMBINATIONS = {"linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"}
 MAX_MEMBERS = 8
@@ -73,10 +73,14 @@ def compose(
     if len(requests) > MAX_MEMBERS:
         raise FederationError(f"A federation holds at most {MAX_MEMBERS} adapters; {len(requests)} were chosen.")
     if method in ("gated", "sequential") and len(requests) < 2:
-        raise FederationError(f"A {method} federation needs at least two adapters (a {'router' if method == 'gated' else 'chain'} "
-                              "over one adapter is just that adapter).")
+        raise FederationError(
+            f"A {method} federation needs at least two adapters (a {'router' if method == 'gated' else 'chain'} "
+            "over one adapter is just that adapter)."
+        )
     if routing not in ("top", "weighted"):
-        raise FederationError(f"Unknown routing {routing!r}: use 'top' (the router's first choice answers) or 'weighted'.")
+        raise FederationError(
+            f"Unknown routing {routing!r}: use 'top' (the router's first choice answers) or 'weighted'."
+        )
     records = [_adapter(r) for r in requests]
     labels = [r.label for r in records]
     if len(set(labels)) != len(labels):
@@ -90,10 +94,17 @@ def compose(
     if method == "additive":
         _check_combination(combination, records)
     members = [
-        Member(adapter=record.name, version=record.version, role=request.role, weight=float(request.weight),
-               rank=record.lora_r, alpha=record.lora_alpha, size_bytes=record.size_bytes,
-               target_modules=record.target_modules,
-               template=request.template or (DEFAULT_TEMPLATE if index == 0 else CHAIN_TEMPLATE))
+        Member(
+            adapter=record.name,
+            version=record.version,
+            role=request.role,
+            weight=float(request.weight),
+            rank=record.lora_r,
+            alpha=record.lora_alpha,
+            size_bytes=record.size_bytes,
+            target_modules=record.target_modules,
+            template=request.template or (DEFAULT_TEMPLATE if index == 0 else CHAIN_TEMPLATE),
+        )
         for index, (record, request) in enumerate(zip(records, requests, strict=True))
     ]
     for member in members:
@@ -130,11 +141,16 @@ def _common_base(records: list[AdapterRecord], base_model: str | None) -> BaseRe
     recorded = {r.base_model.get("fingerprint") for r in records}
     if base_model is None and len(recorded) > 1:
         names = ", ".join(f"{r.label} ({r.base_model.get('id')})" for r in records)
-        raise FederationError(f"The adapters were trained on different base models ({names}); a federation needs "
-                              "adapters of one base model.")
+        raise FederationError(
+            f"The adapters were trained on different base models ({names}); a federation needs "
+            "adapters of one base model."
+        )
     try:
-        info = (resolve_base_model(base_model) if base_model is not None
-                else describe_folder(_path(records[0]), records[0].base_model.get("id", "base"), "local"))
+        info = (
+            resolve_base_model(base_model)
+            if base_model is not None
+            else describe_folder(_path(records[0]), records[0].base_model.get("id", "base"), "local")
+        )
     except BaseModelError as error:
         raise FederationError(f"The base model cannot be used: {error}") from None
     for record in records:
@@ -151,8 +167,10 @@ def _common_base(records: list[AdapterRecord], base_model: str | None) -> BaseRe
 def _path(record: AdapterRecord) -> Path:
     path = Path(str(record.base_model.get("path", "")))
     if not path.is_dir() or fingerprint(path) != record.base_model.get("fingerprint"):
-        raise FederationError(f"The base model {record.base_model.get('id')} that {record.label} was trained on is no "
-                              f"longer at {path} with the same weights. Give the base model explicitly.")
+        raise FederationError(
+            f"The base model {record.base_model.get('id')} that {record.label} was trained on is no "
+            f"longer at {path} with the same weights. Give the base model explicitly."
+        )
     return path
 
 
@@ -163,34 +181,48 @@ def _check_plain_lora(record: AdapterRecord) -> None:
     except (OSError, ValueError):
         raise FederationError(f"{record.label} has no readable adapter_config.json; retrain or re-import it.") from None
     if config.get("peft_type", "LORA") != "LORA":
-        raise FederationError(f"{record.label} is a {config.get('peft_type')} adapter; federations compose LoRA adapters.")
+        raise FederationError(
+            f"{record.label} is a {config.get('peft_type')} adapter; federations compose LoRA adapters."
+        )
     if config.get("use_dora"):
-        raise FederationError(f"{record.label} is a DoRA adapter: its magnitude vectors cannot be summed with other "
-                              "adapters, and PEFT would drop them silently. Use plain LoRA adapters.")
+        raise FederationError(
+            f"{record.label} is a DoRA adapter: its magnitude vectors cannot be summed with other "
+            "adapters, and PEFT would drop them silently. Use plain LoRA adapters."
+        )
     if config.get("use_rslora"):
-        raise FederationError(f"{record.label} uses rsLoRA (scale alpha/sqrt(r)); PEFT's composition rescales it as "
-                              "if it were alpha/r, so the sum would be wrong. Use adapters trained without rsLoRA.")
+        raise FederationError(
+            f"{record.label} uses rsLoRA (scale alpha/sqrt(r)); PEFT's composition rescales it as "
+            "if it were alpha/r, so the sum would be wrong. Use adapters trained without rsLoRA."
+        )
     if config.get("modules_to_save"):
-        raise FederationError(f"{record.label} also trains whole modules ({', '.join(config['modules_to_save'])}), "
-                              "which cannot be summed with another adapter's.")
+        raise FederationError(
+            f"{record.label} also trains whole modules ({', '.join(config['modules_to_save'])}), "
+            "which cannot be summed with another adapter's."
+        )
 
 
 def _check_combination(combination: str, records: list[AdapterRecord]) -> None:
     if combination != EXACT_COMBINATION and combination not in APPROXIMATIONS:
-        raise FederationError(f"Unknown additive combination {combination!r}. Use 'cat' (exact) or one of the named "
-                              f"approximations: {', '.join(APPROXIMATIONS)}.")
+        raise FederationError(
+            f"Unknown additive combination {combination!r}. Use 'cat' (exact) or one of the named "
+            f"approximations: {', '.join(APPROXIMATIONS)}."
+        )
     ranks = {r.lora_r for r in records}
     if combination in EQUAL_RANK_COMBINATIONS and len(ranks) > 1:
-        raise FederationError(f"The {combination!r} approximation needs adapters of one rank; these have ranks "
-                              f"{', '.join(str(r) for r in sorted(ranks))}. Use 'cat', which is exact for any ranks.")
+        raise FederationError(
+            f"The {combination!r} approximation needs adapters of one rank; these have ranks "
+            f"{', '.join(str(r) for r in sorted(ranks))}. Use 'cat', which is exact for any ranks."
+        )
 
 
 def _check_template(member: Member) -> None:
     try:
         member.template.format(input="", previous="")
     except (KeyError, IndexError, ValueError) as error:
-        raise FederationError(f"The prompt template of {member.label} is invalid ({error}); use {{input}} for the "
-                              "request and {previous} for the previous stage's output.") from None
+        raise FederationError(
+            f"The prompt template of {member.label} is invalid ({error}); use {{input}} for the "
+            "request and {previous} for the previous stage's output."
+        ) from None
 
 
 def _router(records: list[AdapterRecord]) -> RouterSpec:
@@ -199,6 +231,10 @@ def _router(records: list[AdapterRecord]) -> RouterSpec:
         if not texts:
             raise RouterError(f"{record.label}'s training dataset has no prompts, so the router cannot learn it.")
     router, accuracy, held_out = train_router(prompts)
-    return RouterSpec(features=router.weight.shape[1], weights=router.to_base64(),
-                      train_examples={r.label: len(p) for r, p in zip(records, prompts, strict=True)},
-                      holdout_accuracy=accuracy, holdout_examples=held_out)
+    return RouterSpec(
+        features=router.weight.shape[1],
+        weights=router.to_base64(),
+        train_examples={r.label: len(p) for r, p in zip(records, prompts, strict=True)},
+        holdout_accuracy=accuracy,
+        holdout_examples=held_out,
+    )

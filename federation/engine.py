@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.errors import ConsoleError
+from federation.spec import BaseRef, Federation, Member
+from registry.errors import ConsoleError
 from training.adapters import get_adapter
 from training.base_models import fingerprint
-from federation.spec import BaseRef, Federation, Member
 
 
 class InferenceError(ConsoleError):
@@ -96,13 +96,23 @@ class InferenceEngine:
         with self._lock:
             self._models.clear()
 
-    def stream(self, base: BaseRef, prompt: str, settings: GenerationSettings | None = None,
-               activation: Activation | None = None) -> "GenerationStream":
+    def stream(
+        self,
+        base: BaseRef,
+        prompt: str,
+        settings: GenerationSettings | None = None,
+        activation: Activation | None = None,
+    ) -> "GenerationStream":
         """Start generating `prompt`'s answer; iterate the result for text chunks, then read `.result`."""
         return GenerationStream(self, base, prompt, settings or GenerationSettings(), activation or Activation())
 
-    def generate(self, base: BaseRef, prompt: str, settings: GenerationSettings | None = None,
-                 activation: Activation | None = None) -> Generation:
+    def generate(
+        self,
+        base: BaseRef,
+        prompt: str,
+        settings: GenerationSettings | None = None,
+        activation: Activation | None = None,
+    ) -> Generation:
         stream = self.stream(base, prompt, settings, activation)
         for _ in stream:
             pass
@@ -151,8 +161,9 @@ class InferenceEngine:
 class GenerationStream:
     """Iterating yields the answer as it is generated (a worker thread runs `generate`); `.result` follows."""
 
-    def __init__(self, engine: InferenceEngine, base: BaseRef, prompt: str, settings: GenerationSettings,
-                 activation: Activation):
+    def __init__(
+        self, engine: InferenceEngine, base: BaseRef, prompt: str, settings: GenerationSettings, activation: Activation
+    ):
         self.engine, self.base, self.prompt, self.settings, self.activation = engine, base, prompt, settings, activation
         self._result: Generation | None = None
 
@@ -182,8 +193,9 @@ class GenerationStream:
                     with torch.inference_mode(), _active(entry, self.activation):
                         if self.settings.temperature > 0:
                             torch.manual_seed(self.settings.seed)
-                        output["ids"] = model.generate(**inputs, streamer=streamer,
-                                                       stopping_criteria=[_StopWhenSet(stop)], **kwargs)
+                        output["ids"] = model.generate(
+                            **inputs, streamer=streamer, stopping_criteria=[_StopWhenSet(stop)], **kwargs
+                        )
                 except Exception as error:  # re-raised in the reading thread with its message
                     output["error"] = error
                     streamer.end()
@@ -231,15 +243,21 @@ class _StopWhenSet:
 
 def _encode(tokenizer: Any, prompt: str, system: str) -> dict[str, Any]:
     """The prompt in the chat template the adapters were trained with."""
-    messages = ([{"role": "system", "content": system}] if system.strip() else []) + [{"role": "user", "content": prompt}]
+    messages = ([{"role": "system", "content": system}] if system.strip() else []) + [
+        {"role": "user", "content": prompt}
+    ]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return dict(tokenizer(text, return_tensors="pt", add_special_tokens=False))
 
 
 def _generate_kwargs(settings: GenerationSettings, tokenizer: Any) -> dict[str, Any]:
     sampling = settings.temperature > 0
-    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": sampling,
-                              "pad_token_id": tokenizer.pad_token_id, "repetition_penalty": settings.repetition_penalty}
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "do_sample": sampling,
+        "pad_token_id": tokenizer.pad_token_id,
+        "repetition_penalty": settings.repetition_penalty,
+    }
     if sampling:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
     else:
@@ -264,10 +282,13 @@ def _load_base(base: BaseRef) -> LoadedModel:
     if not path.is_dir():
         raise InferenceError(f"The base model {base.id} is no longer at {path}. Restore it or compose again.")
     if fingerprint(path) != base.fingerprint:
-        raise InferenceError(f"The weights at {path} changed since this was composed (fingerprint differs), so its "
-                             "adapters no longer fit. Compose the federation again on the current base model.")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
-                                                 local_files_only=True, attn_implementation="sdpa")
+        raise InferenceError(
+            f"The weights at {path} changed since this was composed (fingerprint differs), so its "
+            "adapters no longer fit. Compose the federation again on the current base model."
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, use_safetensors=True, local_files_only=True, attn_implementation="sdpa"
+    )
     model.eval()
     return LoadedModel(model=model, tokenizer=load_tokenizer(path))
 
@@ -304,8 +325,12 @@ def add_weighted(model: Any, federation: Federation, key: str) -> None:
     """PEFT's weighted combination under `key`; refused when `key` exists (PEFT would keep the old weights)."""
     if key in model.peft_config:
         raise InferenceError(f"An adapter named {key} is already loaded; PEFT would silently keep its old weights.")
-    model.add_weighted_adapter([m.key for m in federation.members], [m.weight for m in federation.members], key,
-                               combination_type=federation.combination)
+    model.add_weighted_adapter(
+        [m.key for m in federation.members],
+        [m.weight for m in federation.members],
+        key,
+        combination_type=federation.combination,
+    )
 
 
 def _ensure_sum(entry: LoadedModel, federation: Federation, limit: int) -> None:
@@ -413,8 +438,7 @@ def default_engine() -> InferenceEngine:
     global _default
     with _default_lock:
         if _default is None:
-            from services.settings import get_settings
+            from registry.settings import get_settings
 
             _default = InferenceEngine(max_models=get_settings().max_loaded_models)
         return _default
-

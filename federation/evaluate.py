@@ -46,19 +46,30 @@ def _percentile(values: Sequence[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
-def evaluate_federation(federation: Federation, records: Sequence[dict[str, Any]],
-                        settings: GenerationSettings | None = None,
-                        engine: InferenceEngine | None = None) -> FederationScore:
+def evaluate_federation(
+    federation: Federation,
+    records: Sequence[dict[str, Any]],
+    settings: GenerationSettings | None = None,
+    engine: InferenceEngine | None = None,
+) -> FederationScore:
     engine = engine or default_engine()
     rows = []
     for record in records:
         result = run_federation(federation, str(record["prompt"]), settings, engine)
         reference = record.get("reference")
         reference = None if reference is None else str(reference).strip()
-        rows.append(EvalRow(prompt=str(record["prompt"]), reference=reference, response=result.response,
-                            correct=None if reference is None else exact_match(result.response, reference),
-                            token_f1=None if reference is None else token_f1(result.response, reference),
-                            latency_ms=result.latency_ms, tokens=result.tokens, adapters_used=result.adapters_used))
+        rows.append(
+            EvalRow(
+                prompt=str(record["prompt"]),
+                reference=reference,
+                response=result.response,
+                correct=None if reference is None else exact_match(result.response, reference),
+                token_f1=None if reference is None else token_f1(result.response, reference),
+                latency_ms=result.latency_ms,
+                tokens=result.tokens,
+                adapters_used=result.adapters_used,
+            )
+        )
     judged = [row for row in rows if row.correct is not None]
     latencies = [row.latency_ms for row in rows]
     tokens = sum(row.tokens for row in rows)
@@ -74,8 +85,12 @@ def evaluate_federation(federation: Federation, records: Sequence[dict[str, Any]
     )
 
 
-def compare_federations(a: Federation, b: Federation, records: Sequence[dict[str, Any]],
-                        settings: GenerationSettings | None = None,
-                        engine: InferenceEngine | None = None) -> tuple[FederationScore, FederationScore]:
+def compare_federations(
+    a: Federation,
+    b: Federation,
+    records: Sequence[dict[str, Any]],
+    settings: GenerationSettings | None = None,
+    engine: InferenceEngine | None = None,
+) -> tuple[FederationScore, FederationScore]:
     """A/B: the same prompts through both federations."""
     return evaluate_federation(a, records, settings, engine), evaluate_federation(b, records, settings, engine)

@@ -14,8 +14,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from services.errors import ConsoleError
-from services.shapes import DatasetKind
+from registry.errors import ConsoleError
+from registry.shapes import DatasetKind
 from training.formatting import iter_canonical, resolve_dataset
 
 FEATURES = 1 << 12
@@ -48,7 +48,7 @@ def featurize(texts: Sequence[str]) -> Any:
     for row, text in enumerate(texts):
         words = _WORD.findall(text.casefold())
         grams = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
-        grams += [f"#{w[i:i + 3]}" for w in (f"<{w}>" for w in words) for i in range(max(len(w) - 2, 1))]
+        grams += [f"#{w[i : i + 3]}" for w in (f"<{w}>" for w in words) for i in range(max(len(w) - 2, 1))]
         for gram in grams:
             rows[row, zlib.crc32(gram.encode()) % FEATURES] += 1.0
     rows = torch.log1p(rows)
@@ -88,8 +88,9 @@ def training_prompts(dataset: dict[str, Any]) -> list[str]:
     try:
         source = resolve_dataset(str(ref))
     except ConsoleError as error:
-        raise RouterError(f"The router learns from each adapter's training data, but dataset {ref!r} cannot be "
-                          f"read: {error}") from None
+        raise RouterError(
+            f"The router learns from each adapter's training data, but dataset {ref!r} cannot be read: {error}"
+        ) from None
     prompts = (prompt_text(r, source.kind) for r in iter_canonical(source))
     return [p for p in itertools.islice(prompts, MAX_PROMPTS_PER_ADAPTER) if p.strip()]
 

@@ -65,7 +65,9 @@ def activation_for(federation: Federation, prompt: str) -> tuple[Activation, dic
     if federation.routing == "top":
         top = max(federation.members, key=lambda m: weights[m.label])
         return Activation(members=(top,), scales=(1.0,)), weights
-    return Activation(members=tuple(federation.members), scales=tuple(weights[m.label] for m in federation.members)), weights
+    return Activation(
+        members=tuple(federation.members), scales=tuple(weights[m.label] for m in federation.members)
+    ), weights
 
 
 def _used(activation: Activation) -> list[str]:
@@ -101,38 +103,66 @@ class FederationStream:
         members = self.federation.members
         for index, member in enumerate(members):
             prompt = stage_prompt(member, self.prompt, previous)
-            stream = self.engine.stream(self.federation.base, prompt, self.settings,
-                                        Activation(members=(member,), scales=(1.0,)))
+            stream = self.engine.stream(
+                self.federation.base, prompt, self.settings, Activation(members=(member,), scales=(1.0,))
+            )
             if index == len(members) - 1:
                 yield from stream
             else:
                 for _ in stream:
                     pass
             generation = stream.result
-            stages.append(Stage(adapter=member.label, prompt=prompt, response=generation.response,
-                                tokens=generation.tokens, latency_ms=generation.latency_ms))
+            stages.append(
+                Stage(
+                    adapter=member.label,
+                    prompt=prompt,
+                    response=generation.response,
+                    tokens=generation.tokens,
+                    latency_ms=generation.latency_ms,
+                )
+            )
             previous = generation.response
             load_ms += generation.load_ms
             latency_ms += generation.latency_ms
-        total = Generation(response=previous, tokens=sum(s.tokens for s in stages), prompt_tokens=0,
-                           latency_ms=round(latency_ms, 2), load_ms=round(load_ms, 2),
-                           first_token_ms=None)
+        total = Generation(
+            response=previous,
+            tokens=sum(s.tokens for s in stages),
+            prompt_tokens=0,
+            latency_ms=round(latency_ms, 2),
+            load_ms=round(load_ms, 2),
+            first_token_ms=None,
+        )
         self.result = self._result(total, [m.label for m in members], stages=stages)
 
     def _result(self, generation: Generation, used: list[str], **extra) -> FederationResult:
-        return FederationResult(federation_id=self.federation.id, method=self.federation.method,
-                                response=generation.response, tokens=generation.tokens,
-                                latency_ms=generation.latency_ms, load_ms=generation.load_ms,
-                                first_token_ms=generation.first_token_ms, adapters_used=used, **extra)
+        return FederationResult(
+            federation_id=self.federation.id,
+            method=self.federation.method,
+            response=generation.response,
+            tokens=generation.tokens,
+            latency_ms=generation.latency_ms,
+            load_ms=generation.load_ms,
+            first_token_ms=generation.first_token_ms,
+            adapters_used=used,
+            **extra,
+        )
 
 
-def stream_federation(federation: Federation, prompt: str, settings: GenerationSettings | None = None,
-                      engine: InferenceEngine | None = None) -> FederationStream:
+def stream_federation(
+    federation: Federation,
+    prompt: str,
+    settings: GenerationSettings | None = None,
+    engine: InferenceEngine | None = None,
+) -> FederationStream:
     return FederationStream(federation, prompt, settings or GenerationSettings(), engine or default_engine())
 
 
-def run_federation(federation: Federation, prompt: str, settings: GenerationSettings | None = None,
-                   engine: InferenceEngine | None = None) -> FederationResult:
+def run_federation(
+    federation: Federation,
+    prompt: str,
+    settings: GenerationSettings | None = None,
+    engine: InferenceEngine | None = None,
+) -> FederationResult:
     stream = stream_federation(federation, prompt, settings, engine)
     for _ in stream:
         pass

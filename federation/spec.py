@@ -51,8 +51,11 @@ class Member(BaseModel):
     alpha: float
     size_bytes: int
     target_modules: list[str] | str
-    template: str = Field(default=DEFAULT_TEMPLATE, description="Sequential only: this stage's prompt; "
-                          "{input} is the request, {previous} the previous stage's output.")
+    template: str = Field(
+        default=DEFAULT_TEMPLATE,
+        description="Sequential only: this stage's prompt; "
+        "{input} is the request, {previous} the previous stage's output.",
+    )
 
     @property
     def key(self) -> str:
@@ -70,7 +73,9 @@ class RouterSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     features: int
-    weights: str = Field(description="safetensors bytes of {'weight': [adapters, features], 'bias': [adapters]}, base64.")
+    weights: str = Field(
+        description="safetensors bytes of {'weight': [adapters, features], 'bias': [adapters]}, base64."
+    )
     train_examples: dict[str, int]
     holdout_accuracy: float
     holdout_examples: int
@@ -90,8 +95,14 @@ class BaseRef(BaseModel):
 
     @classmethod
     def from_info(cls, info: "BaseModelInfo") -> "BaseRef":
-        return cls(id=info.id, path=str(info.path), fingerprint=info.fingerprint, architecture=info.architecture,
-                   parameters=info.parameters, size_bytes=info.size_bytes)
+        return cls(
+            id=info.id,
+            path=str(info.path),
+            fingerprint=info.fingerprint,
+            architecture=info.architecture,
+            parameters=info.parameters,
+            size_bytes=info.size_bytes,
+        )
 
 
 class Federation(BaseModel):
@@ -106,8 +117,11 @@ class Federation(BaseModel):
     method: Method
     members: list[Member]
     combination: Combination = EXACT_COMBINATION
-    merged: bool = Field(default=False, description="Additive: fold the summed delta into the base weights, so "
-                         "inference costs what the base model costs.")
+    merged: bool = Field(
+        default=False,
+        description="Additive: fold the summed delta into the base weights, so "
+        "inference costs what the base model costs.",
+    )
     routing: Routing = "top"
     router: RouterSpec | None = None
 

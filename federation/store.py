@@ -5,11 +5,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from services.errors import NotFound
-from services.registry import Registry, open_registry
-from services.storage import atomic_write_json, bump_generation, load_json_cached, locked
 from federation.compose import FederationError
 from federation.spec import Federation
+from registry.errors import NotFound
+from registry.layout import Registry, open_registry
+from registry.storage import atomic_write_json, bump_generation, load_json_cached, locked
 
 _ID = re.compile(r"^fed_\d{8}_\d{6}_[0-9a-f]{4}$")
 
@@ -25,10 +25,14 @@ def save_federation(federation: Federation, registry: Registry | None = None) ->
     registry = registry or open_registry()
     path = _file(registry, federation.id)
     with locked(registry.locks, "federations"):
-        clash = next((f for f in list_federations(registry) if f.name == federation.name or f.id == federation.id), None)
+        clash = next(
+            (f for f in list_federations(registry) if f.name == federation.name or f.id == federation.id), None
+        )
         if clash is not None:
-            raise FederationError(f"A federation named {clash.name!r} already exists ({clash.id}). Choose another "
-                                  "name, or delete the old one first.")
+            raise FederationError(
+                f"A federation named {clash.name!r} already exists ({clash.id}). Choose another "
+                "name, or delete the old one first."
+            )
         atomic_write_json(path, federation.model_dump(mode="json"))
         bump_generation(registry.federations)
     return federation

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, human_size, paginate, show_error
-from training.adapters import adapter_archive, delete_adapter, list_adapters
+from services.training import adapter_archive, delete_adapter, list_adapters
 
 st.title("🧩 Adapters")
 st.caption("LoRA adapters saved by training jobs, in the standard PEFT layout, with the lineage that made them.")

@@ -5,11 +5,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 import streamlit as st
 
-from services.errors import ConsoleError
-from services.settings import get_settings
+from services import ConsoleError
 
-if TYPE_CHECKING:  # imported where used: federation.engine pulls in transformers, which Home need not load
-    from federation.engine import GenerationSettings, InferenceEngine
+if TYPE_CHECKING:  # imported where used: the playground service pulls in the inference engine, which Home need not load
+    from services.playground import GenerationSettings
 
 T = TypeVar("T")
 
@@ -54,14 +53,6 @@ def human_size(size: int) -> str:
     return f"{value:.1f} GB"
 
 
-@st.cache_resource
-def inference_engine() -> "InferenceEngine":
-    """One engine for the whole server, so every page and session shares the loaded models (the slow part)."""
-    from federation.engine import InferenceEngine
-
-    return InferenceEngine(max_models=get_settings().max_loaded_models)
-
-
 def put_generation_settings(prefix: str, settings: "GenerationSettings") -> None:
     """Put decoding settings into the widgets of `generation_settings(prefix)` (e.g. from a history entry)."""
     for name, value in settings.model_dump().items():
@@ -70,21 +61,41 @@ def put_generation_settings(prefix: str, settings: "GenerationSettings") -> None
 
 def generation_settings(prefix: str) -> "GenerationSettings":
     """The decoding settings as widgets, each with its field's description as help; one form for every page."""
-    from federation.engine import GenerationSettings
+    from services.playground import GenerationSettings
 
     if prefix + "max_new_tokens" not in st.session_state:
         put_generation_settings(prefix, GenerationSettings())
     fields = GenerationSettings.model_fields
     left, middle, right = st.columns(3)
-    left.number_input("Max new tokens", min_value=1, max_value=2048, step=16, key=prefix + "max_new_tokens",
-                      help=fields["max_new_tokens"].description)
-    middle.slider("Temperature", min_value=0.0, max_value=2.0, step=0.05, key=prefix + "temperature",
-                  help=fields["temperature"].description)
-    right.slider("Top-p", min_value=0.05, max_value=1.0, step=0.05, key=prefix + "top_p",
-                 help=fields["top_p"].description)
-    left.slider("Repetition penalty", min_value=1.0, max_value=2.0, step=0.05, key=prefix + "repetition_penalty",
-                help=fields["repetition_penalty"].description)
-    middle.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key=prefix + "seed",
-                        help=fields["seed"].description)
+    left.number_input(
+        "Max new tokens",
+        min_value=1,
+        max_value=2048,
+        step=16,
+        key=prefix + "max_new_tokens",
+        help=fields["max_new_tokens"].description,
+    )
+    middle.slider(
+        "Temperature",
+        min_value=0.0,
+        max_value=2.0,
+        step=0.05,
+        key=prefix + "temperature",
+        help=fields["temperature"].description,
+    )
+    right.slider(
+        "Top-p", min_value=0.05, max_value=1.0, step=0.05, key=prefix + "top_p", help=fields["top_p"].description
+    )
+    left.slider(
+        "Repetition penalty",
+        min_value=1.0,
+        max_value=2.0,
+        step=0.05,
+        key=prefix + "repetition_penalty",
+        help=fields["repetition_penalty"].description,
+    )
+    middle.number_input(
+        "Seed", min_value=0, max_value=2**31 - 1, step=1, key=prefix + "seed", help=fields["seed"].description
+    )
     st.text_area("System message", key=prefix + "system", height=68, max_chars=4000, help=fields["system"].description)
     return GenerationSettings(**{name: st.session_state[prefix + name] for name in fields})

@@ -6,8 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import paginate, show_error
-from services import mappings, raw_sources
-from services.registry import open_registry
+from services import mappings
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
 PAGE_SIZE = 50
@@ -21,11 +20,11 @@ st.caption("Raw retailer data as it arrives, before harmonization. Filter, previ
 def generate_panel() -> None:
     st.info("No raw sources yet — run `make demo` or generate the sample sources here.")
     if st.button("Generate sample sources", key="generate_sources", type="primary"):
-        raw_sources.generate_raw_sources(open_registry())
+        mappings.generate_sample_sources()
         st.rerun()
 
 
-def filters(source: raw_sources.SourceInfo, choices: raw_sources.FilterChoices) -> dict[str, Any]:
+def filters(source: mappings.SourceInfo, choices: mappings.FilterChoices) -> dict[str, Any]:
     """Filter widgets for the columns this source has; returns filter_source keyword arguments."""
     picked: dict[str, Any] = {}
     left, middle, right = st.columns(3)
@@ -52,7 +51,7 @@ def filters(source: raw_sources.SourceInfo, choices: raw_sources.FilterChoices) 
     return picked
 
 
-def harmonized_preview(source: raw_sources.SourceInfo, page_rows: pd.DataFrame) -> None:
+def harmonized_preview(source: mappings.SourceInfo, page_rows: pd.DataFrame) -> None:
     readers = [s.retailer for s in mappings.list_mappings() if s.source_id == source.id and not s.problem]
     if not readers:
         st.caption("No mapping reads this source yet, so there is nothing to harmonize it through.")
@@ -73,7 +72,7 @@ def harmonized_preview(source: raw_sources.SourceInfo, page_rows: pd.DataFrame) 
 
 
 def main() -> None:
-    available = [source for source in raw_sources.list_sources() if source.generated]
+    available = [source for source in mappings.list_sources() if source.generated]
     if not available:
         generate_panel()
         return
@@ -87,8 +86,8 @@ def main() -> None:
         )
     ]
     st.caption(source.description)
-    frame = raw_sources.load_source(source.id)
-    filtered = raw_sources.filter_source(frame, source, **filters(source, raw_sources.filter_choices(frame, source)))
+    frame = mappings.load_source(source.id)
+    filtered = mappings.filter_source(frame, source, **filters(source, mappings.filter_choices(frame, source)))
     st.markdown(f"**{len(filtered):,}** of {len(frame):,} rows match.")
     page_rows = paginate(filtered, key="browser_page", page_size=PAGE_SIZE)
     st.dataframe(page_rows, hide_index=True, key="browser_table")
@@ -98,7 +97,7 @@ def main() -> None:
     )
     st.download_button(
         f"Export {fmt.upper()}",
-        data=raw_sources.export_frame(filtered, fmt),
+        data=mappings.export_frame(filtered, fmt),
         file_name=f"{source.id}_filtered.{fmt}",
         mime=MIME[fmt],
         key="browser_export",

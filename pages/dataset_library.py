@@ -9,9 +9,7 @@ import streamlit as st
 
 from pages.common import BAND_COLORS, attempt, human_size, paginate, show_error
 from services import datasets as library
-from services.shapes import DatasetKind
-from services.storage import suggest_name
-from services.validation import QualityReport
+from services.datasets import DatasetKind, QualityReport, suggest_name
 
 st.title("📊 Dataset Library")
 st.caption("Training and evaluation datasets, stored as canonical JSONL with versions and quality scores.")
@@ -88,13 +86,17 @@ def library_table(records: list[library.DatasetRecord]) -> None:
     left, right = st.columns([3, 1])
     search = left.text_input("Search", placeholder="Search by name or description", key="dataset_search")
     kind = right.selectbox(
-        "Type", [None, *DatasetKind], format_func=lambda k: "All types" if k is None else k.description, key="dataset_kind"
+        "Type",
+        [None, *DatasetKind],
+        format_func=lambda k: "All types" if k is None else k.description,
+        key="dataset_kind",
     )
     needle = search.strip().casefold()
     shown = [
         r
         for r in records
-        if (kind is None or r.kind == kind) and (not needle or needle in r.name.casefold() or needle in r.description.casefold())
+        if (kind is None or r.kind == kind)
+        and (not needle or needle in r.name.casefold() or needle in r.description.casefold())
     ]
     if not shown:
         st.info("No dataset matches this search.")
@@ -156,7 +158,9 @@ def quality_report(report: QualityReport) -> None:
     st.dataframe(
         checks,
         hide_index=True,
-        column_config={"Share": st.column_config.ProgressColumn("Share", min_value=0.0, max_value=1.0, format="percent")},
+        column_config={
+            "Share": st.column_config.ProgressColumn("Share", min_value=0.0, max_value=1.0, format="percent")
+        },
     )
     hit = checks[checks["Affected"] > 0]
     if not hit.empty:
@@ -165,9 +169,7 @@ def quality_report(report: QualityReport) -> None:
         st.plotly_chart(chart)
     if report.issues:
         st.markdown("**Issues** (first ones, with line numbers)")
-        st.dataframe(
-            pd.DataFrame([i.model_dump() for i in report.issues]), hide_index=True, height=240
-        )
+        st.dataframe(pd.DataFrame([i.model_dump() for i in report.issues]), hide_index=True, height=240)
 
 
 @st.dialog("Delete dataset")
@@ -239,12 +241,12 @@ def dataset_detail(names: list[str]) -> None:
         if stored and stored[:2] == (name, record.version):
             quality_report(stored[2])
         else:
-            st.caption("Run **Validate** for the full report: JSON validity, required fields, types, empty values, "
-                       "duplicates, length outliers, label balance and PII, with line numbers.")
+            st.caption(
+                "Run **Validate** for the full report: JSON validity, required fields, types, empty values, "
+                "duplicates, length outliers, label balance and PII, with line numbers."
+            )
     with versions_tab:
-        st.dataframe(
-            pd.DataFrame([v.model_dump() for v in reversed(record.versions)]), hide_index=True
-        )
+        st.dataframe(pd.DataFrame([v.model_dump() for v in reversed(record.versions)]), hide_index=True)
 
 
 if flash := st.session_state.pop("flash", None):
@@ -255,7 +257,9 @@ if records is not None and upload_panel(empty=not records):
     records = attempt(library.list_datasets, "retry_list_imported")
 if records is not None:
     if not records:
-        st.info("The library is empty. Upload a CSV / JSON / JSONL file above, or run `make run` to load the demo datasets.")
+        st.info(
+            "The library is empty. Upload a CSV / JSON / JSONL file above, or run `make run` to load the demo datasets."
+        )
     else:
         library_table(records)
         st.subheader("Dataset details")

@@ -7,24 +7,36 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from federation.evaluate import FederationScore, compare_federations
-from federation.run import FederationResult, stream_federation
-from federation.spec import APPROXIMATIONS, EXACT_COMBINATION, METHOD_HELP, Federation
-from federation.store import delete_federation, list_federations, load_federation, save_federation
-from pages.common import attempt, generation_settings, human_size, inference_engine, paginate, show_error
+from pages.common import attempt, generation_settings, human_size, paginate, show_error
 from services import datasets as library
 from services.demo import submit_demo_adapters
-from services.federation import compose_federation
+from services.federation import (
+    APPROXIMATIONS,
+    EXACT_COMBINATION,
+    METHOD_HELP,
+    Federation,
+    FederationResult,
+    FederationScore,
+    compare_federations,
+    compose_federation,
+    delete_federation,
+    list_federations,
+    load_federation,
+    save_federation,
+    stream_federation,
+)
 from services.playground import PROMPT_TEMPLATES
-from training.adapters import AdapterRecord, list_adapters
-from training.base_models import list_base_models
+from services.runtime import inference_engine
+from services.training import AdapterRecord, list_adapters, list_base_models
 
 OWN_BASE = ""
 NO_ADAPTER = ""
 PRIMARY, SUCCESS, WARNING, NEUTRAL = "#3b82f6", "#10b981", "#f59e0b", "#1f2937"
 SAMPLES = {name: text for name, text in PROMPT_TEMPLATES.items() if text}
-ROUTING = {"top": "top: the router's first choice answers",
-           "weighted": "weighted: every adapter, scaled by its gate weight"}
+ROUTING = {
+    "top": "top: the router's first choice answers",
+    "weighted": "weighted: every adapter, scaled by its gate weight",
+}
 STACK_CSS = f"""<style>
 .fed-stack {{display: flex; flex-direction: column; align-items: center; gap: 2px; margin: 4px 0 8px 0;}}
 .fed-box {{width: 100%; max-width: 380px; box-sizing: border-box; background: #ffffff; border: 1px solid #e5e7eb;
@@ -50,54 +62,120 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
     describe = {ref: adapter_label(record) for ref, record in records.items()} | {NO_ADAPTER: "none"}
     bases = attempt(list_base_models, "retry_fed_bases") or []
     base_labels = {OWN_BASE: "the adapters' own base model"} | {m.id: f"{m.id} ({m.source})" for m in bases if m.ready}
-    base = st.selectbox("Base model", list(base_labels), format_func=base_labels.get, key="fed_base",
-                        help="Every adapter must have been trained on this base model (checked by the fingerprint "
-                             "of its weights).")
-    retailer = st.selectbox("Retailer adapter", [NO_ADAPTER, *ordered(adapters, "retailer")], format_func=describe.get,
-                            key="fed_retailer", help="Optional: the adapter that knows a retailer's schema.")
-    task = st.selectbox("Task adapter", [NO_ADAPTER, *ordered(adapters, "task")], format_func=describe.get,
-                        key="fed_task", help="Optional: the adapter for a task such as campaign planning.")
-    more = st.multiselect("More adapters", [ref for ref in records if ref not in (retailer, task)],
-                          format_func=describe.get, key="fed_more", help="Policy, domain or further adapters.")
+    base = st.selectbox(
+        "Base model",
+        list(base_labels),
+        format_func=base_labels.get,
+        key="fed_base",
+        help="Every adapter must have been trained on this base model (checked by the fingerprint of its weights).",
+    )
+    retailer = st.selectbox(
+        "Retailer adapter",
+        [NO_ADAPTER, *ordered(adapters, "retailer")],
+        format_func=describe.get,
+        key="fed_retailer",
+        help="Optional: the adapter that knows a retailer's schema.",
+    )
+    task = st.selectbox(
+        "Task adapter",
+        [NO_ADAPTER, *ordered(adapters, "task")],
+        format_func=describe.get,
+        key="fed_task",
+        help="Optional: the adapter for a task such as campaign planning.",
+    )
+    more = st.multiselect(
+        "More adapters",
+        [ref for ref in records if ref not in (retailer, task)],
+        format_func=describe.get,
+        key="fed_more",
+        help="Policy, domain or further adapters.",
+    )
     chosen = [ref for ref in (retailer, task, *more) if ref]
-    method = st.radio("Composition method", list(METHOD_HELP), format_func=str.capitalize, horizontal=True,
-                      key="fed_method",
-                      help="\n\n".join(f"**{m.capitalize()}**: {text}" for m, text in METHOD_HELP.items()))
+    method = st.radio(
+        "Composition method",
+        list(METHOD_HELP),
+        format_func=str.capitalize,
+        horizontal=True,
+        key="fed_method",
+        help="\n\n".join(f"**{m.capitalize()}**: {text}" for m, text in METHOD_HELP.items()),
+    )
     st.caption(METHOD_HELP[method])
     options: dict[str, object] = {}
     if method == "additive" and chosen:
         columns = st.columns(min(len(chosen), 4))
-        weights = [columns[i % len(columns)].number_input(
-            f"Weight: {records[ref].name}", min_value=-4.0, max_value=4.0, value=1.0, step=0.1, key=f"fed_weight_{ref}",
-            help="This adapter's delta is multiplied by the weight before the deltas are summed.")
-            for i, ref in enumerate(chosen)]
+        weights = [
+            columns[i % len(columns)].number_input(
+                f"Weight: {records[ref].name}",
+                min_value=-4.0,
+                max_value=4.0,
+                value=1.0,
+                step=0.1,
+                key=f"fed_weight_{ref}",
+                help="This adapter's delta is multiplied by the weight before the deltas are summed.",
+            )
+            for i, ref in enumerate(chosen)
+        ]
         combination = st.selectbox(
-            "Combination", [EXACT_COMBINATION, *APPROXIMATIONS], key="fed_combination",
+            "Combination",
+            [EXACT_COMBINATION, *APPROXIMATIONS],
+            key="fed_combination",
             format_func=lambda c: "cat (exact)" if c == EXACT_COMBINATION else f"{c} (approximation)",
             help="cat stacks the low-rank factors, so the composed delta is exactly the weighted sum. "
-                 "The others are PEFT's merging heuristics.")
+            "The others are PEFT's merging heuristics.",
+        )
         if combination != EXACT_COMBINATION:
-            st.warning(f"**{combination}** is an approximation, not the weighted sum: {APPROXIMATIONS[combination]}",
-                       icon="⚠️")
-        merged = st.toggle("Merge into base weights", key="fed_merged",
-                           help="Fold the summed delta into a copy of the base weights: inference then costs what the "
-                                "base model costs, at the price of one more model in memory.")
+            st.warning(
+                f"**{combination}** is an approximation, not the weighted sum: {APPROXIMATIONS[combination]}", icon="⚠️"
+            )
+        merged = st.toggle(
+            "Merge into base weights",
+            key="fed_merged",
+            help="Fold the summed delta into a copy of the base weights: inference then costs what the "
+            "base model costs, at the price of one more model in memory.",
+        )
         options = {"weights": weights, "combination": combination, "merged": merged}
     elif method == "gated":
-        options = {"routing": st.radio("Routing", list(ROUTING), format_func=ROUTING.get, key="fed_routing",
-                                       help="The router is trained on each adapter's own training prompts.")}
+        options = {
+            "routing": st.radio(
+                "Routing",
+                list(ROUTING),
+                format_func=ROUTING.get,
+                key="fed_routing",
+                help="The router is trained on each adapter's own training prompts.",
+            )
+        }
     elif method == "sequential" and chosen:
         st.markdown("**Stage prompts**: `{input}` is the request, `{previous}` the previous stage's output.")
-        options = {"templates": [st.text_input(f"Stage {i + 1}: {records[ref].name}",
-                                               value="{input}" if i == 0 else "{previous}", key=f"fed_template_{ref}")
-                                 for i, ref in enumerate(chosen)]}
-    name = st.text_input("Federation name", key="fed_name", placeholder="amazon + planning (gated)",
-                         help="Empty: named after its adapters and method. Saved names must be unique.")
+        options = {
+            "templates": [
+                st.text_input(
+                    f"Stage {i + 1}: {records[ref].name}",
+                    value="{input}" if i == 0 else "{previous}",
+                    key=f"fed_template_{ref}",
+                )
+                for i, ref in enumerate(chosen)
+            ]
+        }
+    name = st.text_input(
+        "Federation name",
+        key="fed_name",
+        placeholder="amazon + planning (gated)",
+        help="Empty: named after its adapters and method. Saved names must be unique.",
+    )
     if st.button("🔗 Create Federation", type="primary", key="fed_create"):
         with st.spinner("Composing" + (" and training the router…" if method == "gated" else "…")):
-            federation = attempt(lambda: compose_federation(
-                base_model=base or None, retailer_adapter=retailer or None,
-                task_adapter=task or None, adapters=more, method=method, name=name, **options), "retry_fed_compose")
+            federation = attempt(
+                lambda: compose_federation(
+                    base_model=base or None,
+                    retailer_adapter=retailer or None,
+                    task_adapter=task or None,
+                    adapters=more,
+                    method=method,
+                    name=name,
+                    **options,
+                ),
+                "retry_fed_compose",
+            )
         if federation is not None:
             st.session_state["fed_active"] = federation
             st.session_state.pop("fed_result", None)
@@ -105,8 +183,10 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
 
 
 def stack_box(title: str, detail: str, accent: str) -> str:
-    return (f'<div class="fed-box" style="--accent: {accent}"><div class="fed-title">{escape(title)}</div>'
-            f'<div class="fed-detail">{escape(detail)}</div></div>')
+    return (
+        f'<div class="fed-box" style="--accent: {accent}"><div class="fed-title">{escape(title)}</div>'
+        f'<div class="fed-detail">{escape(detail)}</div></div>'
+    )
 
 
 def federated_detail(federation: Federation) -> str:
@@ -122,7 +202,9 @@ def stack(federation: Federation) -> None:
     """The seed's visual stack: base model → one box per adapter (role, size, rank) → the federated model."""
     base = federation.base
     params = f"{base.parameters / 1e6:,.1f}M params · " if base.parameters else ""
-    boxes = [stack_box(f"Base model: {base.id}", f"{base.architecture} · {params}{human_size(base.size_bytes)}", NEUTRAL)]
+    boxes = [
+        stack_box(f"Base model: {base.id}", f"{base.architecture} · {params}{human_size(base.size_bytes)}", NEUTRAL)
+    ]
     for member in federation.members:
         detail = f"~{human_size(member.size_bytes)}, rank={member.rank}"
         if federation.method == "additive":
@@ -140,17 +222,27 @@ def router_panel(federation: Federation) -> None:
     if router is None:
         return
     left, right = st.columns(2)
-    left.metric("Router accuracy", f"{router.holdout_accuracy:.0%}",
-                help=f"Held out: how often the router picked the right adapter on {router.holdout_examples} "
-                     "training prompts it did not learn from.")
-    right.dataframe(pd.DataFrame({"Adapter": list(router.train_examples),
-                                  "Training prompts": list(router.train_examples.values())}), hide_index=True)
+    left.metric(
+        "Router accuracy",
+        f"{router.holdout_accuracy:.0%}",
+        help=f"Held out: how often the router picked the right adapter on {router.holdout_examples} "
+        "training prompts it did not learn from.",
+    )
+    right.dataframe(
+        pd.DataFrame(
+            {"Adapter": list(router.train_examples), "Training prompts": list(router.train_examples.values())}
+        ),
+        hide_index=True,
+    )
 
 
 @st.dialog("Delete federation")
 def confirm_delete(federation: Federation) -> None:
-    st.warning(f"This deletes the saved federation **{federation.name}** ({federation.id}). Its adapters stay in the "
-               "registry.", icon="🗑️")
+    st.warning(
+        f"This deletes the saved federation **{federation.name}** ({federation.id}). Its adapters stay in the "
+        "registry.",
+        icon="🗑️",
+    )
     if st.button("Delete permanently", type="primary", key="fed_delete_confirm"):
         try:
             delete_federation(federation.id)
@@ -169,13 +261,15 @@ def saved_panel(saved: list[Federation]) -> None:
         return
     page = paginate(saved, key="fed_saved_page", page_size=10)
     st.dataframe(
-        pd.DataFrame({
-            "ID": [f.id for f in page],
-            "Name": [f.name for f in page],
-            "Method": [f.method for f in page],
-            "Adapters": [", ".join(m.label for m in f.members) for f in page],
-            "Created": [f.created for f in page],
-        }),
+        pd.DataFrame(
+            {
+                "ID": [f.id for f in page],
+                "Name": [f.name for f in page],
+                "Method": [f.method for f in page],
+                "Adapters": [", ".join(m.label for m in f.members) for f in page],
+                "Created": [f.created for f in page],
+            }
+        ),
         hide_index=True,
         column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
     )
@@ -205,8 +299,12 @@ def active_panel() -> None:
             st.markdown(f"**Federation ID:** `{federation.id}` {badge}  \n{federation.name}")
             stack(federation)
             router_panel(federation)
-            if st.button("💾 Save", key="fed_save", disabled=is_saved,
-                         help="Already saved" if is_saved else "Write this federation to the registry"):
+            if st.button(
+                "💾 Save",
+                key="fed_save",
+                disabled=is_saved,
+                help="Already saved" if is_saved else "Write this federation to the registry",
+            ):
                 if attempt(lambda: save_federation(federation), "retry_fed_save") is not None:
                     st.session_state["fed_flash"] = f"Saved {federation.name} as {federation.id}."
                     st.rerun()
@@ -221,10 +319,22 @@ def set_prompt(text: str) -> None:
 def gate_chart(result: FederationResult) -> None:
     weights = result.gate_weights or {}
     colors = [PRIMARY if label in result.adapters_used else NEUTRAL for label in weights]
-    figure = go.Figure(go.Bar(x=list(weights), y=list(weights.values()), marker_color=colors,
-                              text=[f"{w:.0%}" for w in weights.values()], textposition="outside"))
-    figure.update_layout(title="Gate weights (blue: adapters that answered)", height=280, yaxis=dict(range=[0, 1.1]),
-                         yaxis_title="weight", margin=dict(l=10, r=10, t=40, b=10))
+    figure = go.Figure(
+        go.Bar(
+            x=list(weights),
+            y=list(weights.values()),
+            marker_color=colors,
+            text=[f"{w:.0%}" for w in weights.values()],
+            textposition="outside",
+        )
+    )
+    figure.update_layout(
+        title="Gate weights (blue: adapters that answered)",
+        height=280,
+        yaxis=dict(range=[0, 1.1]),
+        yaxis_title="weight",
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
     st.plotly_chart(figure, key="fed_gate_chart")
 
 
@@ -233,11 +343,16 @@ def result_details(result: FederationResult) -> None:
     cols = st.columns(4)
     cols[0].metric("Tokens", result.tokens)
     cols[1].metric("Latency (ms)", f"{result.latency_ms:,.0f}", help="Generation time, model loading excluded.")
-    cols[2].metric("First load (ms)", f"{result.load_ms:,.0f}",
-                   help="Loading the base model and adapters into memory; near 0 once they are loaded.")
+    cols[2].metric(
+        "First load (ms)",
+        f"{result.load_ms:,.0f}",
+        help="Loading the base model and adapters into memory; near 0 once they are loaded.",
+    )
     cols[3].metric("Adapters used", len(result.adapters_used), help=", ".join(result.adapters_used) or "none")
-    st.caption(f"Adapters used: {', '.join(result.adapters_used) or 'none'} · {result.ms_per_token:,.1f} ms/token"
-               + (f" · first token after {result.first_token_ms:,.0f} ms" if result.first_token_ms is not None else ""))
+    st.caption(
+        f"Adapters used: {', '.join(result.adapters_used) or 'none'} · {result.ms_per_token:,.1f} ms/token"
+        + (f" · first token after {result.first_token_ms:,.0f} ms" if result.first_token_ms is not None else "")
+    )
     if result.gate_weights:
         gate_chart(result)
     for number, stage in enumerate(result.stages or [], 1):
@@ -289,8 +404,11 @@ def score_summary(column, title: str, score: FederationScore) -> None:
         st.markdown(f"**{title}**")
         a, b = st.columns(2)
         c, d = st.columns(2)
-        a.metric("Accuracy", "—" if score.accuracy is None else f"{score.accuracy:.0%}",
-                 help="Exact match against the reference; — without references.")
+        a.metric(
+            "Accuracy",
+            "—" if score.accuracy is None else f"{score.accuracy:.0%}",
+            help="Exact match against the reference; — without references.",
+        )
         b.metric("Token F1", "—" if score.token_f1 is None else f"{score.token_f1:.2f}")
         c.metric("p50 latency (ms)", f"{score.p50_latency_ms:,.0f}")
         d.metric("p95 latency (ms)", f"{score.p95_latency_ms:,.0f}")
@@ -305,10 +423,16 @@ def ab_results(names: tuple[str, str], scores: tuple[FederationScore, Federation
     left, right = st.columns(2)
     score_summary(left, f"A: {names[0]}", a)
     score_summary(right, f"B: {names[1]}", b)
-    figure = go.Figure([
-        go.Bar(name=f"A: {names[0]}", x=["p50", "p95"], y=[a.p50_latency_ms, a.p95_latency_ms], marker_color=PRIMARY),
-        go.Bar(name=f"B: {names[1]}", x=["p50", "p95"], y=[b.p50_latency_ms, b.p95_latency_ms], marker_color=WARNING),
-    ])
+    figure = go.Figure(
+        [
+            go.Bar(
+                name=f"A: {names[0]}", x=["p50", "p95"], y=[a.p50_latency_ms, a.p95_latency_ms], marker_color=PRIMARY
+            ),
+            go.Bar(
+                name=f"B: {names[1]}", x=["p50", "p95"], y=[b.p50_latency_ms, b.p95_latency_ms], marker_color=WARNING
+            ),
+        ]
+    )
     figure.update_layout(barmode="group", height=260, title="Latency (ms)", margin=dict(l=10, r=10, t=40, b=10))
     st.plotly_chart(figure, key="ab_latency_chart")
     rows = list(zip(a.rows, b.rows, strict=True))
@@ -321,11 +445,19 @@ def ab_results(names: tuple[str, str], scores: tuple[FederationScore, Federation
         "B ms": [rb.latency_ms for _, rb in page],
     }
     if any(ra.reference is not None for ra, _ in rows):
-        table |= {"Reference": [ra.reference for ra, _ in page], "A ✓": [mark(ra.correct) for ra, _ in page],
-                  "B ✓": [mark(rb.correct) for _, rb in page]}
-    st.dataframe(pd.DataFrame(table), hide_index=True,
-                 column_config={"A ms": st.column_config.NumberColumn(format="%.0f"),
-                                "B ms": st.column_config.NumberColumn(format="%.0f")})
+        table |= {
+            "Reference": [ra.reference for ra, _ in page],
+            "A ✓": [mark(ra.correct) for ra, _ in page],
+            "B ✓": [mark(rb.correct) for _, rb in page],
+        }
+    st.dataframe(
+        pd.DataFrame(table),
+        hide_index=True,
+        column_config={
+            "A ms": st.column_config.NumberColumn(format="%.0f"),
+            "B ms": st.column_config.NumberColumn(format="%.0f"),
+        },
+    )
 
 
 def ab_panel() -> None:
@@ -334,15 +466,22 @@ def ab_panel() -> None:
     if saved is None:
         return
     if len(saved) < 2:
-        st.info("Save at least two federations to compare them: create one, **Save** it, change the adapters or "
-                "the method, and save again.")
+        st.info(
+            "Save at least two federations to compare them: create one, **Save** it, change the adapters or "
+            "the method, and save again."
+        )
         return
     names = {f.id: f"{f.name} · {f.id}" for f in saved}
     left, right = st.columns(2)
     first = left.selectbox("Federation A", list(names), format_func=names.get, key="ab_a")
     second = right.selectbox("Federation B", list(names), index=1, format_func=names.get, key="ab_b")
-    source = st.radio("Prompts", ["typed", "dataset"], horizontal=True, key="ab_source",
-                      format_func={"typed": "Type prompts", "dataset": "Evaluation dataset"}.get)
+    source = st.radio(
+        "Prompts",
+        ["typed", "dataset"],
+        horizontal=True,
+        key="ab_source",
+        format_func={"typed": "Type prompts", "dataset": "Evaluation dataset"}.get,
+    )
     records: list[dict] = []
     if source == "typed":
         text = st.text_area("Prompts, one per line", value="\n".join(SAMPLES.values()), key="ab_prompts", height=100)
@@ -350,8 +489,10 @@ def ab_panel() -> None:
     else:
         evaluations = attempt(lambda: library.list_datasets(kind="evaluation"), "retry_ab_datasets")
         if evaluations is not None and not evaluations:
-            st.info("No evaluation dataset (prompt, reference) in the library yet: upload one on the **Dataset "
-                    "Library** page, or type prompts instead.")
+            st.info(
+                "No evaluation dataset (prompt, reference) in the library yet: upload one on the **Dataset "
+                "Library** page, or type prompts instead."
+            )
         elif evaluations:
             pick, count = st.columns([3, 1])
             dataset = pick.selectbox("Evaluation dataset", [d.name for d in evaluations], key="ab_dataset")
@@ -363,8 +504,12 @@ def ab_panel() -> None:
         st.warning("Federation A and B are the same: pick two different federations.", icon="⚠️")
     if st.button("▶️ Run A/B", type="primary", key="ab_run", disabled=first == second or not records):
         with st.spinner(f"Answering {len(records)} prompts with both federations…"):
-            scores = attempt(lambda: compare_federations(load_federation(first), load_federation(second), records,
-                                                         settings, engine=inference_engine()), "retry_ab_run")
+            scores = attempt(
+                lambda: compare_federations(
+                    load_federation(first), load_federation(second), records, settings, engine=inference_engine()
+                ),
+                "retry_ab_run",
+            )
         if scores is not None:
             st.session_state["ab_result"] = ((names[first], names[second]), scores)
     if (stored := st.session_state.get("ab_result")) is not None:
@@ -373,8 +518,10 @@ def ab_panel() -> None:
 
 def demo_adapters_button() -> None:
     """One click from an empty registry to the demo: queue the Amazon retailer and planning adapters."""
-    st.caption("Or train the two demo adapters (Amazon retailer mapping and campaign planning, on the embedded "
-               "model): they queue on the Training Jobs page and take about 16 minutes on a 2-core CPU.")
+    st.caption(
+        "Or train the two demo adapters (Amazon retailer mapping and campaign planning, on the embedded "
+        "model): they queue on the Training Jobs page and take about 16 minutes on a 2-core CPU."
+    )
     if st.button("🚀 Train the demo adapters", key="fed_demo_adapters"):
         job_ids = attempt(submit_demo_adapters, "retry_fed_demo")
         if job_ids is not None:
@@ -383,8 +530,10 @@ def demo_adapters_button() -> None:
 
 
 st.title("🔗 LoRA Federation & Composition")
-st.caption("Compose trained adapters over one base model (additive, gated or sequential), test the result live, "
-           "save it, and compare two federations on the same prompts.")
+st.caption(
+    "Compose trained adapters over one base model (additive, gated or sequential), test the result live, "
+    "save it, and compare two federations on the same prompts."
+)
 if flash := st.session_state.pop("fed_flash", None):
     st.success(flash, icon="✅")
 adapters = attempt(list_adapters, "retry_fed_adapters")
@@ -393,8 +542,10 @@ with compose_col:
     st.subheader("Compose Federation")
     with st.container(border=True):
         if adapters is not None and not adapters:
-            st.info("No adapters to compose yet. Train an adapter on the **Training Jobs** page first; it appears "
-                    "here when its job completes.")
+            st.info(
+                "No adapters to compose yet. Train an adapter on the **Training Jobs** page first; it appears "
+                "here when its job completes."
+            )
             demo_adapters_button()
         elif adapters:
             compose_form(adapters)

@@ -4,12 +4,13 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt
-from services.activity import recent_activity
-from services.overview import registry_overview
+from services.overview import recent_activity, registry_overview
 
 st.title("🧩 RMN LoRA Console")
-st.caption("Datasets, retailer schema mappings, LoRA adapters and their federations for a retail media network: "
-           "one console, one machine.")
+st.caption(
+    "Datasets, retailer schema mappings, LoRA adapters and their federations for a retail media network: "
+    "one console, one machine."
+)
 
 overview = attempt(registry_overview, "retry_overview")
 if overview is not None:

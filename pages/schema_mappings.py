@@ -4,9 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import show_error
-from services import mappings, raw_sources, rmis, transforms
-from services.errors import ConsoleError, NotFound
-from services.registry import open_registry
+from services import ConsoleError, NotFound, mappings
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
 PREVIEW_ROWS = 20
@@ -19,9 +17,7 @@ st.caption("How each retailer's raw fields become RMIS fields. Field status is c
 def install_panel() -> None:
     st.info("No mappings yet — run `make demo` or install the demo mappings here.")
     if st.button("Install demo mappings and sample data", key="install_demo_mappings", type="primary"):
-        registry = open_registry()
-        raw_sources.generate_raw_sources(registry)
-        mappings.install_demo_mappings(registry)
+        mappings.install_demo_data()
         st.rerun()
 
 
@@ -112,9 +108,7 @@ def pending_edits(state: dict, version: str) -> None:
         "deleted": len(state.get("deleted_rows", [])),
     }
     if any(counts.values()):
-        summary = ", ".join(
-            f"{count} {kind} row{'s' if count > 1 else ''}" for kind, count in counts.items() if count
-        )
+        summary = ", ".join(f"{count} {kind} row{'s' if count > 1 else ''}" for kind, count in counts.items() if count)
         st.caption(f"✏️ Unsaved changes to v{version}: {summary}. Save to keep them.")
 
 
@@ -137,13 +131,13 @@ def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[m
         column_config={
             "source": st.column_config.TextColumn("Source field", help="Column of the raw source; empty for constant."),
             "target": st.column_config.SelectboxColumn(
-                "Target (RMIS)", options=list(rmis.FIELDS_BY_NAME), required=True
+                "Target (RMIS)", options=list(mappings.RMIS_FIELDS_BY_NAME), required=True
             ),
             "transform": st.column_config.SelectboxColumn(
                 "Transform",
-                options=list(transforms.TRANSFORMS),
+                options=list(mappings.TRANSFORMS),
                 required=True,
-                help="\n\n".join(f"**{t.name}**: {t.help}" for t in transforms.TRANSFORMS.values()),
+                help="\n\n".join(f"**{t.name}**: {t.help}" for t in mappings.TRANSFORMS.values()),
             ),
             "params": st.column_config.TextColumn("Params (JSON)", help='e.g. {"divisor": 1000000}', width="medium"),
             "notes": st.column_config.TextColumn("Notes"),
@@ -200,7 +194,7 @@ def schema_tab() -> None:
                     "Allowed values": ", ".join(f.choices),
                     "Description": f.description,
                 }
-                for f in rmis.FIELDS
+                for f in mappings.RMIS_FIELDS
             ]
         ),
         hide_index=True,

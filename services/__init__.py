@@ -1,5 +1,9 @@
 """The console's Python API (seed 001 "API Integration"): pages call these, and so can scripts.
 
+One module per area: datasets, mappings, training (jobs, adapters, base models), federation, playground,
+overview (Home's counts and activity) and demo; `runtime` owns the process-wide job manager and inference
+engine. Pages import this package only; it builds on training, federation and registry below it.
+
 The registry root is `RMN_LORA_HOME` (default: the repo's `datasets/` folder). Names resolve lazily
 (PEP 562), so importing one small service module never drags in every heavy dependency.
 """
@@ -8,32 +12,37 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "upload_dataset": "services.api",
-    "validate_dataset": "services.api",
+    "upload_dataset": "services.datasets",
+    "validate_dataset": "services.datasets",
     "list_datasets": "services.datasets",
     "get_dataset": "services.datasets",
     "delete_dataset": "services.datasets",
     "export_dataset": "services.datasets",
     "DatasetRecord": "services.datasets",
-    "QualityReport": "services.validation",
-    "DatasetKind": "services.shapes",
-    "ConsoleError": "services.errors",
-    "InvalidFile": "services.errors",
-    "InvalidMapping": "services.errors",
-    "InvalidName": "services.errors",
-    "NotFound": "services.errors",
+    "QualityReport": "services.datasets",
+    "DatasetKind": "services.datasets",
+    "ConsoleError": "registry.errors",
+    "InvalidFile": "registry.errors",
+    "InvalidMapping": "registry.errors",
+    "InvalidName": "registry.errors",
+    "NotFound": "registry.errors",
     "submit_training_job": "services.training",
     "get_job_status": "services.training",
     "cancel_job": "services.training",
     "list_jobs": "services.training",
+    "list_adapters": "services.training",
+    "get_adapter": "services.training",
+    "list_base_models": "services.training",
     "compose_federation": "services.federation",
     "test_federation": "services.federation",
-    "save_federation": "federation.store",
-    "load_federation": "federation.store",
-    "list_federations": "federation.store",
-    "delete_federation": "federation.store",
-    "Federation": "federation.spec",
-    "FederationError": "federation.compose",
+    "save_federation": "services.federation",
+    "load_federation": "services.federation",
+    "list_federations": "services.federation",
+    "delete_federation": "services.federation",
+    "Federation": "services.federation",
+    "FederationError": "services.federation",
+    "recent_activity": "services.overview",
+    "registry_overview": "services.overview",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,407 +1,59 @@
-"""The dataset library: import files into canonical JSONL, version them, list, read, export and delete.
+"""Datasets API: upload, list, view, validate, export and delete library datasets."""
 
-Layout: `library/<name>/meta.json` plus one `v<N>.jsonl` per version. Every change happens under the
-library lock and lands with `os.replace`, so concurrent sessions and processes never lose a version.
-"""
-
-import contextlib
-import csv
-import hashlib
-import io
-import shutil
-import tempfile
-import time
-import uuid
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from registry.datasets import (
+    DatasetRecord,
+    dataset_file,
+    delete_dataset,
+    export_dataset,
+    get_dataset,
+    import_dataset,
+    list_datasets,
+    preview_file,
+    read_rows,
+    stage_upload,
+    validate_dataset_by_name,
+)
+from registry.errors import InvalidFile
+from registry.readers import EXTENSIONS
+from registry.shapes import DatasetKind
+from registry.storage import suggest_name
+from registry.validation import QualityReport, validate_file
 
-from services.activity import log_event
-from services.errors import InvalidFile, NotFound
-from services.readers import FileFormat, detect_format, iter_records, read_strict
-from services.registry import Registry, open_registry
-from services.shapes import DatasetKind, ShapeDetection, ShapeError, detect_kind, to_canonical
-from services.storage import atomic_write_json, bump_generation, generation, load_json_cached, locked, validate_name
-from services.validation import QualityReport, validate_file
-
-ExportFormat = Literal["jsonl", "csv"]
-STAGING_DIR = Path(tempfile.gettempdir()) / "rmn-lora-uploads"
-
-
-class DatasetVersion(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    version: int
-    rows: int
-    size_bytes: int
-    content_hash: str
-    created: datetime
-    source: str
-    quality_score: int | None = None
-    quality_band: str | None = None
-
-
-class DatasetRecord(BaseModel):
-    """What the library table shows and what training reads to find a dataset's file and lineage."""
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    kind: DatasetKind
-    description: str = ""
-    origin: str = Field(default="upload", description="'upload' or the generator that made it")
-    created: datetime
-    versions: list[DatasetVersion]
-
-    @property
-    def latest(self) -> DatasetVersion:
-        return self.versions[-1]
-
-    @property
-    def version(self) -> int:
-        return self.latest.version
-
-    @property
-    def rows(self) -> int:
-        return self.latest.rows
-
-    @property
-    def size_bytes(self) -> int:
-        return self.latest.size_bytes
-
-    @property
-    def content_hash(self) -> str:
-        return self.latest.content_hash
-
-    @property
-    def quality_score(self) -> int | None:
-        return self.latest.quality_score
-
-    @property
-    def updated(self) -> datetime:
-        return self.latest.created
-
-    @property
-    def type_label(self) -> str:
-        return self.kind.label
+__all__ = [
+    "DatasetKind",
+    "DatasetRecord",
+    "QualityReport",
+    "dataset_file",
+    "delete_dataset",
+    "export_dataset",
+    "get_dataset",
+    "import_dataset",
+    "list_datasets",
+    "preview_file",
+    "read_rows",
+    "stage_upload",
+    "suggest_name",
+    "upload_dataset",
+    "validate_dataset",
+    "validate_dataset_by_name",
+    "validate_file",
+]
 
 
-class FilePreview(BaseModel):
-    """A staged file before import: its format, the detected shape and a few records to look at."""
-
-    filename: str
-    format: FileFormat
-    size_bytes: int
-    detection: ShapeDetection
-    sample: list[dict[str, Any]]
-
-
-_list_cache: dict[Path, tuple[tuple[int, str], list[DatasetRecord]]] = {}
-
-
-def stage_upload(stream: BinaryIO, filename: str, registry: Registry | None = None) -> Path:
-    """Copy an uploaded stream to a private temp file in chunks, refusing it past the size limit."""
-    registry = registry or open_registry()
-    limit = registry.settings.max_upload_bytes
-    suffix = Path(filename).suffix.lower()
-    _prune_staged()
-    STAGING_DIR.mkdir(exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=STAGING_DIR, prefix="upload-", suffix=suffix, delete=False)
-    total = 0
-    try:
-        with handle:
-            while chunk := stream.read(1 << 20):
-                total += len(chunk)
-                if total > limit:
-                    raise InvalidFile(
-                        f"The file is larger than the upload limit of {registry.settings.max_upload_mb} MB "
-                        "(setting RMN_LORA_MAX_UPLOAD_MB)."
-                    )
-                handle.write(chunk)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return Path(handle.name)
-
-
-def _prune_staged(max_age_s: float = 6 * 3600) -> None:
-    """Browser sessions that close mid-upload never clean up; old staged files go the next time anyone uploads."""
-    if not STAGING_DIR.is_dir():
-        return
-    cutoff = time.time() - max_age_s
-    for path in STAGING_DIR.iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
-
-
-def preview_file(path: Path, filename: str | None = None, sample: int = 5) -> FilePreview:
-    """Read just enough of a file to show its shape; a bad early line is reported here, before import."""
-    settings = open_registry().settings
-    _check_source(path, settings.max_upload_bytes, settings.max_upload_mb)
-    fmt = detect_format(path, filename)
-    head = [item.record for item in islice(read_strict(path, fmt, settings.max_line_bytes), 200)]
-    detection = detect_kind(head)
-    return FilePreview(
-        filename=filename or path.name,
-        format=fmt,
-        size_bytes=path.stat().st_size,
-        detection=detection,
-        sample=head[:sample],
-    )
-
-
-def import_dataset(
-    name: str,
-    source_path: str | Path,
-    *,
-    filename: str | None = None,
-    description: str = "",
-    kind: DatasetKind | str | None = None,
-    origin: str = "upload",
-    registry: Registry | None = None,
+def upload_dataset(
+    name: str, source_path: str | Path, *, description: str = "", kind: DatasetKind | str | None = None
 ) -> DatasetRecord:
-    """Import a file as a new dataset or a new version of one; any error leaves the registry as it was."""
-    registry = registry or open_registry()
-    validate_name(name, "dataset name")
-    source = Path(source_path)
-    settings = registry.settings
-    _check_source(source, settings.max_upload_bytes, settings.max_upload_mb)
-    fmt = detect_format(source, filename)
-    target_kind = DatasetKind(kind) if kind else preview_file(source, filename).detection.kind
-    staged = registry.tmp / f"import-{uuid.uuid4().hex}.jsonl"
-    try:
-        rows, digest = _write_canonical(read_strict(source, fmt, settings.max_line_bytes), target_kind, staged)
-        report = validate_file(staged, kind=target_kind)
-        with locked(registry.locks, "library"):
-            record = _commit_version(
-                registry, name, staged, target_kind, rows, digest, report, filename or source.name, description, origin
-            )
-    finally:
-        staged.unlink(missing_ok=True)
-    return record
+    """Import a CSV / JSON / JSONL file into the library (a new version if `name` exists)."""
+    return import_dataset(name, source_path, description=description, kind=kind)
 
 
-def list_datasets(
-    search: str = "", kind: DatasetKind | str | None = None, registry: Registry | None = None
-) -> list[DatasetRecord]:
-    """Newest first. The whole list is cached until the library's generation stamp changes (any write, any process)."""
-    registry = registry or open_registry()
-    needle = search.strip().casefold()
-    return [
-        record
-        for record in _all_records(registry)
-        if (not kind or record.kind == DatasetKind(kind))
-        and (not needle or needle in record.name.casefold() or needle in record.description.casefold())
-    ]
-
-
-def get_dataset(name: str, registry: Registry | None = None) -> DatasetRecord:
-    registry = registry or open_registry()
-    validate_name(name, "dataset name")
-    record = _load_meta(registry.library / name / "meta.json")
-    if record is None:
-        raise NotFound(f"No dataset named {name!r}. Upload it on the Dataset Library page first.")
-    return record
-
-
-def dataset_file(name: str, version: int | None = None, registry: Registry | None = None) -> Path:
-    registry = registry or open_registry()
-    record = get_dataset(name, registry)
-    number = version or record.version
-    if number not in {v.version for v in record.versions}:
-        raise NotFound(f"Dataset {name!r} has no version {number}.")
-    return registry.library / name / f"v{number}.jsonl"
-
-
-def read_rows(
-    name: str, offset: int = 0, limit: int = 50, version: int | None = None, registry: Registry | None = None
-) -> list[dict[str, Any]]:
-    path = dataset_file(name, version, registry)
-    with open(path, "rb") as handle:
-        return [orjson.loads(line) for line in islice(handle, offset, offset + limit)]
-
-
-def iter_dataset(name: str, version: int | None = None, registry: Registry | None = None) -> Iterator[dict[str, Any]]:
-    with open(dataset_file(name, version, registry), "rb") as handle:
-        for line in handle:
-            yield orjson.loads(line)
-
-
-def validate_dataset_by_name(name: str, registry: Registry | None = None) -> QualityReport:
-    """Re-run the quality report on the latest version and remember its score in the library."""
-    registry = registry or open_registry()
-    record = get_dataset(name, registry)
-    report = validate_file(dataset_file(name, registry=registry), kind=record.kind)
-    with locked(registry.locks, "library"):
-        current = get_dataset(name, registry)
-        versions = [
-            v.model_copy(update={"quality_score": report.quality_score, "quality_band": report.band})
-            if v.version == record.version
-            else v
-            for v in current.versions
-        ]
-        _write_meta(registry, current.model_copy(update={"versions": versions}))
-    return report
-
-
-def export_dataset(name: str, fmt: ExportFormat = "jsonl", version: int | None = None, registry: Registry | None = None) -> bytes:
-    """JSONL is the stored file itself; CSV writes nested fields (messages, DPO prompts) as JSON text."""
-    path = dataset_file(name, version, registry)
-    if fmt == "jsonl":
-        return path.read_bytes()
-    if fmt != "csv":
-        raise InvalidFile(f"Unknown export format {fmt!r}: choose jsonl or csv.")
-    rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _csv_cell(row.get(key)) for key in columns})
-    return buffer.getvalue().encode("utf-8")
-
-
-def delete_dataset(name: str, registry: Registry | None = None) -> None:
-    """Move the folder out of the library in one rename, then remove it: readers never see half a dataset."""
-    registry = registry or open_registry()
-    get_dataset(name, registry)
-    with locked(registry.locks, "library"):
-        trash = registry.tmp / f"deleted-{name}-{uuid.uuid4().hex}"
-        (registry.library / name).rename(trash)
-        bump_generation(registry.library)
-    shutil.rmtree(trash, ignore_errors=True)
-    log_event("dataset.deleted", f"Deleted dataset {name}", registry, dataset=name)
-
-
-def write_records(
-    name: str,
-    records: Iterable[dict[str, Any]],
-    kind: DatasetKind,
-    *,
-    description: str = "",
-    origin: str,
-    registry: Registry | None = None,
-) -> DatasetRecord:
-    """Import records made in code (generators) through the same path as an upload."""
-    registry = registry or open_registry()
-    with tempfile.TemporaryDirectory(prefix="rmn-gen-") as folder:
-        path = Path(folder) / f"{name}.jsonl"
-        with open(path, "wb") as handle:
-            for record in records:
-                handle.write(orjson.dumps(record) + b"\n")
-        return import_dataset(name, path, description=description, kind=kind, origin=origin, registry=registry)
-
-
-def _check_source(path: Path, limit: int, limit_mb: int) -> None:
-    if not path.is_file():
-        raise InvalidFile(f"File not found: {path}. Check the path and try again.")
-    if path.stat().st_size > limit:
-        raise InvalidFile(f"The file is larger than the upload limit of {limit_mb} MB (setting RMN_LORA_MAX_UPLOAD_MB).")
-
-
-def _write_canonical(records: Iterable[Any], kind: DatasetKind, staged: Path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    rows = 0
-    with open(staged, "wb") as handle:
-        for item in records:
-            try:
-                canonical = to_canonical(item.record, kind)
-            except ShapeError as exc:
-                raise InvalidFile(f"{exc} Fix this record or choose another dataset type.", line=item.line) from None
-            line = orjson.dumps(canonical) + b"\n"
-            digest.update(line)
-            handle.write(line)
-            rows += 1
-    if rows == 0:
-        raise InvalidFile("The file has no records to import.")
-    return rows, digest.hexdigest()
-
-
-def _commit_version(
-    registry: Registry,
-    name: str,
-    staged: Path,
-    kind: DatasetKind,
-    rows: int,
-    digest: str,
-    report: QualityReport,
-    source: str,
-    description: str,
-    origin: str,
-) -> DatasetRecord:
-    folder = registry.library / name
-    existing = _load_meta(folder / "meta.json")
-    if existing is not None:
-        if existing.kind != kind:
-            raise InvalidFile(
-                f"Dataset {name!r} holds {existing.kind.value} records; this file is {kind.value}. "
-                "Choose another name or the matching type."
-            )
-        if existing.content_hash == digest:
-            return existing
-    now = datetime.now(UTC)
-    version = DatasetVersion(
-        version=existing.version + 1 if existing else 1,
-        rows=rows,
-        size_bytes=staged.stat().st_size,
-        content_hash=digest,
-        created=now,
-        source=source,
-        quality_score=report.quality_score,
-        quality_band=report.band,
-    )
-    record = DatasetRecord(
-        name=name,
-        kind=kind,
-        description=description or (existing.description if existing else ""),
-        origin=origin,
-        created=existing.created if existing else now,
-        versions=[*(existing.versions if existing else []), version],
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    staged.replace(folder / f"v{version.version}.jsonl")
-    _write_meta(registry, record)
-    log_event(
-        "dataset.imported",
-        f"Imported {name} v{version.version} ({rows} rows, quality {report.quality_score})",
-        registry,
-        dataset=name,
-        version=version.version,
-    )
-    return record
-
-
-def _write_meta(registry: Registry, record: DatasetRecord) -> None:
-    atomic_write_json(registry.library / record.name / "meta.json", record.model_dump(mode="json"))
-    bump_generation(registry.library)
-
-
-def _all_records(registry: Registry) -> list[DatasetRecord]:
-    stamp = generation(registry.library)
-    cached = _list_cache.get(registry.library)
-    if cached and cached[0] == stamp:
-        return cached[1]
-    records = [
-        record
-        for entry in registry.library.iterdir()
-        if entry.is_dir() and (record := _load_meta(entry / "meta.json")) is not None
-    ]
-    records.sort(key=lambda r: r.updated, reverse=True)
-    _list_cache[registry.library] = (stamp, records)
-    return records
-
-
-def _load_meta(path: Path) -> DatasetRecord | None:
-    return load_json_cached(path, DatasetRecord.model_validate)
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, (list, dict)):
-        return orjson.dumps(value).decode("utf-8")
-    return value
+def validate_dataset(path_or_name: str | Path) -> QualityReport:
+    """Quality report for a registry dataset (by name) or for any file path."""
+    path = Path(path_or_name)
+    if isinstance(path_or_name, Path) or path.suffix.lower() in EXTENSIONS or path.is_file():
+        if not path.is_file():
+            raise InvalidFile(f"File not found: {path}. Check the path and try again.")
+        return validate_file(path)
+    return validate_dataset_by_name(str(path_or_name))

@@ -3,18 +3,25 @@
 Idempotent: a second run finds the same content hashes and adds no versions. `python -m services.demo`.
 """
 
-from services.generators import generate_planning_dataset, generate_policy_dataset, generate_retailer_dataset
-from services.mappings import install_demo_mappings
-from services.raw_sources import generate_raw_sources
-from services.registry import Registry, open_registry
+from registry.generators import generate_planning_dataset, generate_policy_dataset, generate_retailer_dataset
+from registry.layout import Registry, open_registry
+from registry.mappings import install_demo_mappings
+from registry.raw_sources import generate_raw_sources
 from training.config import PRESETS
 
 DEMO_RETAILERS = ("Amazon", "Walmart")
 # The two adapters the Federation page composes in the demo: (adapter type, training set, held-out set, config).
 # The retailer adapter uses the "retailer mapping (fast)" preset (under 10 minutes of training here); the planning
 # set is small (79 plans), so it takes more passes to learn the plans' arithmetic.
-_PLANNING_TRAINING = {"batch_size": 8, "learning_rate": 1e-3, "lora_r": 16, "lora_alpha": 32, "max_seq_length": 256,
-                      "scheduler": "cosine", "epochs": 6.0}
+_PLANNING_TRAINING = {
+    "batch_size": 8,
+    "learning_rate": 1e-3,
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "max_seq_length": 256,
+    "scheduler": "cosine",
+    "epochs": 6.0,
+}
 DEMO_ADAPTERS: dict[str, tuple[str, str, str, dict]] = {
     "amazon_demo": ("retailer", "retailer_amazon_sft", "retailer_amazon_eval", PRESETS["retailer mapping (fast)"]),
     "planning_demo": ("task", "task_planning_sft", "task_planning_eval", _PLANNING_TRAINING),
@@ -33,7 +40,7 @@ def seed_demo(registry: Registry | None = None) -> list[str]:
 
 def submit_demo_adapters() -> list[str]:
     """Queue training of the demo adapters that are not in the registry yet (on the embedded model); job ids."""
-    from services.errors import NotFound
+    from registry.errors import NotFound
     from services.training import submit_training_job
     from training.adapters import get_adapter
 
@@ -42,8 +49,11 @@ def submit_demo_adapters() -> list[str]:
         try:
             get_adapter(name)
         except NotFound:
-            job_ids.append(submit_training_job(adapter_type, name, dataset,
-                                               config={**config, "save_steps": 50, "eval_dataset": evaluation}))
+            job_ids.append(
+                submit_training_job(
+                    adapter_type, name, dataset, config={**config, "save_steps": 50, "eval_dataset": evaluation}
+                )
+            )
     return job_ids
 
 

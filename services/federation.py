@@ -5,10 +5,31 @@ from typing import Any
 
 from federation.compose import FederationError, MemberRequest, compose
 from federation.engine import GenerationSettings
-from federation.run import FederationResult, run_federation
-from federation.spec import Federation
-from federation.store import load_federation
+from federation.evaluate import FederationScore, compare_federations
+from federation.run import FederationResult, FederationStream, run_federation, stream_federation
+from federation.spec import APPROXIMATIONS, EXACT_COMBINATION, METHOD_HELP, Federation
+from federation.store import delete_federation, list_federations, load_federation, save_federation
 from training.adapters import get_adapter
+
+__all__ = [
+    "APPROXIMATIONS",
+    "EXACT_COMBINATION",
+    "METHOD_HELP",
+    "Federation",
+    "FederationError",
+    "FederationResult",
+    "FederationScore",
+    "FederationStream",
+    "GenerationSettings",
+    "compare_federations",
+    "compose_federation",
+    "delete_federation",
+    "list_federations",
+    "load_federation",
+    "save_federation",
+    "stream_federation",
+    "test_federation",
+]
 
 
 def compose_federation(
@@ -40,11 +61,24 @@ def compose_federation(
     for index, (ref, role) in enumerate(chosen):
         adapter, version = _parse_ref(str(ref))
         weight = float(weights[index]) if weights is not None else 1.0
-        requests.append(MemberRequest(adapter=adapter, version=version, weight=weight,
-                                      role=role or get_adapter(adapter, version).adapter_type,
-                                      template=templates[index] if templates is not None else None))
-    return compose(requests, method=method, base_model=base_model, combination=combination, merged=merged,
-                   routing=routing, name=name)
+        requests.append(
+            MemberRequest(
+                adapter=adapter,
+                version=version,
+                weight=weight,
+                role=role or get_adapter(adapter, version).adapter_type,
+                template=templates[index] if templates is not None else None,
+            )
+        )
+    return compose(
+        requests,
+        method=method,
+        base_model=base_model,
+        combination=combination,
+        merged=merged,
+        routing=routing,
+        name=name,
+    )
 
 
 def test_federation(federation: Federation | str, prompt: str, **settings: Any) -> FederationResult:

@@ -2,9 +2,12 @@
 
 from pydantic import BaseModel
 
-from services.datasets import list_datasets
-from services.mappings import list_mappings
-from services.registry import Registry, open_registry
+from registry.activity import recent_activity
+from registry.datasets import list_datasets
+from registry.layout import Registry, open_registry
+from registry.mappings import list_mappings
+
+__all__ = ["Overview", "recent_activity", "registry_overview"]
 
 
 class Overview(BaseModel):

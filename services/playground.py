@@ -13,13 +13,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from federation.engine import Activation, Generation, GenerationSettings, GenerationStream, InferenceEngine, default_engine
+from federation.engine import (
+    Activation,
+    Generation,
+    GenerationSettings,
+    GenerationStream,
+    InferenceEngine,
+    default_engine,
+)
 from federation.run import FederationResult, FederationStream, stream_federation
 from federation.spec import BaseRef, Member
 from federation.store import load_federation
-from services.errors import ConsoleError
-from services.registry import Registry, open_registry
-from services.storage import append_line, locked
+from registry.errors import ConsoleError
+from registry.layout import Registry, open_registry
+from registry.storage import append_line, locked
 from training.adapters import get_adapter
 from training.base_models import resolve_base_model
 
@@ -29,7 +36,7 @@ HISTORY_FILE = "history.jsonl"
 PROMPT_TEMPLATES: dict[str, str] = {
     "Mapping": "Map field 'adType' with value 'sp' from Amazon to RMIS.",
     "Planning": "Plan a $50,000 campaign for snacks on Walmart. Which placements get the budget?",
-    "Creative policy": "Is this creative compliant? \"Clinically proven to cure hunger: the only snack doctors trust.\"",
+    "Creative policy": 'Is this creative compliant? "Clinically proven to cure hunger: the only snack doctors trust."',
     "Free": "",
 }
 
@@ -72,8 +79,16 @@ class HistoryEntry(BaseModel):
 class PlaygroundRun:
     """Iterate for the answer's text as it is generated; after the last chunk the run is saved as `.entry`."""
 
-    def __init__(self, target: Target, label: str, prompt: str, settings: GenerationSettings,
-                 stream: GenerationStream | FederationStream, adapters: list[str], registry: Registry):
+    def __init__(
+        self,
+        target: Target,
+        label: str,
+        prompt: str,
+        settings: GenerationSettings,
+        stream: GenerationStream | FederationStream,
+        adapters: list[str],
+        registry: Registry,
+    ):
         self.target, self.label, self.prompt, self.settings = target, label, prompt, settings
         self._stream, self._adapters, self._registry = stream, adapters, registry
         self.entry: HistoryEntry | None = None
@@ -84,16 +99,33 @@ class PlaygroundRun:
         assert result is not None, "a finished stream always has its result"
         used = result.adapters_used if isinstance(result, FederationResult) else self._adapters
         self.entry = append_history(
-            HistoryEntry(id=uuid.uuid4().hex[:12], time=datetime.now(UTC), target=self.target, label=self.label,
-                         prompt=self.prompt, settings=self.settings, response=result.response,
-                         metrics=RunMetrics(tokens=result.tokens, latency_ms=result.latency_ms, load_ms=result.load_ms,
-                                            first_token_ms=result.first_token_ms, adapters_used=used)),
+            HistoryEntry(
+                id=uuid.uuid4().hex[:12],
+                time=datetime.now(UTC),
+                target=self.target,
+                label=self.label,
+                prompt=self.prompt,
+                settings=self.settings,
+                response=result.response,
+                metrics=RunMetrics(
+                    tokens=result.tokens,
+                    latency_ms=result.latency_ms,
+                    load_ms=result.load_ms,
+                    first_token_ms=result.first_token_ms,
+                    adapters_used=used,
+                ),
+            ),
             self._registry,
         )
 
 
-def start_run(target: Target, prompt: str, settings: GenerationSettings | None = None,
-              engine: InferenceEngine | None = None, registry: Registry | None = None) -> PlaygroundRun:
+def start_run(
+    target: Target,
+    prompt: str,
+    settings: GenerationSettings | None = None,
+    engine: InferenceEngine | None = None,
+    registry: Registry | None = None,
+) -> PlaygroundRun:
     """Resolve the target and start generating; nothing is loaded or saved until the run is iterated."""
     if not prompt.strip():
         raise ConsoleError("The prompt is empty: pick a template or type what the model should answer.")
@@ -102,19 +134,34 @@ def start_run(target: Target, prompt: str, settings: GenerationSettings | None =
     engine = engine or default_engine()
     if target.kind == "federation":
         federation = load_federation(target.ref, registry)
-        return PlaygroundRun(target, f"{federation.name} ({federation.id})", prompt, settings,
-                             stream_federation(federation, prompt, settings, engine), [], registry)
+        return PlaygroundRun(
+            target,
+            f"{federation.name} ({federation.id})",
+            prompt,
+            settings,
+            stream_federation(federation, prompt, settings, engine),
+            [],
+            registry,
+        )
     if target.kind == "adapter":
         record = get_adapter(target.ref, target.version, registry)
-        member = Member(adapter=record.name, version=record.version, role=record.adapter_type, rank=record.lora_r,
-                        alpha=record.lora_alpha, size_bytes=record.size_bytes, target_modules=record.target_modules)
+        member = Member(
+            adapter=record.name,
+            version=record.version,
+            role=record.adapter_type,
+            rank=record.lora_r,
+            alpha=record.lora_alpha,
+            size_bytes=record.size_bytes,
+            target_modules=record.target_modules,
+        )
         base = BaseRef.model_validate(record.base_model)
         stream = engine.stream(base, prompt, settings, Activation(members=(member,), scales=(1.0,)))
         return PlaygroundRun(target, f"{record.label} (adapter)", prompt, settings, stream, [record.label], registry)
     info = resolve_base_model(target.ref)
     base = BaseRef.from_info(info)
-    return PlaygroundRun(target, f"{info.id} (base)", prompt, settings, engine.stream(base, prompt, settings), [],
-                         registry)
+    return PlaygroundRun(
+        target, f"{info.id} (base)", prompt, settings, engine.stream(base, prompt, settings), [], registry
+    )
 
 
 def _history_file(registry: Registry) -> Path:

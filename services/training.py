@@ -1,24 +1,45 @@
-"""Training API (seed 001): submit, watch and cancel jobs. One job manager per process and registry."""
+"""Training API (seed 001): submit, watch and cancel jobs; the adapters they produce; the base models."""
 
-import threading
 from pathlib import Path
 from typing import Any
 
-from services.registry import open_registry
-from training.config import build_config
-from training.jobs import JobManager, JobState
+from services.runtime import job_manager
+from training.adapters import (
+    AdapterRecord,
+    adapter_archive,
+    adapter_versions,
+    delete_adapter,
+    get_adapter,
+    list_adapters,
+)
+from training.base_models import BaseModelInfo, list_base_models
+from training.config import PRESETS, JobConfig, build_config, field_help
+from training.jobs import FINISHED, RESUMABLE, JobManager, JobState, JobStatus
 
-_managers: dict[Path, JobManager] = {}
-_managers_lock = threading.Lock()
-
-
-def job_manager() -> JobManager:
-    """The process-wide manager for the current registry (the UI wraps this in st.cache_resource)."""
-    registry = open_registry()
-    with _managers_lock:
-        if registry.root not in _managers:
-            _managers[registry.root] = JobManager(registry)
-        return _managers[registry.root]
+__all__ = [
+    "FINISHED",
+    "PRESETS",
+    "RESUMABLE",
+    "AdapterRecord",
+    "BaseModelInfo",
+    "JobConfig",
+    "JobManager",
+    "JobState",
+    "JobStatus",
+    "adapter_archive",
+    "adapter_versions",
+    "build_config",
+    "cancel_job",
+    "delete_adapter",
+    "field_help",
+    "get_adapter",
+    "get_job_status",
+    "job_manager",
+    "list_adapters",
+    "list_base_models",
+    "list_jobs",
+    "submit_training_job",
+]
 
 
 def submit_training_job(

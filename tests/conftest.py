@@ -15,7 +15,7 @@ PEER_DATA = Path(__file__).resolve().parents[2] / "shared" / "peer-data"
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
     """A fresh, empty registry rooted in a temp folder, active through `RMN_LORA_HOME`."""
-    from services.registry import open_registry
+    from registry.layout import open_registry
 
     home = tmp_path / "registry"
     monkeypatch.setenv("RMN_LORA_HOME", str(home))

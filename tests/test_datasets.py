@@ -7,12 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from conftest import snapshot
-from services import ConsoleError, DatasetKind, InvalidFile, InvalidName, NotFound, list_datasets, upload_dataset
-from services import datasets as library
 
-ALPACA = [{"instruction": f"Map field 'adType' value {i}", "input": "", "output": f"placement_type: v{i}"} for i in range(12)]
+from registry import datasets as library
+from services import ConsoleError, DatasetKind, InvalidFile, InvalidName, NotFound, list_datasets, upload_dataset
+
+ALPACA = [
+    {"instruction": f"Map field 'adType' value {i}", "input": "", "output": f"placement_type: v{i}"} for i in range(12)
+]
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -57,7 +59,10 @@ def test_upload_versions_and_dedup(registry, tmp_path):
 def test_kind_correction_converts_records(registry, tmp_path):
     record = upload_dataset("amazon_eval", write_jsonl(tmp_path / "a.jsonl", ALPACA), kind="evaluation")
     assert record.kind is DatasetKind.EVALUATION
-    assert library.read_rows("amazon_eval", limit=1)[0] == {"prompt": ALPACA[0]["instruction"], "reference": ALPACA[0]["output"]}
+    assert library.read_rows("amazon_eval", limit=1)[0] == {
+        "prompt": ALPACA[0]["instruction"],
+        "reference": ALPACA[0]["output"],
+    }
 
 
 def test_export_roundtrip_csv_and_jsonl(registry, peer_data, tmp_path):
@@ -106,7 +111,12 @@ def bad_inputs(tmp: Path) -> list[tuple[str, str, Path, dict]]:
         ("csv repeated header", "bad", raw("h.csv", b"instruction,instruction,output\na,b,c\n"), {}),
         ("wrong field type", "bad", raw("w.jsonl", b'{"instruction": "a", "output": {"x": [1]}}\n'), {}),
         ("unknown chat role", "bad", raw("c.jsonl", b'{"messages": [{"role": "wizard", "content": "hi"}]}\n'), {}),
-        ("dpo read as alpaca", "bad", raw("d.jsonl", b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'), {"kind": "alpaca"}),
+        (
+            "dpo read as alpaca",
+            "bad",
+            raw("d.jsonl", b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'),
+            {"kind": "alpaca"},
+        ),
         ("missing file", "bad", tmp / "does-not-exist.jsonl", {}),
         ("name with ../", "../escape", good, {}),
         ("name with separator", "a/b", good, {}),

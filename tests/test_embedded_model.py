@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.errors import ConsoleError
-from services.settings import Settings, get_settings
+from registry.errors import ConsoleError
+from registry.settings import Settings, get_settings
 from training import embedded_model
 from training.embedded_model import (
     MARKER_NAME,
@@ -98,7 +98,9 @@ def test_generation_scoring_judges_the_embedded_models_answers(prepared):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     prompt = "What is the capital of France?"
     score = score_generations(
-        model, tokenizer, [{"prompt": prompt, "reference": "The capital of France is Paris."}, {"prompt": prompt, "reference": "Berlin"}],
+        model,
+        tokenizer,
+        [{"prompt": prompt, "reference": "The capital of France is Paris."}, {"prompt": prompt, "reference": "Berlin"}],
         max_new_tokens=12,
     )
     assert score.accuracy == 0.5 and score.examples[0]["answer"] == "The capital of France is Paris."

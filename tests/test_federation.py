@@ -9,10 +9,16 @@ from tests.tiny_model import DEFAULT_CORPUS, build_tiny_model
 
 COLORS = ["red", "green", "blue", "black"]
 FRUITS = ["apple", "lime", "plum", "olive"]
-MAP_PROMPTS = [f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
-               for code in ("sp", "sd", "vid") for retailer in ("Amazon", "Walmart", "Target", "Instacart")]
-PLAN_PROMPTS = [f"Plan a ${budget},000 campaign for {category} on Kroger. Which placements get the budget?"
-                for budget in (5, 10, 20, 40) for category in ("snacks", "beauty", "pets")]
+MAP_PROMPTS = [
+    f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
+    for code in ("sp", "sd", "vid")
+    for retailer in ("Amazon", "Walmart", "Target", "Instacart")
+]
+PLAN_PROMPTS = [
+    f"Plan a ${budget},000 campaign for {category} on Kroger. Which placements get the budget?"
+    for budget in (5, 10, 20, 40)
+    for category in ("snacks", "beauty", "pets")
+]
 MAP_ANSWER = "placement_type: sponsored_product"
 PLAN_ANSWER = "Allocate: video 100%."
 CORPUS = DEFAULT_CORPUS + [f"Code for {c}? KEY {i} {f}" for i, (c, f) in enumerate(zip(COLORS, FRUITS))] + PLAN_PROMPTS
@@ -24,9 +30,9 @@ def trained(tmp_path_factory):
     types; 'coder' turns a colour into a key and 'decoder' turns a key into a fruit (a chain needs both)."""
     import torch
 
-    from services.datasets import write_records
-    from services.registry import open_registry
-    from services.shapes import DatasetKind
+    from registry.datasets import write_records
+    from registry.layout import open_registry
+    from registry.shapes import DatasetKind
     from training.adapters import register_adapter
     from training.config import build_config
     from training.worker import run_training
@@ -41,16 +47,28 @@ def trained(tmp_path_factory):
         data = {
             "mapper": [{"instruction": p, "input": "", "output": MAP_ANSWER} for p in MAP_PROMPTS],
             "planner": [{"instruction": p, "input": "", "output": PLAN_ANSWER} for p in PLAN_PROMPTS],
-            "coder": [{"instruction": f"Code for {c}?", "input": "", "output": f"KEY {i}"} for i, c in enumerate(COLORS)],
+            "coder": [
+                {"instruction": f"Code for {c}?", "input": "", "output": f"KEY {i}"} for i, c in enumerate(COLORS)
+            ],
             "decoder": [{"instruction": f"KEY {i}", "input": "", "output": f} for i, f in enumerate(FRUITS)],
         }
         for name, rows in data.items():
             write_records(f"{name}_sft", rows * 4, DatasetKind.ALPACA, origin="test", registry=registry)
-            config = build_config(adapter_name=name, base_model=str(base), train_dataset=f"{name}_sft",
-                                  max_steps=160, batch_size=4,
-                                  learning_rate=5e-3, lora_r=8 if name == "planner" else 4, lora_alpha=16,
-                                  save_steps=1000, max_seq_length=96, warmup_ratio=0.0, lora_dropout=0.0,
-                                  epochs=None)
+            config = build_config(
+                adapter_name=name,
+                base_model=str(base),
+                train_dataset=f"{name}_sft",
+                max_steps=160,
+                batch_size=4,
+                learning_rate=5e-3,
+                lora_r=8 if name == "planner" else 4,
+                lora_alpha=16,
+                save_steps=1000,
+                max_seq_length=96,
+                warmup_ratio=0.0,
+                lora_dropout=0.0,
+                epochs=None,
+            )
             result = run_training(config, root / "jobs" / name, stop=__import__("threading").Event())
             register_adapter(result, config, registry=registry)
         yield {"base": base, "root": root, "registry": registry, "patch": patch}
@@ -77,8 +95,15 @@ def own_answer(engine, base, name, prompt):
     from training.adapters import get_adapter
 
     record = get_adapter(name)
-    member = Member(adapter=name, version=record.version, role="test", rank=record.lora_r, alpha=record.lora_alpha,
-                    size_bytes=record.size_bytes, target_modules=record.target_modules)
+    member = Member(
+        adapter=name,
+        version=record.version,
+        role="test",
+        rank=record.lora_r,
+        alpha=record.lora_alpha,
+        size_bytes=record.size_bytes,
+        target_modules=record.target_modules,
+    )
     return engine.generate(base, prompt, activation=Activation(members=(member,), scales=(1.0,))).response
 
 
@@ -118,8 +143,9 @@ def test_additive_is_the_exact_weighted_sum_of_deltas_unmerged_merged_and_after_
     from federation.store import load_federation, save_federation
     from services import compose_federation
 
-    federation = compose_federation(retailer_adapter="mapper", task_adapter="planner", method="additive",
-                                    weights=[0.7, 1.3], name="exact sum")
+    federation = compose_federation(
+        retailer_adapter="mapper", task_adapter="planner", method="additive", weights=[0.7, 1.3], name="exact sum"
+    )
     assert federation.rank == 12 and federation.exact
     ids = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 8, 11, 64]])
     expected = hand_patched_logits(trained["base"], federation, ids)
@@ -128,15 +154,17 @@ def test_additive_is_the_exact_weighted_sum_of_deltas_unmerged_merged_and_after_
     unmerged = engine.logits(federation.base, ids, Activation(federation=federation))
     torch.testing.assert_close(unmerged, expected, atol=1e-4, rtol=1e-4)
     merged = federation.model_copy(update={"merged": True})
-    torch.testing.assert_close(engine.logits(merged.base, ids, Activation(federation=merged)), expected,
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        engine.logits(merged.base, ids, Activation(federation=merged)), expected, atol=1e-4, rtol=1e-4
+    )
 
     save_federation(federation)
     reloaded = load_federation(federation.id)
     assert reloaded == federation
     fresh = InferenceEngine()
-    torch.testing.assert_close(fresh.logits(reloaded.base, ids, Activation(federation=reloaded)), expected,
-                               atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        fresh.logits(reloaded.base, ids, Activation(federation=reloaded)), expected, atol=1e-4, rtol=1e-4
+    )
 
 
 def test_named_approximation_is_not_the_sum(trained, engine):
@@ -160,8 +188,12 @@ def test_gated_answers_each_prompt_type_as_its_own_adapter_and_additive_does_not
     additive = compose_federation(retailer_adapter="mapper", task_adapter="planner", method="additive")
     assert gated.router.holdout_accuracy == 1.0
     base = gated.base
-    cases = [(MAP_PROMPTS[1], "mapper"), (MAP_PROMPTS[7], "mapper"), (PLAN_PROMPTS[2], "planner"),
-             (PLAN_PROMPTS[9], "planner")]
+    cases = [
+        (MAP_PROMPTS[1], "mapper"),
+        (MAP_PROMPTS[7], "mapper"),
+        (PLAN_PROMPTS[2], "planner"),
+        (PLAN_PROMPTS[9], "planner"),
+    ]
     additive_agrees = []
     for prompt, owner in cases:
         own = own_answer(engine, base, owner, prompt)
@@ -191,7 +223,9 @@ def test_weighted_gating_mixes_the_members_by_gate_weight(trained, engine):
     top = engine.logits(gated.base, ids, Activation(members=(gated.members[1],), scales=(1.0,)))
     assert not torch.allclose(mixed, top, atol=1e-5)
     # the scales are restored afterwards: the member alone gives the same logits as before the mix
-    torch.testing.assert_close(engine.logits(gated.base, ids, Activation(members=(gated.members[1],), scales=(1.0,))), top)
+    torch.testing.assert_close(
+        engine.logits(gated.base, ids, Activation(members=(gated.members[1],), scales=(1.0,))), top
+    )
 
 
 def test_a_chain_feeds_each_stage_the_previous_output(trained, engine):
@@ -204,8 +238,9 @@ def test_a_chain_feeds_each_stage_the_previous_output(trained, engine):
         assert [s.response for s in result.stages] == [f"KEY {index}", fruit]
         assert result.stages[1].prompt == f"KEY {index}"
         assert result.response == fruit and result.adapters_used == ["coder v1", "decoder v1"]
-    assert own_answer(engine, base, "decoder", f"Code for {COLORS[2]}?") != FRUITS[2], \
+    assert own_answer(engine, base, "decoder", f"Code for {COLORS[2]}?") != FRUITS[2], (
         "the second stage alone must not know the answer: it needs the first stage's output"
+    )
 
 
 def test_streaming_yields_the_answer_and_keeps_load_time_apart(trained, engine):
@@ -280,8 +315,11 @@ def _copy_adapter_with(trained, name: str, change) -> str:
 @pytest.mark.parametrize(
     ("name", "change", "message"),
     [
-        ("other_base", lambda lineage, config: lineage["base_model"].update(fingerprint="0" * 64, id="OtherModel"),
-         "trained on different base models"),
+        (
+            "other_base",
+            lambda lineage, config: lineage["base_model"].update(fingerprint="0" * 64, id="OtherModel"),
+            "trained on different base models",
+        ),
         ("dora", lambda lineage, config: config.update(use_dora=True), "DoRA"),
         ("rslora", lambda lineage, config: config.update(use_rslora=True), "rsLoRA"),
     ],
@@ -328,8 +366,11 @@ def test_ab_comparison_scores_both_on_the_same_prompts(trained, engine):
 
     gated = compose_federation(adapters=["mapper", "planner"], method="gated", name="ab gated")
     mapper_only = compose_federation(adapters=["mapper"], name="ab mapper")
-    records = [{"prompt": MAP_PROMPTS[0], "reference": MAP_ANSWER}, {"prompt": PLAN_PROMPTS[0], "reference": PLAN_ANSWER},
-               {"prompt": "Say hello."}]
+    records = [
+        {"prompt": MAP_PROMPTS[0], "reference": MAP_ANSWER},
+        {"prompt": PLAN_PROMPTS[0], "reference": PLAN_ANSWER},
+        {"prompt": "Say hello."},
+    ]
     a, b = compare_federations(gated, mapper_only, records, engine=engine)
     assert [r.prompt for r in a.rows] == [r.prompt for r in b.rows] == [r["prompt"] for r in records]
     assert a.accuracy == 1.0 and b.accuracy == 0.5
@@ -369,5 +410,9 @@ def test_switching_between_merged_adapters_keeps_every_answer_exact(trained, eng
         engine.logits(gated.base, ids, Activation(members=(mapper, planner), scales=(0.5, 0.5)))
     torch.testing.assert_close(engine.logits(gated.base, ids), plain, atol=1e-5, rtol=1e-5)
     for member in (mapper, planner):
-        torch.testing.assert_close(engine.logits(gated.base, ids, Activation(members=(member,), scales=(1.0,))),
-                                   alone[member.key], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            engine.logits(gated.base, ids, Activation(members=(member,), scales=(1.0,))),
+            alone[member.key],
+            atol=1e-5,
+            rtol=1e-5,
+        )

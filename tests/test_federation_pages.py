@@ -7,14 +7,19 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-
 from tiny_model import DEFAULT_CORPUS, build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
-MAP_PROMPTS = [f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
-               for code in ("sp", "sd", "vid") for retailer in ("Amazon", "Walmart", "Target", "Instacart")]
-PLAN_PROMPTS = [f"Plan a ${budget},000 campaign for {category} on Kroger. Which placements get the budget?"
-                for budget in (5, 10, 20, 40) for category in ("snacks", "beauty", "pets")]
+MAP_PROMPTS = [
+    f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
+    for code in ("sp", "sd", "vid")
+    for retailer in ("Amazon", "Walmart", "Target", "Instacart")
+]
+PLAN_PROMPTS = [
+    f"Plan a ${budget},000 campaign for {category} on Kroger. Which placements get the budget?"
+    for budget in (5, 10, 20, 40)
+    for category in ("snacks", "beauty", "pets")
+]
 CORPUS = DEFAULT_CORPUS + PLAN_PROMPTS + ["Allocate: video 100%."]
 
 
@@ -22,23 +27,36 @@ def train_tiny_adapters(base_model: str, jobs: Path, steps: int = 40) -> None:
     """Train a retailer adapter ('mapper') and a task adapter ('planner') on `base_model` (a folder name in the active
     RMN_LORA_MODELS) into the active registry, through the real library, training worker and adapter registry:
     what the pages list is what training produced."""
-    from services.datasets import write_records
-    from services.shapes import DatasetKind
+    from registry.datasets import write_records
+    from registry.shapes import DatasetKind
     from training.adapters import register_adapter
     from training.config import build_config
     from training.worker import run_training
 
     data = {
-        ("mapper", "retailer"): [{"instruction": p, "input": "", "output": "placement_type: sponsored_product"}
-                                 for p in MAP_PROMPTS],
+        ("mapper", "retailer"): [
+            {"instruction": p, "input": "", "output": "placement_type: sponsored_product"} for p in MAP_PROMPTS
+        ],
         ("planner", "task"): [{"instruction": p, "input": "", "output": "Allocate: video 100%."} for p in PLAN_PROMPTS],
     }
     for (name, kind), rows in data.items():
         write_records(f"{name}_sft", rows * 2, DatasetKind.ALPACA, origin="test")
-        config = build_config(adapter_type=kind, adapter_name=name, base_model=base_model, train_dataset=f"{name}_sft",
-                              max_steps=steps, batch_size=4, learning_rate=5e-3, lora_r=4 if kind == "retailer" else 8,
-                              lora_alpha=16, save_steps=1000, max_seq_length=96, warmup_ratio=0.0, lora_dropout=0.0,
-                              epochs=None)
+        config = build_config(
+            adapter_type=kind,
+            adapter_name=name,
+            base_model=base_model,
+            train_dataset=f"{name}_sft",
+            max_steps=steps,
+            batch_size=4,
+            learning_rate=5e-3,
+            lora_r=4 if kind == "retailer" else 8,
+            lora_alpha=16,
+            save_steps=1000,
+            max_seq_length=96,
+            warmup_ratio=0.0,
+            lora_dropout=0.0,
+            epochs=None,
+        )
         result = run_training(config, jobs / name, stop=threading.Event())
         register_adapter(result, config)
 
@@ -136,8 +154,16 @@ def test_gated_composition_shows_the_stack_router_and_answers_with_gate_weights(
     assert not at.exception, at.exception
     assert at.success and "map and plan" in at.success[0].value
     stack = texts(at)
-    for expected in ("Base model: tiny-llama", "Retailer: mapper v1", "Task: planner v1", "rank=4", "rank=8",
-                     "Federated (Ready)", "gated · routing top", "NOT SAVED"):
+    for expected in (
+        "Base model: tiny-llama",
+        "Retailer: mapper v1",
+        "Task: planner v1",
+        "rank=4",
+        "rank=8",
+        "Federated (Ready)",
+        "gated · routing top",
+        "NOT SAVED",
+    ):
         assert expected in stack, expected
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Router accuracy"].endswith("%")
@@ -213,10 +239,16 @@ def entry(number: int, when: datetime, prompt: str = "", kind: str = "base"):
     from federation.engine import GenerationSettings
     from services.playground import HistoryEntry, RunMetrics, Target
 
-    return HistoryEntry(id=f"e{number}", time=when, target=Target(kind=kind, ref="tiny-llama"),
-                        label=f"tiny-llama ({kind})", prompt=prompt or f"prompt {number}",
-                        settings=GenerationSettings(max_new_tokens=number + 1), response=f"answer {number}",
-                        metrics=RunMetrics(tokens=number, latency_ms=10.0 * number, load_ms=1.0))
+    return HistoryEntry(
+        id=f"e{number}",
+        time=when,
+        target=Target(kind=kind, ref="tiny-llama"),
+        label=f"tiny-llama ({kind})",
+        prompt=prompt or f"prompt {number}",
+        settings=GenerationSettings(max_new_tokens=number + 1),
+        response=f"answer {number}",
+        metrics=RunMetrics(tokens=number, latency_ms=10.0 * number, load_ms=1.0),
+    )
 
 
 def test_history_round_trip_search_and_clear(registry):
@@ -240,8 +272,10 @@ def test_concurrent_appends_from_threads_lose_and_interleave_nothing(registry):
     from services.playground import append_history, list_history
 
     now = datetime.now(UTC)
-    workers = [threading.Thread(target=lambda base=base: [append_history(entry(base + i, now, "x" * 3000))
-                                                          for i in range(25)]) for base in range(0, 200, 25)]
+    workers = [
+        threading.Thread(target=lambda base=base: [append_history(entry(base + i, now, "x" * 3000)) for i in range(25)])
+        for base in range(0, 200, 25)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:

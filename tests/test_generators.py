@@ -5,11 +5,11 @@ from collections import Counter
 
 import pandas as pd
 
-from services import datasets as library
+from registry import datasets as library
+from registry.generators import MAX_EXAMPLES_PER_FIELD, planning_examples, policy_examples, retailer_examples
+from registry.mappings import get_mapping, harmonize
+from registry.raw_sources import load_source
 from services.demo import seed_demo
-from services.generators import MAX_EXAMPLES_PER_FIELD, planning_examples, policy_examples, retailer_examples
-from services.mappings import get_mapping, harmonize
-from services.raw_sources import load_source
 
 SEED_000_NAMES = {"retailer_amazon_sft", "retailer_walmart_sft", "task_planning_sft", "policy_creative_dpo"}
 
@@ -33,7 +33,9 @@ def test_retailer_answers_are_what_the_mapping_computes(registry):
     examples = retailer_examples("Amazon")
     assert len({e["task"] for e in examples}) >= 8
     for example in examples:
-        source, raw = re.match(r"Map field '(.+)' with value '(.*)' from Amazon to RMIS\.", example["instruction"]).groups()
+        source, raw = re.match(
+            r"Map field '(.+)' with value '(.*)' from Amazon to RMIS\.", example["instruction"]
+        ).groups()
         field = by_field[source]
         index = rows.index[rows[source].astype(str) == raw][0]
         assert example["output"] == f"{field.target}: {result.frame.at[index, field.target]}"
@@ -66,12 +68,14 @@ def test_computed_fields_train_on_more_examples_and_the_extra_ones_are_never_hel
 
 
 def test_planning_splits_budget_over_placements_with_positive_uplift(registry):
-    from services.raw_sources import generate_raw_sources
+    from registry.raw_sources import generate_raw_sources
 
     generate_raw_sources(registry)
     priors = load_source("uplift_priors")
     priors["ci_low"] = pd.to_numeric(priors["ci_low"])
-    positive = set(priors.loc[priors["ci_low"] > 0, ["retailer", "category", "placement_type"]].itertuples(index=False, name=None))
+    positive = set(
+        priors.loc[priors["ci_low"] > 0, ["retailer", "category", "placement_type"]].itertuples(index=False, name=None)
+    )
     examples = planning_examples()
     assert len(examples) == priors.groupby(["retailer", "category"]).ngroups * 3
     for example in examples:
@@ -83,7 +87,7 @@ def test_planning_splits_budget_over_placements_with_positive_uplift(registry):
 
 
 def test_policy_pairs_break_exactly_the_rule_they_name(registry):
-    from services.raw_sources import generate_raw_sources
+    from registry.raw_sources import generate_raw_sources
 
     generate_raw_sources(registry)
     retailers = {"Amazon", "Walmart", "Target", "Instacart"}

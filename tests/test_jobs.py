@@ -9,19 +9,36 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_model import build_tiny_model
 
 from services import ConsoleError, upload_dataset
 from services.training import cancel_job, get_job_status, job_manager, list_jobs, submit_training_job
-from tiny_model import build_tiny_model
 from training.adapters import get_adapter
 from training.jobs import JobManager, JobStatus
 
 ROWS = [
-    {"instruction": f"Map field 'adType' with value '{code}' from Amazon to RMIS.", "input": "", "output": f"placement_type: {name}"}
-    for code, name in [("sp", "sponsored_product"), ("sd", "sponsored_display"), ("video", "video"), ("onsite_disp", "onsite_display")]
+    {
+        "instruction": f"Map field 'adType' with value '{code}' from Amazon to RMIS.",
+        "input": "",
+        "output": f"placement_type: {name}",
+    }
+    for code, name in [
+        ("sp", "sponsored_product"),
+        ("sd", "sponsored_display"),
+        ("video", "video"),
+        ("onsite_disp", "onsite_display"),
+    ]
 ] * 4
-FAST = {"max_steps": 6, "batch_size": 4, "lora_r": 4, "lora_alpha": 8, "max_seq_length": 64, "save_steps": 2,
-        "learning_rate": 1e-3, "epochs": None}
+FAST = {
+    "max_steps": 6,
+    "batch_size": 4,
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "max_seq_length": 64,
+    "save_steps": 2,
+    "learning_rate": 1e-3,
+    "epochs": None,
+}
 
 
 @pytest.fixture
@@ -53,8 +70,14 @@ def test_api_job_completes_and_registers_its_adapter(tiny_setup):
 def test_a_library_dataset_with_an_empty_answer_trains_on_the_other_records(tiny_setup, tmp_path):
     """Regression: the browser tour's alpaca upload (one empty output, one duplicate) failed the whole job."""
     registry, base = tiny_setup
-    rows = [{"instruction": f"Write a headline for sponsored product number {i}.", "input": "",
-             "output": f"Headline {i}: fresh and fast."} for i in range(30)]
+    rows = [
+        {
+            "instruction": f"Write a headline for sponsored product number {i}.",
+            "input": "",
+            "output": f"Headline {i}: fresh and fast.",
+        }
+        for i in range(30)
+    ]
     rows += [dict(rows[3]), {"instruction": "Summarise last week's campaign.", "input": "", "output": ""}]
     (tmp_path / "tour_alpaca.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     upload_dataset("tour_alpaca", tmp_path / "tour_alpaca.jsonl")
@@ -70,8 +93,9 @@ def test_a_dataset_with_no_answer_at_all_fails_with_the_reason(tiny_setup, tmp_p
     rows = [{"instruction": f"Summarise campaign {i}.", "input": "", "output": ""} for i in range(4)]
     (tmp_path / "empty.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     upload_dataset("no_answers", tmp_path / "empty.jsonl")
-    job = job_manager().wait(submit_training_job("task", "none", "no_answers", config=FAST, base_model=str(base)),
-                             timeout=300)
+    job = job_manager().wait(
+        submit_training_job("task", "none", "no_answers", config=FAST, base_model=str(base)), timeout=300
+    )
     assert job.status == JobStatus.FAILED
     assert "no records to train on (record 1: the answer is empty" in job.error
 
@@ -98,7 +122,9 @@ def test_bad_submissions_create_no_job(tiny_setup):
 def test_queue_respects_the_limit_and_cancels(tiny_setup):
     registry, base = tiny_setup
     manager = job_manager()
-    long_job = submit_training_job("retailer", "long", "mapping_sft", config={**FAST, "max_steps": 400}, base_model=str(base))
+    long_job = submit_training_job(
+        "retailer", "long", "mapping_sft", config={**FAST, "max_steps": 400}, base_model=str(base)
+    )
     waiting = submit_training_job("retailer", "waiting", "mapping_sft", config=FAST, base_model=str(base))
     deadline = time.time() + 120
     while manager.get(long_job).status != JobStatus.RUNNING and time.time() < deadline:
@@ -131,7 +157,10 @@ def test_killed_process_leaves_an_interrupted_job_that_resumes_from_its_checkpoi
     registry, base = tiny_setup
     worker = subprocess.Popen(
         [sys.executable, "-c", KILLED_WORKER, str(base)],
-        cwd=Path(__file__).parent, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        cwd=Path(__file__).parent,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
     )
     job_id = worker.stdout.readline().strip()
     probe = JobManager.__new__(JobManager)
@@ -163,8 +192,9 @@ def test_held_out_evaluation_is_scored_by_generation(tiny_setup, tmp_path):
     held_out = [{"prompt": r["instruction"], "reference": r["output"]} for r in ROWS[:4]]
     (tmp_path / "held.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
     upload_dataset("mapping_eval", tmp_path / "held.jsonl")
-    job_id = submit_training_job("retailer", "scored", "mapping_sft", config={**FAST, "eval_dataset": "mapping_eval"},
-                                 base_model=str(base))
+    job_id = submit_training_job(
+        "retailer", "scored", "mapping_sft", config={**FAST, "eval_dataset": "mapping_eval"}, base_model=str(base)
+    )
     job = job_manager().wait(job_id, timeout=300)
     assert job.status == JobStatus.COMPLETED, job.error
     metrics = get_adapter("scored").metrics

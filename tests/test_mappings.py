@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import snapshot
 from streamlit.testing.v1 import AppTest
 
-from conftest import snapshot
-from services import mappings, raw_sources
-from services.errors import InvalidMapping, InvalidName, NotFound
+from registry import mappings, raw_sources
+from registry.errors import InvalidMapping, InvalidName, NotFound
 
 ROOT = Path(__file__).resolve().parents[1]
 AMAZON_YAML = (mappings.DEMO_DIR / "amazon.yaml").read_text()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from services import datasets as library
+from registry import datasets as library
 from services import upload_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,9 @@ def test_library_lists_filters_and_validates(two_datasets):
     assert not at.exception
     table = at.dataframe[0].value
     assert set(table["Name"]) == {"alpha_sft", "prefs_dpo"}
-    at.selectbox(key="dataset_kind").select(next(o for o in at.selectbox(key="dataset_kind").options if "DPO" in o)).run()
+    at.selectbox(key="dataset_kind").select(
+        next(o for o in at.selectbox(key="dataset_kind").options if "DPO" in o)
+    ).run()
     assert list(at.dataframe[0].value["Name"]) == ["prefs_dpo"]
     at.selectbox(key="dataset_selected").select("alpha_sft").run()
     at.button(key="validate_dataset").click().run()

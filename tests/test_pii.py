@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from services.pii import SEPARATOR, PiiHit, find_pii, luhn_valid, pii_candidates, scan_pii, text_batch
+from registry.pii import SEPARATOR, PiiHit, find_pii, luhn_valid, pii_candidates, scan_pii, text_batch
 
 
 def kinds(text: str) -> list[str]:
@@ -131,10 +131,32 @@ def test_prefilter_never_drops_a_text_that_holds_pii() -> None:
     """pii_candidates may let extra texts through, but never one where the full scan finds something."""
     rng = random.Random(3)
     pieces = [
-        "call 415-555-0134", "(212) 555 0188", "+49 30 1234567", "card 4111 1111 1111 1111", "5555555555554444",
-        "ip 10.0.0.1", "255.255.255.0", "mail x.y@example.org", "in 2019", "3.5 stars", "12 items", "v1.2.3",
-        "1,234,567", "ordinary words", "Punctuation, here!", "\n\n", "  ", "ünïcode text", "{{name}}", "+5 points",
-        "1.1.1.1", "(555) 123-4567", "4111-1111-1111-1111", "call 1-800-555-0199 now", "v10.2", "2019-2024",
+        "call 415-555-0134",
+        "(212) 555 0188",
+        "+49 30 1234567",
+        "card 4111 1111 1111 1111",
+        "5555555555554444",
+        "ip 10.0.0.1",
+        "255.255.255.0",
+        "mail x.y@example.org",
+        "in 2019",
+        "3.5 stars",
+        "12 items",
+        "v1.2.3",
+        "1,234,567",
+        "ordinary words",
+        "Punctuation, here!",
+        "\n\n",
+        "  ",
+        "ünïcode text",
+        "{{name}}",
+        "+5 points",
+        "1.1.1.1",
+        "(555) 123-4567",
+        "4111-1111-1111-1111",
+        "call 1-800-555-0199 now",
+        "v10.2",
+        "2019-2024",
     ]
     texts = [" ".join(rng.choices(pieces, k=rng.randint(1, 6))) for _ in range(3000)]
     candidates = set(pii_candidates(text_batch(texts)))
@@ -147,9 +169,14 @@ def test_prefilter_clears_ordinary_numbers() -> None:
     """Years, prices, ids, decimals and dates are common in training text; they must not all go to the slow scan."""
     rng = random.Random(5)
     pieces = [
-        "Sales grew 7% in 2019 across stores.", "The price is $45.99 per unit.", "Order 88213 shipped on time.",
-        "Shoppers rated it 3.5 stars.", "It launched on 2024-03-01 nationwide.", "We sold 1,200 units last week.",
-        "Keep the copy short and clear.", "Version 2.1 of the planner adds a forecast.",
+        "Sales grew 7% in 2019 across stores.",
+        "The price is $45.99 per unit.",
+        "Order 88213 shipped on time.",
+        "Shoppers rated it 3.5 stars.",
+        "It launched on 2024-03-01 nationwide.",
+        "We sold 1,200 units last week.",
+        "Keep the copy short and clear.",
+        "Version 2.1 of the planner adds a forecast.",
     ]
     texts = [" ".join(rng.choices(pieces, k=rng.randint(2, 8))) for _ in range(2000)]
     assert len(pii_candidates(text_batch(texts))) < len(texts) / 10

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import snapshot
 from streamlit.testing.v1 import AppTest
 
-from conftest import snapshot
-from services import mappings, raw_sources
-from services.errors import InvalidFile, InvalidName, NotFound
-from services.registry import open_registry
+from registry import mappings, raw_sources
+from registry.errors import InvalidFile, InvalidName, NotFound
+from registry.layout import open_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENT_SOURCES = ("retailer_alpha_events", "retailer_beta_events", "retailer_gamma_events", "retailer_delta_events")

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from tiny_model import build_tiny_model
 
 from services import upload_dataset
 from services.training import job_manager
-from tiny_model import build_tiny_model
 from training.jobs import JobStatus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,8 +19,10 @@ def console_with_tiny_model(registry, tmp_path, monkeypatch):
     models = tmp_path / "models"
     monkeypatch.setenv("RMN_LORA_MODELS", str(models))
     build_tiny_model(models / "tiny-llama")
-    rows = [{"instruction": f"Map field 'adType' with value 'v{i}' from Amazon to RMIS.", "output": f"placement_type: p{i}"}
-            for i in range(12)]
+    rows = [
+        {"instruction": f"Map field 'adType' with value 'v{i}' from Amazon to RMIS.", "output": f"placement_type: p{i}"}
+        for i in range(12)
+    ]
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     upload_dataset("mapping_sft", tmp_path / "m.jsonl")
     return registry

@@ -13,14 +13,20 @@ import pytest
 from tests.tiny_model import build_tiny_model
 
 ALPACA = [
-    {"instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.", "input": "",
-     "output": f"placement_type: {target}"}
+    {
+        "instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.",
+        "input": "",
+        "output": f"placement_type: {target}",
+    }
     for code, target in [("sp", "sponsored_product"), ("sd", "sponsored_display")]
     for retailer in ["Amazon", "Walmart", "Target", "Instacart"]
 ]
 PREFERENCES = [
-    {"prompt": f"Is this {retailer} creative compliant: 'Best price, guaranteed'?",
-     "chosen": "No: 'guaranteed' is an unverified claim.", "rejected": "Yes, it is compliant."}
+    {
+        "prompt": f"Is this {retailer} creative compliant: 'Best price, guaranteed'?",
+        "chosen": "No: 'guaranteed' is an unverified claim.",
+        "rejected": "Yes, it is compliant.",
+    }
     for retailer in ["Amazon", "Walmart", "Target", "Instacart", "Kroger", "Costco"]
 ]
 
@@ -43,8 +49,8 @@ def tiny_base(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def datasets(registry):
-    from services.datasets import write_records
-    from services.shapes import DatasetKind
+    from registry.datasets import write_records
+    from registry.shapes import DatasetKind
 
     write_records("amazon_sft", ALPACA * 2, DatasetKind.ALPACA, origin="test", registry=registry)
     write_records("amazon_eval", ALPACA[:4], DatasetKind.ALPACA, origin="test", registry=registry)
@@ -55,9 +61,20 @@ def datasets(registry):
 def make_config(base: Path, **overrides):
     from training.config import build_config
 
-    values = {"adapter_name": "amazon_schema", "base_model": str(base), "train_dataset": "amazon_sft",
-              "max_steps": 30, "batch_size": 4, "learning_rate": 3e-3, "lora_r": 16, "lora_alpha": 64,
-              "save_steps": 10, "max_seq_length": 128, "warmup_ratio": 0.0, **overrides}
+    values = {
+        "adapter_name": "amazon_schema",
+        "base_model": str(base),
+        "train_dataset": "amazon_sft",
+        "max_steps": 30,
+        "batch_size": 4,
+        "learning_rate": 3e-3,
+        "lora_r": 16,
+        "lora_alpha": 64,
+        "save_steps": 10,
+        "max_seq_length": 128,
+        "warmup_ratio": 0.0,
+        **overrides,
+    }
     return build_config(**values)
 
 
@@ -113,14 +130,22 @@ def test_sft_job_trains_saves_a_reloadable_adapter_and_registers_it(tiny_base, d
 
     record = adapters.register_adapter(result, config, job_id="job-1")
     assert (record.name, record.version) == ("amazon_schema", 1)
-    assert record.base_model["fingerprint"] == result.base_model.fingerprint and record.base_model["path"] == str(tiny_base)
-    assert record.dataset["name"] == "amazon_sft" and record.dataset["version"] == 1 and len(record.dataset["content_hash"]) == 64
+    assert record.base_model["fingerprint"] == result.base_model.fingerprint and record.base_model["path"] == str(
+        tiny_base
+    )
+    assert (
+        record.dataset["name"] == "amazon_sft"
+        and record.dataset["version"] == 1
+        and len(record.dataset["content_hash"]) == 64
+    )
     assert record.config["lora_r"] == 16 and "train_loss" in record.metrics and record.size_bytes > 0
     assert adapters.register_adapter(result, config).version == 2
     assert [a.version for a in adapters.list_adapters()] == [2]
     assert adapters.get_adapter("amazon_schema", 1).job_id == "job-1"
     with zipfile.ZipFile(io.BytesIO(adapters.adapter_archive("amazon_schema", 1))) as archive:
-        assert {"amazon_schema-v1/adapter_model.safetensors", "amazon_schema-v1/lineage.json"} <= set(archive.namelist())
+        assert {"amazon_schema-v1/adapter_model.safetensors", "amazon_schema-v1/lineage.json"} <= set(
+            archive.namelist()
+        )
     adapters.delete_adapter("amazon_schema", 2)
     assert adapters.get_adapter("amazon_schema").version == 1
     adapters.delete_adapter("amazon_schema")
@@ -130,8 +155,9 @@ def test_sft_job_trains_saves_a_reloadable_adapter_and_registers_it(tiny_base, d
 def test_dpo_job_completes(tiny_base, datasets, tmp_path):
     from training.worker import run_training
 
-    config = make_config(tiny_base, adapter_name="policy", objective="dpo", train_dataset="policy_dpo", max_steps=12,
-                         learning_rate=5e-3)
+    config = make_config(
+        tiny_base, adapter_name="policy", objective="dpo", train_dataset="policy_dpo", max_steps=12, learning_rate=5e-3
+    )
     result = run_training(config, tmp_path / "job", stop=threading.Event())
     assert result.status == "completed" and result.steps == 12
     assert (result.adapter_path / "adapter_model.safetensors").is_file()
@@ -210,13 +236,14 @@ class StopAfterSteps(threading.Event):
 
 
 def test_resume_continues_from_the_checkpoint(tiny_base, datasets, tmp_path):
-    from training.worker import latest_checkpoint, run_training
+    from training.job_folder import JobFolder
+    from training.worker import run_training
 
     job_dir = tmp_path / "job"
     config = make_config(tiny_base, max_steps=20, save_steps=4)
     first = run_training(config, job_dir, stop=StopAfterSteps(7))
     assert first.status == "cancelled" and first.steps == 7
-    assert latest_checkpoint(job_dir).name == "checkpoint-7"
+    assert JobFolder(job_dir).latest_checkpoint().name == "checkpoint-7"
 
     resumed = run_training(config, job_dir, stop=threading.Event(), resume=True)
     assert resumed.status == "completed" and resumed.steps == 20
@@ -228,8 +255,9 @@ def test_resume_continues_from_the_checkpoint(tiny_base, datasets, tmp_path):
 def test_loraplus_trains_the_b_matrices_at_ratio_times_the_rate(tiny_base, datasets, tmp_path):
     from training.worker import build_trainer, preflight
 
-    trainer, _ = build_trainer(preflight(make_config(tiny_base, loraplus_lr_ratio=16, max_steps=3,
-                                                       scheduler="constant")), tmp_path / "job")
+    trainer, _ = build_trainer(
+        preflight(make_config(tiny_base, loraplus_lr_ratio=16, max_steps=3, scheduler="constant")), tmp_path / "job"
+    )
     trainer.train()
     names = {id(param): name for name, param in trainer.model.named_parameters()}
     rates: dict[str, set[float]] = {"lora_A": set(), "lora_B": set()}
@@ -246,8 +274,15 @@ def test_a_resumed_loraplus_job_ends_where_an_uninterrupted_one_does(tiny_base, 
 
     from training.worker import run_training
 
-    config = make_config(tiny_base, loraplus_lr_ratio=16, max_steps=8, save_steps=100, lora_dropout=0.0,
-                         precision="fp32", scheduler="cosine")
+    config = make_config(
+        tiny_base,
+        loraplus_lr_ratio=16,
+        max_steps=8,
+        save_steps=100,
+        lora_dropout=0.0,
+        precision="fp32",
+        scheduler="cosine",
+    )
     whole = run_training(config, tmp_path / "whole", stop=threading.Event())
     first = run_training(config, tmp_path / "split", stop=StopAfterSteps(4))
     assert first.status == "cancelled" and first.steps == 4
@@ -260,8 +295,9 @@ def test_a_resumed_loraplus_job_ends_where_an_uninterrupted_one_does(tiny_base, 
         assert (got[name] - tensor).abs().max().item() < 1e-5, name
 
 
-def test_the_lm_head_projects_only_answer_positions_and_gives_the_models_own_loss(tiny_base, datasets, tmp_path,
-                                                                                   monkeypatch):
+def test_the_lm_head_projects_only_answer_positions_and_gives_the_models_own_loss(
+    tiny_base, datasets, tmp_path, monkeypatch
+):
     import torch
     import trl.trainer.utils as trl_utils
 
@@ -271,8 +307,11 @@ def test_the_lm_head_projects_only_answer_positions_and_gives_the_models_own_los
     batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
     projected = []
     apply = trl_utils._ChunkedLogProbFunction.apply
-    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply",
-                        lambda hidden, *rest: projected.append(hidden.shape[0]) or apply(hidden, *rest))
+    monkeypatch.setattr(
+        trl_utils._ChunkedLogProbFunction,
+        "apply",
+        lambda hidden, *rest: projected.append(hidden.shape[0]) or apply(hidden, *rest),
+    )
     with torch.no_grad():
         fused = trainer.compute_loss(trainer.model, dict(batch))
         reference = trainer.model(**batch).loss
@@ -302,7 +341,7 @@ def test_sft_labels_cover_only_the_answer(tiny_base, datasets, tmp_path):
         trained = [i for i, label in enumerate(labels) if label != -100]
         assert trained and trained == list(range(trained[0], len(ids)))  # one contiguous span at the end
         assert [ids[i] for i in trained] == [labels[i] for i in trained]
-        prompt, answer = tokenizer.decode(ids[: trained[0]]), tokenizer.decode(ids[trained[0]:])
+        prompt, answer = tokenizer.decode(ids[: trained[0]]), tokenizer.decode(ids[trained[0] :])
         assert prompt.startswith("<|im_start|>user\nMap field") and prompt.endswith("<|im_start|>assistant\n")
         assert answer.startswith("placement_type: sponsored_") and answer.endswith("<|im_end|>\n")
 
@@ -321,7 +360,9 @@ def test_a_default_system_prompt_is_not_trained_on(tiny_base, datasets, tmp_path
     tokenizer.chat_template = CHATML.replace(
         "{% for message in messages %}",
         "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-        "{{ '<|im_start|>system\nYou are a helpful assistant for retail media.<|im_end|>\n' }}{% endif %}", 1)
+        "{{ '<|im_start|>system\nYou are a helpful assistant for retail media.<|im_end|>\n' }}{% endif %}",
+        1,
+    )
     tokenizer.save_pretrained(chatty)
     assert injects_default_system_prompt(AutoTokenizer.from_pretrained(chatty))
     assert not injects_default_system_prompt(load_tokenizer(chatty))
@@ -330,22 +371,30 @@ def test_a_default_system_prompt_is_not_trained_on(tiny_base, datasets, tmp_path
     trainer, loaded = build_trainer(preflight(make_config(chatty)), tmp_path / "job")
     text = loaded.decode(trainer.train_dataset[0]["input_ids"])
     assert text.startswith("<|im_start|>system\n<|im_end|>\n<|im_start|>user\nMap field") and "helpful" not in text
-    rendered = loaded.apply_chat_template([{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True)
+    rendered = loaded.apply_chat_template(
+        [{"role": "user", "content": "q"}], tokenize=False, add_generation_prompt=True
+    )
     assert rendered == "<|im_start|>system\n<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"
     plain, _ = build_trainer(preflight(make_config(tiny_base)), tmp_path / "plain")
     assert plain.processing_class.chat_template == CHATML  # a template without a default prompt is left as is
 
 
 def test_records_with_nothing_to_learn_are_skipped_and_malformed_ones_refused():
-    from services.errors import InvalidFile
-    from services.shapes import DatasetKind
+    from registry.errors import InvalidFile
+    from registry.shapes import DatasetKind
     from training.formatting import format_records
 
-    records = [{"instruction": "a", "input": "", "output": "x"}, {"instruction": "b", "input": "", "output": " "},
-               {"instruction": "c", "input": "", "output": "y"}]
+    records = [
+        {"instruction": "a", "input": "", "output": "x"},
+        {"instruction": "b", "input": "", "output": " "},
+        {"instruction": "c", "input": "", "output": "y"},
+    ]
     formatted = format_records(records, DatasetKind.ALPACA, "sft")
     assert len(formatted.examples) == 2 and formatted.skipped == [2]
-    pairs = [{"prompt": "p", "chosen": "same", "rejected": "same"}, {"prompt": "p", "chosen": "good", "rejected": "bad"}]
+    pairs = [
+        {"prompt": "p", "chosen": "same", "rejected": "same"},
+        {"prompt": "p", "chosen": "good", "rejected": "bad"},
+    ]
     assert format_records(pairs, DatasetKind.DPO, "dpo").skipped == [1]
     with pytest.raises(InvalidFile, match=r"no records to train on \(record 1: the answer is empty"):
         format_records(records[1:2], DatasetKind.ALPACA, "sft")
@@ -355,21 +404,39 @@ def test_records_with_nothing_to_learn_are_skipped_and_malformed_ones_refused():
 
 
 def test_every_sft_shape_becomes_a_conversational_prompt_completion():
-    from services.shapes import DatasetKind
+    from registry.shapes import DatasetKind
     from training.formatting import dpo_example, sft_example
 
-    alpaca = sft_example({"instruction": "Map it", "input": "adType=sp", "output": "placement_type: x"}, DatasetKind.ALPACA)
-    assert alpaca == {"prompt": [{"role": "user", "content": "Map it\n\nadType=sp"}],
-                      "completion": [{"role": "assistant", "content": "placement_type: x"}]}
-    chat = sft_example({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q1"},
-                                     {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"},
-                                     {"role": "assistant", "content": "a2"}]}, DatasetKind.CHAT)
-    assert [m["content"] for m in chat["prompt"]] == ["s", "q1", "a1", "q2"] and chat["completion"][0]["content"] == "a2"
+    alpaca = sft_example(
+        {"instruction": "Map it", "input": "adType=sp", "output": "placement_type: x"}, DatasetKind.ALPACA
+    )
+    assert alpaca == {
+        "prompt": [{"role": "user", "content": "Map it\n\nadType=sp"}],
+        "completion": [{"role": "assistant", "content": "placement_type: x"}],
+    }
+    chat = sft_example(
+        {
+            "messages": [
+                {"role": "system", "content": "s"},
+                {"role": "user", "content": "q1"},
+                {"role": "assistant", "content": "a1"},
+                {"role": "user", "content": "q2"},
+                {"role": "assistant", "content": "a2"},
+            ]
+        },
+        DatasetKind.CHAT,
+    )
+    assert [m["content"] for m in chat["prompt"]] == ["s", "q1", "a1", "q2"] and chat["completion"][0][
+        "content"
+    ] == "a2"
     evaluation = sft_example({"prompt": "p", "reference": "r"}, DatasetKind.EVALUATION)
     assert evaluation["completion"] == [{"role": "assistant", "content": "r"}]
     pair = dpo_example({"prompt": "p", "chosen": "good", "rejected": "bad"})
-    assert pair == {"prompt": [{"role": "user", "content": "p"}], "chosen": [{"role": "assistant", "content": "good"}],
-                    "rejected": [{"role": "assistant", "content": "bad"}]}
+    assert pair == {
+        "prompt": [{"role": "user", "content": "p"}],
+        "chosen": [{"role": "assistant", "content": "good"}],
+        "rejected": [{"role": "assistant", "content": "bad"}],
+    }
 
 
 BAD_CONFIGS = [
@@ -405,7 +472,7 @@ def test_impossible_configs_are_refused_with_a_clear_message(change, message):
 
 
 def test_model_and_data_mismatches_are_refused_before_loading(tiny_base, datasets, tmp_path):
-    from services.errors import ConsoleError, InvalidFile
+    from registry.errors import ConsoleError, InvalidFile
     from training.base_models import BaseModelError, resolve_base_model
     from training.worker import TrainingRefused, preflight
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from services import rmis, transforms
-from services.transforms import TransformError, apply, validate_params
+from registry import rmis, transforms
+from registry.transforms import TransformError, apply, validate_params
 
 
 def run(name: str, source_value, **params):

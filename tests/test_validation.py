@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from services.errors import InvalidFile
-from services.shapes import DatasetKind
-from services import validation
-from services.readers import line_ranges
-from services.validation import QualityReport, quality_band, validate_file
+from registry import validation
+from registry.errors import InvalidFile
+from registry.readers import line_ranges
+from registry.shapes import DatasetKind
+from registry.validation import QualityReport, quality_band, validate_file
 
 WORDS = (
     "retail media campaign budget shopper audience placement creative weekly sales report brand product "
@@ -29,7 +29,9 @@ def clean_records(n: int, seed: int = 1) -> list[dict[str, Any]]:
     for index in range(n):
         topic = " ".join(rng.sample(WORDS, 3))
         answer = " ".join(rng.choices(WORDS, k=rng.randint(25, 40)))
-        records.append({"instruction": f"Explain {topic} for team {index}.", "input": "", "output": answer.capitalize() + "."})
+        records.append(
+            {"instruction": f"Explain {topic} for team {index}.", "input": "", "output": answer.capitalize() + "."}
+        )
     return records
 
 
@@ -58,13 +60,18 @@ def check_lines(report: QualityReport, check: str) -> list[int]:
         ("identity.json", DatasetKind.ALPACA, 91, 85),
     ],
 )
-def test_peer_data_kind_and_sensible_report(peer_data: Path, name: str, kind: DatasetKind, rows: int, lowest: int) -> None:
+def test_peer_data_kind_and_sensible_report(
+    peer_data: Path, name: str, kind: DatasetKind, rows: int, lowest: int
+) -> None:
     report = validate_file(peer_data / name)
     assert report.kind is kind
     assert report.rows == report.valid_rows == rows
     assert lowest <= report.quality_score <= 100
     assert report.check("json").count == report.check("required").count == report.check("types").count == 0
-    assert report.tokens is not None and report.tokens.min <= report.tokens.median <= report.tokens.p95 <= report.tokens.max
+    assert (
+        report.tokens is not None
+        and report.tokens.min <= report.tokens.median <= report.tokens.p95 <= report.tokens.max
+    )
 
 
 def test_identity_placeholders_are_a_warning(peer_data: Path) -> None:
@@ -127,7 +134,12 @@ def test_wrong_type_output_object(tmp_path: Path) -> None:
 def test_chat_types_and_empty_turns(tmp_path: Path) -> None:
     turn = lambda role, text: {"role": role, "content": text}  # noqa: E731
     records: list[Any] = [
-        {"messages": [turn("user", f"Question {i} about {WORDS[i]}?"), turn("assistant", f"Answer {i}: {WORDS[-i]} grows.")]}
+        {
+            "messages": [
+                turn("user", f"Question {i} about {WORDS[i]}?"),
+                turn("assistant", f"Answer {i}: {WORDS[-i]} grows."),
+            ]
+        }
         for i in range(1, 11)
     ]
     records[1] = {"messages": "not a list"}
@@ -192,7 +204,9 @@ def test_free_text_task_field_is_not_a_class_label(tmp_path: Path) -> None:
 
 
 def test_list_labels_are_counted_by_their_json(tmp_path: Path) -> None:
-    records = [{**record, "label": ["a", "b"] if index % 2 else ["c"]} for index, record in enumerate(clean_records(10))]
+    records = [
+        {**record, "label": ["a", "b"] if index % 2 else ["c"]} for index, record in enumerate(clean_records(10))
+    ]
     report = validate_file(write_jsonl(tmp_path, records))
     assert report.label_distribution == {'["a","b"]': 5, '["c"]': 5}
 
@@ -214,7 +228,11 @@ def test_each_pii_kind_with_line_numbers(tmp_path: Path) -> None:
 
 def test_dpo_chosen_equals_rejected(tmp_path: Path) -> None:
     records = [
-        {"prompt": f"Pick a slogan for {word}.", "chosen": f"{word.title()} for everyone.", "rejected": f"Buy {word} now."}
+        {
+            "prompt": f"Pick a slogan for {word}.",
+            "chosen": f"{word.title()} for everyone.",
+            "rejected": f"Buy {word} now.",
+        }
         for word in WORDS[:12]
     ]
     records[4]["rejected"] = records[4]["chosen"]
@@ -249,7 +267,9 @@ def test_csv_line_numbers(tmp_path: Path) -> None:
 
 
 def test_evaluation_kind(tmp_path: Path) -> None:
-    records = [{"prompt": f"Map adType value {word} to RMIS.", "reference": f"placement_type: {word}"} for word in WORDS[:10]]
+    records = [
+        {"prompt": f"Map adType value {word} to RMIS.", "reference": f"placement_type: {word}"} for word in WORDS[:10]
+    ]
     report = validate_file(write_jsonl(tmp_path, records))
     assert report.kind is DatasetKind.EVALUATION and report.valid_rows == 10 and report.issue_count == 0
 
@@ -280,7 +300,9 @@ def test_separator_character_inside_a_text(tmp_path: Path) -> None:
 
 def messy_records(n: int) -> list[Any]:
     """Labelled clean records with a finding of every kind twice, a quarter and three quarters into the file."""
-    records: list[Any] = [{**r, "category": ("qa", "summary", "brainstorm")[i % 3]} for i, r in enumerate(clean_records(n))]
+    records: list[Any] = [
+        {**r, "category": ("qa", "summary", "brainstorm")[i % 3]} for i, r in enumerate(clean_records(n))
+    ]
     for at in (n // 4, 3 * n // 4):
         records[at] = "{broken"
         records[at + 1] = ""
@@ -354,7 +376,16 @@ def test_when_a_worker_dies_the_file_is_scanned_in_process(tmp_path: Path, monke
 
 @pytest.mark.parametrize(
     ("score", "band"),
-    [(100, "Excellent"), (95, "Excellent"), (94, "Good"), (90, "Good"), (89, "Fair"), (85, "Fair"), (84, "Poor"), (0, "Poor")],
+    [
+        (100, "Excellent"),
+        (95, "Excellent"),
+        (94, "Good"),
+        (90, "Good"),
+        (89, "Fair"),
+        (85, "Fair"),
+        (84, "Poor"),
+        (0, "Poor"),
+    ],
 )
 def test_band_boundaries(score: int, band: str) -> None:
     assert quality_band(score)[0] == band

@@ -49,8 +49,9 @@ def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 320):
     )
 
 
-def build_tiny_model(folder: Path, *, hidden_size: int = 48, layers: int = 2, seed: int = 0,
-                     corpus: list[str] | None = None) -> Path:
+def build_tiny_model(
+    folder: Path, *, hidden_size: int = 48, layers: int = 2, seed: int = 0, corpus: list[str] | None = None
+) -> Path:
     """Save a tiny Llama + tokenizer to `folder` (safetensors) and return the folder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

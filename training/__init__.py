@@ -1,0 +1,12 @@
+"""The training engine: LoRA / QLoRA adapters trained in-process with PEFT and TRL.
+
+config          the job config (one pydantic model) and presets
+base_models     the embedded model and local model folders
+formatting      registry datasets turned into chat-template text for the trainer
+worker          one job through TRL (heavy: imports torch, transformers, trl)
+jobs            the queue, worker threads and job state on disk
+adapters        the adapter registry (PEFT folders with their lineage)
+evaluation      the held-out scoring rules
+
+It imports `registry` only, never `services` or streamlit.
+"""

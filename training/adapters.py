@@ -17,12 +17,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from services.errors import ConsoleError, NotFound
-from services.registry import Registry, open_registry
-from services.storage import atomic_write_json, load_json_cached, locked, validate_name
+from registry.errors import ConsoleError, NotFound
+from registry.layout import Registry, open_registry
+from registry.storage import atomic_write_json, load_json_cached, locked, validate_name
 from training.base_models import BaseModelInfo
 from training.config import JobConfig
-from training.worker import TrainingResult
+from training.job_folder import TrainingResult
 
 LINEAGE = "lineage.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -94,9 +94,15 @@ def register_adapter(
                 eval_dataset=result.eval_dataset,
                 config=config.model_dump(mode="json"),
                 metrics={**result.metrics, "tokens_per_second": result.tokens_per_second},
-                training={"steps": result.steps, "epoch": result.epoch, "tokens": result.tokens,
-                          "train_seconds": result.train_seconds, "device": result.device,
-                          "precision": result.precision, "libraries": _library_versions()},
+                training={
+                    "steps": result.steps,
+                    "epoch": result.epoch,
+                    "tokens": result.tokens,
+                    "train_seconds": result.train_seconds,
+                    "device": result.device,
+                    "precision": result.precision,
+                    "libraries": _library_versions(),
+                },
                 size_bytes=_folder_size(staging),
                 lora_r=config.lora_r,
                 lora_alpha=config.lora_alpha,

@@ -16,16 +16,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from services.errors import ConsoleError
-from services.settings import Settings, get_settings
+from registry.errors import ConsoleError
+from registry.settings import Settings, get_settings
 from training.embedded_model import MODEL_NAME, embedded_model_dir, prepare_embedded_model
 
 Source = Literal["embedded", "local", "hub"]
 EMBEDDED_ALIASES = {MODEL_NAME.lower(), f"huggingfacetb/{MODEL_NAME.lower()}", "embedded", "default"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-_SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64", "U8": "uint8",
-                       "I8": "int8", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
+_SAFETENSORS_DTYPES = {
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F64": "float64",
+    "U8": "uint8",
+    "I8": "int8",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+}
 
 
 class BaseModelError(ConsoleError):
@@ -62,8 +70,10 @@ def resolve_base_model(ref: str | None, settings: Settings | None = None) -> Bas
     if _HUB_ID.match(text) and "/" not in text and named.is_dir():
         return describe_folder(named.resolve(), text, "local")
     if text.startswith((".", "/", "~")) or "\\" in text or path.exists():
-        raise BaseModelError(f"Base model folder {text!r} does not exist or is not a folder. Give a folder that holds "
-                             "config.json and *.safetensors weights.")
+        raise BaseModelError(
+            f"Base model folder {text!r} does not exist or is not a folder. Give a folder that holds "
+            "config.json and *.safetensors weights."
+        )
     if not _HUB_ID.match(text):
         raise BaseModelError(f"{text!r} is neither a local folder nor a Hugging Face model id like 'org/model'.")
     return describe_folder(_cached_snapshot(text), text, "hub")
@@ -209,8 +219,18 @@ def list_base_models(settings: Settings | None = None) -> list[BaseModelInfo]:
         models.append(describe_folder(embedded, MODEL_NAME, "embedded"))
     except BaseModelError:
         models.append(
-            BaseModelInfo(id=MODEL_NAME, path=embedded, architecture="LlamaForCausalLM", model_type="llama",
-                          parameters=0, size_bytes=0, dtype="float32", fingerprint="", source="embedded", ready=False)
+            BaseModelInfo(
+                id=MODEL_NAME,
+                path=embedded,
+                architecture="LlamaForCausalLM",
+                model_type="llama",
+                parameters=0,
+                size_bytes=0,
+                dtype="float32",
+                fingerprint="",
+                source="embedded",
+                ready=False,
+            )
         )
     if settings.models_dir.is_dir():
         for folder in sorted(settings.models_dir.iterdir()):
@@ -250,4 +270,3 @@ def suggested_target_modules(info: BaseModelInfo) -> list[str]:
     """Short names of the adaptable layers (lm_head excluded), for the form's multiselect and error messages."""
     output = {"lm_head", "embed_out", "output"}
     return sorted({name.rsplit(".", 1)[-1] for name in linear_module_names(info)} - output)
-

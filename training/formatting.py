@@ -15,12 +15,12 @@ from typing import Any, Literal
 
 import orjson
 
-from services.datasets import dataset_file, get_dataset, preview_file
-from services.errors import InvalidFile, InvalidName, NotFound
-from services.readers import detect_format, read_strict
-from services.settings import get_settings
-from services.shapes import DatasetKind, ShapeError, to_canonical
-from services.storage import validate_name
+from registry.datasets import dataset_file, get_dataset, preview_file
+from registry.errors import InvalidFile, InvalidName, NotFound
+from registry.readers import detect_format, read_strict
+from registry.settings import get_settings
+from registry.shapes import DatasetKind, ShapeError, to_canonical
+from registry.storage import validate_name
 
 Objective = Literal["sft", "dpo"]
 Message = dict[str, str]
@@ -52,21 +52,30 @@ class DatasetSource:
     rows: int
 
     def lineage(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind.value, "origin": self.origin, "version": self.version,
-                "content_hash": self.content_hash, "rows": self.rows,
-                **({"path": str(self.path)} if self.origin == "file" else {})}
+        return {
+            "name": self.name,
+            "kind": self.kind.value,
+            "origin": self.origin,
+            "version": self.version,
+            "content_hash": self.content_hash,
+            "rows": self.rows,
+            **({"path": str(self.path)} if self.origin == "file" else {}),
+        }
 
 
 def resolve_dataset(ref: str) -> DatasetSource:
     """A library dataset by name, else a JSONL/JSON/CSV file by path; the hash is over canonical records either way."""
     if _is_library_name(ref):
         record = get_dataset(ref)
-        return DatasetSource(ref, record.kind, dataset_file(ref), "library", record.version, record.content_hash,
-                             record.rows)
+        return DatasetSource(
+            ref, record.kind, dataset_file(ref), "library", record.version, record.content_hash, record.rows
+        )
     path = Path(ref).expanduser()
     if not path.is_file():
-        raise NotFound(f"No dataset named {ref!r} in the library and no file at that path. "
-                       "Import it on the Dataset Library page or give the path of a JSONL/JSON/CSV file.")
+        raise NotFound(
+            f"No dataset named {ref!r} in the library and no file at that path. "
+            "Import it on the Dataset Library page or give the path of a JSONL/JSON/CSV file."
+        )
     kind = preview_file(path).detection.kind
     digest = hashlib.sha256()
     rows = 0
@@ -143,9 +152,11 @@ def sft_example(record: dict[str, Any], kind: DatasetKind) -> dict[str, list[Mes
 def dpo_example(record: dict[str, Any]) -> dict[str, list[Message]]:
     """One canonical preference pair as conversational prompt/chosen/rejected."""
     prompt = record["prompt"]
-    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [
-        {"role": m["role"], "content": m["content"]} for m in prompt
-    ]
+    messages = (
+        [{"role": "user", "content": prompt}]
+        if isinstance(prompt, str)
+        else [{"role": m["role"], "content": m["content"]} for m in prompt]
+    )
     if not messages or not messages[-1]["content"].strip():
         raise ShapeError("the prompt is empty.")
     chosen, rejected = _answer(record["chosen"], "chosen"), _answer(record["rejected"], "rejected")

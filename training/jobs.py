@@ -1,13 +1,11 @@
 """The job manager: a queue with a concurrency limit, worker threads, and job state on disk.
 
-Each job is a folder `jobs/<id>/` with `state.json` (written only at state changes), `metrics.jsonl`
-and `train.log` (appended by the worker), `checkpoints/` and `adapter/`. Live progress is read from
+Each job is a folder `jobs/<id>/` (its files are `training.job_folder`'s). Live progress is read from
 the metrics file, so any process can show it and a restart loses nothing. A running worker holds
 `.locks/job-<id>.lock`; a job whose state says running but whose lock is free lost its process and
 becomes interrupted, resumable from its last checkpoint.
 """
 
-import json
 import threading
 import traceback
 import uuid
@@ -20,10 +18,11 @@ from typing import Any
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, Field
 
-from services.errors import ConsoleError, NotFound
-from services.registry import Registry
-from services.storage import append_line, atomic_write_json, bump_generation, generation, locked, read_json
+from registry.errors import ConsoleError, NotFound
+from registry.layout import Registry
+from registry.storage import atomic_write_json, bump_generation, generation, locked, read_json
 from training.config import JobConfig
+from training.job_folder import JobFolder
 
 
 class JobStatus(StrEnum):
@@ -108,7 +107,7 @@ class JobManager:
 
         preflight(config)
         job = JobState(id=new_job_id(), config=config, created=datetime.now(UTC), restarted_from=restarted_from)
-        self._job_dir(job.id).mkdir(parents=True)
+        self.job_dir(job.id).mkdir(parents=True)
         self._save(job)
         self._log(job.id, f"queued: {config.adapter_name} ({config.objective}, {config.quantization})")
         with self._cond:
@@ -171,7 +170,7 @@ class JobManager:
 
     # ---- reading -------------------------------------------------------------------------------
     def get(self, job_id: str) -> JobState:
-        path = self._job_dir(job_id) / "state.json"
+        path = self.folder(job_id).state
         if not path.is_file():
             raise NotFound(f"No training job {job_id!r}.")
         return JobState.model_validate(read_json(path))
@@ -183,7 +182,7 @@ class JobManager:
             return self._list_cache[1]
         jobs = []
         for folder in self.registry.jobs.iterdir():
-            state = folder / "state.json"
+            state = JobFolder(folder).state
             if state.is_file():
                 jobs.append(JobState.model_validate(read_json(state)))
         jobs.sort(key=lambda j: j.created, reverse=True)
@@ -198,38 +197,27 @@ class JobManager:
         return JobProgress.model_validate(merged)
 
     def metrics(self, job_id: str, tail: int | None = None) -> list[dict[str, Any]]:
-        path = self._job_dir(job_id) / "metrics.jsonl"
-        if not path.exists():
-            return []
-        rows = []
-        for line in path.read_text(encoding="utf-8").splitlines()[-tail if tail else None :]:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return rows
+        return self.folder(job_id).metrics(tail)
 
     def log_text(self, job_id: str) -> str:
-        path = self._job_dir(job_id) / "train.log"
-        return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        return self.folder(job_id).log_text()
 
     def latest_checkpoint(self, job_id: str) -> Path | None:
-        from training.worker import latest_checkpoint
-
-        return latest_checkpoint(self._job_dir(job_id))
+        return self.folder(job_id).latest_checkpoint()
 
     def job_dir(self, job_id: str) -> Path:
-        return self._job_dir(job_id)
+        return self.folder(job_id).path
 
-    # ---- internals -----------------------------------------------------------------------------
-    def _job_dir(self, job_id: str) -> Path:
+    def folder(self, job_id: str) -> JobFolder:
         if "/" in job_id or ".." in job_id or not job_id.startswith("job_"):
             raise NotFound(f"No training job {job_id!r}.")
-        return self.registry.jobs / job_id
+        return JobFolder(self.registry.jobs / job_id)
+
+    # ---- internals -----------------------------------------------------------------------------
 
     def _save(self, job: JobState) -> None:
         with locked(self.registry.locks, "jobs"):
-            atomic_write_json(self._job_dir(job.id) / "state.json", job.model_dump(mode="json"))
+            atomic_write_json(self.folder(job.id).state, job.model_dump(mode="json"))
             bump_generation(self.registry.jobs)
         with self._cond:
             self._cond.notify_all()
@@ -240,7 +228,7 @@ class JobManager:
         return job
 
     def _log(self, job_id: str, message: str) -> None:
-        append_line(self._job_dir(job_id) / "train.log", f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {message}")
+        self.folder(job_id).log(message)
 
     def _job_lock(self, job_id: str) -> FileLock:
         return FileLock(self.registry.locks / f"job-{job_id}.lock", thread_local=False)
@@ -299,9 +287,11 @@ class JobManager:
         from training.adapters import register_adapter
         from training.worker import run_training
 
-        result = run_training(job.config, self._job_dir(job.id), stop=self._stops[job.id], resume=job.resume)
+        result = run_training(job.config, self.job_dir(job.id), stop=self._stops[job.id], resume=job.resume)
         if result.status == "cancelled":
-            self._transition(job.id, status=JobStatus.CANCELLED, finished=datetime.now(UTC), final_metrics=result.metrics)
+            self._transition(
+                job.id, status=JobStatus.CANCELLED, finished=datetime.now(UTC), final_metrics=result.metrics
+            )
             self._log(job.id, f"cancelled at step {result.steps}")
             return
         adapter = register_adapter(result, job.config, registry=self.registry, job_id=job.id)

@@ -2,11 +2,8 @@
 
 `run_training` is called from a queue thread. It never imports streamlit and talks to the console only
 through files in the job folder, which other threads may read while it runs:
-- metrics.jsonl  one JSON object per logging step (appended in one write and fsynced),
-- train.log      a human-readable log,
-- checkpoints/   resumable Trainer checkpoints (the last 2),
-- adapter/       the finished adapter in PEFT layout (adapter_config.json + adapter_model.safetensors),
-- result.json    the TrainingResult.
+metrics.jsonl, train.log, checkpoints/ (the last 2), adapter/ and result.json (`training.job_folder` owns
+their names and formats).
 Cancellation is cooperative: setting `stop` ends training after the current optimizer step and saves a
 checkpoint there, so the job can be resumed later.
 """
@@ -24,19 +21,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel
 from transformers import TrainerCallback
 
-from services.errors import ConsoleError
-from services.shapes import DatasetKind
-from services.storage import append_line, atomic_write_json, atomic_write_text
+from registry.errors import ConsoleError
+from registry.shapes import DatasetKind
+from registry.storage import atomic_write_text
 from training.base_models import BaseModelInfo, resolve_base_model, suggested_target_modules, unknown_target_modules
 from training.config import JobConfig
 from training.formatting import DatasetSource, build_dataset, check_fits, iter_canonical, resolve_dataset
+from training.job_folder import JobFolder, Status, TrainingResult
 
-Status = Literal["completed", "cancelled"]
 # Used only when a base model ships no chat template: the assistant turn ends with the model's EOS token,
 # so a model trained with it learns to stop.
 FALLBACK_CHAT_TEMPLATE = (
@@ -55,28 +51,9 @@ LINEAR_OUTPUTS = {"lm_head", "embed_out"}
 
 MAX_EVAL_PROMPTS = 200
 
+
 class TrainingRefused(ConsoleError):
     """A job that cannot run on this machine or with this model/data combination."""
-
-
-class TrainingResult(BaseModel):
-    """What a finished or cancelled job reports back to the queue and to the adapter registry."""
-
-    status: Status
-    steps: int
-    max_steps: int
-    epoch: float
-    adapter_path: Path | None
-    checkpoint: Path | None
-    metrics: dict[str, float]
-    tokens: int
-    tokens_per_second: float
-    train_seconds: float
-    device: str
-    precision: str
-    base_model: BaseModelInfo
-    train_dataset: dict[str, Any]
-    eval_dataset: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -101,9 +78,11 @@ def preflight(config: JobConfig) -> Preflight:
                 f"Target module(s) {', '.join(unknown)} do not exist in {base.id}. Choose from: "
                 f"{', '.join(suggested_target_modules(base))} (or 'all-linear')."
             )
-        heads = sorted(LINEAR_OUTPUTS & {name.rsplit('.', 1)[-1] for name in config.target_modules})
+        heads = sorted(LINEAR_OUTPUTS & {name.rsplit(".", 1)[-1] for name in config.target_modules})
         if heads:
-            raise TrainingRefused(f"{heads[0]} is the output layer; TRL cannot train LoRA on it. Remove it from target modules.")
+            raise TrainingRefused(
+                f"{heads[0]} is the output layer; TRL cannot train LoRA on it. Remove it from target modules."
+            )
     train = resolve_dataset(config.train_dataset)
     check_fits(train, config.objective)
     evaluation = resolve_dataset(config.eval_dataset) if config.eval_dataset else None
@@ -145,8 +124,10 @@ def quantization_unsupported(kind: str, device: str) -> str | None:
     if error is None:
         return None
     label = "8-bit" if kind == "8bit" else "4-bit (QLoRA)"
-    return (f"{label} quantization does not work on this {device.upper()} with the installed bitsandbytes "
-            f"({error}). Choose quantization 'none'{' or 4bit' if kind == '8bit' else ''}.")
+    return (
+        f"{label} quantization does not work on this {device.upper()} with the installed bitsandbytes "
+        f"({error}). Choose quantization 'none'{' or 4bit' if kind == '8bit' else ''}."
+    )
 
 
 @lru_cache(maxsize=4)
@@ -172,33 +153,12 @@ def _probe_bitsandbytes(kind: str, device: str) -> str | None:
     return None
 
 
-def latest_checkpoint(job_dir: Path) -> Path | None:
-    """The newest complete checkpoint (one whose trainer_state.json was written) of a job."""
-    folder = job_dir / "checkpoints"
-    if not folder.is_dir():
-        return None
-    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file() and p.name[11:].isdigit()]
-    return max(done, key=lambda p: int(p.name[11:]), default=None)
-
-
-class JobLog:
-    """train.log: timestamped lines a person reads; each line is one append."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def write(self, message: str) -> None:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        append_line(self.path, f"{stamp} {message}")
-
-
 class JobMonitor(TrainerCallback):
     """Writes progress to metrics.jsonl / train.log and turns the stop event into a clean, checkpointed stop."""
 
-    def __init__(self, job_dir: Path, stop: threading.Event, log: JobLog):
-        self.metrics_path = job_dir / "metrics.jsonl"
+    def __init__(self, stop: threading.Event, folder: JobFolder):
         self.stop = stop
-        self.log = log
+        self.folder = folder
         self.cancelled = False
         self.started = time.monotonic()
         self.start_step = 0
@@ -210,14 +170,14 @@ class JobMonitor(TrainerCallback):
         self.start_step = state.global_step
         self.start_tokens = state.num_input_tokens_seen
         where = f"resuming at step {state.global_step}" if state.global_step else "starting"
-        self.log.write(f"Training {where}: {state.max_steps} optimizer steps planned.")
+        self.folder.log(f"Training {where}: {state.max_steps} optimizer steps planned.")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.stop.is_set() and not self.cancelled:
             self.cancelled = True
             control.should_training_stop = True
             control.should_save = True
-            self.log.write(f"Cancel requested: stopping after step {state.global_step} and saving a checkpoint.")
+            self.folder.log(f"Cancel requested: stopping after step {state.global_step} and saving a checkpoint.")
         return control
 
     def progress(self, state) -> dict[str, float]:
@@ -240,22 +200,29 @@ class JobMonitor(TrainerCallback):
         if "train_loss" in logs:  # the end-of-training summary, not a step
             return
         line = {"time": datetime.now(UTC).isoformat(timespec="seconds"), **self.progress(state)}
-        for key in ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "rewards/accuracies",
-                    "rewards/margins"):
+        for key in (
+            "loss",
+            "eval_loss",
+            "learning_rate",
+            "grad_norm",
+            "mean_token_accuracy",
+            "rewards/accuracies",
+            "rewards/margins",
+        ):
             if key in logs:
                 line[key.replace("/", "_")] = float(logs[key])
-        append_line(self.metrics_path, json.dumps(line))
+        self.folder.append_metrics(line)
         self.last.update({k: v for k, v in line.items() if isinstance(v, float) and k not in ("elapsed",)})
         if "loss" in line:
-            self.log.write(
+            self.folder.log(
                 f"step {line['step']}/{line['max_steps']} loss {line['loss']:.4f} lr {line.get('learning_rate', 0):.2e} "
                 f"{line['tokens_per_second']:.0f} tok/s"
             )
         if "eval_loss" in line:
-            self.log.write(f"step {line['step']} eval loss {line['eval_loss']:.4f}")
+            self.folder.log(f"step {line['step']} eval loss {line['eval_loss']:.4f}")
 
     def on_save(self, args, state, control, **kwargs):
-        self.log.write(f"Checkpoint saved at step {state.global_step}.")
+        self.folder.log(f"Checkpoint saved at step {state.global_step}.")
 
 
 def run_training(config: JobConfig, job_dir: Path, *, stop: threading.Event, resume: bool = False) -> TrainingResult:
@@ -264,71 +231,75 @@ def run_training(config: JobConfig, job_dir: Path, *, stop: threading.Event, res
     With resume=True training continues from the newest checkpoint in job_dir/checkpoints (fresh if there is none).
     """
     job_dir.mkdir(parents=True, exist_ok=True)
-    log = JobLog(job_dir / "train.log")
+    folder = JobFolder(job_dir)
     try:
-        return _run(config, job_dir, stop, resume, log)
+        return _run(config, folder, stop, resume)
     except ConsoleError as error:
-        log.write(f"Refused: {error}")
+        folder.log(f"Refused: {error}")
         raise
     except Exception as error:
-        log.write(f"Failed: {type(error).__name__}: {error}")
+        folder.log(f"Failed: {type(error).__name__}: {error}")
         raise
 
 
-def _run(config: JobConfig, job_dir: Path, stop: threading.Event, resume: bool, log: JobLog) -> TrainingResult:
+def _run(config: JobConfig, folder: JobFolder, stop: threading.Event, resume: bool) -> TrainingResult:
     checks = preflight(config)
-    log.write(
+    folder.log(
         f"Job {config.adapter_name}: {config.objective.upper()} on {checks.base.id} ({checks.base.parameters / 1e6:.1f}M "
         f"params, {config.quantization}), {checks.device}, {'bf16' if checks.bf16 else 'fp32'}; "
         f"data {checks.train.name} ({checks.train.rows} rows)."
     )
-    checkpoint = latest_checkpoint(job_dir) if resume else None
+    checkpoint = folder.latest_checkpoint() if resume else None
     if resume and checkpoint is None:
-        log.write("Resume requested but no checkpoint exists yet: starting from step 0.")
+        folder.log("Resume requested but no checkpoint exists yet: starting from step 0.")
     if checkpoint is not None:
-        _trim_metrics(job_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
-    elif (job_dir / "metrics.jsonl").exists():
-        (job_dir / "metrics.jsonl").unlink()
-    monitor = JobMonitor(job_dir, stop, log)
-    trainer, tokenizer = build_trainer(checks, job_dir, callbacks=[monitor], log=log)
+        _trim_metrics(folder.metrics_file, _checkpoint_step(checkpoint))
+    else:
+        folder.metrics_file.unlink(missing_ok=True)
+    monitor = JobMonitor(stop, folder)
+    trainer, tokenizer = build_trainer(checks, folder.path, callbacks=[monitor], folder=folder)
     if stop.is_set():
-        log.write("Cancelled before the first step.")
-        return _result(checks, trainer, monitor, "cancelled", None, job_dir, {})
+        folder.log("Cancelled before the first step.")
+        return _result(checks, trainer, monitor, "cancelled", None, folder, {})
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     if monitor.cancelled:
-        log.write(f"Cancelled at step {trainer.state.global_step}.")
-        return _result(checks, trainer, monitor, "cancelled", None, job_dir, {})
+        folder.log(f"Cancelled at step {trainer.state.global_step}.")
+        return _result(checks, trainer, monitor, "cancelled", None, folder, {})
     metrics = {"train_loss": float(output.training_loss), "train_runtime": float(output.metrics["train_runtime"])}
     if "loss" in monitor.last:
         metrics["final_loss"] = monitor.last["loss"]
     if trainer.eval_dataset is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
-        log.write(f"Final eval loss {metrics['eval_loss']:.4f}.")
+        folder.log(f"Final eval loss {metrics['eval_loss']:.4f}.")
     if checks.eval is not None and checks.eval.kind == DatasetKind.EVALUATION and not stop.is_set():
-        metrics.update(_held_out_scores(trainer.model, tokenizer, checks.eval, log))
-    adapter = save_adapter(trainer, tokenizer, checks.base, job_dir / "adapter")
-    log.write(f"Adapter saved to {adapter}.")
-    return _result(checks, trainer, monitor, "completed", adapter, job_dir, metrics)
+        metrics.update(_held_out_scores(trainer.model, tokenizer, checks.eval, folder))
+    adapter = save_adapter(trainer, tokenizer, checks.base, folder.adapter)
+    folder.log(f"Adapter saved to {adapter}.")
+    return _result(checks, trainer, monitor, "completed", adapter, folder, metrics)
 
 
-def _held_out_scores(model: Any, tokenizer: Any, source: DatasetSource, log: JobLog) -> dict[str, float]:
+def _held_out_scores(model: Any, tokenizer: Any, source: DatasetSource, folder: JobFolder) -> dict[str, float]:
     """Generate answers for the held-out prompts (first 200) and score them against the references."""
     from training.evaluation import score_generations
 
     records = list(itertools.islice(iter_canonical(source), MAX_EVAL_PROMPTS))
     score = score_generations(model, tokenizer, records)
-    log.write(f"Held-out generation on {score.count} prompts: accuracy {score.accuracy:.1%}, token F1 {score.token_f1:.3f}.")
+    folder.log(
+        f"Held-out generation on {score.count} prompts: accuracy {score.accuracy:.1%}, token F1 {score.token_f1:.3f}."
+    )
     return {"eval_accuracy": score.accuracy, "eval_token_f1": score.token_f1, "eval_prompts": float(score.count)}
 
 
-def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = None,
-                  log: JobLog | None = None) -> tuple[Any, Any]:
+def build_trainer(
+    checks: Preflight, job_dir: Path, callbacks: list | None = None, folder: JobFolder | None = None
+) -> tuple[Any, Any]:
     """The configured SFTTrainer or DPOTrainer (datasets already tokenized), and its tokenizer."""
-    import datasets
     from peft import LoraConfig
     from peft.optimizers import create_loraplus_optimizer
     from transformers.trainer_callback import PrinterCallback
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    import datasets
 
     datasets.disable_progress_bars()
     project_answer_positions_only()
@@ -336,11 +307,11 @@ def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = Non
     tokenizer = load_tokenizer(checks.base.path)
     model = load_model(checks)
     train, skipped = build_dataset(checks.train, config.objective)
-    _note_skipped(log, checks.train, skipped)
+    _note_skipped(folder, checks.train, skipped)
     evaluation = None
     if checks.eval is not None:
         evaluation, skipped = build_dataset(checks.eval, config.objective, "eval")
-        _note_skipped(log, checks.eval, skipped)
+        _note_skipped(folder, checks.eval, skipped)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -352,8 +323,15 @@ def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = Non
     common = _trainer_args(config, job_dir, checks, has_eval=evaluation is not None)
     if config.objective == "dpo":
         args = DPOConfig(**common, beta=config.dpo_beta)
-        trainer = DPOTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                             processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+        trainer = DPOTrainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            eval_dataset=evaluation,
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=callbacks,
+        )
     else:
         args = SFTConfig(
             **common,
@@ -362,14 +340,22 @@ def build_trainer(checks: Preflight, job_dir: Path, callbacks: list | None = Non
             # Without packing, batches of similar length waste little compute on padding.
             train_sampling_strategy="random" if config.packing else "group_by_length",
         )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                             processing_class=tokenizer, peft_config=lora, callbacks=callbacks)
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            eval_dataset=evaluation,
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=callbacks,
+        )
     if config.loraplus_lr_ratio:
         # The Trainer's own optimizer (class, lr, betas, eps) in LoRA+ groups: it keeps it, schedules both groups and
         # restores their state on resume.
         optimizer_cls, optimizer_kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, trainer.model)
-        trainer.optimizer = create_loraplus_optimizer(trainer.model, optimizer_cls,
-                                                      loraplus_lr_ratio=config.loraplus_lr_ratio, **optimizer_kwargs)
+        trainer.optimizer = create_loraplus_optimizer(
+            trainer.model, optimizer_cls, loraplus_lr_ratio=config.loraplus_lr_ratio, **optimizer_kwargs
+        )
     trainer.remove_callback(PrinterCallback)
     return trainer, tokenizer
 
@@ -388,19 +374,21 @@ def project_answer_positions_only() -> None:
     trl_utils._use_triton = lambda device: device.type == "cpu" or _use_triton(device)
 
 
-def _note_skipped(log: JobLog | None, source: DatasetSource, skipped: list[int]) -> None:
+def _note_skipped(folder: JobFolder | None, source: DatasetSource, skipped: list[int]) -> None:
     """Say which records were left out, so a smaller-than-expected run is explained in the job log."""
-    if log is not None and skipped:
+    if folder is not None and skipped:
         shown = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
-        log.write(f"Skipped {len(skipped)} of {source.rows} records of {source.name} with nothing to learn "
-                  f"(no answer, or chosen == rejected): record {shown}.")
+        folder.log(
+            f"Skipped {len(skipped)} of {source.rows} records of {source.name} with nothing to learn "
+            f"(no answer, or chosen == rejected): record {shown}."
+        )
 
 
 def _trainer_args(config: JobConfig, job_dir: Path, checks: Preflight, has_eval: bool) -> dict[str, Any]:
     """Arguments SFTConfig and DPOConfig share."""
     padding_free = config.objective == "sft" and config.packing
     return {
-        "output_dir": str(job_dir / "checkpoints"),
+        "output_dir": str(JobFolder(job_dir).checkpoints),
         "per_device_train_batch_size": config.batch_size,
         "per_device_eval_batch_size": config.batch_size,
         "gradient_accumulation_steps": config.gradient_accumulation,
@@ -457,7 +445,8 @@ def injects_default_system_prompt(tokenizer: Any) -> bool:
     except Exception:  # jinja raises whatever the template author chose, e.g. "System role not supported"
         return False
     return len(tokenizer(bare, add_special_tokens=False)["input_ids"]) > len(
-        tokenizer(with_empty, add_special_tokens=False)["input_ids"])
+        tokenizer(with_empty, add_special_tokens=False)["input_ids"]
+    )
 
 
 def load_model(checks: Preflight) -> Any:
@@ -471,8 +460,12 @@ def load_model(checks: Preflight) -> Any:
     # A bf16 base is not cast on every step under autocast (1.3x faster on a 2-core AMX CPU); bitsandbytes'
     # CPU kernels want fp32 around their own quantized weights.
     dtype = torch.bfloat16 if checks.bf16 and (on_gpu or config.quantization == "none") else torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "local_files_only": True,
-                              "attn_implementation": "sdpa"}
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "use_safetensors": True,
+        "local_files_only": True,
+        "attn_implementation": "sdpa",
+    }
     if config.quantization == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
@@ -524,8 +517,15 @@ def save_adapter(trainer: Any, tokenizer: Any, base: BaseModelInfo, target: Path
     return target
 
 
-def _result(checks: Preflight, trainer: Any, monitor: JobMonitor, status: Status, adapter: Path | None,
-            job_dir: Path, metrics: dict[str, float]) -> TrainingResult:
+def _result(
+    checks: Preflight,
+    trainer: Any,
+    monitor: JobMonitor,
+    status: Status,
+    adapter: Path | None,
+    folder: JobFolder,
+    metrics: dict[str, float],
+) -> TrainingResult:
     state = trainer.state
     progress = monitor.progress(state)
     result = TrainingResult(
@@ -534,7 +534,7 @@ def _result(checks: Preflight, trainer: Any, monitor: JobMonitor, status: Status
         max_steps=state.max_steps,
         epoch=float(state.epoch or 0.0),
         adapter_path=adapter,
-        checkpoint=latest_checkpoint(job_dir),
+        checkpoint=folder.latest_checkpoint(),
         metrics=metrics,
         tokens=state.num_input_tokens_seen,
         tokens_per_second=progress["tokens_per_second"],
@@ -545,7 +545,7 @@ def _result(checks: Preflight, trainer: Any, monitor: JobMonitor, status: Status
         train_dataset=checks.train.lineage(),
         eval_dataset=checks.eval.lineage() if checks.eval else None,
     )
-    atomic_write_json(job_dir / "result.json", result.model_dump(mode="json"))
+    folder.write_result(result)
     return result
 
 
@@ -557,6 +557,9 @@ def _trim_metrics(path: Path, step: int) -> None:
     """On resume, drop progress lines written after the checkpoint, so the loss curve has no duplicate steps."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= step
+    ]
     atomic_write_text(path, "".join(f"{line}\n" for line in kept))

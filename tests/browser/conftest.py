@@ -132,7 +132,9 @@ def console_url(console_home: Path, console_models: Path, tmp_path_factory: pyte
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
-        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     try:
         _wait_healthy(server, url, log_path)
         yield url
@@ -150,7 +152,9 @@ def _wait_healthy(server: subprocess.Popen, url: str, log_path: Path) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"streamlit exited with {server.returncode} before answering:\n{log_path.read_text(errors='replace')}")
+            pytest.fail(
+                f"streamlit exited with {server.returncode} before answering:\n{log_path.read_text(errors='replace')}"
+            )
         try:
             if httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok":
                 return
@@ -191,7 +195,9 @@ def browser_page(browser, request: pytest.FixtureRequest, tmp_path: Path) -> Ite
 
 
 @pytest.fixture(scope="session")
-def federation_adapters(console_home: Path, console_models: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def federation_adapters(
+    console_home: Path, console_models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> list[str]:
     """A retailer adapter ('mapper') and a task adapter ('planner') really trained on the tiny base model in the
     console's registry (80 steps: their answers are readable in the README screenshot). Request it before
     `console_url`, so they are there when the server starts."""

@@ -90,7 +90,9 @@ def alert(page: Page, text: str | re.Pattern[str]) -> Locator:
 
 def metric(page: Page, label: str) -> Locator:
     """The value of the metric labelled `label`, for `expect(...)` (which waits for the rerun to show it)."""
-    card = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True))
+    card = page.get_by_test_id("stMetric").filter(
+        has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)
+    )
     return card.get_by_test_id("stMetricValue")
 
 
@@ -151,7 +153,11 @@ def grid_texts_scrolled(page: Page, grid: Locator, until: str) -> set[str]:
 def alpaca_jsonl(tmp_path: Path) -> Path:
     """A small alpaca JSONL with a duplicate and an empty answer, so the quality score is not a perfect 100."""
     rows = [
-        {"instruction": f"Write a headline for sponsored product number {i}.", "input": "", "output": f"Headline {i}: fresh and fast."}
+        {
+            "instruction": f"Write a headline for sponsored product number {i}.",
+            "input": "",
+            "output": f"Headline {i}: fresh and fast.",
+        }
         for i in range(30)
     ]
     rows.append(dict(rows[3]))
@@ -165,7 +171,7 @@ def alpaca_jsonl(tmp_path: Path) -> Path:
 def test_upload_validate_and_export_dataset(
     source: str, console_url: str, registry_env: Path, browser_page: Page, wait_for_streamlit, tmp_path: Path
 ):
-    from services import datasets as library
+    from registry import datasets as library
     from services import validate_dataset
 
     page, wait = browser_page, wait_for_streamlit
@@ -251,7 +257,7 @@ def test_upload_validate_and_export_dataset(
 def test_malformed_jsonl_upload_shows_line_error(
     console_url: str, registry_env: Path, browser_page: Page, wait_for_streamlit, tmp_path: Path
 ):
-    from services import datasets as library
+    from registry import datasets as library
 
     page, wait = browser_page, wait_for_streamlit
     bad = tmp_path / "broken_lines.jsonl"
@@ -279,7 +285,7 @@ def test_malformed_jsonl_upload_shows_line_error(
 def test_edit_save_and_test_amazon_mapping(
     console_url: str, registry_env: Path, browser_page: Page, wait_for_streamlit
 ):
-    from services import mappings
+    from registry import mappings
 
     page, wait = browser_page, wait_for_streamlit
     start = mappings.get_mapping("Amazon")

@@ -41,7 +41,9 @@ def pick_radio(page: Page, wait: Callable[[Page], None], label: str, option: str
 
 
 def metric(page: Page, label: str) -> Locator:
-    card = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True))
+    card = page.get_by_test_id("stMetric").filter(
+        has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)
+    )
     return card.get_by_test_id("stMetricValue")
 
 
@@ -62,8 +64,9 @@ def answer_text(box: Locator) -> str:
 
 
 @pytest.mark.timeout(600)  # includes training the two adapters (session fixture) on a possibly busy machine
-def test_compose_gated_run_save_then_playground_history(federation_adapters, console_url, browser_page,
-                                                        wait_for_streamlit, tmp_path: Path):
+def test_compose_gated_run_save_then_playground_history(
+    federation_adapters, console_url, browser_page, wait_for_streamlit, tmp_path: Path
+):
     page, wait = browser_page, wait_for_streamlit
     page.goto(console_url)
     wait(page)

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 from pydantic import BaseModel
 
-from services.activity import log_event
-from services.errors import InvalidFile, NotFound
-from services.registry import Registry, open_registry
-from services.storage import atomic_write_bytes, locked, validate_name
+from registry.activity import log_event
+from registry.errors import InvalidFile, NotFound
+from registry.layout import Registry, open_registry
+from registry.storage import atomic_write_bytes, locked, validate_name
 
 DEFAULT_SEED = 20260901
 FIRST_DAY = date(2026, 9, 1)

@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from services.datasets import DatasetRecord, write_records
-from services.mappings import get_mapping, harmonize
-from services.raw_sources import load_source
-from services.registry import Registry, open_registry
-from services.shapes import DatasetKind
+from registry.datasets import DatasetRecord, write_records
+from registry.layout import Registry, open_registry
+from registry.mappings import get_mapping, harmonize
+from registry.raw_sources import load_source
+from registry.shapes import DatasetKind
 
 EVAL_SHARE = 0.15
 MAX_EXAMPLES_PER_FIELD = 60
@@ -116,7 +116,8 @@ def _plan(top: pd.DataFrame, budget: int) -> str:
     shares = [round(w * 20) * 5 for w in weights]
     shares[0] += 100 - sum(shares)
     parts = [
-        f"{row.placement_type} {share}% (${budget * share // 100:,})" for row, share in zip(top.itertuples(), shares, strict=True)
+        f"{row.placement_type} {share}% (${budget * share // 100:,})"
+        for row, share in zip(top.itertuples(), shares, strict=True)
     ]
     basis = ", ".join(f"{row.placement_type} +{row.roas_uplift_mean:.2f}" for row in top.itertuples())
     return f"Allocate: {', '.join(parts)}. Basis: ROAS uplift priors {basis}."
@@ -217,18 +218,31 @@ def _write_split(
     examples = list(examples)
     suffix = "dpo" if kind is DatasetKind.DPO else "sft"
     if not with_eval:
-        return GeneratedPair(train=write_records(f"{stem}_{suffix}", examples, kind, description=description, origin=origin, registry=registry))
+        return GeneratedPair(
+            train=write_records(
+                f"{stem}_{suffix}", examples, kind, description=description, origin=origin, registry=registry
+            )
+        )
     is_eval = [held_out(e["instruction"]) and not e.get("pinned", False) for e in examples]
     examples = [{k: v for k, v in e.items() if k != "pinned"} for e in examples]
     train = [e for e, evaluated in zip(examples, is_eval, strict=True) if not evaluated]
     evaluation = [
-        {"prompt": e["instruction"], "reference": e["output"], **{k: v for k, v in e.items() if k not in ("instruction", "input", "output")}}
+        {
+            "prompt": e["instruction"],
+            "reference": e["output"],
+            **{k: v for k, v in e.items() if k not in ("instruction", "input", "output")},
+        }
         for e, evaluated in zip(examples, is_eval, strict=True)
         if evaluated
     ]
     return GeneratedPair(
         train=write_records(f"{stem}_{suffix}", train, kind, description=description, origin=origin, registry=registry),
         evaluation=write_records(
-            f"{stem}_eval", evaluation, DatasetKind.EVALUATION, description=f"Held-out split. {description}", origin=origin, registry=registry
+            f"{stem}_eval",
+            evaluation,
+            DatasetKind.EVALUATION,
+            description=f"Held-out split. {description}",
+            origin=origin,
+            registry=registry,
         ),
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from services.errors import InvalidFile
+from registry.errors import InvalidFile
 
 
 class DatasetKind(StrEnum):
@@ -217,7 +217,9 @@ def _chat(record: dict[str, Any]) -> dict[str, Any]:
 def _dpo(record: dict[str, Any]) -> dict[str, Any]:
     if "prompt" in record:
         prompt: str | list[dict[str, str]] = (
-            _messages(record["prompt"], "prompt") if isinstance(record["prompt"], list) else _text(record["prompt"], "prompt")
+            _messages(record["prompt"], "prompt")
+            if isinstance(record["prompt"], list)
+            else _text(record["prompt"], "prompt")
         )
         used = {"prompt", "chosen", "rejected"}
     else:
@@ -234,7 +236,12 @@ def _dpo(record: dict[str, Any]) -> dict[str, Any]:
 
 def _answer(value: Any, field: str) -> str:
     """A preference answer: text, one {from, value} turn, or a list of turns ending with the assistant's."""
-    if isinstance(value, list) and value and isinstance(value[-1], dict) and ("role" in value[-1] or "from" in value[-1]):
+    if (
+        isinstance(value, list)
+        and value
+        and isinstance(value[-1], dict)
+        and ("role" in value[-1] or "from" in value[-1])
+    ):
         return _messages(value, field)[-1]["content"]
     return _text(value, field)
 
@@ -252,7 +259,11 @@ def _join_prompt(instruction: str, extra: str) -> str:
 
 
 def _alpaca_to_chat(record: dict[str, Any]) -> dict[str, Any]:
-    messages = [{"role": "system", "content": record["system"]}] if isinstance(record.get("system"), str) and record["system"] else []
+    messages = (
+        [{"role": "system", "content": record["system"]}]
+        if isinstance(record.get("system"), str) and record["system"]
+        else []
+    )
     messages += [
         {"role": "user", "content": _join_prompt(record["instruction"], record["input"])},
         {"role": "assistant", "content": record["output"]},
@@ -288,7 +299,12 @@ def _chat_to_evaluation(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _evaluation_to_alpaca(record: dict[str, Any]) -> dict[str, Any]:
-    return {"instruction": record["prompt"], "input": "", "output": record["reference"], **_extras(record, {"prompt", "reference"})}
+    return {
+        "instruction": record["prompt"],
+        "input": "",
+        "output": record["reference"],
+        **_extras(record, {"prompt", "reference"}),
+    }
 
 
 def _evaluation_to_chat(record: dict[str, Any]) -> dict[str, Any]:

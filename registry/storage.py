@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from filelock import FileLock
 
-from services.errors import InvalidName
+from registry.errors import InvalidName
 
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

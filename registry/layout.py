@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.settings import Settings, get_settings
+from registry.settings import Settings, get_settings
 
 LAYOUT = ("library", "mappings", "raw", "adapters", "jobs", "federations", "playground", ".locks", ".tmp")
 

@@ -10,13 +10,13 @@ import json
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from pathlib import Path
 from operator import attrgetter
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from services.errors import InvalidFile
+from registry.errors import InvalidFile
 
 FileFormat = Literal["jsonl", "json", "csv"]
 EXTENSIONS: dict[str, FileFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
@@ -47,7 +47,9 @@ class RecordBlock(NamedTuple):
         """The block one record at a time, in line order."""
         items = [RawRecord(line, record) for line, record in zip(self.lines, self.records, strict=True)]
         if self.errors:
-            items = sorted([*items, *(RawRecord(line, None, error) for line, error in self.errors)], key=attrgetter("line"))
+            items = sorted(
+                [*items, *(RawRecord(line, None, error) for line, error in self.errors)], key=attrgetter("line")
+            )
         return items
 
 
@@ -279,7 +281,11 @@ def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
                     continue
                 yield RawRecord(line, {name: _cell(name, value) for name, value in zip(names, row, strict=True)})
         except UnicodeDecodeError as exc:
-            yield RawRecord(reader.line_num + 1, None, f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} near this line); save the file as UTF-8.")
+            yield RawRecord(
+                reader.line_num + 1,
+                None,
+                f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} near this line); save the file as UTF-8.",
+            )
         except csv.Error as exc:
             yield RawRecord(reader.line_num, None, f"unreadable CSV ({exc}).")
 

@@ -1,6 +1,6 @@
-"""Worker processes that validate the parts of one large file at once (see services.validation).
+"""Worker processes that validate the parts of one large file at once (see registry.validation).
 
-Each worker is a fresh interpreter (`python -m services.validation_parts`), never a fork of the
+Each worker is a fresh interpreter (`python -m registry.validation_parts`), never a fork of the
 console's server: the server's training and inference threads hold locks (torch, malloc, OpenMP)
 that a forked child could inherit held, and under Streamlit `__main__` is the page script, which
 multiprocessing's spawn and forkserver start methods would run again in every child. The workers
@@ -37,14 +37,15 @@ class PartWorkers:
         self.count = count
         self._lock = threading.Lock()
         self._processes = [
-            subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             env=env, cwd=REPO_ROOT)
+            subprocess.Popen(
+                [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=REPO_ROOT
+            )
             for _ in range(count)
         ]
         atexit.register(self.close)
 
     def run(self, tasks: list[tuple[Any, ...]]) -> list[Any]:
-        """`services.validation.scan_part(*task)` for each task, task i on worker i; results in task order."""
+        """`registry.validation.scan_part(*task)` for each task, task i on worker i; results in task order."""
         if len(tasks) > self.count:
             raise ValueError(f"{len(tasks)} tasks for {self.count} workers")
         with self._lock:
@@ -74,7 +75,7 @@ class PartWorkers:
 
 def serve() -> None:
     """Worker loop: answer the parent's tasks until its end of the pipe closes."""
-    from services import validation
+    from registry import validation
 
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the replies

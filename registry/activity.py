@@ -4,8 +4,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from services.registry import Registry, open_registry
-from services.storage import append_line, locked
+from registry.layout import Registry, open_registry
+from registry.storage import append_line, locked
 
 
 def log_event(kind: str, message: str, registry: Registry | None = None, **details: Any) -> None:

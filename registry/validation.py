@@ -33,7 +33,7 @@ Tokens are an estimate (UTF-8 bytes / 4), not a tokenizer count.
 Speed: the reader parses a block of lines with one C-level map, plain alpaca blocks are checked
 with C-level maps too, and the byte-level work runs once per block. A JSONL file of 16 MB or more
 is scanned in parts by `validation_workers` processes (default: 2, or 1 on a 1-core machine;
-services.validation_parts says why they are fresh interpreters, not forks of the server), whose
+registry.validation_parts says why they are fresh interpreters, not forks of the server), whose
 findings are joined in file order.
 """
 
@@ -54,12 +54,12 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, Field
 
-from services.errors import InvalidFile
-from services.pii import pii_candidates, scan_pii, text_batch
-from services.readers import RecordBlock, detect_format, iter_blocks, jsonl_blocks, line_ranges
-from services.settings import get_settings
-from services.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, to_canonical
-from services.validation_parts import PartsFailed, PartWorkers
+from registry.errors import InvalidFile
+from registry.pii import pii_candidates, scan_pii, text_batch
+from registry.readers import RecordBlock, detect_format, iter_blocks, jsonl_blocks, line_ranges
+from registry.settings import get_settings
+from registry.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, to_canonical
+from registry.validation_parts import PartsFailed, PartWorkers
 
 Band = Literal["Excellent", "Good", "Fair", "Poor"]
 BANDS: tuple[tuple[int, Band, str], ...] = (
@@ -159,7 +159,9 @@ def quality_band(score: int) -> tuple[Band, str]:
     return next((band, advice) for floor, band, advice in BANDS if score >= floor)
 
 
-def validate_file(path: str | Path, *, kind: DatasetKind | str | None = None, filename: str | None = None) -> QualityReport:
+def validate_file(
+    path: str | Path, *, kind: DatasetKind | str | None = None, filename: str | None = None
+) -> QualityReport:
     """Score a CSV / JSON / JSONL dataset in one streaming pass; the kind is detected unless given.
 
     Raises InvalidFile when the file is not a dataset file at all (unsupported type, empty,
@@ -184,11 +186,13 @@ def validate_file(path: str | Path, *, kind: DatasetKind | str | None = None, fi
 
 
 def _scan_in_parts(path: Path, scan: "_Scan", workers: int, max_line_bytes: int) -> "_Scan":
-    """Scan a large JSONL file in `workers` parts at once (see services.validation_parts), joined in file order.
+    """Scan a large JSONL file in `workers` parts at once (see registry.validation_parts), joined in file order.
 
     If the worker processes cannot run, the file is scanned here instead, and so are later ones.
     """
-    tasks = [(path, start, end, scan.kind, scan.label_field, max_line_bytes) for start, end in line_ranges(path, workers)]
+    tasks = [
+        (path, start, end, scan.kind, scan.label_field, max_line_bytes) for start, end in line_ranges(path, workers)
+    ]
     try:
         parts = _workers(workers).run(tasks)
     except PartsFailed:
@@ -203,8 +207,9 @@ def _scan_in_parts(path: Path, scan: "_Scan", workers: int, max_line_bytes: int)
     return scan
 
 
-def scan_part(path: Path, start: int, end: int, kind: DatasetKind | None, label_field: str | None,
-              max_line_bytes: int) -> tuple[int, "_Scan"]:
+def scan_part(
+    path: Path, start: int, end: int, kind: DatasetKind | None, label_field: str | None, max_line_bytes: int
+) -> tuple[int, "_Scan"]:
     """One part of a file, in a worker process: the lines it read and what it found (its lines numbered from 1)."""
     scan = _Scan(kind, label_field)
     read = 0
@@ -442,7 +447,9 @@ class _Scan:
             return to_canonical(record, self.kind)
         except ShapeError as exc:
             if missing := _missing_fields(record, self.kind):
-                self.tally["required"].add(line, f"missing required field(s) for {self.kind.value}: {', '.join(missing)}.")
+                self.tally["required"].add(
+                    line, f"missing required field(s) for {self.kind.value}: {', '.join(missing)}."
+                )
             else:
                 self.tally["types"].add(line, str(exc))
             return None
@@ -483,7 +490,11 @@ class _Scan:
         score = max(0, math.floor(100 - total + 0.5)) if valid else 0
         band, advice = quality_band(score)
         issues = sorted(
-            (Issue(line=line, check=check, message=message) for check, t in self.tally.items() for line, message in t.samples),
+            (
+                Issue(line=line, check=check, message=message)
+                for check, t in self.tally.items()
+                for line, message in t.samples
+            ),
             key=lambda issue: (issue.line is None, issue.line or 0),
         )
         balance = checks[list(CHECKS).index("balance")]
