@@ -36,7 +36,19 @@ def upload_panel(empty: bool) -> bool:
             if path is None:
                 return False
             staged = st.session_state["staged_upload"] = {"file_id": uploaded.file_id, "path": str(path)}
-        preview = attempt(lambda: library.preview_file(Path(staged["path"]), uploaded.name), "retry_preview")
+        encoding = st.selectbox(
+            "Text encoding",
+            library.ENCODINGS,
+            format_func=lambda name: library.ENCODINGS.get(name, name),
+            accept_new_options=True,
+            key="upload_encoding",
+            help="UTF-8 unless the file was saved in another encoding (an Excel CSV on Windows is often cp1252). "
+            "Any Python codec name can be typed.",
+        )
+        encoding = None if encoding == "utf-8" else encoding
+        preview = attempt(
+            lambda: library.preview_file(Path(staged["path"]), uploaded.name, encoding=encoding), "retry_preview"
+        )
         if preview is None:
             return False
         detection = preview.detection  # its .summary repeats the description, so only the evidence goes in brackets
@@ -62,7 +74,12 @@ def upload_panel(empty: bool) -> bool:
             with st.spinner("Importing and scoring quality…"):
                 record = attempt(
                     lambda: library.import_dataset(
-                        name, staged["path"], filename=uploaded.name, description=description, kind=kind
+                        name,
+                        staged["path"],
+                        filename=uploaded.name,
+                        description=description,
+                        kind=kind,
+                        encoding=encoding,
                     ),
                     "retry_import",
                 )
@@ -143,6 +160,7 @@ def quality_report(report: QualityReport) -> None:
     cols[1].markdown(f"**Band**  \n:{color}-badge[{report.band}]  \n{report.band_advice}")
     cols[2].metric("Rows", f"{report.rows:,}")
     cols[3].metric("Issues", f"{report.issue_count:,}")
+    st.text(report.summary)  # plain text: it quotes the file's own field names
     checks = pd.DataFrame(
         [
             {

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.activity import log_event
 from registry.errors import InvalidFile, NotFound
 from registry.layout import Registry, open_registry
-from registry.readers import FileFormat, detect_format, read_strict
+from registry.readers import FileFormat, detect_format, read_strict, utf8_source
 from registry.shapes import DatasetKind, ShapeDetection, ShapeError, detect_kind, to_canonical
 from registry.storage import atomic_write_json, bump_generation, generation, load_json_cached, locked, validate_name
 from registry.validation import QualityReport, validate_file
@@ -140,15 +140,22 @@ def _prune_staged(max_age_s: float = 6 * 3600) -> None:
                 path.unlink()
 
 
-def preview_file(path: Path, filename: str | None = None, sample: int = 5) -> FilePreview:
+def preview_file(
+    path: Path, filename: str | None = None, sample: int = 5, *, encoding: str | None = None
+) -> FilePreview:
     """Read just enough of a file to show its shape; a bad early line is reported here, before import."""
     settings = open_registry().settings
     _check_source(path, settings.max_upload_bytes, settings.max_upload_mb)
+    with utf8_source(path, encoding) as source:
+        return _preview(source, filename or path.name, sample, settings.max_line_bytes)
+
+
+def _preview(path: Path, filename: str, sample: int, max_line_bytes: int) -> FilePreview:
     fmt = detect_format(path, filename)
-    head = [item.record for item in islice(read_strict(path, fmt, settings.max_line_bytes), 200)]
+    head = [item.record for item in islice(read_strict(path, fmt, max_line_bytes), 200)]
     detection = detect_kind(head)
     return FilePreview(
-        filename=filename or path.name,
+        filename=filename,
         format=fmt,
         size_bytes=path.stat().st_size,
         detection=detection,
@@ -164,26 +171,36 @@ def import_dataset(
     description: str = "",
     kind: DatasetKind | str | None = None,
     origin: str = "upload",
+    encoding: str | None = None,
     registry: Registry | None = None,
 ) -> DatasetRecord:
-    """Import a file as a new dataset or a new version of one; any error leaves the registry as it was."""
+    """Import a file as a new dataset or a new version of one; any error leaves the registry as it was.
+
+    The file is read by the readers validation uses, and its quality report is the report of the file as
+    uploaded (its lines), so the score stored with the version is the one `validate_file` gives it.
+    `encoding` names the file's text encoding when it is not UTF-8 (e.g. cp1252).
+    """
     registry = registry or open_registry()
     validate_name(name, "dataset name")
-    source = Path(source_path)
+    source_path = Path(source_path)
     settings = registry.settings
-    _check_source(source, settings.max_upload_bytes, settings.max_upload_mb)
-    fmt = detect_format(source, filename)
-    target_kind = DatasetKind(kind) if kind else preview_file(source, filename).detection.kind
-    staged = registry.tmp / f"import-{uuid.uuid4().hex}.jsonl"
-    try:
-        rows, digest = _write_canonical(read_strict(source, fmt, settings.max_line_bytes), target_kind, staged)
-        report = validate_file(staged, kind=target_kind)
-        with locked(registry.locks, "library"):
-            record = _commit_version(
-                registry, name, staged, target_kind, rows, digest, report, filename or source.name, description, origin
-            )
-    finally:
-        staged.unlink(missing_ok=True)
+    _check_source(source_path, settings.max_upload_bytes, settings.max_upload_mb)
+    filename = filename or source_path.name
+    with utf8_source(source_path, encoding) as source:
+        fmt = detect_format(source, filename)
+        target_kind = (
+            DatasetKind(kind) if kind else _preview(source, filename, 0, settings.max_line_bytes).detection.kind
+        )
+        staged = registry.tmp / f"import-{uuid.uuid4().hex}.jsonl"
+        try:
+            rows, digest = _write_canonical(read_strict(source, fmt, settings.max_line_bytes), target_kind, staged)
+            report = validate_file(source, kind=target_kind, filename=filename)
+            with locked(registry.locks, "library"):
+                record = _commit_version(
+                    registry, name, staged, target_kind, rows, digest, report, filename, description, origin
+                )
+        finally:
+            staged.unlink(missing_ok=True)
     return record
 
 

@@ -7,7 +7,10 @@ import codecs
 import csv
 import io
 import json
+import re
+import tempfile
 from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from operator import attrgetter
@@ -25,6 +28,16 @@ JSON_CELLS = {"messages", "conversations", "chosen", "rejected", "prompt", "hist
 BLOCK_BYTES = 1 << 16  # a block and its copies stay in the L2 cache
 BLOCK_RECORDS = 1000  # CSV and JSON-array records per block
 _UTF16_32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+# Encodings a file that is not UTF-8 most often is, tried in order on the bytes around the first bad one:
+# Windows-1252 (Excel's "CSV" on Western Windows; a superset of Latin-1's letters) decodes almost any Western text.
+_LIKELY_ENCODINGS = (
+    ("cp1252", "Windows-1252"),
+    ("shift_jis", "Shift-JIS"),
+    ("euc_kr", "EUC-KR"),
+    ("gb18030", "GB18030"),
+)
+# Bytes that are not UTF-8, as Python's surrogateescape error handler keeps them.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 @dataclass(slots=True)
@@ -73,7 +86,62 @@ def check_encoding(path: Path) -> None:
         raise InvalidFile("The file is empty: it has no records to import.")
     for bom in _UTF16_32_BOMS:
         if head.startswith(bom):
-            raise InvalidFile("The file is UTF-16/UTF-32 encoded; save it as UTF-8 and upload it again.")
+            raise InvalidFile(
+                "The file is UTF-16/UTF-32 encoded: save it as UTF-8, or import it with encoding=utf-16 (or utf-32)."
+            )
+
+
+def not_utf8(data: bytes, start: int) -> str:
+    """What to say about the first byte of `data` that is not UTF-8 (at `start`), with the encoding it likely is."""
+    column = start - data.rfind(b"\n", 0, start)
+    window = data[max(0, start - 4096) : start + 4096]
+    message = f"not valid UTF-8 (byte 0x{data[start]:02x} at column {column})"
+    for codec, name in _LIKELY_ENCODINGS:
+        try:
+            window.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        return f"{message}; it looks like {name}: convert the file to UTF-8, or import it with encoding={codec}."
+    return f"{message}: save the file as UTF-8, or import it with the encoding it was written in."
+
+
+@contextmanager
+def utf8_source(path: Path, encoding: str | None) -> Iterator[Path]:
+    """The file as UTF-8: `path` itself, or a temporary UTF-8 copy when the user names another encoding.
+
+    Lines stay where they were, so every position the readers report is a line of the original file.
+    """
+    if encoding is None or codecs.lookup(_known_codec(encoding)).name == "utf-8":
+        yield path
+        return
+    codec = _known_codec(encoding)
+    with tempfile.TemporaryDirectory(prefix="rmn-decode-") as folder:
+        target = Path(folder) / path.name
+        decoder = codecs.getincrementaldecoder(codec)(errors="strict")
+        line = 1
+        with open(path, "rb") as source, open(target, "wb") as out:
+            while chunk := source.read(1 << 20):
+                try:
+                    text = decoder.decode(chunk)
+                except UnicodeDecodeError as error:
+                    bad = line + chunk.count(b"\n", 0, error.start)
+                    raise InvalidFile(
+                        f"the file is not {encoding} text (byte 0x{chunk[error.start]:02x}); choose its real encoding.",
+                        line=bad,
+                    ) from None
+                line += chunk.count(b"\n")
+                out.write(text.encode("utf-8"))
+            out.write(decoder.decode(b"", final=True).encode("utf-8"))
+        yield target
+
+
+def _known_codec(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding.strip()).name
+    except LookupError:
+        raise InvalidFile(
+            f"Unknown encoding {encoding!r}: use a Python codec name such as utf-8, cp1252, latin-1 or utf-16."
+        ) from None
 
 
 def iter_records(path: Path, fmt: FileFormat, max_line_bytes: int) -> Iterator[RawRecord]:
@@ -118,7 +186,7 @@ def _utf8_error(raw: bytes) -> str | None:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8."
+        return not_utf8(raw, exc.start)
     return None
 
 
@@ -210,13 +278,11 @@ def _parse_lines(lines: list[bytes], first: int, max_line_bytes: int) -> RecordB
 
 
 def _iter_json_array(path: Path) -> Iterator[RawRecord]:
+    """Each record of a JSON array at the line its '{' is on; a record holding bytes that are not UTF-8 is an
+    error at the line of its first bad byte, and the records after it are still read."""
     data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        yield RawRecord(line, None, f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8.")
-        return
+    text = data.decode("utf-8", errors="surrogateescape")
+    escaped = _ESCAPED_BYTE.search(text) is not None
     decoder = json.JSONDecoder()
     pos = _skip_ws(text, 0)
     if pos >= len(text) or text[pos] != "[":
@@ -234,7 +300,10 @@ def _iter_json_array(path: Path) -> Iterator[RawRecord]:
         except json.JSONDecodeError as exc:
             yield RawRecord(exc.lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno}).")
             return
-        if isinstance(value, dict):
+        bad = _ESCAPED_BYTE.search(text, pos, end) if escaped else None
+        if bad is not None:
+            yield _undecodable(text, bad.start())
+        elif isinstance(value, dict):
             yield RawRecord(line, value)
         else:
             yield RawRecord(line, None, f"expected a JSON object, got {type(value).__name__}.")
@@ -248,6 +317,15 @@ def _iter_json_array(path: Path) -> Iterator[RawRecord]:
         return
 
 
+def _undecodable(text: str, at: int, first_line: int = 1) -> RawRecord:
+    """An error record for the byte surrogateescape kept at text[at], at its own line (text starts at `first_line`)."""
+    start = text.rfind("\n", 0, at) + 1
+    end = text.find("\n", at)
+    raw = text[start : end if end >= 0 else len(text)].encode("utf-8", errors="surrogateescape")
+    column = len(text[start:at].encode("utf-8", errors="surrogateescape"))
+    return RawRecord(first_line + text.count("\n", 0, at), None, not_utf8(raw, column) if raw else "not valid UTF-8.")
+
+
 def _skip_ws(text: str, pos: int) -> int:
     while pos < len(text) and text[pos] in " \t\r\n":
         pos += 1
@@ -255,12 +333,17 @@ def _skip_ws(text: str, pos: int) -> int:
 
 
 def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
+    """Each row at the line it starts on; a row holding bytes that are not UTF-8 is an error at the line of its
+    first bad byte, and the rows after it are still read (so the report counts every row of the file)."""
     csv.field_size_limit(max_line_bytes)
     with open(path, "rb") as binary:
-        stream = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="strict", newline="")
+        stream = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
         reader = csv.reader(stream)
         try:
             header = next(reader, None)
+            if header and _ESCAPED_BYTE.search(",".join(header)):
+                yield _undecodable_row(header, 1)
+                return
             if not header or not any(cell.strip() for cell in header):
                 yield RawRecord(1, None, "the CSV has no header row.")
                 return
@@ -272,22 +355,24 @@ def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
                 dupes = sorted({n for n in names if names.count(n) > 1})
                 yield RawRecord(1, None, f"the header repeats column names: {', '.join(dupes)}.")
                 return
+            ended = reader.line_num
             for row in reader:
-                line = reader.line_num
+                line, ended = ended + 1, reader.line_num
                 if not any(cell.strip() for cell in row):
                     continue
-                if len(row) != len(names):
+                if _ESCAPED_BYTE.search("".join(row)):
+                    yield _undecodable_row(row, line)
+                elif len(row) != len(names):
                     yield RawRecord(line, None, f"{len(row)} values but the header has {len(names)} columns.")
-                    continue
-                yield RawRecord(line, {name: _cell(name, value) for name, value in zip(names, row, strict=True)})
-        except UnicodeDecodeError as exc:
-            yield RawRecord(
-                reader.line_num + 1,
-                None,
-                f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} near this line); save the file as UTF-8.",
-            )
+                else:
+                    yield RawRecord(line, {name: _cell(name, value) for name, value in zip(names, row, strict=True)})
         except csv.Error as exc:
             yield RawRecord(reader.line_num, None, f"unreadable CSV ({exc}).")
+
+
+def _undecodable_row(row: list[str], line: int) -> RawRecord:
+    """The row's cells joined as the file had them (near enough: quotes are gone) to find the first bad byte's line."""
+    return _undecodable(",".join(row), _ESCAPED_BYTE.search(",".join(row)).start(), line)  # type: ignore[union-attr]
 
 
 def _cell(name: str, value: str) -> Any:

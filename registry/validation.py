@@ -56,7 +56,7 @@ from pydantic import BaseModel, Field
 
 from registry.errors import InvalidFile
 from registry.pii import pii_candidates, scan_pii, text_batch
-from registry.readers import RecordBlock, detect_format, iter_blocks, jsonl_blocks, line_ranges
+from registry.readers import RecordBlock, detect_format, iter_blocks, jsonl_blocks, line_ranges, utf8_source
 from registry.settings import get_settings
 from registry.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, to_canonical
 from registry.validation_parts import PartsFailed, PartWorkers
@@ -78,6 +78,7 @@ MAX_CLASSES = 50
 MAJORITY_LIMIT = 0.8
 MINORITY_LIMIT = 0.05
 SHORT_ANSWER_SHARE = 0.05
+REFUSED_MAX_SCORE = 84  # the top of "Poor": a file the import refuses is never ready to train on
 PARALLEL_MIN_BYTES = 16 << 20  # below this, starting the worker processes costs more than they save
 
 
@@ -106,11 +107,12 @@ _PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][\w.-]{0,39}\s*\}\}")
 
 
 class Issue(BaseModel):
-    """One finding; `line` is None for dataset-wide findings such as label balance."""
+    """One finding at a line of the file (and the record it is in, counting from 1); None for dataset-wide ones."""
 
     line: int | None
     check: str
     message: str
+    record: int | None = None
 
 
 class CheckResult(BaseModel):
@@ -138,11 +140,16 @@ class QualityReport(BaseModel):
     source: str
     format: str
     kind: DatasetKind | None
-    rows: int
-    valid_rows: int
+    rows: int = Field(description="Records the file holds, readable or not (blank lines are not records).")
+    valid_rows: int = Field(description="Records read as the dataset kind; the other checks count against these.")
     quality_score: int = Field(ge=0, le=100)
     band: Band
     band_advice: str
+    refused: Issue | None = Field(
+        default=None,
+        description="Where the import stops: the first record it cannot read as the kind. A refused file scores "
+        f"at most {REFUSED_MAX_SCORE} (Poor), whatever its other checks say.",
+    )
     checks: list[CheckResult]
     issues: list[Issue] = Field(description="First issues by line (at most 500); issue_count has the total.")
     issue_count: int
@@ -153,6 +160,14 @@ class QualityReport(BaseModel):
     def check(self, check_id: str) -> CheckResult:
         return next(c for c in self.checks if c.id == check_id)
 
+    @property
+    def summary(self) -> str:
+        """How many of the file's records were read, and whether the import takes the file."""
+        read = f"Read {self.valid_rows:,} of the {self.rows:,} records in the file as {self.kind or 'a dataset'}"
+        if self.refused is None:
+            return f"{read}."
+        return f"{read}; the import refuses it at line {self.refused.line}: {self.refused.message}"
+
 
 def quality_band(score: int) -> tuple[Band, str]:
     """Seed 001's band and advice for a 0-100 score."""
@@ -160,14 +175,23 @@ def quality_band(score: int) -> tuple[Band, str]:
 
 
 def validate_file(
-    path: str | Path, *, kind: DatasetKind | str | None = None, filename: str | None = None
+    path: str | Path,
+    *,
+    kind: DatasetKind | str | None = None,
+    filename: str | None = None,
+    encoding: str | None = None,
 ) -> QualityReport:
     """Score a CSV / JSON / JSONL dataset in one streaming pass; the kind is detected unless given.
 
-    Raises InvalidFile when the file is not a dataset file at all (unsupported type, empty,
-    not UTF-8); everything wrong inside a readable file becomes an issue in the report.
+    It reads the file with the import's readers and shape rules, so a record the import refuses is
+    an issue here and the report's `refused` says where the import would stop. Raises InvalidFile
+    when the file is not a dataset file at all (unsupported type, empty, not text in `encoding`).
     """
-    path = Path(path)
+    with utf8_source(Path(path), encoding) as source:
+        return _validate(source, kind, filename or Path(path).name)
+
+
+def _validate(path: Path, kind: DatasetKind | str | None, filename: str) -> QualityReport:
     fmt = detect_format(path, filename)
     settings = get_settings()
     blocks = iter_blocks(path, fmt, settings.max_line_bytes)
@@ -182,7 +206,7 @@ def validate_file(
         with _gc_paused():
             scan.feed(chain(head, blocks))
     _refuse_unreadable(scan)
-    return scan.report(filename or path.name, fmt)
+    return scan.report(filename, fmt)
 
 
 def _scan_in_parts(path: Path, scan: "_Scan", workers: int, max_line_bytes: int) -> "_Scan":
@@ -342,11 +366,14 @@ class _Scan:
         self.lines, self.sizes, self.answers = array("I"), array("I"), array("I")
         self.exact, self.near = array("q"), array("q")
         self.empty_rows = array("I")  # reported once, as empty: left out of duplicate and length checks
+        self.record_lines = array("I")  # the line of every record, readable or not: issues name their record
 
     def feed(self, blocks: Iterable[RecordBlock]) -> None:
         for block in blocks:
+            self.record_lines.extend(block.lines)
             for line, error in block.errors:
                 self.tally["json"].add(line, error)
+                self.record_lines.append(line)
             if not (self.kind is DatasetKind.ALPACA and self._plain_alpaca(block)):
                 self._records(block)
 
@@ -402,6 +429,7 @@ class _Scan:
             else:
                 self._add_labels(other.labels)
         self.lines.frombytes((np.frombuffer(other.lines, np.uint32) + np.uint32(line_offset)).tobytes())
+        self.record_lines.frombytes((np.frombuffer(other.record_lines, np.uint32) + np.uint32(line_offset)).tobytes())
         self.empty_rows.frombytes((np.frombuffer(other.empty_rows, np.uint32) + np.uint32(rows)).tobytes())
         self.sizes.extend(other.sizes)
         self.answers.extend(other.answers)
@@ -488,15 +516,21 @@ class _Scan:
             checks[list(CHECKS).index("dpo_identical")].applicable = False
         total = sum(c.penalty for c in checks)
         score = max(0, math.floor(100 - total + 0.5)) if valid else 0
-        band, advice = quality_band(score)
+        record_lines = np.sort(np.frombuffer(self.record_lines, dtype=np.uint32))
+
+        def issue(line: int, check: str, message: str) -> Issue:
+            return Issue(line=line, check=check, message=message, record=int(np.searchsorted(record_lines, line)) + 1)
+
         issues = sorted(
-            (
-                Issue(line=line, check=check, message=message)
-                for check, t in self.tally.items()
-                for line, message in t.samples
-            ),
+            (issue(line, check, message) for check, t in self.tally.items() for line, message in t.samples),
             key=lambda issue: (issue.line is None, issue.line or 0),
         )
+        refused = next((i for i in issues if i.check in _STRUCTURAL), None)
+        if refused is not None:
+            score = min(score, REFUSED_MAX_SCORE)
+        band, advice = quality_band(score)
+        if refused is not None:
+            advice = f"The import refuses this file at line {refused.line}: fix that record first"
         balance = checks[list(CHECKS).index("balance")]
         if balance.count:
             issues.append(Issue(line=None, check="balance", message=balance.note))
@@ -509,6 +543,7 @@ class _Scan:
             quality_score=score,
             band=band,
             band_advice=advice,
+            refused=refused,
             checks=checks,
             issues=issues[:MAX_ISSUES],
             issue_count=sum(t.count for t in self.tally.values()) + (1 if balance.count else 0),

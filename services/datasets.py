@@ -21,7 +21,18 @@ from registry.shapes import DatasetKind
 from registry.storage import suggest_name
 from registry.validation import QualityReport, validate_file
 
+# The encodings the upload offers by name (any Python codec name is accepted too).
+ENCODINGS = {
+    "utf-8": "UTF-8 (default)",
+    "cp1252": "Windows-1252 (Excel on Western Windows)",
+    "latin-1": "Latin-1 (ISO-8859-1)",
+    "utf-16": "UTF-16 (with byte order mark)",
+    "shift_jis": "Shift-JIS",
+    "gb18030": "GB18030",
+}
+
 __all__ = [
+    "ENCODINGS",
     "DatasetKind",
     "DatasetRecord",
     "QualityReport",
@@ -43,17 +54,22 @@ __all__ = [
 
 
 def upload_dataset(
-    name: str, source_path: str | Path, *, description: str = "", kind: DatasetKind | str | None = None
+    name: str,
+    source_path: str | Path,
+    *,
+    description: str = "",
+    kind: DatasetKind | str | None = None,
+    encoding: str | None = None,
 ) -> DatasetRecord:
-    """Import a CSV / JSON / JSONL file into the library (a new version if `name` exists)."""
-    return import_dataset(name, source_path, description=description, kind=kind)
+    """Import a CSV / JSON / JSONL file into the library (a new version if `name` exists); `encoding` if not UTF-8."""
+    return import_dataset(name, source_path, description=description, kind=kind, encoding=encoding)
 
 
-def validate_dataset(path_or_name: str | Path) -> QualityReport:
-    """Quality report for a registry dataset (by name) or for any file path."""
+def validate_dataset(path_or_name: str | Path, *, encoding: str | None = None) -> QualityReport:
+    """Quality report for a registry dataset (by name) or for any file path (read as `encoding` if given)."""
     path = Path(path_or_name)
     if isinstance(path_or_name, Path) or path.suffix.lower() in EXTENSIONS or path.is_file():
         if not path.is_file():
             raise InvalidFile(f"File not found: {path}. Check the path and try again.")
-        return validate_file(path)
+        return validate_file(path, encoding=encoding)
     return validate_dataset_by_name(str(path_or_name))
