@@ -152,7 +152,9 @@ def test_utf16_file_imports_with_its_encoding(registry, tmp_path):
 
 def test_a_wrong_encoding_is_refused_at_its_line(registry, tmp_path):
     path = tmp_path / "utf8.jsonl"
-    path.write_text(json.dumps(_alpaca(0)) + "\n" + json.dumps({**_alpaca(1), "output": "caf\u00e9"}, ensure_ascii=False) + "\n")
+    path.write_text(
+        json.dumps(_alpaca(0)) + "\n" + json.dumps({**_alpaca(1), "output": "caf\u00e9"}, ensure_ascii=False) + "\n"
+    )
     with pytest.raises(InvalidFile, match="Line 2: the file is not ascii text"):
         validate_file(path, encoding="ascii")
     with pytest.raises(InvalidFile, match="Unknown encoding"):
