@@ -4,9 +4,18 @@ from fastapi import Depends, FastAPI
 
 from api.access import AccessPolicy, loopback_only
 from api.errors import install_error_handlers
-from api.routes import adapters, datasets, experiments, federations, mappings, models
+from api.routes import adapters, datasets, experiments, federations, mappings, models, openai, serving
 
-ROUTERS = (datasets.router, models.router, experiments.router, adapters.router, federations.router, mappings.router)
+ROUTERS = (
+    datasets.router,
+    models.router,
+    experiments.router,
+    adapters.router,
+    federations.router,
+    mappings.router,
+    serving.router,
+    openai.router,
+)
 
 
 def create_app(access: AccessPolicy = loopback_only) -> FastAPI:

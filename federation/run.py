@@ -7,7 +7,7 @@ sequential, and the load time apart from the generation time.
 from collections.abc import Iterator
 from functools import lru_cache
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from federation.engine import Activation, Generation, GenerationSettings, InferenceEngine, default_engine
 from federation.router import Router
@@ -33,6 +33,7 @@ class FederationResult(BaseModel):
     method: str
     response: str
     tokens: int
+    prompt_tokens: int = Field(default=0, description="Prompt tokens read, summed over a chain's stages.")
     latency_ms: float
     load_ms: float
     first_token_ms: float | None
@@ -99,7 +100,7 @@ class FederationStream:
 
     def _chain(self) -> Iterator[str]:
         stages: list[Stage] = []
-        previous, load_ms, latency_ms = "", 0.0, 0.0
+        previous, load_ms, latency_ms, prompt_tokens = "", 0.0, 0.0, 0
         members = self.federation.members
         for index, member in enumerate(members):
             prompt = stage_prompt(member, self.prompt, previous)
@@ -124,10 +125,11 @@ class FederationStream:
             previous = generation.response
             load_ms += generation.load_ms
             latency_ms += generation.latency_ms
+            prompt_tokens += generation.prompt_tokens
         total = Generation(
             response=previous,
             tokens=sum(s.tokens for s in stages),
-            prompt_tokens=0,
+            prompt_tokens=prompt_tokens,
             latency_ms=round(latency_ms, 2),
             load_ms=round(load_ms, 2),
             first_token_ms=None,
@@ -140,6 +142,7 @@ class FederationStream:
             method=self.federation.method,
             response=generation.response,
             tokens=generation.tokens,
+            prompt_tokens=generation.prompt_tokens,
             latency_ms=generation.latency_ms,
             load_ms=generation.load_ms,
             first_token_ms=generation.first_token_ms,

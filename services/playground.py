@@ -131,18 +131,24 @@ def start_run(
         raise ConsoleError("The prompt is empty: pick a template or type what the model should answer.")
     registry = registry or open_registry()
     settings = settings or GenerationSettings()
+    label, stream, adapters = open_stream(target, prompt, settings, engine, registry)
+    return PlaygroundRun(target, label, prompt, settings, stream, adapters, registry)
+
+
+def open_stream(
+    target: Target,
+    prompt: str,
+    settings: GenerationSettings,
+    engine: InferenceEngine | None = None,
+    registry: Registry | None = None,
+) -> tuple[str, GenerationStream | FederationStream, list[str]]:
+    """The target's label, an unstarted stream of its answer, and the adapters it uses (a federation reports
+    its own on `.result`): the one way a target is turned into generation, for the Playground and the API."""
+    registry = registry or open_registry()
     engine = engine or default_engine()
     if target.kind == "federation":
         federation = load_federation(target.ref, registry)
-        return PlaygroundRun(
-            target,
-            f"{federation.name} ({federation.id})",
-            prompt,
-            settings,
-            stream_federation(federation, prompt, settings, engine),
-            [],
-            registry,
-        )
+        return f"{federation.name} ({federation.id})", stream_federation(federation, prompt, settings, engine), []
     if target.kind == "adapter":
         record = get_adapter(target.ref, target.version, registry)
         member = Member(
@@ -156,12 +162,9 @@ def start_run(
         )
         base = BaseRef.model_validate(record.base_model)
         stream = engine.stream(base, prompt, settings, Activation(members=(member,), scales=(1.0,)))
-        return PlaygroundRun(target, f"{record.label} (adapter)", prompt, settings, stream, [record.label], registry)
+        return f"{record.label} (adapter)", stream, [record.label]
     info = resolve_base_model(target.ref)
-    base = BaseRef.from_info(info)
-    return PlaygroundRun(
-        target, f"{info.id} (base)", prompt, settings, engine.stream(base, prompt, settings), [], registry
-    )
+    return f"{info.id} (base)", engine.stream(BaseRef.from_info(info), prompt, settings), []
 
 
 def _history_file(registry: Registry) -> Path:

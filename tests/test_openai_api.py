@@ -1,0 +1,238 @@
+"""The OpenAI-compatible endpoint, driven by the official `openai` client against uvicorn on a loopback port,
+answering from a real tiny adapter and a saved federation (trained here with PEFT + TRL)."""
+
+import threading
+
+import httpx
+import openai
+import pytest
+from api_server import serve
+from tiny_model import DEFAULT_CORPUS, build_tiny_model
+
+MAP_PROMPTS = [
+    f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
+    for code in ("sp", "sd")
+    for retailer in ("Amazon", "Walmart", "Target")
+]
+PLAN_PROMPTS = [f"Plan a ${budget},000 campaign for snacks on Kroger." for budget in (5, 10, 20)]
+MAP_ANSWER = "placement_type: sponsored_product"
+PLAN_ANSWER = "Allocate: video 100%."
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A registry with two trained adapters (mapper, planner) and a saved gated federation of both."""
+    import torch
+
+    from registry.datasets import write_records
+    from registry.layout import open_registry
+    from registry.shapes import DatasetKind
+    from services.federation import compose_federation, save_federation
+    from training.adapters import register_adapter
+    from training.config import build_config
+    from training.worker import run_training
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("openai")
+    base = build_tiny_model(root / "models" / "tiny-llama", corpus=DEFAULT_CORPUS + PLAN_PROMPTS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(root / "registry"))
+        patch.setenv("RMN_LORA_MODELS", str(root / "models"))
+        registry = open_registry()
+        for name, prompts, answer in [("mapper", MAP_PROMPTS, MAP_ANSWER), ("planner", PLAN_PROMPTS, PLAN_ANSWER)]:
+            rows = [{"instruction": p, "input": "", "output": answer} for p in prompts] * 4
+            write_records(f"{name}_sft", rows, DatasetKind.ALPACA, origin="test", registry=registry)
+            config = build_config(
+                adapter_name=name,
+                base_model="tiny-llama",
+                train_dataset=f"{name}_sft",
+                max_steps=160,
+                batch_size=4,
+                learning_rate=5e-3,
+                lora_r=8 if name == "planner" else 4,
+                lora_alpha=16,
+                save_steps=1000,
+                max_seq_length=96,
+                warmup_ratio=0.0,
+                lora_dropout=0.0,
+                epochs=None,
+            )
+            result = run_training(config, root / "jobs" / name, stop=threading.Event())
+            register_adapter(result, config, registry=registry)
+        federation = save_federation(
+            compose_federation(retailer_adapter="mapper", task_adapter="planner", method="gated", name="router")
+        )
+        from api.app import create_app
+
+        with serve(create_app()) as url:
+            yield {"url": url, "federation": federation, "registry": registry, "base": base}
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def client(world):
+    return openai.OpenAI(base_url=f"{world['url']}/v1", api_key="unused-on-loopback", max_retries=0)
+
+
+def in_process(model: str, prompt: str, **settings) -> str:
+    from services.federation import GenerationSettings
+    from services.serving import stream_completion
+
+    return "".join(stream_completion(model, prompt, GenerationSettings(**settings))).strip()
+
+
+def test_models_lists_bases_adapters_and_saved_federations(client, world):
+    models = {m.id: m for m in client.models.list()}
+    assert {"tiny-llama", "mapper", "mapper@v1", "planner", "planner@v1", world["federation"].id} <= set(models)
+    assert models["mapper"].model_extra["kind"] == "adapter" and models["mapper"].model_extra["parent"] == "tiny-llama"
+    assert models[world["federation"].id].model_extra["kind"] == "federation"
+
+
+def test_chat_streams_from_an_adapter(client):
+    stream = client.chat.completions.create(
+        model="mapper",
+        messages=[{"role": "user", "content": MAP_PROMPTS[0]}],
+        stream=True,
+        stream_options={"include_usage": True},
+        max_tokens=24,
+    )
+    chunks = list(stream)
+    texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(texts) > 1, "the answer must arrive in several chunks"
+    answer = "".join(texts).strip()
+    assert answer == MAP_ANSWER
+    assert answer == in_process("mapper", MAP_PROMPTS[0], max_new_tokens=24)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    usage = chunks[-1].usage
+    # The tiny model pads after its answer instead of ending it, so it may run to the limit.
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+    assert finish == ("length" if usage.completion_tokens == 24 else "stop")
+    assert usage.prompt_tokens > 5 and usage.completion_tokens > 1
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+
+
+def test_chat_streams_from_a_saved_federation(client, world):
+    from services.federation import test_federation
+
+    federation = world["federation"]
+    for prompt, expected in [(MAP_PROMPTS[3], MAP_ANSWER), (PLAN_PROMPTS[1], PLAN_ANSWER)]:
+        stream = client.chat.completions.create(
+            model=federation.id, messages=[{"role": "user", "content": prompt}], stream=True, max_tokens=24
+        )
+        answer = "".join(c.choices[0].delta.content or "" for c in stream if c.choices).strip()
+        assert answer == expected, (prompt, answer)
+        assert answer == test_federation(federation.id, prompt, max_new_tokens=24).response
+
+
+def test_adapter_and_base_answer_differently_and_usage_is_counted(client):
+    adapter = client.chat.completions.create(
+        model="mapper@v1",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": MAP_PROMPTS[1]}],
+        max_tokens=8,
+    )
+    base = client.chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": MAP_PROMPTS[1]}], max_tokens=8
+    )
+    assert adapter.choices[0].message.content != base.choices[0].message.content
+    assert adapter.choices[0].message.content == in_process(
+        "mapper", MAP_PROMPTS[1], max_new_tokens=8, system="Be brief."
+    )
+    assert base.usage.completion_tokens == 8 and base.choices[0].finish_reason == "length"
+    assert adapter.usage.prompt_tokens > base.usage.prompt_tokens, "the system message is part of the prompt"
+
+
+def test_completions_streamed_and_not(client):
+    whole = client.completions.create(model="planner", prompt=PLAN_PROMPTS[0], max_tokens=32)
+    assert whole.choices[0].text.strip() == PLAN_ANSWER and whole.usage.completion_tokens > 1
+    parts = list(client.completions.create(model="planner", prompt=PLAN_PROMPTS[0], max_tokens=32, stream=True))
+    assert "".join(p.choices[0].text for p in parts).strip() == PLAN_ANSWER
+
+
+def test_bad_requests_are_openai_errors(client, world):
+    with pytest.raises(openai.NotFoundError, match="GET /v1/models lists"):
+        client.chat.completions.create(model="ghost", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="single-turn"):
+        client.chat.completions.create(
+            model="mapper",
+            messages=[
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "again"},
+            ],
+        )
+    with pytest.raises(openai.BadRequestError, match="n other than 1"):
+        client.chat.completions.create(model="mapper", messages=[{"role": "user", "content": "hi"}], n=2)
+    with pytest.raises(openai.BadRequestError, match="stop sequences"):
+        client.completions.create(model="mapper", prompt="hi", stop=["\n"])
+    with pytest.raises(openai.UnprocessableEntityError, match="temperature"):
+        client.chat.completions.create(model="mapper", messages=[{"role": "user", "content": "hi"}], temperature=3)
+    with pytest.raises(openai.BadRequestError, match="empty"):
+        client.completions.create(model="mapper", prompt="  ")
+
+
+def test_the_console_accepts_vllms_load_lora_adapter_call(world, client):
+    from training.adapters import get_adapter
+
+    path = str(get_adapter("planner", 1).path)
+    with httpx.Client(base_url=world["url"], timeout=60) as http:
+        loaded = http.post("/v1/load_lora_adapter", json={"lora_name": "prod-planner", "lora_path": path})
+        assert loaded.status_code == 200, loaded.text
+        assert "prod-planner" in {m.id for m in client.models.list()}
+        answer = client.chat.completions.create(
+            model="prod-planner", messages=[{"role": "user", "content": PLAN_PROMPTS[2]}], max_tokens=32
+        )
+        assert answer.choices[0].message.content == PLAN_ANSWER
+        outside = http.post("/v1/load_lora_adapter", json={"lora_name": "evil", "lora_path": str(world["base"])})
+        assert outside.status_code == 400 and "not an adapter version folder" in outside.json()["error"]["message"]
+        assert http.post("/v1/unload_lora_adapter", json={"lora_name": "prod-planner"}).status_code == 200
+        assert http.post("/v1/unload_lora_adapter", json={"lora_name": "prod-planner"}).status_code == 404
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="prod-planner", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_client_that_hangs_up_mid_stream_frees_the_model(client):
+    """Closing a stream early must stop generation and release the model's lock for the next request."""
+    stream = client.chat.completions.create(
+        model="mapper", messages=[{"role": "user", "content": MAP_PROMPTS[0]}], stream=True, max_tokens=512
+    )
+    next(iter(stream))
+    stream.close()
+    again = client.chat.completions.create(
+        model="mapper", messages=[{"role": "user", "content": MAP_PROMPTS[0]}], max_tokens=24, timeout=120
+    )
+    assert again.choices[0].message.content == MAP_ANSWER
+
+
+def test_deploy_loads_an_adapter_into_a_running_server_over_http(world):
+    """The console's deploy client (httpx) against a real OpenAI-compatible server: this console's own."""
+    from services.deploy import ServingEndpoint, complete_on_endpoint, deploy_adapter, remote_models, save_endpoint
+    from services.errors import ConsoleError
+
+    save_endpoint(ServingEndpoint(name="here", url=world["url"], engine="console"))
+    with httpx.Client(base_url=world["url"], timeout=60) as http:
+        deployed = http.post("/adapters/planner/versions/1/deploy", json={"endpoint": "here", "lora_name": "plan-prod"})
+        assert deployed.status_code == 200, deployed.text
+        assert deployed.json()["lora_path"].endswith("adapters/planner/v1")
+    assert "plan-prod" in remote_models("here")
+    answer = complete_on_endpoint("here", "plan-prod", PLAN_PROMPTS[0], None)
+    assert answer.text == PLAN_ANSWER and answer.completion_tokens > 1
+
+    default_name = deploy_adapter("mapper", endpoint="here")
+    assert default_name.lora_name == "mapper@v1"
+
+    from tests.api_server import free_port
+
+    save_endpoint(ServingEndpoint(name="down", url=f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(ConsoleError, match="Could not reach down"):
+        deploy_adapter("mapper", endpoint="down")
+    save_endpoint(ServingEndpoint(name="mounted", url=world["url"], adapter_root="/mnt/registry/adapters"))
+    with pytest.raises(ConsoleError, match="refused POST /v1/load_lora_adapter \\(400\\).*not an adapter version"):
+        deploy_adapter("mapper", endpoint="mounted")
+    with httpx.Client(base_url=world["url"], timeout=60) as http:
+        unknown = http.post("/adapters/mapper/versions/1/deploy", json={"endpoint": "nowhere"})
+        assert unknown.status_code == 404 and "No serving endpoint" in unknown.json()["error"]["message"]
+        listed = http.get("/serving/endpoints").json()
+        assert [e["name"] for e in listed["items"]] == ["here", "down", "mounted"]
+        bad = http.post("/serving/endpoints", json={"name": "x", "url": "not a url"})
+        assert bad.status_code == 422
