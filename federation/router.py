@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from registry.errors import ConsoleError
-from registry.shapes import DatasetKind
+from registry.shapes import prompt_of
 from training.formatting import iter_canonical, resolve_dataset
 
 FEATURES = 1 << 12
@@ -25,19 +25,6 @@ _WORD = re.compile(r"\w+")
 
 class RouterError(ConsoleError):
     """The router cannot be trained: an adapter without readable training prompts, or adapters trained on the same."""
-
-
-def prompt_text(record: dict[str, Any], kind: DatasetKind) -> str:
-    """The request part of a canonical record: what a user would send to the adapter it trained."""
-    if kind == DatasetKind.ALPACA:
-        return f"{record['instruction']}\n\n{record['input']}" if record.get("input") else str(record["instruction"])
-    if kind == DatasetKind.CHAT:
-        users = [m["content"] for m in record["messages"] if m.get("role") == "user"]
-        return str(users[-1]) if users else ""
-    prompt = record["prompt"]
-    if isinstance(prompt, list):
-        return " ".join(str(m.get("content", "")) for m in prompt if m.get("role") == "user")
-    return str(prompt)
 
 
 def featurize(texts: Sequence[str]) -> Any:
@@ -91,7 +78,7 @@ def training_prompts(dataset: dict[str, Any]) -> list[str]:
         raise RouterError(
             f"The router learns from each adapter's training data, but dataset {ref!r} cannot be read: {error}"
         ) from None
-    prompts = (prompt_text(r, source.kind) for r in iter_canonical(source))
+    prompts = (prompt_of(r, source.kind) for r in iter_canonical(source))
     return [p for p in itertools.islice(prompts, MAX_PROMPTS_PER_ADAPTER) if p.strip()]
 
 

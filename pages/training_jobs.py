@@ -9,6 +9,7 @@ from services import ConsoleError
 from services import datasets as library
 from services.training import (
     FINISHED,
+    OBJECTIVES,
     PRESETS,
     RESUMABLE,
     JobConfig,
@@ -17,6 +18,7 @@ from services.training import (
     JobStatus,
     build_config,
     field_help,
+    fits_objective,
     job_manager,
     list_base_models,
 )
@@ -95,16 +97,11 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
         "Base model", list(labels), format_func=labels.get, key=k + "base_model", help=field_help("base_model")
     )
     right.selectbox(
-        "Training type", ["sft", "dpo"], format_func=str.upper, key=k + "objective", help=field_help("objective")
+        "Training type", OBJECTIVES, format_func=str.upper, key=k + "objective", help=field_help("objective")
     )
     objective = st.session_state[k + "objective"]
-    trainable = [
-        d.name for d in datasets if (d.kind.value == "dpo") == (objective == "dpo") and d.kind.value != "evaluation"
-    ]
-    evaluable = [
-        "",
-        *[d.name for d in datasets if d.kind.value in ("evaluation", "dpo" if objective == "dpo" else "alpaca")],
-    ]
+    trainable = [d.name for d in datasets if fits_objective(d.kind, objective)]
+    evaluable = ["", *[d.name for d in datasets if fits_objective(d.kind, objective, role="eval")]]
     if st.session_state.get(k + "train_dataset") not in trainable:
         st.session_state[k + "train_dataset"] = trainable[0] if trainable else None
     left.selectbox("Training dataset", trainable, key=k + "train_dataset", help=field_help("train_dataset"))

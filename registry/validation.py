@@ -58,7 +58,7 @@ from registry.errors import InvalidFile
 from registry.pii import pii_candidates, scan_pii, text_batch
 from registry.readers import RecordBlock, detect_format, iter_blocks, jsonl_blocks, line_ranges, utf8_source
 from registry.settings import get_settings
-from registry.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, to_canonical
+from registry.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, message_text, to_canonical
 from registry.validation_parts import PartsFailed, PartWorkers
 
 Band = Literal["Excellent", "Good", "Fair", "Poor"]
@@ -102,7 +102,13 @@ CHECKS: dict[str, CheckSpec] = {
     "dpo_identical": CheckSpec("DPO chosen = rejected", 10, 10),
 }
 _STRUCTURAL = {"json", "required", "types"}
-_ALIASES = {"messages": ("messages", "conversations"), "prompt": ("prompt", "conversations", "messages")}
+_ALIASES = {
+    "messages": ("messages", "conversations", "prompt"),
+    "prompt": ("prompt", "conversations", "messages", "input", "chosen"),
+    "completion": ("completion", "conversations", "messages"),
+    "chosen": ("chosen", "preferred_output"),
+    "rejected": ("rejected", "non_preferred_output"),
+}
 _PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][\w.-]{0,39}\s*\}\}")
 
 
@@ -699,24 +705,35 @@ def _alpaca_parts(record: dict[str, Any]) -> Parts:
 
 
 def _chat_parts(record: dict[str, Any]) -> Parts:
+    """An assistant turn that is only a tool call is an answer, not an empty message."""
     messages = record["messages"]
     empty = tuple(
         f"message {index} ({m['role']})"
         for index, m in enumerate(messages, 1)
-        if m["role"] != "system" and not m["content"].strip()
+        if m["role"] != "system" and not m["content"].strip() and not m.get("tool_calls")
     )
-    answers = [m["content"] for m in messages if m["role"] == "assistant"]
+    answers = [message_text(m) for m in messages if m["role"] == "assistant"]
     if not answers:
         empty += ("assistant turn (there is none)",)
-    return "\n".join(m["content"] for m in messages), answers[-1] if answers else "", empty, False
+    return "\n".join(map(message_text, messages)), answers[-1] if answers else "", empty, False
+
+
+def _prompt_texts(prompt: str | list[dict[str, Any]]) -> tuple[str, ...]:
+    return (prompt,) if isinstance(prompt, str) else tuple(map(message_text, prompt))
 
 
 def _dpo_parts(record: dict[str, Any]) -> Parts:
     prompt, chosen, rejected = record["prompt"], record["chosen"], record["rejected"]
-    prompt_texts = (prompt,) if isinstance(prompt, str) else tuple(m["content"] for m in prompt)
+    prompt_texts = _prompt_texts(prompt)
     empty = _blank(prompt="".join(prompt_texts), chosen=chosen, rejected=rejected)
     identical = bool(chosen.strip()) and chosen.strip() == rejected.strip()
     return "\n".join((*prompt_texts, chosen, rejected)), chosen, empty, identical
+
+
+def _kto_parts(record: dict[str, Any]) -> Parts:
+    prompt_texts, completion = _prompt_texts(record["prompt"]), record["completion"]
+    empty = _blank(prompt="".join(prompt_texts), completion=completion)
+    return "\n".join((*prompt_texts, completion)), completion, empty, False
 
 
 def _evaluation_parts(record: dict[str, Any]) -> Parts:
@@ -729,6 +746,7 @@ _PARTS: dict[DatasetKind, Callable[[dict[str, Any]], Parts]] = {
     DatasetKind.ALPACA: _alpaca_parts,
     DatasetKind.CHAT: _chat_parts,
     DatasetKind.DPO: _dpo_parts,
+    DatasetKind.KTO: _kto_parts,
     DatasetKind.EVALUATION: _evaluation_parts,
 }
 

@@ -1,8 +1,9 @@
 """Training API (seed 001): submit, watch and cancel jobs; the adapters they produce; the base models."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from registry.shapes import OBJECTIVE_KINDS, DatasetKind, Objective
 from services.runtime import job_manager
 from training.adapters import (
     AdapterRecord,
@@ -16,8 +17,11 @@ from training.base_models import BaseModelInfo, list_base_models
 from training.config import PRESETS, JobConfig, build_config, field_help
 from training.jobs import FINISHED, RESUMABLE, JobManager, JobProgress, JobState, JobStatus
 
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
+
 __all__ = [
     "FINISHED",
+    "OBJECTIVES",
     "PRESETS",
     "RESUMABLE",
     "AdapterRecord",
@@ -33,6 +37,7 @@ __all__ = [
     "cancel_job",
     "delete_adapter",
     "field_help",
+    "fits_objective",
     "get_adapter",
     "get_job_status",
     "job_manager",
@@ -87,3 +92,14 @@ def cancel_job(job_id: str) -> JobState:
 
 def list_jobs() -> list[JobState]:
     return job_manager().all_jobs()
+
+
+def fits_objective(kind: DatasetKind | str, objective: str, *, role: str = "training") -> bool:
+    """Whether a dataset of `kind` can be the training (or, with role="eval", held-out) data of `objective`.
+
+    Evaluation datasets (prompt, reference) are held-out data only.
+    """
+    kind = DatasetKind(kind)
+    if role == "training" and kind == DatasetKind.EVALUATION:
+        return False
+    return kind in OBJECTIVE_KINDS[objective]

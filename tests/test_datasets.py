@@ -28,7 +28,7 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
         ("alpaca_en_demo.json", DatasetKind.ALPACA, 999),
         ("identity.json", DatasetKind.ALPACA, 91),
         ("dpo_en_demo.json", DatasetKind.DPO, 300),
-        ("kto_en_demo.json", DatasetKind.CHAT, 300),
+        ("kto_en_demo.json", DatasetKind.KTO, 300),
         ("v1_sft_demo.jsonl", DatasetKind.CHAT, 200),
     ],
 )
@@ -42,8 +42,9 @@ def test_peer_data_imports_with_detected_shape(registry, peer_data, filename, ki
     if kind is DatasetKind.CHAT:
         assert {m["role"] for m in first["messages"]} <= {"system", "user", "assistant", "tool"}
         assert all(isinstance(m["content"], str) for m in first["messages"])
-    if filename == "kto_en_demo.json":
-        assert isinstance(first["label"], bool)
+    if kind is DatasetKind.KTO:  # the label is what KTO learns from: the last turn is the answer it judges
+        assert isinstance(first["label"], bool) and first["prompt"][-1]["role"] == "user"
+        assert isinstance(first["completion"], str) and first["completion"]
 
 
 def test_upload_versions_and_dedup(registry, tmp_path):

@@ -55,7 +55,7 @@ def check_lines(report: QualityReport, check: str) -> list[int]:
     [
         ("alpaca_en_demo.json", DatasetKind.ALPACA, 999, 95),
         ("dpo_en_demo.json", DatasetKind.DPO, 300, 90),
-        ("kto_en_demo.json", DatasetKind.CHAT, 300, 95),
+        ("kto_en_demo.json", DatasetKind.KTO, 300, 95),
         ("v1_sft_demo.jsonl", DatasetKind.CHAT, 200, 90),
         ("identity.json", DatasetKind.ALPACA, 91, 85),
     ],

@@ -11,10 +11,10 @@ from typing import Any, Literal, Self
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from registry.errors import ConsoleError, InvalidName
+from registry.shapes import Objective
 from registry.storage import validate_name
 
 AdapterType = Literal["retailer", "task", "policy", "domain"]
-Objective = Literal["sft", "dpo"]
 Quantization = Literal["none", "8bit", "4bit"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -60,7 +60,8 @@ class JobConfig(BaseModel):
     objective: Objective = Field(
         default="sft",
         description="sft learns to answer like the dataset (alpaca, chat or evaluation data); "
-        "dpo learns to prefer the chosen answer over the rejected one (preference pairs).",
+        "dpo learns to prefer the chosen answer over the rejected one (preference pairs); "
+        "kto learns from single answers labelled desirable or undesirable (KTO data; batch size 2 or more).",
     )
     quantization: Quantization = Field(
         default="none",
@@ -183,7 +184,7 @@ class JobConfig(BaseModel):
         gt=0,
         le=10,
         validation_alias=AliasChoices("dpo_beta", "beta"),
-        description="DPO only: how far the adapter may move from the base model (higher = stays closer).",
+        description="DPO and KTO: how far the adapter may move from the base model (higher = stays closer).",
     )
     logging_steps: int = Field(default=1, ge=1, le=100_000, description="Record loss and progress every N steps.")
     save_steps: int = Field(

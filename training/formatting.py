@@ -1,13 +1,24 @@
 """Canonical dataset records -> the conversational datasets TRL trains on.
 
 SFT examples become prompt/completion conversations, so TRL renders them with the model's chat template and
-puts the loss on the completion (the answer) only. DPO pairs become prompt/chosen/rejected conversations.
-A dataset whose shape does not fit the objective is refused before any model is loaded. A record that is
-well-formed but has nothing to learn (an empty answer, chosen == rejected) is skipped and counted: the
-library imports such records (validation reports them), so one of them must not fail a whole job.
+puts the loss on the completion (the answer) only. DPO pairs become prompt/chosen/rejected conversations and
+KTO records prompt/completion/label ones. A dataset whose shape does not fit the objective is refused before
+any model is loaded (`registry.shapes.objective_refusal` is the rule). A record that is well-formed but has
+nothing to learn (an empty answer, chosen == rejected) is skipped and counted: the library imports such
+records (validation reports them), so one of them must not fail a whole job.
+
+Tool use. An assistant turn that calls tools is an answer like any other (a call alone is a valid target).
+Where the model's chat template renders tools (it mentions `tool_calls`), the messages keep their
+`tool_calls`, tool turns their role and the example its `tools`, and the template renders them. Where it does
+not (SmolLM2's does not, and would drop the calls), `as_plain_text` writes them into the text in the
+Hermes / Qwen convention, which many templates and serving stacks use:
+- the tools go at the end of the system turn: "# Tools" ... "<tools>" one JSON spec per line "</tools>";
+- a call is the assistant's text followed by "<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>";
+- a tool's result is a user turn "<tool_response>\n...\n</tool_response>".
 """
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +30,16 @@ from registry.datasets import dataset_file, get_dataset, preview_file
 from registry.errors import InvalidFile, InvalidName, NotFound
 from registry.readers import detect_format, read_strict
 from registry.settings import get_settings
-from registry.shapes import DatasetKind, ShapeError, to_canonical
+from registry.shapes import DatasetKind, Objective, ShapeError, objective_refusal, prompt_of, to_canonical
 from registry.storage import validate_name
 
-Objective = Literal["sft", "dpo"]
-Message = dict[str, str]
-SFT_KINDS = frozenset({DatasetKind.ALPACA, DatasetKind.CHAT, DatasetKind.EVALUATION})
+Message = dict[str, Any]
+TOOLS_PREAMBLE = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{tools}\n</tools>\n\n"
+    "For each function call, return a json object with function name and arguments within <tool_call></tool_call> "
+    'XML tags:\n<tool_call>\n{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
+)
 
 
 class NothingToLearn(ShapeError):
@@ -118,51 +133,64 @@ def iter_canonical(source: DatasetSource) -> Iterator[dict[str, Any]]:
 
 
 def check_fits(source: DatasetSource, objective: Objective, role: str = "training") -> None:
-    """Refuse a dataset whose shape the objective cannot learn from, saying which shape would fit."""
-    if objective == "sft" and source.kind not in SFT_KINDS:
-        raise InvalidFile(
-            f"The {role} dataset {source.name!r} holds DPO preference pairs (prompt, chosen, rejected); SFT needs "
-            "alpaca, chat or evaluation records. Choose objective DPO, or an SFT dataset."
-        )
-    if objective == "dpo" and source.kind != DatasetKind.DPO:
-        raise InvalidFile(
-            f"The {role} dataset {source.name!r} is {source.kind.description}; DPO needs preference pairs "
-            "(prompt, chosen, rejected). Choose objective SFT, or a DPO dataset."
-        )
+    """Refuse a dataset whose shape the objective cannot learn from, saying what it holds and what would fit."""
+    reason = objective_refusal(source.kind, objective)
+    if reason is not None:
+        raise InvalidFile(f"The {role} dataset {source.name!r} {reason}")
 
 
-def sft_example(record: dict[str, Any], kind: DatasetKind) -> dict[str, list[Message]]:
-    """One canonical SFT record as {"prompt": [...messages], "completion": [assistant answer]}."""
+def sft_example(record: dict[str, Any], kind: DatasetKind) -> dict[str, Any]:
+    """One canonical SFT record as {"prompt": [...messages], "completion": [assistant answer], "tools": ...}."""
     if kind == DatasetKind.ALPACA:
         system = record.get("system")
         prompt = [{"role": "system", "content": system}] if isinstance(system, str) and system else []
-        text = f"{record['instruction']}\n\n{record['input']}" if record.get("input") else record["instruction"]
-        prompt.append({"role": "user", "content": text})
+        prompt.append({"role": "user", "content": prompt_of(record, kind)})
         return {"prompt": prompt, "completion": [_answer(record["output"])]}
     if kind == DatasetKind.EVALUATION:
-        return {"prompt": [{"role": "user", "content": record["prompt"]}], "completion": [_answer(record["reference"])]}
+        prompt = [{"role": "user", "content": prompt_of(record, kind)}]
+        return {"prompt": prompt, "completion": [_answer(record["reference"])]}
     if kind == DatasetKind.CHAT:
-        messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+        messages = [dict(m) for m in record["messages"]]
         if len(messages) < 2 or messages[-1]["role"] != "assistant":
             raise NothingToLearn("the conversation does not end with an assistant answer to learn from.")
-        return {"prompt": messages[:-1], "completion": [_answer(messages[-1]["content"])]}
+        last = messages[-1]
+        if not last["content"].strip() and not last.get("tool_calls"):
+            raise NothingToLearn("the answer is empty, so there is nothing to learn.")
+        return _with_tools({"prompt": messages[:-1], "completion": [last]}, record)
     raise ShapeError(f"a {kind.value} record is not an SFT example.")
 
 
-def dpo_example(record: dict[str, Any]) -> dict[str, list[Message]]:
+def dpo_example(record: dict[str, Any]) -> dict[str, Any]:
     """One canonical preference pair as conversational prompt/chosen/rejected."""
-    prompt = record["prompt"]
-    messages = (
-        [{"role": "user", "content": prompt}]
-        if isinstance(prompt, str)
-        else [{"role": m["role"], "content": m["content"]} for m in prompt]
-    )
-    if not messages or not messages[-1]["content"].strip():
-        raise ShapeError("the prompt is empty.")
+    messages = _prompt_messages(record["prompt"])
     chosen, rejected = _answer(record["chosen"], "chosen"), _answer(record["rejected"], "rejected")
     if chosen["content"] == rejected["content"]:
         raise NothingToLearn("chosen and rejected are the same answer, so there is no preference to learn.")
-    return {"prompt": messages, "chosen": [chosen], "rejected": [rejected]}
+    return _with_tools({"prompt": messages, "chosen": [chosen], "rejected": [rejected]}, record)
+
+
+def kto_example(record: dict[str, Any]) -> dict[str, Any]:
+    """One canonical KTO record as conversational prompt/completion with its desirable (true) / undesirable label."""
+    example = {
+        "prompt": _prompt_messages(record["prompt"]),
+        "completion": [_answer(record["completion"], "completion")],
+        "label": bool(record["label"]),
+    }
+    return _with_tools(example, record)
+
+
+def _with_tools(example: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The record's tool specifications go with the example (TRL passes a `tools` column to the template)."""
+    if record.get("tools"):
+        example["tools"] = record["tools"]
+    return example
+
+
+def _prompt_messages(prompt: str | list[Message]) -> list[Message]:
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
+    if not messages or not (messages[-1]["content"].strip() or messages[-1].get("tool_calls")):
+        raise ShapeError("the prompt is empty.")
+    return messages
 
 
 def _answer(text: str, field: str = "answer") -> Message:
@@ -171,28 +199,85 @@ def _answer(text: str, field: str = "answer") -> Message:
     return {"role": "assistant", "content": text}
 
 
-def format_records(records: Iterable[dict[str, Any]], kind: DatasetKind, objective: Objective) -> FormattedDataset:
-    """Format every record, skipping those with nothing to learn; a malformed one is refused with its number."""
+def template_renders_tools(chat_template: str | None) -> bool:
+    """Whether a chat template renders tool calls itself (Hugging Face templates with tool support name tool_calls)."""
+    return bool(chat_template) and "tool_calls" in chat_template
+
+
+def as_plain_text(example: dict[str, Any]) -> dict[str, Any]:
+    """The example with its tools, tool calls and tool results written into the text (see the module docstring)."""
+    tools = example.get("tools")
+    out: dict[str, Any] = {}
+    for key, value in example.items():
+        if key == "tools":
+            continue
+        out[key] = [_plain_message(m) for m in value] if isinstance(value, list) else value
+    if tools:
+        spec = TOOLS_PREAMBLE.format(tools="\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools))
+        prompt = out["prompt"]
+        if prompt and prompt[0]["role"] == "system":
+            prompt[0] = {"role": "system", "content": f"{prompt[0]['content']}\n\n{spec}".lstrip()}
+        else:
+            out["prompt"] = [{"role": "system", "content": spec}, *prompt]
+    return out
+
+
+def _plain_message(message: Message) -> Message:
+    if message["role"] == "tool":
+        return {"role": "user", "content": f"<tool_response>\n{message['content']}\n</tool_response>"}
+    calls = message.get("tool_calls")
+    if not calls:
+        return {"role": message["role"], "content": message["content"]}
+    rendered = [
+        "<tool_call>\n"
+        + json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]}, ensure_ascii=False)
+        + "\n</tool_call>"
+        for c in calls
+    ]
+    return {"role": message["role"], "content": "\n".join(filter(None, (message["content"], *rendered)))}
+
+
+_EXAMPLES = {"sft": None, "dpo": dpo_example, "kto": kto_example}
+
+
+def format_records(
+    records: Iterable[dict[str, Any]], kind: DatasetKind, objective: Objective, *, template_tools: bool = False
+) -> FormattedDataset:
+    """Format every record, skipping those with nothing to learn; a malformed one is refused with its number.
+
+    `template_tools`: the chat template renders tools itself; otherwise they are written as plain text.
+    """
     examples: list[dict[str, Any]] = []
     skipped: list[int] = []
     first_reason = ""
+    make = _EXAMPLES[objective]
     for number, record in enumerate(records, 1):
         try:
-            examples.append(dpo_example(record) if objective == "dpo" else sft_example(record, kind))
+            example = make(record) if make else sft_example(record, kind)
         except NothingToLearn as error:
             skipped.append(number)
             first_reason = first_reason or f" (record {number}: {str(error).rstrip('.')})"
+            continue
         except ShapeError as error:
             raise InvalidFile(f"{error} Fix this record or remove it.", line=number) from None
+        examples.append(example if template_tools else as_plain_text(example))
     if not examples:
         raise InvalidFile(f"The dataset has no records to train on{first_reason}.")
     return FormattedDataset(examples, skipped)
 
 
-def build_dataset(source: DatasetSource, objective: Objective, role: str = "training") -> tuple[Any, list[int]]:
-    """A `datasets.Dataset` in TRL's conversational format for `objective`, and the record numbers skipped."""
-    from datasets import Dataset
+def build_dataset(
+    source: DatasetSource, objective: Objective, role: str = "training", *, template_tools: bool = False
+) -> tuple[Any, list[int]]:
+    """A `datasets.Dataset` in TRL's conversational format for `objective`, and the record numbers skipped.
+
+    Message columns are `Json` features: Arrow would otherwise merge the shapes of different records' tool
+    arguments into one struct and hand the template keys (as nulls) that a record never had.
+    """
+    from datasets import Dataset, Features, Json, Value
 
     check_fits(source, objective, role)
-    formatted = format_records(iter_canonical(source), source.kind, objective)
-    return Dataset.from_list(formatted.examples), formatted.skipped
+    formatted = format_records(iter_canonical(source), source.kind, objective, template_tools=template_tools)
+    columns = dict.fromkeys(key for example in formatted.examples for key in example)
+    features = Features({column: Value("bool") if column == "label" else Json() for column in columns})
+    return Dataset.from_list(formatted.examples, features=features), formatted.skipped

@@ -1,4 +1,4 @@
-"""The in-process training worker: one LoRA/QLoRA job through TRL's SFTTrainer or DPOTrainer.
+"""The in-process training worker: one LoRA/QLoRA job through TRL's SFTTrainer, DPOTrainer or KTOTrainer.
 
 `run_training` is called from a queue thread. It never imports streamlit and talks to the console only
 through files in the job folder, which other threads may read while it runs:
@@ -30,7 +30,14 @@ from registry.shapes import DatasetKind
 from registry.storage import atomic_write_text
 from training.base_models import BaseModelInfo, resolve_base_model, suggested_target_modules, unknown_target_modules
 from training.config import JobConfig
-from training.formatting import DatasetSource, build_dataset, check_fits, iter_canonical, resolve_dataset
+from training.formatting import (
+    DatasetSource,
+    build_dataset,
+    check_fits,
+    iter_canonical,
+    resolve_dataset,
+    template_renders_tools,
+)
 from training.job_folder import JobFolder, Status, TrainingResult
 
 # Used only when a base model ships no chat template: the assistant turn ends with the model's EOS token,
@@ -83,6 +90,11 @@ def preflight(config: JobConfig) -> Preflight:
             raise TrainingRefused(
                 f"{heads[0]} is the output layer; TRL cannot train LoRA on it. Remove it from target modules."
             )
+    if config.objective == "kto" and config.batch_size < 2:
+        raise TrainingRefused(
+            "KTO needs a batch size of 2 or more: it estimates its KL term by pairing each answer with another "
+            "prompt's in the same batch. Raise the batch size."
+        )
     train = resolve_dataset(config.train_dataset)
     check_fits(train, config.objective)
     evaluation = resolve_dataset(config.eval_dataset) if config.eval_dataset else None
@@ -293,11 +305,11 @@ def _held_out_scores(model: Any, tokenizer: Any, source: DatasetSource, folder: 
 def build_trainer(
     checks: Preflight, job_dir: Path, callbacks: list | None = None, folder: JobFolder | None = None
 ) -> tuple[Any, Any]:
-    """The configured SFTTrainer or DPOTrainer (datasets already tokenized), and its tokenizer."""
+    """The configured SFTTrainer, DPOTrainer or KTOTrainer (datasets already tokenized), and its tokenizer."""
     from peft import LoraConfig
     from peft.optimizers import create_loraplus_optimizer
     from transformers.trainer_callback import PrinterCallback
-    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+    from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
 
     import datasets
 
@@ -306,11 +318,12 @@ def build_trainer(
     config = checks.config
     tokenizer = load_tokenizer(checks.base.path)
     model = load_model(checks)
-    train, skipped = build_dataset(checks.train, config.objective)
+    template_tools = template_renders_tools(tokenizer.chat_template)
+    train, skipped = build_dataset(checks.train, config.objective, template_tools=template_tools)
     _note_skipped(folder, checks.train, skipped)
     evaluation = None
     if checks.eval is not None:
-        evaluation, skipped = build_dataset(checks.eval, config.objective, "eval")
+        evaluation, skipped = build_dataset(checks.eval, config.objective, "eval", template_tools=template_tools)
         _note_skipped(folder, checks.eval, skipped)
     lora = LoraConfig(
         r=config.lora_r,
@@ -321,7 +334,19 @@ def build_trainer(
         task_type="CAUSAL_LM",
     )
     common = _trainer_args(config, job_dir, checks, has_eval=evaluation is not None)
-    if config.objective == "dpo":
+    if config.objective == "kto":
+        # The KL estimate pairs each example with its neighbour in a fixed-order batch, so batches are not shuffled.
+        args = KTOConfig(**common, beta=config.dpo_beta, train_sampling_strategy="sequential")
+        trainer = KTOTrainer(
+            model=model,
+            args=args,
+            train_dataset=train,
+            eval_dataset=evaluation,
+            processing_class=tokenizer,
+            peft_config=lora,
+            callbacks=callbacks,
+        )
+    elif config.objective == "dpo":
         args = DPOConfig(**common, beta=config.dpo_beta)
         trainer = DPOTrainer(
             model=model,
@@ -349,6 +374,7 @@ def build_trainer(
             peft_config=lora,
             callbacks=callbacks,
         )
+    _note_truncated(folder, checks.train, len(train), len(trainer.train_dataset))
     if config.loraplus_lr_ratio:
         # The Trainer's own optimizer (class, lr, betas, eps) in LoRA+ groups: it keeps it, schedules both groups and
         # restores their state on resume.
@@ -381,6 +407,15 @@ def _note_skipped(folder: JobFolder | None, source: DatasetSource, skipped: list
         folder.log(
             f"Skipped {len(skipped)} of {source.rows} records of {source.name} with nothing to learn "
             f"(no answer, or chosen == rejected): record {shown}."
+        )
+
+
+def _note_truncated(folder: JobFolder | None, source: DatasetSource, given: int, kept: int) -> None:
+    """TRL drops examples whose answer lies wholly past max_length; say so rather than train on fewer in silence."""
+    if folder is not None and kept < given:
+        folder.log(
+            f"{given - kept} of {given} examples of {source.name} are longer than the max sequence length with "
+            "their whole answer past it, so the trainer left them out: raise the max sequence length to keep them."
         )
 
 

@@ -1,0 +1,440 @@
+"""Every accepted shape, from a file written the way public datasets are: what the registry stores, record by
+record, and what the trainer is fed (the tokens that carry a loss, decoded). Nothing blanked, nothing dropped."""
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_model import build_tiny_model
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+# OpenAI's chat fine-tuning format with function calling (as in Microsoft's and OpenAI's samples).
+OPENAI_TOOLS = [
+    {
+        "messages": [
+            {"role": "system", "content": "You are a weather assistant."},
+            {"role": "user", "content": f"What's the weather in {city}?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{index}",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": json.dumps({"city": city})},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": f"call_{index}", "content": json.dumps({"temp_c": temp})},
+            {"role": "assistant", "content": f"It is {temp} degrees in {city}."},
+        ],
+        "tools": [WEATHER_TOOL],
+    }
+    for index, (city, temp) in enumerate([("Paris", 21), ("Oslo", 3), ("Lima", 18)])
+] + [
+    {  # the answer to learn is the call itself
+        "messages": [
+            {"role": "user", "content": "Is it raining in Rome?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": "call_9",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                    }
+                ],
+            },
+        ],
+        "tools": [WEATHER_TOOL],
+    }
+]
+# LLaMA-Factory / glaive ShareGPT tool data: function_call and observation turns, tools as JSON text.
+SHAREGPT_TOOLS = [
+    {
+        "conversations": [
+            {"from": "human", "value": f"Budget left on campaign {n}?"},
+            {"from": "function_call", "value": json.dumps({"name": "get_budget", "arguments": {"campaign": n}})},
+            {"from": "observation", "value": json.dumps({"remaining": 100 * n})},
+            {"from": "gpt", "value": f"Campaign {n} has {100 * n} dollars left."},
+        ],
+        "system": "You manage retail media campaigns.",
+        "tools": json.dumps(
+            [{"name": "get_budget", "description": "Remaining budget", "parameters": {"type": "object"}}]
+        ),
+    }
+    for n in (1, 2, 3)
+]
+PAIRS_TEXT = [
+    {"prompt": f"Is '{claim}' compliant?", "chosen": "No: it is an unverified claim.", "rejected": "Yes."}
+    for claim in ("Best price, guaranteed", "Cures colds", "Number one in the world")
+]
+PAIRS_MESSAGES = [
+    {
+        "prompt": [{"role": "user", "content": f"Rewrite headline {n} without a superlative."}],
+        "chosen": [{"role": "assistant", "content": f"A good deal on item {n}."}],
+        "rejected": [{"role": "assistant", "content": f"The best deal ever on item {n}!"}],
+    }
+    for n in (1, 2, 3)
+]
+SHAREGPT_PAIRS = [
+    {
+        "conversations": [{"from": "human", "value": f"Name a bid strategy for goal {goal}."}],
+        "chosen": {"from": "gpt", "value": f"Target ROAS suits {goal}."},
+        "rejected": {"from": "gpt", "value": "Bid as high as possible."},
+    }
+    for goal in ("sales", "reach", "clicks")
+]
+HH_RLHF = [
+    {
+        "chosen": f"\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Suggest keyword {n}\n\nAssistant: Try 'organic snacks {n}'.",
+        "rejected": f"\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Suggest keyword {n}\n\nAssistant: No.",
+    }
+    for n in (1, 2, 3)
+]
+OPENAI_PREFERENCE = [
+    {
+        "input": {"messages": [{"role": "user", "content": f"Summarise report {n} in one line."}]},
+        "preferred_output": [{"role": "assistant", "content": f"Report {n}: sales up 4%."}],
+        "non_preferred_output": [{"role": "assistant", "content": "I cannot do that."}],
+    }
+    for n in (1, 2, 3)
+]
+KTO_MESSAGES = [
+    {
+        "messages": [
+            {"role": "user", "content": f"Is ad {n} compliant?"},
+            {"role": "assistant", "content": "Yes, it is compliant." if n % 2 else "Whatever."},
+        ],
+        "label": bool(n % 2),
+    }
+    for n in range(1, 7)
+]
+KTO_UNPAIRED = [
+    {"prompt": f"Tag product {n}", "completion": "snacks" if n % 2 else "asdf", "label": bool(n % 2)}
+    for n in (1, 2, 3, 4)
+]
+
+FILES = {
+    # name: (records, format, detected kind, variant fragment)
+    "openai_tools": (OPENAI_TOOLS, "jsonl", "chat", "with tool calls"),
+    "sharegpt_tools": (SHAREGPT_TOOLS, "json", "chat", "ShareGPT conversations (from / value) with tool calls"),
+    "pairs_text": (PAIRS_TEXT, "jsonl", "dpo", "prompt / chosen / rejected"),
+    "pairs_messages": (PAIRS_MESSAGES, "json", "dpo", "prompt / chosen / rejected"),
+    "sharegpt_pairs": (SHAREGPT_PAIRS, "json", "dpo", "ShareGPT preference pairs"),
+    "hh_rlhf": (HH_RLHF, "jsonl", "dpo", "hh-rlhf"),
+    "openai_preference": (OPENAI_PREFERENCE, "jsonl", "dpo", "OpenAI preference"),
+    "kto_messages": (KTO_MESSAGES, "json", "kto", "KTO"),
+    "kto_unpaired": (KTO_UNPAIRED, "jsonl", "kto", "KTO"),
+}
+CALL_ROME = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}, "id": "call_9"}
+# What the registry must hold for the first record of each file.
+STORED_FIRST = {
+    "openai_tools": {
+        "messages": [
+            {"role": "system", "content": "You are a weather assistant."},
+            {"role": "user", "content": "What's the weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": {"city": "Paris"}},
+                        "id": "call_0",
+                    }
+                ],
+            },
+            {"role": "tool", "content": '{"temp_c": 21}', "tool_call_id": "call_0"},
+            {"role": "assistant", "content": "It is 21 degrees in Paris."},
+        ],
+        "tools": [WEATHER_TOOL],
+    },
+    "sharegpt_tools": {
+        "messages": [
+            {"role": "system", "content": "You manage retail media campaigns."},
+            {"role": "user", "content": "Budget left on campaign 1?"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"type": "function", "function": {"name": "get_budget", "arguments": {"campaign": 1}}}],
+            },
+            {"role": "tool", "content": '{"remaining": 100}'},
+            {"role": "assistant", "content": "Campaign 1 has 100 dollars left."},
+        ],
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": "get_budget", "description": "Remaining budget", "parameters": {"type": "object"}},
+            }
+        ],
+    },
+    "pairs_text": PAIRS_TEXT[0],
+    "pairs_messages": {
+        "prompt": [{"role": "user", "content": "Rewrite headline 1 without a superlative."}],
+        "chosen": "A good deal on item 1.",
+        "rejected": "The best deal ever on item 1!",
+    },
+    "sharegpt_pairs": {
+        "prompt": [{"role": "user", "content": "Name a bid strategy for goal sales."}],
+        "chosen": "Target ROAS suits sales.",
+        "rejected": "Bid as high as possible.",
+    },
+    "hh_rlhf": {
+        "prompt": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"},
+            {"role": "user", "content": "Suggest keyword 1"},
+        ],
+        "chosen": "Try 'organic snacks 1'.",
+        "rejected": "No.",
+    },
+    "openai_preference": {
+        "prompt": [{"role": "user", "content": "Summarise report 1 in one line."}],
+        "chosen": "Report 1: sales up 4%.",
+        "rejected": "I cannot do that.",
+    },
+    "kto_messages": {
+        "prompt": [{"role": "user", "content": "Is ad 1 compliant?"}],
+        "completion": "Yes, it is compliant.",
+        "label": True,
+    },
+    "kto_unpaired": {"prompt": "Tag product 1", "completion": "snacks", "label": True},
+}
+
+
+def write(folder: Path, name: str) -> Path:
+    records, fmt, _, _ = FILES[name]
+    path = folder / f"{name}.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    else:
+        path.write_text(json.dumps(records, indent=2))
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_each_shape_is_detected_and_stored_whole(registry, tmp_path, name):
+    from registry.datasets import import_dataset, preview_file, read_rows
+    from registry.validation import validate_file
+
+    records, _, kind, variant = FILES[name]
+    path = write(tmp_path, name)
+    preview = preview_file(path)
+    assert preview.detection.kind == kind and variant in preview.detection.variant
+    stored = import_dataset(name, path)
+    assert stored.kind == kind and stored.rows == len(records)
+    rows = read_rows(name, limit=100)
+    assert rows[0] == STORED_FIRST[name]
+    report = validate_file(path)
+    assert report.refused is None and report.rows == report.valid_rows == len(records)
+    assert report.check("empty").count == 0  # a tool call is an answer, not an empty message
+    assert stored.quality_score == report.quality_score
+
+
+def test_every_record_of_the_tool_files_keeps_its_calls(registry, tmp_path):
+    from registry.datasets import import_dataset, read_rows
+
+    import_dataset("openai_tools", write(tmp_path, "openai_tools"))
+    rows = read_rows("openai_tools", limit=100)
+    for source, row in zip(OPENAI_TOOLS, rows, strict=True):
+        assert len(row["messages"]) == len(source["messages"])
+        for given, kept in zip(source["messages"], row["messages"], strict=True):
+            assert kept["role"] == given["role"] and kept["content"] == (given.get("content") or "")
+            for call, kept_call in zip(given.get("tool_calls", []), kept.get("tool_calls", []), strict=True):
+                assert kept_call["function"]["name"] == call["function"]["name"]
+                assert kept_call["function"]["arguments"] == json.loads(call["function"]["arguments"])
+            assert len(given.get("tool_calls", [])) == len(kept.get("tool_calls", []))
+    assert rows[-1]["messages"][-1]["tool_calls"] == [CALL_ROME]
+
+
+def _loss_text(tokenizer, example) -> str:
+    ids, labels = example["input_ids"], example["labels"]
+    return tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label != -100])
+
+
+def _config(base: Path, train: str, **overrides):
+    from training.config import build_config
+
+    values = {
+        "adapter_name": f"{train}_adapter",
+        "base_model": str(base),
+        "train_dataset": train,
+        "max_steps": 4,
+        "batch_size": 2,
+        "learning_rate": 5e-3,
+        "max_seq_length": 1024,
+        "save_steps": 50,
+        "warmup_ratio": 0.0,
+        **overrides,
+    }
+    return build_config(**values)
+
+
+def test_tool_calls_are_trained_as_plain_text_when_the_template_has_no_tool_support(registry, tiny_base, tmp_path):
+    """The tiny model's ChatML template (like SmolLM2's) has no tool support: the documented rendering is used."""
+    from registry.datasets import import_dataset
+    from training.worker import build_trainer, preflight
+
+    import_dataset("openai_tools", write(tmp_path, "openai_tools"))
+    trainer, tokenizer = build_trainer(preflight(_config(tiny_base, "openai_tools")), tmp_path / "job")
+    fed = [_loss_text(tokenizer, example) for example in trainer.train_dataset]
+    answers = [f"It is {t} degrees in {c}.<|im_end|>\n" for c, t in [("Paris", 21), ("Oslo", 3), ("Lima", 18)]] + [
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call><|im_end|>\n'
+    ]
+    assert sorted(fed) == sorted(answers)
+    first = next(e for e in trainer.train_dataset if "Paris" in tokenizer.decode(e["input_ids"]))
+    prompt = tokenizer.decode(first["input_ids"])
+    assert "<tools>\n" + json.dumps(WEATHER_TOOL) + "\n</tools>" in prompt
+    assert (
+        '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+        '<|im_end|>\n<|im_start|>user\n<tool_response>\n{"temp_c": 21}\n</tool_response><|im_end|>' in prompt
+    )
+
+
+TOOL_CHATML = (
+    "{% if tools %}<|im_start|>system\nTools: {{ tools | tojson }}<|im_end|>\n{% endif %}"
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+    "{% if message.tool_calls %}{% for call in message.tool_calls %}<call>{{ call.function.name }}"
+    "({{ call.function.arguments | tojson }})</call>{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_tool_calls_go_through_a_template_that_renders_them(registry, tmp_path):
+    from registry.datasets import import_dataset
+    from training.worker import build_trainer, preflight
+
+    base = build_tiny_model(tmp_path / "tool-model")
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config["chat_template"] = TOOL_CHATML
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    import_dataset("sharegpt_tools", write(tmp_path, "sharegpt_tools"))
+    trainer, tokenizer = build_trainer(preflight(_config(base, "sharegpt_tools")), tmp_path / "job")
+    assert "tool_calls" in tokenizer.chat_template
+    example = trainer.train_dataset[0]
+    text = tokenizer.decode(example["input_ids"])
+    assert text.startswith('<|im_start|>system\nTools: [{"type": "function", "function": {"name": "get_budget"')
+    assert '<|im_start|>assistant\n<call>get_budget({"campaign": 1})</call><|im_end|>' in text
+    assert "<|im_start|>tool\n{" in text and "<tool_call>" not in text
+    assert _loss_text(tokenizer, example) == "Campaign 1 has 100 dollars left.<|im_end|>\n"
+
+
+@pytest.mark.parametrize("name", ["pairs_text", "pairs_messages", "sharegpt_pairs", "hh_rlhf", "openai_preference"])
+def test_preference_shapes_feed_dpo_their_prompt_and_both_answers(registry, tiny_base, tmp_path, name):
+    from registry.datasets import import_dataset, read_rows
+    from training.worker import build_trainer, preflight
+
+    import_dataset(name, write(tmp_path, name))
+    stored = read_rows(name, limit=100)
+    trainer, tokenizer = build_trainer(preflight(_config(tiny_base, name, objective="dpo")), tmp_path / "job")
+    assert len(trainer.train_dataset) == len(stored)
+    for row, example in zip(stored, trainer.train_dataset, strict=True):
+        assert tokenizer.decode(example["chosen_ids"]) == row["chosen"] + "<|im_end|>\n"
+        assert tokenizer.decode(example["rejected_ids"]) == row["rejected"] + "<|im_end|>\n"
+        prompt = tokenizer.decode(example["prompt_ids"])
+        turns = [row["prompt"]] if isinstance(row["prompt"], str) else [m["content"] for m in row["prompt"]]
+        assert all(turn in prompt for turn in turns) and prompt.endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("name", ["kto_messages", "kto_unpaired"])
+def test_kto_records_feed_their_answer_and_label(registry, tiny_base, tmp_path, name):
+    from registry.datasets import import_dataset, read_rows
+    from training.worker import build_trainer, preflight
+
+    import_dataset(name, write(tmp_path, name))
+    stored = read_rows(name, limit=100)
+    trainer, tokenizer = build_trainer(preflight(_config(tiny_base, name, objective="kto")), tmp_path / "job")
+    for row, example in zip(stored, trainer.train_dataset, strict=True):
+        assert tokenizer.decode(example["completion_ids"]) == row["completion"] + "<|im_end|>\n"
+        assert example["label"] is row["label"]
+
+
+def test_a_kto_file_offered_to_sft_is_refused_with_the_reason(registry, tiny_base, tmp_path):
+    from registry.datasets import import_dataset
+    from registry.errors import InvalidFile
+    from training.worker import TrainingRefused, preflight
+
+    import_dataset("kto_messages", write(tmp_path, "kto_messages"))
+    with pytest.raises(InvalidFile, match="SFT ignores the label and would learn the undesirable answers too"):
+        preflight(_config(tiny_base, "kto_messages"))
+    with pytest.raises(TrainingRefused, match="KTO needs a batch size of 2 or more"):
+        preflight(_config(tiny_base, "kto_messages", objective="kto", batch_size=1))
+
+
+def test_kto_and_tool_call_sft_jobs_complete(registry, tiny_base, tmp_path):
+    from registry.datasets import import_dataset
+    from training.worker import run_training
+
+    import_dataset("kto_messages", write(tmp_path, "kto_messages"))
+    import_dataset("openai_tools", write(tmp_path, "openai_tools"))
+    kto = run_training(_config(tiny_base, "kto_messages", objective="kto"), tmp_path / "kto", stop=threading.Event())
+    assert kto.status == "completed" and kto.steps == 4
+    assert (kto.adapter_path / "adapter_model.safetensors").is_file()
+    sft = run_training(_config(tiny_base, "openai_tools"), tmp_path / "sft", stop=threading.Event())
+    assert sft.status == "completed" and sft.steps == 4
+    assert (sft.adapter_path / "adapter_model.safetensors").is_file()
+
+
+def test_an_unknown_shape_lists_the_accepted_ones(registry, tmp_path):
+    from registry.datasets import preview_file
+    from registry.errors import InvalidFile
+    from registry.shapes import ACCEPTED_SHAPES
+
+    path = tmp_path / "odd.jsonl"
+    path.write_text('{"question": "q", "answer": "a"}\n')
+    with pytest.raises(InvalidFile) as refused:
+        preview_file(path)
+    message = str(refused.value)
+    assert "fields found: question, answer" in message
+    for name, example in ACCEPTED_SHAPES:
+        assert f"- {name}: {example}" in message
+
+
+def test_one_prompt_rule_for_training_and_the_router():
+    from registry.shapes import DatasetKind, prompt_of
+    from training.formatting import sft_example
+
+    record = {"instruction": "Map it", "input": "adType=sp", "output": "x"}
+    assert prompt_of(record, DatasetKind.ALPACA) == "Map it\n\nadType=sp"
+    assert sft_example(record, DatasetKind.ALPACA)["prompt"][-1]["content"] == prompt_of(record, DatasetKind.ALPACA)
+    import federation.router as router
+
+    assert router.prompt_of is prompt_of
+
+
+def test_examples_the_trainer_drops_for_length_are_named_in_the_job_log(registry, tiny_base, tmp_path):
+    from registry.datasets import import_dataset
+    from training.job_folder import JobFolder
+    from training.worker import build_trainer, preflight
+
+    import_dataset("openai_tools", write(tmp_path, "openai_tools"))
+    folder = JobFolder(tmp_path / "job")
+    folder.path.mkdir()
+    build_trainer(preflight(_config(tiny_base, "openai_tools", max_seq_length=512)), folder.path, folder=folder)
+    assert "4 of 4 examples of openai_tools are longer than the max sequence length" in folder.log_file.read_text()
