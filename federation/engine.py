@@ -191,8 +191,6 @@ class GenerationStream:
             def run() -> None:
                 try:
                     with torch.inference_mode(), _active(entry, self.activation):
-                        if self.settings.temperature > 0:
-                            torch.manual_seed(self.settings.seed)
                         output["ids"] = model.generate(
                             **inputs, streamer=streamer, stopping_criteria=[_StopWhenSet(stop)], **kwargs
                         )
@@ -251,18 +249,47 @@ def _encode(tokenizer: Any, prompt: str, system: str) -> dict[str, Any]:
 
 
 def _generate_kwargs(settings: GenerationSettings, tokenizer: Any) -> dict[str, Any]:
-    sampling = settings.temperature > 0
+    """Greedy decoding; with a temperature, `SeededSampler` picks each token from its own generator.
+
+    `generate(do_sample=True)` draws from torch's global generator, which training threads in the same process
+    use too: reseeding it would change a running job, and not reseeding it makes a seeded answer unrepeatable.
+    """
     kwargs: dict[str, Any] = {
         "max_new_tokens": settings.max_new_tokens,
-        "do_sample": sampling,
+        "do_sample": False,
+        "temperature": None,
+        "top_p": None,
+        "top_k": None,
         "pad_token_id": tokenizer.pad_token_id,
         "repetition_penalty": settings.repetition_penalty,
     }
-    if sampling:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
+    if settings.temperature > 0:
+        kwargs["logits_processor"] = [SeededSampler(settings.temperature, settings.top_p, settings.seed)]
     return kwargs
+
+
+class SeededSampler:
+    """Temperature and nucleus (top-p) sampling with a private `torch.Generator`, as a logits processor.
+
+    It leaves only the sampled token with a finite score, so greedy decoding emits exactly that token.
+    """
+
+    def __init__(self, temperature: float, top_p: float, seed: int):
+        import torch
+
+        self.temperature, self.top_p = temperature, top_p
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        probabilities = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            ordered, order = probabilities.sort(dim=-1, descending=True)
+            outside = ordered.cumsum(dim=-1) - ordered > self.top_p  # always keeps the most likely token
+            probabilities = probabilities.scatter(-1, order, ordered.masked_fill(outside, 0.0))
+        picked = torch.multinomial(probabilities.cpu(), 1, generator=self.generator).to(scores.device)
+        return torch.full_like(scores, float("-inf")).scatter(-1, picked, 0.0)
 
 
 def _answer_length(ids: Any, tokenizer: Any) -> int:

@@ -86,8 +86,12 @@ def _held_out(text: str) -> bool:
     return zlib.crc32(text.encode()) % 5 == 0
 
 
-def train_router(prompts_per_adapter: Sequence[Iterable[str]], *, seed: int = 0) -> tuple[Router, float, int]:
-    """Fit the router; returns it with its held-out accuracy and the number of held-out prompts."""
+def train_router(prompts_per_adapter: Sequence[Iterable[str]]) -> tuple[Router, float, int]:
+    """Fit the router; returns it with its held-out accuracy and the number of held-out prompts.
+
+    Deterministic without a seed (zero start, full-batch L-BFGS), so it never touches torch's global generator,
+    which a training job in another thread is using.
+    """
     import torch
 
     labelled = [(text, label) for label, texts in enumerate(prompts_per_adapter) for text in texts]
@@ -96,7 +100,6 @@ def train_router(prompts_per_adapter: Sequence[Iterable[str]], *, seed: int = 0)
         raise RouterError("Every adapter needs training prompts for the router; one of them has none.")
     train = [(t, y) for t, y in labelled if not _held_out(t)] or labelled
     test = [(t, y) for t, y in labelled if _held_out(t)]
-    torch.manual_seed(seed)
     features, labels = featurize([t for t, _ in train]), torch.tensor([y for _, y in train])
     classes = len(prompts_per_adapter)
     balance = torch.tensor([len(train) / max(1, int((labels == k).sum())) for k in range(classes)])
