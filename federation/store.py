@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from federation.compose import FederationError
 from federation.spec import Federation
+from registry.activity import log_event
 from registry.errors import NotFound
 from registry.layout import Registry, open_registry
 from registry.storage import atomic_write_json, bump_generation, load_json_cached, locked
@@ -35,6 +36,12 @@ def save_federation(federation: Federation, registry: Registry | None = None) ->
             )
         atomic_write_json(path, federation.model_dump(mode="json"))
         bump_generation(registry.federations)
+    log_event(
+        "federation.saved",
+        f"Saved federation {federation.name} ({federation.method})",
+        registry,
+        federation=federation.id,
+    )
     return federation
 
 
@@ -62,8 +69,11 @@ def delete_federation(federation_id: str, registry: Registry | None = None) -> N
     with locked(registry.locks, "federations"):
         if not path.is_file():
             raise NotFound(f"No saved federation {federation_id}; it may already have been deleted.")
+        federation = _parse(path)
         path.unlink()
         bump_generation(registry.federations)
+    label = federation.name if federation is not None else federation_id
+    log_event("federation.deleted", f"Deleted federation {label}", registry, federation=federation_id)
 
 
 def _validate(payload: object) -> Federation | None:

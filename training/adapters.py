@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from registry.activity import log_event
 from registry.errors import ConsoleError, NotFound
 from registry.layout import Registry, open_registry
 from registry.storage import atomic_write_json, load_json_cached, locked, validate_name
@@ -115,6 +116,7 @@ def register_adapter(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    log_event("adapter.saved", f"Saved adapter {name} v{number}", registry, adapter=name, version=number, job=job_id)
     return record
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, Field
 
+from registry.activity import log_event
 from registry.errors import ConsoleError, NotFound
 from registry.layout import Registry
 from registry.storage import atomic_write_json, bump_generation, generation, locked, read_json
@@ -36,6 +37,15 @@ class JobStatus(StrEnum):
 
 FINISHED = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
 RESUMABLE = {JobStatus.INTERRUPTED, JobStatus.CANCELLED, JobStatus.FAILED}
+# The activity feed's name for entering each status ("job.started" reads better than "job.running").
+EVENT_NAMES = {
+    JobStatus.QUEUED: "queued",
+    JobStatus.RUNNING: "started",
+    JobStatus.COMPLETED: "completed",
+    JobStatus.FAILED: "failed",
+    JobStatus.CANCELLED: "cancelled",
+    JobStatus.INTERRUPTED: "interrupted",
+}
 
 
 class JobError(ConsoleError):
@@ -215,16 +225,26 @@ class JobManager:
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def _save(self, job: JobState) -> None:
+    def _save(self, job: JobState, previous: JobStatus | None = None) -> None:
+        """Write the state; a changed status also goes to the activity feed, before anyone waiting is woken."""
         with locked(self.registry.locks, "jobs"):
             atomic_write_json(self.folder(job.id).state, job.model_dump(mode="json"))
             bump_generation(self.registry.jobs)
+        if job.status != previous:
+            log_event(
+                f"job.{EVENT_NAMES[job.status]}",
+                _event_message(job),
+                self.registry,
+                job=job.id,
+                adapter=job.config.adapter_name,
+            )
         with self._cond:
             self._cond.notify_all()
 
     def _transition(self, job_id: str, **changes: Any) -> JobState:
-        job = self.get(job_id).model_copy(update=changes)
-        self._save(job)
+        before = self.get(job_id)
+        job = before.model_copy(update=changes)
+        self._save(job, previous=before.status)
         return job
 
     def _log(self, job_id: str, message: str) -> None:
@@ -314,3 +334,20 @@ class JobManager:
             self._threads.pop(job_id, None)
             self._stops.pop(job_id, None)
             self._cond.notify_all()
+
+
+def _event_message(job: JobState) -> str:
+    name = job.config.adapter_name
+    match job.status:
+        case JobStatus.QUEUED:
+            return f"Queued {name} to resume from its last checkpoint" if job.resume else f"Queued training of {name}"
+        case JobStatus.RUNNING:
+            return f"Started training {name}" + (" (resuming)" if job.resume else "")
+        case JobStatus.COMPLETED:
+            return f"Completed training: adapter {name} v{job.adapter_version}"
+        case JobStatus.FAILED:
+            return f"Training of {name} failed: {job.error}"
+        case JobStatus.CANCELLED:
+            return f"Cancelled training of {name}"
+        case JobStatus.INTERRUPTED:
+            return f"Training of {name} was interrupted (the server stopped); resume it from its last checkpoint"
