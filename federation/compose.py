@@ -15,28 +15,16 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from federation.router import RouterError, train_router, training_prompts
-from federation.spec import (
-    APPROXIMATIONS,
-    CHAIN_TEMPLATE,
-    DEFAULT_TEMPLATE,
-    EXACT_COMBINATION,
-    METHOD_HELP,
-    BaseRef,
-    Federation,
-    Member,
-    RouterSpec,
-)
-from registry.errors import ConsoleError, NotFound
+from federation.errors import FederationError
+from federation.methods import method_of
+from federation.spec import CHAIN_TEMPLATE, DEFAULT_TEMPLATE, EXACT_COMBINATION, BaseRef, Federation, Member
+from registry.errors import NotFound
 from training.adapters import AdapterRecord, get_adapter
-from training.base_models import BaseModelError, describe_folder, fingerprint, resolve_base_model
+from training.base_models import describe_folder, fingerprint, resolve_base_model
+from training.errors import BaseModelError
 
-EQUAL_RANK_COMBINATIONS = {"linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"}
 MAX_MEMBERS = 8
-
-
-class FederationError(ConsoleError):
-    """A composition that cannot be built as asked; the message says which adapter or setting to change."""
+NUMBERS = {2: "two", 3: "three", 4: "four"}
 
 
 class MemberRequest(BaseModel):
@@ -66,20 +54,16 @@ def compose(
     name: str | None = None,
 ) -> Federation:
     """A validated (unsaved) federation; gated ones come with their router trained."""
-    if method not in METHOD_HELP:
-        raise FederationError(f"Unknown composition method {method!r}. Choose one of: {', '.join(METHOD_HELP)}.")
+    composition = method_of(method)
     if not requests:
         raise FederationError("Choose at least one adapter to compose.")
     if len(requests) > MAX_MEMBERS:
         raise FederationError(f"A federation holds at most {MAX_MEMBERS} adapters; {len(requests)} were chosen.")
-    if method in ("gated", "sequential") and len(requests) < 2:
+    if len(requests) < composition.min_members:
         raise FederationError(
-            f"A {method} federation needs at least two adapters (a {'router' if method == 'gated' else 'chain'} "
-            "over one adapter is just that adapter)."
-        )
-    if routing not in ("top", "weighted"):
-        raise FederationError(
-            f"Unknown routing {routing!r}: use 'top' (the router's first choice answers) or 'weighted'."
+            f"A {method} federation needs at least {NUMBERS.get(composition.min_members, composition.min_members)} "
+            "adapters "
+            "(over one adapter it is just that adapter)."
         )
     records = [_adapter(r) for r in requests]
     labels = [r.label for r in records]
@@ -91,8 +75,6 @@ def compose(
     base = _common_base(records, base_model)
     for record in records:
         _check_plain_lora(record)
-    if method == "additive":
-        _check_combination(combination, records)
     members = [
         Member(
             adapter=record.name,
@@ -107,10 +89,7 @@ def compose(
         )
         for index, (record, request) in enumerate(zip(records, requests, strict=True))
     ]
-    for member in members:
-        if method == "sequential" and "{" in member.template:
-            _check_template(member)
-    router = _router(records) if method == "gated" else None
+    settled = composition.settle(records, members, combination=combination, merged=merged, routing=routing)
     return Federation(
         id=new_federation_id(),
         name=(name or "").strip() or f"{' + '.join(m.adapter for m in members)} ({method})",
@@ -118,10 +97,7 @@ def compose(
         base=base,
         method=method,
         members=members,
-        combination=combination if method == "additive" else EXACT_COMBINATION,
-        merged=merged and method == "additive",
-        routing=routing,
-        router=router,
+        **settled,
     )
 
 
@@ -199,42 +175,3 @@ def _check_plain_lora(record: AdapterRecord) -> None:
             f"{record.label} also trains whole modules ({', '.join(config['modules_to_save'])}), "
             "which cannot be summed with another adapter's."
         )
-
-
-def _check_combination(combination: str, records: list[AdapterRecord]) -> None:
-    if combination != EXACT_COMBINATION and combination not in APPROXIMATIONS:
-        raise FederationError(
-            f"Unknown additive combination {combination!r}. Use 'cat' (exact) or one of the named "
-            f"approximations: {', '.join(APPROXIMATIONS)}."
-        )
-    ranks = {r.lora_r for r in records}
-    if combination in EQUAL_RANK_COMBINATIONS and len(ranks) > 1:
-        raise FederationError(
-            f"The {combination!r} approximation needs adapters of one rank; these have ranks "
-            f"{', '.join(str(r) for r in sorted(ranks))}. Use 'cat', which is exact for any ranks."
-        )
-
-
-def _check_template(member: Member) -> None:
-    try:
-        member.template.format(input="", previous="")
-    except (KeyError, IndexError, ValueError) as error:
-        raise FederationError(
-            f"The prompt template of {member.label} is invalid ({error}); use {{input}} for the "
-            "request and {previous} for the previous stage's output."
-        ) from None
-
-
-def _router(records: list[AdapterRecord]) -> RouterSpec:
-    prompts = [training_prompts(record.dataset) for record in records]
-    for record, texts in zip(records, prompts, strict=True):
-        if not texts:
-            raise RouterError(f"{record.label}'s training dataset has no prompts, so the router cannot learn it.")
-    router, accuracy, held_out = train_router(prompts)
-    return RouterSpec(
-        features=router.weight.shape[1],
-        weights=router.to_base64(),
-        train_examples={r.label: len(p) for r, p in zip(records, prompts, strict=True)},
-        holdout_accuracy=accuracy,
-        holdout_examples=held_out,
-    )

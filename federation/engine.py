@@ -19,14 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from federation.errors import InferenceError
 from federation.spec import BaseRef, Federation, Member
-from registry.errors import ConsoleError
 from training.adapters import get_adapter
 from training.base_models import fingerprint
-
-
-class InferenceError(ConsoleError):
-    """A request the engine cannot serve: a base model whose weights changed, an adapter that is gone."""
 
 
 class GenerationSettings(BaseModel):

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from federation.errors import RouterError
 from registry.errors import ConsoleError
 from registry.shapes import prompt_of
 from training.formatting import iter_canonical, resolve_dataset
@@ -21,10 +22,6 @@ from training.formatting import iter_canonical, resolve_dataset
 FEATURES = 1 << 12
 MAX_PROMPTS_PER_ADAPTER = 1000
 _WORD = re.compile(r"\w+")
-
-
-class RouterError(ConsoleError):
-    """The router cannot be trained: an adapter without readable training prompts, or adapters trained on the same."""
 
 
 def featurize(texts: Sequence[str]) -> Any:

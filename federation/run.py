@@ -1,19 +1,17 @@
-"""Answering a prompt with a federation: additive and gated pick the deltas, sequential chains the stages.
+"""Answering a prompt with a federation: its method (federation.methods) decides which deltas act, and how.
 
 Every result says which adapters acted and how: gate weights for gated, each stage's prompt and output for
 sequential, and the load time apart from the generation time.
 """
 
 from collections.abc import Iterator
-from functools import lru_cache
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from federation.engine import Activation, Generation, GenerationSettings, InferenceEngine, default_engine
-from federation.router import Router
-from federation.spec import Federation, Member
-
-MIN_SHOWN_WEIGHT = 0.01
+from federation.methods import method_of
+from federation.spec import Federation
 
 
 class Stage(BaseModel):
@@ -46,41 +44,6 @@ class FederationResult(BaseModel):
         return self.latency_ms / self.tokens if self.tokens else 0.0
 
 
-@lru_cache(maxsize=32)
-def _router(federation_id: str, weights: str) -> Router:
-    return Router.from_base64(weights)
-
-
-def gate(federation: Federation, prompt: str) -> dict[str, float]:
-    """The router's weight for each member on this prompt (they sum to 1)."""
-    assert federation.router is not None, "a gated federation always carries its router"
-    probabilities = _router(federation.id, federation.router.weights).probabilities([prompt])[0].tolist()
-    return {m.label: round(p, 4) for m, p in zip(federation.members, probabilities, strict=True)}
-
-
-def activation_for(federation: Federation, prompt: str) -> tuple[Activation, dict[str, float] | None]:
-    """The deltas one request uses under an additive or gated federation, and the gate weights if gated."""
-    if federation.method == "additive":
-        return Activation(federation=federation), None
-    weights = gate(federation, prompt)
-    if federation.routing == "top":
-        top = max(federation.members, key=lambda m: weights[m.label])
-        return Activation(members=(top,), scales=(1.0,)), weights
-    return Activation(
-        members=tuple(federation.members), scales=tuple(weights[m.label] for m in federation.members)
-    ), weights
-
-
-def _used(activation: Activation) -> list[str]:
-    if activation.federation is not None:
-        return [m.label for m in activation.federation.members if m.weight != 0]
-    return [m.label for m, s in zip(activation.members, activation.scales, strict=True) if s >= MIN_SHOWN_WEIGHT]
-
-
-def stage_prompt(member: Member, request: str, previous: str) -> str:
-    return member.template.format(input=request, previous=previous)
-
-
 class FederationStream:
     """Iterate for the final answer's text as it is generated; `.result` holds the whole FederationResult after."""
 
@@ -89,55 +52,16 @@ class FederationStream:
         self.result: FederationResult | None = None
 
     def __iter__(self) -> Iterator[str]:
-        federation = self.federation
-        if federation.method == "sequential":
-            yield from self._chain()
-            return
-        activation, weights = activation_for(federation, self.prompt)
-        stream = self.engine.stream(federation.base, self.prompt, self.settings, activation)
+        yield from method_of(self.federation.method).answer(self)
+
+    def single_pass(self, activation: Activation, used: list[str], **extra: Any) -> Iterator[str]:
+        """One generation under `activation` (additive and gated answer this way)."""
+        stream = self.engine.stream(self.federation.base, self.prompt, self.settings, activation)
         yield from stream
-        self.result = self._result(stream.result, _used(activation), gate_weights=weights)
+        self.finish(stream.result, used, **extra)
 
-    def _chain(self) -> Iterator[str]:
-        stages: list[Stage] = []
-        previous, load_ms, latency_ms, prompt_tokens = "", 0.0, 0.0, 0
-        members = self.federation.members
-        for index, member in enumerate(members):
-            prompt = stage_prompt(member, self.prompt, previous)
-            stream = self.engine.stream(
-                self.federation.base, prompt, self.settings, Activation(members=(member,), scales=(1.0,))
-            )
-            if index == len(members) - 1:
-                yield from stream
-            else:
-                for _ in stream:
-                    pass
-            generation = stream.result
-            stages.append(
-                Stage(
-                    adapter=member.label,
-                    prompt=prompt,
-                    response=generation.response,
-                    tokens=generation.tokens,
-                    latency_ms=generation.latency_ms,
-                )
-            )
-            previous = generation.response
-            load_ms += generation.load_ms
-            latency_ms += generation.latency_ms
-            prompt_tokens += generation.prompt_tokens
-        total = Generation(
-            response=previous,
-            tokens=sum(s.tokens for s in stages),
-            prompt_tokens=prompt_tokens,
-            latency_ms=round(latency_ms, 2),
-            load_ms=round(load_ms, 2),
-            first_token_ms=None,
-        )
-        self.result = self._result(total, [m.label for m in members], stages=stages)
-
-    def _result(self, generation: Generation, used: list[str], **extra) -> FederationResult:
-        return FederationResult(
+    def finish(self, generation: Generation, used: list[str], **extra: Any) -> None:
+        self.result = FederationResult(
             federation_id=self.federation.id,
             method=self.federation.method,
             response=generation.response,

@@ -7,12 +7,11 @@ router's weights inside it (safetensors bytes, base64), so copying the file copi
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 if TYPE_CHECKING:
     from training.base_models import BaseModelInfo
 
-Method = Literal["additive", "gated", "sequential"]
 # `cat` stacks the adapters' low-rank factors: the composed delta is exactly sum(w_i * scale_i * B_i A_i).
 # The others are PEFT's merging heuristics; they are not that sum (cross terms, pruning, SVD truncation).
 Combination = Literal["cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "magnitude_prune"]
@@ -27,13 +26,6 @@ APPROXIMATIONS: dict[str, str] = {
     "magnitude_prune": "Keeps only the largest-magnitude weights of each adapter, then averages (needs equal ranks).",
 }
 Routing = Literal["top", "weighted"]
-METHOD_HELP: dict[str, str] = {
-    "additive": "One model whose LoRA delta is the weighted sum of the adapters' deltas; every adapter acts on "
-    "every request.",
-    "gated": "A router trained on the adapters' own training prompts weighs the adapters per request; the answer "
-    "comes from the top adapter (or the gate-weighted sum).",
-    "sequential": "A chain: each stage's output is placed into the next stage's prompt; every stage is shown.",
-}
 DEFAULT_TEMPLATE = "{input}"
 CHAIN_TEMPLATE = "{previous}"
 
@@ -114,7 +106,7 @@ class Federation(BaseModel):
     name: str
     created: datetime
     base: BaseRef
-    method: Method
+    method: str = Field(description="The composition method: a name in federation.methods.METHODS.")
     members: list[Member]
     combination: Combination = EXACT_COMBINATION
     merged: bool = Field(
@@ -125,12 +117,22 @@ class Federation(BaseModel):
     routing: Routing = "top"
     router: RouterSpec | None = None
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        from federation.methods import method_of
+
+        return method_of(value).name
+
     @property
     def exact(self) -> bool:
-        return self.method != "additive" or self.combination == EXACT_COMBINATION
+        from federation.methods import method_of
+
+        return method_of(self.method).exact(self)
 
     @property
     def rank(self) -> int:
-        """The composed adapter's rank for additive `cat` (the ranks add up); the largest member's otherwise."""
-        ranks = [m.rank for m in self.members]
-        return sum(ranks) if self.method == "additive" and self.combination == EXACT_COMBINATION else max(ranks)
+        """The composed adapter's rank, as its method counts it."""
+        from federation.methods import method_of
+
+        return method_of(self.method).rank(self)

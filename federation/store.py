@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from federation.compose import FederationError
+from federation.errors import FederationError
 from federation.spec import Federation
 from registry.activity import log_event
 from registry.errors import NotFound

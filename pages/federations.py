@@ -20,8 +20,11 @@ from services.federation import (
     compare_federations,
     compose_federation,
     delete_federation,
+    federation_summary,
     list_federations,
     load_federation,
+    member_detail,
+    method_options,
     save_federation,
     stream_federation,
 )
@@ -101,7 +104,8 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
     )
     st.caption(METHOD_HELP[method])
     options: dict[str, object] = {}
-    if method == "additive" and chosen:
+    offered = method_options(method)
+    if "weights" in offered and chosen:
         columns = st.columns(min(len(chosen), 4))
         weights = [
             columns[i % len(columns)].number_input(
@@ -115,6 +119,8 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
             )
             for i, ref in enumerate(chosen)
         ]
+        options["weights"] = weights
+    if "combination" in offered:
         combination = st.selectbox(
             "Combination",
             [EXACT_COMBINATION, *APPROXIMATIONS],
@@ -127,35 +133,32 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
             st.warning(
                 f"**{combination}** is an approximation, not the weighted sum: {APPROXIMATIONS[combination]}", icon="⚠️"
             )
-        merged = st.toggle(
+        options["combination"] = combination
+    if "merged" in offered:
+        options["merged"] = st.toggle(
             "Merge into base weights",
             key="fed_merged",
             help="Fold the summed delta into a copy of the base weights: inference then costs what the "
             "base model costs, at the price of one more model in memory.",
         )
-        options = {"weights": weights, "combination": combination, "merged": merged}
-    elif method == "gated":
-        options = {
-            "routing": st.radio(
-                "Routing",
-                list(ROUTING),
-                format_func=ROUTING.get,
-                key="fed_routing",
-                help="The router is trained on each adapter's own training prompts.",
-            )
-        }
-    elif method == "sequential" and chosen:
+    if "routing" in offered:
+        options["routing"] = st.radio(
+            "Routing",
+            list(ROUTING),
+            format_func=ROUTING.get,
+            key="fed_routing",
+            help="The router is trained on each adapter's own training prompts.",
+        )
+    if "templates" in offered and chosen:
         st.markdown("**Stage prompts**: `{input}` is the request, `{previous}` the previous stage's output.")
-        options = {
-            "templates": [
-                st.text_input(
-                    f"Stage {i + 1}: {records[ref].name}",
-                    value="{input}" if i == 0 else "{previous}",
-                    key=f"fed_template_{ref}",
-                )
-                for i, ref in enumerate(chosen)
-            ]
-        }
+        options["templates"] = [
+            st.text_input(
+                f"Stage {i + 1}: {records[ref].name}",
+                value="{input}" if i == 0 else "{previous}",
+                key=f"fed_template_{ref}",
+            )
+            for i, ref in enumerate(chosen)
+        ]
     name = st.text_input(
         "Federation name",
         key="fed_name",
@@ -163,7 +166,7 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
         help="Empty: named after its adapters and method. Saved names must be unique.",
     )
     if st.button("🔗 Create Federation", type="primary", key="fed_create"):
-        with st.spinner("Composing" + (" and training the router…" if method == "gated" else "…")):
+        with st.spinner("Composing" + (" and training the router…" if "routing" in offered else "…")):
             federation = attempt(
                 lambda: compose_federation(
                     base_model=base or None,
@@ -189,15 +192,6 @@ def stack_box(title: str, detail: str, accent: str) -> str:
     )
 
 
-def federated_detail(federation: Federation) -> str:
-    if federation.method == "additive":
-        how = "cat (exact)" if federation.exact else f"{federation.combination} (approximation)"
-        return f"additive · {how} · rank {federation.rank}" + (" · merged into the base" if federation.merged else "")
-    if federation.method == "gated":
-        return f"gated · routing {federation.routing} · {len(federation.members)} adapters"
-    return f"sequential · {len(federation.members)} stages"
-
-
 def stack(federation: Federation) -> None:
     """The seed's visual stack: base model → one box per adapter (role, size, rank) → the federated model."""
     base = federation.base
@@ -206,13 +200,9 @@ def stack(federation: Federation) -> None:
         stack_box(f"Base model: {base.id}", f"{base.architecture} · {params}{human_size(base.size_bytes)}", NEUTRAL)
     ]
     for member in federation.members:
-        detail = f"~{human_size(member.size_bytes)}, rank={member.rank}"
-        if federation.method == "additive":
-            detail += f", weight {member.weight:g}"
-        if federation.method == "sequential":
-            detail += f" · prompt: {member.template}"
+        detail = f"~{human_size(member.size_bytes)}, rank={member.rank}" + member_detail(federation, member)
         boxes.append(stack_box(f"{member.role.capitalize()}: {member.label}", detail, PRIMARY))
-    boxes.append(stack_box("Federated (Ready)", federated_detail(federation), SUCCESS))
+    boxes.append(stack_box("Federated (Ready)", federation_summary(federation), SUCCESS))
     arrow = '<div class="fed-arrow">↓</div>'
     st.markdown(STACK_CSS + f'<div class="fed-stack">{arrow.join(boxes)}</div>', unsafe_allow_html=True)
 

@@ -3,11 +3,13 @@
 from collections.abc import Sequence
 from typing import Any
 
-from federation.compose import FederationError, MemberRequest, compose
+from federation.compose import MemberRequest, compose
 from federation.engine import GenerationSettings
+from federation.errors import FederationError
 from federation.evaluate import FederationScore, compare_federations
+from federation.methods import METHOD_HELP, method_of
 from federation.run import FederationResult, FederationStream, run_federation, stream_federation
-from federation.spec import APPROXIMATIONS, EXACT_COMBINATION, METHOD_HELP, Federation
+from federation.spec import APPROXIMATIONS, EXACT_COMBINATION, Federation, Member
 from federation.store import delete_federation, list_federations, load_federation, save_federation
 from training.adapters import get_adapter
 
@@ -25,7 +27,10 @@ __all__ = [
     "compose_federation",
     "delete_federation",
     "list_federations",
+    "federation_summary",
     "load_federation",
+    "member_detail",
+    "method_options",
     "save_federation",
     "stream_federation",
     "test_federation",
@@ -103,3 +108,18 @@ def _parse_ref(ref: str) -> tuple[str, int | None]:
 
 
 test_federation.__test__ = False  # a public API name, not a pytest test
+
+
+def method_options(method: str) -> frozenset[str]:
+    """The compose options a method reads (weights, combination, merged, routing, templates), for the form."""
+    return method_of(method).options
+
+
+def federation_summary(federation: Federation) -> str:
+    """One line on how the federation composes its adapters, as its method describes it."""
+    return method_of(federation.method).summary(federation)
+
+
+def member_detail(federation: Federation, member: Member) -> str:
+    """What the federation's method adds about one member (its weight, its stage prompt)."""
+    return method_of(federation.method).member_detail(member)

@@ -212,7 +212,7 @@ def test_weighted_gating_mixes_the_members_by_gate_weight(trained, engine):
     import torch
 
     from federation.engine import Activation
-    from federation.run import activation_for
+    from federation.methods.gated import activation_for
     from services import compose_federation
 
     gated = compose_federation(adapters=["mapper", "planner"], method="gated", routing="weighted")
@@ -341,7 +341,8 @@ def test_a_different_base_model_is_refused_by_fingerprint(trained, engine, tmp_p
 
 
 def test_a_name_that_exists_is_refused_and_the_old_file_kept(trained, engine):
-    from federation.engine import InferenceError, add_weighted
+    from federation.engine import add_weighted
+    from federation.errors import InferenceError
     from federation.store import delete_federation, list_federations, save_federation
     from services import FederationError, compose_federation
 

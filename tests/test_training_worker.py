@@ -168,7 +168,8 @@ def test_dpo_job_completes(tiny_base, datasets, tmp_path):
 
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
 def test_quantized_job_completes_or_is_refused_clearly(tiny_base, datasets, tmp_path, quantization):
-    from training.worker import TrainingRefused, quantization_unsupported, run_training
+    from training.errors import TrainingRefused
+    from training.worker import quantization_unsupported, run_training
 
     config = make_config(tiny_base, quantization=quantization, max_steps=8)
     if quantization_unsupported(quantization, "cpu"):
@@ -463,7 +464,8 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("change", "message"), BAD_CONFIGS, ids=[str(c) for c, _ in BAD_CONFIGS])
 def test_impossible_configs_are_refused_with_a_clear_message(change, message):
-    from training.config import InvalidConfig, build_config
+    from training.config import build_config
+    from training.errors import InvalidConfig
 
     values = {"adapter_name": "ok", "train_dataset": "amazon_sft", **change}
     with pytest.raises(InvalidConfig, match=message) as refused:
@@ -473,8 +475,9 @@ def test_impossible_configs_are_refused_with_a_clear_message(change, message):
 
 def test_model_and_data_mismatches_are_refused_before_loading(tiny_base, datasets, tmp_path):
     from registry.errors import ConsoleError, InvalidFile
-    from training.base_models import BaseModelError, resolve_base_model
-    from training.worker import TrainingRefused, preflight
+    from training.base_models import resolve_base_model
+    from training.errors import BaseModelError, TrainingRefused
+    from training.worker import preflight
 
     with pytest.raises(TrainingRefused, match=r"qkv_proj do not exist .* q_proj"):
         preflight(make_config(tiny_base, target_modules=["q_proj", "qkv_proj"]))

@@ -5,8 +5,10 @@ base_models     the embedded model and local model folders
 formatting      registry datasets turned into chat-template text for the trainer
 worker          one job through TRL (heavy: imports torch, transformers, trl)
 jobs            the queue, worker threads and job state on disk
+job_folder      one job's files: state, metrics, log, checkpoints, adapter, result
 adapters        the adapter registry (PEFT folders with their lineage)
 evaluation      the held-out scoring rules
+errors          what a user can fix when training
 
 It imports `registry` only, never `services` or streamlit.
 """

@@ -16,9 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from registry.errors import ConsoleError
 from registry.settings import Settings, get_settings
 from training.embedded_model import MODEL_NAME, embedded_model_dir, prepare_embedded_model
+from training.errors import BaseModelError
 
 Source = Literal["embedded", "local", "hub"]
 EMBEDDED_ALIASES = {MODEL_NAME.lower(), f"huggingfacetb/{MODEL_NAME.lower()}", "embedded", "default"}
@@ -34,10 +34,6 @@ _SAFETENSORS_DTYPES = {
     "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2",
 }
-
-
-class BaseModelError(ConsoleError):
-    """A base model that cannot be used: missing offline, unsafe weights, or not a causal language model."""
 
 
 class BaseModelInfo(BaseModel):

@@ -10,9 +10,10 @@ from typing import Any, Literal, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from registry.errors import ConsoleError, InvalidName
+from registry.errors import InvalidName
 from registry.shapes import Objective
 from registry.storage import validate_name
+from training.errors import InvalidConfig
 
 AdapterType = Literal["retailer", "task", "policy", "domain"]
 Quantization = Literal["none", "8bit", "4bit"]
@@ -32,10 +33,6 @@ _QUANTIZATION_ALIASES = {
     "nf4": "4bit",
     "qlora": "4bit",
 }
-
-
-class InvalidConfig(ConsoleError):
-    """A job configuration that cannot run; the message lists every field to fix."""
 
 
 class JobConfig(BaseModel):

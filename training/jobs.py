@@ -23,6 +23,7 @@ from registry.errors import ConsoleError, NotFound
 from registry.layout import Registry
 from registry.storage import atomic_write_json, bump_generation, generation, locked, read_json
 from training.config import JobConfig
+from training.errors import JobError
 from training.job_folder import JobFolder
 
 
@@ -46,10 +47,6 @@ EVENT_NAMES = {
     JobStatus.CANCELLED: "cancelled",
     JobStatus.INTERRUPTED: "interrupted",
 }
-
-
-class JobError(ConsoleError):
-    """An action that does not fit the job's state (cancel a finished job, resume without a checkpoint)."""
 
 
 class JobState(BaseModel):

@@ -30,6 +30,7 @@ from registry.shapes import DatasetKind
 from registry.storage import atomic_write_text
 from training.base_models import BaseModelInfo, resolve_base_model, suggested_target_modules, unknown_target_modules
 from training.config import JobConfig
+from training.errors import TrainingRefused
 from training.formatting import (
     DatasetSource,
     build_dataset,
@@ -57,10 +58,6 @@ LINEAR_OUTPUTS = {"lm_head", "embed_out"}
 
 
 MAX_EVAL_PROMPTS = 200
-
-
-class TrainingRefused(ConsoleError):
-    """A job that cannot run on this machine or with this model/data combination."""
 
 
 @dataclass(frozen=True)
