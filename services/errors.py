@@ -2,6 +2,6 @@
 says what was wrong and what to do next. Importing this module loads no model library."""
 
 from registry.errors import ConsoleError, InvalidFile, InvalidMapping, InvalidName, NotFound
-from training.jobs import JobError
+from training.errors import JobError
 
 __all__ = ["ConsoleError", "InvalidFile", "InvalidMapping", "InvalidName", "JobError", "NotFound"]
