@@ -10,14 +10,19 @@ Validation runs this on every record of files up to hundreds of MB, so it is bui
 It also avoids the usual false positives of a naive scan: plain digit runs (ids, unix
 timestamps, cost_micros, prices) are not phone numbers unless written like one (a leading '+'
 or US 3-3-4 grouping), and a card number must pass the Luhn check and start like a real issuer.
+What is reserved for examples is nobody's data: emails at RFC 2606 / 6761 names (example.com,
+.org, .net, *.example, *.test, *.invalid, *.localhost), the fictional 555-0100..0199 numbers and
+area code 555 are skipped, as are loopback and RFC 5737 documentation IPv4 addresses, and so are a URL's user-info (ftp://user:pass@host is not an email) and numbers
+that are operands of arithmetic (4532015112830366 + 12). Each hit names the rule that found it.
 Values are masked before they leave this module, so reports never repeat the personal data.
 """
 
+import ipaddress
 import re
 import string
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AnyStr, Literal, NamedTuple
 
 import numpy as np
@@ -48,12 +53,32 @@ _DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 _DOTTED_QUAD = re.compile(r"\.(?<=[0-9]\.)[0-9]{1,3}\.[0-9]{1,3}\.[0-9]")
 
 
+RULES: dict[str, str] = {
+    "email": "email address",
+    "us_phone": "US phone number (3-3-4 digits)",
+    "intl_phone": "international phone number (+country code)",
+    "card": "payment card number (issuer prefix and Luhn checksum)",
+    "ipv4": "IPv4 address",
+}
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org", "example", "test", "invalid", "localhost")
+_URL_BEFORE_AT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@]*$")
+_OPERATORS = "+-*/×÷=^"
+_DOCUMENTATION_NETS = tuple(ipaddress.IPv4Network(net) for net in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+# Sums and products of long numbers: a text that has one is doing arithmetic, and its plain digit runs are numbers.
+_LONG_ARITHMETIC = re.compile(r"\d{3,}\s*[+*×÷/^]\s*\d{3,}")
+
+
 @dataclass(frozen=True, slots=True)
 class PiiHit:
-    """One piece of personal data found; `value_masked` is safe to show in a report."""
+    """One piece of personal data found; `value_masked` is safe to show in a report, `rule` says what found it."""
 
     kind: PiiKind
     value_masked: str
+    rule: str = field(default="", compare=False)
+
+    @property
+    def description(self) -> str:
+        return f"{self.kind} {self.value_masked} (rule: {RULES[self.rule]})"
 
 
 class TextBatch(NamedTuple):
@@ -171,10 +196,33 @@ def _emails(text: str) -> list[PiiHit]:
         local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
         domain = _EMAIL_DOMAIN.match(text, at + 1)
         name = local.group().lstrip(".") if local else ""
-        if name and domain:
-            hits.append(PiiHit("email", f"{name[0]}***@{domain.group()}"))
+        if name and domain and not reserved_domain(domain.group()) and not _url_user_info(text, at):
+            hits.append(PiiHit("email", f"{name[0]}***@{domain.group()}", "email"))
         at = text.find("@", at + 1)
     return hits
+
+
+def reserved_domain(domain: str) -> bool:
+    """A name RFC 2606 / RFC 6761 reserve for documentation and tests: no one's mailbox."""
+    name = domain.lower().rstrip(".")
+    return any(name == reserved or name.endswith("." + reserved) for reserved in RESERVED_DOMAINS)
+
+
+def _url_user_info(text: str, at: int) -> bool:
+    """The '@' ends the user-info of a URL (scheme://user:password@host), not an email's local part."""
+    return _URL_BEFORE_AT.search(text, max(0, at - 200), at) is not None
+
+
+def _in_arithmetic(text: str, start: int, end: int) -> bool:
+    """The number is an operand (an operator with a number or bracket on its other side, before or after it), or a
+    plain digit run in a text that does arithmetic on long numbers (the result of "256626720691 + ...")."""
+    if text[start:end].isdigit() and _LONG_ARITHMETIC.search(text):
+        return True
+    before = text[max(0, start - 16) : start].rstrip()
+    if before[-1:] and before[-1] in _OPERATORS and before[:-1].rstrip()[-1:] in (*"0123456789", ")"):
+        return True
+    after = text[end : end + 16].lstrip()
+    return bool(after[:1]) and after[0] in _OPERATORS and after[1:].lstrip()[:1] in (*"0123456789", "(")
 
 
 def _numbers(text: str, start: int, end: int) -> list[PiiHit]:
@@ -183,39 +231,57 @@ def _numbers(text: str, start: int, end: int) -> list[PiiHit]:
         start -= 1
     hits: list[PiiHit] = []
     taken: list[tuple[int, int]] = []
-    for kind, pattern in _patterns_for(text[start:end]):
+    for rule, pattern in _patterns_for(text[start:end]):
         for match in pattern.finditer(text, start, end):
             if any(a < match.end() and match.start() < b for a, b in taken):
                 continue
+            kind: PiiKind = "phone" if rule.endswith("phone") else rule  # type: ignore[assignment]
             masked = _classify(kind, match.group())
+            if masked and kind != "ipv4" and _in_arithmetic(text, *match.span()):
+                masked = None
             if masked:
                 taken.append(match.span())
-                hits.append(PiiHit(kind, masked))
+                hits.append(PiiHit(kind, masked, rule))
     return hits
 
 
-def _patterns_for(span: str) -> list[tuple[PiiKind, re.Pattern[str]]]:
-    """Only the patterns the span has enough digits and dots for: most spans are years or prices."""
+def _patterns_for(span: str) -> list[tuple[str, re.Pattern[str]]]:
+    """The rules the span has enough digits and dots for (most spans are years or prices), by name."""
     digits = sum(map(str.isdigit, span))
-    candidates: list[tuple[PiiKind, re.Pattern[str]]] = [("ipv4", _IPV4)] if span.count(".") >= 3 else []
+    candidates: list[tuple[str, re.Pattern[str]]] = [("ipv4", _IPV4)] if span.count(".") >= 3 else []
     if digits >= 13:
         candidates.append(("card", _CARD))
     if digits >= 10:
-        candidates.append(("phone", _US_PHONE))
+        candidates.append(("us_phone", _US_PHONE))
     if digits >= 8 and "+" in span:
-        candidates.append(("phone", _INTL_PHONE))
+        candidates.append(("intl_phone", _INTL_PHONE))
     return candidates
 
 
 def _classify(kind: str, value: str) -> str | None:
     """The masked value when `value` really is a `kind`, else None."""
     if kind == "ipv4":
-        return ".".join(value.split(".")[:2]) + ".*.*"
+        return None if _reserved_ipv4(value) else ".".join(value.split(".")[:2]) + ".*.*"
     digits = _NON_DIGITS.sub("", value)
     if kind == "card":
         return _mask(value, keep=4) if _issuer_prefix(digits) and luhn_valid(digits) else None
     # Real numbers have 8-13 digits with the country code; longer '+' runs are arithmetic.
-    return _mask(value, keep=2) if 8 <= len(digits) <= 13 else None
+    if not 8 <= len(digits) <= 13 or _fictional_nanp(digits):
+        return None
+    return _mask(value, keep=2)
+
+
+def _reserved_ipv4(value: str) -> bool:
+    """Loopback, unspecified and the RFC 5737 documentation networks: addresses of no one's machine."""
+    address = ipaddress.IPv4Address(value)
+    return address.is_loopback or address.is_unspecified or any(address in net for net in _DOCUMENTATION_NETS)
+
+
+def _fictional_nanp(digits: str) -> bool:
+    """555-0100 to 555-0199 in any North American area code are reserved for fiction and examples, and area
+    code 555 is assigned to no one: (555) 123-4567 is a made-up number."""
+    local = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+    return len(local) == 10 and (local[:3] == "555" or (local[3:6] == "555" and local[6:8] == "01"))
 
 
 def _issuer_prefix(digits: str) -> bool:

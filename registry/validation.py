@@ -10,19 +10,23 @@ checks against the valid rows (those that could be read as the dataset kind).
 | json            |     30 |          10 |     10% | lines that are not a readable JSON object / CSV row           |
 | required        |     25 |          10 |     10% | records without a field the kind requires                     |
 | types           |     20 |          10 |     10% | wrong types: output an object, messages not a list, bad role  |
-| empty           |     15 |          10 |     10% | empty or whitespace-only required text, empty chat turns      |
-| pii             |     15 |          10 |     10% | emails, phone numbers, Luhn-valid card numbers, IPv4          |
+| empty           |     40 |           3 |     33% | empty or whitespace-only required text, empty chat turns      |
+| pii             |     40 |           3 |     33% | emails, phone numbers, Luhn-valid card numbers, IPv4          |
 | duplicates      |     10 |          10 |     10% | the same text in every field as an earlier record             |
 | near_duplicates |      5 |          10 |     10% | the same once case, punctuation and whitespace are ignored    |
 | length          |      5 |           5 |     20% | too long or answer far too short (estimated tokens)           |
 | balance         |      5 |           5 |    +0.2 | a class above 80% or below 5% of the rows                     |
-| placeholders    |     10 |           2 |     50% | unfilled template placeholders such as {{name}}               |
+| placeholders    |     40 |           1 |    100% | unfilled template placeholders such as {{name}}               |
 | dpo_identical   |     10 |          10 |     10% | DPO pairs whose chosen and rejected answers are the same      |
 
 For balance the "fraction" is how far the worst class is past its limit (a 90% majority is
-0.1 past 80%), so a single-class `label` costs the full weight. Placeholders weigh more than
-their frequency suggests: a model trained on "I am {{name}}" says exactly that. Bands (seed 001):
-95-100 Excellent, 90-94 Good, 85-89 Fair, below 85 Poor.
+0.1 past 80%), so a single-class `label` costs the full weight. Empty answers, personal data
+and placeholders are what a trainer must not learn, so their deduction keeps growing with the
+share of records affected (1.2 points per 1% up to 40 for the first two, 0.4 per 1% for
+placeholders, whose few occurrences are easy to fix): a file whose answers are mostly empty, or
+mostly "I am {{name}}", cannot be Good. A file the import refuses (any `json`, `required` or
+`types` finding) scores at most 84. Bands (seed 001): 95-100 Excellent, 90-94 Good, 85-89 Fair,
+below 85 Poor.
 
 Memory stays flat however large the records are: per valid row the scan keeps its line number,
 the sizes of its text and answer and two 8-byte hashes in compact arrays (28 bytes a row; the
@@ -92,13 +96,13 @@ CHECKS: dict[str, CheckSpec] = {
     "json": CheckSpec("JSON validity", 30, 10),
     "required": CheckSpec("Required fields", 25, 10),
     "types": CheckSpec("Field types", 20, 10),
-    "empty": CheckSpec("Empty values", 15, 10),
-    "pii": CheckSpec("Personal data (PII)", 15, 10),
+    "empty": CheckSpec("Empty values", 40, 3),
+    "pii": CheckSpec("Personal data (PII)", 40, 3),
     "duplicates": CheckSpec("Exact duplicates", 10, 10),
     "near_duplicates": CheckSpec("Near duplicates", 5, 10),
     "length": CheckSpec("Length outliers", 5, 5),
     "balance": CheckSpec("Label / task balance", 5, 5),
-    "placeholders": CheckSpec("Unfilled placeholders", 10, 2),
+    "placeholders": CheckSpec("Unfilled placeholders", 40, 1),
     "dpo_identical": CheckSpec("DPO chosen = rejected", 10, 10),
 }
 _STRUCTURAL = {"json", "required", "types"}
@@ -499,7 +503,7 @@ class _Scan:
     def _pii(self, line: int, text: str) -> None:
         if hits := scan_pii(text):
             self.pii_kinds.update(hit.kind for hit in hits)
-            self.tally["pii"].add(line, ", ".join(f"{hit.kind} {hit.value_masked}" for hit in hits[:3]) + ".")
+            self.tally["pii"].add(line, "; ".join(hit.description for hit in hits[:3]) + ".")
 
     def _add_labels(self, counts: Counter[Any]) -> None:
         """Past MAX_CLASSES distinct values the field is free text, not a label: stop counting."""

@@ -57,7 +57,7 @@ def check_lines(report: QualityReport, check: str) -> list[int]:
         ("dpo_en_demo.json", DatasetKind.DPO, 300, 90),
         ("kto_en_demo.json", DatasetKind.KTO, 300, 95),
         ("v1_sft_demo.jsonl", DatasetKind.CHAT, 200, 90),
-        ("identity.json", DatasetKind.ALPACA, 91, 85),
+        ("identity.json", DatasetKind.ALPACA, 91, 0),  # 93% of its answers are "I am {{name}}": see below
     ],
 )
 def test_peer_data_kind_and_sensible_report(
@@ -74,13 +74,35 @@ def test_peer_data_kind_and_sensible_report(
     )
 
 
-def test_identity_placeholders_are_a_warning(peer_data: Path) -> None:
+def test_identity_placeholders_make_it_poor(peer_data: Path) -> None:
+    """A model trained on it would answer "I am {{name}}": a file of such answers cannot be Good (it scored 90)."""
     report = validate_file(peer_data / "identity.json")
     placeholders = report.check("placeholders")
-    assert placeholders.count >= 80 and placeholders.penalty > 0
+    assert placeholders.count == 85 and placeholders.penalty == pytest.approx(40 * 85 / 91, abs=0.01)
     assert placeholders.lines[0] == 2  # the first record starts on line 2 of the JSON array
     assert "{{name}}" in placeholders.examples[0] and "{{author}}" in placeholders.examples[0]
-    assert report.band != "Excellent"
+    assert (report.quality_score, report.band) == (63, "Poor")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "check"),
+    [
+        ("output", "Hello, I am {{name}}.", "placeholders"),
+        ("output", " ", "empty"),
+        ("input", "Customer maria.gonzalez@gmail.com called.", "pii"),
+    ],
+)
+def test_deductions_grow_with_the_share_of_affected_records(tmp_path: Path, field: str, value: str, check: str) -> None:
+    scores = {}
+    for share in (5, 20, 50, 90):
+        records = clean_records(100)
+        for record in records[:share]:
+            record[field] = value
+        report = validate_file(write_jsonl(tmp_path, records, f"{check}-{share}.jsonl"))
+        assert report.check(check).count == share
+        scores[share] = report.quality_score
+    assert scores[5] > scores[20] > scores[50] >= scores[90]
+    assert scores[5] >= 90 and scores[50] < 85 and quality_band(scores[90])[0] == "Poor"
 
 
 def test_kto_label_balance_is_measured(peer_data: Path) -> None:
@@ -213,15 +235,15 @@ def test_list_labels_are_counted_by_their_json(tmp_path: Path) -> None:
 
 def test_each_pii_kind_with_line_numbers(tmp_path: Path) -> None:
     records = clean_records(20)
-    records[1]["output"] = "Email jane.doe@example.com for the file."
-    records[2]["output"] = "Call the desk at (415) 555-0134 after lunch."
+    records[1]["output"] = "Email jane.doe@acme-mail.com for the file."
+    records[2]["output"] = "Call the desk at (415) 867-5334 after lunch."
     records[3]["output"] = "The card on file is 4111 1111 1111 1111."
     records[4]["output"] = "Order number 4111111111111112 was shipped."  # 16 digits, Luhn-invalid
     records[5]["output"] = "Requests came from 10.24.108.7 overnight."
     report = validate_file(write_jsonl(tmp_path, records))
     pii = report.check("pii")
     assert pii.lines == [2, 3, 4, 6]
-    assert "j***@example.com" in pii.examples[0] and "**** **** **** 1111" in pii.examples[2]
+    assert "j***@acme-mail.com" in pii.examples[0] and "**** **** **** 1111" in pii.examples[2]
     assert "jane.doe" not in report.model_dump_json()
     assert all(kind in pii.note for kind in ("email", "phone", "card", "ipv4"))
 
@@ -254,7 +276,7 @@ def test_json_array_line_numbers(tmp_path: Path) -> None:
 def test_csv_line_numbers(tmp_path: Path) -> None:
     records = clean_records(8)
     records[2]["output"] = ""
-    records[5]["output"] = "Email jane.doe@example.com today."
+    records[5]["output"] = "Email jane.doe@acme-mail.com today."
     path = tmp_path / "data.csv"
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["instruction", "input", "output"])
@@ -308,7 +330,7 @@ def messy_records(n: int) -> list[Any]:
         records[at + 1] = ""
         records[at + 2] = "[1, 2]"
         records[at + 3] = {**records[at + 5], "output": "   "}
-        records[at + 4]["output"] += " Mail jane.doe@example.com or call (415) 555-0134."
+        records[at + 4]["output"] += " Mail jane.doe@acme-mail.com or call (415) 867-5334."
         records[at + 6]["output"] += " Hello {{name}}."
     records[n - 3]["output"] = "word " * 4000
     records[n - 2] = dict(records[3])
