@@ -73,6 +73,10 @@ elif adapters:
         )
         if actions[1].button("🗑️ Delete", key="adapter_delete"):
             confirm_delete(chosen.name, chosen.version)
+        with st.expander("Use outside the console"):
+            for title, command in chosen.usage_commands().items():
+                st.caption(title)
+                st.code(command, language="bash")
         st.markdown("**Lineage**")
         st.json(
             {

@@ -118,9 +118,10 @@ def test_sft_job_trains_saves_a_reloadable_adapter_and_registers_it(tiny_base, d
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in adapter_dir.iterdir()}
     assert not list(adapter_dir.glob("*.bin"))
     adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    assert adapter_config["base_model_name_or_path"] == str(tiny_base)
+    # the base as users name it (a local model's registered name), not a path of this machine; lineage has the path
+    assert adapter_config["base_model_name_or_path"] == "tiny-llama" and result.base_model.path == tiny_base
     assert adapter_config["r"] == 16 and adapter_config["lora_alpha"] == 64
-    base = AutoModelForCausalLM.from_pretrained(adapter_config["base_model_name_or_path"], dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(result.base_model.path, dtype=torch.float32)
     reloaded = PeftModel.from_pretrained(base, adapter_dir).eval()
     with torch.no_grad():
         logits = reloaded(input_ids=probe).logits
@@ -142,6 +143,13 @@ def test_sft_job_trains_saves_a_reloadable_adapter_and_registers_it(tiny_base, d
     assert adapters.register_adapter(result, config).version == 2
     assert [a.version for a in adapters.list_adapters()] == [2]
     assert adapters.get_adapter("amazon_schema", 1).job_id == "job-1"
+    commands = record.usage_commands()
+    assert commands["Serve with vLLM (OpenAI-compatible API)"] == (
+        f"vllm serve tiny-llama --enable-lora --lora-modules amazon_schema-v1={record.path}"
+    )
+    assert commands["Convert for llama.cpp (LoRA GGUF)"] == (
+        f"python convert_lora_to_gguf.py {record.path} --base {tiny_base} --outfile amazon_schema-v1.gguf --outtype f16"
+    )
     with zipfile.ZipFile(io.BytesIO(adapters.adapter_archive("amazon_schema", 1))) as archive:
         assert {"amazon_schema-v1/adapter_model.safetensors", "amazon_schema-v1/lineage.json"} <= set(
             archive.namelist()
@@ -179,7 +187,7 @@ def test_quantized_job_completes_or_is_refused_clearly(tiny_base, datasets, tmp_
     result = run_training(config, tmp_path / "job", stop=threading.Event())
     assert result.status == "completed" and result.steps == 8
     adapter_config = json.loads((result.adapter_path / "adapter_config.json").read_text())
-    assert adapter_config["base_model_name_or_path"] == str(tiny_base)
+    assert adapter_config["base_model_name_or_path"] == "tiny-llama"
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs Linux /proc/self/maps")
@@ -533,3 +541,15 @@ def test_local_base_model_info_is_cheap_and_stable(tiny_base, tmp_path, monkeypa
     assert resolve_base_model("tiny-copy").fingerprint == first.fingerprint
     listed = {info.id: info for info in list_base_models()}
     assert listed["tiny-copy"].ready and listed["SmolLM2-135M-Instruct"].source == "embedded"
+
+
+def test_an_adapter_names_its_base_as_users_look_it_up(tiny_base):
+    from training.base_models import describe_folder
+    from training.embedded_model import HUB_ID
+
+    local = describe_folder(tiny_base, str(tiny_base), "local")
+    assert local.public_name == "tiny-llama"
+    assert (
+        local.model_copy(update={"source": "embedded"}).public_name == HUB_ID == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
+    assert local.model_copy(update={"source": "hub", "id": "org/model"}).public_name == "org/model"

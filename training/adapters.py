@@ -6,7 +6,9 @@ place under the adapters lock, so readers never see half an adapter and two jobs
 """
 
 import io
+import json
 import os
+import shlex
 import shutil
 import uuid
 import zipfile
@@ -56,6 +58,32 @@ class AdapterRecord(BaseModel):
     @property
     def label(self) -> str:
         return f"{self.name} v{self.version}"
+
+    def usage_commands(self) -> dict[str, str]:
+        """Shell commands that use this adapter outside the console: serve it, convert it for llama.cpp."""
+        try:
+            config = json.loads((self.path / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+        base = str(config.get("base_model_name_or_path") or self.base_model.get("id", "BASE_MODEL"))
+        base_path = str(self.base_model.get("path", base))
+        module = f"{self.name}-v{self.version}"
+        # vLLM takes ranks up to --max-lora-rank (default 16, one of its sizes)
+        rank = next((size for size in (16, 32, 64, 128, 256, 512) if size >= self.lora_r), self.lora_r)
+        rank_option = f" --max-lora-rank {rank}" if rank > 16 else ""
+        return {
+            "Serve with vLLM (OpenAI-compatible API)": (
+                f"vllm serve {shlex.quote(base)} --enable-lora{rank_option} "
+                f"--lora-modules {shlex.quote(f'{module}={self.path}')}"
+            ),
+            "Convert for llama.cpp (LoRA GGUF)": (
+                f"python convert_lora_to_gguf.py {shlex.quote(str(self.path))} --base {shlex.quote(base_path)} "
+                f"--outfile {shlex.quote(module)}.gguf --outtype f16"
+            ),
+            "Run with llama.cpp (base converted with convert_hf_to_gguf.py)": (
+                f"llama-server -m {shlex.quote(Path(base).name)}.gguf --lora {shlex.quote(module)}.gguf"
+            ),
+        }
 
 
 def register_adapter(

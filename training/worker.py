@@ -532,14 +532,18 @@ def _release_checkpoint_mapping(model: Any) -> None:
 
 
 def save_adapter(trainer: Any, tokenizer: Any, base: BaseModelInfo, target: Path) -> Path:
-    """Write the adapter in PEFT layout (safetensors) next to `target`, point it at the local base folder, then swap in."""
+    """Write the adapter in PEFT layout (safetensors) next to `target`, name its base as users look it up, then swap in.
+
+    `base_model_name_or_path` is the base's public name (a Hub id where there is one), so tools outside the
+    console find it; the job's lineage keeps the exact local path and the weights' fingerprint.
+    """
     staging = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     trainer.model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     config_file = staging / "adapter_config.json"
     adapter_config = json.loads(config_file.read_text(encoding="utf-8"))
-    adapter_config["base_model_name_or_path"] = str(base.path)
+    adapter_config["base_model_name_or_path"] = base.public_name
     atomic_write_text(config_file, json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
     if not (staging / "adapter_model.safetensors").is_file():
         raise RuntimeError("PEFT did not write adapter_model.safetensors")
