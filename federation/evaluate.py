@@ -1,7 +1,8 @@
 """Scoring federations on prompts, with references where there are any: the A/B view and the quality bench.
 
 Each prompt is answered on its own, so the latencies are those a user sees; accuracy is exact match after
-trimming (for retailer data the reference is what the mapping computes, so the mapping is the judge).
+trimming (for retailer data the reference is what the mapping computes, so the mapping is the judge), or for a
+reference that is a campaign plan the plan judge's overall pass, with its criteria (channel, split, uplift).
 """
 
 import statistics
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from federation.engine import GenerationSettings, InferenceEngine, default_engine
 from federation.run import run_federation
 from federation.spec import Federation
-from training.evaluation import exact_match, token_f1
+from training.evaluation import criteria_rates, judge, token_f1
 
 
 class EvalRow(BaseModel):
@@ -21,6 +22,7 @@ class EvalRow(BaseModel):
     reference: str | None
     response: str
     correct: bool | None
+    criteria: dict[str, bool] = {}
     token_f1: float | None
     latency_ms: float
     tokens: int
@@ -28,12 +30,16 @@ class EvalRow(BaseModel):
 
 
 class FederationScore(BaseModel):
-    """One federation over a prompt set; accuracy and F1 are None when no prompt had a reference."""
+    """One federation over a prompt set; accuracy and F1 are None when no prompt had a reference.
+
+    `criteria`: each plan criterion's pass rate over the prompts whose reference is a plan (empty when none is).
+    """
 
     federation_id: str
     name: str
     rows: list[EvalRow]
     accuracy: float | None
+    criteria: dict[str, float] = {}
     token_f1: float | None
     p50_latency_ms: float
     p95_latency_ms: float
@@ -58,12 +64,14 @@ def evaluate_federation(
         result = run_federation(federation, str(record["prompt"]), settings, engine)
         reference = record.get("reference")
         reference = None if reference is None else str(reference).strip()
+        verdict = None if reference is None else judge(result.response, reference)
         rows.append(
             EvalRow(
                 prompt=str(record["prompt"]),
                 reference=reference,
                 response=result.response,
-                correct=None if reference is None else exact_match(result.response, reference),
+                correct=None if verdict is None else verdict.passed,
+                criteria={} if verdict is None else verdict.criteria,
                 token_f1=None if reference is None else token_f1(result.response, reference),
                 latency_ms=result.latency_ms,
                 tokens=result.tokens,
@@ -78,6 +86,7 @@ def evaluate_federation(
         name=federation.name,
         rows=rows,
         accuracy=sum(bool(row.correct) for row in judged) / len(judged) if judged else None,
+        criteria=criteria_rates([row.criteria for row in judged]),
         token_f1=sum(row.token_f1 or 0.0 for row in judged) / len(judged) if judged else None,
         p50_latency_ms=round(_percentile(latencies, 0.5), 2),
         p95_latency_ms=round(_percentile(latencies, 0.95), 2),

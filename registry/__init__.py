@@ -8,6 +8,7 @@ activity     the workspace's event feed
 datasets     the versioned dataset library; readers, shapes, validation, pii check what goes in
 mappings     retailer -> RMIS schema mappings; transforms, rmis, raw_sources are what they run on
 generators   mappings, priors and catalogs turned into training datasets
+plans        the campaign plan format of the planning task, and its judge
 
 It imports nothing else of the project: training, federation and services build on it.
 """

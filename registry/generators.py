@@ -2,7 +2,8 @@
 
 - retailer SFT: a mapping + its raw rows -> "Map field 'adType' with value 'sp' from Amazon to RMIS" ->
   "placement_type: sponsored_product". The mapping computes every answer, so it is also the judge.
-- planning SFT: uplift priors -> budget splits over the placements with the best measured uplift.
+- planning SFT: uplift priors -> plans (channel, budget split, expected uplift) over the placements with the best
+  measured uplift, in `registry.plans`' fixed format, so `judge_plan` scores an answer against the priors' plan.
 - creative policy DPO: catalog products -> a compliant headline (chosen) and one breaking a rule (rejected).
 Everything is deterministic: the same registry gives byte-identical datasets.
 """
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from registry.datasets import DatasetRecord, write_records
 from registry.layout import Registry, open_registry
 from registry.mappings import get_mapping, harmonize
+from registry.plans import NO_CHANNEL, Allocation, Plan, render_plan
 from registry.raw_sources import load_source
 from registry.shapes import DatasetKind
 
@@ -110,17 +112,29 @@ def planning_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
 
 
 def _plan(top: pd.DataFrame, budget: int) -> str:
+    """The plan the priors give: shares in steps of 5% by mean uplift, and the share-weighted uplift and interval."""
     if top.empty:
-        return "No placement has a measured uplift above zero: run a test before committing budget."
+        return render_plan(Plan(channel=NO_CHANNEL, split=[], uplift=None, uplift_low=None, uplift_high=None))
     weights = top["roas_uplift_mean"] / top["roas_uplift_mean"].sum()
     shares = [round(w * 20) * 5 for w in weights]
     shares[0] += 100 - sum(shares)
-    parts = [
-        f"{row.placement_type} {share}% (${budget * share // 100:,})"
+    split = [
+        Allocation(placement=row.placement_type, share=share, dollars=budget * share // 100)
         for row, share in zip(top.itertuples(), shares, strict=True)
     ]
-    basis = ", ".join(f"{row.placement_type} +{row.roas_uplift_mean:.2f}" for row in top.itertuples())
-    return f"Allocate: {', '.join(parts)}. Basis: ROAS uplift priors {basis}."
+
+    def weighted(column: str) -> float:
+        return round(sum(share * value for share, value in zip(shares, top[column], strict=True)) / 100, 2)
+
+    return render_plan(
+        Plan(
+            channel=split[0].placement,
+            split=split,
+            uplift=weighted("roas_uplift_mean"),
+            uplift_low=weighted("ci_low"),
+            uplift_high=weighted("ci_high"),
+        )
+    )
 
 
 _VIOLATIONS = {

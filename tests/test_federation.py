@@ -378,6 +378,23 @@ def test_ab_comparison_scores_both_on_the_same_prompts(trained, engine):
     assert a.rows[2].correct is None and a.p95_latency_ms >= a.p50_latency_ms > 0
 
 
+def test_plan_references_are_judged_by_the_plan_judge(trained, engine):
+    from federation.evaluate import evaluate_federation
+    from services import compose_federation
+
+    plan = "Channel: video\nBudget: video 100% ($5,000)\nExpected ROAS uplift: +0.20 (+0.10 to +0.30)"
+    planner = compose_federation(adapters=["planner"], name="judged planner")
+    score = evaluate_federation(
+        planner,
+        [{"prompt": PLAN_PROMPTS[0], "reference": plan}, {"prompt": PLAN_PROMPTS[0], "reference": PLAN_ANSWER}],
+        engine=engine,
+    )
+    assert score.rows[0].response == PLAN_ANSWER  # a free-text allocation, not a plan: every criterion fails
+    assert score.rows[0].criteria == {"channel": False, "split": False, "uplift": False}
+    assert score.rows[1].correct and score.rows[1].criteria == {}
+    assert score.accuracy == 0.5 and score.criteria == {"channel": 0.0, "split": 0.0, "uplift": 0.0}
+
+
 def test_a_reader_that_leaves_early_stops_generation_and_leaves_the_model_as_it_was(trained, engine):
     import threading
 

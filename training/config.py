@@ -292,6 +292,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_dropout": 0.0,
         "max_seq_length": 128,
     },
+    # Campaign plans from uplift priors (the demo planning set: 79 plans in three fixed-format lines): a small set,
+    # so more passes to learn the plans' arithmetic; judged on the held-out plans by `registry.plans.judge_plan`.
+    "campaign planning": {
+        "epochs": 6.0,
+        "max_steps": None,
+        "batch_size": 8,
+        "learning_rate": 1e-3,
+        "scheduler": "cosine",
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "max_seq_length": 256,
+    },
     "balanced": {
         "epochs": 3.0,
         "max_steps": None,

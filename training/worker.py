@@ -288,15 +288,31 @@ def _run(config: JobConfig, folder: JobFolder, stop: threading.Event, resume: bo
 
 
 def _held_out_scores(model: Any, tokenizer: Any, source: DatasetSource, folder: JobFolder) -> dict[str, float]:
-    """Generate answers for the held-out prompts (first 200) and score them against the references."""
+    """Generate answers for the held-out prompts (first 200) and judge them against the references.
+
+    `eval_accuracy` is the judged pass rate (for plans: channel, split and uplift all right), with each plan
+    criterion's rate beside it and, when the prompts cover several fields, each field's accuracy.
+    """
     from training.evaluation import score_generations
 
     records = list(itertools.islice(iter_canonical(source), MAX_EVAL_PROMPTS))
     score = score_generations(model, tokenizer, records)
+    judged = "judged pass rate" if score.criteria else "accuracy"
+    details = ", ".join(f"{name} {rate:.1%}" for name, rate in score.criteria.items())
     folder.log(
-        f"Held-out generation on {score.count} prompts: accuracy {score.accuracy:.1%}, token F1 {score.token_f1:.3f}."
+        f"Held-out generation on {score.count} prompts: {judged} {score.accuracy:.1%}"
+        + (f" ({details})" if details else "")
+        + f", token F1 {score.token_f1:.3f}."
     )
-    return {"eval_accuracy": score.accuracy, "eval_token_f1": score.token_f1, "eval_prompts": float(score.count)}
+    if score.by_task:
+        folder.log("Held-out accuracy by field: " + ", ".join(f"{t} {a:.1%}" for t, a in score.by_task.items()) + ".")
+    return {
+        "eval_accuracy": score.accuracy,
+        "eval_token_f1": score.token_f1,
+        "eval_prompts": float(score.count),
+        **{f"eval_plan_{name}": rate for name, rate in score.criteria.items()},
+        **{f"eval_accuracy_{task}": rate for task, rate in score.by_task.items()},
+    }
 
 
 def build_trainer(
