@@ -5,6 +5,8 @@ prompts) the gated federation of the retailer and planning adapters should score
 adapter on that adapter's own task; additive and the base model are reported beside it. Adapters are trained
 here with the embedded SmolLM2-135M-Instruct (or reused from `--registry`, a registry that already holds
 `amazon_demo` and `planning_demo`). Every answer goes through the federation code path the console uses.
+Mapping answers are judged by exact match (the mapping computes the reference); plans by the plan judge
+(`registry.plans`): the pass rate, and beside it the rate of each criterion (channel, split, uplift).
 Run: `PYTHONPATH=. .venv/bin/python bench/federation_quality.py [--registry PATH] [--limit 40]`.
 """
 
@@ -14,6 +16,9 @@ import tempfile
 import time
 from itertools import islice
 from pathlib import Path
+
+# Judged accuracy, token F1 and (for plans) each criterion's pass rate of one candidate on one task.
+Scores = tuple[float, float, dict[str, float]]
 
 
 def train_missing() -> None:
@@ -28,7 +33,7 @@ def train_missing() -> None:
             raise SystemExit(f"training {job.config.adapter_name} ended {job.status}: {job.error}")
         print(
             f"trained {job.config.adapter_name} in {(time.perf_counter() - started) / 60:.1f} min "
-            f"(held-out accuracy during training {job.final_metrics.get('eval_accuracy', float('nan')):.1%})"
+            f"(held-out judged accuracy during training {job.final_metrics.get('eval_accuracy', float('nan')):.1%})"
         )
 
 
@@ -64,12 +69,12 @@ def main() -> None:
     if base.fingerprint != resolve_base_model(None).fingerprint:
         raise SystemExit("the demo adapters were not trained on the embedded base model")
     engine = InferenceEngine(max_models=2)
-    settings = GenerationSettings(max_new_tokens=96)
+    settings = GenerationSettings(max_new_tokens=112)  # the longest plan is 80 tokens
     print(
         f"mixed set: {len(mixed)} prompts ({', '.join(f'{len(r)} {n}' for n, r in tasks.items())}); "
         f"router held-out accuracy {candidates['gated'].router.holdout_accuracy:.1%}"
     )
-    table: dict[str, dict[str, tuple[float, float]]] = {}
+    table: dict[str, dict[str, Scores]] = {}
     for label, federation in [("base model", None), *candidates.items()]:
         scores = {}
         for task, records in tasks.items():
@@ -77,12 +82,9 @@ def main() -> None:
                 scores[task] = base_scores(engine, base, records, settings)
             else:
                 score = evaluate_federation(federation, records, settings, engine)
-                scores[task] = (score.accuracy or 0.0, score.token_f1 or 0.0)
+                scores[task] = (score.accuracy or 0.0, score.token_f1 or 0.0, score.criteria)
         table[label] = scores
-        print(
-            f"  {label:<24} " + "  ".join(f"{task} exact {acc:6.1%} F1 {f1:.3f}" for task, (acc, f1) in scores.items()),
-            flush=True,
-        )
+        print(f"  {label:<24} " + "  ".join(describe(task, s) for task, s in scores.items()), flush=True)
     gaps = {task: table[f"{task} alone"][task][0] - table["gated"][task][0] for task in names}
     verdict = "met" if all(gap <= 0.05 for gap in gaps.values()) else "NOT met"
     print(
@@ -92,16 +94,29 @@ def main() -> None:
     )
 
 
-def base_scores(engine, base, records, settings) -> tuple[float, float]:
-    """Exact match and token F1 of the plain base model (no adapter) on `records`."""
+def describe(task: str, scores: Scores) -> str:
+    accuracy, f1, criteria = scores
+    if not criteria:
+        return f"{task} exact {accuracy:6.1%} F1 {f1:.3f}"
+    return f"{task} judged pass {accuracy:6.1%} (" + ", ".join(f"{n} {r:.0%}" for n, r in criteria.items()) + ")"
+
+
+def base_scores(engine, base, records, settings) -> Scores:
+    """Judged accuracy, token F1 and plan criteria of the plain base model (no adapter) on `records`."""
     from federation.engine import Activation
-    from training.evaluation import exact_match, token_f1
+    from training.evaluation import criteria_rates, judge, token_f1
 
     answers = [engine.generate(base, r["prompt"], settings, Activation()).response for r in records]
     references = [str(r["reference"]).strip() for r in records]
-    exact = sum(exact_match(a, ref) for a, ref in zip(answers, references, strict=True))
+    verdicts = [judge(a, ref) for a, ref in zip(answers, references, strict=True)]
     f1 = sum(token_f1(a, ref) for a, ref in zip(answers, references, strict=True))
-    return (exact / len(records), f1 / len(records)) if records else (0.0, 0.0)
+    if not records:
+        return 0.0, 0.0, {}
+    return (
+        sum(v.passed for v in verdicts) / len(records),
+        f1 / len(records),
+        criteria_rates([v.criteria for v in verdicts]),
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ adapter should answer at least 90% of the held-out mapping prompts exactly as th
 Training uses the "retailer mapping (fast)" preset through the job API; the base model is scored on the same
 prompts with its own chat template (its default system prompt included), in the same invocation.
 Run: `PYTHONPATH=. .venv/bin/python bench/retailer_adapter_quality.py [--epochs 1.2] [--seeds 42,7,11]`
-(or `make bench`); with several seeds it trains once per seed and prints the spread.
+(or `make bench`); with several seeds it trains once per seed and prints the spread. Every run ends with a table of
+held-out accuracy per RMIS field (base model and each seed), so the field that decides a run is visible.
 """
 
 import argparse
@@ -19,29 +20,49 @@ from services.demo import seed_demo
 from services.training import job_manager, submit_training_job
 from training.base_models import resolve_base_model
 from training.config import PRESETS
-from training.evaluation import score_generations
+from training.evaluation import GenerationScore, score_generations
 
 PRESET = "retailer mapping (fast)"
+FIELD_PREFIX = "eval_accuracy_"  # the job's held-out accuracy of one field (training.worker)
 
 
-def base_accuracy(records: list[dict]) -> float:
+def base_score(records: list[dict]) -> GenerationScore:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = resolve_base_model(None)
     model = AutoModelForCausalLM.from_pretrained(base.path, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
-    return score_generations(model, tokenizer, records).accuracy
+    return score_generations(model, tokenizer, records)
 
 
-def train_and_score(settings: dict, seed: int) -> tuple[float, float]:
-    """Held-out accuracy and trainer minutes of one training run of the preset with `seed`."""
+def train_and_score(settings: dict, seed: int) -> tuple[float, float, dict[str, float]]:
+    """Held-out accuracy, trainer minutes and accuracy per field of one training run of the preset with `seed`."""
     config = {**settings, "seed": seed}
     job = job_manager().wait(
         submit_training_job("retailer", f"amazon_quality_{seed}", "retailer_amazon_sft", config=config)
     )
     if job.status != "completed":
         raise SystemExit(f"training {job.status}: {job.error}")
-    return job.final_metrics["eval_accuracy"], job.final_metrics["train_runtime"] / 60
+    metrics = job.final_metrics
+    fields = {key.removeprefix(FIELD_PREFIX): value for key, value in metrics.items() if key.startswith(FIELD_PREFIX)}
+    return metrics["eval_accuracy"], metrics["train_runtime"] / 60, fields
+
+
+def field_table(records: list[dict], base: dict[str, float], runs: dict[int, dict[str, float]]) -> str:
+    """Fields as rows, the base model and each seed as columns, the weakest field of each seed marked with *."""
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[str(record["task"])] = counts.get(str(record["task"]), 0) + 1
+    header = f"{'field':<18}{'prompts':>8}{'base':>8}" + "".join(f"{f'seed {seed}':>10}" for seed in runs)
+    lines = [header, "-" * len(header)]
+    weakest = {seed: min(fields, key=fields.get) for seed, fields in runs.items() if fields}
+    for field in sorted(counts):
+        cells = "".join(
+            f"{fields.get(field, float('nan')):>9.1%}{'*' if weakest.get(seed) == field else ' '}"
+            for seed, fields in runs.items()
+        )
+        lines.append(f"{field:<18}{counts[field]:>8}{base.get(field, float('nan')):>8.1%}{cells}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -55,14 +76,16 @@ def main() -> None:
     from registry.datasets import iter_dataset
 
     records = list(iter_dataset("retailer_amazon_eval"))
-    base = base_accuracy(records)
+    base_run = base_score(records)
+    base = base_run.accuracy
     settings = {**PRESETS[PRESET], "epochs": args.epochs, "eval_dataset": "retailer_amazon_eval", "save_steps": 1000}
     shown = {k: v for k, v in settings.items() if k not in ("eval_dataset", "save_steps") and v is not None}
     print(f"preset {PRESET!r}: {shown}")
     print(f"held-out mapping prompts: {len(records)}; base model accuracy {base:.1%}")
     runs = []
+    fields_by_seed = {}
     for seed in seeds:
-        accuracy, minutes = train_and_score(settings, seed)
+        accuracy, minutes, fields_by_seed[seed] = train_and_score(settings, seed)
         runs.append((accuracy, minutes))
         print(
             f"seed {seed}: trained in {minutes:.1f} min (trainer runtime; goal <= 10), adapter {accuracy:.1%} vs "
@@ -76,6 +99,8 @@ def main() -> None:
             f"{sum(accuracies) / len(accuracies):.1%}, max {max(accuracies):.1%}; "
             f"longest training {max(minutes for _, minutes in runs):.1f} min"
         )
+    print("held-out accuracy per field (* = the seed's weakest field):")
+    print(field_table(records, base_run.by_task, fields_by_seed))
 
 
 if __name__ == "__main__":
