@@ -24,6 +24,8 @@ from federation.spec import BaseRef, Federation, Member
 from training.adapters import get_adapter
 from training.base_models import fingerprint
 
+CHARS_PER_TOKEN_CAP = 16  # prompts longer than 16 characters per context token are refused before tokenizing
+
 
 class GenerationSettings(BaseModel):
     """Decoding settings; temperature 0 means greedy (deterministic) decoding."""
@@ -177,7 +179,8 @@ class GenerationStream:
         with entry.lock:
             load_ms += self.engine._prepare(entry, self.activation)
             tokenizer, model = entry.tokenizer, entry.model
-            inputs = _encode(tokenizer, self.prompt, self.settings.system)
+            inputs = _encode(tokenizer, _check_length(self.prompt, model), self.settings.system)
+            _check_context(inputs["input_ids"].shape[1], self.settings.max_new_tokens, model)
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
             output: dict[str, Any] = {}
             kwargs = _generate_kwargs(self.settings, tokenizer)
@@ -233,6 +236,32 @@ class _StopWhenSet:
         import torch
 
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+def _context(model: Any) -> int | None:
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def _check_length(prompt: str, model: Any) -> str:
+    """Refuse a prompt far beyond any context before spending time tokenizing it."""
+    context = _context(model) or 32_768
+    limit = context * CHARS_PER_TOKEN_CAP
+    if len(prompt) > limit:
+        raise InferenceError(
+            f"The prompt is {len(prompt):,} characters long; this model reads at most {context:,} tokens "
+            f"(about {limit:,} characters at most). Shorten the prompt."
+        )
+    return prompt
+
+
+def _check_context(prompt_tokens: int, max_new_tokens: int, model: Any) -> None:
+    """Prompt plus answer must fit the model's context: past it the model degrades and the work grows without end."""
+    context = _context(model)
+    if context and prompt_tokens + max_new_tokens > context:
+        raise InferenceError(
+            f"The prompt is {prompt_tokens:,} tokens and the answer may take {max_new_tokens:,} more; this model's "
+            f"context holds {context:,}. Shorten the prompt (or the system message) or lower Max new tokens."
+        )
 
 
 def _encode(tokenizer: Any, prompt: str, system: str) -> dict[str, Any]:

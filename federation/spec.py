@@ -4,6 +4,7 @@ A federation file (`federations/fed_YYYYMMDD_HHMMSS_xxxx.json`) is self-containe
 router's weights inside it (safetensors bytes, base64), so copying the file copies the whole federation.
 """
 
+import string
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -28,6 +29,37 @@ APPROXIMATIONS: dict[str, str] = {
 Routing = Literal["top", "weighted"]
 DEFAULT_TEMPLATE = "{input}"
 CHAIN_TEMPLATE = "{previous}"
+TEMPLATE_FIELDS = ("input", "previous")
+MAX_TEMPLATE_CHARS = 4000
+
+
+def template_problem(template: str) -> str | None:
+    """Why a sequential stage's template cannot be used, or None. Only plain {input} and {previous} are placeholders:
+    a format spec such as {input:>999999999} would make one stage compose a gigabyte-long prompt."""
+    if not isinstance(template, str):
+        return f"a template is text, not {type(template).__name__}"
+    if len(template) > MAX_TEMPLATE_CHARS:
+        return f"it is {len(template):,} characters long; at most {MAX_TEMPLATE_CHARS:,} are allowed"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as error:
+        return f"{error} (write {{{{ and }}}} for literal braces)"
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS:
+            return f"{{{field}}} is not a placeholder (only {{input}} and {{previous}} are)"
+        if spec or conversion:
+            return f"{{{field}}} takes no format spec or conversion; write it as {{{field}}}"
+    return None
+
+
+def fill_template(template: str, request: str, previous: str) -> str:
+    """The stage's prompt: literal text with {input} and {previous} replaced, nothing else evaluated."""
+    values = {"input": request, "previous": previous}
+    return "".join(
+        literal + (values[field] if field else "") for literal, field, _, _ in string.Formatter().parse(template)
+    )
 
 
 class Member(BaseModel):

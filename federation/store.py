@@ -3,14 +3,12 @@
 import re
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from federation.errors import FederationError
 from federation.spec import Federation
 from registry.activity import log_event
-from registry.errors import NotFound
+from registry.errors import CorruptFile, NotFound
 from registry.layout import Registry, open_registry
-from registry.storage import atomic_write_json, bump_generation, load_json_cached, locked
+from registry.storage import atomic_write_json, bump_generation, load_each, load_json_cached, locked
 
 _ID = re.compile(r"^fed_\d{8}_\d{6}_[0-9a-f]{4}$")
 
@@ -27,7 +25,12 @@ def save_federation(federation: Federation, registry: Registry | None = None) ->
     path = _file(registry, federation.id)
     with locked(registry.locks, "federations"):
         clash = next(
-            (f for f in list_federations(registry) if f.name == federation.name or f.id == federation.id), None
+            (
+                f
+                for f in list_federations(registry)
+                if f.name.casefold() == federation.name.casefold() or f.id == federation.id
+            ),
+            None,
         )
         if clash is not None:
             raise FederationError(
@@ -50,17 +53,20 @@ def load_federation(federation_id: str, registry: Registry | None = None) -> Fed
     path = _file(registry, federation_id)
     if not path.is_file():
         raise NotFound(f"No saved federation {federation_id}. It may have been deleted in another session.")
-    federation = _parse(path)
-    if federation is None:
-        raise FederationError(f"{path.name} is not a valid federation file; delete it and compose again.")
-    return federation
+    return _parse(path)
 
 
 def list_federations(registry: Registry | None = None) -> list[Federation]:
-    """Every readable federation, newest first (an unreadable file is skipped, not fatal)."""
+    """Every readable federation, newest first (an unreadable file is skipped: see `broken_federations`)."""
     registry = registry or open_registry()
-    found = (_parse(path) for path in registry.federations.glob("fed_*.json"))
-    return sorted((f for f in found if f is not None), key=lambda f: f.created, reverse=True)
+    found, _ = load_each(sorted(registry.federations.glob("fed_*.json")), _parse)
+    return sorted(found, key=lambda f: f.created, reverse=True)
+
+
+def broken_federations(registry: Registry | None = None) -> list[CorruptFile]:
+    """Federation files that cannot be read, for the page to name with a way to remove them."""
+    registry = registry or open_registry()
+    return load_each(sorted(registry.federations.glob("fed_*.json")), _parse)[1]
 
 
 def delete_federation(federation_id: str, registry: Registry | None = None) -> None:
@@ -69,22 +75,19 @@ def delete_federation(federation_id: str, registry: Registry | None = None) -> N
     with locked(registry.locks, "federations"):
         if not path.is_file():
             raise NotFound(f"No saved federation {federation_id}; it may already have been deleted.")
-        federation = _parse(path)
+        try:
+            federation: Federation | None = _parse(path)
+        except CorruptFile:
+            federation = None  # an unreadable file can still be deleted: that is how a broken one is removed
         path.unlink()
         bump_generation(registry.federations)
     label = federation.name if federation is not None else federation_id
     log_event("federation.deleted", f"Deleted federation {label}", registry, federation=federation_id)
 
 
-def _validate(payload: object) -> Federation | None:
-    try:
-        return Federation.model_validate(payload)
-    except ValidationError:
-        return None
-
-
-def _parse(path: Path) -> Federation | None:
-    try:
-        return load_json_cached(path, _validate)
-    except (OSError, ValueError):
-        return None
+def _parse(path: Path) -> Federation:
+    fix = f"Restore it from a backup, or remove the file to drop federation {path.stem}."
+    federation = load_json_cached(path, Federation.model_validate, fix)
+    if federation is None:
+        raise NotFound(f"No saved federation {path.stem}. It may have been deleted in another session.")
+    return federation

@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, human_size, paginate, show_error
+from pages.common import attempt, human_size, paginate, show_broken, show_error
+from services.health import broken_files
 from services.training import adapter_archive, delete_adapter, list_adapters
 
 st.title("🧩 Adapters")
@@ -25,6 +26,7 @@ def confirm_delete(name: str, version: int) -> None:
 
 if flash := st.session_state.pop("adapter_flash", None):
     st.success(flash, icon="✅")
+show_broken(attempt(lambda: broken_files("adapters"), "retry_broken") or [])
 adapters = attempt(list_adapters, "retry_adapters")
 if adapters is not None and not adapters:
     st.info("No adapters yet. Start a job on the **Training Jobs** page; its adapter appears here when it completes.")

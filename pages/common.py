@@ -1,11 +1,12 @@
 """Widgets every page shares: pagination, readable errors with a retry, and formatting."""
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import streamlit as st
 
-from services import ConsoleError
+from services import ConsoleError, CorruptFile
 
 if TYPE_CHECKING:  # imported where used: the playground service pulls in the inference engine, which Home need not load
     from services.playground import GenerationSettings
@@ -13,6 +14,20 @@ if TYPE_CHECKING:  # imported where used: the playground service pulls in the in
 T = TypeVar("T")
 
 BAND_COLORS = {"Excellent": "green", "Good": "blue", "Fair": "orange", "Poor": "red"}
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&])")
+
+
+def plain(text: object) -> str:
+    """User text (names, descriptions, file names) made inert inside st.markdown / caption / alerts: every
+    Markdown and HTML character is escaped, so `![x](http://host/p.png)` shows as typed and loads nothing."""
+    return _MARKDOWN.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def show_broken(broken: Sequence[CorruptFile]) -> None:
+    """Name each unreadable registry file with its path and the way to repair or remove it; the rest of the page
+    goes on."""
+    for error in broken:
+        st.warning(plain(str(error)), icon=":material/broken_image:")
 
 
 def paginate(items: Sequence[T], key: str, page_size: int = 25) -> Sequence[T]:
@@ -30,7 +45,7 @@ def paginate(items: Sequence[T], key: str, page_size: int = 25) -> Sequence[T]:
 def show_error(error: Exception, retry_key: str) -> None:
     """A readable error and a retry, never a traceback; unexpected errors still name their type."""
     message = str(error) if isinstance(error, ConsoleError) else f"Unexpected error ({type(error).__name__}): {error}"
-    st.error(message, icon="⚠️")
+    st.error(plain(message), icon="⚠️")
     if st.button("Retry", key=retry_key):
         st.rerun()
 

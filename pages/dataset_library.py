@@ -7,9 +7,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import BAND_COLORS, attempt, human_size, paginate, show_error
+from pages.common import BAND_COLORS, attempt, human_size, paginate, plain, show_broken, show_error
 from services import datasets as library
 from services.datasets import DatasetKind, QualityReport, suggest_name
+from services.health import broken_files
 
 st.title("📊 Dataset Library")
 st.caption("Training and evaluation datasets, stored as canonical JSONL with versions and quality scores.")
@@ -220,7 +221,7 @@ def dataset_detail(names: list[str]) -> None:
         cols[3].metric("Quality", "—" if record.quality_score is None else f"{record.quality_score}%")
         cols[4].metric("Version", f"v{record.version}")
         st.caption(
-            f"{record.description or 'No description.'} · shape `{record.kind.value}` · source {record.latest.source} · "
+            f"{plain(record.description) or 'No description.'} · shape `{record.kind.value}` · source {plain(record.latest.source)} · "
             f"origin {record.origin} · content sha256 `{record.content_hash[:12]}` · created {record.created:%Y-%m-%d %H:%M} UTC"
         )
         actions = st.columns([1, 1, 1, 3])
@@ -269,6 +270,7 @@ def dataset_detail(names: list[str]) -> None:
 
 if flash := st.session_state.pop("flash", None):
     st.success(flash, icon="✅")
+show_broken(attempt(lambda: broken_files("datasets"), "retry_broken") or [])
 records = attempt(library.list_datasets, "retry_list")
 if records is not None and upload_panel(empty=not records):
     # List again so the new dataset is in the table and selected below on this run, not only after the next click.

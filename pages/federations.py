@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import attempt, generation_settings, human_size, paginate, show_error
+from pages.common import attempt, generation_settings, human_size, paginate, plain, show_broken, show_error
 from services import datasets as library
 from services.demo import submit_demo_adapters
 from services.federation import (
@@ -28,6 +28,7 @@ from services.federation import (
     save_federation,
     stream_federation,
 )
+from services.health import broken_files
 from services.playground import PROMPT_TEMPLATES
 from services.runtime import inference_engine
 from services.training import AdapterRecord, list_adapters, list_base_models
@@ -182,7 +183,7 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
         if federation is not None:
             st.session_state["fed_active"] = federation
             st.session_state.pop("fed_result", None)
-            st.success(f"Composed **{federation.name}**: test it below, then save it.", icon="✅")
+            st.success(f"Composed **{plain(federation.name)}**: test it below, then save it.", icon="✅")
 
 
 def stack_box(title: str, detail: str, accent: str) -> str:
@@ -229,7 +230,7 @@ def router_panel(federation: Federation) -> None:
 @st.dialog("Delete federation")
 def confirm_delete(federation: Federation) -> None:
     st.warning(
-        f"This deletes the saved federation **{federation.name}** ({federation.id}). Its adapters stay in the "
+        f"This deletes the saved federation **{plain(federation.name)}** ({federation.id}). Its adapters stay in the "
         "registry.",
         icon="🗑️",
     )
@@ -239,7 +240,7 @@ def confirm_delete(federation: Federation) -> None:
         except Exception as error:  # noqa: BLE001 — shown as a readable error
             show_error(error, "retry_fed_delete")
             return
-        st.session_state["fed_flash"] = f"Deleted {federation.name} ({federation.id})."
+        st.session_state["fed_flash"] = f"Deleted {plain(federation.name)} ({federation.id})."
         st.rerun()
 
 
@@ -286,7 +287,7 @@ def active_panel() -> None:
         else:
             is_saved = saved is not None and any(f.id == federation.id for f in saved)
             badge = ":green-badge[SAVED]" if is_saved else ":orange-badge[NOT SAVED]"
-            st.markdown(f"**Federation ID:** `{federation.id}` {badge}  \n{federation.name}")
+            st.markdown(f"**Federation ID:** `{federation.id}` {badge}  \n{plain(federation.name)}")
             stack(federation)
             router_panel(federation)
             if st.button(
@@ -296,7 +297,7 @@ def active_panel() -> None:
                 help="Already saved" if is_saved else "Write this federation to the registry",
             ):
                 if attempt(lambda: save_federation(federation), "retry_fed_save") is not None:
-                    st.session_state["fed_flash"] = f"Saved {federation.name} as {federation.id}."
+                    st.session_state["fed_flash"] = f"Saved {plain(federation.name)} as {federation.id}."
                     st.rerun()
     if saved is not None:
         saved_panel(saved)
@@ -526,6 +527,7 @@ st.caption(
 )
 if flash := st.session_state.pop("fed_flash", None):
     st.success(flash, icon="✅")
+show_broken(attempt(lambda: broken_files("adapters", "federations"), "retry_broken") or [])
 adapters = attempt(list_adapters, "retry_fed_adapters")
 compose_col, active_col = st.columns(2, gap="large")
 with compose_col:

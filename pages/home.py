@@ -3,7 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt
+from pages.common import attempt, show_broken
+from services.health import broken_files
 from services.overview import recent_activity, registry_overview
 
 st.title("🧩 RMN LoRA Console")
@@ -12,6 +13,7 @@ st.caption(
     "one console, one machine."
 )
 
+show_broken(attempt(broken_files, "retry_broken") or [])
 overview = attempt(registry_overview, "retry_overview")
 if overview is not None:
     cards = st.columns(5)

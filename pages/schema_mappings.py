@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import show_error
+from pages.common import plain, show_error
 from services import ConsoleError, NotFound, mappings
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
@@ -45,7 +45,7 @@ def mappings_table(summaries: list[mappings.MappingSummary]) -> None:
     )
     for summary in summaries:
         if summary.problem:
-            st.warning(f"**{summary.slug}.yaml cannot be read.** {summary.problem}")
+            st.warning(f"**{plain(summary.slug)}.yaml cannot be read.** {plain(summary.problem)}")
 
 
 def harmonized_view(result: mappings.HarmonizeResult) -> None:
@@ -229,7 +229,7 @@ def main() -> None:
     if cov.missing:
         st.warning(f"Missing required RMIS fields: {', '.join(cov.missing)}.")
     if mapping.description:
-        st.caption(mapping.description)
+        st.caption(plain(mapping.description))
     editor, raw_yaml, history, schema = st.tabs(["Field mapping", "YAML", "History", "RMIS schema"])
     with editor:
         editor_tab(mapping, sample, statuses)

@@ -4,9 +4,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import attempt, paginate, show_error
+from pages.common import attempt, paginate, show_broken, show_error
+from pages.session import fragment
 from services import ConsoleError
 from services import datasets as library
+from services.health import broken_files
 from services.training import (
     FINISHED,
     OBJECTIVES,
@@ -364,7 +366,7 @@ def job_card(job: JobState) -> None:
             st.error(job.error, icon="⚠️")
 
 
-@st.fragment(run_every=2)
+@fragment(run_every=2)  # its Cancel buttons write: every rerun acts as the signed-in user
 def live_jobs() -> None:
     jobs = attempt(manager().all_jobs, "retry_jobs")
     if jobs is None:
@@ -396,7 +398,7 @@ def loss_chart(rows: list[dict]) -> None:
     st.plotly_chart(figure)
 
 
-@st.fragment(run_every=3)
+@fragment(run_every=3)  # Resume / Restart write
 def job_detail(job_id: str) -> None:
     job = attempt(lambda: manager().get(job_id), "retry_job_detail")
     if job is None:
@@ -438,6 +440,7 @@ st.caption(
     "Train LoRA / QLoRA adapters in this process with PEFT and TRL. Jobs keep their state on disk: "
     "a restart loses nothing."
 )
+show_broken(attempt(lambda: broken_files("jobs"), "retry_broken") or [])
 datasets = attempt(library.list_datasets, "retry_datasets")
 jobs = attempt(manager().all_jobs, "retry_job_list") or []
 form_col, queue_col = st.columns([3, 1])

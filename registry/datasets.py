@@ -4,13 +4,9 @@ Layout: `library/<name>/meta.json` plus one `v<N>.jsonl` per version. Every chan
 library lock and lands with `os.replace`, so concurrent sessions and processes never lose a version.
 """
 
-import contextlib
-import csv
 import hashlib
-import io
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -22,15 +18,27 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.activity import log_event
-from registry.errors import InvalidFile, NotFound
+from registry.errors import CorruptFile, InvalidFile, InvalidName, NotFound
 from registry.layout import Registry, open_registry
-from registry.readers import FileFormat, detect_format, read_strict, utf8_source
+from registry.readers import EXTENSIONS, FileFormat, detect_format, read_strict, utf8_source
 from registry.shapes import DatasetKind, ShapeDetection, ShapeError, detect_kind, to_canonical
-from registry.storage import atomic_write_json, bump_generation, generation, load_json_cached, locked, validate_name
+from registry.spreadsheet import write_csv
+from registry.storage import (
+    atomic_write_json,
+    bump_generation,
+    case_clash,
+    contained,
+    list_stamp,
+    load_each,
+    load_json_cached,
+    locked,
+    prune,
+    validate_name,
+)
 from registry.validation import QualityReport, validate_file
 
 ExportFormat = Literal["jsonl", "csv"]
-STAGING_DIR = Path(tempfile.gettempdir()) / "rmn-lora-uploads"
+STAGED_MAX_AGE_S = 6 * 3600  # a browser session that closes mid-upload never cleans up after itself
 
 
 class DatasetVersion(BaseModel):
@@ -101,17 +109,20 @@ class FilePreview(BaseModel):
     sample: list[dict[str, Any]]
 
 
-_list_cache: dict[Path, tuple[tuple[int, str], list[DatasetRecord]]] = {}
+_list_cache: dict[Path, tuple[tuple[Any, ...], tuple[list[DatasetRecord], list[CorruptFile]]]] = {}
 
 
 def stage_upload(stream: BinaryIO, filename: str, registry: Registry | None = None) -> Path:
-    """Copy an uploaded stream to a private temp file in chunks, refusing it past the size limit."""
+    """Copy an uploaded stream to a private file in the registry's uploads folder in chunks, refusing it past the
+    size limit. `import_dataset` removes it once imported; old ones are pruned."""
     registry = registry or open_registry()
     limit = registry.settings.max_upload_bytes
     suffix = Path(filename).suffix.lower()
-    _prune_staged()
-    STAGING_DIR.mkdir(exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=STAGING_DIR, prefix="upload-", suffix=suffix, delete=False)
+    if suffix not in EXTENSIONS:
+        suffix = ""
+    prune(registry.uploads, STAGED_MAX_AGE_S)
+    registry.uploads.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=registry.uploads, prefix="upload-", suffix=suffix, delete=False)
     total = 0
     try:
         with handle:
@@ -129,15 +140,12 @@ def stage_upload(stream: BinaryIO, filename: str, registry: Registry | None = No
     return Path(handle.name)
 
 
-def _prune_staged(max_age_s: float = 6 * 3600) -> None:
-    """Browser sessions that close mid-upload never clean up; old staged files go the next time anyone uploads."""
-    if not STAGING_DIR.is_dir():
-        return
-    cutoff = time.time() - max_age_s
-    for path in STAGING_DIR.iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            if path.stat().st_mtime < cutoff:
-                path.unlink()
+def prune_scratch(registry: Registry | None = None, max_age_s: float = 3600) -> int:
+    """At start-up: staged uploads, half-written imports of a killed process and leftover trash in the registry's
+    .tmp folder, untouched for an hour, go. Returns how many entries were removed."""
+    registry = registry or open_registry()
+    removed = prune(registry.uploads, max_age_s)
+    return removed + prune(registry.tmp, max_age_s)
 
 
 def preview_file(
@@ -188,9 +196,7 @@ def import_dataset(
     filename = filename or source_path.name
     with utf8_source(source_path, encoding) as source:
         fmt = detect_format(source, filename)
-        target_kind = (
-            DatasetKind(kind) if kind else _preview(source, filename, 0, settings.max_line_bytes).detection.kind
-        )
+        target_kind = _kind(kind) if kind else _preview(source, filename, 0, settings.max_line_bytes).detection.kind
         staged = registry.tmp / f"import-{uuid.uuid4().hex}.jsonl"
         try:
             rows, digest = _write_canonical(read_strict(source, fmt, settings.max_line_bytes), target_kind, staged)
@@ -201,6 +207,8 @@ def import_dataset(
                 )
         finally:
             staged.unlink(missing_ok=True)
+    if source_path.parent == registry.uploads:
+        source_path.unlink(missing_ok=True)  # the staged upload has done its job
     return record
 
 
@@ -213,9 +221,15 @@ def list_datasets(
     return [
         record
         for record in _all_records(registry)
-        if (not kind or record.kind == DatasetKind(kind))
+        if (not kind or record.kind == _kind(kind))
         and (not needle or needle in record.name.casefold() or needle in record.description.casefold())
     ]
+
+
+def broken_datasets(registry: Registry | None = None) -> list[CorruptFile]:
+    """Library folders whose meta.json cannot be read: the list skips them, the page names them."""
+    registry = registry or open_registry()
+    return _scan(registry)[1]
 
 
 def get_dataset(name: str, registry: Registry | None = None) -> DatasetRecord:
@@ -233,7 +247,7 @@ def dataset_file(name: str, version: int | None = None, registry: Registry | Non
     number = version or record.version
     if number not in {v.version for v in record.versions}:
         raise NotFound(f"Dataset {name!r} has no version {number}.")
-    return registry.library / name / f"v{number}.jsonl"
+    return contained(registry.root, registry.library / name / f"v{number}.jsonl")
 
 
 def read_rows(
@@ -270,7 +284,8 @@ def validate_dataset_by_name(name: str, registry: Registry | None = None) -> Qua
 def export_dataset(
     name: str, fmt: ExportFormat = "jsonl", version: int | None = None, registry: Registry | None = None
 ) -> bytes:
-    """JSONL is the stored file itself; CSV writes nested fields (messages, DPO prompts) as JSON text."""
+    """JSONL is the stored file itself; CSV writes nested fields (messages, DPO prompts) as JSON text, with formula
+    cells made inert (registry.spreadsheet), and imports back as the same records."""
     path = dataset_file(name, version, registry)
     if fmt == "jsonl":
         return path.read_bytes()
@@ -278,18 +293,16 @@ def export_dataset(
         raise InvalidFile(f"Unknown export format {fmt!r}: choose jsonl or csv.")
     rows = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _csv_cell(row.get(key)) for key in columns})
-    return buffer.getvalue().encode("utf-8")
+    return write_csv(columns, ({key: _csv_cell(value) for key, value in row.items()} for row in rows))
 
 
 def delete_dataset(name: str, registry: Registry | None = None) -> None:
     """Move the folder out of the library in one rename, then remove it: readers never see half a dataset."""
     registry = registry or open_registry()
-    get_dataset(name, registry)
+    try:
+        get_dataset(name, registry)
+    except CorruptFile:
+        pass  # a dataset whose meta.json is unreadable can still be removed
     with locked(registry.locks, "library"):
         trash = registry.tmp / f"deleted-{name}-{uuid.uuid4().hex}"
         (registry.library / name).rename(trash)
@@ -315,6 +328,14 @@ def write_records(
             for record in records:
                 handle.write(orjson.dumps(record) + b"\n")
         return import_dataset(name, path, description=description, kind=kind, origin=origin, registry=registry)
+
+
+def _kind(kind: DatasetKind | str) -> DatasetKind:
+    try:
+        return DatasetKind(kind)
+    except ValueError:
+        choices = ", ".join(k.value for k in DatasetKind)
+        raise InvalidFile(f"Unknown dataset type {kind!r}; choose one of: {choices}.") from None
 
 
 def _check_source(path: Path, limit: int, limit_mb: int) -> None:
@@ -357,6 +378,12 @@ def _commit_version(
     origin: str,
 ) -> DatasetRecord:
     folder = registry.library / name
+    clash = case_clash(registry.library, name)
+    if clash is not None:
+        raise InvalidName(
+            f"A dataset named {clash!r} already exists; names that differ only in case would merge on "
+            f"Windows and macOS. Use {clash!r} to add a version, or choose another name."
+        )
     existing = _load_meta(folder / "meta.json")
     if existing is not None:
         if existing.kind != kind:
@@ -404,22 +431,27 @@ def _write_meta(registry: Registry, record: DatasetRecord) -> None:
 
 
 def _all_records(registry: Registry) -> list[DatasetRecord]:
-    stamp = generation(registry.library)
+    return _scan(registry)[0]
+
+
+def _scan(registry: Registry) -> tuple[list[DatasetRecord], list[CorruptFile]]:
+    metas = [entry / "meta.json" for entry in registry.library.iterdir() if entry.is_dir()]
+    stamp = list_stamp(registry.library, metas)
     cached = _list_cache.get(registry.library)
     if cached and cached[0] == stamp:
         return cached[1]
-    records = [
-        record
-        for entry in registry.library.iterdir()
-        if entry.is_dir() and (record := _load_meta(entry / "meta.json")) is not None
-    ]
+    records, broken = load_each(metas, _load_meta)
     records.sort(key=lambda r: r.updated, reverse=True)
-    _list_cache[registry.library] = (stamp, records)
-    return records
+    _list_cache[registry.library] = (stamp, (records, broken))
+    return records, broken
 
 
 def _load_meta(path: Path) -> DatasetRecord | None:
-    return load_json_cached(path, DatasetRecord.model_validate)
+    fix = (
+        f"Restore it from a backup, or delete the dataset {path.parent.name!r} on the Dataset Library page "
+        f"(or remove its folder '{path.parent}')."
+    )
+    return load_json_cached(path, DatasetRecord.model_validate, fix)
 
 
 def _csv_cell(value: Any) -> Any:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from registry.settings import Settings, get_settings
 
-LAYOUT = ("library", "mappings", "raw", "adapters", "jobs", "federations", "playground", ".locks", ".tmp")
+LAYOUT = ("library", "mappings", "raw", "adapters", "jobs", "federations", "playground", "access", ".locks", ".tmp")
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,20 @@ class Registry:
     @property
     def tmp(self) -> Path:
         return self.root / ".tmp"
+
+    @property
+    def uploads(self) -> Path:
+        """Uploads staged for preview, inside the registry (never a shared /tmp folder); removed after import."""
+        return self.tmp / "uploads"
+
+    @property
+    def access(self) -> Path:
+        """Users and sessions (registry.access)."""
+        return self.root / "access"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "audit.jsonl"
 
     @property
     def activity_log(self) -> Path:

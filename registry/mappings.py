@@ -164,6 +164,8 @@ def parse_mapping_yaml(text: str) -> Mapping:
         raise InvalidMapping(f"Line {_line(error)}: invalid YAML: {error.problem or error}.") from None
     except yaml.YAMLError as error:
         raise InvalidMapping(f"Invalid YAML: {error}.") from None
+    except RecursionError:
+        raise InvalidMapping("The YAML is nested too deeply; a mapping is a flat list of fields.") from None
     if data is None:
         raise InvalidMapping("The YAML is empty; start from an existing mapping's YAML.")
     if not isinstance(data, dict):
@@ -549,12 +551,13 @@ def _path(retailer: str, registry: Registry) -> Path:
 
 
 def _read(path: Path) -> Mapping:
+    fix = f"Save a corrected version on the Schema Mappings page, or remove the file ('{path}') to drop it."
     try:
         return parse_mapping_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
-        raise InvalidMapping(f"mappings/{path.name} cannot be read: {error}") from None
+        raise InvalidMapping(f"{path} cannot be read: {error}. {fix}") from None
     except InvalidMapping as error:
-        raise InvalidMapping(f"mappings/{path.name}: {error}") from None
+        raise InvalidMapping(f"{path}: {error} {fix}") from None
 
 
 def _stored_or_none(path: Path) -> Mapping | None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from registry.activity import log_event
 from registry.errors import InvalidFile, NotFound
 from registry.layout import Registry, open_registry
+from registry.spreadsheet import write_csv
 from registry.storage import atomic_write_bytes, locked, validate_name
 
 DEFAULT_SEED = 20260901
@@ -290,7 +291,7 @@ def filter_source(
 
 def export_frame(df: pd.DataFrame, fmt: str) -> bytes:
     if fmt == "csv":
-        return df.to_csv(index=False, lineterminator="\n").encode("utf-8")
+        return write_csv([str(c) for c in df.columns], df.astype(object).where(df.notna(), None).to_dict("records"))
     if fmt == "jsonl":
         return df.to_json(orient="records", lines=True, force_ascii=False).encode("utf-8")
     raise InvalidFile(f"Export format {fmt!r} is not supported; choose csv or jsonl.")

@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 
 from registry.errors import InvalidFile
+from registry.spreadsheet import unescape_cell
 
 FileFormat = Literal["jsonl", "json", "csv"]
 EXTENSIONS: dict[str, FileFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
@@ -150,7 +151,7 @@ def iter_records(path: Path, fmt: FileFormat, max_line_bytes: int) -> Iterator[R
         for block in jsonl_blocks(path, max_line_bytes):
             yield from block.items()
     elif fmt == "json":
-        yield from _iter_json_array(path)
+        yield from _iter_json_array(path, max_line_bytes)
     else:
         yield from _iter_csv(path, max_line_bytes)
 
@@ -277,13 +278,13 @@ def _parse_lines(lines: list[bytes], first: int, max_line_bytes: int) -> RecordB
     return RecordBlock(numbers, records, errors)
 
 
-def _iter_json_array(path: Path) -> Iterator[RawRecord]:
+def _iter_json_array(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
     """Each record of a JSON array at the line its '{' is on; a record holding bytes that are not UTF-8 is an
     error at the line of its first bad byte, and the records after it are still read."""
     data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     text = data.decode("utf-8", errors="surrogateescape")
     escaped = _ESCAPED_BYTE.search(text) is not None
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
     pos = _skip_ws(text, 0)
     if pos >= len(text) or text[pos] != "[":
         yield RawRecord(text.count("\n", 0, pos) + 1, None, "expected a JSON array of objects ('[' ...) or JSONL.")
@@ -300,9 +301,20 @@ def _iter_json_array(path: Path) -> Iterator[RawRecord]:
         except json.JSONDecodeError as exc:
             yield RawRecord(exc.lineno, None, f"invalid JSON ({exc.msg} at column {exc.colno}).")
             return
+        except RecursionError:
+            yield RawRecord(
+                line, None, "the record is nested too deeply (JSON allows it, a dataset record never needs it)."
+            )
+            return
+        except ValueError as exc:  # NaN / Infinity, or an integer of thousands of digits
+            yield RawRecord(line, None, f"invalid JSON ({exc}).")
+            return
         bad = _ESCAPED_BYTE.search(text, pos, end) if escaped else None
+        problem = None if bad is not None else _record_problem(text, pos, end, max_line_bytes)
         if bad is not None:
             yield _undecodable(text, bad.start())
+        elif problem:
+            yield RawRecord(line, None, problem)
         elif isinstance(value, dict):
             yield RawRecord(line, value)
         else:
@@ -326,6 +338,23 @@ def _undecodable(text: str, at: int, first_line: int = 1) -> RawRecord:
     return RawRecord(first_line + text.count("\n", 0, at), None, not_utf8(raw, column) if raw else "not valid UTF-8.")
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number; write null or a number")
+
+
+def _record_problem(text: str, start: int, end: int, max_line_bytes: int) -> str | None:
+    """What JSONL lines are held to, for one record of a JSON array: the size limit, and no lone surrogate
+    (orjson, which writes the library, refuses them; the standard parser lets them through)."""
+    if end - start > max_line_bytes:
+        return f"the record is longer than {max_line_bytes // (1024 * 1024)} MB (the limit for one record)."
+    if "\\u" in text[start:end]:
+        try:
+            orjson.loads(text[start:end])
+        except orjson.JSONDecodeError as exc:
+            return f"invalid JSON ({exc.msg}); save the file as UTF-8 without unpaired \\uD800-\\uDFFF escapes."
+    return None
+
+
 def _skip_ws(text: str, pos: int) -> int:
     while pos < len(text) and text[pos] in " \t\r\n":
         pos += 1
@@ -347,7 +376,7 @@ def _iter_csv(path: Path, max_line_bytes: int) -> Iterator[RawRecord]:
             if not header or not any(cell.strip() for cell in header):
                 yield RawRecord(1, None, "the CSV has no header row.")
                 return
-            names = [cell.strip() for cell in header]
+            names = [unescape_cell(cell.strip()) for cell in header]
             if "" in names:
                 yield RawRecord(1, None, f"the header has an empty column name (column {names.index('') + 1}).")
                 return
@@ -377,10 +406,11 @@ def _undecodable_row(row: list[str], line: int) -> RawRecord:
 
 def _cell(name: str, value: str) -> Any:
     """Decode nested JSON cells so a CSV export of a chat or DPO dataset imports back as it was."""
+    value = unescape_cell(value)
     stripped = value.strip()
     if name in JSON_CELLS and stripped[:1] in ("[", "{"):
         try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
+            return orjson.loads(stripped)
+        except orjson.JSONDecodeError:
             return value
     return value

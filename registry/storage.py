@@ -4,20 +4,24 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import stat
 import tempfile
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from filelock import FileLock
 
-from registry.errors import InvalidName
+from registry.errors import CorruptFile, InvalidName
 
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_RESERVED = {"con", "prn", "aux", "nul"}
+# Windows device names, with or without an extension ("con.jsonl" and "COM1" are devices there, not files).
+_RESERVED = {"con", "prn", "aux", "nul", "conin$", "conout$"} | {f"{d}{n}" for d in ("com", "lpt") for n in range(10)}
 
 
 def validate_name(name: str, what: str = "name") -> str:
@@ -32,12 +36,27 @@ def validate_name(name: str, what: str = "name") -> str:
         raise InvalidName(f"The {what} {name!r} contains '..'; use a plain name like 'amazon_sft'.")
     if len(name) > 64:
         raise InvalidName(f"The {what} is {len(name)} characters long; at most 64 are allowed.")
-    if not NAME_RE.match(name) or name.lower() in _RESERVED:
+    if name.split(".")[0].lower() in _RESERVED:
+        raise InvalidName(
+            f"The {what} {name!r} is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9); choose another."
+        )
+    if name.endswith("."):
+        raise InvalidName(f"The {what} {name!r} ends with '.', which Windows drops; remove it.")
+    if not NAME_RE.match(name):
         raise InvalidName(
             f"The {what} {name!r} is not allowed: start with a letter or digit, then use only "
             "letters, digits, '_', '-' or '.'."
         )
     return name
+
+
+def case_clash(folder: Path, name: str) -> str | None:
+    """An existing entry of `folder` whose name differs from `name` only in case: on a case-insensitive filesystem
+    (macOS, Windows, a copied registry) the two would merge, so the new one is refused."""
+    if not folder.is_dir():
+        return None
+    wanted = name.casefold()
+    return next((e.name for e in folder.iterdir() if e.name != name and e.name.casefold() == wanted), None)
 
 
 def suggest_name(text: str) -> str:
@@ -69,16 +88,42 @@ def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+def read_json(path: Path, fix: str | None = None) -> Any:
+    """The parsed file; a truncated, non-UTF-8 or absurdly nested one raises CorruptFile naming it."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise CorruptFile(path, _reason(error), fix) from None
+
+
+def parse_checked(path: Path, parse: Callable[[Any], T], payload: Any, fix: str | None = None) -> T:
+    """`parse(payload)`, where a payload of the wrong shape (a hand edit, an old format) is a CorruptFile."""
+    try:
+        return parse(payload)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise CorruptFile(path, _reason(error), fix) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if isinstance(error, UnicodeDecodeError):
+        return "not UTF-8 text"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return first[:200]
 
 
 _parsed: dict[tuple[Path, Callable[[Any], Any]], tuple[int, Any]] = {}
 
 
-def load_json_cached(path: Path, parse: Callable[[Any], T]) -> T | None:
+def load_json_cached(path: Path, parse: Callable[[Any], T], fix: str | None = None) -> T | None:
     """`parse(read_json(path))`, reused while the file's mtime is unchanged (our writes replace files, so it moves);
-    None when the file does not exist. Listing 1,000 records then costs 1,000 stats, not 1,000 parses."""
+    None when the file does not exist, CorruptFile when it cannot be read. Listing 1,000 records then costs 1,000
+    stats, not 1,000 parses."""
     try:
         mtime = path.stat().st_mtime_ns
     except FileNotFoundError:
@@ -86,7 +131,7 @@ def load_json_cached(path: Path, parse: Callable[[Any], T]) -> T | None:
     cached = _parsed.get((path, parse))
     if cached and cached[0] == mtime:
         return cached[1]
-    value = parse(read_json(path))
+    value = parse_checked(path, parse, read_json(path, fix), fix)
     _parsed[(path, parse)] = (mtime, value)
     return value
 
@@ -102,7 +147,69 @@ def bump_generation(folder: Path) -> None:
 def generation(folder: Path) -> tuple[int, str]:
     """A cheap stamp of a registry folder: its mtime catches entries added or removed by hand, the stamp every write of ours."""
     stamp = folder / GENERATION_FILE
-    return folder.stat().st_mtime_ns, stamp.read_text() if stamp.exists() else ""
+    try:  # bytes, compared not parsed: a garbage stamp only means "changed"
+        return folder.stat().st_mtime_ns, stamp.read_bytes()[:64].hex()
+    except (FileNotFoundError, IsADirectoryError):
+        return folder.stat().st_mtime_ns, ""
+
+
+def list_stamp(folder: Path, paths: list[Path]) -> tuple[Any, ...]:
+    """The folder's generation plus each listed file's mtime: a hand edit, a repair or a corruption of one entry is
+    seen by the next listing (one stat per entry), not only our own writes."""
+    mtimes = []
+    for path in paths:
+        try:
+            mtimes.append(path.stat().st_mtime_ns)
+        except OSError:
+            mtimes.append(None)
+    return generation(folder), tuple(mtimes)
+
+
+def contained(root: Path, path: Path) -> Path:
+    """`path`, refused when it (or a symlink on the way) leads outside the registry `root`: a registry file is
+    never a door to the rest of the disk."""
+    if path.is_symlink() or not path.resolve().is_relative_to(root.resolve()):
+        raise CorruptFile(
+            path, "it is a link that leads outside the registry", f"Remove the link ('{path}') and import the file."
+        )
+    return path
+
+
+def prune(folder: Path, max_age_s: float) -> int:
+    """Remove entries of a scratch folder untouched for `max_age_s`; links are removed, never followed. Returns
+    how many went."""
+    if not folder.is_dir():
+        return 0
+    cutoff = time.time() - max_age_s
+    removed = 0
+    for entry in folder.iterdir():
+        try:
+            info = entry.lstat()
+        except FileNotFoundError:
+            continue
+        if info.st_mtime >= cutoff:
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def load_each(paths: Iterable[Path], load: Callable[[Path], T | None]) -> tuple[list[T], list[CorruptFile]]:
+    """Load every entry of a list; an unreadable one is set aside with its error so the rest still shows."""
+    loaded: list[T] = []
+    broken: list[CorruptFile] = []
+    for path in paths:
+        try:
+            value = load(path)
+        except CorruptFile as error:
+            broken.append(error)
+            continue
+        if value is not None:
+            loaded.append(value)
+    return loaded, broken
 
 
 @contextmanager

@@ -41,6 +41,9 @@ _EXPORTS = {
     "delete_federation": "services.federation",
     "Federation": "services.federation",
     "FederationError": "services.federation",
+    "broken_files": "services.health",
+    "CorruptFile": "registry.errors",
+    "Forbidden": "registry.errors",
     "recent_activity": "services.overview",
     "registry_overview": "services.overview",
 }

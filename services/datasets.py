@@ -2,18 +2,17 @@
 
 from pathlib import Path
 
+from registry import datasets as _library
+from registry.access import Role, requires
 from registry.datasets import (
     DatasetRecord,
     dataset_file,
-    delete_dataset,
     export_dataset,
     get_dataset,
-    import_dataset,
     list_datasets,
     preview_file,
+    prune_scratch,
     read_rows,
-    stage_upload,
-    validate_dataset_by_name,
 )
 from registry.errors import InvalidFile
 from registry.readers import EXTENSIONS
@@ -43,6 +42,7 @@ __all__ = [
     "import_dataset",
     "list_datasets",
     "preview_file",
+    "prune_scratch",
     "read_rows",
     "stage_upload",
     "suggest_name",
@@ -53,6 +53,13 @@ __all__ = [
 ]
 
 
+# Writes: practitioners and admins only, each call audited (registry.access).
+stage_upload = requires(Role.PRACTITIONER, "datasets.upload")(_library.stage_upload)
+import_dataset = requires(Role.PRACTITIONER, "datasets.import")(_library.import_dataset)
+delete_dataset = requires(Role.PRACTITIONER, "datasets.delete")(_library.delete_dataset)
+validate_dataset_by_name = requires(Role.PRACTITIONER, "datasets.validate")(_library.validate_dataset_by_name)
+
+
 def upload_dataset(
     name: str,
     source_path: str | Path,
@@ -61,10 +68,12 @@ def upload_dataset(
     kind: DatasetKind | str | None = None,
     encoding: str | None = None,
 ) -> DatasetRecord:
-    """Import a CSV / JSON / JSONL file into the library (a new version if `name` exists); `encoding` if not UTF-8."""
+    """Import a CSV / JSON / JSONL file into the library (a new version if `name` exists); `encoding` if not UTF-8.
+    Practitioners only."""
     return import_dataset(name, source_path, description=description, kind=kind, encoding=encoding)
 
 
+@requires(Role.PRACTITIONER, "datasets.validate")
 def validate_dataset(path_or_name: str | Path, *, encoding: str | None = None) -> QualityReport:
     """Quality report for a registry dataset (by name) or for any file path (read as `encoding` if given)."""
     path = Path(path_or_name)
@@ -72,4 +81,4 @@ def validate_dataset(path_or_name: str | Path, *, encoding: str | None = None) -
         if not path.is_file():
             raise InvalidFile(f"File not found: {path}. Check the path and try again.")
         return validate_file(path, encoding=encoding)
-    return validate_dataset_by_name(str(path_or_name))
+    return _library.validate_dataset_by_name(str(path_or_name))

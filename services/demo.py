@@ -3,6 +3,7 @@
 Idempotent: a second run finds the same content hashes and adds no versions. `python -m services.demo`.
 """
 
+from registry.access import Role, requires
 from registry.generators import generate_planning_dataset, generate_policy_dataset, generate_retailer_dataset
 from registry.layout import Registry, open_registry
 from registry.mappings import install_demo_mappings
@@ -19,6 +20,7 @@ DEMO_ADAPTERS: dict[str, tuple[str, str, str, dict]] = {
 }
 
 
+@requires(Role.PRACTITIONER, "demo.seed")
 def seed_demo(registry: Registry | None = None) -> list[str]:
     """Return the names of the datasets the demo provides."""
     registry = registry or open_registry()

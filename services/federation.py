@@ -3,6 +3,9 @@
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
+from federation import store as _store
 from federation.compose import MemberRequest, compose
 from federation.engine import GenerationSettings
 from federation.errors import FederationError
@@ -10,7 +13,8 @@ from federation.evaluate import FederationScore, compare_federations
 from federation.methods import METHOD_HELP, method_of
 from federation.run import FederationResult, FederationStream, run_federation, stream_federation
 from federation.spec import APPROXIMATIONS, EXACT_COMBINATION, Federation, Member
-from federation.store import delete_federation, list_federations, load_federation, save_federation
+from federation.store import list_federations, load_federation
+from registry.access import Role, requires
 from training.adapters import get_adapter
 
 __all__ = [
@@ -37,6 +41,11 @@ __all__ = [
 ]
 
 
+save_federation = requires(Role.PRACTITIONER, "federations.save")(_store.save_federation)
+delete_federation = requires(Role.PRACTITIONER, "federations.delete")(_store.delete_federation)
+
+
+@requires(Role.PRACTITIONER, "federations.compose")
 def compose_federation(
     base_model: str | None = None,
     retailer_adapter: str | None = None,
@@ -56,6 +65,12 @@ def compose_federation(
     `weights` and `templates` (sequential prompts with {input} and {previous}) follow the same order.
     Unknown adapters, methods or impossible combinations raise FederationError and nothing is written.
     """
+    for label, value in (("adapters", adapters), ("weights", weights), ("templates", templates)):
+        if value is not None and (isinstance(value, (str, bytes)) or not isinstance(value, Sequence)):
+            raise FederationError(f"'{label}' must be a list (one entry per adapter), not {type(value).__name__}.")
+    for label, value in (("name", name), ("method", method), ("combination", combination), ("routing", routing)):
+        if value is not None and not isinstance(value, str):
+            raise FederationError(f"'{label}' must be text, not {type(value).__name__}.")
     named = [(retailer_adapter, "retailer"), (task_adapter, "task")] + [(a, None) for a in adapters or ()]
     chosen = [(ref, role) for ref, role in named if ref]
     if weights is not None and len(weights) != len(chosen):
@@ -65,14 +80,17 @@ def compose_federation(
     requests = []
     for index, (ref, role) in enumerate(chosen):
         adapter, version = _parse_ref(str(ref))
-        weight = float(weights[index]) if weights is not None else 1.0
+        weight = _weight(weights[index], adapter) if weights is not None else 1.0
+        template = templates[index] if templates is not None else None
+        if template is not None and not isinstance(template, str):
+            raise FederationError(f"The template for {adapter} must be text with {{input}} / {{previous}}.")
         requests.append(
             MemberRequest(
                 adapter=adapter,
                 version=version,
                 weight=weight,
                 role=role or get_adapter(adapter, version).adapter_type,
-                template=templates[index] if templates is not None else None,
+                template=template,
             )
         )
     return compose(
@@ -93,7 +111,29 @@ def test_federation(federation: Federation | str, prompt: str, **settings: Any) 
         federation = load_federation(federation)
     if not isinstance(prompt, str) or not prompt.strip():
         raise FederationError("The prompt is empty; type what the federation should answer.")
-    return run_federation(federation, prompt, GenerationSettings(**settings))
+    return run_federation(federation, prompt, generation_settings(**settings))
+
+
+def generation_settings(**settings: Any) -> GenerationSettings:
+    """GenerationSettings from keyword arguments, every bad one explained (name, bound, what was given)."""
+    try:
+        return GenerationSettings(**settings)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, item['loc'])) or 'settings'}: {item['msg']} (got {item.get('input')!r})"
+            for item in error.errors()
+        )
+        fields = ", ".join(GenerationSettings.model_fields)
+        raise FederationError(f"Invalid generation settings: {problems}. Settings are: {fields}.") from None
+
+
+def _weight(value: Any, adapter: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise FederationError(f"The weight of {adapter} must be a number, not {type(value).__name__}.")
+    try:
+        return float(value)
+    except ValueError:
+        raise FederationError(f"The weight of {adapter} is {value!r}; give a number such as 0.5.") from None
 
 
 def _parse_ref(ref: str) -> tuple[str, int | None]:

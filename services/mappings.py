@@ -1,6 +1,10 @@
 """Mappings API: retailer -> RMIS schema mappings, the raw sources they run on, and the demo data."""
 
-from registry.generators import GeneratedPair, generate_retailer_dataset
+from registry import generators as _generators
+from registry import mappings as _mappings
+from registry import raw_sources as _raw_sources
+from registry.access import Role, requires
+from registry.generators import GeneratedPair
 from registry.layout import open_registry
 from registry.mappings import (
     FieldStatus,
@@ -13,12 +17,10 @@ from registry.mappings import (
     get_mapping,
     get_mapping_yaml,
     harmonize,
-    install_demo_mappings,
     list_mappings,
     mapping_from_editor,
     mapping_history,
     sample_rows,
-    save_mapping,
 )
 from registry.raw_sources import (
     FilterChoices,
@@ -26,7 +28,6 @@ from registry.raw_sources import (
     export_frame,
     filter_choices,
     filter_source,
-    generate_raw_sources,
     list_sources,
     load_source,
 )
@@ -69,13 +70,21 @@ __all__ = [
 ]
 
 
+save_mapping = requires(Role.PRACTITIONER, "mappings.save")(_mappings.save_mapping)
+install_demo_mappings = requires(Role.PRACTITIONER, "mappings.install_demo")(_mappings.install_demo_mappings)
+generate_raw_sources = requires(Role.PRACTITIONER, "raw_sources.generate")(_raw_sources.generate_raw_sources)
+generate_retailer_dataset = requires(Role.PRACTITIONER, "datasets.generate")(_generators.generate_retailer_dataset)
+
+
+@requires(Role.PRACTITIONER, "mappings.install_demo_data")
 def install_demo_data() -> None:
     """The sample raw sources and the four demo retailer mappings (idempotent)."""
     registry = open_registry()
-    generate_raw_sources(registry)
-    install_demo_mappings(registry)
+    _raw_sources.generate_raw_sources(registry)
+    _mappings.install_demo_mappings(registry)
 
 
+@requires(Role.PRACTITIONER, "raw_sources.generate")
 def generate_sample_sources() -> list[SourceInfo]:
     """The sample raw retailer sources of the Data Browser (same seed, same files)."""
-    return generate_raw_sources(open_registry())
+    return _raw_sources.generate_raw_sources(open_registry())

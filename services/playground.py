@@ -24,6 +24,7 @@ from federation.engine import (
 from federation.run import FederationResult, FederationStream, stream_federation
 from federation.spec import BaseRef, Member
 from federation.store import load_federation
+from registry.access import Role, requires
 from registry.errors import ConsoleError
 from registry.layout import Registry, open_registry
 from registry.storage import append_line, locked
@@ -197,6 +198,7 @@ def list_history(search: str = "", registry: Registry | None = None) -> list[His
     return entries[::-1]
 
 
+@requires(Role.PRACTITIONER, "playground.clear_history")
 def clear_history(registry: Registry | None = None) -> int:
     """Delete every saved run; returns how many there were."""
     registry = registry or open_registry()

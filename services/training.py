@@ -3,13 +3,14 @@
 from pathlib import Path
 from typing import Any, get_args
 
+from registry.access import Role, requires
 from registry.shapes import OBJECTIVE_KINDS, DatasetKind, Objective
 from services.runtime import job_manager
+from training import adapters as _adapters
 from training.adapters import (
     AdapterRecord,
     adapter_archive,
     adapter_versions,
-    delete_adapter,
     get_adapter,
     list_adapters,
 )
@@ -46,6 +47,9 @@ __all__ = [
     "list_jobs",
     "submit_training_job",
 ]
+
+
+delete_adapter = requires(Role.PRACTITIONER, "adapters.delete")(_adapters.delete_adapter)
 
 
 def submit_training_job(

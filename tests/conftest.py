@@ -31,9 +31,10 @@ def peer_data() -> Path:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under the registry with its bytes, lock files aside (they are empty and persist by design)."""
+    """Every file under the registry with its bytes, lock files and the audit trail aside (locks are empty and persist
+    by design; the audit trail records refused attempts too)."""
     return {
         str(path.relative_to(root)): path.read_bytes()
         for path in sorted(root.rglob("*"))
-        if path.is_file() and ".locks" not in path.parts
+        if path.is_file() and ".locks" not in path.parts and path.name != "audit.jsonl"
     }

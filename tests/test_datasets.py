@@ -221,10 +221,9 @@ def test_staged_upload_is_size_limited_and_previewed(registry, monkeypatch):
     import io
 
     monkeypatch.setenv("RMN_LORA_MAX_UPLOAD_MB", "1")
-    before = set(library.STAGING_DIR.glob("*")) if library.STAGING_DIR.exists() else set()
     with pytest.raises(InvalidFile, match="upload limit of 1 MB"):
         library.stage_upload(io.BytesIO(b"x" * (1024 * 1024 + 1)), "big.jsonl")
-    assert set(library.STAGING_DIR.glob("*")) <= before  # nothing left behind (uploads older than 6 h get pruned)
+    assert list(registry.uploads.glob("*")) == []  # nothing left behind
     staged = library.stage_upload(io.BytesIO(b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'), "pairs.jsonl")
     preview = library.preview_file(staged, "pairs.jsonl")
     assert (preview.format, preview.detection.kind, len(preview.sample)) == ("jsonl", DatasetKind.DPO, 1)

@@ -79,6 +79,7 @@ def test_library_shows_errors_without_tracebacks(registry, monkeypatch):
     (registry.library / "broken").mkdir()
     (registry.library / "broken" / "meta.json").write_text("{not json")
     at = page("dataset_library.py").run()
-    assert not at.exception
-    assert at.error and "Unexpected error" in at.error[0].value
-    assert any(b.label == "Retry" for b in at.button)
+    assert not at.exception and not at.error
+    # One unreadable meta.json is one named item with a way out, not a page-wide error.
+    warning = at.warning[0].value.replace("\\", "")
+    assert str(registry.library / "broken" / "meta.json") in warning and "delete the dataset" in warning

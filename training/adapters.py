@@ -20,9 +20,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from registry.activity import log_event
-from registry.errors import ConsoleError, NotFound
+from registry.errors import ConsoleError, CorruptFile, InvalidName, NotFound
 from registry.layout import Registry, open_registry
-from registry.storage import atomic_write_json, load_json_cached, locked, validate_name
+from registry.storage import (
+    atomic_write_json,
+    case_clash,
+    contained,
+    load_each,
+    load_json_cached,
+    locked,
+    validate_name,
+)
 from training.base_models import BaseModelInfo
 from training.config import JobConfig
 from training.job_folder import TrainingResult
@@ -86,6 +94,20 @@ class AdapterRecord(BaseModel):
         }
 
 
+def check_adapter_name(name: str, registry: Registry | None = None) -> str:
+    """A valid adapter name that does not differ only in case from an existing adapter (they would merge on a
+    case-insensitive filesystem)."""
+    registry = registry or open_registry()
+    validate_name(name, "adapter name")
+    clash = case_clash(registry.adapters, name)
+    if clash is not None:
+        raise InvalidName(
+            f"An adapter named {clash!r} already exists; names that differ only in case would merge on Windows "
+            f"and macOS. Use {clash!r} to train a new version, or choose another name."
+        )
+    return name
+
+
 def register_adapter(
     result: TrainingResult,
     config: JobConfig,
@@ -97,7 +119,7 @@ def register_adapter(
 ) -> AdapterRecord:
     """Copy a completed job's adapter into the registry as the next version of `config.adapter_name`."""
     registry = registry or open_registry()
-    name = validate_name(config.adapter_name, "adapter name")
+    name = check_adapter_name(config.adapter_name, registry)
     if result.status != "completed" or result.adapter_path is None:
         raise ConsoleError(f"The job ended {result.status}; only completed jobs produce an adapter to register.")
     source = Path(result.adapter_path)
@@ -156,19 +178,23 @@ def list_adapters(search: str = "", registry: Registry | None = None) -> list[Ad
     for folder in _dirs(registry.adapters):
         if needle and needle not in folder.name.casefold():
             continue
-        versions = _versions(folder)
-        if versions:
-            record = _load(versions[-1])
-            if record is not None:
-                records.append(record)
+        readable, _ = load_each(reversed(_versions(folder)), _load)
+        if readable:
+            records.append(readable[0])
     return sorted(records, key=lambda r: r.created, reverse=True)
+
+
+def broken_adapters(registry: Registry | None = None) -> list[CorruptFile]:
+    """Adapter versions whose lineage.json cannot be read; listing skips them, the page names them."""
+    registry = registry or open_registry()
+    return [error for folder in _dirs(registry.adapters) for error in load_each(_versions(folder), _load)[1]]
 
 
 def adapter_versions(name: str, registry: Registry | None = None) -> list[AdapterRecord]:
     """Every version of one adapter, oldest first."""
     registry = registry or open_registry()
     folder = registry.adapters / validate_name(name, "adapter name")
-    records = [r for r in (_load(v) for v in _versions(folder)) if r is not None]
+    records, _ = load_each(_versions(folder), _load)
     if not records:
         raise NotFound(f"No adapter named {name!r}. Train one on the Training page first.")
     return records
@@ -186,11 +212,12 @@ def get_adapter(name: str, version: int | None = None, registry: Registry | None
 
 def adapter_archive(name: str, version: int | None = None, registry: Registry | None = None) -> bytes:
     """A zip of one version's folder (PEFT files + lineage), ready for download and `PeftModel.from_pretrained`."""
+    registry = registry or open_registry()
     record = get_adapter(name, version, registry)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(record.path.rglob("*")):
-            if file.is_file():
+            if contained(registry.root, file).is_file():
                 archive.write(file, f"{record.name}-v{record.version}/{file.relative_to(record.path)}")
     return buffer.getvalue()
 
@@ -227,7 +254,8 @@ def _dirs(folder: Path) -> list[Path]:
 
 def _load(folder: Path) -> AdapterRecord | None:
     """Parse lineage.json, cached by mtime so listing 1,000 adapters costs 1,000 stats."""
-    record = load_json_cached(folder / LINEAGE, AdapterRecord.model_validate)
+    fix = f"Restore it from a backup, or remove this version's folder ('{folder}') to drop it."
+    record = load_json_cached(folder / LINEAGE, AdapterRecord.model_validate, fix)
     if record is None or record.path == folder:
         return record
     return record.model_copy(update={"path": folder})

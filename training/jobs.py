@@ -18,10 +18,11 @@ from typing import Any
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, Field
 
+from registry.access import Role, requires
 from registry.activity import log_event
-from registry.errors import ConsoleError, NotFound
+from registry.errors import ConsoleError, CorruptFile, NotFound
 from registry.layout import Registry
-from registry.storage import atomic_write_json, bump_generation, generation, locked, read_json
+from registry.storage import atomic_write_json, bump_generation, list_stamp, load_each, locked, parse_checked, read_json
 from training.config import JobConfig
 from training.errors import JobError
 from training.job_folder import JobFolder
@@ -103,11 +104,12 @@ class JobManager:
         self._queue: deque[str] = deque()
         self._stops: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
-        self._list_cache: tuple[tuple[int, str], list[JobState]] | None = None
+        self._list_cache: tuple[tuple[Any, ...], tuple[list[JobState], list[CorruptFile]]] | None = None
         self._recover()
         threading.Thread(target=self._dispatch, name="job-dispatcher", daemon=True).start()
 
     # ---- actions -------------------------------------------------------------------------------
+    @requires(Role.PRACTITIONER, "jobs.submit")
     def submit(self, config: JobConfig, *, restarted_from: str | None = None) -> JobState:
         """Check the model, data and hardware first (ConsoleError, no job created), then queue."""
         from training.worker import preflight
@@ -130,6 +132,7 @@ class JobManager:
             preflight(config)
         return [self.submit(config) for config in configs]
 
+    @requires(Role.PRACTITIONER, "jobs.cancel")
     def cancel(self, job_id: str) -> JobState:
         job = self.get(job_id)
         if job.status in FINISHED:
@@ -147,10 +150,12 @@ class JobManager:
         self._log(job_id, "cancel requested; stopping at the end of the current step")
         return job
 
+    @requires(Role.PRACTITIONER, "jobs.restart")
     def restart(self, job_id: str) -> JobState:
         """A new job with the same config (the original stays in history)."""
         return self.submit(self.get(job_id).config, restarted_from=job_id)
 
+    @requires(Role.PRACTITIONER, "jobs.resume")
     def resume(self, job_id: str) -> JobState:
         job = self.get(job_id)
         if job.status not in RESUMABLE:
@@ -180,21 +185,25 @@ class JobManager:
         path = self.folder(job_id).state
         if not path.is_file():
             raise NotFound(f"No training job {job_id!r}.")
-        return JobState.model_validate(read_json(path))
+        return _read_state(path)
 
     def all_jobs(self) -> list[JobState]:
-        """Newest first, cached until any job changes state (in any process)."""
-        stamp = generation(self.registry.jobs)
+        """Newest first, cached until any job changes state (in any process); unreadable states are skipped."""
+        return self._scan()[0]
+
+    def broken_jobs(self) -> list[CorruptFile]:
+        """Job folders whose state.json cannot be read, for the page to name."""
+        return self._scan()[1]
+
+    def _scan(self) -> tuple[list[JobState], list[CorruptFile]]:
+        states = [JobFolder(folder).state for folder in self.registry.jobs.iterdir() if folder.is_dir()]
+        stamp = list_stamp(self.registry.jobs, states)
         if self._list_cache and self._list_cache[0] == stamp:
             return self._list_cache[1]
-        jobs = []
-        for folder in self.registry.jobs.iterdir():
-            state = JobFolder(folder).state
-            if state.is_file():
-                jobs.append(JobState.model_validate(read_json(state)))
+        jobs, broken = load_each(states, lambda path: _read_state(path) if path.is_file() else None)
         jobs.sort(key=lambda j: j.created, reverse=True)
-        self._list_cache = (stamp, jobs)
-        return jobs
+        self._list_cache = (stamp, (jobs, broken))
+        return jobs, broken
 
     def progress(self, job_id: str) -> JobProgress:
         """The newest line, with loss and learning rate from the last training line: eval lines carry neither."""
@@ -348,3 +357,8 @@ def _event_message(job: JobState) -> str:
             return f"Cancelled training of {name}"
         case JobStatus.INTERRUPTED:
             return f"Training of {name} was interrupted (the server stopped); resume it from its last checkpoint"
+
+
+def _read_state(path: Path) -> JobState:
+    fix = f"Restore it from a backup, or remove the job's folder ('{path.parent}') to drop the job from the list."
+    return parse_checked(path, JobState.model_validate, read_json(path, fix), fix)

@@ -28,6 +28,7 @@ from transformers import TrainerCallback
 from registry.errors import ConsoleError
 from registry.shapes import DatasetKind
 from registry.storage import atomic_write_text
+from training.adapters import check_adapter_name
 from training.base_models import BaseModelInfo, resolve_base_model, suggested_target_modules, unknown_target_modules
 from training.config import JobConfig
 from training.errors import TrainingRefused
@@ -74,6 +75,7 @@ class Preflight:
 
 def preflight(config: JobConfig) -> Preflight:
     """Resolve the base model and datasets and check that the combination can train here; raise ConsoleError if not."""
+    check_adapter_name(config.adapter_name)
     base = resolve_base_model(config.base_model)
     if config.target_modules != "all-linear":
         unknown = unknown_target_modules(base, config.target_modules)

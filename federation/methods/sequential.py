@@ -3,8 +3,9 @@
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from federation.errors import FederationError
+from federation.errors import FederationError, InferenceError
 from federation.methods.base import CompositionMethod
+from federation.spec import fill_template, template_problem
 
 if TYPE_CHECKING:
     from federation.run import FederationStream
@@ -20,13 +21,12 @@ class Sequential(CompositionMethod):
 
     def settle(self, records: Sequence["AdapterRecord"], members: Sequence["Member"], **options: Any) -> dict[str, Any]:
         for member in members:
-            try:
-                member.template.format(input="", previous="")
-            except (KeyError, IndexError, ValueError) as error:
+            problem = template_problem(member.template)
+            if problem:
                 raise FederationError(
-                    f"The prompt template of {member.label} is invalid ({error}); use {{input}} for the "
+                    f"The prompt template of {member.label} is invalid: {problem}. Use {{input}} for the "
                     "request and {previous} for the previous stage's output."
-                ) from None
+                )
         return {}
 
     def summary(self, federation: "Federation") -> str:
@@ -78,4 +78,8 @@ class Sequential(CompositionMethod):
 
 
 def stage_prompt(member: "Member", request: str, previous: str) -> str:
-    return member.template.format(input=request, previous=previous)
+    """A hand-edited federation file is held to the same template rule as compose."""
+    problem = template_problem(member.template)
+    if problem:
+        raise InferenceError(f"The prompt template of {member.label} is invalid: {problem}. Compose it again.")
+    return fill_template(member.template, request, previous)
