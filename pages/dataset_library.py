@@ -8,7 +8,9 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import BAND_COLORS, attempt, human_size, paginate, plain, show_broken, show_error
+from pages.session import can
 from services import datasets as library
+from services.access import Role
 from services.datasets import DatasetKind, QualityReport, suggest_name
 from services.health import broken_files
 
@@ -241,7 +243,7 @@ def dataset_detail(names: list[str]) -> None:
             key="export_csv",
             on_click="ignore",
         )
-        if actions[2].button("🗑️ Delete", key="delete_dataset"):
+        if writer and actions[2].button("🗑️ Delete", key="delete_dataset"):
             confirm_delete(name)
     rows_tab, quality_tab, versions_tab = st.tabs(["Rows", "Quality report", "Versions"])
     with rows_tab:
@@ -251,7 +253,7 @@ def dataset_detail(names: list[str]) -> None:
         pages = max(1, -(-record.rows // 20))
         st.number_input(f"Rows page (of {pages})", min_value=1, max_value=pages, step=1, key="rows_page")
     with quality_tab:
-        if st.button("🔍 Validate", key="validate_dataset", type="primary"):
+        if writer and st.button("🔍 Validate", key="validate_dataset", type="primary"):
             with st.spinner("Validating…"):
                 report = attempt(lambda: library.validate_dataset_by_name(name), "retry_validate")
             if report is not None:
@@ -272,7 +274,8 @@ if flash := st.session_state.pop("flash", None):
     st.success(flash, icon="✅")
 show_broken(attempt(lambda: broken_files("datasets"), "retry_broken") or [])
 records = attempt(library.list_datasets, "retry_list")
-if records is not None and upload_panel(empty=not records):
+writer = can(Role.PRACTITIONER)  # viewers read; the services would refuse their writes anyway
+if records is not None and writer and upload_panel(empty=not records):
     # List again so the new dataset is in the table and selected below on this run, not only after the next click.
     records = attempt(library.list_datasets, "retry_list_imported")
 if records is not None:

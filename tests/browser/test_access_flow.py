@@ -1,0 +1,183 @@
+"""Sign-in in a real browser: a console with accounts asks for sign-in, keeps it over a reload, signs out, says
+when a password is wrong, locks an account, hides writes from a viewer (whose writes the services refuse too),
+and lets an admin change a role.
+
+This server has its own registry with accounts (the shared console of the other browser tests stays open).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STRONG = "Correct-Horse-42"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """A server on loopback whose registry has an admin, a viewer, a user to lock out and one dataset."""
+    home = tmp_path_factory.mktemp("secured-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(home))
+        from registry.access import create_user
+        from services import upload_dataset
+
+        create_user("root", STRONG, "admin", email="root@example.com")
+        create_user("val", STRONG, "viewer", email="val@example.com")
+        create_user("lock", STRONG, "practitioner")
+        rows = tmp_path_factory.mktemp("rows") / "kept.jsonl"
+        rows.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(5)))
+        upload_dataset("kept", rows)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path_factory.mktemp("secured-log") / "server.log"
+    env = {**os.environ, "RMN_LORA_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port", str(port),
+        "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert server.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        yield url, home
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def sign_in(page, wait, identifier: str, password: str) -> None:
+    page.get_by_label("Username or e-mail").fill(identifier)
+    page.get_by_label("Password", exact=True).first.fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    wait(page)
+
+
+def test_sign_in_survives_a_reload_and_sign_out_ends_it(secured, browser_page, wait_for_streamlit, tmp_path):
+    url, _ = secured
+    page = browser_page
+    page.goto(url)
+    wait_for_streamlit(page)
+    assert page.get_by_role("button", name="Sign in").is_visible()
+    assert page.locator("h1", has_text="RMN LoRA Console").count() == 1  # the sign-in page, no navigation
+    assert page.get_by_text("Dataset Library").count() == 0
+
+    sign_in(page, wait_for_streamlit, "root@example.com", STRONG)
+    page.get_by_text("Signed in as").wait_for()
+    assert "root" in page.get_by_text("Signed in as").inner_text()
+    page.screenshot(path=str(tmp_path / "signed-in.png"), full_page=True)
+
+    page.reload()
+    wait_for_streamlit(page)
+    page.get_by_text("Signed in as").wait_for()  # the cookie brought the session back
+
+    page.get_by_role("button", name="Sign out").click()
+    wait_for_streamlit(page)
+    page.get_by_role("button", name="Sign in").wait_for()
+    page.reload()
+    wait_for_streamlit(page)
+    page.get_by_role("button", name="Sign in").wait_for()  # signed out stays signed out
+    assert page.get_by_text("Signed in as").count() == 0
+
+
+def test_a_wrong_password_and_then_a_lockout(secured, browser_page, wait_for_streamlit, tmp_path):
+    url, _ = secured
+    page = browser_page
+    page.goto(url)
+    wait_for_streamlit(page)
+    sign_in(page, wait_for_streamlit, "lock", "not the password")
+    error = page.locator('[data-testid="stAlert"]', has_text="Wrong username or password")
+    error.wait_for()
+    assert "attempt(s) left" in error.inner_text()
+    for _ in range(4):
+        sign_in(page, wait_for_streamlit, "lock", "not the password")
+    sign_in(page, wait_for_streamlit, "lock", STRONG)  # the right password, too late
+    page.locator('[data-testid="stAlert"]', has_text="locked").wait_for()
+    page.screenshot(path=str(tmp_path / "locked.png"), full_page=True)
+    assert page.get_by_text("Signed in as").count() == 0
+
+
+def test_a_viewer_sees_no_writes_and_the_service_refuses_them(secured, browser_page, wait_for_streamlit, tmp_path):
+    url, home = secured
+    page = browser_page
+    page.goto(url)
+    wait_for_streamlit(page)
+    sign_in(page, wait_for_streamlit, "val", STRONG)
+    page.get_by_text("Signed in as").wait_for()
+    page.goto(f"{url}/datasets")
+    wait_for_streamlit(page)
+    page.get_by_text("Dataset details").wait_for()
+    assert page.get_by_text("Upload dataset").count() == 0
+    assert page.get_by_role("button", name="Delete").count() == 0
+    assert page.get_by_role("button", name="Validate").count() == 0
+    page.screenshot(path=str(tmp_path / "viewer-library.png"), full_page=True)
+    page.goto(f"{url}/users")
+    wait_for_streamlit(page)
+    page.get_by_text("Only admins manage users").wait_for()
+
+    from registry.errors import Forbidden
+    from services import delete_dataset, list_datasets
+    from services.access import acting_as, session_actor
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(home))
+        token = next(c["value"] for c in page.context.cookies() if c["name"] == "rmn_session")
+        viewer = session_actor(token)  # the browser's own session, as the server sees it
+        assert viewer is not None and viewer.role == "viewer"
+        with acting_as(viewer), pytest.raises(Forbidden, match="val may not"):
+            delete_dataset("kept")
+        assert [r.name for r in list_datasets()] == ["kept"]
+
+
+def test_an_admin_changes_a_role(secured, browser_page, wait_for_streamlit, tmp_path):
+    url, home = secured
+    page = browser_page
+    page.goto(url)
+    wait_for_streamlit(page)
+    sign_in(page, wait_for_streamlit, "root", STRONG)
+    page.get_by_text("Signed in as").wait_for()
+    page.goto(f"{url}/users")
+    wait_for_streamlit(page)
+    page.get_by_text("Change a user").wait_for()
+    page.get_by_test_id("stSelectbox").filter(has_text="User").first.click()
+    page.get_by_role("option", name="val").click()
+    wait_for_streamlit(page)
+    page.get_by_test_id("stSelectbox").filter(has_text="Role").first.click()
+    page.get_by_role("option", name="ML practitioner").click()
+    wait_for_streamlit(page)
+    page.get_by_role("button", name="Save role").click()
+    wait_for_streamlit(page)
+    page.get_by_text("val is now ML practitioner").wait_for()
+    page.screenshot(path=str(tmp_path / "users.png"), full_page=True)
+
+    page.goto(f"{url}/audit")
+    wait_for_streamlit(page)
+    page.get_by_text("Chain intact").wait_for()
+    page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(home))
+        from registry.access import list_users
+        from registry.audit import entries
+
+        assert {u.username: u.role for u in list_users()}["val"] == "practitioner"
+        changed = [e for e in entries() if e.action == "access.set_role"]
+        assert [(e.user, e.target, e.outcome) for e in changed] == [("root", "val", "ok")]
