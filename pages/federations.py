@@ -8,7 +8,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import attempt, generation_settings, human_size, paginate, plain, show_broken, show_error
+from pages.session import can
 from services import datasets as library
+from services.access import Role
 from services.demo import submit_demo_adapters
 from services.federation import (
     APPROXIMATIONS,
@@ -533,7 +535,11 @@ compose_col, active_col = st.columns(2, gap="large")
 with compose_col:
     st.subheader("Compose Federation")
     with st.container(border=True):
-        if adapters is not None and not adapters:
+        if not can(Role.PRACTITIONER):
+            st.info(
+                "Your role can test saved federations but not compose them; ask an admin for the practitioner role."
+            )
+        elif adapters is not None and not adapters:
             st.info(
                 "No adapters to compose yet. Train an adapter on the **Training Jobs** page first; it appears "
                 "here when its job completes."

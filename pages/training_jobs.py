@@ -5,9 +5,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import attempt, paginate, show_broken, show_error
-from pages.session import fragment
+from pages.session import can, fragment
 from services import ConsoleError
 from services import datasets as library
+from services.access import Role
 from services.health import broken_files
 from services.training import (
     FINISHED,
@@ -446,7 +447,9 @@ jobs = attempt(manager().all_jobs, "retry_job_list") or []
 form_col, queue_col = st.columns([3, 1])
 with form_col:
     st.subheader("Create training job")
-    if datasets:
+    if not can(Role.PRACTITIONER):
+        st.info("Your role can follow jobs but not start them; ask an admin for the practitioner role.")
+    elif datasets:
         job_form(datasets)
     elif datasets is not None:
         st.info(

@@ -129,9 +129,16 @@ def test_a_viewer_sees_no_writes_and_the_service_refuses_them(secured, browser_p
     assert page.get_by_role("button", name="Delete").count() == 0
     assert page.get_by_role("button", name="Validate").count() == 0
     page.screenshot(path=str(tmp_path / "viewer-library.png"), full_page=True)
+    page.goto(f"{url}/training")
+    wait_for_streamlit(page)
+    page.get_by_text("Your role can follow jobs but not start them").wait_for()
+    page.goto(f"{url}/federation")
+    wait_for_streamlit(page)
+    page.get_by_text("Your role can test saved federations but not compose them").wait_for()
     page.goto(f"{url}/users")
     wait_for_streamlit(page)
     page.get_by_text("Only admins manage users").wait_for()
+    assert page.get_by_role("link", name="Audit trail").count() == 0
 
     from registry.errors import Forbidden
     from services import delete_dataset, list_datasets
