@@ -25,7 +25,8 @@ from registry.spreadsheet import unescape_cell
 FileFormat = Literal["jsonl", "json", "csv"]
 EXTENSIONS: dict[str, FileFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 # CSV cells that hold nested structures (our own CSV export writes them as JSON text).
-JSON_CELLS = {"messages", "conversations", "chosen", "rejected", "prompt", "history"}
+JSON_CELLS = {"messages", "conversations", "chosen", "rejected", "prompt", "history", "tools"}
+_BOOLEANS = {"true": True, "false": False}  # a KTO label: CSV writes True / False
 BLOCK_BYTES = 1 << 16  # a block and its copies stay in the L2 cache
 BLOCK_RECORDS = 1000  # CSV and JSON-array records per block
 _UTF16_32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
@@ -405,9 +406,11 @@ def _undecodable_row(row: list[str], line: int) -> RawRecord:
 
 
 def _cell(name: str, value: str) -> Any:
-    """Decode nested JSON cells so a CSV export of a chat or DPO dataset imports back as it was."""
+    """Decode nested JSON cells and labels so a CSV export of a chat, DPO or KTO dataset imports back as it was."""
     value = unescape_cell(value)
     stripped = value.strip()
+    if name == "label" and stripped.lower() in _BOOLEANS:
+        return _BOOLEANS[stripped.lower()]
     if name in JSON_CELLS and stripped[:1] in ("[", "{"):
         try:
             return orjson.loads(stripped)

@@ -438,3 +438,15 @@ def test_examples_the_trainer_drops_for_length_are_named_in_the_job_log(registry
     folder.path.mkdir()
     build_trainer(preflight(_config(tiny_base, "openai_tools", max_seq_length=512)), folder.path, folder=folder)
     assert "4 of 4 examples of openai_tools are longer than the max sequence length" in folder.log_file.read_text()
+
+
+@pytest.mark.parametrize("name", ["openai_tools", "kto_messages", "hh_rlhf"])
+def test_a_csv_export_imports_back_as_it_was(registry, tmp_path, name):
+    from registry.datasets import export_dataset, import_dataset, read_rows
+
+    import_dataset(name, write(tmp_path, name))
+    exported = tmp_path / f"{name}.csv"
+    exported.write_bytes(export_dataset(name, "csv"))
+    again = import_dataset(f"{name}_again", exported)
+    assert again.kind == FILES[name][2]
+    assert read_rows(f"{name}_again", limit=100) == read_rows(name, limit=100)
