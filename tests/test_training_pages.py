@@ -64,6 +64,9 @@ def test_job_from_the_form_completes_and_its_adapter_is_listed(console_with_tiny
     adapters = AppTest.from_file(str(ROOT / "pages" / "adapters.py"), default_timeout=60).run()
     assert not adapters.exception
     assert list(adapters.dataframe[0].value["Adapter"]) == ["amazon_form"]
+    commands = [code.value for code in adapters.code]
+    assert any(c.startswith("vllm serve tiny-llama --enable-lora --lora-modules amazon_form-v1=") for c in commands)
+    assert any(c.startswith("python convert_lora_to_gguf.py ") for c in commands)
 
 
 def test_a_preset_sets_every_training_setting_and_keeps_what_the_job_is_about(console_with_tiny_model):
