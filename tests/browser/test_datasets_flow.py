@@ -365,3 +365,33 @@ def test_edit_save_and_test_amazon_mapping(
     assert "Amazon" in cells  # the constant "retailer" column
     assert not [cell for cell in cells if cell.startswith("❌")], "a harmonized cell failed"
     assert_no_exception(page)
+
+
+def test_a_windows_1252_csv_is_named_then_imported_with_its_encoding(
+    console_url: str, registry_env: Path, browser_page: Page, wait_for_streamlit, tmp_path: Path
+):
+    """The preview names the line of the first bad byte and the encoding; choosing it imports every row."""
+    from registry import datasets as library
+
+    page, wait = browser_page, wait_for_streamlit
+    rows = ["instruction,input,output", *(f"Did campaign {i} run?,,Ran {i}." for i in range(40))]
+    rows[12] = "Did campaign 11 run?,,\u201cYes\u201d it ran."
+    path = tmp_path / "excel_export.csv"
+    path.write_bytes(("\r\n".join(rows) + "\r\n").encode("cp1252"))
+
+    open_from_sidebar(page, console_url, wait, "Dataset Library")
+    open_upload_panel(page, wait)
+    upload(page, wait, path)
+    error = page.get_by_test_id("stAlert").filter(has_text="Line 13: not valid UTF-8")
+    expect(error).to_contain_text("it looks like Windows-1252")
+    expect(error).to_contain_text("encoding=cp1252")
+    expect(page.get_by_role("button", name="Import dataset")).to_have_count(0)
+
+    choose(page, wait, "Text encoding", "Windows-1252 (Excel on Western Windows)")
+    expect(alert(page, "Detected")).to_contain_text("SFT, alpaca")
+    page.get_by_label("Dataset name").fill("excel_cp1252")
+    rerun_after(page, wait, page.get_by_role("button", name="Import dataset").click)
+    assert_no_exception(page)
+    expect(alert(page, "Imported excel_cp1252")).to_contain_text("40 SFT examples")
+    assert library.get_dataset("excel_cp1252").rows == 40
+    assert library.read_rows("excel_cp1252", offset=11, limit=1)[0]["output"] == "\u201cYes\u201d it ran."
