@@ -450,3 +450,15 @@ def test_a_csv_export_imports_back_as_it_was(registry, tmp_path, name):
     again = import_dataset(f"{name}_again", exported)
     assert again.kind == FILES[name][2]
     assert read_rows(f"{name}_again", limit=100) == read_rows(name, limit=100)
+
+
+def test_the_peer_kto_file_trains_with_kto(registry, tiny_base, tmp_path, peer_data):
+    """LLaMA-Factory's kto_en_demo.json (messages + label) used to import as chat; now it is KTO data."""
+    from registry.datasets import import_dataset
+    from training.worker import run_training
+
+    record = import_dataset("peer_kto", peer_data / "kto_en_demo.json")
+    assert (record.kind, record.rows) == ("kto", 300)
+    config = _config(tiny_base, "peer_kto", objective="kto", max_steps=2, max_seq_length=256)
+    result = run_training(config, tmp_path / "job", stop=threading.Event())
+    assert result.status == "completed" and result.steps == 2
