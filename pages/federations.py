@@ -400,11 +400,17 @@ def score_summary(column, title: str, score: FederationScore) -> None:
         a.metric(
             "Accuracy",
             "—" if score.accuracy is None else f"{score.accuracy:.0%}",
-            help="Exact match against the reference; — without references.",
+            help="Judged against the reference: the same text, or for a campaign plan the right channel, a budget "
+            "split within 5 points and an uplift inside the priors' interval; — without references.",
         )
         b.metric("Token F1", "—" if score.token_f1 is None else f"{score.token_f1:.2f}")
         c.metric("p50 latency (ms)", f"{score.p50_latency_ms:,.0f}")
         d.metric("p95 latency (ms)", f"{score.p95_latency_ms:,.0f}")
+        if score.criteria:
+            names = {"channel": "channel", "split": "budget split", "uplift": "uplift"}
+            st.caption(
+                "Campaign plans right on: " + ", ".join(f"{names[k]} {v:.0%}" for k, v in score.criteria.items())
+            )
 
 
 def mark(correct: bool | None) -> str:

@@ -298,6 +298,29 @@ def test_a_run_on_a_missing_target_or_an_empty_prompt_is_refused(registry):
     assert list_history() == []
 
 
+def test_ab_on_an_evaluation_set_judges_plans_by_their_criteria(console):
+    from registry.datasets import delete_dataset, write_records
+    from registry.shapes import DatasetKind
+
+    mapped = "placement_type: sponsored_product"
+    plan = "Channel: video\nBudget: video 100% ($5,000)\nExpected ROAS uplift: +0.20 (+0.10 to +0.30)"
+    rows = [{"prompt": MAP_PROMPTS[0], "reference": mapped}, {"prompt": PLAN_PROMPTS[1], "reference": plan}]
+    write_records("mixed_eval", rows, DatasetKind.EVALUATION, origin="test")
+    at = compose(page("federations.py").run(), "additive", "A additive")
+    at.button(key="fed_save").click().run()
+    at = compose(at, "gated", "B gated")
+    at.button(key="fed_save").click().run()
+    at.radio(key="ab_source").set_value("dataset").run()
+    at.selectbox(key="ab_dataset").set_value("mixed_eval").run()
+    at.button(key="ab_run").click().run()
+    delete_dataset("mixed_eval")
+    assert not at.exception, at.exception
+    assert list(at.dataframe[-1].value["Reference"]) == [mapped, plan]
+    captions = [c.value for c in at.caption if c.value.startswith("Campaign plans right on")]
+    assert captions == ["Campaign plans right on: channel 0%, budget split 0%, uplift 0%"] * 2
+    assert "campaign plan" in next(m for m in at.metric if m.label == "Accuracy").help
+
+
 def test_ab_compares_two_saved_federations_side_by_side(console):
     at = compose(page("federations.py").run(), "additive", "A additive")
     at.button(key="fed_save").click().run()
