@@ -23,6 +23,7 @@ from federation.errors import InferenceError
 from federation.spec import BaseRef, Federation, Member
 from training.adapters import get_adapter
 from training.base_models import fingerprint
+from training.stack import import_stack
 
 CHARS_PER_TOKEN_CAP = 16  # prompts longer than 16 characters per context token are refused before tokenizing
 
@@ -173,6 +174,8 @@ class GenerationStream:
 
     def __iter__(self) -> Iterator[str]:
         import torch
+
+        import_stack()
         from transformers import TextIteratorStreamer
 
         entry, load_ms = self.engine._acquire(self.base, self.activation)
@@ -326,9 +329,10 @@ def _answer_length(ids: Any, tokenizer: Any) -> int:
 
 def _load_base(base: BaseRef) -> LoadedModel:
     import torch
-    from transformers import AutoModelForCausalLM
 
     from training.worker import load_tokenizer
+
+    AutoModelForCausalLM = import_stack().AutoModelForCausalLM
 
     path = Path(base.path)
     if not path.is_dir():

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from registry.settings import Settings, get_settings
 from training.embedded_model import HUB_ID, MODEL_NAME, embedded_model_dir, prepare_embedded_model
 from training.errors import BaseModelError
+from training.stack import import_stack
 
 Source = Literal["embedded", "local", "hub"]
 EMBEDDED_ALIASES = {MODEL_NAME.lower(), f"huggingfacetb/{MODEL_NAME.lower()}", "embedded", "default"}
@@ -142,6 +143,7 @@ def _read_config(config_file: Path) -> dict:
 
 def _check_causal_lm(config: dict, path: Path) -> None:
     """Refuse models transformers can only run with remote code, and models that are not text generators."""
+    import_stack()
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     if config["model_type"] not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
@@ -152,9 +154,7 @@ def _check_causal_lm(config: dict, path: Path) -> None:
 
 
 def _tf_version() -> str:
-    import transformers
-
-    return transformers.__version__
+    return import_stack().__version__
 
 
 def _header(file: Path) -> tuple[bytes, int]:
@@ -258,6 +258,8 @@ def linear_module_names(info: BaseModelInfo) -> set[str]:
 @lru_cache(maxsize=32)
 def _linear_modules(path: Path, _fingerprint: str) -> tuple[str, ...]:
     import torch
+
+    import_stack()
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.pytorch_utils import Conv1D
 

