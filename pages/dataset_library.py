@@ -7,20 +7,20 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import BAND_COLORS, attempt, human_size, paginate, plain, show_broken, show_error
+from pages.common import BAND_COLORS, attempt, human_size, paginate, plain, record_key, show_broken, show_error
 from pages.session import can
 from services import datasets as library
 from services.access import Role
 from services.datasets import DatasetKind, QualityReport, suggest_name
 from services.health import broken_files
 
-st.title("📊 Dataset Library")
+st.title("Dataset Library")
 st.caption("Training and evaluation datasets, stored as canonical JSONL with versions and quality scores.")
 
 
 def upload_panel(empty: bool) -> bool:
     """The upload expander; True when this run imported a dataset."""
-    with st.expander("➕ Upload dataset", expanded=empty):
+    with st.expander("Upload dataset", expanded=empty, icon=":material/upload_file:"):
         uploaded = st.file_uploader(
             "CSV, JSON or JSONL: alpaca, chat (messages / ShareGPT), DPO pairs or evaluation (prompt, reference)",
             type=["csv", "json", "jsonl"],
@@ -58,20 +58,24 @@ def upload_panel(empty: bool) -> bool:
         st.info(
             f"Detected **{detection.kind.description}** ({detection.variant}; "
             f"{detection.matching} of {detection.sampled} sampled records match).",
-            icon="🔎",
+            icon=":material/search:",
         )
         st.dataframe(pd.DataFrame([flatten(r) for r in preview.sample]), hide_index=True)
         kinds = list(DatasetKind)
-        with st.form("import_form"):
-            name = st.text_input("Dataset name", value=suggest_name(Path(uploaded.name).stem), key="import_name")
+        # Keyed by the staged file: the next file gets its own name and detected type, never this one's.
+        file_id = staged["file_id"]
+        with st.form(record_key("import", file_id, "form")):
+            name = st.text_input(
+                "Dataset name", value=suggest_name(Path(uploaded.name).stem), key=record_key("import", file_id, "name")
+            )
             kind = st.selectbox(
                 "Dataset type (correct it if the detection is wrong)",
                 kinds,
                 index=kinds.index(preview.detection.kind),
                 format_func=lambda k: k.description,
-                key="import_kind",
+                key=record_key("import", file_id, "kind"),
             )
-            description = st.text_input("Description", key="import_description")
+            description = st.text_input("Description", key=record_key("import", file_id, "description"))
             submitted = st.form_submit_button("Import dataset", type="primary")
         if submitted:
             with st.spinner("Importing and scoring quality…"):
@@ -90,7 +94,7 @@ def upload_panel(empty: bool) -> bool:
                 st.success(
                     f"Imported **{record.name}** v{record.version}: {record.rows:,} {record.kind.label} examples, "
                     f"quality {record.quality_score}.",
-                    icon="✅",
+                    icon=":material/check_circle:",
                 )
                 st.session_state["dataset_selected"] = record.name
                 return True
@@ -195,7 +199,7 @@ def quality_report(report: QualityReport) -> None:
 
 @st.dialog("Delete dataset")
 def confirm_delete(name: str) -> None:
-    st.warning(f"This deletes **{name}** and all its versions. It cannot be undone.", icon="🗑️")
+    st.warning(f"This deletes **{name}** and all its versions. It cannot be undone.", icon=":material/delete:")
     typed = st.text_input(f"Type {name} to confirm", key="delete_confirm_name")
     if st.button("Delete permanently", type="primary", disabled=typed != name, key="delete_confirm"):
         try:
@@ -228,7 +232,8 @@ def dataset_detail(names: list[str]) -> None:
         )
         actions = st.columns([1, 1, 1, 3])
         actions[0].download_button(
-            "📥 Export JSONL",
+            "Export JSONL",
+            icon=":material/download:",
             data=lambda: library.export_dataset(name, "jsonl"),
             file_name=f"{name}.jsonl",
             mime="application/jsonl",
@@ -236,14 +241,15 @@ def dataset_detail(names: list[str]) -> None:
             on_click="ignore",
         )
         actions[1].download_button(
-            "📥 Export CSV",
+            "Export CSV",
+            icon=":material/download:",
             data=lambda: library.export_dataset(name, "csv"),
             file_name=f"{name}.csv",
             mime="text/csv",
             key="export_csv",
             on_click="ignore",
         )
-        if writer and actions[2].button("🗑️ Delete", key="delete_dataset"):
+        if writer and actions[2].button("Delete", key="delete_dataset", icon=":material/delete:"):
             confirm_delete(name)
     rows_tab, quality_tab, versions_tab = st.tabs(["Rows", "Quality report", "Versions"])
     with rows_tab:
@@ -253,7 +259,7 @@ def dataset_detail(names: list[str]) -> None:
         pages = max(1, -(-record.rows // 20))
         st.number_input(f"Rows page (of {pages})", min_value=1, max_value=pages, step=1, key="rows_page")
     with quality_tab:
-        if writer and st.button("🔍 Validate", key="validate_dataset", type="primary"):
+        if writer and st.button("Validate", key="validate_dataset", type="primary", icon=":material/fact_check:"):
             with st.spinner("Validating…"):
                 report = attempt(lambda: library.validate_dataset_by_name(name), "retry_validate")
             if report is not None:
@@ -271,7 +277,7 @@ def dataset_detail(names: list[str]) -> None:
 
 
 if flash := st.session_state.pop("flash", None):
-    st.success(flash, icon="✅")
+    st.success(flash, icon=":material/check_circle:")
 show_broken(attempt(lambda: broken_files("datasets"), "retry_broken") or [])
 records = attempt(library.list_datasets, "retry_list")
 writer = can(Role.PRACTITIONER)  # viewers read; the services would refuse their writes anyway

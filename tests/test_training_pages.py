@@ -32,30 +32,43 @@ def training_page() -> AppTest:
     return AppTest.from_file(str(ROOT / "pages" / "training_jobs.py"), default_timeout=60)
 
 
+def unescaped(markdown: str) -> str:
+    """An error's text as the user reads it (pages escape Markdown syntax in it)."""
+    return markdown.replace("\\", "")
+
+
+def field(at: AppTest, kind: str, name: str):
+    """The job form's widget for config field `name` (its key names the record the form edits, then the field)."""
+    (widget,) = [w for w in getattr(at, kind) if str(w.key).startswith("job[") and w.key.endswith(f"].{name}")]
+    return widget
+
+
 def test_form_refuses_impossible_values_and_queues_nothing(console_with_tiny_model):
     at = training_page().run()
     assert not at.exception
-    at.selectbox(key="job_base_model").select("tiny-llama")
-    at.text_input(key="job_adapter_name").set_value("../escape").run()
+    field(at, "selectbox", "base_model").select("tiny-llama")
+    field(at, "text_input", "adapter_name").set_value("../escape").run()
     at.button(key="start_training").click().run()
-    assert at.error and "adapter name" in at.error[0].value.lower()
-    at.text_input(key="job_adapter_name").set_value("ok_name")
-    at.number_input(key="job_lora_r").set_value(1)
-    at.text_input(key="job_target_modules").set_value("no_such_proj").run()
+    assert at.error and "adapter name" in unescaped(at.error[0].value).lower()
+    field(at, "text_input", "adapter_name").set_value("ok_name")
+    field(at, "number_input", "lora_r").set_value(1)
+    field(at, "text_input", "target_modules").set_value("no_such_proj").run()
     at.button(key="start_training").click().run()
-    assert at.error and "no_such_proj" in at.error[0].value
+    assert at.error and "no_such_proj" in unescaped(at.error[0].value)
     assert job_manager().all_jobs() == []
 
 
 def test_job_from_the_form_completes_and_its_adapter_is_listed(console_with_tiny_model):
     at = training_page().run()
-    assert at.selectbox(key="job_base_model").value == "SmolLM2-135M-Instruct"
-    at.selectbox(key="job_base_model").select("tiny-llama")
-    at.text_input(key="job_adapter_name").set_value("amazon_form")
-    at.number_input(key="job_max_steps").set_value(4)
-    at.number_input(key="job_max_seq_length").set_value(64).run()
+    assert field(at, "selectbox", "base_model").value == "SmolLM2-135M-Instruct"
+    field(at, "selectbox", "base_model").select("tiny-llama")
+    field(at, "text_input", "adapter_name").set_value("amazon_form")
+    field(at, "number_input", "max_steps").set_value(4)
+    field(at, "number_input", "max_seq_length").set_value(64).run()
     at.button(key="start_training").click().run()
-    assert not at.exception and at.success, [e.value for e in at.error]
+    assert not at.exception and any("Queued amazon_form" in unescaped(t.value) for t in at.toast), [
+        e.value for e in at.error
+    ]
     job = job_manager().all_jobs()[0]
     finished = job_manager().wait(job.id, timeout=300)
     assert finished.status == JobStatus.COMPLETED, finished.error
@@ -71,14 +84,51 @@ def test_job_from_the_form_completes_and_its_adapter_is_listed(console_with_tiny
 
 def test_a_preset_sets_every_training_setting_and_keeps_what_the_job_is_about(console_with_tiny_model):
     at = training_page().run()
-    at.text_input(key="job_adapter_name").set_value("amazon_fast")
+    field(at, "text_input", "adapter_name").set_value("amazon_fast")
     at.selectbox(key="job_preset").select("dpo preferences").run()
-    assert at.selectbox(key="job_objective").value == "dpo"
+    assert field(at, "selectbox", "objective").value == "dpo"
     at.selectbox(key="job_preset").select("retailer mapping (fast)").run()
     assert not at.exception
-    assert at.selectbox(key="job_objective").value == "sft"  # left out by this preset: back to the default
-    assert at.number_input(key="job_loraplus_lr_ratio").value == 12
-    assert at.text_input(key="job_adapter_name").value == "amazon_fast"
+    assert field(at, "selectbox", "objective").value == "sft"  # left out by this preset: back to the default
+    assert field(at, "number_input", "loraplus_lr_ratio").value == 12
+    assert field(at, "text_input", "adapter_name").value == "amazon_fast"
     at.selectbox(key="job_preset").select("balanced").run()
-    assert at.number_input(key="job_loraplus_lr_ratio").value is None
-    assert at.number_input(key="job_learning_rate").value == pytest.approx(2e-4)
+    assert field(at, "number_input", "loraplus_lr_ratio").value is None
+    assert field(at, "number_input", "learning_rate").value == pytest.approx(2e-4)
+
+
+def test_issue_10_every_form_widget_accepts_exactly_what_jobconfig_accepts(console_with_tiny_model):
+    """Bounds and choices come from JobConfig's fields: every number widget's min and max are valid settings and the
+    next value beyond either is refused; every choice list is the field's Literal (7 fields used to disagree)."""
+    import math
+    import typing
+
+    from pydantic import ValidationError
+
+    from services.training import JobConfig
+
+    at = training_page().run()
+    base = {"adapter_name": "bounds", "train_dataset": "mapping_sft", "max_steps": 10}
+    numbers = [w for w in at.number_input if str(w.key).startswith("job[")]
+    assert len(numbers) == 14
+    for widget in numbers:
+        name = widget.key.rsplit(".", 1)[1]
+        integer = int in typing.get_args(JobConfig.model_fields[name].annotation) or (
+            JobConfig.model_fields[name].annotation is int
+        )
+        assert widget.min is not None and widget.max is not None, f"{name} is unbounded in the form"
+        low, high = (int(widget.min), int(widget.max)) if integer else (widget.min, widget.max)
+        below, above = (
+            (low - 1, high + 1) if integer else (math.nextafter(low, -math.inf), math.nextafter(high, math.inf))
+        )
+        for accepted in (low, high):
+            JobConfig.model_validate({**base, name: accepted})
+        for refused in (below, above):
+            with pytest.raises(ValidationError):
+                JobConfig.model_validate({**base, name: refused})
+    for name in ("adapter_type", "objective", "quantization", "scheduler", "precision"):
+        choices = typing.get_args(JobConfig.model_fields[name].annotation)
+        options = field(at, "selectbox", name).options
+        assert len(options) == len(choices), name
+        if name in ("adapter_type", "scheduler", "precision"):
+            assert options == list(choices), name

@@ -109,42 +109,72 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ConsoleServer:
+    """One `streamlit run app.py` on a free loopback port against a registry; stop() ends it as SIGTERM would."""
+
+    def __init__(self, home: Path, models: Path, log_path: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        env = {
+            **os.environ,
+            "RMN_LORA_HOME": str(home),
+            "RMN_LORA_MODELS": str(models),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [
+            sys.executable, "-m", "streamlit", "run", "app.py",
+            "--server.address", "127.0.0.1",
+            "--server.port", str(self.port),
+            "--server.headless", "true",
+            "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false",
+        ]  # fmt: skip
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        try:
+            _wait_healthy(self.process, self.url, log_path)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 @pytest.fixture(scope="session")
 def console_url(console_home: Path, console_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start `streamlit run app.py` on a free loopback port against the temp registry; stop it after the session."""
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
-    env = {
-        **os.environ,
-        "RMN_LORA_HOME": str(console_home),
-        "RMN_LORA_MODELS": str(console_models),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.address", "127.0.0.1",
-        "--server.port", str(port),
-        "--server.headless", "true",
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with log_path.open("wb") as log:
-        server = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+    server = ConsoleServer(console_home, console_models, tmp_path_factory.mktemp("streamlit") / "server.log")
     try:
-        _wait_healthy(server, url, log_path)
-        yield url
+        yield server.url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        server.stop()
+
+
+@pytest.fixture
+def console_server(console_models: Path, tmp_path: Path) -> Iterator[Callable[[Path], ConsoleServer]]:
+    """Start servers of one's own (e.g. to restart one on the same registry); each is stopped after the test."""
+    servers: list[ConsoleServer] = []
+
+    def start(home: Path) -> ConsoleServer:
+        servers.append(ConsoleServer(home, console_models, tmp_path / f"server-{len(servers)}.log"))
+        return servers[-1]
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def _wait_healthy(server: subprocess.Popen, url: str, log_path: Path) -> None:

@@ -1,0 +1,233 @@
+"""Issue 11, the console under real use: each test is named after the numbered item it reproduces.
+
+They need a real server and browser: restarts, reruns, fragment timers and widget state are what went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+PEER_DATA = Path("/work/shared/peer-data")
+
+
+def choose(page: Page, wait: Callable[[Page], None], label: str, option: str) -> None:
+    """Pick `option` (or `option (details)`) in the selectbox labelled `label`: type to filter, then click it."""
+    combo = page.get_by_role("combobox", name=label, exact=True)
+    combo.scroll_into_view_if_needed()
+    combo.click()
+    combo.fill(option)
+    page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}( \(|$)")).click()
+    wait(page)
+
+
+def upload(page: Page, wait: Callable[[Page], None], path: Path) -> None:
+    expander = page.get_by_test_id("stExpander").filter(has_text="Upload dataset")
+    if expander.locator("details[open]").count() == 0:
+        expander.get_by_text("Upload dataset").click()
+        wait(page)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+    wait(page)
+    expect(page.get_by_test_id("stFileChip").filter(has_text=path.name)).to_be_visible()
+
+
+def open_page(page: Page, url: str, wait: Callable[..., None], title: str) -> None:
+    """Home, then `title` from the sidebar; a first page load of a fresh server is slow on a busy 2-core machine."""
+    page.goto(url)
+    wait(page, timeout_ms=120_000)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    wait(page, timeout_ms=120_000)
+    assert page.get_by_test_id("stException").count() == 0
+
+
+def set_number(page: Page, wait: Callable[[Page], None], label: str, value: object) -> None:
+    box = page.get_by_role("spinbutton", name=label, exact=True)
+    box.scroll_into_view_if_needed()
+    box.fill(str(value))
+    box.press("Enter")
+    wait(page)
+
+
+def set_text(page: Page, wait: Callable[[Page], None], label: str, value: str) -> None:
+    box = page.get_by_role("textbox", name=label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    wait(page)
+
+
+def open_advanced(page: Page, wait: Callable[[Page], None]) -> None:
+    expander = page.get_by_test_id("stExpander").filter(has_text="Advanced settings")
+    if expander.locator("details[open]").count() == 0:
+        expander.get_by_text("Advanced settings").click()
+        wait(page)
+
+
+def queue_job(page: Page, wait: Callable[[Page], None], name: str, dataset: str, steps: int, save_steps: int) -> None:
+    """Fill the Training Jobs form for the tiny model and press Start Training."""
+    choose(page, wait, "Base model", "tiny-llama")
+    choose(page, wait, "Training dataset", dataset)
+    set_text(page, wait, "Adapter name", name)
+    open_advanced(page, wait)
+    set_number(page, wait, "Max steps", steps)
+    set_number(page, wait, "Checkpoint every N steps", save_steps)
+    page.get_by_role("button", name=re.compile(r"Start Training$")).click()
+    # The first submit imports the training stack (preflight): slow on a busy 2-core machine.
+    wait(page, timeout_ms=180_000)
+    expect(page.get_by_test_id("stToast").filter(has_text=f"Queued {name}")).to_be_visible(timeout=120_000)
+
+
+def job_states(home: Path) -> dict[str, dict]:
+    """Every job's state.json in the registry, by adapter name."""
+    states = [json.loads(p.read_text()) for p in (home / "jobs").glob("job_*/state.json")]
+    return {state["config"]["adapter_name"]: state for state in states}
+
+
+def wait_for_state(home: Path, name: str, test: Callable[[dict], bool], timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = job_states(home).get(name)
+        if state is not None and test(state):
+            return state
+        time.sleep(0.2)
+    pytest.fail(f"job {name} never reached the expected state: {job_states(home).get(name)}")
+
+
+@pytest.mark.timeout(1200)  # two server starts and two trainings on a 2-core machine others share
+def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
+    console_server, browser_page, wait_for_streamlit, tmp_path, monkeypatch
+):
+    """SIGTERM the server while one job runs and another waits; after `streamlit run` again the queued job trains
+    by itself (it failed with "cannot import name 'TrainerCallback'") and the interrupted one resumes from its
+    checkpoint when asked. Both complete; none fails."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RMN_LORA_HOME", str(home))
+    from services import upload_dataset
+
+    rows = [
+        {"instruction": f"Map adType 'v{i}' from Amazon to RMIS.", "output": f"placement_type: p{i}"} for i in range(16)
+    ]
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    upload_dataset("short_sft", tmp_path / "short.jsonl")
+    page = browser_page
+    server = console_server(home)
+    open_page(page, server.url, wait_for_streamlit, "Training Jobs")
+    queue_job(page, wait_for_streamlit, "long_run", "short_sft", steps=300, save_steps=5)
+    queue_job(page, wait_for_streamlit, "queued_run", "short_sft", steps=10, save_steps=5)
+    job_dir = home / "jobs" / wait_for_state(home, "long_run", lambda s: s["status"] == "running", 300)["id"]
+    deadline = time.monotonic() + 300
+    while not list((job_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.stop()
+    states = job_states(home)
+    assert states["long_run"]["status"] == "running", "the long job ended before the server stopped"
+    assert states["queued_run"]["status"] == "queued"
+
+    server = console_server(home)
+    open_page(page, server.url, wait_for_streamlit, "Training Jobs")
+    queued = wait_for_state(home, "queued_run", lambda s: s["status"] in ("completed", "failed"), 300)
+    assert queued["status"] == "completed", queued["error"]
+    assert job_states(home)["long_run"]["status"] == "interrupted"
+    choose(page, wait_for_streamlit, "Job", f"long_run · interrupted · {job_dir.name}")
+    page.get_by_role("button", name=re.compile(r"Resume$")).click()
+    expect(page.get_by_test_id("stToast").filter(has_text="long_run queued to resume")).to_be_visible()
+    resumed = wait_for_state(home, "long_run", lambda s: s["status"] in ("completed", "failed"), 600)
+    assert resumed["status"] == "completed", resumed["error"]
+    assert resumed["attempts"] == 2
+    expect(page.get_by_text("COMPLETED", exact=True).first).to_be_visible(timeout=10_000)
+    assert page.get_by_test_id("stException").count() == 0
+
+
+def test_item_2_a_second_upload_gets_its_own_name_and_type(console_url, browser_page, wait_for_streamlit, tmp_path):
+    """Choose an alpaca file, then (without importing) a chat file: the import form must hold the chat file's name
+    and detected type, not the first file's (that once stored chat rows as a version of an alpaca dataset)."""
+    page = browser_page
+    first = tmp_path / "first_alpaca.json"
+    second = tmp_path / "second_chat.jsonl"
+    shutil.copy(PEER_DATA / "alpaca_en_demo.json", first)
+    shutil.copy(PEER_DATA / "v1_sft_demo.jsonl", second)
+    open_page(page, console_url, wait_for_streamlit, "Dataset Library")
+    upload(page, wait_for_streamlit, first)
+    name = page.get_by_role("textbox", name="Dataset name", exact=True)
+    kind = page.get_by_role("combobox", name=re.compile("Dataset type"))
+    expect(name).to_have_value("first_alpaca")
+    expect(kind).to_have_value(re.compile("alpaca"))
+    upload(page, wait_for_streamlit, second)
+    expect(page.get_by_test_id("stAlert").filter(has_text="Detected")).to_contain_text("chat")
+    expect(name).to_have_value("second_chat")
+    expect(kind).to_have_value(re.compile("chat"))
+
+
+def test_item_3_and_6_clone_config_fills_the_form(console_url, browser_page, wait_for_streamlit, console_home):
+    """Job details → Clone config puts the job's settings in the form (it did nothing, even after a rerun), with a
+    toast saying so (item 7)."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    choose(page, wait_for_streamlit, "Base model", "tiny-llama")
+    choose(page, wait_for_streamlit, "Training dataset", "task_planning_sft")
+    set_text(page, wait_for_streamlit, "Adapter name", "clone_source")
+    open_advanced(page, wait_for_streamlit)
+    set_number(page, wait_for_streamlit, "LoRA rank (r)", 4)
+    set_number(page, wait_for_streamlit, "Max steps", 3)
+    page.get_by_role("button", name=re.compile(r"Start Training$")).click()
+    wait_for_streamlit(page, timeout_ms=180_000)
+    # Item 6: the history shows the job just queued (it lagged one refresh behind the cards).
+    jobs_on_disk = len(job_states(console_home))
+    expect(page.get_by_text(re.compile(rf"Showing 1–\d+ of {jobs_on_disk}$"))).to_be_visible()
+    wait_for_state(console_home, "clone_source", lambda s: s["status"] != "queued", 600)
+    set_text(page, wait_for_streamlit, "Adapter name", "something_else")
+    set_number(page, wait_for_streamlit, "LoRA rank (r)", 32)
+    job_id = job_states(console_home)["clone_source"]["id"]
+    picker = page.get_by_role("combobox", name="Job", exact=True)
+    picker.scroll_into_view_if_needed()
+    picker.click()
+    picker.fill(job_id)
+    page.get_by_role("option", name=re.compile(re.escape(job_id))).click()
+    wait_for_streamlit(page)
+    page.get_by_role("button", name=re.compile(r"Clone config$")).click()
+    wait_for_streamlit(page)
+    expect(page.get_by_test_id("stToast").filter(has_text="clone_source")).to_be_visible()
+    expect(page.get_by_role("textbox", name="Adapter name", exact=True)).to_have_value("clone_source_v2")
+    expect(page.get_by_role("spinbutton", name="LoRA rank (r)", exact=True)).to_have_value("4")
+    expect(page.get_by_role("spinbutton", name="Max steps", exact=True)).to_have_value("3")
+
+
+def test_item_4_the_form_keeps_its_values_across_fragment_runs_and_pages(console_url, browser_page, wait_for_streamlit):
+    """The form showed minimum values it never had (learning rate 0, sequence length 16, seed 0) after the page's
+    2-second fragments had run and the user came back; Start Training then refused an untouched form."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    open_advanced(page, wait_for_streamlit)
+    page.wait_for_timeout(5000)  # the job fragments run twice
+    set_text(page, wait_for_streamlit, "Adapter name", "untouched_form")
+    page.wait_for_timeout(5000)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Home").click()
+    wait_for_streamlit(page)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Training Jobs").click()
+    wait_for_streamlit(page)
+    open_advanced(page, wait_for_streamlit)
+    page.wait_for_timeout(5000)
+    page.get_by_role("textbox", name="Adapter name", exact=True).click()  # a rerun of the whole page
+    expected = {"Learning rate": 3e-4, "Max sequence length": 256, "Seed": 42, "DPO beta": 0.1, "LoRA rank (r)": 8}
+    shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in expected}
+    assert shown == pytest.approx(expected)
+
+
+def test_item_9_an_error_shows_its_text_literally(console_url, browser_page, wait_for_streamlit):
+    """A refused setting named `__init__` was shown as a bold "init" (the error went through Markdown)."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    choose(page, wait_for_streamlit, "Base model", "tiny-llama")
+    open_advanced(page, wait_for_streamlit)
+    set_text(page, wait_for_streamlit, "Target modules (comma separated, or all-linear)", "__init__")
+    page.get_by_role("button", name=re.compile(r"Start Training$")).click()
+    wait_for_streamlit(page, timeout_ms=180_000)
+    alert = page.get_by_test_id("stAlert").filter(has_text="do not exist")
+    expect(alert).to_contain_text("Target module(s) __init__ do not exist in tiny-llama")
+    assert alert.locator("strong, b, a").count() == 0
