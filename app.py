@@ -7,7 +7,7 @@ from pages.session import act_as_session_user, forget, sync_cookie
 from services.access import LOCAL, ConsoleError, Role, allowed, auth_required, check_can_serve, logout, set_default_user
 from services.datasets import prune_scratch
 
-st.set_page_config(page_title="RMN LoRA Console", page_icon="🧩", layout="wide")
+st.set_page_config(page_title="RMN LoRA Console", page_icon=":material/hub:", layout="wide")
 
 
 @st.cache_resource(show_spinner=False)
@@ -39,7 +39,7 @@ def sign_out() -> None:
     forget()
 
 
-home = st.Page("pages/home.py", title="Home", icon="🏠", default=True)
+home = st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)
 account = [st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users")]
 if allowed(actor, Role.ADMIN) and required:
     account.append(st.Page("pages/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"))
@@ -47,17 +47,21 @@ navigation = st.navigation(
     {
         "": [home],
         "Training Management": [
-            st.Page("pages/training_jobs.py", title="Training Jobs", icon="🚀", url_path="training"),
-            st.Page("pages/adapters.py", title="Adapters", icon="🧩", url_path="adapters"),
+            st.Page(
+                "pages/training_jobs.py", title="Training Jobs", icon=":material/model_training:", url_path="training"
+            ),
+            st.Page("pages/adapters.py", title="Adapters", icon=":material/extension:", url_path="adapters"),
         ],
         "Federation & Composition": [
-            st.Page("pages/federations.py", title="Federation", icon="🔗", url_path="federation"),
-            st.Page("pages/playground.py", title="Playground", icon="🧪", url_path="playground"),
+            st.Page("pages/federations.py", title="Federation", icon=":material/hub:", url_path="federation"),
+            st.Page("pages/playground.py", title="Playground", icon=":material/science:", url_path="playground"),
         ],
         "Datasets & Mappings": [
-            st.Page("pages/dataset_library.py", title="Dataset Library", icon="📊", url_path="datasets"),
-            st.Page("pages/schema_mappings.py", title="Schema Mappings", icon="🗺️", url_path="mappings"),
-            st.Page("pages/data_browser.py", title="Data Browser", icon="📁", url_path="browser"),
+            st.Page(
+                "pages/dataset_library.py", title="Dataset Library", icon=":material/dataset:", url_path="datasets"
+            ),
+            st.Page("pages/schema_mappings.py", title="Schema Mappings", icon=":material/schema:", url_path="mappings"),
+            st.Page("pages/data_browser.py", title="Data Browser", icon=":material/table_view:", url_path="browser"),
         ],
         "Account": account,
     }

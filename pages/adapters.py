@@ -1,19 +1,23 @@
 """Adapters (seed 003 §4.3 Models): every trained adapter version with its lineage, download and delete."""
 
+import json
+
 import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, human_size, paginate, show_broken, show_error
 from services.health import broken_files
-from services.training import adapter_archive, delete_adapter, list_adapters
+from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
 
-st.title("🧩 Adapters")
+st.title("Adapters")
 st.caption("LoRA adapters saved by training jobs, in the standard PEFT layout, with the lineage that made them.")
 
 
 @st.dialog("Delete adapter version")
 def confirm_delete(name: str, version: int) -> None:
-    st.warning(f"This deletes **{name} v{version}**. Federations that use it will no longer load.", icon="🗑️")
+    st.warning(
+        f"This deletes **{name} v{version}**. Federations that use it will no longer load.", icon=":material/delete:"
+    )
     if st.button("Delete permanently", type="primary", key="adapter_delete_confirm"):
         try:
             delete_adapter(name, version)
@@ -24,8 +28,37 @@ def confirm_delete(name: str, version: int) -> None:
         st.rerun()
 
 
+def settings_table(values: dict) -> pd.DataFrame:
+    """One row per setting, nested values as compact text, so a lineage section reads as a table."""
+    return pd.DataFrame(
+        {"Setting": list(values), "Value": [v if isinstance(v, str) else json.dumps(v) for v in values.values()]}
+    )
+
+
+def lineage(adapter: AdapterRecord) -> None:
+    """Where the adapter came from: base model, data, results and settings, each a readable table."""
+    st.markdown("**Lineage**")
+    base, data = st.columns(2)
+    with base:
+        st.markdown("Base model")
+        st.dataframe(settings_table(adapter.base_model), hide_index=True, width="stretch")
+    with data:
+        st.markdown("Training data")
+        st.dataframe(settings_table(adapter.dataset), hide_index=True, width="stretch")
+        if adapter.eval_dataset:
+            st.markdown("Evaluation data")
+            st.dataframe(settings_table(adapter.eval_dataset), hide_index=True, width="stretch")
+    results, config = st.columns(2)
+    with results:
+        st.markdown("Results")
+        st.dataframe(settings_table({**adapter.metrics, **adapter.training}), hide_index=True, width="stretch")
+    with config:
+        st.markdown("Training settings")
+        st.dataframe(settings_table(adapter.config), hide_index=True, width="stretch")
+
+
 if flash := st.session_state.pop("adapter_flash", None):
-    st.success(flash, icon="✅")
+    st.success(flash, icon=":material/check_circle:")
 show_broken(attempt(lambda: broken_files("adapters"), "retry_broken") or [])
 adapters = attempt(list_adapters, "retry_adapters")
 if adapters is not None and not adapters:
@@ -52,42 +85,35 @@ elif adapters:
         hide_index=True,
         column_config={
             "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-            "Held-out accuracy": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+            "Held-out accuracy": st.column_config.ProgressColumn(
+                min_value=0.0, max_value=1.0, format="percent", width="medium"
+            ),
         },
     )
     labels = {f"{a.name} v{a.version}": a for a in adapters}
     chosen = labels[st.selectbox("Adapter version", list(labels), key="adapter_selected")]
     with st.container(border=True):
-        cols = st.columns(4)
+        cols = st.columns(3)
         cols[0].metric("Rank / alpha", f"{chosen.lora_r} / {chosen.lora_alpha:g}")
         cols[1].metric("Size", human_size(chosen.size_bytes))
         cols[2].metric("Quantization", chosen.quantization)
-        cols[3].metric("Job", chosen.job_id or "—")
-        st.caption(f"Files: `{chosen.path}` · load with `PeftModel.from_pretrained(base, path)`")
+        # Ids and paths are long: plain text lines, never a metric that clips them.
+        st.caption(f"Job `{chosen.job_id or '—'}` · files `{chosen.path}`")
+        st.caption("Load with `PeftModel.from_pretrained(base, path)`.")
         actions = st.columns([1, 1, 4])
         actions[0].download_button(
-            "📥 Download (zip)",
+            "Download (zip)",
+            icon=":material/download:",
             data=lambda: adapter_archive(chosen.name, chosen.version),
             file_name=f"{chosen.name}-v{chosen.version}.zip",
             mime="application/zip",
             key="adapter_download",
             on_click="ignore",
         )
-        if actions[1].button("🗑️ Delete", key="adapter_delete"):
+        if actions[1].button("Delete", key="adapter_delete", icon=":material/delete:"):
             confirm_delete(chosen.name, chosen.version)
         with st.expander("Use outside the console"):
             for title, command in chosen.usage_commands().items():
                 st.caption(title)
                 st.code(command, language="bash")
-        st.markdown("**Lineage**")
-        st.json(
-            {
-                "base_model": chosen.base_model,
-                "dataset": chosen.dataset,
-                "eval_dataset": chosen.eval_dataset,
-                "metrics": chosen.metrics,
-                "training": chosen.training,
-                "config": chosen.config,
-            },
-            expanded=False,
-        )
+        lineage(chosen)

@@ -13,7 +13,7 @@ PAGE_SIZE = 50
 RAW_ONLY = "— raw rows only —"
 MIME = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 
-st.title("📁 Data Browser")
+st.title("Data Browser")
 st.caption("Raw retailer data as it arrives, before harmonization. Filter, preview through a mapping, export.")
 
 

@@ -11,7 +11,7 @@ from pages.common import attempt, generation_settings, human_size, paginate, pla
 from pages.session import can
 from services import datasets as library
 from services.access import Role
-from services.demo import submit_demo_adapters
+from services.demo import missing_demo_datasets, submit_demo_adapters
 from services.federation import (
     APPROXIMATIONS,
     EXACT_COMBINATION,
@@ -134,7 +134,8 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
         )
         if combination != EXACT_COMBINATION:
             st.warning(
-                f"**{combination}** is an approximation, not the weighted sum: {APPROXIMATIONS[combination]}", icon="⚠️"
+                f"**{combination}** is an approximation, not the weighted sum: {APPROXIMATIONS[combination]}",
+                icon=":material/warning:",
             )
         options["combination"] = combination
     if "merged" in offered:
@@ -168,7 +169,7 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
         placeholder="amazon + planning (gated)",
         help="Empty: named after its adapters and method. Saved names must be unique.",
     )
-    if st.button("🔗 Create Federation", type="primary", key="fed_create"):
+    if st.button("Create Federation", type="primary", key="fed_create", icon=":material/hub:"):
         with st.spinner("Composing" + (" and training the router…" if "routing" in offered else "…")):
             federation = attempt(
                 lambda: compose_federation(
@@ -185,7 +186,9 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
         if federation is not None:
             st.session_state["fed_active"] = federation
             st.session_state.pop("fed_result", None)
-            st.success(f"Composed **{plain(federation.name)}**: test it below, then save it.", icon="✅")
+            st.success(
+                f"Composed **{plain(federation.name)}**: test it below, then save it.", icon=":material/check_circle:"
+            )
 
 
 def stack_box(title: str, detail: str, accent: str) -> str:
@@ -226,6 +229,11 @@ def router_panel(federation: Federation) -> None:
             {"Adapter": list(router.train_examples), "Training prompts": list(router.train_examples.values())}
         ),
         hide_index=True,
+        width="stretch",
+        column_config={
+            "Adapter": st.column_config.TextColumn(width="medium"),
+            "Training prompts": st.column_config.NumberColumn(width="medium"),
+        },
     )
 
 
@@ -234,7 +242,7 @@ def confirm_delete(federation: Federation) -> None:
     st.warning(
         f"This deletes the saved federation **{plain(federation.name)}** ({federation.id}). Its adapters stay in the "
         "registry.",
-        icon="🗑️",
+        icon=":material/delete:",
     )
     if st.button("Delete permanently", type="primary", key="fed_delete_confirm"):
         try:
@@ -269,13 +277,13 @@ def saved_panel(saved: list[Federation]) -> None:
     names = {f.id: f"{f.name} · {f.id}" for f in saved}
     picked = st.selectbox("Saved federation", list(names), format_func=names.get, key="fed_saved_pick")
     load, delete = st.columns(2)
-    if load.button("📂 Load", key="fed_load"):
+    if load.button("Load", key="fed_load", icon=":material/folder_open:"):
         federation = attempt(lambda: load_federation(picked), "retry_fed_load")
         if federation is not None:
             st.session_state["fed_active"] = federation
             st.session_state.pop("fed_result", None)
             st.rerun()
-    if delete.button("🗑️ Delete", key="fed_delete"):
+    if delete.button("Delete", key="fed_delete", icon=":material/delete:"):
         confirm_delete(next(f for f in saved if f.id == picked))
 
 
@@ -293,7 +301,8 @@ def active_panel() -> None:
             stack(federation)
             router_panel(federation)
             if st.button(
-                "💾 Save",
+                "Save",
+                icon=":material/save:",
                 key="fed_save",
                 disabled=is_saved,
                 help="Already saved" if is_saved else "Write this federation to the registry",
@@ -371,7 +380,9 @@ def test_panel() -> None:
     prompt = st.text_area("Prompt", key="fed_prompt", height=100)
     with st.expander("Generation settings"):
         settings = generation_settings("fed_gen_")
-    run = st.button("▶️ Run Inference", type="primary", key="fed_run", disabled=not prompt.strip())
+    run = st.button(
+        "Run Inference", type="primary", key="fed_run", icon=":material/play_arrow:", disabled=not prompt.strip()
+    )
     box = st.container(border=True, key="fed_response")
     box.markdown("**Response**")
     if run:
@@ -414,7 +425,7 @@ def score_summary(column, title: str, score: FederationScore) -> None:
 
 
 def mark(correct: bool | None) -> str:
-    return "—" if correct is None else "✅" if correct else "❌"
+    return "—" if correct is None else "✓" if correct else "✗"
 
 
 def ab_results(names: tuple[str, str], scores: tuple[FederationScore, FederationScore]) -> None:
@@ -459,6 +470,16 @@ def ab_results(names: tuple[str, str], scores: tuple[FederationScore, Federation
     )
 
 
+def keep_distinct_choices(ids: list[str]) -> None:
+    """A or B chose a federation that is gone (deleted): pick one the other side does not show, so the A/B tab
+    never says "A and B are the same" about a choice the user did not make."""
+    first, second = st.session_state.get("ab_a"), st.session_state.get("ab_b")
+    if first not in ids:
+        first = st.session_state["ab_a"] = next(i for i in ids if i != second)
+    if second not in ids:
+        st.session_state["ab_b"] = next(i for i in ids if i != first)
+
+
 def ab_panel() -> None:
     """Two saved federations on the same prompts: typed ones, or the first rows of an evaluation dataset."""
     saved = attempt(list_federations, "retry_ab_saved")
@@ -471,9 +492,10 @@ def ab_panel() -> None:
         )
         return
     names = {f.id: f"{f.name} · {f.id}" for f in saved}
+    keep_distinct_choices(list(names))
     left, right = st.columns(2)
     first = left.selectbox("Federation A", list(names), format_func=names.get, key="ab_a")
-    second = right.selectbox("Federation B", list(names), index=1, format_func=names.get, key="ab_b")
+    second = right.selectbox("Federation B", list(names), format_func=names.get, key="ab_b")
     source = st.radio(
         "Prompts",
         ["typed", "dataset"],
@@ -500,8 +522,14 @@ def ab_panel() -> None:
     with st.expander("Generation settings"):
         settings = generation_settings("ab_gen_")
     if first == second:
-        st.warning("Federation A and B are the same: pick two different federations.", icon="⚠️")
-    if st.button("▶️ Run A/B", type="primary", key="ab_run", disabled=first == second or not records):
+        st.warning("Federation A and B are the same: pick two different federations.", icon=":material/warning:")
+    if st.button(
+        "Run A/B",
+        type="primary",
+        key="ab_run",
+        icon=":material/compare_arrows:",
+        disabled=first == second or not records,
+    ):
         with st.spinner(f"Answering {len(records)} prompts with both federations…"):
             scores = attempt(
                 lambda: compare_federations(
@@ -516,25 +544,39 @@ def ab_panel() -> None:
 
 
 def demo_adapters_button() -> None:
-    """One click from an empty registry to the demo: queue the Amazon retailer and planning adapters."""
+    """One click from an empty registry to the demo: load the demo data if needed, then queue the Amazon retailer
+    and planning adapters."""
+    missing = attempt(missing_demo_datasets, "retry_fed_demo_data")
+    if missing is None:
+        return
     st.caption(
-        "Or train the two demo adapters (Amazon retailer mapping and campaign planning, on the embedded "
-        "model): they queue on the Training Jobs page and take about 16 minutes on a 2-core CPU."
+        (
+            "The demo data is not loaded yet: this first adds the demo's raw sources, mappings and datasets. "
+            if missing
+            else ""
+        )
+        + "Then it queues the two demo adapters (Amazon retailer mapping and campaign planning, on the embedded "
+        "model); they train on the Training Jobs page in about 16 minutes on a 2-core CPU."
     )
-    if st.button("🚀 Train the demo adapters", key="fed_demo_adapters"):
-        job_ids = attempt(submit_demo_adapters, "retry_fed_demo")
+    label = "Load the demo data and train the demo adapters" if missing else "Train the demo adapters"
+    if st.button(label, key="fed_demo_adapters", icon=":material/model_training:"):
+        with st.spinner("Preparing the demo…"):
+            job_ids = attempt(lambda: submit_demo_adapters(load_demo_data=True), "retry_fed_demo")
         if job_ids is not None:
-            st.success(f"Queued {len(job_ids)} training job(s). Follow them on the Training Jobs page.", icon="✅")
-            st.page_link("pages/training_jobs.py", label="Open Training Jobs", icon="🚀")
+            st.success(
+                f"Queued {len(job_ids)} training job(s). Follow them on the Training Jobs page.",
+                icon=":material/check_circle:",
+            )
+            st.page_link("pages/training_jobs.py", label="Open Training Jobs", icon=":material/model_training:")
 
 
-st.title("🔗 LoRA Federation & Composition")
+st.title("LoRA Federation & Composition")
 st.caption(
     "Compose trained adapters over one base model (additive, gated or sequential), test the result live, "
     "save it, and compare two federations on the same prompts."
 )
 if flash := st.session_state.pop("fed_flash", None):
-    st.success(flash, icon="✅")
+    st.success(flash, icon=":material/check_circle:")
 show_broken(attempt(lambda: broken_files("adapters", "federations"), "retry_broken") or [])
 adapters = attempt(list_adapters, "retry_fed_adapters")
 compose_col, active_col = st.columns(2, gap="large")
@@ -556,7 +598,7 @@ with compose_col:
 with active_col:
     st.subheader("Active Federation")
     active_panel()
-test_tab, ab_tab = st.tabs(["▶️ Test Federation", "🆚 A/B"])
+test_tab, ab_tab = st.tabs([":material/play_arrow: Test Federation", ":material/compare_arrows: A/B"])
 with test_tab:
     test_panel()
 with ab_tab:

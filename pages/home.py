@@ -7,7 +7,7 @@ from pages.common import attempt, show_broken
 from services.health import broken_files
 from services.overview import recent_activity, registry_overview
 
-st.title("🧩 RMN LoRA Console")
+st.title("RMN LoRA Console")
 st.caption(
     "Datasets, retailer schema mappings, LoRA adapters and their federations for a retail media network: "
     "one console, one machine."
@@ -35,12 +35,12 @@ if overview is not None:
 
 st.subheader("Quick actions")
 actions = st.columns(3)
-actions[0].page_link("pages/dataset_library.py", label="Upload or validate a dataset", icon="📊")
-actions[1].page_link("pages/schema_mappings.py", label="Edit a retailer mapping", icon="🗺️")
-actions[2].page_link("pages/data_browser.py", label="Browse raw retailer data", icon="📁")
-actions[0].page_link("pages/training_jobs.py", label="Train an adapter", icon="🚀")
-actions[1].page_link("pages/federations.py", label="Compose and test a federation", icon="🔗")
-actions[2].page_link("pages/playground.py", label="Try a prompt in the Playground", icon="🧪")
+actions[0].page_link("pages/dataset_library.py", label="Upload or validate a dataset", icon=":material/dataset:")
+actions[1].page_link("pages/schema_mappings.py", label="Edit a retailer mapping", icon=":material/schema:")
+actions[2].page_link("pages/data_browser.py", label="Browse raw retailer data", icon=":material/table_view:")
+actions[0].page_link("pages/training_jobs.py", label="Train an adapter", icon=":material/model_training:")
+actions[1].page_link("pages/federations.py", label="Compose and test a federation", icon=":material/hub:")
+actions[2].page_link("pages/playground.py", label="Try a prompt in the Playground", icon=":material/science:")
 
 st.subheader("Recent activity")
 events = attempt(lambda: recent_activity(limit=10), "retry_activity")

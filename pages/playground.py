@@ -84,7 +84,7 @@ def show_metrics(entry: HistoryEntry) -> None:
 
 @st.dialog("Clear the playground history")
 def confirm_clear() -> None:
-    st.warning("This deletes every saved run. Adapters and federations are not touched.", icon="🗑️")
+    st.warning("This deletes every saved run. Adapters and federations are not touched.", icon=":material/delete:")
     if st.button("Clear history", type="primary", key="pg_clear_confirm"):
         try:
             removed = clear_history()
@@ -133,23 +133,24 @@ def history_panel() -> None:
         format_func=lambda i: f"{by_id[i].time:%Y-%m-%d %H:%M:%S} · {by_id[i].label} · {by_id[i].prompt[:60]}",
     )
     load.button(
-        "↩️ Load",
+        "Load",
+        icon=":material/history:",
         key="pg_history_load",
         on_click=load_entry,
         args=(by_id[chosen],),
         help="Put this run's target, prompt and settings back into the form",
     )
-    if clear.button("🗑️ Clear history", key="pg_history_clear"):
+    if clear.button("Clear history", key="pg_history_clear", icon=":material/delete_sweep:"):
         confirm_clear()
 
 
-st.title("🧪 Playground")
+st.title("Playground")
 st.caption(
     "Try a prompt on a base model, one adapter version or a saved federation. Every run is saved in the "
     "history below, with its settings and what it cost."
 )
 if flash := st.session_state.pop("pg_flash", None):
-    st.success(flash, icon="✅")
+    st.success(flash, icon=":material/check_circle:")
 form, output = st.columns([2, 3], gap="large")
 with form:
     target = pick_target()
@@ -166,7 +167,9 @@ with form:
     prompt = st.text_area("Prompt", key="pg_prompt", height=130)
     with st.expander("Generation settings"):
         settings = generation_settings(GEN)
-    run = st.button("▶️ Run", type="primary", key="pg_run", disabled=target is None or not prompt.strip())
+    run = st.button(
+        "Run", type="primary", key="pg_run", icon=":material/play_arrow:", disabled=target is None or not prompt.strip()
+    )
 with output:
     st.subheader("Output")
     box = st.container(border=True, key="pg_output")

@@ -3,14 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import plain, show_error
+from pages.common import done, plain, show_error
 from services import ConsoleError, NotFound, mappings
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
 PREVIEW_ROWS = 20
 STATUS_LABELS = {"active": "Active", "draft": "Draft", "invalid": "Unreadable"}
 
-st.title("🗺️ Schema Mappings")
+st.title("Schema Mappings")
 st.caption("How each retailer's raw fields become RMIS fields. Field status is computed from the source's sample rows.")
 
 
@@ -64,17 +64,24 @@ def test_panel(candidate: mappings.Mapping, sample: pd.DataFrame) -> None:
     failing = [status for status in statuses if status.failing_rows]
     if failing:
         names = ", ".join(status.target for status in failing)
-        st.error(f"{len(failing)} of {len(statuses)} fields fail on the {len(sample)} sample rows: {names}.")
+        show_error(
+            f"{len(failing)} of {len(statuses)} fields of the edited mapping fail on the {len(sample)} sample rows: "
+            f"{names}. They are listed first below."
+        )
     else:
-        st.success(f"All {len(statuses)} fields succeed on the {len(sample)} sample rows.")
+        st.success(f"All {len(statuses)} fields of the edited mapping succeed on the {len(sample)} sample rows.")
+    # The test's own statuses, failing fields first and every row in view (the grid above shows the saved version's).
+    ordered = sorted(statuses, key=lambda s: s.failing_rows == 0)
     st.dataframe(
         pd.DataFrame(
             [
                 {"Target": s.target, "Source": s.source or "—", "Transform": s.transform, "Status": s.label}
-                for s in statuses
+                for s in ordered
             ]
         ),
         hide_index=True,
+        height=(len(ordered) + 1) * 35 + 3,
+        column_config={"Status": st.column_config.TextColumn("Status (edited mapping)", width="large")},
     )
     preview = sample.head(PREVIEW_ROWS)
     raw_column, harmonized_column = st.columns(2)
@@ -91,7 +98,7 @@ def save(candidate: mappings.Mapping | str, current: mappings.Mapping) -> None:
     try:
         saved = mappings.save_mapping(candidate, expected_retailer=current.retailer)
     except ConsoleError as error:
-        st.error(f"Not saved: {error}\n\nNothing was changed.")
+        show_error(f"Not saved: {error} Nothing was changed.")
         return
     if saved.version == current.version:
         st.session_state["mapping_flash"] = f"No changes to save: {saved.retailer} stays at v{saved.version}."
@@ -109,7 +116,7 @@ def pending_edits(state: dict, version: str) -> None:
     }
     if any(counts.values()):
         summary = ", ".join(f"{count} {kind} row{'s' if count > 1 else ''}" for kind, count in counts.items() if count)
-        st.caption(f"✏️ Unsaved changes to v{version}: {summary}. Save to keep them.")
+        st.caption(f":material/edit: Unsaved changes to v{version}: {summary}. Save to keep them.")
 
 
 def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[mappings.FieldStatus]) -> None:
@@ -141,7 +148,12 @@ def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[m
             ),
             "params": st.column_config.TextColumn("Params (JSON)", help='e.g. {"divisor": 1000000}', width="medium"),
             "notes": st.column_config.TextColumn("Notes"),
-            "status": st.column_config.TextColumn("Status on sample rows", disabled=True, width="medium"),
+            "status": st.column_config.TextColumn(
+                f"Status of saved v{mapping.version}",
+                disabled=True,
+                width="medium",
+                help="How the saved version fares on the sample rows; Test mapping checks your edits.",
+            ),
         },
     )
     pending_edits(st.session_state.get(f"mapping_editor_{revision}", {}), mapping.version)
@@ -159,7 +171,7 @@ def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[m
     try:
         candidate = mappings.mapping_from_editor(mapping, edited.to_dict("records"), status=status)
     except ConsoleError as error:
-        st.error(f"Not saved: {error}\n\nNothing was changed." if save_clicked else str(error))
+        show_error(f"Not saved: {error} Nothing was changed." if save_clicked else error)
         return
     if save_clicked:
         save(candidate, mapping)
@@ -183,6 +195,53 @@ def history_tab(mapping: mappings.Mapping) -> None:
     st.code(mappings.get_mapping_yaml(mapping.retailer, version), language="yaml")
 
 
+def generator_tab(mapping: mappings.Mapping) -> None:
+    """A mapping run on a raw source gives an SFT dataset (prompt: a raw value, answer: its RMIS value) and a
+    held-out evaluation split, both in the Dataset Library."""
+    sources = {source.id: source for source in mappings.list_sources() if source.generated}
+    if not sources:
+        st.info("No raw source has been generated yet: generate the sample sources in the Data Browser.")
+        return
+    ids = list(sources)
+    left, right = st.columns(2)
+    source_id = left.selectbox(
+        "Raw source",
+        ids,
+        index=ids.index(mapping.source_id) if mapping.source_id in ids else 0,
+        format_func=lambda i: f"{sources[i].title} · {sources[i].rows:,} rows",
+        key=f"generate_source_{mapping.slug}",
+        help="The mapping's own source is preselected; another source works where it has the same columns.",
+    )
+    share = right.slider(
+        "Held-out share",
+        min_value=0.05,
+        max_value=0.5,
+        value=mappings.EVAL_SHARE,
+        step=0.05,
+        format="percent",
+        key=f"generate_share_{mapping.slug}",
+        help="Examples kept out of training for the evaluation split (enum values are always trained on).",
+    )
+    if st.button(
+        f"Generate SFT dataset from {mapping.retailer} v{mapping.version}",
+        key="generate_dataset",
+        type="primary",
+        icon=":material/dataset:",
+    ):
+        with st.spinner("Running the mapping on the raw rows…"):
+            try:
+                pair = mappings.generate_training_data(mapping.retailer, source_id, share)
+            except Exception as error:  # noqa: BLE001 — a readable error, never a traceback
+                show_error(error, "generate_retry")
+                return
+        evaluation = pair.evaluation
+        message = f"Dataset {pair.train.name} v{pair.train.version}: {pair.train.rows:,} training examples" + (
+            f"; {evaluation.name} v{evaluation.version}: {evaluation.rows:,} held-out examples." if evaluation else "."
+        )
+        done(message)
+        st.success(plain(message) + " Train on it in Training Jobs.", icon=":material/check_circle:")
+
+
 def schema_tab() -> None:
     st.dataframe(
         pd.DataFrame(
@@ -203,7 +262,7 @@ def schema_tab() -> None:
 
 def main() -> None:
     if flash := st.session_state.pop("mapping_flash", None):
-        st.success(flash)
+        st.success(plain(flash), icon=":material/check_circle:")
     summaries = mappings.list_mappings()
     if not summaries:
         install_panel()
@@ -230,13 +289,17 @@ def main() -> None:
         st.warning(f"Missing required RMIS fields: {', '.join(cov.missing)}.")
     if mapping.description:
         st.caption(plain(mapping.description))
-    editor, raw_yaml, history, schema = st.tabs(["Field mapping", "YAML", "History", "RMIS schema"])
+    editor, raw_yaml, history, generator, schema = st.tabs(
+        ["Field mapping", "YAML", "History", "Training data", "RMIS schema"]
+    )
     with editor:
         editor_tab(mapping, sample, statuses)
     with raw_yaml:
         yaml_tab(mapping)
     with history:
         history_tab(mapping)
+    with generator:
+        generator_tab(mapping)
     with schema:
         schema_tab()
 

@@ -120,10 +120,10 @@ class FieldStatus(BaseModel):
     @property
     def label(self) -> str:
         if self.status == "ok":
-            return "✅ ok"
+            return "✓ ok"
         if self.status == "untested":
-            return "➖ untested (no sample rows)"
-        icon = "⚠️" if self.status == "partial" else "❌"
+            return "– untested (no sample rows)"
+        icon = "!" if self.status == "partial" else "✗"
         return f"{icon} {self.failing_rows}/{self.checked_rows} rows fail: {self.first_error}"
 
 
@@ -143,7 +143,7 @@ class HarmonizeResult(BaseModel):
     def display_frame(self) -> pd.DataFrame:
         """Harmonized values as text, with each failing cell showing its reason instead of a blank."""
         shown = self.frame.map(lambda value: "" if value is None else str(value))
-        reasons = self.errors.map(lambda error: f"❌ {error}" if error else "")
+        reasons = self.errors.map(lambda error: f"✗ {error}" if error else "")
         return shown.where(~self.failed, reasons)
 
 
@@ -364,7 +364,7 @@ def editor_rows(mapping: Mapping, statuses: list[FieldStatus] | None = None) -> 
                 "transform": field.transform,
                 "params": json.dumps(field.params, ensure_ascii=False) if field.params else "",
                 "notes": field.notes,
-                "status": labels.get(field.target, "➖ untested"),
+                "status": labels.get(field.target, "– untested"),
             }
             for field in mapping.fields
         ],

@@ -84,7 +84,7 @@ def test_harmonize_marks_exactly_the_failing_cells(seeded):
     assert result.frame.shape == result.failed.shape == result.errors.shape == (len(rows), len(mapping.fields))
     first_bad = result.errors["placement_type"].dropna().iloc[0]
     assert "is not in the enum_map table" in first_bad
-    assert result.display_frame().loc[result.failed["placement_type"], "placement_type"].str.startswith("❌").all()
+    assert result.display_frame().loc[result.failed["placement_type"], "placement_type"].str.startswith("✗").all()
 
 
 def test_field_status_is_ok_partial_failing_or_untested(seeded):
@@ -100,11 +100,11 @@ def test_field_status_is_ok_partial_failing_or_untested(seeded):
         )
     )
     statuses = {s.target: s for s in mappings.field_status(mapping, mappings.sample_rows(mapping))}
-    assert statuses["event_id"].status == "ok" and statuses["event_id"].label == "✅ ok"
+    assert statuses["event_id"].status == "ok" and statuses["event_id"].label == "✓ ok"
     assert statuses["placement_type"].status == "partial" and 0 < statuses["placement_type"].failing_rows < 200
     assert statuses["clicks"].status == "failing" and statuses["clicks"].failing_rows == 200
     assert statuses["clicks"].first_error == "column 'click_count' is not in the source"
-    assert statuses["clicks"].label.startswith("❌ 200/200 rows fail")
+    assert statuses["clicks"].label.startswith("✗ 200/200 rows fail")
     empty = mappings.field_status(mapping, pd.DataFrame())
     assert {s.status for s in empty} == {"untested"}
 
@@ -385,7 +385,7 @@ def test_page_renders_and_tests_a_mapping(seeded, monkeypatch):
     assert app.selectbox(key="mapping_retailer").value == "Amazon"
     app.button(key="test_mapping").click().run()
     assert not app.exception and not app.error
-    assert app.success[0].value == "All 15 fields succeed on the 200 sample rows."
+    assert app.success[0].value == "All 15 fields of the edited mapping succeed on the 200 sample rows."
 
     app.selectbox(key="mapping_retailer").select("Instacart").run()
     assert "placement_type, currency" in app.warning[0].value

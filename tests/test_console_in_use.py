@@ -1,0 +1,89 @@
+"""Issue 11 items that need no browser; each test is named after its item (the browser ones are in tests/browser)."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Emoji and pictographs: Debian's headless Chromium has no font for them, so each one is an empty box there.
+EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u2712\u2714-\u2716\u2718-\u27bf\u2b00-\u2bff\ufe0f]")
+
+
+def test_item_14_navigation_and_pages_use_material_icons_not_emoji() -> None:
+    """Navigation, titles, buttons and messages use `:material/...:` icons; ✓ and ✗ (plain text symbols) stay."""
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in [ROOT / "app.py", ROOT / "registry" / "mappings.py", *sorted((ROOT / "pages").glob("*.py"))]
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if EMOJI.search(line)
+    ]
+    assert not found, "emoji in the UI:\n" + "\n".join(found)
+
+
+def test_item_9_error_text_is_shown_literally() -> None:
+    """`plain` escapes what Markdown and Streamlit's directives would read, so `__init__.py` is not bold "init.py",
+    a link is not a link and `:red[...]` is not coloured; unescaping gives back the exact text."""
+    from pages.common import plain
+
+    text = "Failed in __init__.py: see [docs](http://x) or <img src=x> :red[alert] $x$ *y* `z` #1 | ~a~"
+    escaped = plain(text)
+    assert re.sub(r"\\(.)", r"\1", escaped) == text
+    assert not re.search(r"(?<!\\)[_\[\]<>:$*`#|~]", escaped), escaped
+
+
+def test_item_15_schema_mappings_generates_an_sft_dataset_and_its_eval_split(registry) -> None:
+    """Schema Mappings → Training data: pick the mapping, a raw source and a held-out share, press the button; the
+    library gets the SFT dataset and its evaluation split, with about that share held out."""
+    from streamlit.testing.v1 import AppTest
+
+    from services import datasets, mappings
+
+    mappings.install_demo_data()
+    at = AppTest.from_file(str(ROOT / "pages" / "schema_mappings.py"), default_timeout=120).run()
+    assert not at.exception
+    at.selectbox(key="mapping_retailer").select("Walmart").run()
+    assert at.selectbox(key="generate_source_walmart").value == mappings.get_mapping("Walmart").source_id
+    at.slider(key="generate_share_walmart").set_value(0.3).run()
+    at.button(key="generate_dataset").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("retailer_walmart_sft v1" in t.value.replace("\\", "") for t in at.toast)
+    train = datasets.get_dataset("retailer_walmart_sft")
+    held = datasets.get_dataset("retailer_walmart_eval")
+    assert held.kind.value == "evaluation" and train.rows > 0
+    # Enum values are never held out, so the share of all examples is somewhat under 30 %.
+    assert 0.15 < held.rows / (held.rows + train.rows) < 0.35
+
+
+def test_item_15_a_source_without_the_mappings_columns_is_refused(registry) -> None:
+    from registry.errors import ConsoleError
+    from services import datasets, mappings
+
+    mappings.install_demo_data()
+    other = next(s.id for s in mappings.list_sources() if s.id != mappings.get_mapping("Amazon").source_id)
+    with pytest.raises(ConsoleError, match="Amazon mapping can map"):
+        mappings.generate_training_data("Amazon", other, 0.2)
+    assert "retailer_amazon_sft" not in {d.name for d in datasets.list_datasets()}
+
+
+def test_item_13_listing_base_models_for_the_form_imports_no_torch(tmp_path) -> None:
+    """The Training Jobs form lists base models before it draws: that imported transformers and torch (the first
+    render after a restart waited for them). Listing reads config.json and safetensors headers only."""
+    import os
+    import subprocess
+    import sys
+
+    from tiny_model import build_tiny_model
+
+    build_tiny_model(tmp_path / "models" / "tiny-llama")
+    code = (
+        "import sys; from services.training import list_base_models; "
+        "ids = [m.id for m in list_base_models()]; "
+        "print(ids, sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules))"
+    )
+    env = {**os.environ, "RMN_LORA_HOME": str(tmp_path / "home"), "RMN_LORA_MODELS": str(tmp_path / "models")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert result.stdout.strip().endswith("[]"), result.stdout
+    assert "tiny-llama" in result.stdout
