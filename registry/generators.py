@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from registry.datasets import DatasetRecord, write_records
+from registry.errors import ConsoleError
 from registry.layout import Registry, open_registry
 from registry.mappings import get_mapping, harmonize
 from registry.plans import NO_CHANNEL, Allocation, Plan, render_plan
@@ -42,6 +43,10 @@ class GeneratedPair(BaseModel):
     evaluation: DatasetRecord | None = None
 
 
+class NoExamples(ConsoleError):
+    """A generator found nothing to learn from (e.g. a raw source with none of the mapping's columns)."""
+
+
 def held_out(key: str, share: float = EVAL_SHARE) -> bool:
     """A stable split: the same example lands on the same side on every machine and every run."""
     return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF < share
@@ -55,15 +60,18 @@ def mapping_answer(target: str, value: Any) -> str:
     return f"{target}: {value}"
 
 
-def retailer_examples(retailer: str, registry: Registry | None = None) -> list[dict[str, Any]]:
-    """One example per distinct (field, raw value), answers computed by the mapping itself.
+def retailer_examples(
+    retailer: str, registry: Registry | None = None, source_id: str | None = None
+) -> list[dict[str, Any]]:
+    """One example per distinct (field, raw value) of the raw source (the mapping's own by default), answers
+    computed by the mapping itself.
 
     `pinned` examples are never held out: enum-mapped values, which are few and must each be seen in training, and
     the extra examples of computed fields past MAX_EXAMPLES_PER_FIELD.
     """
     registry = registry or open_registry()
     mapping = get_mapping(retailer, registry=registry)
-    rows = load_source(mapping.source_id, registry=registry)
+    rows = load_source(source_id or mapping.source_id, registry=registry)
     result = harmonize(mapping, rows)
     examples: list[dict[str, Any]] = []
     for field in mapping.fields:
@@ -183,17 +191,35 @@ def policy_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
     return examples
 
 
-def generate_retailer_dataset(retailer: str, registry: Registry | None = None) -> GeneratedPair:
+def generate_retailer_dataset(
+    retailer: str,
+    registry: Registry | None = None,
+    *,
+    source_id: str | None = None,
+    eval_share: float = EVAL_SHARE,
+) -> GeneratedPair:
+    """The SFT dataset `retailer_<slug>_sft` and its held-out split `retailer_<slug>_eval` (`eval_share` of the
+    examples that may be held out) from a raw source, the mapping's own by default."""
     registry = registry or open_registry()
     mapping = get_mapping(retailer, registry=registry)
+    if not 0 < eval_share < 1:
+        raise NoExamples(f"The held-out share must be between 0 and 1 (exclusive), not {eval_share}.")
+    source = source_id or mapping.source_id
+    examples = retailer_examples(retailer, registry, source)
+    if not examples:
+        raise NoExamples(
+            f"{source} has no values the {mapping.retailer} mapping can map (none of its source columns, or every "
+            "value fails). Pick the mapping's own source or fix the mapping."
+        )
     slug = mapping.retailer.lower()
     return _write_split(
-        retailer_examples(retailer, registry),
+        examples,
         f"retailer_{slug}",
         DatasetKind.ALPACA,
-        f"Field mappings for {mapping.retailer} -> RMIS, computed by mapping v{mapping.version}.",
-        f"generator:retailer_sft ({mapping.retailer} mapping v{mapping.version})",
+        f"Field mappings for {mapping.retailer} -> RMIS from {source}, computed by mapping v{mapping.version}.",
+        f"generator:retailer_sft ({mapping.retailer} mapping v{mapping.version}, {source})",
         registry,
+        share=eval_share,
     )
 
 
@@ -228,6 +254,7 @@ def _write_split(
     origin: str,
     registry: Registry,
     with_eval: bool = True,
+    share: float = EVAL_SHARE,
 ) -> GeneratedPair:
     examples = list(examples)
     suffix = "dpo" if kind is DatasetKind.DPO else "sft"
@@ -237,7 +264,7 @@ def _write_split(
                 f"{stem}_{suffix}", examples, kind, description=description, origin=origin, registry=registry
             )
         )
-    is_eval = [held_out(e["instruction"]) and not e.get("pinned", False) for e in examples]
+    is_eval = [held_out(e["instruction"], share) and not e.get("pinned", False) for e in examples]
     examples = [{k: v for k, v in e.items() if k != "pinned"} for e in examples]
     train = [e for e, evaluated in zip(examples, is_eval, strict=True) if not evaluated]
     evaluation = [

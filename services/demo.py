@@ -31,11 +31,27 @@ def seed_demo(registry: Registry | None = None) -> list[str]:
     return [record.name for pair in pairs for record in (pair.train, pair.evaluation) if record is not None]
 
 
-def submit_demo_adapters() -> list[str]:
-    """Queue training of the demo adapters that are not in the registry yet (on the embedded model); job ids."""
+def missing_demo_datasets() -> list[str]:
+    """The datasets the demo adapters train and evaluate on that the library does not hold."""
+    from registry.datasets import list_datasets
+
+    held = {record.name for record in list_datasets()}
+    wanted = [name for _, train, evaluation, _ in DEMO_ADAPTERS.values() for name in (train, evaluation)]
+    return [name for name in wanted if name not in held]
+
+
+def submit_demo_adapters(load_demo_data: bool = False) -> list[str]:
+    """Queue training of the demo adapters that are not in the registry yet (on the embedded model); job ids.
+
+    With `load_demo_data`, the demo's raw sources, mappings and datasets are added first where missing (seeding is
+    idempotent), so an empty registry is one click from the demo instead of a "no dataset named ..." error.
+    """
     from registry.errors import NotFound
     from services.training import submit_training_job
     from training.adapters import get_adapter
+
+    if load_demo_data and missing_demo_datasets():
+        seed_demo()
 
     job_ids = []
     for name, (adapter_type, dataset, evaluation, config) in DEMO_ADAPTERS.items():

@@ -4,7 +4,7 @@ from registry import generators as _generators
 from registry import mappings as _mappings
 from registry import raw_sources as _raw_sources
 from registry.access import Role, requires
-from registry.generators import GeneratedPair
+from registry.generators import EVAL_SHARE, GeneratedPair
 from registry.layout import open_registry
 from registry.mappings import (
     FieldStatus,
@@ -36,6 +36,7 @@ from registry.rmis import FIELDS_BY_NAME as RMIS_FIELDS_BY_NAME
 from registry.transforms import TRANSFORMS
 
 __all__ = [
+    "EVAL_SHARE",
     "RMIS_FIELDS",
     "RMIS_FIELDS_BY_NAME",
     "TRANSFORMS",
@@ -55,6 +56,7 @@ __all__ = [
     "generate_raw_sources",
     "generate_retailer_dataset",
     "generate_sample_sources",
+    "generate_training_data",
     "get_mapping",
     "get_mapping_yaml",
     "harmonize",
@@ -74,6 +76,14 @@ save_mapping = requires(Role.PRACTITIONER, "mappings.save")(_mappings.save_mappi
 install_demo_mappings = requires(Role.PRACTITIONER, "mappings.install_demo")(_mappings.install_demo_mappings)
 generate_raw_sources = requires(Role.PRACTITIONER, "raw_sources.generate")(_raw_sources.generate_raw_sources)
 generate_retailer_dataset = requires(Role.PRACTITIONER, "datasets.generate")(_generators.generate_retailer_dataset)
+
+
+@requires(Role.PRACTITIONER, "datasets.generate")
+def generate_training_data(
+    retailer: str, source_id: str | None = None, eval_share: float = EVAL_SHARE
+) -> GeneratedPair:
+    """An SFT dataset and its held-out evaluation split in the library, from a mapping run on a raw source."""
+    return _generators.generate_retailer_dataset(retailer, source_id=source_id, eval_share=eval_share)
 
 
 @requires(Role.PRACTITIONER, "mappings.install_demo_data")

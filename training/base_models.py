@@ -101,8 +101,13 @@ def _cached_snapshot(repo_id: str) -> Path:
         ) from None
 
 
-def describe_folder(path: Path, model_id: str, source: Source) -> BaseModelInfo:
-    """Check that `path` is a safetensors causal-LM checkpoint and describe it from its headers."""
+def describe_folder(path: Path, model_id: str, source: Source, *, check_loadable: bool = True) -> BaseModelInfo:
+    """Check that `path` is a safetensors causal-LM checkpoint and describe it from its headers.
+
+    Without `check_loadable` (listing models for a form), the architecture named in config.json is trusted and
+    transformers is not imported, which would pull in torch: seconds before a page can draw its form. Training and
+    composition resolve the model with the full check.
+    """
     config_file = path / "config.json"
     if not config_file.is_file():
         raise BaseModelError(f"{path} has no config.json: it is not a Hugging Face model folder.")
@@ -116,7 +121,10 @@ def describe_folder(path: Path, model_id: str, source: Source) -> BaseModelInfo:
             )
         raise BaseModelError(f"{path} has no *.safetensors weights.")
     config = _read_config(config_file)
-    _check_causal_lm(config, path)
+    if check_loadable:
+        _check_causal_lm(config, path)
+    elif not any(str(name).endswith(("ForCausalLM", "LMHeadModel")) for name in config.get("architectures") or []):
+        raise BaseModelError(f"{path.name} does not name a causal language model architecture in its config.json.")
     parameters, dtype = _count_parameters(tuple(weights))
     return BaseModelInfo(
         id=model_id,
@@ -218,12 +226,15 @@ def _count_parameters(files: tuple[Path, ...]) -> tuple[int, str]:
 
 
 def list_base_models(settings: Settings | None = None) -> list[BaseModelInfo]:
-    """The embedded default (marked not ready until converted) plus every usable folder under models_dir."""
+    """The embedded default (marked not ready until converted) plus every usable folder under models_dir.
+
+    Cheap: no transformers or torch import (the full check runs when a job or a federation resolves the model).
+    """
     settings = settings or get_settings()
     embedded = embedded_model_dir(settings)
     models: list[BaseModelInfo] = []
     try:
-        models.append(describe_folder(embedded, MODEL_NAME, "embedded"))
+        models.append(describe_folder(embedded, MODEL_NAME, "embedded", check_loadable=False))
     except BaseModelError:
         models.append(
             BaseModelInfo(
@@ -244,7 +255,7 @@ def list_base_models(settings: Settings | None = None) -> list[BaseModelInfo]:
             if folder == embedded or folder.name.startswith(".") or not folder.is_dir():
                 continue
             try:
-                models.append(describe_folder(folder, folder.name, "local"))
+                models.append(describe_folder(folder, folder.name, "local", check_loadable=False))
             except BaseModelError:
                 continue
     return models

@@ -1,0 +1,141 @@
+"""First render of every page in Chromium against the same page's rerun, median of 5, in one invocation.
+
+Each round starts a fresh `streamlit run app.py` on a demo registry (so every page pays its own imports once) and
+opens every page in a new browser session, in an order rotated by one page per round so no page is always the one
+that pays the shared imports. For each page it records:
+- first paint: from navigation to the page's title being visible (the frame drawn before any heavy work);
+- first render: from navigation to the script run finishing;
+- rerun: the same page rerun in the same session (Streamlit's "R" shortcut), once everything is imported.
+Goal (issue 11): every first render under 1.5 s on an idle machine; the ratio says what the first visit costs
+beyond a rerun on whatever machine runs it.
+
+Run: `PYTHONPATH=. .venv/bin/python bench/first_render.py [--rounds 5]` (or `make bench`).
+"""
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = {  # url path -> name
+    "": "Home",
+    "training": "Training Jobs",
+    "adapters": "Adapters",
+    "federation": "Federation",
+    "playground": "Playground",
+    "datasets": "Dataset Library",
+    "mappings": "Schema Mappings",
+    "browser": "Data Browser",
+}
+DONE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]'
+TIMEOUT_MS = 180_000
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "RMN_LORA_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+               "--browser.gatherUsageStats", "false"]  # fmt: skip
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok":
+                return server, url
+        except httpx.HTTPError:
+            time.sleep(0.25)
+    server.kill()
+    raise SystemExit("the server did not start")
+
+
+def settle(page) -> None:
+    """The script run has finished (the state flips to running within a frame of a rerun request)."""
+    page.wait_for_timeout(100)
+    page.wait_for_selector(DONE, timeout=TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=TIMEOUT_MS)
+
+
+def measure_round(browser, url: str, order: list[str]) -> dict[str, tuple[float, float, float]]:
+    """Per page: (first paint, first render, rerun) in seconds."""
+    results = {}
+    for path in order:
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        page = context.new_page()
+        start = time.perf_counter()
+        page.goto(f"{url}/{path}")
+        page.get_by_role("heading", level=1).first.wait_for(timeout=TIMEOUT_MS)
+        painted = time.perf_counter() - start
+        page.wait_for_selector(DONE, timeout=TIMEOUT_MS)
+        settle(page)
+        rendered = time.perf_counter() - start
+        page.locator("body").click(position={"x": 5, "y": 5})
+        start = time.perf_counter()
+        page.keyboard.press("r")
+        settle(page)
+        rerun = time.perf_counter() - start
+        results[path] = (painted, rendered, rerun)
+        context.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    paths = list(PAGES)
+    samples: dict[str, list[tuple[float, float, float]]] = {path: [] for path in paths}
+    with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
+        home = Path(folder) / "registry"
+        os.environ["RMN_LORA_HOME"] = str(home)
+        from services.demo import seed_demo
+
+        seed_demo()
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for round_number in range(args.rounds):
+            server, url = start_server(home)
+            try:
+                shift = round_number % len(paths)
+                for path, result in measure_round(browser, url, paths[shift:] + paths[:shift]).items():
+                    samples[path].append(result)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+        browser.close()
+    load = os.getloadavg()[0]
+    print(f"first render vs rerun, median of {args.rounds} fresh servers (load average {load:.1f} on "
+          f"{os.cpu_count()} cores at the end)")  # fmt: skip
+    print(f"{'page':<16} {'first paint':>11} {'first render':>12} {'rerun':>8} {'ratio':>6}")
+    for path, name in PAGES.items():
+        painted, rendered, rerun = (statistics.median(column) for column in zip(*samples[path], strict=True))
+        flag = "" if rendered < 1.5 else "  (goal: < 1.5 s)"
+        print(f"{name:<16} {painted:>10.2f}s {rendered:>11.2f}s {rerun:>7.2f}s {rendered / rerun:>5.1f}x{flag}")
+
+
+if __name__ == "__main__":
+    main()
