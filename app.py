@@ -47,21 +47,17 @@ navigation = st.navigation(
     {
         "": [home],
         "Training Management": [
-            st.Page(
-                "pages/training_jobs.py", title="Training Jobs", icon=":material/model_training:", url_path="training"
-            ),
-            st.Page("pages/adapters.py", title="Adapters", icon=":material/extension:", url_path="adapters"),
+            st.Page("pages/training_jobs.py", title="Training Jobs", icon=":material/model_training:"),
+            st.Page("pages/adapters.py", title="Adapters", icon=":material/extension:"),
         ],
         "Federation & Composition": [
-            st.Page("pages/federations.py", title="Federation", icon=":material/hub:", url_path="federation"),
-            st.Page("pages/playground.py", title="Playground", icon=":material/science:", url_path="playground"),
+            st.Page("pages/federations.py", title="Federation", icon=":material/hub:"),
+            st.Page("pages/playground.py", title="Playground", icon=":material/science:"),
         ],
         "Datasets & Mappings": [
-            st.Page(
-                "pages/dataset_library.py", title="Dataset Library", icon=":material/dataset:", url_path="datasets"
-            ),
-            st.Page("pages/schema_mappings.py", title="Schema Mappings", icon=":material/schema:", url_path="mappings"),
-            st.Page("pages/data_browser.py", title="Data Browser", icon=":material/table_view:", url_path="browser"),
+            st.Page("pages/dataset_library.py", title="Dataset Library", icon=":material/dataset:"),
+            st.Page("pages/schema_mappings.py", title="Schema Mappings", icon=":material/schema:"),
+            st.Page("pages/data_browser.py", title="Data Browser", icon=":material/table_view:"),
         ],
         "Account": account,
     }

@@ -39,13 +39,13 @@ CHROMIUM_ARGS = [
 ]
 PAGES = {  # url path -> name
     "": "Home",
-    "training": "Training Jobs",
+    "training_jobs": "Training Jobs",
     "adapters": "Adapters",
-    "federation": "Federation",
+    "federations": "Federation",
     "playground": "Playground",
-    "datasets": "Dataset Library",
-    "mappings": "Schema Mappings",
-    "browser": "Data Browser",
+    "dataset_library": "Dataset Library",
+    "schema_mappings": "Schema Mappings",
+    "data_browser": "Data Browser",
 }
 DONE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]'
 TIMEOUT_MS = 180_000

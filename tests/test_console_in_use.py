@@ -21,6 +21,18 @@ def test_item_14_navigation_and_pages_use_material_icons_not_emoji() -> None:
     assert not found, "emoji in the UI:\n" + "\n".join(found)
 
 
+def test_item_5_page_urls_are_their_file_names() -> None:
+    """Streamlit also reads the pages/ folder and expects each page's file name as its URL: a url_path that differs
+    (url_path="training" for pages/training_jobs.py) made a first visit show "Page not found" over the page."""
+    import ast
+
+    tree = ast.parse((ROOT / "app.py").read_text(encoding="utf-8"))
+    pages = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "Page"]
+    assert len(pages) >= 8
+    for call in pages:
+        assert not [k for k in call.keywords if k.arg == "url_path"], ast.unparse(call)
+
+
 def test_item_9_error_text_is_shown_literally() -> None:
     """`plain` escapes what Markdown and Streamlit's directives would read, so `__init__.py` is not bold "init.py",
     a link is not a link and `:red[...]` is not coloured; unescaping gives back the exact text."""

@@ -99,7 +99,7 @@ def wait_for_state(home: Path, name: str, test: Callable[[dict], bool], timeout:
     pytest.fail(f"job {name} never reached the expected state: {job_states(home).get(name)}")
 
 
-@pytest.mark.timeout(1200)  # two server starts and two trainings on a 2-core machine others share
+@pytest.mark.timeout(2400)  # two server starts and two trainings on a 2-core machine others share
 def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     console_server, browser_page, wait_for_streamlit, tmp_path, monkeypatch
 ):
@@ -120,8 +120,8 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     open_page(page, server.url, wait_for_streamlit, "Training Jobs")
     queue_job(page, wait_for_streamlit, "long_run", "short_sft", steps=300, save_steps=5)
     queue_job(page, wait_for_streamlit, "queued_run", "short_sft", steps=10, save_steps=5)
-    job_dir = home / "jobs" / wait_for_state(home, "long_run", lambda s: s["status"] == "running", 300)["id"]
-    deadline = time.monotonic() + 300
+    job_dir = home / "jobs" / wait_for_state(home, "long_run", lambda s: s["status"] == "running", 900)["id"]
+    deadline = time.monotonic() + 900
     while not list((job_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
     server.stop()
@@ -130,14 +130,16 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     assert states["queued_run"]["status"] == "queued"
 
     server = console_server(home)
-    open_page(page, server.url, wait_for_streamlit, "Training Jobs")
-    queued = wait_for_state(home, "queued_run", lambda s: s["status"] in ("completed", "failed"), 300)
+    page.goto(f"{server.url}/training_jobs")  # the first load after the restart, straight to the page (item 5)
+    wait_for_streamlit(page, timeout_ms=180_000)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    queued = wait_for_state(home, "queued_run", lambda s: s["status"] in ("completed", "failed"), 900)
     assert queued["status"] == "completed", queued["error"]
     assert job_states(home)["long_run"]["status"] == "interrupted"
     choose(page, wait_for_streamlit, "Job", f"long_run · interrupted · {job_dir.name}")
     page.get_by_role("button", name=re.compile(r"Resume$")).click()
     expect(page.get_by_test_id("stToast").filter(has_text="long_run queued to resume")).to_be_visible()
-    resumed = wait_for_state(home, "long_run", lambda s: s["status"] in ("completed", "failed"), 600)
+    resumed = wait_for_state(home, "long_run", lambda s: s["status"] in ("completed", "failed"), 900)
     assert resumed["status"] == "completed", resumed["error"]
     assert resumed["attempts"] == 2
     expect(page.get_by_text("COMPLETED", exact=True).first).to_be_visible(timeout=10_000)
@@ -231,3 +233,23 @@ def test_item_9_an_error_shows_its_text_literally(console_url, browser_page, wai
     alert = page.get_by_test_id("stAlert").filter(has_text="do not exist")
     expect(alert).to_contain_text("Target module(s) __init__ do not exist in tiny-llama")
     assert alert.locator("strong, b, a").count() == 0
+
+
+def test_item_5_every_page_opens_by_its_url_without_a_page_not_found_dialog(
+    console_url, browser_page, wait_for_streamlit
+):
+    """Opening /training (the page's url_path) on a fresh session showed "Page not found … Running the app's main
+    page" over the page: Streamlit also reads the pages/ folder, whose file names it expects as URLs."""
+    page = browser_page
+    page.goto(console_url)
+    wait_for_streamlit(page, timeout_ms=120_000)
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link")
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    assert len(hrefs) >= 8
+    for href in hrefs:
+        fresh = page.context.new_page()
+        fresh.goto(href)
+        wait_for_streamlit(fresh, timeout_ms=120_000)
+        fresh.wait_for_timeout(500)
+        assert fresh.get_by_text("Page not found").count() == 0, href
+        fresh.close()
