@@ -350,3 +350,23 @@ def test_ab_compares_two_saved_federations_side_by_side(console):
     assert "A ✓" not in table.columns, "no reference, no correct marks"
     assert sum(m.label == "p95 latency (ms)" for m in at.metric) == 2
     assert [m.value for m in at.metric if m.label == "Accuracy"] == ["—", "—"]
+
+
+def test_item_10_ab_tab_keeps_two_different_federations_after_a_delete(console):
+    """After deleting the federation A showed, A fell back to the first one in the list, the one B showed, and the
+    A/B tab warned "Federation A and B are the same" though nobody chose that."""
+    from services.federation import delete_federation, list_federations
+
+    at = page("federations.py").run()
+    for method, name in (("additive", "fed one"), ("sequential", "fed two"), ("additive", "fed three")):
+        at = compose(at, method, name)
+        at.button(key="fed_save").click().run()
+    first, second, third = (f.id for f in list_federations())  # the order the selectboxes list them in
+    at.selectbox(key="ab_a").set_value(first)
+    at.selectbox(key="ab_b").set_value(second).run()
+    assert not any("are the same" in w.value for w in at.warning)
+    delete_federation(first)
+    at.run()
+    assert not at.exception
+    assert (at.selectbox(key="ab_a").value, at.selectbox(key="ab_b").value) == (third, second)
+    assert not any("are the same" in w.value for w in at.warning)

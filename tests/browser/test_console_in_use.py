@@ -226,6 +226,7 @@ def test_item_9_an_error_shows_its_text_literally(console_url, browser_page, wai
     page = browser_page
     open_page(page, console_url, wait_for_streamlit, "Training Jobs")
     choose(page, wait_for_streamlit, "Base model", "tiny-llama")
+    set_text(page, wait_for_streamlit, "Adapter name", "literal_errors")
     open_advanced(page, wait_for_streamlit)
     set_text(page, wait_for_streamlit, "Target modules (comma separated, or all-linear)", "__init__")
     page.get_by_role("button", name=re.compile(r"Start Training$")).click()
