@@ -158,7 +158,7 @@ def test_compose_is_refused_with_a_readable_error(console):
     at.button(key="fed_create").click().run()
     assert not at.exception
     assert at.error and "needs at least two adapters" in at.error[0].value
-    assert any(b.label == "Retry" for b in at.button)
+    assert not any(b.label == "Retry" for b in at.button), "retrying cannot fix a refused composition (item 7)"
     assert "fed_active" not in at.session_state
 
 
