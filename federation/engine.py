@@ -6,12 +6,15 @@ share one copy of the base weights. A merged additive federation is the exceptio
 into its own copy of the weights, so it runs at exactly the base model's cost. Both caches are bounded and
 evict the least recently used entry. Generation on one model is serialised by that model's lock (switching
 adapters mutates it); different models generate in parallel.
+
+Every generation served (streamed, or one prompt of a batch) appends one record to the registry's request log,
+with its caller, tokens, latencies and outcome; failures are recorded with their error before they are raised.
 """
 
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +23,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from federation.errors import InferenceError
+from federation.request_log import RequestRecord, request_log
 from federation.spec import BaseRef, Federation, Member
+from registry.errors import ConsoleError
 from training.adapters import get_adapter
 from training.base_models import fingerprint
 from training.stack import import_stack
@@ -101,9 +106,23 @@ class InferenceEngine:
         prompt: str,
         settings: GenerationSettings | None = None,
         activation: Activation | None = None,
+        *,
+        caller: str = "api",
+        target: str | None = None,
     ) -> "GenerationStream":
-        """Start generating `prompt`'s answer; iterate the result for text chunks, then read `.result`."""
-        return GenerationStream(self, base, prompt, settings or GenerationSettings(), activation or Activation())
+        """Start generating `prompt`'s answer; iterate the result for text chunks, then read `.result`.
+
+        `caller` and `target` (default: what the activation names) go into the request log."""
+        activation = activation or Activation()
+        return GenerationStream(
+            self,
+            base,
+            prompt,
+            settings or GenerationSettings(),
+            activation,
+            caller,
+            target or _target(base, activation),
+        )
 
     def generate(
         self,
@@ -111,11 +130,111 @@ class InferenceEngine:
         prompt: str,
         settings: GenerationSettings | None = None,
         activation: Activation | None = None,
+        *,
+        caller: str = "api",
+        target: str | None = None,
     ) -> Generation:
-        stream = self.stream(base, prompt, settings, activation)
+        stream = self.stream(base, prompt, settings, activation, caller=caller, target=target)
         for _ in stream:
             pass
         return stream.result
+
+    def generate_batch(
+        self,
+        base: BaseRef,
+        conversations: Sequence[Sequence[dict[str, str]]],
+        settings: GenerationSettings | None = None,
+        activation: Activation | None = None,
+        *,
+        caller: str = "api",
+        target: str | None = None,
+    ) -> list[Generation]:
+        """Greedy answers to several chat conversations in one `generate` call (left padding), one log record each.
+
+        Each answer's latency is the batch's (every prompt waited for it); its tokens are its own."""
+        import torch
+
+        settings = settings or GenerationSettings()
+        activation = activation or Activation()
+        target = target or _target(base, activation)
+        started = time.perf_counter()
+        first = _FirstStep(started)
+        prompt_lengths: list[int] = [0] * len(conversations)
+        try:
+            entry, load_ms = self._acquire(base, activation)
+            with entry.lock:
+                load_ms += self._prepare(entry, activation)
+                tokenizer, model = entry.tokenizer, entry.model
+                texts = [_chat_text(tokenizer, conversation) for conversation in conversations]
+                side, tokenizer.padding_side = tokenizer.padding_side, "left"
+                try:
+                    inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+                finally:
+                    tokenizer.padding_side = side
+                prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+                kwargs = _generate_kwargs(settings.model_copy(update={"temperature": 0.0}), tokenizer)
+                generating = time.perf_counter()
+                first.started = generating
+                with torch.inference_mode(), _active(entry, activation):
+                    output = model.generate(**inputs, stopping_criteria=[first], **kwargs)
+                latency = (time.perf_counter() - generating) * 1000
+        except Exception as error:
+            for length in prompt_lengths:
+                _log(target, activation, caller, length, 0, None, (time.perf_counter() - started) * 1000, error)
+            raise _as_inference_error(error) from error
+        width = inputs["input_ids"].shape[1]
+        results = []
+        for row, length in zip(output, prompt_lengths, strict=True):
+            answer = row[width:]
+            tokens = _answer_length(answer, tokenizer)
+            results.append(
+                Generation(
+                    response=tokenizer.decode(answer[:tokens], skip_special_tokens=True).strip(),
+                    tokens=tokens,
+                    prompt_tokens=int(length),
+                    latency_ms=round(latency, 2),
+                    load_ms=round(load_ms, 2),
+                    first_token_ms=first.ms,
+                )
+            )
+            _log(target, activation, caller, int(length), tokens, first.ms, latency, None)
+        return results
+
+    def loglikelihoods(
+        self,
+        base: BaseRef,
+        pairs: Sequence[tuple[Sequence[dict[str, str]], str]],
+        activation: Activation | None = None,
+        batch_size: int = 8,
+    ) -> list[tuple[float, int]]:
+        """For each (conversation, answer): the summed log-probability of the answer's tokens and end-of-sequence
+        token after the chat-templated conversation, and how many tokens that is (perplexity, preference)."""
+        import torch
+
+        activation = activation or Activation()
+        entry, _ = self._acquire(base, activation)
+        results: list[tuple[float, int]] = []
+        with entry.lock:
+            self._prepare(entry, activation)
+            tokenizer, model = entry.tokenizer, entry.model
+            encoded = [answer_ids(tokenizer, conversation, answer) for conversation, answer in pairs]
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+            for start in range(0, len(encoded), batch_size):
+                batch = encoded[start : start + batch_size]
+                width = max(len(p) + len(a) for p, a in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, (prompt, answer) in enumerate(batch):
+                    ids[row, : len(prompt) + len(answer)] = torch.tensor(prompt + answer)
+                    mask[row, : len(prompt) + len(answer)] = 1
+                with torch.inference_mode(), _active(entry, activation):
+                    logits = model(input_ids=ids, attention_mask=mask).logits.float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                for row, (prompt, answer) in enumerate(batch):
+                    positions = torch.arange(len(prompt) - 1, len(prompt) + len(answer) - 1)
+                    picked = logprobs[row, positions, torch.tensor(answer)]
+                    results.append((float(picked.sum()), len(answer)))
+        return results
 
     def logits(self, base: BaseRef, input_ids: Any, activation: Activation | None = None) -> Any:
         """Next-token logits for `input_ids` under an activation: what exactness tests and perplexity read."""
@@ -161,9 +280,17 @@ class GenerationStream:
     """Iterating yields the answer as it is generated (a worker thread runs `generate`); `.result` follows."""
 
     def __init__(
-        self, engine: InferenceEngine, base: BaseRef, prompt: str, settings: GenerationSettings, activation: Activation
+        self,
+        engine: InferenceEngine,
+        base: BaseRef,
+        prompt: str,
+        settings: GenerationSettings,
+        activation: Activation,
+        caller: str = "api",
+        target: str = "",
     ):
         self.engine, self.base, self.prompt, self.settings, self.activation = engine, base, prompt, settings, activation
+        self.caller, self.target = caller, target or _target(base, activation)
         self._result: Generation | None = None
 
     @property
@@ -173,6 +300,26 @@ class GenerationStream:
         return self._result
 
     def __iter__(self) -> Iterator[str]:
+        started = time.perf_counter()
+        try:
+            yield from self._generate()
+        except Exception as error:
+            ms = (time.perf_counter() - started) * 1000
+            _log(self.target, self.activation, self.caller, 0, 0, None, ms, error)
+            raise
+        result = self.result
+        _log(
+            self.target,
+            self.activation,
+            self.caller,
+            result.prompt_tokens,
+            result.tokens,
+            result.first_token_ms,
+            result.latency_ms,
+            None,
+        )
+
+    def _generate(self) -> Iterator[str]:
         import torch
 
         import_stack()
@@ -229,6 +376,65 @@ class GenerationStream:
         )
 
 
+class _FirstStep:
+    """A stopping criterion that never stops: it notes when the first token of a batch was produced."""
+
+    def __init__(self, started: float):
+        self.started, self.ms = started, None
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        if self.ms is None:
+            self.ms = round((time.perf_counter() - self.started) * 1000, 2)
+        return torch.zeros((input_ids.shape[0],), dtype=torch.bool, device=input_ids.device)
+
+
+def _target(base: BaseRef, activation: Activation) -> str:
+    """What a request log record names when the caller names nothing: the federation, the adapters, or the base."""
+    if activation.federation is not None:
+        return activation.federation.id
+    if activation.members:
+        return " + ".join(m.label for m in activation.members)
+    return base.id
+
+
+def _log(
+    target: str,
+    activation: Activation,
+    caller: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    first_token_ms: float | None,
+    latency_ms: float,
+    error: BaseException | None,
+) -> None:
+    from registry.settings import get_settings
+
+    if not get_settings().request_log:
+        return
+    members = activation.federation.members if activation.federation is not None else activation.members
+    request_log().append(
+        RequestRecord(
+            target=target,
+            adapters=[m.label for m in members],
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            first_token_ms=first_token_ms,
+            latency_ms=round(latency_ms, 2),
+            ok=error is None,
+            error=None if error is None else f"{type(error).__name__}: {error}"[:500],
+            caller=caller,
+        )
+    )
+
+
+def _as_inference_error(error: Exception) -> Exception:
+    if isinstance(error, ConsoleError):
+        return error
+    return InferenceError(f"Generation failed: {type(error).__name__}: {error}")
+
+
 class _StopWhenSet:
     """A stopping criterion that ends generation as soon as the reader has gone away."""
 
@@ -272,8 +478,17 @@ def _encode(tokenizer: Any, prompt: str, system: str) -> dict[str, Any]:
     messages = ([{"role": "system", "content": system}] if system.strip() else []) + [
         {"role": "user", "content": prompt}
     ]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return dict(tokenizer(text, return_tensors="pt", add_special_tokens=False))
+    return dict(tokenizer(_chat_text(tokenizer, messages), return_tensors="pt", add_special_tokens=False))
+
+
+def _chat_text(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+
+def answer_ids(tokenizer: Any, conversation: Sequence[dict[str, str]], answer: str) -> tuple[list[int], list[int]]:
+    """Token ids of the templated conversation (ready for the answer) and of the answer plus end-of-sequence."""
+    prompt = tokenizer(_chat_text(tokenizer, conversation), add_special_tokens=False)["input_ids"]
+    return prompt, tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
 def _generate_kwargs(settings: GenerationSettings, tokenizer: Any) -> dict[str, Any]:

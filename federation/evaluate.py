@@ -46,7 +46,7 @@ class FederationScore(BaseModel):
     ms_per_token: float
 
 
-def _percentile(values: Sequence[float], share: float) -> float:
+def percentile(values: Sequence[float], share: float) -> float:
     if len(values) < 2:
         return values[0] if values else 0.0
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
@@ -88,8 +88,8 @@ def evaluate_federation(
         accuracy=sum(bool(row.correct) for row in judged) / len(judged) if judged else None,
         criteria=criteria_rates([row.criteria for row in judged]),
         token_f1=sum(row.token_f1 or 0.0 for row in judged) / len(judged) if judged else None,
-        p50_latency_ms=round(_percentile(latencies, 0.5), 2),
-        p95_latency_ms=round(_percentile(latencies, 0.95), 2),
+        p50_latency_ms=round(percentile(latencies, 0.5), 2),
+        p95_latency_ms=round(percentile(latencies, 0.95), 2),
         ms_per_token=round(sum(latencies) / tokens, 3) if tokens else 0.0,
     )
 

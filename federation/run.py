@@ -47,8 +47,16 @@ class FederationResult(BaseModel):
 class FederationStream:
     """Iterate for the final answer's text as it is generated; `.result` holds the whole FederationResult after."""
 
-    def __init__(self, federation: Federation, prompt: str, settings: GenerationSettings, engine: InferenceEngine):
+    def __init__(
+        self,
+        federation: Federation,
+        prompt: str,
+        settings: GenerationSettings,
+        engine: InferenceEngine,
+        caller: str = "federation",
+    ):
         self.federation, self.prompt, self.settings, self.engine = federation, prompt, settings, engine
+        self.caller = caller  # who asked, for the request log
         self.result: FederationResult | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -56,7 +64,9 @@ class FederationStream:
 
     def single_pass(self, activation: Activation, used: list[str], **extra: Any) -> Iterator[str]:
         """One generation under `activation` (additive and gated answer this way)."""
-        stream = self.engine.stream(self.federation.base, self.prompt, self.settings, activation)
+        stream = self.engine.stream(
+            self.federation.base, self.prompt, self.settings, activation, caller=self.caller, target=self.federation.id
+        )
         yield from stream
         self.finish(stream.result, used, **extra)
 
@@ -80,8 +90,9 @@ def stream_federation(
     prompt: str,
     settings: GenerationSettings | None = None,
     engine: InferenceEngine | None = None,
+    caller: str = "federation",
 ) -> FederationStream:
-    return FederationStream(federation, prompt, settings or GenerationSettings(), engine or default_engine())
+    return FederationStream(federation, prompt, settings or GenerationSettings(), engine or default_engine(), caller)
 
 
 def run_federation(
@@ -89,8 +100,9 @@ def run_federation(
     prompt: str,
     settings: GenerationSettings | None = None,
     engine: InferenceEngine | None = None,
+    caller: str = "federation",
 ) -> FederationResult:
-    stream = stream_federation(federation, prompt, settings, engine)
+    stream = stream_federation(federation, prompt, settings, engine, caller)
     for _ in stream:
         pass
     assert stream.result is not None

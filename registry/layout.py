@@ -5,7 +5,20 @@ from pathlib import Path
 
 from registry.settings import Settings, get_settings
 
-LAYOUT = ("library", "mappings", "raw", "adapters", "jobs", "federations", "playground", "access", ".locks", ".tmp")
+LAYOUT = (
+    "library",
+    "mappings",
+    "raw",
+    "adapters",
+    "jobs",
+    "federations",
+    "playground",
+    "evaluations",
+    "requests",
+    "access",
+    ".locks",
+    ".tmp",
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,15 @@ class Registry:
     @property
     def playground(self) -> Path:
         return self.root / "playground"
+
+    @property
+    def evaluations(self) -> Path:
+        return self.root / "evaluations"
+
+    @property
+    def requests(self) -> Path:
+        """The inference request log (`federation.request_log` owns its files)."""
+        return self.root / "requests"
 
     @property
     def locks(self) -> Path:

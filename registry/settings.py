@@ -20,6 +20,15 @@ class Settings(BaseModel):
     validation_workers: int = Field(
         default=2, ge=1, le=64, description="Processes that validate one large JSONL file in parts (1: in-process)."
     )
+    request_log: bool = Field(
+        default=True, description="Log every generation the inference engine serves (Performance Dashboard)."
+    )
+    cpu_hour_price: float = Field(
+        default=0.10, ge=0, le=1000, description="Price of one hour of this machine's CPUs, in USD (cost tracking)."
+    )
+    gpu_hour_price: float = Field(
+        default=1.20, ge=0, le=1000, description="Price of one GPU for one hour, in USD (cost tracking)."
+    )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -40,4 +49,7 @@ def get_settings() -> Settings:
         max_concurrent_jobs=int(os.environ.get("RMN_LORA_MAX_CONCURRENT_JOBS", 1)),
         max_loaded_models=int(os.environ.get("RMN_LORA_MAX_LOADED_MODELS", 2)),
         validation_workers=int(os.environ.get("RMN_LORA_VALIDATION_WORKERS", min(2, os.cpu_count() or 1))),
+        request_log=os.environ.get("RMN_LORA_REQUEST_LOG", "1").strip().lower() not in ("0", "false", "no", "off"),
+        cpu_hour_price=float(os.environ.get("RMN_LORA_CPU_HOUR_PRICE", 0.10)),
+        gpu_hour_price=float(os.environ.get("RMN_LORA_GPU_HOUR_PRICE", 1.20)),
     )

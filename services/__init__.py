@@ -44,6 +44,11 @@ _EXPORTS = {
     "broken_files": "services.health",
     "CorruptFile": "registry.errors",
     "Forbidden": "registry.errors",
+    "run_evaluation": "services.evaluation",
+    "get_evaluation": "services.evaluation",
+    "list_evaluations": "services.evaluation",
+    "compare_evaluations": "services.evaluation",
+    "cancel_evaluation": "services.evaluation",
     "recent_activity": "services.overview",
     "registry_overview": "services.overview",
 }

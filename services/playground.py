@@ -142,6 +142,7 @@ def open_stream(
     settings: GenerationSettings,
     engine: InferenceEngine | None = None,
     registry: Registry | None = None,
+    caller: str = "playground",
 ) -> tuple[str, GenerationStream | FederationStream, list[str]]:
     """The target's label, an unstarted stream of its answer, and the adapters it uses (a federation reports
     its own on `.result`): the one way a target is turned into generation, for the Playground and the API."""
@@ -149,7 +150,11 @@ def open_stream(
     engine = engine or default_engine()
     if target.kind == "federation":
         federation = load_federation(target.ref, registry)
-        return f"{federation.name} ({federation.id})", stream_federation(federation, prompt, settings, engine), []
+        return (
+            f"{federation.name} ({federation.id})",
+            stream_federation(federation, prompt, settings, engine, caller),
+            [],
+        )
     if target.kind == "adapter":
         record = get_adapter(target.ref, target.version, registry)
         member = Member(
@@ -162,10 +167,12 @@ def open_stream(
             target_modules=record.target_modules,
         )
         base = BaseRef.model_validate(record.base_model)
-        stream = engine.stream(base, prompt, settings, Activation(members=(member,), scales=(1.0,)))
+        stream = engine.stream(
+            base, prompt, settings, Activation(members=(member,), scales=(1.0,)), caller=caller, target=record.label
+        )
         return f"{record.label} (adapter)", stream, [record.label]
     info = resolve_base_model(target.ref)
-    return f"{info.id} (base)", engine.stream(BaseRef.from_info(info), prompt, settings), []
+    return f"{info.id} (base)", engine.stream(BaseRef.from_info(info), prompt, settings, caller=caller), []
 
 
 def _history_file(registry: Registry) -> Path:

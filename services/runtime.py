@@ -1,4 +1,4 @@
-"""The process-wide runtime: one job manager per registry and one inference engine per process.
+"""The process-wide runtime: one job manager and one evaluation manager per registry, one inference engine per process.
 
 Pages, scripts and the API all reach them through here, so a server never holds two model caches or two
 queues over the same registry.
@@ -12,10 +12,14 @@ from registry.layout import open_registry
 from training.jobs import JobManager
 
 if TYPE_CHECKING:  # federation.engine pulls in torch when used; a page that only lists things need not load it
+    from evaluation.health import HealthSampler
+    from evaluation.runs import RunManager
     from federation.engine import InferenceEngine
 
 _managers: dict[Path, JobManager] = {}
 _managers_lock = threading.Lock()
+_evaluators: dict[Path, "RunManager"] = {}
+_sampler: "HealthSampler | None" = None
 
 
 def job_manager() -> JobManager:
@@ -32,3 +36,25 @@ def inference_engine() -> "InferenceEngine":
     from federation.engine import default_engine
 
     return default_engine()
+
+
+def evaluation_manager() -> "RunManager":
+    """The evaluation queue of the current registry; its worker thread starts with it."""
+    from evaluation.runs import RunManager
+
+    registry = open_registry()
+    with _managers_lock:
+        if registry.root not in _evaluators:
+            _evaluators[registry.root] = RunManager(registry)
+        return _evaluators[registry.root]
+
+
+def health_sampler() -> "HealthSampler":
+    """The process's one health sampler (a daemon thread, about an hour of samples), started on first use."""
+    global _sampler
+    from evaluation.health import HealthSampler
+
+    with _managers_lock:
+        if _sampler is None:
+            _sampler = HealthSampler(open_registry().root)
+        return _sampler

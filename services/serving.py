@@ -168,7 +168,7 @@ def stream_completion(model: str, prompt: str, settings: GenerationSettings) -> 
     """Resolve `model` and open its stream (nothing is loaded until iterated); bad names fail here, readably."""
     if not prompt.strip():
         raise ConsoleError("The prompt is empty: send the text the model should answer.")
-    label, stream, _ = open_stream(resolve_model(model), prompt, settings)
+    label, stream, _ = open_stream(resolve_model(model), prompt, settings, caller="api")
     return CompletionStream(model, label, settings, stream)
 
 

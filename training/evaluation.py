@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from registry.plans import CRITERIA, is_plan, judge_plan
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks: the token of F1 and ROUGE-L
 
 
 class Judgement(BaseModel):
@@ -68,7 +68,7 @@ def accuracy_by_task(records: Sequence[dict[str, Any]], judgements: Sequence[Jud
 
 
 def token_f1(prediction: str, reference: str) -> float:
-    predicted, expected = Counter(_TOKEN.findall(prediction)), Counter(_TOKEN.findall(reference))
+    predicted, expected = Counter(TOKEN_PATTERN.findall(prediction)), Counter(TOKEN_PATTERN.findall(reference))
     overlap = sum((predicted & expected).values())
     if not overlap:
         return float(not predicted and not expected)

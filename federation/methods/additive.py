@@ -8,6 +8,7 @@ from federation.methods.base import CompositionMethod
 from federation.spec import APPROXIMATIONS, EXACT_COMBINATION
 
 if TYPE_CHECKING:
+    from federation.engine import Activation
     from federation.run import FederationStream
     from federation.spec import Federation, Member
     from training.adapters import AdapterRecord
@@ -62,8 +63,10 @@ class Additive(CompositionMethod):
         return f", weight {member.weight:g}"
 
     def answer(self, stream: "FederationStream") -> Iterator[str]:
+        activation, used = self.activation(stream.federation, stream.prompt)
+        yield from stream.single_pass(activation, used)
+
+    def activation(self, federation: "Federation", prompt: str) -> tuple["Activation", list[str]]:
         from federation.engine import Activation
 
-        activation = Activation(federation=stream.federation)
-        used = [m.label for m in stream.federation.members if m.weight != 0]
-        yield from stream.single_pass(activation, used)
+        return Activation(federation=federation), [m.label for m in federation.members if m.weight != 0]

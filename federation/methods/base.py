@@ -4,6 +4,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from federation.engine import Activation
     from federation.run import FederationStream
     from federation.spec import Federation, Member
     from training.adapters import AdapterRecord
@@ -41,3 +42,8 @@ class CompositionMethod:
     def answer(self, stream: "FederationStream") -> Iterator[str]:
         """Yield the final answer's text as it is generated and set `stream.result`."""
         raise NotImplementedError
+
+    def activation(self, federation: "Federation", prompt: str) -> tuple["Activation", list[str]] | None:
+        """The one activation that answers `prompt` and the adapters it uses, so prompts that share it can be
+        batched (evaluations); None when no single activation answers (a chain of prompts)."""
+        return None

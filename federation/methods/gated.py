@@ -43,8 +43,15 @@ class Gated(CompositionMethod):
 
     def answer(self, stream: "FederationStream") -> Iterator[str]:
         activation, weights = activation_for(stream.federation, stream.prompt)
-        used = [m.label for m, s in zip(activation.members, activation.scales, strict=True) if s >= MIN_SHOWN_WEIGHT]
-        yield from stream.single_pass(activation, used, gate_weights=weights)
+        yield from stream.single_pass(activation, _used(activation), gate_weights=weights)
+
+    def activation(self, federation: "Federation", prompt: str) -> tuple["Activation", list[str]]:
+        activation, _ = activation_for(federation, prompt)
+        return activation, _used(activation)
+
+
+def _used(activation: "Activation") -> list[str]:
+    return [m.label for m, s in zip(activation.members, activation.scales, strict=True) if s >= MIN_SHOWN_WEIGHT]
 
 
 def gate(federation: "Federation", prompt: str) -> dict[str, float]:

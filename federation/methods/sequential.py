@@ -45,7 +45,12 @@ class Sequential(CompositionMethod):
         for index, member in enumerate(members):
             prompt = stage_prompt(member, stream.prompt, previous)
             generation_stream = stream.engine.stream(
-                stream.federation.base, prompt, stream.settings, Activation(members=(member,), scales=(1.0,))
+                stream.federation.base,
+                prompt,
+                stream.settings,
+                Activation(members=(member,), scales=(1.0,)),
+                caller=stream.caller,
+                target=stream.federation.id,
             )
             if index == len(members) - 1:
                 yield from generation_stream

@@ -1,0 +1,105 @@
+"""Evaluation API: run a target on a dataset in the background, read the results, compare runs, export them.
+
+`target` is None (the embedded base model), a base model name or folder, an adapter ("amazon_v1" or
+"amazon_v1@v2") or a saved federation id. Bad input (unknown target, metric or dataset, a metric the dataset
+cannot support, an empty dataset) raises a ConsoleError and queues nothing.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+from evaluation.compare import CompareError, Comparison, PairTest, compare_runs
+from evaluation.runner import METRICS, MetricError
+from evaluation.runs import FINISHED, RunError, RunState, RunStatus
+from evaluation.significance import format_p
+from evaluation.targets import TargetError
+from services.runtime import evaluation_manager
+
+__all__ = [
+    "FINISHED",
+    "METRICS",
+    "CompareError",
+    "Comparison",
+    "MetricError",
+    "PairTest",
+    "RunError",
+    "RunState",
+    "RunStatus",
+    "TargetError",
+    "cancel_evaluation",
+    "compare_evaluations",
+    "evaluation_rows",
+    "format_p",
+    "get_evaluation",
+    "list_evaluations",
+    "run_evaluation",
+    "wait_for_evaluation",
+]
+
+
+def run_evaluation(
+    target: str | None,
+    dataset: str,
+    *,
+    metrics: Sequence[str] | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+) -> str:
+    """Queue an evaluation and return its run id (eval_YYYYMMDD_HHMMSS_xxxxxx)."""
+    return (
+        evaluation_manager()
+        .submit(target, dataset, metrics=metrics, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        .id
+    )
+
+
+def get_evaluation(run_id: str) -> dict[str, Any]:
+    """Status, progress, metrics, cost and the per-example rows of one run."""
+    manager = evaluation_manager()
+    run = manager.get(run_id)
+    return {
+        "run_id": run.id,
+        "status": run.status.value,
+        "progress": run.fraction,
+        "done": run.done,
+        "total": run.total,
+        "target": run.config.target.key,
+        "target_label": run.config.target.label,
+        "dataset": run.config.source.get("name", run.config.dataset),
+        "metrics": run.metrics,
+        "cost_usd": run.cost,
+        "seconds": run.seconds,
+        "skipped": run.skipped,
+        "error": run.error,
+        "rows": manager.rows(run_id),
+    }
+
+
+def evaluation_state(run_id: str) -> RunState:
+    return evaluation_manager().get(run_id)
+
+
+def evaluation_rows(run_id: str) -> list[dict[str, Any]]:
+    return evaluation_manager().rows(run_id)
+
+
+def list_evaluations() -> list[RunState]:
+    """Every run, newest first."""
+    return evaluation_manager().all_runs()
+
+
+def cancel_evaluation(run_id: str) -> RunState:
+    return evaluation_manager().cancel(run_id)
+
+
+def wait_for_evaluation(run_id: str, timeout: float | None = None) -> RunState:
+    """Block until the run finishes (scripts and tests; pages poll)."""
+    return evaluation_manager().wait(run_id, timeout)
+
+
+def compare_evaluations(run_ids: Sequence[str]) -> Comparison:
+    """A metrics table, the paired significance of each run against the first, and the examples that changed."""
+    manager = evaluation_manager()
+    ids = list(dict.fromkeys(run_ids))
+    return compare_runs([manager.get(i) for i in ids], [manager.rows(i) for i in ids])

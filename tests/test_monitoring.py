@@ -1,0 +1,94 @@
+"""System health (with and without an NVIDIA GPU), request-log aggregates and cost."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+
+def test_system_health_renders_on_this_machine(registry):
+    from services.monitoring import health_history, system_health
+
+    health = system_health()
+    assert health.cpu_count >= 1 and health.memory_total_bytes > 0 and health.disk_total_bytes > 0
+    assert 0 <= health.memory_percent <= 100 and health.process_rss_bytes > 10_000_000
+    if not health.gpus:
+        assert health.gpu_status.startswith("no NVIDIA GPU")
+    assert health_history()[-1] == health
+
+
+def test_nvml_path_reads_every_device():
+    """Runs wherever NVML finds a device; skips only when it finds none."""
+    from evaluation.health import read_gpus
+
+    gpus, status = read_gpus()
+    if status.startswith("no NVIDIA GPU"):
+        pytest.skip(status)
+    assert status == "ok" and gpus
+    for gpu in gpus:
+        assert gpu.name and 0 < gpu.memory_total_bytes and 0 <= gpu.memory_used_bytes <= gpu.memory_total_bytes
+        assert gpu.utilization_percent is None or 0 <= gpu.utilization_percent <= 100
+
+
+def test_sampler_keeps_a_bounded_history(tmp_path):
+    from evaluation.health import HealthSampler
+
+    sampler = HealthSampler(tmp_path, interval=0.05, history=0.2)
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=10)
+        while len(sampler.history()) < 4 and datetime.now(UTC) < deadline:
+            sampler._stop.wait(0.05)
+        history = sampler.history()
+        assert len(history) == 4  # 0.2 s of history at 0.05 s
+        assert [s.time for s in history] == sorted(s.time for s in history)
+    finally:
+        sampler.stop()
+
+
+def _record(target, ok=True, tokens=10, latency=100.0, minutes_ago=0, adapters=()):
+    from federation.request_log import RequestRecord
+
+    return RequestRecord(
+        time=datetime(2026, 12, 6, 12, 0, tzinfo=UTC) - timedelta(minutes=minutes_ago),
+        target=target,
+        adapters=list(adapters),
+        completion_tokens=tokens if ok else 0,
+        latency_ms=latency,
+        ok=ok,
+        error=None if ok else "InferenceError: boom",
+        caller="test",
+    )
+
+
+def test_performance_rows_and_cost_by_hand(registry):
+    from evaluation.performance import by_target, timeline
+
+    settings = registry.settings.model_copy(update={"cpu_hour_price": 3.6})  # 0.001 USD per second
+    records = [
+        _record("amazon_v1 v1", tokens=20, latency=1000, adapters=["amazon_v1 v1"]),
+        _record("amazon_v1 v1", tokens=30, latency=3000, adapters=["amazon_v1 v1"]),
+        _record("amazon_v1 v1", ok=False, latency=1000, adapters=["amazon_v1 v1"], minutes_ago=2),
+        _record("base", tokens=5, latency=500),
+    ]
+    rows = by_target(records, [], settings, sizes={"amazon_v1 v1": 1234})
+    adapter = rows[0]
+    assert (adapter.target, adapter.requests, adapter.errors) == ("amazon_v1 v1", 3, 1)
+    assert adapter.error_rate == pytest.approx(1 / 3)
+    assert adapter.completion_tokens == 50
+    assert adapter.tokens_per_second == pytest.approx(50 / 5.0)  # 50 tokens over 5 s of latency, failures included
+    assert adapter.cost_usd == pytest.approx(0.005)
+    assert adapter.cost_per_1k_tokens == pytest.approx(0.005 / 50 * 1000)
+    assert adapter.p50_latency_ms == pytest.approx(2000) and adapter.size_bytes == 1234
+    buckets = timeline(records)
+    assert [(b["requests"], b["errors"]) for b in buckets] == [(1, 1), (3, 0)]
+
+
+def test_prices_come_from_the_settings_with_env_overrides(registry, monkeypatch):
+    from evaluation.cost import cost_per_1k_tokens, run_cost
+    from services.monitoring import prices
+
+    assert prices() == {"cpu_hour": 0.10, "gpu_hour": 1.20}
+    monkeypatch.setenv("RMN_LORA_CPU_HOUR_PRICE", "0.36")
+    assert prices()["cpu_hour"] == 0.36
+    assert run_cost(3600) == pytest.approx(0.36)
+    assert run_cost(1800, device="cuda", devices=2) == pytest.approx(1.20)
+    assert cost_per_1k_tokens(10, 0) is None
