@@ -49,6 +49,9 @@ _EXPORTS = {
     "list_evaluations": "services.evaluation",
     "compare_evaluations": "services.evaluation",
     "cancel_evaluation": "services.evaluation",
+    "system_health": "services.monitoring",
+    "adapter_performance": "services.monitoring",
+    "request_records": "services.monitoring",
     "recent_activity": "services.overview",
     "registry_overview": "services.overview",
 }

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from evaluation.compare import CompareError, Comparison, PairTest, compare_runs
+from evaluation.report import html_report, markdown_report, rows_csv, rows_jsonl
 from evaluation.runner import METRICS, MetricError
 from evaluation.runs import FINISHED, RunError, RunState, RunStatus
 from evaluation.significance import format_p
@@ -29,6 +30,8 @@ __all__ = [
     "cancel_evaluation",
     "compare_evaluations",
     "evaluation_rows",
+    "export_evaluation",
+    "export_rows",
     "format_p",
     "get_evaluation",
     "list_evaluations",
@@ -103,3 +106,25 @@ def compare_evaluations(run_ids: Sequence[str]) -> Comparison:
     manager = evaluation_manager()
     ids = list(dict.fromkeys(run_ids))
     return compare_runs([manager.get(i) for i in ids], [manager.rows(i) for i in ids])
+
+
+def export_evaluation(run_ids: Sequence[str], fmt: str = "markdown") -> str:
+    """A report of one or more runs ("markdown" or "html", self-contained); with two or more, their comparison."""
+    manager = evaluation_manager()
+    runs = [manager.get(i) for i in dict.fromkeys(run_ids)]
+    comparison = compare_evaluations(run_ids) if len(runs) > 1 else None
+    if fmt == "markdown":
+        return markdown_report(runs, comparison)
+    if fmt == "html":
+        return html_report(runs, comparison)
+    raise CompareError(f"Unknown report format {fmt!r}: choose markdown or html.")
+
+
+def export_rows(run_id: str, fmt: str = "csv") -> str:
+    """The per-example rows as CSV or JSONL."""
+    rows = evaluation_manager().rows(run_id)
+    if fmt == "csv":
+        return rows_csv(rows)
+    if fmt == "jsonl":
+        return rows_jsonl(rows)
+    raise CompareError(f"Unknown rows format {fmt!r}: choose csv or jsonl.")

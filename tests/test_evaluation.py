@@ -447,3 +447,37 @@ def test_logging_can_be_switched_off(logged, monkeypatch):
     engine.generate(base, "hi", caller="api")
     log.flush()
     assert list(log.records()) == []
+
+
+def test_services_api_runs_compares_and_exports(world, monkeypatch):
+    import csv
+    import io
+
+    from services import compare_evaluations, get_evaluation, list_evaluations, run_evaluation
+    from services.evaluation import export_evaluation, export_rows, wait_for_evaluation
+
+    monkeypatch.setenv("RMN_LORA_HOME", str(world["root"] / "registry"))
+    base = run_evaluation(str(world["base"]), "mapper_eval", limit=6)
+    tuned = run_evaluation("mapper@v1", "mapper_eval", limit=6)
+    assert wait_for_evaluation(tuned, timeout=300).status == "completed"
+    assert wait_for_evaluation(base, timeout=300).status == "completed"
+    result = get_evaluation(tuned)
+    assert result["target"] == "mapper@v1" and result["total"] == 6 and len(result["rows"]) == 6
+    assert result["metrics"]["exact_match"] == 1.0 and result["cost_usd"] > 0
+    assert {base, tuned} <= {run.id for run in list_evaluations()}
+    comparison = compare_evaluations([base, tuned])
+    assert comparison.tests[0].mcnemar.b == 6 and comparison.tests[0].mcnemar.p_value == pytest.approx(2 / 64)
+    markdown = export_evaluation([base, tuned], "markdown")
+    assert "p = 0.031" in markdown and "| exact_match | 100.0% |" in markdown
+    page = export_evaluation([base, tuned], "html")
+    assert page.startswith("<!doctype html>") and "<svg" in page and "<script" not in page
+    table = list(csv.DictReader(io.StringIO(export_rows(tuned, "csv"))))
+    assert len(table) == 6 and table[0]["prediction"] == MAP_ANSWER
+    assert [json.loads(line)["index"] for line in export_rows(tuned, "jsonl").splitlines()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_exports_escape_user_text():
+    from evaluation.report import _md, rows_csv
+
+    assert _md("a|b\n*c*") == "a\\|b \\*c\\*"
+    assert "'=HYPERLINK" in rows_csv([{"index": 1, "prompt": '=HYPERLINK("x")'}])
