@@ -104,14 +104,15 @@ def read_gpus() -> tuple[list[GpuSample], str]:
     return _nvml.read()
 
 
-def sample(disk_path: Path) -> HealthSample:
+def sample(disk_path: Path, cpu_interval: float | None = None) -> HealthSample:
+    """One reading; CPU % is over the time since the previous reading (or over `cpu_interval` seconds, blocking)."""
     import psutil
 
     memory = psutil.virtual_memory()
     disk = psutil.disk_usage(str(disk_path))
     gpus, status = read_gpus()
     return HealthSample(
-        cpu_percent=psutil.cpu_percent(interval=None),
+        cpu_percent=psutil.cpu_percent(interval=cpu_interval),
         cpu_count=psutil.cpu_count() or 1,
         memory_used_bytes=int(memory.total - memory.available),
         memory_total_bytes=int(memory.total),
@@ -145,7 +146,7 @@ class HealthSampler:
         with self._lock:
             if self._samples:
                 return self._samples[-1]
-        reading = sample(self.disk_path)
+        reading = sample(self.disk_path, cpu_interval=0.1)  # no previous reading to measure CPU against
         with self._lock:
             self._samples.append(reading)
         return reading
@@ -155,7 +156,10 @@ class HealthSampler:
         self._thread.join(timeout=self.interval + 5)
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        import psutil
+
+        psutil.cpu_percent(interval=None)  # the first reading only starts psutil's CPU clock
+        while not self._stop.wait(self.interval):
             try:
                 reading = sample(self.disk_path)
             except Exception:  # noqa: BLE001 — a vanished disk path must not end monitoring
@@ -163,4 +167,3 @@ class HealthSampler:
             if reading is not None:
                 with self._lock:
                     self._samples.append(reading)
-            self._stop.wait(self.interval)

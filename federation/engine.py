@@ -27,7 +27,7 @@ from federation.request_log import RequestRecord, request_log
 from federation.spec import BaseRef, Federation, Member
 from registry.errors import ConsoleError
 from training.adapters import get_adapter
-from training.base_models import fingerprint
+from training.base_models import MODEL_LOAD_LOCK, fingerprint
 from training.stack import import_stack
 
 CHARS_PER_TOKEN_CAP = 16  # prompts longer than 16 characters per context token are refused before tokenizing
@@ -256,7 +256,11 @@ class InferenceEngine:
             if entry is not None:
                 self._models.move_to_end(key)
         if entry is None:
-            entry = _load_merged(base, activation.federation) if activation.merged else _load_base(base)
+            with MODEL_LOAD_LOCK:  # one load at a time; a request that waited finds the model another one loaded
+                with self._lock:
+                    entry = self._models.get(key)
+                if entry is None:
+                    entry = _load_merged(base, activation.federation) if activation.merged else _load_base(base)
             with self._lock:
                 entry = self._models.setdefault(key, entry)
                 self._models.move_to_end(key)

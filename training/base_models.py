@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import struct
+import threading
 from collections import Counter
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +24,10 @@ from training.stack import import_stack
 
 Source = Literal["embedded", "local", "hub"]
 EMBEDDED_ALIASES = {MODEL_NAME.lower(), f"huggingfacetb/{MODEL_NAME.lower()}", "embedded", "default"}
+# `from_pretrained` is not thread-safe in transformers 5: two threads loading at once can leave the process in a
+# state where every later load misses its tied output layer (lm_head stays on the meta device). Every model load
+# of the process (training workers, the inference engine) holds this lock.
+MODEL_LOAD_LOCK = threading.RLock()
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _SAFETENSORS_DTYPES = {

@@ -27,7 +27,13 @@ from registry.errors import ConsoleError
 from registry.shapes import DatasetKind
 from registry.storage import atomic_write_text
 from training.adapters import check_adapter_name
-from training.base_models import BaseModelInfo, resolve_base_model, suggested_target_modules, unknown_target_modules
+from training.base_models import (
+    MODEL_LOAD_LOCK,
+    BaseModelInfo,
+    resolve_base_model,
+    suggested_target_modules,
+    unknown_target_modules,
+)
 from training.config import JobConfig
 from training.errors import TrainingRefused
 from training.formatting import (
@@ -528,7 +534,8 @@ def load_model(checks: Preflight) -> Any:
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
     if on_gpu and config.quantization != "none":
         kwargs["device_map"] = {"": torch.cuda.current_device()}
-    model = AutoModelForCausalLM.from_pretrained(checks.base.path, **kwargs)
+    with MODEL_LOAD_LOCK:
+        model = AutoModelForCausalLM.from_pretrained(checks.base.path, **kwargs)
     if config.quantization != "none":
         _release_checkpoint_mapping(model)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
