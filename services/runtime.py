@@ -27,8 +27,17 @@ def job_manager() -> JobManager:
     registry = open_registry()
     with _managers_lock:
         if registry.root not in _managers:
-            _managers[registry.root] = JobManager(registry)
+            manager = JobManager(registry)
+            manager.on_completed.append(_evaluate_completed_job)
+            _managers[registry.root] = manager
         return _managers[registry.root]
+
+
+def _evaluate_completed_job(job) -> None:
+    """A job with an evaluation dataset gets its adapter and its base model evaluated (linked by the job id)."""
+    from evaluation.lineage import evaluate_job
+
+    evaluate_job(evaluation_manager(), job)
 
 
 def inference_engine() -> "InferenceEngine":

@@ -5,6 +5,7 @@ a real trained adapter, and the inference request log."""
 import json
 import math
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -117,8 +118,10 @@ def world(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("evaluation")
-    base = build_tiny_model(root / "tiny-llama", corpus=DEFAULT_CORPUS + MAP_PROMPTS)
-    other = build_tiny_model(root / "other-llama", corpus=DEFAULT_CORPUS + MAP_PROMPTS, seed=1)
+    # Seeds no other test module uses: models of one config and seed have the same weights, hence the same
+    # fingerprint, and the process-wide engine would serve another module's cached tokenizer and adapters.
+    base = build_tiny_model(root / "tiny-llama", corpus=DEFAULT_CORPUS + MAP_PROMPTS, seed=1313)
+    other = build_tiny_model(root / "other-llama", corpus=DEFAULT_CORPUS + MAP_PROMPTS, seed=1314)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RMN_LORA_HOME", str(root / "registry"))
         registry = open_registry()
@@ -153,6 +156,9 @@ def world(tmp_path_factory):
         result = run_training(config, root / "jobs" / "mapper", stop=threading.Event())
         register_adapter(result, config, registry=registry)
         yield {"base": base, "other": other, "root": root, "registry": registry, "patch": patch}
+    from federation.engine import default_engine
+
+    default_engine().clear()  # the services test loaded this module's models into the process-wide engine
     torch.set_num_threads(threads)
 
 
@@ -487,3 +493,39 @@ def test_exports_escape_user_text():
 
     assert _md("a|b\n*c*") == "a\\|b \\*c\\*"
     assert "'=HYPERLINK" in rows_csv([{"index": 1, "prompt": '=HYPERLINK("x")'}])
+
+
+def test_a_completed_job_evaluates_its_adapter_and_base_linked_by_job(world, manager):
+    from evaluation.lineage import before_after, evaluate_job
+    from training.config import build_config
+    from training.jobs import JobManager
+
+    jobs = JobManager(world["registry"])
+    queued: list[str] = []
+    jobs.on_completed.append(lambda job: queued.extend(evaluate_job(manager, job)))
+    config = build_config(
+        adapter_name="hooked",
+        base_model=str(world["base"]),
+        train_dataset="mapper_sft",
+        eval_dataset="mapper_eval",
+        max_steps=4,
+        batch_size=4,
+        save_steps=1000,
+        max_seq_length=96,
+        epochs=None,
+    )
+    job = jobs.wait(jobs.submit(config).id, timeout=300)
+    assert job.status == "completed", job.error
+    deadline = time.monotonic() + 120  # the callback runs in the worker thread right after the job completes
+    while not queued and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(queued) in (1, 2), jobs.log_text(job.id)  # the base run is reused when an identical one exists
+    runs = [manager.wait(run_id, timeout=300) for run_id in queued]
+    assert all(run.status == "completed" and run.config.job_id == job.id for run in runs)
+    assert runs[-1].config.target.key == "hooked@v1" and runs[-1].config.role == "adapter"
+    summary = before_after(manager, "hooked", 1)
+    assert summary is not None and summary.dataset == "mapper_eval"
+    assert summary.adapter == runs[-1].metrics["exact_match"]
+    assert summary.text.startswith(f"base {summary.base:.1%} → {summary.adapter:.1%} (p ")
+    # the run reproduces the training-time held-out figure (same prompts, template, greedy decoding)
+    assert summary.adapter == pytest.approx(job.final_metrics["eval_accuracy"])

@@ -10,6 +10,7 @@ import threading
 import traceback
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -105,6 +106,9 @@ class JobManager:
         self._stops: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._list_cache: tuple[tuple[Any, ...], tuple[list[JobState], list[CorruptFile]]] | None = None
+        # Run in the worker thread after a job completes (services queues its evaluations here); a failing
+        # callback is logged in the job's log and never fails the job.
+        self.on_completed: list[Callable[[JobState], object]] = []
         self._recover()
         threading.Thread(target=self._dispatch, name="job-dispatcher", daemon=True).start()
 
@@ -330,6 +334,12 @@ class JobManager:
             adapter_version=adapter.version,
         )
         self._log(job.id, f"completed: adapter {job.config.adapter_name} v{adapter.version} saved")
+        completed = self.get(job.id)
+        for callback in self.on_completed:
+            try:
+                callback(completed)
+            except Exception as error:  # noqa: BLE001 — the adapter is saved; a follow-up must not undo that
+                self._log(job.id, f"after completion: {type(error).__name__}: {error}")
 
     def _fail(self, job_id: str, message: str) -> None:
         self._transition(job_id, status=JobStatus.FAILED, finished=datetime.now(UTC), error=message)
