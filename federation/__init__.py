@@ -8,6 +8,7 @@ engine   cached, shared models; adapters switched per request; streamed generati
 run      answering a prompt with a federation
 store    saved federations in the registry
 errors   what a user can fix when composing or serving
+publish  an adapter or additive federation merged (or not) into a verified package with a manifest
 
 It imports `registry` and `training` (model loading, adapters), never `services` or streamlit.
 """

@@ -13,3 +13,11 @@ class RouterError(ConsoleError):
 
 class InferenceError(ConsoleError):
     """A request the engine cannot serve: a base model whose weights changed, an adapter that is gone."""
+
+
+class PublishError(ConsoleError):
+    """A package that cannot be built or verified as asked; the message says what to change."""
+
+
+class PackageCorrupt(ConsoleError):
+    """A package whose files no longer match its manifest."""

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.settings import Settings, get_settings
+from registry.settings import SETTINGS_FILE, Settings, get_settings
 
 LAYOUT = (
     "library",
@@ -15,6 +15,8 @@ LAYOUT = (
     "playground",
     "evaluations",
     "requests",
+    "models",
+    "packages",
     "access",
     ".locks",
     ".tmp",
@@ -64,6 +66,20 @@ class Registry:
     def requests(self) -> Path:
         """The inference request log (`federation.request_log` owns its files)."""
         return self.root / "requests"
+
+    @property
+    def models(self) -> Path:
+        """Registered base model folders (one JSON record each) and the description / tags of every model."""
+        return self.root / "models"
+
+    @property
+    def packages(self) -> Path:
+        """Published packages: `packages/<name>/` holds the package folder, its archive and its record."""
+        return self.root / "packages"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / SETTINGS_FILE
 
     @property
     def locks(self) -> Path:

@@ -1,0 +1,249 @@
+"""Publish on real adapters trained with PEFT + TRL on a tiny model; the package is checked by a fresh process."""
+
+import json
+import subprocess
+import sys
+import threading
+import zipfile
+
+import pytest
+
+from tests.tiny_model import build_tiny_model
+
+PROMPTS = [f"Map field 'adType' with value '{c}' from {r} to RMIS." for c in ("sp", "sd") for r in ("Amazon", "Target")]
+
+
+@pytest.fixture(scope="module")
+def published_world(tmp_path_factory):
+    """A registry with two adapters of one tiny base model and an additive federation of both."""
+    import torch
+
+    from federation.compose import MemberRequest, compose
+    from federation.store import save_federation
+    from registry.datasets import write_records
+    from registry.layout import open_registry
+    from registry.shapes import DatasetKind
+    from training.adapters import register_adapter
+    from training.config import build_config
+    from training.worker import run_training
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("publish")
+    base = build_tiny_model(root / "tiny-llama")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(root / "registry"))
+        registry = open_registry()
+        for name, answer in (("mapper", "placement_type: sponsored_product"), ("other", "cost: 1.25")):
+            rows = [{"instruction": p, "input": "", "output": answer} for p in PROMPTS]
+            write_records(f"{name}_sft", rows * 4, DatasetKind.ALPACA, origin="test", registry=registry)
+            config = build_config(
+                adapter_name=name,
+                base_model=str(base),
+                train_dataset=f"{name}_sft",
+                max_steps=12,
+                epochs=None,
+                batch_size=4,
+                learning_rate=5e-3,
+                lora_r=4 if name == "mapper" else 8,
+                lora_alpha=16,
+                save_steps=1000,
+                max_seq_length=64,
+                warmup_ratio=0.0,
+            )
+            result = run_training(config, root / "jobs" / name, stop=threading.Event())
+            register_adapter(result, config, registry=registry)
+        federation = save_federation(
+            compose([MemberRequest(adapter="mapper"), MemberRequest(adapter="other", weight=0.5)], name="both"),
+            registry,
+        )
+        yield {"base": base, "registry": registry, "federation": federation, "root": root}
+    torch.set_num_threads(threads)
+
+
+def _logits_in_fresh_process(folder, ids, base=None, adapter=None):
+    """Plain transformers (and PEFT when asked) in a new interpreter: no project module is importable there."""
+    script = (
+        "import json, sys, torch\n"
+        "from transformers import AutoModelForCausalLM\n"
+        "folder, ids, base, adapter = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]\n"
+        "model = AutoModelForCausalLM.from_pretrained(base or folder, dtype=torch.float32)\n"
+        "if adapter:\n"
+        "    from peft import PeftModel\n"
+        "    model = PeftModel.from_pretrained(model, adapter)\n"
+        "with torch.no_grad():\n"
+        "    print(json.dumps(model(input_ids=torch.tensor([ids])).logits[0].tolist()))\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('registry', 'training', 'federation', 'services')]\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script, str(folder), json.dumps(ids), str(base or ""), str(adapter or "")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    return json.loads(done.stdout)
+
+
+def _peft_logits(base, adapter_paths_weights, ids):
+    """Reference: the base with the adapter(s) applied by PEFT, computed here, unmerged."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    (first, _), *rest = adapter_paths_weights
+    model = PeftModel.from_pretrained(model, first, adapter_name="a0")
+    for index, (path, _) in enumerate(rest, start=1):
+        model.load_adapter(path, adapter_name=f"a{index}")
+    if rest:
+        names = [f"a{i}" for i in range(len(adapter_paths_weights))]
+        model.add_weighted_adapter(names, [w for _, w in adapter_paths_weights], "sum", combination_type="cat")
+        model.set_adapter("sum")
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits[0]
+
+
+def _ids(folder):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    messages = [{"role": "user", "content": PROMPTS[0]}]
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"])
+
+
+def test_merged_package_loads_with_plain_transformers_and_matches_peft(published_world):
+    import torch
+
+    from federation.publish import check_manifest, publish
+    from training.adapters import get_adapter
+
+    record = publish(
+        "mapper", merge=True, licence="apache-2.0", intended_use="Tests.", registry=published_world["registry"]
+    )
+    files = sorted(p.name for p in record.path.iterdir())
+    assert {"config.json", "model.safetensors", "generation_config.json", "README.md", "manifest.json"} <= set(files)
+    assert "tokenizer_config.json" in files and "tokenizer.json" in files
+    manifest = check_manifest(record.path)
+    assert manifest["verification"]["passed"] and manifest["verification"]["project_modules_imported"] == []
+    assert record.verification.max_abs_diff <= record.verification.tolerance == 1e-3
+    assert record.verification.top1_agreement == 1.0
+
+    # An independent check, in this test: plain from_pretrained in a fresh process against PEFT here.
+    ids = _ids(record.path)
+    got = torch.tensor(_logits_in_fresh_process(record.path, ids))
+    adapter = get_adapter("mapper", registry=published_world["registry"])
+    reference = _peft_logits(published_world["base"], [(adapter.path, 1.0)], ids)
+    base_only = torch.tensor(_logits_in_fresh_process(published_world["base"], ids))
+    assert (got - reference).abs().max() <= 1e-3
+    assert (base_only - reference).abs().max() > 1e-2  # the adapter changed the model, so the match means something
+
+    card = (record.path / "README.md").read_text()
+    assert 'license: "apache-2.0"' in card and adapter.dataset["content_hash"] in card and "Tests." in card
+    with zipfile.ZipFile(record.archive) as archive:
+        names = archive.namelist()
+    assert f"{record.name}/model.safetensors" in names and f"{record.name}/manifest.json" in names
+
+
+def test_sharded_federation_package_matches_the_peft_weighted_sum(published_world):
+    import torch
+
+    from federation.publish import publish
+    from training.adapters import get_adapter
+
+    registry, federation = published_world["registry"], published_world["federation"]
+    record = publish(federation.id, merge=True, name="both-merged", max_shard_size="100KB", registry=registry)
+    assert record.shards > 1 and (record.path / "model.safetensors.index.json").is_file()
+    assert record.verification.passed and record.source["type"] == "federation"
+    ids = _ids(record.path)
+    got = torch.tensor(_logits_in_fresh_process(record.path, ids))
+    paths = [(get_adapter(m.adapter, m.version, registry).path, m.weight) for m in federation.members]
+    reference = _peft_logits(published_world["base"], paths, ids)
+    assert (got - reference).abs().max() <= 1e-3
+
+
+def test_unmerged_package_has_the_adapter_and_a_vllm_recipe(published_world):
+    import torch
+
+    from federation.publish import publish
+    from training.adapters import get_adapter
+
+    registry = published_world["registry"]
+    record = publish("other", merge=False, registry=registry)
+    assert record.kind == "adapter" and record.verification.passed
+    assert record.serve_command.endswith("--enable-lora --lora-modules other-v1-adapter=./adapter --max-lora-rank 8")
+    assert (record.path / "serve.sh").read_text().count("vllm serve") == 1
+    ids = _ids(record.path)
+    got = torch.tensor(
+        _logits_in_fresh_process(record.path, ids, base=published_world["base"], adapter=record.path / "adapter")
+    )
+    reference = _peft_logits(published_world["base"], [(get_adapter("other", registry=registry).path, 1.0)], ids)
+    assert (got - reference).abs().max() <= 1e-5
+
+
+def test_a_corrupted_package_file_fails_the_manifest_check_clearly(published_world):
+    from federation.publish import PackageCorrupt, check_manifest, get_package, publish
+
+    registry = published_world["registry"]
+    record = publish("mapper", merge=True, name="to-corrupt", registry=registry)
+    weights = record.path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(PackageCorrupt, match=r"model\.safetensors does not match the manifest.*restore it"):
+        check_manifest(get_package("to-corrupt", registry).path)
+    (record.path / "model.safetensors").write_bytes(bytes(data[:10]))
+    with pytest.raises(PackageCorrupt, match="model.safetensors does not match"):
+        check_manifest(record.path)
+    (record.path / "extra.bin").write_bytes(b"x")
+    (record.path / "model.safetensors").unlink()
+    with pytest.raises(PackageCorrupt, match="missing"):
+        check_manifest(record.path)
+
+
+def test_gated_federations_and_taken_names_are_refused_and_write_nothing(published_world):
+    from federation.compose import MemberRequest, compose
+    from federation.publish import PublishError, list_packages, publish
+    from federation.store import save_federation
+
+    registry = published_world["registry"]
+    before = sorted(p.name for p in registry.packages.iterdir())
+    chain = save_federation(
+        compose([MemberRequest(adapter="mapper"), MemberRequest(adapter="other")], method="sequential", name="chain"),
+        registry,
+    )
+    with pytest.raises(PublishError, match="sequential federation"):
+        publish(chain.id, registry=registry)
+    existing = list_packages(registry)[0].name
+    with pytest.raises(PublishError, match="already exists"):
+        publish("mapper", name=existing, registry=registry)
+    assert sorted(p.name for p in registry.packages.iterdir()) == before
+    assert not [p for p in registry.tmp.iterdir() if p.name.startswith("package-")]
+
+
+def test_deleting_a_model_in_use_is_refused_naming_its_users(published_world):
+    from services.models import ModelInUse, delete_model, list_models, publish, register_base_model
+    from services.runtime import job_manager
+    from services.training import submit_training_job
+
+    publish("mapper", name="in-use-check")
+    register_base_model("tiny-base", published_world["base"])
+    job_id = submit_training_job(
+        "retailer", "queued_one", "mapper_sft", base_model="tiny-base", config={"max_steps": 400, "epochs": None}
+    )
+    try:
+        with pytest.raises(ModelInUse) as refused:
+            delete_model("tiny-base", "base")
+        message = str(refused.value)
+        assert f"job {job_id}" in message and "federation 'both'" in message and "package 'in-use-check'" in message
+    finally:
+        job_manager().cancel(job_id)
+        job_manager().wait(job_id, timeout=300)
+    with pytest.raises(ModelInUse, match=r"Adapter mapper is in use by federation 'both'.*package 'in-use-check'"):
+        delete_model("mapper", "adapter")
+    assert [e.version for e in list_models("adapter", search="mapper")] == [1]
+    delete_model("in-use-check", "package")
+    assert "in-use-check" not in [e.name for e in list_models("package")]
+    with pytest.raises(ModelInUse, match="federation 'both'"):
+        delete_model("tiny-base", "base")
