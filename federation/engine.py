@@ -100,6 +100,13 @@ class InferenceEngine:
         with self._lock:
             self._models.clear()
 
+    def resize(self, max_models: int) -> None:
+        """A new cache bound (Settings page), applied now: the least recently used models beyond it are dropped."""
+        with self._lock:
+            self.max_models = max_models
+            while len(self._models) > max_models:
+                self._models.popitem(last=False)
+
     def stream(
         self,
         base: BaseRef,

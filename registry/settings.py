@@ -1,20 +1,29 @@
-"""Where the registry lives and the limits that protect it, read from the environment."""
+"""What the console runs with, and where each value comes from: default < settings file < environment.
 
+The settings file is `settings.json` in the registry root; the Settings page writes it (atomically) for the
+editable values. An environment variable always wins, so a deployment can pin a value the page cannot change.
+The registry root and the models folder come from the environment only (the file lives inside the root).
+"""
+
+import json
 import os
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SETTINGS_FILE = "settings.json"
+Source = Literal["default", "settings file", "environment"]
 
 
 class Settings(BaseModel):
-    """Console settings; environment variables override the defaults so tests and deployments differ only there."""
+    """Console settings; environment variables override the settings file, which overrides the defaults."""
 
     home: Path = Field(description="Registry root: datasets, mappings, raw sources, adapters, jobs.")
     models_dir: Path = Field(description="Cache of base models converted to safetensors (large; outside the registry).")
-    max_upload_mb: int = Field(default=200, ge=1, le=10_240)
-    max_line_mb: int = Field(default=8, ge=1, le=1024)
+    max_upload_mb: int = Field(default=200, ge=1, le=10_240, description="Largest dataset upload, in MB.")
+    max_line_mb: int = Field(default=8, ge=1, le=1024, description="Longest line of a JSONL / CSV file, in MB.")
     max_concurrent_jobs: int = Field(default=1, ge=1, le=16, description="Training jobs that may run at once.")
     max_loaded_models: int = Field(default=2, ge=1, le=16, description="Models the inference engine keeps in memory.")
     validation_workers: int = Field(
@@ -29,6 +38,12 @@ class Settings(BaseModel):
     gpu_hour_price: float = Field(
         default=1.20, ge=0, le=1000, description="Price of one GPU for one hour, in USD (cost tracking)."
     )
+    theme: Literal["light", "dark"] = Field(default="light", description="Colour scheme of the console.")
+    page_size: int = Field(default=25, ge=5, le=200, description="Rows per page in every paginated table.")
+    training_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Training settings new jobs start from (any Training Jobs setting, e.g. epochs, lora_r).",
+    )
 
     @property
     def max_upload_bytes(self) -> int:
@@ -39,17 +54,109 @@ class Settings(BaseModel):
         return self.max_line_mb * 1024 * 1024
 
 
+ENVIRONMENT = {
+    "home": "RMN_LORA_HOME",
+    "models_dir": "RMN_LORA_MODELS",
+    "max_upload_mb": "RMN_LORA_MAX_UPLOAD_MB",
+    "max_line_mb": "RMN_LORA_MAX_LINE_MB",
+    "max_concurrent_jobs": "RMN_LORA_MAX_CONCURRENT_JOBS",
+    "max_loaded_models": "RMN_LORA_MAX_LOADED_MODELS",
+    "validation_workers": "RMN_LORA_VALIDATION_WORKERS",
+    "request_log": "RMN_LORA_REQUEST_LOG",
+    "cpu_hour_price": "RMN_LORA_CPU_HOUR_PRICE",
+    "gpu_hour_price": "RMN_LORA_GPU_HOUR_PRICE",
+    "theme": "RMN_LORA_THEME",
+    "page_size": "RMN_LORA_PAGE_SIZE",
+}
+# What the Settings page may write to the settings file.
+EDITABLE = (
+    "max_concurrent_jobs",
+    "max_loaded_models",
+    "cpu_hour_price",
+    "gpu_hour_price",
+    "theme",
+    "page_size",
+    "training_defaults",
+)
+
+
+class SettingsFileError(ValueError):
+    """The settings file exists but cannot be used; the defaults (and environment) apply meanwhile."""
+
+
+def _defaults() -> dict[str, Any]:
+    return {
+        "home": REPO_ROOT / "datasets",
+        "models_dir": REPO_ROOT / ".cache" / "models",
+        "validation_workers": min(2, os.cpu_count() or 1),
+    }
+
+
+def _environment() -> dict[str, str]:
+    return {field: os.environ[name] for field, name in ENVIRONMENT.items() if os.environ.get(name)}
+
+
+def _home() -> Path:
+    return Path(os.environ.get("RMN_LORA_HOME") or REPO_ROOT / "datasets").expanduser().resolve()
+
+
+_file_cache: dict[Path, tuple[int, dict[str, Any]]] = {}
+
+
+def read_settings_file(home: Path | None = None) -> dict[str, Any]:
+    """The editable values saved in the registry's settings file ({} when there is none).
+
+    Raises SettingsFileError when the file is unreadable or holds values the console refuses.
+    """
+    path = (home or _home()) / SETTINGS_FILE
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return {}
+    cached = _file_cache.get(path)
+    if cached and cached[0] == mtime:
+        return cached[1]
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SettingsFileError(f"{path} cannot be read as JSON ({error}).") from None
+    if not isinstance(values, dict):
+        raise SettingsFileError(f"{path} must hold a JSON object of setting names to values.")
+    unknown = sorted(set(values) - set(EDITABLE))
+    if unknown:
+        raise SettingsFileError(f"{path} sets {', '.join(unknown)}, which cannot be set there.")
+    try:
+        Settings.model_validate({"home": ".", "models_dir": ".", **values})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise SettingsFileError(f"{path}: {'.'.join(map(str, first['loc']))} {first['msg'].lower()}.") from None
+    _file_cache[path] = (mtime, values)
+    return values
+
+
 def get_settings() -> Settings:
-    """Read the settings now, so a changed `RMN_LORA_HOME` takes effect on the next call."""
-    return Settings(
-        home=Path(os.environ.get("RMN_LORA_HOME") or REPO_ROOT / "datasets").expanduser().resolve(),
-        models_dir=Path(os.environ.get("RMN_LORA_MODELS") or REPO_ROOT / ".cache" / "models").expanduser().resolve(),
-        max_upload_mb=int(os.environ.get("RMN_LORA_MAX_UPLOAD_MB", 200)),
-        max_line_mb=int(os.environ.get("RMN_LORA_MAX_LINE_MB", 8)),
-        max_concurrent_jobs=int(os.environ.get("RMN_LORA_MAX_CONCURRENT_JOBS", 1)),
-        max_loaded_models=int(os.environ.get("RMN_LORA_MAX_LOADED_MODELS", 2)),
-        validation_workers=int(os.environ.get("RMN_LORA_VALIDATION_WORKERS", min(2, os.cpu_count() or 1))),
-        request_log=os.environ.get("RMN_LORA_REQUEST_LOG", "1").strip().lower() not in ("0", "false", "no", "off"),
-        cpu_hour_price=float(os.environ.get("RMN_LORA_CPU_HOUR_PRICE", 0.10)),
-        gpu_hour_price=float(os.environ.get("RMN_LORA_GPU_HOUR_PRICE", 1.20)),
+    """Read the settings now, so a changed `RMN_LORA_HOME` or settings file takes effect on the next call.
+
+    A broken settings file is ignored here (the Settings page shows why); a bad environment value raises.
+    """
+    try:
+        saved = read_settings_file()
+    except SettingsFileError:
+        saved = {}
+    settings = Settings.model_validate({**_defaults(), **saved, **_environment()})
+    return settings.model_copy(
+        update={"home": settings.home.expanduser().resolve(), "models_dir": settings.models_dir.expanduser().resolve()}
     )
+
+
+def setting_sources() -> dict[str, Source]:
+    """Where each setting's current value comes from."""
+    try:
+        saved = read_settings_file()
+    except SettingsFileError:
+        saved = {}
+    environment = _environment()
+    return {
+        name: "environment" if name in environment else "settings file" if name in saved else "default"
+        for name in Settings.model_fields
+    }

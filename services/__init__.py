@@ -1,7 +1,8 @@
 """The console's Python API (seed 001 "API Integration"): pages call these, and so can scripts.
 
 One module per area: datasets, mappings, training (jobs, adapters, base models), federation, playground,
-overview (Home's counts and activity) and demo; `runtime` owns the process-wide job manager and inference
+overview (Home's counts), activity, models (base models, adapters, packages;
+publish), settings and demo; `runtime` owns the process-wide job manager and inference
 engine. Pages import this package only; it builds on training, federation and registry below it.
 
 The registry root is `RMN_LORA_HOME` (default: the repo's `datasets/` folder). Names resolve lazily
@@ -52,7 +53,19 @@ _EXPORTS = {
     "system_health": "services.monitoring",
     "adapter_performance": "services.monitoring",
     "request_records": "services.monitoring",
-    "recent_activity": "services.overview",
+    "recent_activity": "services.activity",
+    "export_activity": "services.activity",
+    "list_models": "services.models",
+    "get_model": "services.models",
+    "register_base_model": "services.models",
+    "update_model": "services.models",
+    "delete_model": "services.models",
+    "publish": "services.models",
+    "list_packages": "services.models",
+    "check_package": "services.models",
+    "get_settings": "services.settings",
+    "update_settings": "services.settings",
+    "restore_defaults": "services.settings",
     "registry_overview": "services.overview",
 }
 

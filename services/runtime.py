@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from registry.layout import open_registry
+from registry.settings import Settings
 from training.jobs import JobManager
 
 if TYPE_CHECKING:  # federation.engine pulls in torch when used; a page that only lists things need not load it
@@ -67,3 +68,9 @@ def health_sampler() -> "HealthSampler":
         if _sampler is None:
             _sampler = HealthSampler(open_registry().root)
         return _sampler
+
+
+def apply_settings(settings: Settings) -> None:
+    """Settings that a running console takes at once: the job manager's concurrency and the engine's cache size."""
+    job_manager().set_concurrency(settings.max_concurrent_jobs)
+    inference_engine().resize(settings.max_loaded_models)

@@ -15,7 +15,7 @@ from training.adapters import (
     list_adapters,
 )
 from training.base_models import BaseModelInfo, list_base_models
-from training.config import PRESETS, JobConfig, build_config, field_help
+from training.config import PRESETS, JobConfig, build_config, field_errors, field_help
 from training.jobs import FINISHED, RESUMABLE, JobManager, JobProgress, JobState, JobStatus
 
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
@@ -36,7 +36,9 @@ __all__ = [
     "adapter_versions",
     "build_config",
     "cancel_job",
+    "check_job",
     "delete_adapter",
+    "field_errors",
     "field_help",
     "fits_objective",
     "get_adapter",
@@ -45,6 +47,7 @@ __all__ = [
     "list_adapters",
     "list_base_models",
     "list_jobs",
+    "submit_config",
     "submit_training_job",
 ]
 
@@ -107,3 +110,20 @@ def fits_objective(kind: DatasetKind | str, objective: str, *, role: str = "trai
     if role == "training" and kind == DatasetKind.EVALUATION:
         return False
     return kind in OBJECTIVE_KINDS[objective]
+
+
+def check_job(values: dict[str, Any]) -> JobConfig:
+    """The checks a submission runs (JobConfig, then the base model, datasets and hardware), without queuing.
+
+    The Train Model wizard enables Launch only when this passes; ConsoleError says what to change.
+    """
+    from training.worker import preflight
+
+    config = build_config(**values)
+    preflight(config)
+    return config
+
+
+def submit_config(config: JobConfig) -> str:
+    """Queue a validated config (from `check_job` or `build_config`) and return the job id."""
+    return job_manager().submit(config).id

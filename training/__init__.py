@@ -7,6 +7,7 @@ worker          one job through TRL (heavy: imports torch, transformers, trl)
 jobs            the queue, worker threads and job state on disk
 job_folder      one job's files: state, metrics, log, checkpoints, adapter, result
 adapters        the adapter registry (PEFT folders with their lineage)
+registered_models  local model folders registered as base models; descriptions and tags of every model
 evaluation      the held-out scoring rules
 errors          what a user can fix when training
 

@@ -76,6 +76,9 @@ def resolve_base_model(ref: str | None, settings: Settings | None = None) -> Bas
     text = (ref or "").strip()
     if not text or text.lower() in EMBEDDED_ALIASES:
         return describe_folder(prepare_embedded_model(settings), MODEL_NAME, "embedded")
+    registered = _registered_path(text, settings)
+    if registered is not None:
+        return describe_folder(registered, text, "local")
     path = Path(text).expanduser()
     if path.is_dir():
         return describe_folder(path.resolve(), text, "local")
@@ -90,6 +93,16 @@ def resolve_base_model(ref: str | None, settings: Settings | None = None) -> Bas
     if not _HUB_ID.match(text):
         raise BaseModelError(f"{text!r} is neither a local folder nor a Hugging Face model id like 'org/model'.")
     return describe_folder(_cached_snapshot(text), text, "hub")
+
+
+def _registered_path(name: str, settings: Settings) -> Path | None:
+    """The folder of a model registered under `name` on the Models page, if any."""
+    from registry.layout import open_registry
+    from training.registered_models import registered_models
+
+    if "/" in name or "\\" in name or name.startswith("."):
+        return None
+    return next((m.path for m in registered_models(open_registry(settings)) if m.name == name), None)
 
 
 def _cached_snapshot(repo_id: str) -> Path:
@@ -263,6 +276,17 @@ def list_base_models(settings: Settings | None = None) -> list[BaseModelInfo]:
                 models.append(describe_folder(folder, folder.name, "local", check_loadable=False))
             except BaseModelError:
                 continue
+    from registry.layout import open_registry
+    from training.registered_models import registered_models
+
+    known = {m.path for m in models}
+    for registered in registered_models(open_registry(settings)):
+        if registered.path in known:
+            continue
+        try:
+            models.append(describe_folder(registered.path, registered.name, "local"))
+        except BaseModelError:
+            continue
     return models
 
 

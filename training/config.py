@@ -35,6 +35,23 @@ _QUANTIZATION_ALIASES = {
 }
 
 
+class Experiment(BaseModel):
+    """Why a job was run, as the Train Model wizard asks it; kept in the job's config and so in the adapter's lineage."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(default="", max_length=120, description="A short name for this experiment.")
+    description: str = Field(default="", max_length=2000, description="What is being tried, and on what data.")
+    goal: str = Field(
+        default="", max_length=500, description="What success looks like, e.g. 'held-out exact match above 90%'."
+    )
+
+    @field_validator("name", "description", "goal")
+    @classmethod
+    def _trim(cls, value: str) -> str:
+        return value.strip()
+
+
 class JobConfig(BaseModel):
     """Everything one training run needs. Unknown keys are refused so a typo never silently uses a default."""
 
@@ -192,6 +209,10 @@ class JobConfig(BaseModel):
         ge=1,
         le=1_000_000,
         description="With an eval dataset: compute eval loss every N steps (default: at every checkpoint) and at the end.",
+    )
+
+    experiment: Experiment | None = Field(
+        default=None, description="Experiment name, description and goal (the Train Model wizard's first step)."
     )
 
     @model_validator(mode="before")
@@ -366,6 +387,25 @@ def build_config(preset: str | None = None, /, **values: Any) -> JobConfig:
         return JobConfig.model_validate(merged)
     except ValidationError as error:
         raise InvalidConfig(describe_errors(error)) from None
+
+
+def field_errors(values: dict[str, Any]) -> dict[str, str]:
+    """What JobConfig refuses in `values`, one sentence per top-level field ('' for whole-config rules).
+
+    The wizard shows each under its widget; it is the same validation `build_config` runs, not a copy of it.
+    """
+    try:
+        JobConfig.model_validate(values)
+    except ValidationError as error:
+        found: dict[str, str] = {}
+        for item in error.errors():
+            field = str(item["loc"][0]) if item["loc"] else ""
+            message = item["msg"].removeprefix("Value error, ").replace("Input should be", "must be").rstrip(".")
+            if item["type"] == "missing":
+                message = "is required"
+            found.setdefault(field, message[0].upper() + message[1:] + ".")
+        return found
+    return {}
 
 
 def describe_errors(error: ValidationError) -> str:

@@ -128,6 +128,12 @@ class JobManager:
             self._cond.notify_all()
         return job
 
+    def set_concurrency(self, concurrency: int) -> None:
+        """A new limit (Settings page), applied now: more queued jobs start; running ones are never stopped."""
+        with self._cond:
+            self.concurrency = concurrency
+            self._cond.notify_all()
+
     def submit_many(self, configs: list[JobConfig]) -> list[JobState]:
         """Batch submit: every config passes preflight before any is queued, so a bad one queues nothing."""
         from training.worker import preflight

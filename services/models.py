@@ -1,0 +1,349 @@
+"""Models API (seeds 003 / 004): one list of base models, adapters and published packages; register, edit,
+delete (refused while something uses the model, naming it) and publish.
+
+Listing reads config headers, lineage and records only: no torch, no weights.
+"""
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from federation.publish import (
+    PackageCorrupt,
+    PackageRecord,
+    PublishError,
+    check_manifest,
+    delete_package,
+    get_package,
+    list_packages,
+)
+from federation.publish import publish as _publish
+from federation.store import list_federations
+from registry.activity import log_event
+from registry.errors import ConsoleError, NotFound
+from services.runtime import job_manager
+from training.adapters import AdapterRecord, adapter_versions, delete_adapter, list_adapters
+from training.base_models import BaseModelError, BaseModelInfo, describe_folder, list_base_models
+from training.jobs import FINISHED
+from training.registered_models import (
+    annotate,
+    annotations,
+    forget_annotation,
+    get_registered,
+    registered_models,
+    unregister_base_model,
+)
+from training.registered_models import register_base_model as _register
+
+__all__ = [
+    "ModelEntry",
+    "ModelInUse",
+    "PackageCorrupt",
+    "PackageRecord",
+    "PublishError",
+    "check_package",
+    "delete_model",
+    "get_model",
+    "get_package",
+    "list_models",
+    "list_packages",
+    "model_users",
+    "publish",
+    "register_base_model",
+    "update_model",
+]
+
+Kind = Literal["base", "adapter", "package"]
+KINDS: tuple[Kind, ...] = ("base", "adapter", "package")
+
+
+class ModelInUse(ConsoleError):
+    """A model that jobs, federations or packages still use."""
+
+
+class ModelEntry(BaseModel):
+    """One row of the Models page: what every kind of model has in common, plus its own details."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Kind
+    name: str
+    version: int | None = None
+    latest: bool = True
+    architecture: str = ""
+    parameters: int = 0
+    dtype: str = ""
+    size_bytes: int = 0
+    created: datetime | None = None
+    source: str = ""
+    base_model: str = ""
+    description: str = ""
+    tags: list[str] = []
+    path: str = ""
+    error: str | None = None
+    details: dict[str, Any] = {}
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}" if self.version is not None else self.name
+
+
+def list_models(kind: Kind | None = None, search: str = "", tags: list[str] | None = None) -> list[ModelEntry]:
+    """Base models, every adapter version (latest flagged) and packages; filtered by kind, text and tags."""
+    if kind is not None and kind not in KINDS:
+        raise ConsoleError(f"Unknown model type {kind!r}; choose one of: {', '.join(KINDS)}.")
+    notes = annotations()
+    entries: list[ModelEntry] = []
+    if kind in (None, "base"):
+        entries += _base_entries()
+    if kind in (None, "adapter"):
+        for latest in list_adapters():
+            versions = adapter_versions(latest.name) if latest.version > 1 else [latest]
+            entries += [_adapter_entry(r, r.version == latest.version) for r in reversed(versions)]
+    if kind in (None, "package"):
+        entries += [_package_entry(p) for p in list_packages()]
+    entries = [_annotated(e, notes) for e in entries]
+    needle = search.strip().casefold()
+    if needle:
+        entries = [e for e in entries if needle in _haystack(e)]
+    if tags:
+        wanted = set(tags)
+        entries = [e for e in entries if wanted <= set(e.tags)]
+    return entries
+
+
+def get_model(name: str, kind: Kind | None = None, version: int | None = None) -> ModelEntry:
+    """One model by name (an adapter's latest version unless `version` is given)."""
+    for entry in list_models(kind):
+        if entry.name == name and (version is None and entry.latest or entry.version == version):
+            return entry
+    raise NotFound(f"No {kind or 'model'} named {name!r}{f' v{version}' if version else ''}.")
+
+
+def register_base_model(name: str, path: str | Path) -> ModelEntry:
+    """Add a local safetensors folder as a base model (refused, with the reason, if unsafe or incomplete)."""
+    record = _register(name, path)
+    log_event("model.registered", f"Registered base model {record.name} from {record.path}", model=record.name)
+    return get_model(record.name, "base")
+
+
+def update_model(name: str, kind: Kind, *, description: str | None = None, tags: list[str] | None = None) -> ModelEntry:
+    get_model(name, kind)
+    annotate(kind, name, description=description, tags=tags)
+    log_event("model.updated", f"Edited the description / tags of {kind} {name}", model=name, model_kind=kind)
+    return get_model(name, kind)
+
+
+def model_users(name: str, kind: Kind, version: int | None = None) -> list[str]:
+    """What still uses a model, in words: active jobs, saved federations, published packages."""
+    users: list[str] = []
+    if kind == "base":
+        entry = get_model(name, "base")
+        fingerprint, path = entry.details.get("fingerprint"), entry.path
+        for job in job_manager().all_jobs():
+            if job.status not in FINISHED and job.config.base_model in (name, path):
+                users.append(f"job {job.id} ({job.status.value})")
+        users += [
+            f"federation {f.name!r}"
+            for f in list_federations()
+            if f.base.fingerprint == fingerprint or f.base.path == path
+        ]
+        users += [f"package {p.name!r}" for p in list_packages() if p.base_model.get("fingerprint") == fingerprint]
+    elif kind == "adapter":
+        for job in job_manager().all_jobs():
+            if job.status not in FINISHED and job.config.adapter_name == name and version is None:
+                users.append(f"job {job.id} ({job.status.value}), which will add a version")
+        users += [
+            f"federation {f.name!r}"
+            for f in list_federations()
+            if any(m.adapter == name and (version is None or m.version == version) for m in f.members)
+        ]
+        users += [
+            f"package {p.name!r}"
+            for p in list_packages()
+            if any(a["name"] == name and (version is None or a["version"] == version) for a in p.adapters)
+        ]
+    return users
+
+
+def delete_model(name: str, kind: Kind, version: int | None = None) -> None:
+    """Delete an adapter (version), a package, or a base model's registration; refused while in use."""
+    if kind == "base":
+        get_registered(name)  # the embedded model and the models cache are not registrations
+    elif kind == "package":
+        get_package(name)
+    users = model_users(name, kind, version)
+    if users:
+        raise ModelInUse(
+            f"{kind.capitalize()} {name}{f' v{version}' if version else ''} is in use by {', '.join(users)}. "
+            "Delete or finish those first."
+        )
+    if kind == "base":
+        unregister_base_model(name)
+    elif kind == "adapter":
+        delete_adapter(name, version)
+    else:
+        delete_package(name)
+    if kind != "adapter" or version is None:
+        forget_annotation(kind, name)
+    what = f"{name} v{version}" if version else name
+    log_event("model.deleted", f"Deleted {kind} {what}", model=name, model_kind=kind, version=version)
+
+
+def publish(
+    adapter_or_federation: str,
+    *,
+    merge: bool = True,
+    name: str | None = None,
+    version: int | None = None,
+    licence: str = "other",
+    intended_use: str = "",
+    description: str = "",
+    max_shard_size: str = "2GB",
+) -> PackageRecord:
+    """Package an adapter ('name', 'name@v2') or a saved additive federation ('fed_...'), verified, as a record."""
+    ref, _, pinned = adapter_or_federation.partition("@")
+    if pinned:
+        digits = pinned.removeprefix("v")
+        if not digits.isdigit():
+            raise PublishError(f"{adapter_or_federation!r}: the part after '@' must be a version like v2.")
+        version = int(digits)
+    started = time.perf_counter()
+    record = _publish(
+        ref,
+        merge=merge,
+        name=name,
+        version=version,
+        licence=licence,
+        intended_use=intended_use,
+        description=description,
+        max_shard_size=max_shard_size,
+    )
+    if description:
+        annotate("package", record.name, description=description)
+    log_event(
+        "package.published",
+        f"Published {record.name} ({record.kind}, {record.size_bytes / 1e6:.1f} MB) from {record.source['label']} "
+        f"in {time.perf_counter() - started:.0f} s; verified, max logit difference "
+        f"{record.verification.max_abs_diff:.2g}",
+        package=record.name,
+    )
+    return record
+
+
+def check_package(name: str) -> dict[str, Any]:
+    """Re-hash every file of a package against its manifest (PackageCorrupt names the file that differs)."""
+    return check_manifest(get_package(name).path)
+
+
+def package_archive_path(name: str) -> Path:
+    return get_package(name).archive
+
+
+def _base_entries() -> list[ModelEntry]:
+    entries = [
+        _base_entry(info, "embedded" if info.source == "embedded" else "models cache") for info in list_base_models()
+    ]
+    seen = {e.name for e in entries}
+    for registered in registered_models():
+        if registered.name in seen:
+            entries = [
+                e.model_copy(update={"source": "registered"}) if e.name == registered.name else e for e in entries
+            ]
+            continue
+        try:
+            info = describe_folder(registered.path, registered.name, "local")
+            entries.append(_base_entry(info, "registered", registered.registered))
+        except BaseModelError as error:
+            entries.append(
+                _base_entry(registered.info, "registered", registered.registered).model_copy(
+                    update={"error": str(error)}
+                )
+            )
+    return entries
+
+
+def _base_entry(info: BaseModelInfo, source: str, created: datetime | None = None) -> ModelEntry:
+    return ModelEntry(
+        kind="base",
+        name=info.id,
+        architecture=info.architecture,
+        parameters=info.parameters,
+        dtype=info.dtype,
+        size_bytes=info.size_bytes,
+        created=created,
+        source=source,
+        path=str(info.path),
+        error=None if info.ready else "Not converted yet: run `make model` (or start any training job).",
+        details={"fingerprint": info.fingerprint, "model_type": info.model_type},
+    )
+
+
+def _adapter_entry(record: AdapterRecord, latest: bool) -> ModelEntry:
+    return ModelEntry(
+        kind="adapter",
+        name=record.name,
+        version=record.version,
+        latest=latest,
+        architecture=str(record.base_model.get("architecture", "")),
+        parameters=0,
+        dtype="float32",
+        size_bytes=record.size_bytes,
+        created=record.created,
+        source=f"job {record.job_id}" if record.job_id else "registry",
+        base_model=str(record.base_model.get("id", "")),
+        path=str(record.path),
+        details={
+            "adapter_type": record.adapter_type,
+            "objective": record.objective,
+            "quantization": record.quantization,
+            "rank": record.lora_r,
+            "alpha": record.lora_alpha,
+            "target_modules": record.target_modules,
+            "dataset": record.dataset,
+            "eval_dataset": record.eval_dataset,
+            "metrics": record.metrics,
+            "job_id": record.job_id,
+            "experiment": record.config.get("experiment"),
+            "config": record.config,
+        },
+    )
+
+
+def _package_entry(record: PackageRecord) -> ModelEntry:
+    return ModelEntry(
+        kind="package",
+        name=record.name,
+        architecture=str(record.base_model.get("architecture", "")),
+        parameters=int(record.base_model.get("parameters", 0)) if record.kind == "merged" else 0,
+        dtype=record.dtype,
+        size_bytes=record.size_bytes,
+        created=record.created,
+        source=f"{record.kind} from {record.source.get('label', '')}",
+        base_model=str(record.base_model.get("id", "")),
+        path=str(record.path),
+        details={
+            "kind": record.kind,
+            "files": record.files,
+            "shards": record.shards,
+            "archive_bytes": record.archive_bytes,
+            "verification": record.verification.model_dump(),
+            "adapters": [f"{a['name']} v{a['version']}" for a in record.adapters],
+            "serve_command": record.serve_command,
+            "licence": record.licence,
+            "intended_use": record.intended_use,
+            "publish_seconds": record.publish_seconds,
+        },
+    )
+
+
+def _annotated(entry: ModelEntry, notes: dict) -> ModelEntry:
+    note = notes.get(f"{entry.kind}:{entry.name}")
+    return entry.model_copy(update={"description": note.description, "tags": note.tags}) if note else entry
+
+
+def _haystack(entry: ModelEntry) -> str:
+    return " ".join([entry.name, entry.architecture, entry.base_model, entry.description, *entry.tags]).casefold()
