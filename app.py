@@ -1,13 +1,21 @@
 """RMN LoRA Console: sign-in when it matters, then the navigation. Each page is a thin script over `services`."""
 
 import streamlit as st
+from streamlit import config as streamlit_config
 
 from pages.common import plain
 from pages.session import act_as_session_user, forget, sync_cookie
 from services.access import LOCAL, ConsoleError, Role, allowed, auth_required, check_can_serve, logout, set_default_user
 from services.datasets import prune_scratch
+from services.settings import get_settings
 
 st.set_page_config(page_title="RMN LoRA Console", page_icon=":material/hub:", layout="wide")
+# The theme is a console-wide setting: Streamlit sends the theme options with every run, so a change made on the
+# Settings page shows from the next rerun, without a restart.
+theme = get_settings().theme
+if streamlit_config.get_option("theme.base") != theme:
+    streamlit_config.set_option("theme.base", theme)
+    st.rerun()
 
 
 @st.cache_resource(show_spinner=False)
@@ -48,7 +56,10 @@ navigation = st.navigation(
         "": [home],
         "Training Management": [
             st.Page("pages/training_jobs.py", title="Training Jobs", icon=":material/model_training:"),
+            st.Page("pages/train_wizard.py", title="Train Model", icon=":material/route:", url_path="train"),
             st.Page("pages/adapters.py", title="Adapters", icon=":material/extension:"),
+            st.Page("pages/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
+            st.Page("pages/publish.py", title="Publish", icon=":material/package_2:", url_path="publish"),
         ],
         "Federation & Composition": [
             st.Page("pages/federations.py", title="Federation", icon=":material/hub:"),
@@ -58,6 +69,10 @@ navigation = st.navigation(
             st.Page("pages/dataset_library.py", title="Dataset Library", icon=":material/dataset:"),
             st.Page("pages/schema_mappings.py", title="Schema Mappings", icon=":material/schema:"),
             st.Page("pages/data_browser.py", title="Data Browser", icon=":material/table_view:"),
+        ],
+        "Workspace": [
+            st.Page("pages/activity.py", title="Activity", icon=":material/history:", url_path="activity"),
+            st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
         ],
         "Account": account,
     }

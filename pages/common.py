@@ -34,8 +34,14 @@ def show_broken(broken: Sequence[CorruptFile]) -> None:
         st.warning(plain(str(error)), icon=":material/broken_image:")
 
 
-def paginate(items: Sequence[T], key: str, page_size: int = 25) -> Sequence[T]:
-    """Show page controls under a table and return the current page's slice; the page survives reruns."""
+def paginate(items: Sequence[T], key: str, page_size: int | None = None) -> Sequence[T]:
+    """Show page controls under a table and return the current page's slice; the page survives reruns.
+
+    The page size is the Settings page's "Rows per page" unless a caller needs its own."""
+    if page_size is None:
+        from services.settings import get_settings
+
+        page_size = get_settings().page_size
     total = len(items)
     pages = max(1, -(-total // page_size))
     page = min(st.session_state.get(key, 1), pages)

@@ -1,0 +1,286 @@
+"""Train Model (seeds 003 / 004): the six-step wizard. Every widget takes its bounds, choices and help from JobConfig,
+and every error shown is JobConfig's own (or the submission checks'), so no rule is written twice."""
+
+import typing
+from typing import Any
+
+import streamlit as st
+
+from pages.common import attempt, human_size
+from services import datasets as library
+from services.settings import training_defaults
+from services.training import (
+    FINISHED,
+    PRESETS,
+    JobConfig,
+    check_job,
+    field_errors,
+    get_job_status,
+    list_base_models,
+    submit_config,
+)
+
+STEPS = (
+    ("Experiment", ":material/science:", ("experiment", "adapter_name", "adapter_type")),
+    ("Base model", ":material/memory:", ("base_model", "quantization")),
+    ("Training data", ":material/dataset:", ("train_dataset", "objective")),
+    ("Evaluation data", ":material/fact_check:", ("eval_dataset",)),
+    (
+        "Configuration",
+        ":material/tune:",
+        ("epochs", "max_steps", "learning_rate", "batch_size", "lora_r", "lora_alpha", "max_seq_length", "seed"),
+    ),
+    ("Review & launch", ":material/rocket_launch:", ()),
+)
+FIELDS = JobConfig.model_fields
+DATA = "wizard_values"
+
+st.title(":material/model_training: Train Model")
+st.caption("Six steps from an experiment idea to a running job. The one-page form on Training Jobs does the same.")
+
+
+def values() -> dict[str, Any]:
+    """The wizard's answers, kept apart from widget state (Streamlit drops a widget's state when it is not shown)."""
+    if DATA not in st.session_state:
+        start = {name: f.get_default(call_default_factory=True) for name, f in FIELDS.items() if not f.is_required()}
+        start.update(training_defaults())
+        start.update(
+            adapter_name="", train_dataset=None, experiment_name="", experiment_description="", experiment_goal=""
+        )
+        st.session_state[DATA] = start
+    return st.session_state[DATA]
+
+
+def candidate() -> dict[str, Any]:
+    """The answers as JobConfig input: the experiment fields nested, empty optional answers left out."""
+    data = dict(values())
+    experiment = {key: data.pop(f"experiment_{key}") for key in ("name", "description", "goal")}
+    data["experiment"] = experiment if any(experiment.values()) else None
+    return {k: v for k, v in data.items() if v is not None or k in ("experiment", "eval_dataset", "base_model")}
+
+
+def bounds(name: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for item in FIELDS[name].metadata:
+        for attribute, key in (("ge", "min_value"), ("gt", "min_value"), ("le", "max_value")):
+            if getattr(item, attribute, None) is not None:
+                found[key] = getattr(item, attribute)
+    return found
+
+
+def choices(name: str) -> list[str]:
+    """The values of a Literal field, from JobConfig's annotation."""
+    return list(typing.get_args(FIELDS[name].annotation))
+
+
+def widget(name: str, render) -> None:
+    """Render one widget bound to the wizard's answers: state in, value back."""
+    key = f"wizard_w_{name}"
+    if key not in st.session_state:
+        st.session_state[key] = values().get(name)
+    render(key)
+    values()[name] = st.session_state[key]
+
+
+def errors_for(step: int) -> dict[str, str]:
+    """JobConfig's errors about this step's fields; whole-config rules belong to the eval or configuration step."""
+    found = field_errors(candidate())
+    mine = {name: message for name, message in found.items() if name in STEPS[step][2]}
+    if "" in found and step == (3 if "eval dataset" in found[""] else 4):
+        mine[""] = found[""]
+    return mine
+
+
+def inline_error(name: str, shown: dict[str, str]) -> None:
+    if name in shown:
+        st.error(shown[name], icon=":material/error:")
+
+
+step = st.session_state.setdefault("wizard_step", 0)
+st.progress((step + 1) / len(STEPS), text=f"Step {step + 1} of {len(STEPS)}: {STEPS[step][0]}")
+header = st.columns(len(STEPS))
+for index, (title, icon, _) in enumerate(STEPS):
+    header[index].markdown(f"{icon} **{title}**" if index == step else f"{icon} {title}")
+shown = st.session_state.get("wizard_shown_errors", {}) if st.session_state.get("wizard_error_step") == step else {}
+
+with st.container(border=True):
+    if step == 0:
+        widget(
+            "experiment_name",
+            lambda k: st.text_input("Experiment name", key=k, max_chars=120, help="A short name for this experiment."),
+        )
+        widget(
+            "experiment_description",
+            lambda k: st.text_area(
+                "Description", key=k, max_chars=2000, height=80, help="What is being tried, and on what data."
+            ),
+        )
+        widget(
+            "experiment_goal", lambda k: st.text_input("Goal", key=k, max_chars=500, help="What success looks like.")
+        )
+        inline_error("experiment", shown)
+        left, right = st.columns(2)
+        with left:
+            widget(
+                "adapter_name",
+                lambda k: st.text_input("Adapter name", key=k, max_chars=64, help=FIELDS["adapter_name"].description),
+            )
+            inline_error("adapter_name", shown)
+        with right:
+            widget(
+                "adapter_type",
+                lambda k: st.selectbox(
+                    "Adapter type", choices("adapter_type"), key=k, help=FIELDS["adapter_type"].description
+                ),
+            )
+    elif step == 1:
+        models = attempt(list_base_models, "retry_wizard_models") or []
+        ready = {m.id: m for m in models if m.ready}
+        if not ready:
+            st.warning(
+                "No base model is ready. Register one on Models, or run `make model`.", icon=":material/warning:"
+            )
+        options = list(ready)
+        if values().get("base_model") not in options:
+            values()["base_model"] = options[0] if options else None
+            st.session_state.pop("wizard_w_base_model", None)
+        widget(
+            "base_model",
+            lambda k: st.selectbox(
+                "Base model",
+                options,
+                key=k,
+                help=FIELDS["base_model"].description,
+                format_func=lambda m: (
+                    f"{m} · {ready[m].architecture} · {ready[m].parameters / 1e6:,.0f} M · "
+                    f"{human_size(ready[m].size_bytes)}"
+                ),
+            ),
+        )
+        inline_error("base_model", shown)
+        widget(
+            "quantization",
+            lambda k: st.segmented_control(
+                "Quantization", choices("quantization"), key=k, help=FIELDS["quantization"].description
+            ),
+        )
+        inline_error("quantization", shown)
+    elif step == 2:
+        datasets = attempt(library.list_datasets, "retry_wizard_datasets") or []
+        if not datasets:
+            st.info("The library has no datasets yet. Upload one on Dataset Library.", icon=":material/info:")
+        kinds = {d.name: d for d in datasets}
+        widget(
+            "objective",
+            lambda k: st.segmented_control(
+                "Objective", choices("objective"), key=k, help=FIELDS["objective"].description
+            ),
+        )
+        inline_error("objective", shown)
+        widget(
+            "train_dataset",
+            lambda k: st.selectbox(
+                "Training dataset",
+                list(kinds),
+                key=k,
+                index=None,
+                placeholder="choose a dataset",
+                help=FIELDS["train_dataset"].description,
+                format_func=lambda n: f"{n} · {kinds[n].kind.value} · {kinds[n].rows:,} rows",
+            ),
+        )
+        inline_error("train_dataset", shown)
+        inline_error("", shown)
+    elif step == 3:
+        datasets = attempt(library.list_datasets, "retry_wizard_eval") or []
+        kinds = {d.name: d for d in datasets}
+        widget(
+            "eval_dataset",
+            lambda k: st.selectbox(
+                "Evaluation dataset (optional)",
+                list(kinds),
+                key=k,
+                index=None,
+                placeholder="none",
+                help=FIELDS["eval_dataset"].description,
+                format_func=lambda n: f"{n} · {kinds[n].kind.value} · {kinds[n].rows:,} rows",
+            ),
+        )
+        inline_error("eval_dataset", shown)
+        inline_error("", shown)
+    elif step == 4:
+        preset = st.selectbox("Start from a preset", ["(keep current)", *PRESETS], key="wizard_preset")
+        if preset != "(keep current)" and st.button("Apply preset", icon=":material/auto_fix_high:"):
+            for name, value in PRESETS[preset].items():
+                values()[name] = value
+                st.session_state.pop(f"wizard_w_{name}", None)
+            st.rerun()
+        left, right = st.columns(2)
+        for index, name in enumerate(STEPS[4][2]):
+            column = left if index % 2 == 0 else right
+            with column:
+                is_int = FIELDS[name].annotation in (int, int | None)
+                widget(
+                    name,
+                    lambda k, name=name, is_int=is_int: st.number_input(
+                        name.replace("_", " ").capitalize(),
+                        key=k,
+                        help=FIELDS[name].description,
+                        step=1 if is_int else None,
+                        format=None if is_int else "%g",
+                        **{b: (int(v) if is_int else float(v)) for b, v in bounds(name).items()},
+                    ),
+                )
+                inline_error(name, shown)
+        inline_error("", shown)
+    else:
+        config = None
+        try:
+            config = check_job(candidate())
+        except Exception as error:  # noqa: BLE001 — the reason is shown; Launch stays disabled
+            st.error(str(error), icon=":material/error:")
+        if config is not None:
+            st.success(
+                "The configuration is valid and fits the model, data and hardware.", icon=":material/check_circle:"
+            )
+        summary = {k: v for k, v in candidate().items() if v not in (None, "")}
+        st.json(summary, expanded=True)
+        if st.button(
+            "Launch", type="primary", disabled=config is None, icon=":material/rocket_launch:", key="wizard_launch"
+        ):
+            try:
+                st.session_state["wizard_job"] = submit_config(config)
+            except Exception as error:  # noqa: BLE001
+                st.error(str(error), icon=":material/error:")
+
+nav = st.columns([1, 1, 6])
+if nav[0].button("Back", disabled=step == 0, icon=":material/arrow_back:", key="wizard_back"):
+    st.session_state["wizard_step"] = step - 1
+    st.session_state.pop("wizard_error_step", None)
+    st.rerun()
+if step < len(STEPS) - 1 and nav[1].button("Next", type="primary", icon=":material/arrow_forward:", key="wizard_next"):
+    problems = errors_for(step)
+    if problems:
+        st.session_state["wizard_shown_errors"], st.session_state["wizard_error_step"] = problems, step
+    else:
+        st.session_state["wizard_step"] = step + 1
+        st.session_state.pop("wizard_error_step", None)
+    st.rerun()
+
+if job_id := st.session_state.get("wizard_job"):
+
+    @st.fragment(run_every=2)
+    def launched() -> None:
+        status = attempt(lambda: get_job_status(job_id), "retry_wizard_status")
+        if status is None:
+            return
+        with st.container(border=True):
+            st.markdown(f"**Job `{job_id}`**: {status['status']}")
+            st.progress(status["progress"], text=f"step {status['step']} of {status['max_steps'] or '?'}")
+            if status["error"]:
+                st.error(status["error"], icon=":material/error:")
+            st.page_link("pages/training_jobs.py", label="Follow it on Training Jobs", icon=":material/monitoring:")
+            if status["status"] in {s.value for s in FINISHED}:
+                st.page_link("pages/publish.py", label="Publish the adapter", icon=":material/package_2:")
+
+    launched()

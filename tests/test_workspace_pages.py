@@ -1,0 +1,77 @@
+"""Models, Publish, Activity, Settings and Train Model pages rendered with AppTest against a real temp registry."""
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.tiny_model import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ("models.py", "publish.py", "activity.py", "settings.py", "train_wizard.py")
+
+
+def page(name: str) -> AppTest:
+    """One page through the app's navigation (so its page links resolve)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page(f"pages/{name}")
+    return at
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_new_page_renders_its_empty_state_without_an_exception(registry, name):
+    at = page(name).run()
+    assert not at.exception
+    assert not [e for e in at.error]
+
+
+def test_models_page_registers_refuses_and_edits(registry, tmp_path):
+    folder = build_tiny_model(tmp_path / "tiny")
+    (tmp_path / "bad").mkdir()
+    at = page("models.py").run()
+    at.text_input(key="register_name").input("tiny")
+    at.text_input(key="register_path").input(str(folder))
+    at.button(key="FormSubmitter:register_model-Register").click().run()
+    assert not at.exception and "Registered tiny" in at.success[0].value
+    assert "tiny" in at.dataframe[0].value["Name"].tolist()
+    at.text_input(key="register_name").input("bad")
+    at.text_input(key="register_path").input(str(tmp_path / "bad"))
+    at.button(key="FormSubmitter:register_model-Register").click().run()
+    assert "has no config.json" in at.error[0].value
+    at.selectbox(key="models_selected").select("base: tiny").run()
+    at.text_area(key="desc_base_tiny").input("A tiny <b>model</b>")
+    at.text_input(key="tags_base_tiny").input("test, cpu")
+    at.button(key="FormSubmitter:edit_base_tiny-Save description and tags").click().run()
+    assert not at.exception and "Saved the description and tags of tiny" in at.success[0].value
+    row = at.dataframe[0].value.set_index("Name").loc["tiny"]
+    assert row["Tags"] == "test, cpu"
+    assert "Description: A tiny <b>model</b>" in [t.value for t in at.text]
+
+
+def test_activity_page_filters_and_exports(registry):
+    from registry.activity import log_event
+
+    log_event("dataset.uploaded", "Uploaded alpha")
+    log_event("package.published", "Published beta")
+    at = page("activity.py").run()
+    assert not at.exception
+    assert at.dataframe[0].value["What happened"].tolist() == ["Published beta", "Uploaded alpha"]
+    at.multiselect(key="activity_kinds").select("package").run()
+    assert at.dataframe[0].value["What happened"].tolist() == ["Published beta"]
+    at.text_input(key="activity_text").input("nothing like this").run()
+    assert "No activity matches." in at.info[0].value
+
+
+def test_settings_page_saves_refuses_and_shows_sources(registry):
+    at = page("settings.py").run()
+    at.number_input(key="settings_page_size").set_value(50)
+    at.button(key="FormSubmitter:settings_form-Save").click().run()
+    assert not at.exception and "Saved: page_size." in at.success[0].value
+    assert json.loads(registry.settings_file.read_text()) == {"page_size": 50}
+    table = at.dataframe[0].value.set_index("Setting")
+    assert table.loc["page_size", "Source"] == "settings file" and table.loc["home", "Source"] == "environment"
+    at.text_area(key="settings_training_defaults").input('{"lora_r": 0}')
+    at.button(key="FormSubmitter:settings_form-Save").click().run()
+    assert "lora r must be greater than or equal to 1" in at.error[0].value
+    assert json.loads(registry.settings_file.read_text()) == {"page_size": 50}
