@@ -54,7 +54,7 @@ with st.expander("Register a local base model folder", icon=":material/add_circl
 if flash := st.session_state.pop("models_flash", None):
     st.success(flash, icon=":material/check_circle:")
 
-filters = st.columns([2, 3, 2], vertical_alignment="bottom")
+filters = st.columns([3, 3, 2], vertical_alignment="bottom")
 kind_label = filters[0].segmented_control("Type", list(KIND_LABELS), default="All", key="models_kind")
 search = filters[1].text_input("Search", placeholder="name, architecture, base model, description, tag", key="models_q")
 with st.spinner("Reading the registry…"):

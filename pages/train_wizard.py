@@ -236,7 +236,8 @@ with st.container(border=True):
     else:
         config = None
         try:
-            config = check_job(candidate())
+            with st.spinner("Checking the configuration against the model, the data and this machine…"):
+                config = check_job(candidate())
         except Exception as error:  # noqa: BLE001 — the reason is shown; Launch stays disabled
             st.error(str(error), icon=":material/error:")
         if config is not None:
@@ -245,27 +246,51 @@ with st.container(border=True):
             )
         summary = {k: v for k, v in candidate().items() if v not in (None, "")}
         st.json(summary, expanded=True)
+        launched_job = st.session_state.get("wizard_job")
         if st.button(
-            "Launch", type="primary", disabled=config is None, icon=":material/rocket_launch:", key="wizard_launch"
+            "Launch",
+            type="primary",
+            disabled=config is None or launched_job is not None,
+            icon=":material/rocket_launch:",
+            key="wizard_launch",
+            help="Launched; start over to train another." if launched_job else None,
         ):
             try:
                 st.session_state["wizard_job"] = submit_config(config)
             except Exception as error:  # noqa: BLE001
                 st.error(str(error), icon=":material/error:")
+            else:
+                st.rerun()
+        if launched_job and st.button("Start over", icon=":material/restart_alt:", key="wizard_restart"):
+            for key in [k for k in st.session_state if str(k).startswith(("wizard_w_", "wizard_values"))]:
+                del st.session_state[key]
+            for key in ("wizard_step", "wizard_job", "wizard_shown_errors", "wizard_error_step"):
+                st.session_state.pop(key, None)
+            st.rerun()
+
+
+def go_back() -> None:
+    st.session_state["wizard_step"] -= 1
+    st.session_state.pop("wizard_error_step", None)
+
+
+def go_next() -> None:
+    """Move on only when JobConfig accepts this step's answers; otherwise keep its errors for the fields."""
+    for key in [k for k in st.session_state if str(k).startswith("wizard_w_")]:  # callbacks run before the widgets
+        values()[str(key).removeprefix("wizard_w_")] = st.session_state[key]
+    current = st.session_state["wizard_step"]
+    problems = errors_for(current)
+    if problems:
+        st.session_state["wizard_shown_errors"], st.session_state["wizard_error_step"] = problems, current
+    else:
+        st.session_state["wizard_step"] = current + 1
+        st.session_state.pop("wizard_error_step", None)
+
 
 nav = st.columns([1, 1, 6])
-if nav[0].button("Back", disabled=step == 0, icon=":material/arrow_back:", key="wizard_back"):
-    st.session_state["wizard_step"] = step - 1
-    st.session_state.pop("wizard_error_step", None)
-    st.rerun()
-if step < len(STEPS) - 1 and nav[1].button("Next", type="primary", icon=":material/arrow_forward:", key="wizard_next"):
-    problems = errors_for(step)
-    if problems:
-        st.session_state["wizard_shown_errors"], st.session_state["wizard_error_step"] = problems, step
-    else:
-        st.session_state["wizard_step"] = step + 1
-        st.session_state.pop("wizard_error_step", None)
-    st.rerun()
+nav[0].button("Back", disabled=step == 0, icon=":material/arrow_back:", key="wizard_back", on_click=go_back)
+if step < len(STEPS) - 1:
+    nav[1].button("Next", type="primary", icon=":material/arrow_forward:", key="wizard_next", on_click=go_next)
 
 if job_id := st.session_state.get("wizard_job"):
 

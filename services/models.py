@@ -255,7 +255,7 @@ def _base_entries() -> list[ModelEntry]:
             ]
             continue
         try:
-            info = describe_folder(registered.path, registered.name, "local")
+            info = describe_folder(registered.path, registered.name, "local", check_loadable=False)
             entries.append(_base_entry(info, "registered", registered.registered))
         except BaseModelError as error:
             entries.append(

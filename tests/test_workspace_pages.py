@@ -75,3 +75,33 @@ def test_settings_page_saves_refuses_and_shows_sources(registry):
     at.button(key="FormSubmitter:settings_form-Save").click().run()
     assert "lora r must be greater than or equal to 1" in at.error[0].value
     assert json.loads(registry.settings_file.read_text()) == {"page_size": 50}
+
+
+def test_models_page_pages_through_a_thousand_adapters(registry, tmp_path):
+    """1,000 adapter versions registered by the real registry code from one real (2-step) training run."""
+    import threading
+
+    from registry.datasets import write_records
+    from registry.shapes import DatasetKind
+    from services.models import list_models
+    from training.adapters import register_adapter
+    from training.config import build_config
+    from training.worker import run_training
+
+    base = build_tiny_model(tmp_path / "tiny")
+    rows = [{"instruction": f"q{i}", "input": "", "output": f"a{i}"} for i in range(8)]
+    write_records("few_sft", rows, DatasetKind.ALPACA, origin="test", registry=registry)
+    config = build_config(
+        adapter_name="many", base_model=str(base), train_dataset="few_sft", max_steps=2, epochs=None, lora_r=1
+    )
+    result = run_training(config, tmp_path / "job", stop=threading.Event())
+    for index in range(1000):
+        register_adapter(result, config.model_copy(update={"adapter_name": f"many_{index:04d}"}), registry=registry)
+    assert len(list_models("adapter")) == 1000
+    at = page("models.py").run()
+    assert not at.exception
+    assert "Showing 1–25 of 1,001" in [c.value for c in at.caption]
+    at.number_input(key="models_page").set_value(41).run()
+    assert "Showing 1001–1001 of 1,001" in [c.value for c in at.caption]
+    at.text_input(key="models_q").input("many_0999").run()
+    assert at.dataframe[0].value["Name"].tolist() == ["many_0999"]

@@ -284,7 +284,7 @@ def list_base_models(settings: Settings | None = None) -> list[BaseModelInfo]:
         if registered.path in known:
             continue
         try:
-            models.append(describe_folder(registered.path, registered.name, "local"))
+            models.append(describe_folder(registered.path, registered.name, "local", check_loadable=False))
         except BaseModelError:
             continue
     return models

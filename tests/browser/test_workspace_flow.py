@@ -1,0 +1,128 @@
+"""From an idea to a shipped model in the browser: the Train Model wizard (Back, an inline error, Launch), the job
+running on the tiny model, Publish with the archive downloaded, the package on Models, the events on Activity."""
+
+import csv
+import io
+import json
+import time
+import zipfile
+
+import pytest
+
+ADAPTER = "wizard_tiny"
+
+
+def step_title(page) -> str:
+    return page.locator('[data-testid="stProgress"]').first.inner_text()
+
+
+def next_step(page, wait, expected: int) -> None:
+    """Click Next and wait until the wizard shows step `expected`; the review step runs the submission checks, whose
+    first call imports the trainer (slow on a busy machine)."""
+    page.get_by_role("button", name="Next").click()
+    wait(page, timeout_ms=240_000 if expected == 6 else 30_000)
+    page.get_by_text(f"Step {expected} of 6").wait_for()
+
+
+@pytest.mark.timeout(2400)
+def test_wizard_trains_then_publish_download_models_and_activity(
+    console_url, browser_page, wait_for_streamlit, tmp_path
+):
+    page, wait = browser_page, wait_for_streamlit
+    page.goto(console_url)
+    wait(page)
+    page.get_by_role("link", name="Train Model").click()
+    wait(page)
+
+    # Step 1: the experiment; Next without an adapter name shows JobConfig's error under the field.
+    page.get_by_role("textbox", name="Experiment name").fill("Planner on the tiny model")
+    page.get_by_role("textbox", name="Description").fill("Does a 6-step run learn the plan format?")
+    page.get_by_role("textbox", name="Goal").fill("Loss under the first step's")
+    page.get_by_role("textbox", name="Goal").press("Tab")
+    wait(page)
+    page.get_by_role("button", name="Next").click()
+    wait(page)
+    page.get_by_text("The adapter name is empty").wait_for()
+    assert "Step 1 of 6" in step_title(page)
+    page.get_by_role("textbox", name="Adapter name").fill(ADAPTER)
+    page.get_by_role("textbox", name="Adapter name").press("Tab")
+    wait(page)
+    next_step(page, wait, 2)
+
+    # Step 2: the tiny local base model.
+    page.get_by_role("combobox", name="Base model").click()
+    page.get_by_role("option", name="tiny-llama").click()
+    wait(page)
+    next_step(page, wait, 3)
+
+    # Step 3: training data; then forward, Back, and forward again: the answer is still there.
+    page.get_by_role("combobox", name="Training dataset").click()
+    page.get_by_role("option", name="task_planning_sft", exact=False).first.click()
+    wait(page)
+    next_step(page, wait, 4)
+    page.get_by_role("button", name="Back").click()
+    wait(page)
+    page.get_by_text("Step 3 of 6").wait_for()
+    assert "task_planning_sft" in page.get_by_role("combobox", name="Training dataset").input_value()
+    next_step(page, wait, 4)
+    next_step(page, wait, 5)  # no evaluation dataset
+
+    # Step 5: a short run.
+    steps = page.get_by_role("spinbutton", name="Max steps")
+    steps.fill("6")
+    steps.press("Enter")
+    wait(page)
+    next_step(page, wait, 6)
+
+    # Step 6: review; Launch is enabled because the submission checks pass.
+    page.get_by_text("The configuration is valid").wait_for()
+    launch = page.get_by_role("button", name="Launch")
+    assert launch.is_enabled()
+    launch.click()
+    wait(page)
+    assert not page.get_by_role("button", name="Launch").is_enabled()  # launched once, not twice
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and not page.get_by_text(": completed").is_visible():
+        assert not page.get_by_text(": failed").is_visible(), page.inner_text("body")
+        page.wait_for_timeout(1000)
+    assert page.get_by_text(": completed").is_visible(), "the wizard's job did not complete in time"
+
+    # Publish the adapter (merged), then download the archive.
+    page.get_by_role("link", name="Publish the adapter").click()
+    wait(page)
+    page.get_by_role("combobox", name="Adapter").click()
+    page.get_by_role("option", name=ADAPTER).click()
+    wait(page)
+    page.get_by_role("button", name="Publish").click()
+    page.get_by_text(f"{ADAPTER}-v1-merged is ready").wait_for(timeout=600_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download archive").click()
+    archive = tmp_path / download.value.suggested_filename
+    download.value.save_as(archive)
+    with zipfile.ZipFile(archive) as zipped:
+        names = zipped.namelist()
+        manifest = json.loads(zipped.read(f"{ADAPTER}-v1-merged/manifest.json"))
+    assert f"{ADAPTER}-v1-merged/model.safetensors" in names and manifest["verification"]["passed"]
+
+    # The package on Models.
+    page.get_by_role("link", name="See it on Models").click()
+    wait(page)
+    page.get_by_role("textbox", name="Search").fill(f"{ADAPTER}-v1")
+    page.get_by_role("textbox", name="Search").press("Enter")
+    wait(page)
+    page.get_by_role("combobox", name="Details of").click()
+    page.get_by_role("option", name=f"package: {ADAPTER}-v1-merged").wait_for()
+    page.keyboard.press("Escape")
+
+    # Activity: the publish is in the timeline's CSV export; the job's log says it completed.
+    page.get_by_role("link", name="Activity").click()
+    wait(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export CSV").click()
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    assert any(r["kind"] == "package.published" and f"{ADAPTER}-v1-merged" in r["message"] for r in rows), rows
+    page.get_by_role("tab", name="Job logs").click()
+    wait(page)
+    page.get_by_text(f"completed: adapter {ADAPTER} v1 saved").wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
