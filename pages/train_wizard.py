@@ -15,6 +15,7 @@ from services.training import (
     JobConfig,
     check_job,
     field_errors,
+    fits_objective,
     get_job_status,
     list_base_models,
     submit_config,
@@ -169,7 +170,6 @@ with st.container(border=True):
         datasets = attempt(library.list_datasets, "retry_wizard_datasets") or []
         if not datasets:
             st.info("The library has no datasets yet. Upload one on Dataset Library.", icon=":material/info:")
-        kinds = {d.name: d for d in datasets}
         widget(
             "objective",
             lambda k: st.segmented_control(
@@ -177,6 +177,11 @@ with st.container(border=True):
             ),
         )
         inline_error("objective", shown)
+        objective = values().get("objective") or "sft"
+        kinds = {d.name: d for d in datasets if fits_objective(d.kind, objective)}
+        if st.session_state.get("wizard_w_train_dataset", values().get("train_dataset")) not in (None, *kinds):
+            values()["train_dataset"] = None  # chosen for the other objective
+            st.session_state.pop("wizard_w_train_dataset", None)
         widget(
             "train_dataset",
             lambda k: st.selectbox(
@@ -193,7 +198,11 @@ with st.container(border=True):
         inline_error("", shown)
     elif step == 3:
         datasets = attempt(library.list_datasets, "retry_wizard_eval") or []
-        kinds = {d.name: d for d in datasets}
+        objective = values().get("objective") or "sft"
+        kinds = {d.name: d for d in datasets if fits_objective(d.kind, objective, role="eval")}
+        if st.session_state.get("wizard_w_eval_dataset", values().get("eval_dataset")) not in (None, *kinds):
+            values()["eval_dataset"] = None  # chosen for the other objective
+            st.session_state.pop("wizard_w_eval_dataset", None)
         widget(
             "eval_dataset",
             lambda k: st.selectbox(

@@ -115,13 +115,15 @@ def test_wizard_trains_then_publish_download_models_and_activity(
     page.get_by_role("option", name=f"package: {ADAPTER}-v1-merged").wait_for()
     page.keyboard.press("Escape")
 
-    # Activity: the publish is in the timeline's CSV export; the job's log says it completed.
+    # Activity: the job, the adapter and the publish are in the timeline's CSV export; the job's log says it completed.
     page.get_by_role("link", name="Activity").click()
     wait(page)
     with page.expect_download() as download:
         page.get_by_role("button", name="Export CSV").click()
     rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
     assert any(r["kind"] == "package.published" and f"{ADAPTER}-v1-merged" in r["message"] for r in rows), rows
+    kinds = {r["kind"] for r in rows if ADAPTER in r["message"] + r["details"]}
+    assert {"job.queued", "job.completed", "adapter.saved", "package.published"} <= kinds, kinds
     page.get_by_role("tab", name="Job logs").click()
     wait(page)
     page.get_by_text(f"completed: adapter {ADAPTER} v1 saved").wait_for()
