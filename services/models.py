@@ -22,6 +22,7 @@ from federation.publish import (
 )
 from federation.publish import publish as _publish
 from federation.store import list_federations
+from registry.access import Role, requires
 from registry.activity import log_event
 from registry.errors import ConsoleError, NotFound
 from services.runtime import job_manager
@@ -123,6 +124,7 @@ def get_model(name: str, kind: Kind | None = None, version: int | None = None) -
     raise NotFound(f"No {kind or 'model'} named {name!r}{f' v{version}' if version else ''}.")
 
 
+@requires(Role.PRACTITIONER, "models.register")
 def register_base_model(name: str, path: str | Path) -> ModelEntry:
     """Add a local safetensors folder as a base model (refused, with the reason, if unsafe or incomplete)."""
     record = _register(name, path)
@@ -130,6 +132,7 @@ def register_base_model(name: str, path: str | Path) -> ModelEntry:
     return get_model(record.name, "base")
 
 
+@requires(Role.PRACTITIONER, "models.update")
 def update_model(name: str, kind: Kind, *, description: str | None = None, tags: list[str] | None = None) -> ModelEntry:
     get_model(name, kind)
     annotate(kind, name, description=description, tags=tags)
@@ -169,6 +172,7 @@ def model_users(name: str, kind: Kind, version: int | None = None) -> list[str]:
     return users
 
 
+@requires(Role.PRACTITIONER, "models.delete")
 def delete_model(name: str, kind: Kind, version: int | None = None) -> None:
     """Delete an adapter (version), a package, or a base model's registration; refused while in use."""
     if kind == "base":
@@ -193,6 +197,7 @@ def delete_model(name: str, kind: Kind, version: int | None = None) -> None:
     log_event("model.deleted", f"Deleted {kind} {what}", model=name, model_kind=kind, version=version)
 
 
+@requires(Role.PRACTITIONER, "models.publish")
 def publish(
     adapter_or_federation: str,
     *,

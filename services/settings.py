@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from registry.access import Role, requires
 from registry.activity import log_event
 from registry.errors import ConsoleError
 from registry.layout import open_registry
@@ -88,6 +89,7 @@ def settings_table() -> list[SettingRow]:
     return rows
 
 
+@requires(Role.ADMIN, "settings.update")
 def update_settings(**changes: Any) -> Settings:
     """Save editable settings to the registry's settings file and apply them to the running console.
 
@@ -127,6 +129,7 @@ def update_settings(**changes: Any) -> Settings:
     return settings
 
 
+@requires(Role.ADMIN, "settings.restore_defaults")
 def restore_defaults() -> Settings:
     """Remove the settings file (environment variables still apply)."""
     registry = open_registry()
