@@ -408,7 +408,7 @@ def login(identifier: str, password: str, registry: Registry | None = None) -> t
 def session_actor(token: str | None, registry: Registry | None = None) -> Actor | None:
     """The user of a live session token (its role read now, so a role change applies at once); None when the
     token is unknown, expired, or its user was removed. Touches the session at most once a minute."""
-    if not token:
+    if not isinstance(token, str) or not token or len(token) > 512:
         return None
     registry = registry or open_registry()
     now = datetime.now(UTC)
@@ -425,7 +425,7 @@ def session_actor(token: str | None, registry: Registry | None = None) -> Actor 
 
 
 def logout(token: str | None, registry: Registry | None = None) -> None:
-    if not token:
+    if not isinstance(token, str) or not token:
         return
     registry = registry or open_registry()
     with _editing(registry) as store:

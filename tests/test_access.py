@@ -73,6 +73,8 @@ def test_sessions_expire_and_logout_ends_them(registry, monkeypatch):
     token, _ = access.login("ana", STRONG)
     access.logout(token)
     assert access.session_actor(token) is None
+    for forged in (None, "", 12345, b"bytes", "x" * 10_000, "not-a-token"):
+        assert access.session_actor(forged) is None  # a cookie is whatever the browser sends
     token, _ = access.login("ana", STRONG)
     later = datetime.now(UTC) + store.SESSION_IDLE + timedelta(minutes=1)
 
@@ -223,3 +225,26 @@ def test_audit_verify_detects_an_edited_and_a_deleted_entry(registry, tmp_path, 
 
     log.write_text("".join(original))
     assert access.verify_audit().ok
+
+
+def test_the_app_on_another_address_serves_nothing_until_an_admin_exists(registry):
+    from pathlib import Path
+
+    from streamlit import config
+    from streamlit.testing.v1 import AppTest
+
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    before = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at = AppTest.from_file(app, default_timeout=30).run()
+        assert not at.exception
+        assert "make admin" in at.error[0].value and not at.metric  # no page ran
+        access.create_first_admin("root", STRONG)
+        at = AppTest.from_file(app, default_timeout=30).run()
+        assert not at.exception and not at.error
+        assert at.button(key="FormSubmitter:login_form-Sign in")  # the sign-in page, nothing else
+        assert not at.metric
+    finally:
+        config.set_option("server.address", before)
+    access.set_default_user(access.LOCAL)  # app.py set it for a server that requires sign-in
