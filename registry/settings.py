@@ -26,6 +26,11 @@ class Settings(BaseModel):
     max_line_mb: int = Field(default=8, ge=1, le=1024, description="Longest line of a JSONL / CSV file, in MB.")
     max_concurrent_jobs: int = Field(default=1, ge=1, le=16, description="Training jobs that may run at once.")
     max_loaded_models: int = Field(default=2, ge=1, le=16, description="Models the inference engine keeps in memory.")
+    training_backend: str = Field(
+        default="local",
+        description="Where jobs train: 'local' (threads in this process) or a Ray cluster address "
+        "(e.g. 127.0.0.1:6379, ray://head:10001, or 'auto').",
+    )
     validation_workers: int = Field(
         default=2, ge=1, le=64, description="Processes that validate one large JSONL file in parts (1: in-process)."
     )
@@ -61,6 +66,7 @@ ENVIRONMENT = {
     "max_line_mb": "RMN_LORA_MAX_LINE_MB",
     "max_concurrent_jobs": "RMN_LORA_MAX_CONCURRENT_JOBS",
     "max_loaded_models": "RMN_LORA_MAX_LOADED_MODELS",
+    "training_backend": "RMN_LORA_TRAINING_BACKEND",
     "validation_workers": "RMN_LORA_VALIDATION_WORKERS",
     "request_log": "RMN_LORA_REQUEST_LOG",
     "cpu_hour_price": "RMN_LORA_CPU_HOUR_PRICE",

@@ -210,6 +210,19 @@ class JobConfig(BaseModel):
         le=1_000_000,
         description="With an eval dataset: compute eval loss every N steps (default: at every checkpoint) and at the end.",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Ray backend: data-parallel training workers (DDP); the batch size stays the global batch, split "
+        "evenly over them. The local backend trains in one process and refuses more than 1.",
+    )
+    gpus_per_worker: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=16.0,
+        description="Ray backend: GPUs each worker needs (0 trains on CPU with gloo; 1 or more uses NCCL).",
+    )
 
     experiment: Experiment | None = Field(
         default=None, description="Experiment name, description and goal (the Train Model wizard's first step)."

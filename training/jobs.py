@@ -118,6 +118,7 @@ class JobManager:
         """Check the model, data and hardware first (ConsoleError, no job created), then queue."""
         from training.worker import preflight
 
+        self._check_backend(config)
         preflight(config)
         job = JobState(id=new_job_id(), config=config, created=datetime.now(UTC), restarted_from=restarted_from)
         self.job_dir(job.id).mkdir(parents=True)
@@ -139,6 +140,7 @@ class JobManager:
         from training.worker import preflight
 
         for config in configs:
+            self._check_backend(config)
             preflight(config)
         return [self.submit(config) for config in configs]
 
@@ -319,11 +321,36 @@ class JobManager:
             lock.release()
             self._forget(job_id)
 
+    @property
+    def backend(self) -> str:
+        """'local', or the address of the Ray cluster jobs train on (setting RMN_LORA_TRAINING_BACKEND)."""
+        return self.registry.settings.training_backend
+
+    def _check_backend(self, config: JobConfig) -> None:
+        from training.ray_backend import worker_config
+
+        if self.backend == "local":
+            if config.workers > 1 or config.gpus_per_worker:
+                raise JobError(
+                    f"{config.workers} workers / {config.gpus_per_worker:g} GPUs per worker need the Ray backend "
+                    "(RMN_LORA_TRAINING_BACKEND=<Ray address>); the local backend trains in one process."
+                )
+        else:
+            worker_config(config)
+
     def _run(self, job: JobState) -> None:
         from training.adapters import register_adapter
-        from training.worker import run_training
 
-        result = run_training(job.config, self.job_dir(job.id), stop=self._stops[job.id], resume=job.resume)
+        if self.backend == "local":
+            from training.worker import run_training
+
+            result = run_training(job.config, self.job_dir(job.id), stop=self._stops[job.id], resume=job.resume)
+        else:
+            from training.ray_backend import run_on_ray
+
+            result = run_on_ray(
+                job.config, self.job_dir(job.id), stop=self._stops[job.id], resume=job.resume, address=self.backend
+            )
         if result.status == "cancelled":
             self._transition(
                 job.id, status=JobStatus.CANCELLED, finished=datetime.now(UTC), final_metrics=result.metrics

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -174,7 +173,7 @@ def _probe_bitsandbytes(kind: str, device: str) -> str | None:
 class JobMonitor(TrainerCallback):
     """Writes progress to metrics.jsonl / train.log and turns the stop event into a clean, checkpointed stop."""
 
-    def __init__(self, stop: threading.Event, folder: JobFolder):
+    def __init__(self, stop: Any, folder: JobFolder):
         self.stop = stop
         self.folder = folder
         self.cancelled = False
@@ -243,13 +242,17 @@ class JobMonitor(TrainerCallback):
         self.folder.log(f"Checkpoint saved at step {state.global_step}.")
 
 
-def run_training(config: JobConfig, job_dir: Path, *, stop: threading.Event, resume: bool = False) -> TrainingResult:
+def run_training(
+    config: JobConfig, job_dir: Path, *, stop: Any, resume: bool = False, writer: bool = True
+) -> TrainingResult:
     """Train one adapter; returns completed or cancelled, raises ConsoleError for bad input and re-raises crashes.
 
     With resume=True training continues from the newest checkpoint in job_dir/checkpoints (fresh if there is none).
+    `stop` is anything with `is_set()` (a threading.Event here; the Ray backend's agrees across workers);
+    `writer=False` is a second worker of the same job: it shares the checkpoints and writes nothing else.
     """
     job_dir.mkdir(parents=True, exist_ok=True)
-    folder = JobFolder(job_dir)
+    folder = JobFolder(job_dir, writer=writer)
     try:
         return _run(config, folder, stop, resume)
     except ConsoleError as error:
@@ -260,7 +263,7 @@ def run_training(config: JobConfig, job_dir: Path, *, stop: threading.Event, res
         raise
 
 
-def _run(config: JobConfig, folder: JobFolder, stop: threading.Event, resume: bool) -> TrainingResult:
+def _run(config: JobConfig, folder: JobFolder, stop: Any, resume: bool) -> TrainingResult:
     checks = preflight(config)
     folder.log(
         f"Job {config.adapter_name}: {config.objective.upper()} on {checks.base.id} ({checks.base.parameters / 1e6:.1f}M "
@@ -271,9 +274,9 @@ def _run(config: JobConfig, folder: JobFolder, stop: threading.Event, resume: bo
     if resume and checkpoint is None:
         folder.log("Resume requested but no checkpoint exists yet: starting from step 0.")
     if checkpoint is not None:
-        _trim_metrics(folder.metrics_file, _checkpoint_step(checkpoint))
+        folder.trim_metrics(_checkpoint_step(checkpoint))
     else:
-        folder.metrics_file.unlink(missing_ok=True)
+        folder.reset_metrics()
     monitor = JobMonitor(stop, folder)
     trainer, tokenizer = build_trainer(checks, folder.path, callbacks=[monitor], folder=folder)
     if stop.is_set():
@@ -291,7 +294,7 @@ def _run(config: JobConfig, folder: JobFolder, stop: threading.Event, resume: bo
         folder.log(f"Final eval loss {metrics['eval_loss']:.4f}.")
     if checks.eval is not None and checks.eval.kind == DatasetKind.EVALUATION and not stop.is_set():
         metrics.update(_held_out_scores(trainer.model, tokenizer, checks.eval, folder))
-    adapter = save_adapter(trainer, tokenizer, checks.base, folder.adapter)
+    adapter = save_adapter(trainer, tokenizer, checks.base, folder.adapter) if folder.writer else None
     folder.log(f"Adapter saved to {adapter}.")
     return _result(checks, trainer, monitor, "completed", adapter, folder, metrics)
 
@@ -613,15 +616,3 @@ def _result(
 
 def _checkpoint_step(checkpoint: Path) -> int:
     return int(checkpoint.name.rsplit("-", 1)[-1])
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """On resume, drop progress lines written after the checkpoint, so the loss curve has no duplicate steps."""
-    if not path.exists():
-        return
-    kept = [
-        line
-        for line in path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= step
-    ]
-    atomic_write_text(path, "".join(f"{line}\n" for line in kept))

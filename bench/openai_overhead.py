@@ -1,0 +1,114 @@
+"""Request overhead of the OpenAI-compatible endpoint against the same generation called in-process.
+
+Goal (issue 16): under 5 ms per request. The API server runs as its own process (`python -m api`) on a free
+loopback port over a temporary registry; this process calls `services.serving.stream_completion` for the
+in-process figure and the official `openai` client for the HTTP one (non-streamed and streamed), round-robin,
+so a change in machine load hits every variant. Greedy decoding of a fixed number of tokens makes every
+request the same generation; overhead = median(HTTP) - median(in-process).
+Run: `PYTHONPATH=. .venv/bin/python bench/openai_overhead.py [--model tiny|embedded] [--requests 30] [--tokens 16]`.
+"""
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROMPT = "Map field 'adType' with value 'sp' from Amazon to RMIS."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=["tiny", "embedded"], default="tiny")
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--tokens", type=int, default=16)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="rmn-openai-bench-"))
+    os.environ["RMN_LORA_HOME"] = str(root / "registry")
+    if args.model == "tiny":
+        from tests.tiny_model import build_tiny_model
+
+        build_tiny_model(root / "models" / "tiny-llama")
+        os.environ["RMN_LORA_MODELS"] = str(root / "models")
+        model = "tiny-llama"
+    else:
+        from training.embedded_model import MODEL_NAME
+
+        model = MODEL_NAME
+
+    import openai
+
+    from services.federation import GenerationSettings
+    from services.serving import stream_completion
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api", "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client.models.list()
+                break
+            except openai.APIConnectionError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the API server did not start") from None
+                time.sleep(0.2)
+        settings = GenerationSettings(max_new_tokens=args.tokens)
+        messages = [{"role": "user", "content": PROMPT}]
+
+        def in_process() -> str:
+            return "".join(stream_completion(model, PROMPT, settings))
+
+        def http() -> str:
+            return (
+                client.chat.completions.create(model=model, messages=messages, max_tokens=args.tokens)
+                .choices[0]
+                .message.content
+            )
+
+        def http_stream() -> str:
+            chunks = client.chat.completions.create(model=model, messages=messages, max_tokens=args.tokens, stream=True)
+            return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+        variants = {"in-process": in_process, "HTTP": http, "HTTP streamed": http_stream}
+        answers = {name: call() for name, call in variants.items()}  # warm-up: loads the model in both processes
+        assert len({a.strip() for a in answers.values()}) == 1, f"the variants must generate the same text: {answers}"
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.requests):
+            for name, call in variants.items():
+                started = time.perf_counter()
+                call()
+                times[name].append((time.perf_counter() - started) * 1000)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+    reference = statistics.median(times["in-process"])
+    print(f"model {model}, {args.tokens} tokens greedy, {args.requests} requests each, round-robin")
+    for name, values in times.items():
+        median = statistics.median(values)
+        line = f"{name:>14}: median {median:8.2f} ms, best {min(values):8.2f} ms"
+        if name != "in-process":
+            line += f", overhead {median - reference:+6.2f} ms ({median / reference:.3f}x)"
+        print(line)
+    print("goal: overhead < 5 ms per request")
+
+
+if __name__ == "__main__":
+    main()

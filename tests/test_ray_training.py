@@ -1,0 +1,194 @@
+"""Training on a real local Ray cluster (started here on loopback with 2 CPUs): a Ray Train TorchTrainer with
+2 DDP workers (gloo) runs the same TRL trainer into the same job folder; cancel and resume work as locally."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from api_server import free_port
+from tiny_model import build_tiny_model
+
+# Ray replaces a loopback address by the machine's interface address unless clusters are "disabled" (its
+# single-machine mode): the test cluster, its workers and this driver then talk over 127.0.0.1 only.
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+os.environ.update(LOOPBACK_ONLY)
+ray = pytest.importorskip("ray")
+
+ROWS = [
+    {"instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.", "input": "", "output": answer}
+    for code, answer in [("sp", "placement_type: sponsored_product"), ("sd", "placement_type: sponsored_display")]
+    for retailer in ("Amazon", "Walmart", "Target", "Instacart")
+]
+SETTINGS = {
+    "batch_size": 4,
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "max_seq_length": 64,
+    "learning_rate": 1e-3,
+    "epochs": None,
+    "lora_dropout": 0.0,
+    "warmup_ratio": 0.0,
+    "seed": 7,
+}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(tmp_path_factory):
+    """`ray start --head --block` on 127.0.0.1 with 2 CPUs, in its own process group, stopped at the end."""
+    port = free_port()
+    ray_bin = Path(sys.executable).with_name("ray")
+    temp = tmp_path_factory.mktemp("ray")
+    head = subprocess.Popen(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp}",
+        ],
+        env={**os.environ, **LOOPBACK_ONLY},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert head.poll() is None, head.stderr.read().decode()
+        assert time.monotonic() < deadline, "the Ray head did not start"
+        time.sleep(0.5)
+    yield f"127.0.0.1:{port}"
+    ray.shutdown()
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+
+
+@pytest.fixture
+def setup(registry, tmp_path, monkeypatch):
+    from services import upload_dataset
+
+    base = build_tiny_model(tmp_path / "models" / "tiny-llama")
+    monkeypatch.setenv("RMN_LORA_MODELS", str(tmp_path / "models"))
+    source = tmp_path / "map.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 2))
+    upload_dataset("map_sft", source)
+    return base
+
+
+def lora_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")
+
+
+def test_a_two_worker_ray_job_cancels_resumes_and_trains_like_one_local_process(
+    setup, ray_cluster, monkeypatch, tmp_path
+):
+    """One job, as a user runs it: start on 2 workers, cancel mid-run, resume, finish; then compare with a local
+    1-process run with the same global batch and seed."""
+    import threading
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from services.training import cancel_job, get_job_status, job_manager, submit_training_job
+    from training.config import build_config
+    from training.worker import run_training
+
+    steps = 40
+    monkeypatch.setenv("RMN_LORA_TRAINING_BACKEND", ray_cluster)
+    manager = job_manager()
+    job_id = submit_training_job(
+        "retailer",
+        "on_ray",
+        "map_sft",
+        base_model="tiny-llama",
+        config={**SETTINGS, "max_steps": steps, "save_steps": 1000, "workers": 2},
+    )
+    deadline = time.monotonic() + 600
+    while manager.progress(job_id).step < 2:
+        assert manager.get(job_id).status in {"queued", "running"}, manager.get(job_id).error
+        assert time.monotonic() < deadline, "the Ray job did not start training"
+        time.sleep(0.2)
+    cancel_job(job_id)
+    job = manager.wait(job_id, timeout=300)
+    assert job.status == "cancelled", job.error
+    checkpoint = manager.latest_checkpoint(job_id)
+    assert checkpoint is not None and 2 <= int(checkpoint.name.split("-")[1]) < steps
+    assert ray.util.get_node_ip_address() == "127.0.0.1", "the driver must reach the cluster over loopback"
+
+    manager.resume(job_id)
+    job = manager.wait(job_id, timeout=600)
+    assert job.status == "completed", job.error
+    status = get_job_status(job_id)
+    assert status["step"] == steps and status["progress"] == 1.0
+    folder = manager.folder(job_id)
+    logged = [line["step"] for line in folder.metrics() if "loss" in line]
+    assert logged == list(range(1, steps + 1)), "one metrics line per step: only worker 0 writes, resume trims"
+    log = folder.log_text()
+    assert log.count("Ray: 2 worker(s)") == 2 and "2 examples each per step (global batch 4)" in log
+
+    adapter = Path(job.adapter_path)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(setup), adapter)
+    assert any("lora_B" in name for name, _ in model.named_parameters())
+
+    local = run_training(
+        build_config(
+            adapter_name="local",
+            base_model="tiny-llama",
+            train_dataset="map_sft",
+            max_steps=steps,
+            save_steps=1000,
+            **SETTINGS,
+        ),
+        tmp_path / "local-job",
+        stop=threading.Event(),
+    )
+    ray_weights, local_weights = lora_weights(adapter), lora_weights(local.adapter_path)
+    assert ray_weights.keys() == local_weights.keys()
+    for key, value in local_weights.items():
+        if "lora_B" in key:
+            moved = value.abs().max()
+            assert moved > 1e-4, "training must move B away from zero"
+            # Same seed, same global batch: DDP averages two half-batch gradients where one process averages
+            # over the whole batch (per-token means differ slightly), so B agrees to within 5% of how far it moved.
+            assert (ray_weights[key] - value).abs().max() <= 0.05 * moved, key
+
+
+def test_the_local_backend_refuses_several_workers(setup):
+    from services.errors import JobError
+    from services.training import submit_training_job
+
+    with pytest.raises(JobError, match="need the Ray backend"):
+        submit_training_job(
+            "retailer", "x", "map_sft", base_model="tiny-llama", config={**SETTINGS, "max_steps": 2, "workers": 2}
+        )
+
+
+def test_an_unreachable_cluster_fails_the_job_with_the_reason(setup, monkeypatch):
+    from services.training import job_manager, submit_training_job
+
+    monkeypatch.setenv("RMN_LORA_TRAINING_BACKEND", f"127.0.0.1:{free_port()}")
+    job_id = submit_training_job(
+        "retailer", "x", "map_sft", base_model="tiny-llama", config={**SETTINGS, "max_steps": 2}
+    )
+    job = job_manager().wait(job_id, timeout=300)
+    assert job.status == "failed" and "Could not connect to the Ray cluster" in job.error
