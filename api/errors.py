@@ -9,11 +9,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.errors import ConsoleError, JobError, NotFound
+from services.errors import AuthError, ConsoleError, Forbidden, JobError, NotFound
 
 
 def status_of(error: ConsoleError) -> int:
-    """404 for what does not exist, 409 for an action the job's state refuses, 400 for any other bad input."""
+    """401 unauthenticated, 403 for a role that may not, 404 for what does not exist, 409 for an action the
+    job's state refuses, 400 for any other bad input."""
+    if isinstance(error, AuthError):
+        return 401
+    if isinstance(error, Forbidden):
+        return 403
     if isinstance(error, NotFound):
         return 404
     if isinstance(error, JobError):

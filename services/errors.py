@@ -1,7 +1,17 @@
 """The errors callers sort (the HTTP API maps them to status codes); every one is a ConsoleError whose message
 says what was wrong and what to do next. Importing this module loads no model library."""
 
-from registry.errors import ConsoleError, InvalidFile, InvalidMapping, InvalidName, NotFound
+from registry.access import AuthError
+from registry.errors import ConsoleError, Forbidden, InvalidFile, InvalidMapping, InvalidName, NotFound
 from training.errors import JobError
 
-__all__ = ["ConsoleError", "InvalidFile", "InvalidMapping", "InvalidName", "JobError", "NotFound"]
+__all__ = [
+    "AuthError",
+    "ConsoleError",
+    "Forbidden",
+    "InvalidFile",
+    "InvalidMapping",
+    "InvalidName",
+    "JobError",
+    "NotFound",
+]

@@ -99,7 +99,8 @@ def test_upload_train_download_flow_over_http(client, models_dir, peer_data, tmp
     assert download.status_code == 200 and download.headers["content-type"].startswith("application/x-ndjson")
     assert len(download.content.splitlines()) == rows
     csv = client.get("/datasets/identity/download", params={"format": "csv"})
-    assert csv.text.splitlines()[0].split(",")[:2] == ["instruction", "input"]
+    header = next(__import__("csv").reader(io.StringIO(csv.text)))
+    assert header[:2] == ["instruction", "input"] and csv.headers["content-type"].startswith("text/csv")
 
     archive = client.get("/adapters/identity_tiny/versions/1/download")
     assert archive.headers["content-type"] == "application/zip"
@@ -230,6 +231,24 @@ def test_access_policy_is_loopback_by_default_and_pluggable(registry):
     with api_client(create_app(access=token_policy)) as client:
         assert client.get("/datasets").status_code == 401
         assert client.get("/datasets", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_a_policy_that_sets_the_acting_user_gets_the_consoles_roles(registry):
+    """The acting user set by an async policy reaches the services (sync routes run in worker threads), so a
+    viewer token can read but its upload is a 403 that changes nothing."""
+    from api.app import create_app
+    from registry.access import Actor, Role, acting_as
+
+    async def viewer_token():
+        with acting_as(Actor(username="reader", role=Role.VIEWER)):
+            yield
+
+    with api_client(create_app(access=viewer_token)) as client:
+        assert client.get("/datasets").status_code == 200
+        refused = client.post("/datasets/upload", files={"file": ("a.jsonl", b'{"text": "x"}\n')}, data={"name": "a"})
+        assert refused.status_code == 403 and refused.json()["error"]["type"] == "Forbidden"
+        assert "reader may not datasets.upload" in refused.json()["error"]["message"]
+        assert client.get("/datasets").json()["total"] == 0
 
 
 def test_the_server_refuses_to_bind_beyond_loopback():
