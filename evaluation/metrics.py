@@ -9,9 +9,13 @@ import math
 from collections.abc import Sequence
 
 from federation.evaluate import percentile
-from training.evaluation import TOKEN_PATTERN, exact_match, token_f1
+from registry.plans import is_plan
+from training.evaluation import TOKEN_PATTERN, criteria_rates, exact_match, judge, token_f1
 
 __all__ = [
+    "criteria_rates",
+    "is_plan",
+    "judge",
     "exact_match",
     "field_of",
     "percentile",

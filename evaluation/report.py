@@ -11,7 +11,16 @@ from typing import Any
 from evaluation.compare import Comparison
 from evaluation.runs import RunState
 
-SCORES = ("exact_match", "token_f1", "rouge_l", "preference_accuracy")
+SCORES = (
+    "exact_match",
+    "token_f1",
+    "rouge_l",
+    "preference_accuracy",
+    "plan_pass",
+    "plan_channel",
+    "plan_split",
+    "plan_uplift",
+)
 COLUMNS = (
     "index",
     "prompt",

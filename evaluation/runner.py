@@ -12,14 +12,23 @@ from typing import Any
 from pydantic import BaseModel
 
 from evaluation.data import EvalSet, Example
-from evaluation.metrics import exact_match, field_of, preference_correct, rouge_l, token_f1
+from evaluation.metrics import (
+    criteria_rates,
+    exact_match,
+    field_of,
+    is_plan,
+    judge,
+    preference_correct,
+    rouge_l,
+    token_f1,
+)
 from evaluation.targets import TargetSpec, federation_of, member_of
 from federation.engine import Activation, GenerationSettings, InferenceEngine
 from federation.methods import method_of
 from federation.run import run_federation
 from registry.errors import ConsoleError
 
-GENERATION_METRICS = ("exact_match", "token_f1", "rouge_l", "field_accuracy")
+GENERATION_METRICS = ("exact_match", "token_f1", "rouge_l", "field_accuracy", "plan_judged")
 LIKELIHOOD_METRICS = ("perplexity",)
 PREFERENCE_METRICS = ("preference_accuracy",)
 METRICS: dict[str, str] = {
@@ -28,6 +37,8 @@ METRICS: dict[str, str] = {
     "rouge_l": "F-measure of the longest common token subsequence of answer and reference.",
     "field_accuracy": "Exact match per RMIS field of a mapping set: the mapping computed the reference, so it "
     "is the judge.",
+    "plan_judged": "Campaign plans judged against the priors' plan: pass rate (plan_pass) and each criterion "
+    "(plan_channel, plan_split within 5 points, plan_uplift inside the priors' interval).",
     "perplexity": "exp of the mean negative log-likelihood of the reference tokens (lower is better).",
     "preference_accuracy": "Share of DPO pairs where the target gives the chosen answer a higher log-likelihood "
     "than the rejected one.",
@@ -49,10 +60,15 @@ class Answer(BaseModel):
 def plan_metrics(requested: Sequence[str] | None, evalset: EvalSet) -> list[str]:
     """The metrics a run computes: the requested ones checked against the dataset, or the defaults for its kind."""
     has_fields = any(field_of(e.reference or "", e.task) for e in evalset.examples if e.reference is not None)
+    has_plans = any(is_plan(e.reference) for e in evalset.examples if e.reference is not None)
     if requested is None:
         if evalset.preference:
             return ["preference_accuracy"]
-        return ["exact_match", "token_f1", "rouge_l", "perplexity"] + (["field_accuracy"] if has_fields else [])
+        return (
+            ["exact_match", "token_f1", "rouge_l", "perplexity"]
+            + (["field_accuracy"] if has_fields else [])
+            + (["plan_judged"] if has_plans else [])
+        )
     metrics = list(dict.fromkeys(requested))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -70,6 +86,11 @@ def plan_metrics(requested: Sequence[str] | None, evalset: EvalSet) -> list[str]
             raise MetricError(
                 f"{metric} needs reference answers; {name!r} holds preference pairs. Choose preference_accuracy, "
                 "or a dataset with prompt and reference."
+            )
+        if metric == "plan_judged" and not has_plans:
+            raise MetricError(
+                f"plan_judged needs campaign plans as references (Channel / Budget / Expected ROAS uplift lines); "
+                f"{name!r} has none. Generate the planning dataset from the uplift priors."
             )
         if metric == "field_accuracy" and not has_fields:
             raise MetricError(
@@ -99,6 +120,7 @@ def score_batch(
                 token_f1=round(token_f1(answer.response, reference), 6),
                 rouge_l=round(rouge_l(answer.response, reference), 6),
                 field=field_of(reference, example.task),
+                plan=judge(answer.response, reference).criteria if is_plan(reference) else None,
                 tokens=answer.tokens,
                 latency_ms=answer.latency_ms,
                 first_token_ms=answer.first_token_ms,
@@ -230,6 +252,10 @@ def summarize(rows: Sequence[dict[str, Any]], metrics: Sequence[str], seconds: f
         summary["field_accuracy"] = {
             field: {"accuracy": sum(hits) / len(hits), "examples": len(hits)} for field, hits in sorted(fields.items())
         }
+    if "plan_judged" in metrics:
+        plans = [row["plan"] for row in rows if row.get("plan")]
+        summary["plan_pass"] = sum(all(plan.values()) for plan in plans) / len(plans) if plans else None
+        summary.update({f"plan_{name}": rate for name, rate in criteria_rates(plans).items()})
     if "perplexity" in metrics:
         summary["perplexity"] = perplexity(
             [row["reference_logprob"] for row in rows], [row["reference_tokens"] for row in rows]

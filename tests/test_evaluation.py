@@ -62,6 +62,34 @@ def test_field_of_reads_the_generator_task_or_the_rmis_prefix():
 # ---- significance --------------------------------------------------------------------------------------------------
 
 
+def test_plan_judged_is_offered_for_plan_sets_and_summarized_per_criterion():
+    from evaluation.data import EvalSet, Example
+    from evaluation.runner import MetricError, plan_metrics, summarize
+    from registry.shapes import DatasetKind
+
+    plan = "Channel: video\nBudget: video 100% ($5,000)\nExpected ROAS uplift: +0.20 (+0.10 to +0.30)"
+
+    def evalset(references):
+        examples = [
+            Example(index=i, conversation=[{"role": "user", "content": "q"}], reference=r)
+            for i, r in enumerate(references, 1)
+        ]
+        return EvalSet(source={"name": "s"}, kind=DatasetKind.EVALUATION, examples=examples, skipped=[])
+
+    assert "plan_judged" in plan_metrics(None, evalset([plan, "cost: 1.25"]))
+    assert "plan_judged" not in plan_metrics(None, evalset(["cost: 1.25"]))
+    with pytest.raises(MetricError, match="campaign plans"):
+        plan_metrics(["plan_judged"], evalset(["cost: 1.25"]))
+    rows = [
+        {"exact_match": False, "plan": {"channel": True, "split": True, "uplift": True}},
+        {"exact_match": False, "plan": {"channel": True, "split": False, "uplift": True}},
+        {"exact_match": True, "plan": None},
+    ]
+    summary = summarize(rows, ["exact_match", "plan_judged"], 1.0)
+    assert summary["plan_pass"] == 0.5 and summary["plan_split"] == 0.5
+    assert summary["plan_channel"] == summary["plan_uplift"] == 1.0
+
+
 def test_mcnemar_exact_matches_the_binomial_formula():
     from evaluation.significance import mcnemar_exact
 
