@@ -166,5 +166,18 @@ elif entries:
             help=None if deletable else "Only registered folders can be removed; this one is built in or cached.",
         ):
             confirm_delete(entry)
+        if entry.kind != "package":
+            runs = attempt(lambda: catalog.model_evaluations(entry), "retry_model_evaluations")
+            if runs:
+                st.markdown("**Evaluations**")
+                if runs[0].get("before_after"):
+                    st.caption(f"Against its base model: {runs[0]['before_after']}")
+                st.dataframe(
+                    [{k: v for k, v in run.items() if k != "before_after"} for run in runs],
+                    hide_index=True,
+                    column_config={"created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm")},
+                )
+            elif runs is not None:
+                st.caption("No evaluation of this model yet.")
         with st.expander("All metadata", icon=":material/data_object:"):
             st.json(entry.details, expanded=False)

@@ -51,6 +51,7 @@ __all__ = [
     "get_package",
     "list_models",
     "list_packages",
+    "model_evaluations",
     "model_users",
     "publish",
     "register_base_model",
@@ -237,6 +238,38 @@ def publish(
         package=record.name,
     )
     return record
+
+
+def model_evaluations(entry: ModelEntry) -> list[dict[str, Any]]:
+    """The evaluation runs of a base model or adapter version (Evaluations' records), newest first, with the
+    adapter's before / after figure against its base model when both runs exist."""
+    from services.evaluation import adapter_before_after, list_evaluations
+
+    if entry.kind == "package":
+        return []
+    found = []
+    for run in list_evaluations():
+        target = run.config.target
+        same = (
+            target.kind == "adapter" and target.ref == entry.name and target.version == entry.version
+            if entry.kind == "adapter"
+            else target.kind == "base" and target.base.fingerprint == entry.details.get("fingerprint")
+        )
+        if same:
+            found.append(
+                {
+                    "run": run.id,
+                    "dataset": run.config.source.get("name", run.config.dataset),
+                    "status": run.status.value,
+                    "created": run.created,
+                    **{k: v for k, v in run.metrics.items() if isinstance(v, int | float)},
+                }
+            )
+    if entry.kind == "adapter" and found:
+        comparison = adapter_before_after(entry.name, entry.version or 1)
+        if comparison is not None:
+            found[0]["before_after"] = comparison.text
+    return found
 
 
 def check_package(name: str) -> dict[str, Any]:

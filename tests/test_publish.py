@@ -248,3 +248,15 @@ def test_deleting_a_model_in_use_is_refused_naming_its_users(published_world):
     assert "in-use-check" not in [e.name for e in list_models("package")]
     with pytest.raises(ModelInUse, match="federation 'both'"):
         delete_model("tiny-base", "base")
+
+
+def test_an_adapters_evaluations_are_listed_with_its_model(published_world):
+    from services.evaluation import run_evaluation, wait_for_evaluation
+    from services.models import get_model, model_evaluations
+
+    run_id = run_evaluation("mapper@v1", "mapper_sft", limit=4, max_new_tokens=8)
+    assert wait_for_evaluation(run_id, timeout=600).status.value == "completed"
+    runs = model_evaluations(get_model("mapper", "adapter"))
+    assert [r["run"] for r in runs] == [run_id]
+    assert runs[0]["dataset"] == "mapper_sft" and 0.0 <= runs[0]["exact_match"] <= 1.0
+    assert model_evaluations(get_model("other", "adapter")) == []
