@@ -60,6 +60,7 @@ navigation = st.navigation(
             st.Page("pages/adapters.py", title="Adapters", icon=":material/extension:"),
             st.Page("pages/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
             st.Page("pages/publish.py", title="Publish", icon=":material/package_2:", url_path="publish"),
+            st.Page("pages/evaluations.py", title="Evaluations", icon=":material/fact_check:"),
         ],
         "Federation & Composition": [
             st.Page("pages/federations.py", title="Federation", icon=":material/hub:"),
@@ -69,6 +70,11 @@ navigation = st.navigation(
             st.Page("pages/dataset_library.py", title="Dataset Library", icon=":material/dataset:"),
             st.Page("pages/schema_mappings.py", title="Schema Mappings", icon=":material/schema:"),
             st.Page("pages/data_browser.py", title="Data Browser", icon=":material/table_view:"),
+        ],
+        "Analytics & Monitoring": [
+            st.Page("pages/training_metrics.py", title="Training Metrics", icon=":material/show_chart:"),
+            st.Page("pages/performance.py", title="Performance Dashboard", icon=":material/speed:"),
+            st.Page("pages/system_health.py", title="System Health", icon=":material/monitor_heart:"),
         ],
         "Workspace": [
             st.Page("pages/activity.py", title="Activity", icon=":material/history:", url_path="activity"),

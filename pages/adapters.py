@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, human_size, paginate, show_broken, show_error
+from services.evaluation import adapter_before_after
 from services.health import broken_files
 from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
 
@@ -116,4 +117,14 @@ elif adapters:
             for title, command in chosen.usage_commands().items():
                 st.caption(title)
                 st.code(command, language="bash")
+        evaluated = attempt(lambda: adapter_before_after(chosen.name, chosen.version), "retry_adapter_eval")
+        if evaluated is not None:
+            st.metric(
+                f"Exact match on {evaluated.dataset}",
+                f"{evaluated.adapter:.1%}",
+                delta=evaluated.text,
+                delta_color="off",
+                help=f"Evaluations {evaluated.base_run} (base) and {evaluated.adapter_run} (this adapter), paired "
+                "McNemar test. Open them on the Evaluations page.",
+            )
         lineage(chosen)

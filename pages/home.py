@@ -33,6 +33,29 @@ if overview is not None:
         st.metric("Federations", overview.federations)
         st.caption("saved compositions of adapters")
 
+
+@st.fragment(run_every=10)
+def health_strip() -> None:
+    """Seed 002's Health Monitor, compact: the machine now, with the full view one click away."""
+    from services.monitoring import system_health
+
+    health = attempt(system_health, "retry_home_health")
+    if health is None:
+        return
+    with st.container(border=True, horizontal=True, vertical_alignment="center"):
+        st.metric("CPU", f"{health.cpu_percent:.0f}%")
+        st.metric("Memory", f"{health.memory_percent:.0f}%")
+        st.metric("Disk", f"{health.disk_percent:.0f}%")
+        st.metric(
+            "GPU",
+            f"{max((g.utilization_percent or 0) for g in health.gpus):.0f}%" if health.gpus else "none",
+            help=health.gpu_status,
+        )
+        st.page_link("pages/system_health.py", label="System Health", icon=":material/monitor_heart:")
+
+
+health_strip()
+
 st.subheader("Quick actions")
 actions = st.columns(3)
 actions[0].page_link("pages/dataset_library.py", label="Upload or validate a dataset", icon=":material/dataset:")

@@ -1,0 +1,90 @@
+"""Performance Dashboard (seed 000, Analytics & Monitoring): every target that served requests or was evaluated,
+with accuracy, latency, size, requests, error rate, tokens/s and cost; throughput and errors over time; the cost
+of each training job and evaluation."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages.common import attempt, human_size
+from services.monitoring import adapter_performance, job_costs, prices, request_timeline
+
+st.title("Performance Dashboard")
+window = st.segmented_control(
+    "Window", ["1 hour", "24 hours", "7 days", "All"], default="24 hours", key="perf_window", required=True
+)
+hours = {"1 hour": 1, "24 hours": 24, "7 days": 24 * 7, "All": None}[window]
+price = attempt(prices, "retry_prices")
+if price is not None:
+    st.caption(
+        f"Costs use ${price['cpu_hour']:.2f} per CPU-hour (this machine) and ${price['gpu_hour']:.2f} per GPU-hour "
+        "(settings `RMN_LORA_CPU_HOUR_PRICE`, `RMN_LORA_GPU_HOUR_PRICE`). A request costs its latency."
+    )
+
+rows = attempt(lambda: adapter_performance(hours), "retry_performance")
+if rows is not None and not rows:
+    st.info(
+        "No requests or evaluations yet. Generations from the Playground, the Federation page, evaluations and the "
+        "API are logged here."
+    )
+elif rows:
+    st.subheader("Adapters and models")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Target": [r.target for r in rows],
+                "Accuracy": [r.accuracy for r in rows],
+                "Evaluated on": [r.accuracy_dataset for r in rows],
+                "p50 latency (ms)": [r.p50_latency_ms for r in rows],
+                "p95 latency (ms)": [r.p95_latency_ms for r in rows],
+                "Size": [human_size(r.size_bytes) if r.size_bytes else "" for r in rows],
+                "Requests": [r.requests for r in rows],
+                "Error rate": [r.error_rate for r in rows],
+                "Tokens/s": [r.tokens_per_second for r in rows],
+                "Cost (USD)": [r.cost_usd for r in rows],
+                "USD / 1k tokens": [r.cost_per_1k_tokens for r in rows],
+            }
+        ),
+        hide_index=True,
+        column_config={
+            "Accuracy": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+            "Error rate": st.column_config.NumberColumn(format="percent"),
+            "Cost (USD)": st.column_config.NumberColumn(format="$%.5f"),
+            "USD / 1k tokens": st.column_config.NumberColumn(format="$%.5f"),
+        },
+    )
+
+timeline = attempt(lambda: request_timeline(hours or 24 * 365), "retry_timeline")
+if timeline:
+    frame = pd.DataFrame(timeline)
+    st.subheader("Requests over time")
+    left, right = st.columns(2)
+    left.plotly_chart(px.bar(frame, x="time", y="requests", title="Requests per minute"), key="perf_requests")
+    right.plotly_chart(
+        px.line(frame, x="time", y="error_rate", title="Error rate", range_y=[0, 1], markers=True), key="perf_errors"
+    )
+
+costs = attempt(job_costs, "retry_costs")
+if costs:
+    st.subheader("Cost of training jobs and evaluations")
+    frame = pd.DataFrame(costs)
+    st.metric("Total", f"${frame['cost_usd'].sum():.4f}", help="Wall time x devices x price, over every listed run.")
+    st.dataframe(
+        frame.rename(
+            columns={
+                "kind": "Kind",
+                "id": "Run",
+                "what": "What",
+                "status": "Status",
+                "finished": "Finished",
+                "seconds": "Seconds",
+                "device": "Device",
+                "cost_usd": "Cost (USD)",
+            }
+        ),
+        hide_index=True,
+        column_config={
+            "Finished": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "Cost (USD)": st.column_config.NumberColumn(format="$%.5f"),
+        },
+    )

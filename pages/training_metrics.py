@@ -1,0 +1,61 @@
+"""Training Metrics (seed 000, Analytics & Monitoring): loss, eval loss, learning rate and tokens/s of any chosen
+jobs overlaid by step, and a table of the settings in which those jobs differ."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages.common import attempt
+from services.monitoring import training_curves
+from services.training import list_jobs
+
+CURVES = {
+    "loss": "Training loss",
+    "eval_loss": "Eval loss",
+    "learning_rate": "Learning rate",
+    "tokens_per_second": "Tokens/s",
+}
+
+st.title("Training Metrics")
+jobs = attempt(list_jobs, "retry_metric_jobs")
+if jobs is not None and not jobs:
+    st.info("No training jobs yet. Start one on the Training Jobs page.")
+elif jobs:
+    labels = {j.id: f"{j.config.adapter_name} · {j.id} · {j.status.value}" for j in jobs}
+    if "metrics_jobs" not in st.session_state:
+        st.session_state["metrics_jobs"] = [j.id for j in jobs[:2]]
+    picked = st.multiselect("Jobs", list(labels), format_func=labels.get, key="metrics_jobs", max_selections=8)
+    if picked:
+        curves = attempt(lambda: training_curves(picked), "retry_curves") or {}
+        lines = [
+            {"job": labels[job_id].split(" · ")[0] + " · " + job_id[-6:], "step": row.get("step"), **row}
+            for job_id, rows in curves.items()
+            for row in rows
+        ]
+        frame = pd.DataFrame(lines)
+        if frame.empty:
+            st.info("These jobs have not logged a step yet.")
+        else:
+            columns = st.columns(2)
+            for index, (metric, title) in enumerate(CURVES.items()):
+                if metric in frame and frame[metric].notna().any():
+                    data = frame[frame[metric].notna()]
+                    columns[index % 2].plotly_chart(
+                        px.line(data, x="step", y=metric, color="job", title=title, markers=metric == "eval_loss"),
+                        key=f"metrics_{metric}",
+                    )
+        configs = {
+            labels[j.id].split(" · ")[0] + " · " + j.id[-6:]: j.config.model_dump(mode="json")
+            for j in jobs
+            if j.id in picked
+        }
+        table = pd.DataFrame(configs)
+        if len(configs) > 1:
+            differing = table[table.astype(str).nunique(axis=1) > 1]
+            st.subheader("Settings that differ")
+            if differing.empty:
+                st.caption("The chosen jobs share every setting.")
+            else:
+                st.dataframe(differing.astype(str), key="metrics_config_diff")
+        with st.expander("All settings"):
+            st.dataframe(table.astype(str))
