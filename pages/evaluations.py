@@ -107,7 +107,7 @@ with run_tab:
                     help="Prompts per generate call.",
                 )
                 tokens = right.number_input(
-                    "Max new tokens", min_value=1, max_value=1024, value=64, key="eval_tokens", help="Longest answer."
+                    "Max new tokens", min_value=1, max_value=1024, value=96, key="eval_tokens", help="Longest answer."
                 )
                 if st.form_submit_button("Run evaluation", type="primary", icon=":material/play_arrow:"):
                     try:

@@ -50,7 +50,7 @@ def run_evaluation(
     metrics: Sequence[str] | None = None,
     limit: int | None = None,
     batch_size: int = 8,
-    max_new_tokens: int = 64,
+    max_new_tokens: int = 96,
 ) -> str:
     """Queue an evaluation and return its run id (eval_YYYYMMDD_HHMMSS_xxxxxx)."""
     return (
