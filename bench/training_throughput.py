@@ -28,6 +28,7 @@ a shared 2-core machine). Run:
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +54,35 @@ HYPER = {
 }
 # Both memory runs use the "qlora low memory" preset's batch size and activation checkpointing.
 MEMORY = {"batch_size": 2, "gradient_checkpointing": True}
-# SmolLM2-1.7B's shape (its config.json on the Hub), on top of the embedded SmolLM2-135M's config.
-LARGE_SHAPE = {
-    "hidden_size": 2048,
-    "num_hidden_layers": 24,
-    "intermediate_size": 8192,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 32,
-    "head_dim": 64,
-    "vocab_size": 49152,
-    "tie_word_embeddings": True,
-    "rope_parameters": {"rope_theta": 130000.0, "rope_type": "default"},
+# Random-weight Llamas built offline for the memory runs, on top of the embedded SmolLM2-135M's config (so its
+# tokenizer fits): SmolLM2-1.7B's shape (its config.json on the Hub), stored in fp32 as that model's users load
+# it, and Llama-2-7B's shape (hidden 4096, 32 layers, MLP 11008, untied embeddings) in bf16, as 7B checkpoints
+# ship, with the embedded tokenizer's vocabulary (6.9B parameters, 13.8 GB).
+LARGE_SHAPES = {
+    "1.7b": {
+        "hidden_size": 2048,
+        "num_hidden_layers": 24,
+        "intermediate_size": 8192,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "head_dim": 64,
+        "vocab_size": 49152,
+        "tie_word_embeddings": True,
+        "rope_parameters": {"rope_theta": 130000.0, "rope_type": "default"},
+    },
+    "7b": {
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "intermediate_size": 11008,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "head_dim": 128,
+        "vocab_size": 49152,
+        "tie_word_embeddings": False,
+        "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"},
+    },
 }
+LARGE_DTYPES = {"1.7b": "float32", "7b": "bfloat16"}
 LARGE_RUN = {"max_seq_length": 128}
 LARGE_STEPS = 2
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
@@ -118,11 +137,11 @@ def prepare(home: Path, tiny: bool) -> str:
     return str(build_tiny_model(home / "tiny-model", hidden_size=128, layers=4))
 
 
-def build_large_model(folder: Path) -> Path:
-    """Save a random-weight Llama of SmolLM2-1.7B's shape to `folder`, one safetensors shard per layer.
+def build_large_model(folder: Path, size: str) -> Path:
+    """Save a random-weight Llama of LARGE_SHAPES[size] to `folder`, one safetensors shard per layer.
 
     Tensors are made one layer at a time from the meta-device model's names and shapes, so building needs
-    a few hundred MB rather than the 6.8 GB of the model; the tokenizer is the embedded model's.
+    about one layer's memory rather than the model's; the tokenizer is the embedded model's.
     """
     import torch
     from safetensors.torch import save_file
@@ -131,14 +150,13 @@ def build_large_model(folder: Path) -> Path:
     from training.base_models import resolve_base_model
 
     source = resolve_base_model(None).path
-    values = {**json.loads((source / "config.json").read_text(encoding="utf-8")), **LARGE_SHAPE}
-    config = LlamaConfig(**{key: value for key, value in values.items() if not key.startswith("_")})
+    values = {**json.loads((source / "config.json").read_text(encoding="utf-8")), **LARGE_SHAPES[size]}
+    dtype = getattr(torch, LARGE_DTYPES[size])
+    config = LlamaConfig(**{key: value for key, value in values.items() if not key.startswith("_")}, dtype=dtype)
     with torch.device("meta"):
-        shapes = {
-            name: tensor.shape
-            for name, tensor in LlamaForCausalLM(config).state_dict().items()
-            if name != "lm_head.weight"
-        }
+        model = LlamaForCausalLM(config)
+        tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+        shapes = {name: tensor.shape for name, tensor in model.state_dict().items() if name not in tied}
     folder.mkdir(parents=True)
     groups: dict[str, list[str]] = {}
     for name in shapes:
@@ -149,14 +167,16 @@ def build_large_model(folder: Path) -> Path:
     for group, names in groups.items():
         shard = f"model-{group}.safetensors"
         tensors = {
-            name: torch.ones(shapes[name])
+            name: torch.ones(shapes[name], dtype=dtype)
             if name.endswith("norm.weight")
-            else torch.randn(shapes[name], generator=generator) * config.initializer_range
+            else (torch.randn(shapes[name], generator=generator) * config.initializer_range).to(dtype)
             for name in names
         }
         save_file(tensors, folder / shard, metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(names, shard))
-    index = {"metadata": {"total_size": 4 * sum(shape.numel() for shape in shapes.values())}, "weight_map": weight_map}
+        del tensors
+    total = dtype.itemsize * sum(shape.numel() for shape in shapes.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
     config.save_pretrained(folder)
     for name in TOKENIZER_FILES:
@@ -271,9 +291,16 @@ def memory_child(quantization: str, base: str, steps: int, work: Path, **overrid
     imports = process.memory_info().rss
     # Full precision means fp32 weights: on a CPU with native bf16 the default loads the frozen base in bf16.
     precision = {"precision": "fp32"} if quantization == "none" else {}
+    started = time.perf_counter()
     trainer = our_trainer(base, steps, work / "job", quantization=quantization, **{**MEMORY, **precision, **overrides})
+    load_seconds = time.perf_counter() - started
     loaded = process.memory_info().rss
     load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # transformers maps full-precision weights lazily: they become resident when first read, i.e. in the first
+    # step. Reading one value per page of every weight shows what holding the full-precision model costs.
+    for param in trainer.model.parameters():
+        float(param.data.reshape(-1)[:: max(4096 // param.element_size(), 1)].float().sum())
+    resident = process.memory_info().rss
     peak = [loaded]
     done = threading.Event()
 
@@ -284,7 +311,9 @@ def memory_child(quantization: str, base: str, steps: int, work: Path, **overrid
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    started = time.perf_counter()
     trainer.train()
+    train_seconds = time.perf_counter() - started
     done.set()
     sampler.join()
     return {
@@ -294,6 +323,10 @@ def memory_child(quantization: str, base: str, steps: int, work: Path, **overrid
         "after_imports": imports,
         "loaded": loaded,
         "load_peak": load_peak,
+        "weights_resident": resident,
+        "process_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "load_seconds": load_seconds,
+        "train_seconds": train_seconds,
     }
 
 
@@ -345,9 +378,10 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a tiny random Llama instead of SmolLM2 (quick check)")
     parser.add_argument(
         "--memory-model",
-        choices=("135m", "1.7b"),
+        choices=("135m", "1.7b", "7b"),
         default="135m",
-        help="1.7b: also compare memory on a random-weight Llama of SmolLM2-1.7B's shape (~10 min)",
+        help="1.7b: also compare memory on a random-weight Llama of SmolLM2-1.7B's shape (~15 min, 6.4 GB of disk); "
+        "7b: also train 2 QLoRA steps on one of Llama-2-7B's shape (bf16, 13.8 GB of disk; ~1 h on 2 cores)",
     )
     parser.add_argument("--memory-only", action="store_true", help="skip the speed runs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -365,16 +399,29 @@ def main() -> None:
         f"{args.memory_steps} steps, batch {MEMORY['batch_size']}, max_len {HYPER['max_seq_length']}",
     )
     if args.memory_model == "1.7b":
-        with tempfile.TemporaryDirectory(prefix="rmn-bench-1.7b-") as folder:
-            started = time.perf_counter()
-            base = build_large_model(Path(folder) / "model")
-            print(f"built the random-weight 1.7B-shape Llama in {time.perf_counter() - started:.0f} s")
+        with large_model("1.7b") as base:
             runs = {kind: run_child(f"large-memory-{kind}", args, base) for kind in ("none", "4bit")}
-        report_memory(
-            "Llama of SmolLM2-1.7B's shape, random weights",
-            runs,
-            f"{LARGE_STEPS} steps, batch {MEMORY['batch_size']}, max_len {LARGE_RUN['max_seq_length']}",
+        setup = f"{LARGE_STEPS} steps, batch {MEMORY['batch_size']}, max_len {LARGE_RUN['max_seq_length']}"
+        report_memory("Llama of SmolLM2-1.7B's shape, random weights", runs, setup)
+        report_load(runs)
+    if args.memory_model == "7b":
+        with large_model("7b") as base:
+            run = run_child("large-memory-4bit", args, base)
+        report_7b(run)
+
+
+@contextlib.contextmanager
+def large_model(size: str) -> Iterator[Path]:
+    """A random-weight Llama of LARGE_SHAPES[size] in a temp folder, removed afterwards (it takes GBs of disk)."""
+    with tempfile.TemporaryDirectory(prefix=f"rmn-bench-{size}-") as folder:
+        started = time.perf_counter()
+        base = build_large_model(Path(folder) / "model", size)
+        size_gb = sum(file.stat().st_size for file in base.glob("*.safetensors")) / 1e9
+        print(
+            f"built the random-weight {size}-shape Llama ({LARGE_DTYPES[size]}, {size_gb:.1f} GB in "
+            f"{len(list(base.glob('*.safetensors')))} shards) in {time.perf_counter() - started:.0f} s"
         )
+        yield base
 
 
 def speed(model: str, args: argparse.Namespace) -> None:
@@ -421,6 +468,10 @@ def report_memory(model: str, memory: dict[str, dict[str, Any]], setup: str) -> 
         )
     full, quant = memory["none"], memory["4bit"]
     print(
+        f"  (LoRA fp32: weights resident before training {full['weights_resident'] / mib:5.0f} MiB; transformers "
+        "maps full-precision weights lazily, so 'model loaded' is before any weight was read)"
+    )
+    print(
         f"memory: 4-bit / full = {quant['peak_rss'] / full['peak_rss']:.2f}x whole process (goal <= 0.5x), "
         f"{(quant['peak_rss'] - quant['after_imports']) / (full['peak_rss'] - full['after_imports']):.2f}x above "
         "the after-imports baseline"
@@ -429,3 +480,32 @@ def report_memory(model: str, memory: dict[str, dict[str, Any]], setup: str) -> 
 
 if __name__ == "__main__":
     main()
+
+
+def report_load(memory: dict[str, dict[str, Any]]) -> None:
+    """The 4-bit load against what it produced and against holding the full-precision model."""
+    gib = 1024**3
+    full, quant = memory["none"], memory["4bit"]
+    full_load = max(full["load_peak"], full["weights_resident"])
+    print(
+        f"load: 4-bit peak while loading {quant['load_peak'] / gib:.2f} GiB (in {quant['load_seconds']:.0f} s) = "
+        f"{quant['load_peak'] / quant['loaded']:.2f}x the loaded 4-bit model's resident {quant['loaded'] / gib:.2f} "
+        f"GiB (goal <= 1.5x) and {quant['load_peak'] / full_load:.2f}x the full-precision load with its weights "
+        f"resident, {full_load / gib:.2f} GiB (goal <= 0.6x; its lazy memory-mapped load returns at "
+        f"{full['load_peak'] / gib:.2f} GiB, before any weight is read); whole process"
+    )
+
+
+def report_7b(run: dict[str, Any]) -> None:
+    gib = 1024**3
+    print(
+        f"7B: Llama-2-7B shape (6.9B parameters, bf16 shards), QLoRA 4-bit NF4, {LARGE_STEPS} steps, batch "
+        f"{MEMORY['batch_size']}, max_len {LARGE_RUN['max_seq_length']}, activation checkpointing:"
+    )
+    print(
+        f"  whole-process peak {run['process_peak'] / gib:.2f} GiB (goal < 12 GB = {12e9 / gib:.2f} GiB); "
+        f"loading peak {run['load_peak'] / gib:.2f} GiB, loaded {run['loaded'] / gib:.2f} GiB "
+        f"({run['load_peak'] / run['loaded']:.2f}x), training peak {run['peak_rss'] / gib:.2f} GiB; baseline after "
+        f"imports {run['after_imports'] / gib:.2f} GiB; load {run['load_seconds']:.0f} s, "
+        f"{LARGE_STEPS} steps {run['train_seconds']:.0f} s"
+    )

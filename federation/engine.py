@@ -556,9 +556,7 @@ def _answer_length(ids: Any, tokenizer: Any) -> int:
 def _load_base(base: BaseRef) -> LoadedModel:
     import torch
 
-    from training.worker import load_tokenizer
-
-    AutoModelForCausalLM = import_stack().AutoModelForCausalLM
+    from training.models import load_model, load_tokenizer
 
     path = Path(base.path)
     if not path.is_dir():
@@ -568,9 +566,7 @@ def _load_base(base: BaseRef) -> LoadedModel:
             f"The weights at {path} changed since this was composed (fingerprint differs), so its "
             "adapters no longer fit. Compose the federation again on the current base model."
         )
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch.float32, use_safetensors=True, local_files_only=True, attn_implementation="sdpa"
-    )
+    model = load_model(path, dtype=torch.float32)
     model.eval()
     return LoadedModel(model=model, tokenizer=load_tokenizer(path))
 

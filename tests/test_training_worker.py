@@ -194,12 +194,12 @@ def test_quantized_job_completes_or_is_refused_clearly(tiny_base, datasets, tmp_
 def test_a_4bit_model_does_not_keep_its_full_precision_checkpoint_mapped(tiny_base, datasets, tmp_path):
     """Unquantized tensors loaded as views of the memory-mapped checkpoint keep the whole fp32 file resident
     (6.4 GiB of RSS for a 1.7B model, bench/training_throughput.py --memory-model 1.7b) unless copied out."""
-    from training.worker import load_model, preflight, quantization_unsupported
+    from training.worker import load_base, preflight, quantization_unsupported
 
     if quantization_unsupported("4bit", "cpu"):
         pytest.skip("bitsandbytes 4-bit does not work on this CPU")
     base = Path(shutil.copytree(tiny_base, tmp_path / "own-copy"))
-    model = load_model(preflight(make_config(base, quantization="4bit")))
+    model = load_base(preflight(make_config(base, quantization="4bit")))
     mapped = [line for line in Path("/proc/self/maps").read_text().splitlines() if str(base) in line]
     assert model.get_input_embeddings().weight.dtype.is_floating_point
     assert mapped == []
@@ -361,7 +361,8 @@ def test_a_default_system_prompt_is_not_trained_on(tiny_base, datasets, tmp_path
     from transformers import AutoTokenizer
 
     from tests.tiny_model import CHATML
-    from training.worker import build_trainer, injects_default_system_prompt, load_tokenizer, preflight
+    from training.models import injects_default_system_prompt, load_tokenizer
+    from training.worker import build_trainer, preflight
 
     chatty = tmp_path / "chatty-base"
     shutil.copytree(tiny_base, chatty)

@@ -8,13 +8,10 @@ Cancellation is cooperative: setting `stop` ends training after the current opti
 checkpoint there, so the job can be resumed later.
 """
 
-import ctypes
-import gc
 import itertools
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +24,6 @@ from registry.shapes import DatasetKind
 from registry.storage import atomic_write_text
 from training.adapters import check_adapter_name
 from training.base_models import (
-    MODEL_LOAD_LOCK,
     BaseModelInfo,
     resolve_base_model,
     suggested_target_modules,
@@ -44,23 +40,11 @@ from training.formatting import (
     template_renders_tools,
 )
 from training.job_folder import JobFolder, Status, TrainingResult
+from training.models import load_model, load_tokenizer
 from training.stack import import_stack
 
 TrainerCallback = import_stack("trl").TrainerCallback
 
-# Used only when a base model ships no chat template: the assistant turn ends with the model's EOS token,
-# so a model trained with it learns to stop.
-FALLBACK_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}"
-    "{% if message['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-# Put in front of a chat template that injects a default system prompt ("You are a helpful AI assistant named
-# SmolLM...") when a conversation has none: an empty system turn is a third of the tokens and says as little.
-EMPTY_SYSTEM_PREFIX = (
-    "{%- if not messages or messages[0]['role'] != 'system' %}"
-    "{%- set messages = [{'role': 'system', 'content': ''}] + messages %}{%- endif %}"
-)
 LINEAR_OUTPUTS = {"lm_head", "embed_out"}
 
 
@@ -342,7 +326,7 @@ def build_trainer(
     project_answer_positions_only()
     config = checks.config
     tokenizer = load_tokenizer(checks.base.path)
-    model = load_model(checks)
+    model = load_base(checks)
     template_tools = template_renders_tools(tokenizer.chat_template)
     train, skipped = build_dataset(checks.train, config.objective, template_tools=template_tools)
     _note_skipped(folder, checks.train, skipped)
@@ -477,87 +461,26 @@ def _trainer_args(config: JobConfig, job_dir: Path, checks: Preflight, has_eval:
     }
 
 
-def load_tokenizer(path: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    if not tokenizer.chat_template:
-        tokenizer.chat_template = FALLBACK_CHAT_TEMPLATE
-    elif injects_default_system_prompt(tokenizer):
-        tokenizer.chat_template = EMPTY_SYSTEM_PREFIX + tokenizer.chat_template
-    if tokenizer.eos_token is None:
-        raise TrainingRefused(f"The tokenizer in {path} has no end-of-sequence token, so answers could never end.")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def injects_default_system_prompt(tokenizer: Any) -> bool:
-    """True when the template renders a user-only conversation longer than the same one with an empty system turn.
-
-    That default prompt would be trained on every example (and the adapter saved with this tokenizer is prompted
-    the same way), so it is dropped; templates that refuse a system role are left alone.
-    """
-    user = [{"role": "user", "content": "ping"}]
-    try:
-        bare = tokenizer.apply_chat_template(user, tokenize=False)
-        with_empty = tokenizer.apply_chat_template([{"role": "system", "content": ""}, *user], tokenize=False)
-    except Exception:  # jinja raises whatever the template author chose, e.g. "System role not supported"
-        return False
-    return len(tokenizer(bare, add_special_tokens=False)["input_ids"]) > len(
-        tokenizer(with_empty, add_special_tokens=False)["input_ids"]
-    )
-
-
-def load_model(checks: Preflight) -> Any:
-    """The base model from safetensors only, quantized with bitsandbytes when asked and prepared for k-bit training."""
+def load_base(checks: Preflight) -> Any:
+    """The base model as this job trains it: quantized while loading when asked, and prepared for k-bit training."""
     import torch
     from peft import prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     config = checks.config
     on_gpu = checks.device == "cuda"
     # A bf16 base is not cast on every step under autocast (1.3x faster on a 2-core AMX CPU); bitsandbytes'
     # CPU kernels want fp32 around their own quantized weights.
     dtype = torch.bfloat16 if checks.bf16 and (on_gpu or config.quantization == "none") else torch.float32
-    kwargs: dict[str, Any] = {
-        "dtype": dtype,
-        "use_safetensors": True,
-        "local_files_only": True,
-        "attn_implementation": "sdpa",
-    }
-    if config.quantization == "4bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if checks.bf16 else torch.float32,
-        )
-    elif config.quantization == "8bit":
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-    if on_gpu and config.quantization != "none":
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
-    with MODEL_LOAD_LOCK:
-        model = AutoModelForCausalLM.from_pretrained(checks.base.path, **kwargs)
+    model = load_model(
+        checks.base.path,
+        dtype=dtype,
+        quantization=config.quantization,
+        compute_dtype=torch.bfloat16 if checks.bf16 else torch.float32,
+        device_map={"": torch.cuda.current_device()} if on_gpu and config.quantization != "none" else None,
+    )
     if config.quantization != "none":
-        _release_checkpoint_mapping(model)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     return model
-
-
-def _release_checkpoint_mapping(model: Any) -> None:
-    """Give a quantized model's memory back: its unquantized tensors (embeddings, norms) are views of the
-    memory-mapped full-precision checkpoint, which keeps the whole file resident, and quantizing leaves freed
-    full-precision buffers in the heap. Copying the tensors unmaps the file; malloc_trim returns the heap."""
-    for param in model.parameters():
-        if param.dtype.is_floating_point:
-            param.data = param.data.clone()
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except OSError:
-            pass
 
 
 def save_adapter(trainer: Any, tokenizer: Any, base: BaseModelInfo, target: Path) -> Path:
