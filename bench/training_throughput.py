@@ -150,9 +150,10 @@ def build_large_model(folder: Path, size: str) -> Path:
     from training.base_models import resolve_base_model
 
     source = resolve_base_model(None).path
-    values = {**json.loads((source / "config.json").read_text(encoding="utf-8")), **LARGE_SHAPES[size]}
+    config_file = source / "config.json"
+    values = {**json.loads(config_file.read_text(encoding="utf-8")), **LARGE_SHAPES[size], "dtype": LARGE_DTYPES[size]}
     dtype = getattr(torch, LARGE_DTYPES[size])
-    config = LlamaConfig(**{key: value for key, value in values.items() if not key.startswith("_")}, dtype=dtype)
+    config = LlamaConfig(**{key: value for key, value in values.items() if not key.startswith("_")})
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
         tied = {"lm_head.weight"} if config.tie_word_embeddings else set()

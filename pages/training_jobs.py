@@ -267,6 +267,8 @@ def job_card(job: JobState) -> None:
         epoch = f"{progress.epoch:.2f}" if progress.epoch is not None else "—"
         loss = f"{progress.loss:.3f}" if progress.loss is not None else "—"
         speed = f"{progress.tokens_per_second:,.0f} tok/s" if progress.tokens_per_second else "—"
+        if progress.efficiency is not None and job.status == JobStatus.RUNNING:
+            speed += f" ({progress.flops_per_second / 1e9:,.1f} GFLOP/s, {progress.efficiency:.0%} of matmul peak)"
         lr = f"{progress.learning_rate:.2e}" if progress.learning_rate is not None else "—"
         eta = f" | ETA {fmt_eta(progress.eta_seconds)}" if job.status == JobStatus.RUNNING else ""
         st.caption(

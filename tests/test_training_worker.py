@@ -112,7 +112,9 @@ def test_sft_job_trains_saves_a_reloadable_adapter_and_registers_it(tiny_base, d
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
     assert lines[-1]["mean_token_accuracy"] > lines[0]["mean_token_accuracy"] + 0.3
     assert "eval_loss" in result.metrics and result.tokens > 0 and result.tokens_per_second > 0
-    assert "Adapter saved" in (job_dir / "train.log").read_text()
+    assert all(line["flops_per_second"] > 0 and line["efficiency"] > 0 for line in lines)
+    log = (job_dir / "train.log").read_text()
+    assert "Adapter saved" in log and "Matrix-multiply peak of this machine" in log and "of the matmul peak" in log
 
     adapter_dir = result.adapter_path
     assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in adapter_dir.iterdir()}

@@ -83,6 +83,8 @@ class JobProgress(BaseModel):
     eval_loss: float | None = None
     learning_rate: float | None = None
     tokens_per_second: float | None = None
+    flops_per_second: float | None = None
+    efficiency: float | None = None  # flops_per_second over the matmul peak measured when the job started
     elapsed: float | None = None
     eta_seconds: float | None = None
 

@@ -31,6 +31,7 @@ from training.base_models import (
 )
 from training.config import JobConfig
 from training.errors import TrainingRefused
+from training.flops import FlopRecorder, matmul_peak, model_cost
 from training.formatting import (
     DatasetSource,
     build_dataset,
@@ -165,11 +166,28 @@ class JobMonitor(TrainerCallback):
         self.start_step = 0
         self.start_tokens = 0
         self.last: dict[str, float] = {}
+        self.recorder: FlopRecorder | None = None
+        self.peak = 0.0
+        self.start_flops = 0.0
+
+    def count_flops(self, trainer: Any, checks: Preflight) -> None:
+        """Count the useful FLOPs of SFT batches and measure this machine's matmul peak in the job's compute dtype,
+        so progress can say how close training runs to what the hardware does (DPO's batches are not counted)."""
+        import torch
+
+        if checks.config.objective != "sft":
+            return
+        cost = model_cost(trainer.model, checkpointing=bool(trainer.args.gradient_checkpointing))
+        self.recorder = FlopRecorder(trainer.data_collator, cost)
+        trainer.data_collator = self.recorder
+        self.peak = matmul_peak(torch.bfloat16 if checks.bf16 else torch.float32)
+        self.folder.log(f"Matrix-multiply peak of this machine: {self.peak / 1e9:.1f} GFLOP/s.")
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.monotonic()
         self.start_step = state.global_step
         self.start_tokens = state.num_input_tokens_seen
+        self.start_flops = self.recorder.flops if self.recorder else 0.0
         where = f"resuming at step {state.global_step}" if state.global_step else "starting"
         self.folder.log(f"Training {where}: {state.max_steps} optimizer steps planned.")
 
@@ -179,13 +197,26 @@ class JobMonitor(TrainerCallback):
             control.should_training_stop = True
             control.should_save = True
             self.folder.log(f"Cancel requested: stopping after step {state.global_step} and saving a checkpoint.")
+        if self.recorder is not None and control.should_evaluate:
+            self.recorder.paused = True
         return control
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self.recorder is not None:
+            self.recorder.paused = False
 
     def progress(self, state) -> dict[str, float]:
         elapsed = time.monotonic() - self.started
         steps_done = state.global_step - self.start_step
         tokens = state.num_input_tokens_seen - self.start_tokens
         remaining = max(state.max_steps - state.global_step, 0)
+        speed = {}
+        if self.recorder is not None and elapsed > 0:
+            flops_per_second = (self.recorder.flops - self.start_flops) / elapsed
+            speed = {
+                "flops_per_second": round(flops_per_second),
+                "efficiency": round(flops_per_second / self.peak, 4) if self.peak else None,
+            }
         return {
             "step": state.global_step,
             "max_steps": state.max_steps,
@@ -194,6 +225,7 @@ class JobMonitor(TrainerCallback):
             "tokens_per_second": round(tokens / elapsed, 2) if elapsed > 0 else 0.0,
             "elapsed": round(elapsed, 2),
             "eta_seconds": round(elapsed / steps_done * remaining, 1) if steps_done else None,
+            **speed,
         }
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -218,6 +250,7 @@ class JobMonitor(TrainerCallback):
             self.folder.log(
                 f"step {line['step']}/{line['max_steps']} loss {line['loss']:.4f} lr {line.get('learning_rate', 0):.2e} "
                 f"{line['tokens_per_second']:.0f} tok/s"
+                + (f", {line['efficiency']:.0%} of the matmul peak" if line.get("efficiency") is not None else "")
             )
         if "eval_loss" in line:
             self.folder.log(f"step {line['step']} eval loss {line['eval_loss']:.4f}")
@@ -263,6 +296,7 @@ def _run(config: JobConfig, folder: JobFolder, stop: Any, resume: bool) -> Train
         folder.reset_metrics()
     monitor = JobMonitor(stop, folder)
     trainer, tokenizer = build_trainer(checks, folder.path, callbacks=[monitor], folder=folder)
+    monitor.count_flops(trainer, checks)
     if stop.is_set():
         folder.log("Cancelled before the first step.")
         return _result(checks, trainer, monitor, "cancelled", None, folder, {})
