@@ -170,7 +170,8 @@ def test_a_missing_shard_is_a_clear_error(sharded_base, tmp_path):
 
     import torch
 
-    from training.models import ModelLoadError, load_model
+    from training.errors import ModelLoadError
+    from training.models import load_model
 
     if _unsupported("4bit"):
         pytest.skip("bitsandbytes 4-bit does not work on this CPU")

@@ -17,3 +17,7 @@ class JobError(ConsoleError):
 
 class TrainingRefused(ConsoleError):
     """A job that cannot run on this machine or with this model/data combination."""
+
+
+class ModelLoadError(ConsoleError):
+    """A base model folder whose weights cannot be read (a missing shard, a damaged safetensors header)."""

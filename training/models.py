@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from registry.errors import ConsoleError
 from training.base_models import MODEL_LOAD_LOCK
+from training.errors import ModelLoadError
 from training.stack import import_stack
 
 Quantization = Literal["none", "4bit", "8bit"]
@@ -52,10 +52,6 @@ _DTYPES = {
     "F8_E4M3": "float8_e4m3fn",
     "F8_E5M2": "float8_e5m2",
 }
-
-
-class ModelLoadError(ConsoleError):
-    """A base model folder whose weights cannot be read (a missing shard, a damaged safetensors header)."""
 
 
 def load_tokenizer(path: Path) -> Any:
