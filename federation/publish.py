@@ -239,7 +239,7 @@ def _build(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from training.worker import load_tokenizer
+    from training.models import load_tokenizer
 
     base_path = Path(federation.base.path)
     tokenizer_source = records[0].path if (records[0].path / "tokenizer_config.json").is_file() else base_path
