@@ -56,7 +56,7 @@ navigation = st.navigation(
         "": [home],
         "Training Management": [
             st.Page("pages/training_jobs.py", title="Training Jobs", icon=":material/model_training:"),
-            st.Page("pages/train_wizard.py", title="Train Model", icon=":material/route:", url_path="train"),
+            st.Page("pages/train_wizard.py", title="Train Model", icon=":material/route:"),
             st.Page("pages/adapters.py", title="Adapters", icon=":material/extension:"),
             st.Page("pages/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
             st.Page("pages/publish.py", title="Publish", icon=":material/package_2:", url_path="publish"),

@@ -31,7 +31,7 @@ def test_wizard_trains_then_publish_download_models_and_activity(
     page, wait = browser_page, wait_for_streamlit
     page.goto(console_url)
     wait(page)
-    page.goto(f"{console_url}/train")
+    page.goto(f"{console_url}/train_wizard")
     wait(page)
 
     # Step 1: the experiment; Next without an adapter name shows JobConfig's error under the field.
