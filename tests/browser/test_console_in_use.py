@@ -138,7 +138,7 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     assert job_states(home)["long_run"]["status"] == "interrupted"
     choose(page, wait_for_streamlit, "Job", f"long_run · interrupted · {job_dir.name}")
     page.get_by_role("button", name=re.compile(r"Resume$")).click()
-    expect(page.get_by_test_id("stToast").filter(has_text="long_run queued to resume")).to_be_visible()
+    expect(page.get_by_test_id("stToast").filter(has_text="long_run queued to resume")).to_be_visible(timeout=120_000)
     resumed = wait_for_state(home, "long_run", lambda s: s["status"] in ("completed", "failed"), 900)
     assert resumed["status"] == "completed", resumed["error"]
     assert resumed["attempts"] == 2
@@ -194,7 +194,7 @@ def test_item_3_and_6_clone_config_fills_the_form(console_url, browser_page, wai
     wait_for_streamlit(page)
     page.get_by_role("button", name=re.compile(r"Clone config$")).click()
     wait_for_streamlit(page)
-    expect(page.get_by_test_id("stToast").filter(has_text="clone_source")).to_be_visible()
+    expect(page.get_by_test_id("stToast").filter(has_text="clone_source")).to_be_visible(timeout=60_000)
     expect(page.get_by_role("textbox", name="Adapter name", exact=True)).to_have_value("clone_source_v2")
     expect(page.get_by_role("spinbutton", name="LoRA rank (r)", exact=True)).to_have_value("4")
     expect(page.get_by_role("spinbutton", name="Max steps", exact=True)).to_have_value("3")
