@@ -58,8 +58,8 @@ navigation = st.navigation(
             st.Page("pages/training_jobs.py", title="Training Jobs", icon=":material/model_training:"),
             st.Page("pages/train_wizard.py", title="Train Model", icon=":material/route:"),
             st.Page("pages/adapters.py", title="Adapters", icon=":material/extension:"),
-            st.Page("pages/models.py", title="Models", icon=":material/deployed_code:", url_path="models"),
-            st.Page("pages/publish.py", title="Publish", icon=":material/package_2:", url_path="publish"),
+            st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
+            st.Page("pages/publish.py", title="Publish", icon=":material/package_2:"),
             st.Page("pages/evaluations.py", title="Evaluations", icon=":material/fact_check:"),
         ],
         "Federation & Composition": [
@@ -77,8 +77,8 @@ navigation = st.navigation(
             st.Page("pages/system_health.py", title="System Health", icon=":material/monitor_heart:"),
         ],
         "Workspace": [
-            st.Page("pages/activity.py", title="Activity", icon=":material/history:", url_path="activity"),
-            st.Page("pages/settings.py", title="Settings", icon=":material/settings:", url_path="settings"),
+            st.Page("pages/activity.py", title="Activity", icon=":material/history:"),
+            st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
         ],
         "Account": account,
     }
