@@ -78,3 +78,16 @@ def test_the_matmul_peak_is_measured():
     from training.flops import matmul_peak
 
     assert matmul_peak(torch.float32, seconds=0.2, size=256) > 1e8
+
+
+def test_measuring_the_matmul_peak_leaves_the_global_generator_alone():
+    """The peak is measured as a job starts: the job's shuffling and dropout must draw what they would without it."""
+    import torch
+
+    from training.flops import matmul_peak
+
+    torch.manual_seed(7)
+    expected = torch.rand(4)
+    torch.manual_seed(7)
+    matmul_peak(torch.float32, seconds=0.01, size=64)
+    assert torch.equal(torch.rand(4), expected)
