@@ -81,7 +81,8 @@ navigation = st.navigation(
             st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
         ],
         "Account": account,
-    }
+    },
+    expanded=True,  # every page in the sidebar: a collapsed "View 8 more" hid half of the console
 )
 with st.sidebar:
     if required:

@@ -122,17 +122,17 @@ def test_a_viewer_sees_no_writes_and_the_service_refuses_them(secured, browser_p
     wait_for_streamlit(page)
     sign_in(page, wait_for_streamlit, "val", STRONG)
     page.get_by_text("Signed in as").wait_for()
-    page.goto(f"{url}/datasets")
+    page.goto(f"{url}/dataset_library")
     wait_for_streamlit(page)
     page.get_by_text("Dataset details").wait_for()
     assert page.get_by_text("Upload dataset").count() == 0
     assert page.get_by_role("button", name="Delete").count() == 0
     assert page.get_by_role("button", name="Validate").count() == 0
     page.screenshot(path=str(tmp_path / "viewer-library.png"), full_page=True)
-    page.goto(f"{url}/training")
+    page.goto(f"{url}/training_jobs")
     wait_for_streamlit(page)
     page.get_by_text("Your role can follow jobs but not start them").wait_for()
-    page.goto(f"{url}/federation")
+    page.goto(f"{url}/federations")
     wait_for_streamlit(page)
     page.get_by_text("Your role can test saved federations but not compose them").wait_for()
     page.goto(f"{url}/users")

@@ -281,7 +281,7 @@ def test_malformed_jsonl_upload_shows_line_error(
     upload(page, wait, bad)
 
     error = page.get_by_test_id("stAlert").filter(has_text=re.compile(r"\bline 2\b", re.IGNORECASE))
-    expect(error).to_be_visible()
+    expect(error).to_be_visible(timeout=30_000)  # the file is read whole before the report
     assert "Traceback" not in error.inner_text()
     assert_no_exception(page)
     expect(page.get_by_role("button", name="Import dataset")).to_have_count(0)
