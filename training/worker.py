@@ -377,21 +377,16 @@ def build_trainer(
         task_type="CAUSAL_LM",
     )
     common = _trainer_args(config, job_dir, checks, has_eval=evaluation is not None)
-    if config.objective == "kto":
-        # The KL estimate pairs each example with its neighbour in a fixed-order batch, so batches are not shuffled.
-        args = KTOConfig(**common, beta=config.dpo_beta, train_sampling_strategy="sequential")
-        trainer = KTOTrainer(
-            model=model,
-            args=args,
-            train_dataset=train,
-            eval_dataset=evaluation,
-            processing_class=tokenizer,
-            peft_config=lora,
-            callbacks=callbacks,
-        )
-    elif config.objective == "dpo":
-        args = DPOConfig(**common, beta=config.dpo_beta)
-        trainer = DPOTrainer(
+    if config.objective in ("kto", "dpo"):
+        if config.objective == "kto":
+            # The KL estimate pairs each example with its neighbour in a fixed-order batch, so batches are not shuffled.
+            args, trainer_class = (
+                KTOConfig(**common, beta=config.dpo_beta, train_sampling_strategy="sequential"),
+                KTOTrainer,
+            )
+        else:
+            args, trainer_class = DPOConfig(**common, beta=config.dpo_beta), DPOTrainer
+        trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=train,
