@@ -17,6 +17,9 @@ import time
 from itertools import islice
 from pathlib import Path
 
+# The demo jobs' automatic evaluations would run beside the next adapter's training and this bench's scoring.
+os.environ["RMN_LORA_AUTO_EVALUATE"] = "0"
+
 # Judged accuracy, token F1 and (for plans) each criterion's pass rate of one candidate on one task.
 Scores = tuple[float, float, dict[str, float]]
 

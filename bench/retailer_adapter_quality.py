@@ -15,6 +15,8 @@ import tempfile
 
 # On a shared 2-core box, spinning OpenMP threads stall each other (4x slower here); must precede torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# A completed job with an evaluation dataset would queue its evaluations beside the next seed's training.
+os.environ["RMN_LORA_AUTO_EVALUATE"] = "0"
 
 from services.demo import seed_demo
 from services.training import job_manager, submit_training_job

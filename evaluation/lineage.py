@@ -1,8 +1,10 @@
 """Evaluations that belong to a training job: queued when it completes, read back as the adapter's before/after.
 
 When a job with an evaluation dataset completes, the base model and the new adapter are both evaluated on it
-(the base run is reused when one on the same base weights, dataset content and size already completed). Both
-runs carry the job id, so the adapter's lineage reads "base 0.0% -> 95.8% (p < 0.001)" from its own runs.
+(the base run is reused when one on the same base weights, dataset content and size exists). With the job option
+"evaluate the base model first", the base run is queued when the job is, so its figure is known while the adapter
+trains. The runs carry the job id, so the adapter's lineage reads "base 0.0% -> 95.8% (p < 0.001)" from its own
+runs.
 """
 
 from pydantic import BaseModel
@@ -13,6 +15,16 @@ from training.jobs import JobState
 
 # Training's held-out figure scores the first 200 prompts (training.worker.MAX_EVAL_PROMPTS); so do these runs.
 JOB_EVAL_LIMIT = 200
+
+
+def evaluate_base_first(manager: RunManager, job: JobState) -> str | None:
+    """For a job queued with `evaluate_base_first`: queue its base model's run (or name the identical one)."""
+    config = job.config
+    if not config.evaluate_base_first or not config.eval_dataset:
+        return None
+    run = manager.prepare(config.base_model, config.eval_dataset, limit=JOB_EVAL_LIMIT, job_id=job.id, role="base")
+    reusable = _reusable_base(manager, run)
+    return reusable.id if reusable is not None else manager.enqueue(run).id
 
 
 def evaluate_job(manager: RunManager, job: JobState) -> list[str]:

@@ -121,6 +121,32 @@ class RunManager:
         role: str | None = None,
     ) -> RunState:
         """Resolve and check everything first (ConsoleError, nothing written), then queue."""
+        return self.enqueue(
+            self.prepare(
+                target,
+                dataset,
+                metrics=metrics,
+                limit=limit,
+                batch_size=batch_size,
+                max_new_tokens=max_new_tokens,
+                job_id=job_id,
+                role=role,
+            )
+        )
+
+    def prepare(
+        self,
+        target: str | None,
+        dataset: str,
+        *,
+        metrics: Sequence[str] | None = None,
+        limit: int | None = None,
+        batch_size: int = 8,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        job_id: str | None = None,
+        role: str | None = None,
+    ) -> RunState:
+        """A checked run, not yet written or queued (ConsoleError on bad input), for `enqueue`."""
         if limit is not None and limit < 1:
             raise ConsoleError(f"limit must be at least 1 example (got {limit}); leave it empty for all.")
         spec = resolve_target(target)
@@ -136,15 +162,18 @@ class RunManager:
             job_id=job_id,
             role=role,
         )
-        run = RunState(
+        return RunState(
             id=new_run_id(),
             config=config,
             created=datetime.now(UTC),
             total=len(evalset.examples),
             skipped=evalset.skipped,
         )
+
+    def enqueue(self, run: RunState) -> RunState:
+        """Write a prepared run's folder and queue it."""
         self.folder(run.id).path.mkdir(parents=True)
-        atomic_write_json(self.folder(run.id).config, config.model_dump(mode="json"))
+        atomic_write_json(self.folder(run.id).config, run.config.model_dump(mode="json"))
         self._save(run)
         with self._cond:
             self._queue.append(run.id)

@@ -25,7 +25,7 @@ STEPS = (
     ("Experiment", ":material/science:", ("experiment", "adapter_name", "adapter_type")),
     ("Base model", ":material/memory:", ("base_model", "quantization")),
     ("Training data", ":material/dataset:", ("train_dataset", "objective")),
-    ("Evaluation data", ":material/fact_check:", ("eval_dataset",)),
+    ("Evaluation data", ":material/fact_check:", ("eval_dataset", "evaluate_base_first")),
     (
         "Configuration",
         ":material/tune:",
@@ -216,6 +216,11 @@ with st.container(border=True):
             ),
         )
         inline_error("eval_dataset", shown)
+        widget(
+            "evaluate_base_first",
+            lambda k: st.toggle("Evaluate the base model first", key=k, help=FIELDS["evaluate_base_first"].description),
+        )
+        inline_error("evaluate_base_first", shown)
         inline_error("", shown)
     elif step == 4:
         preset = st.selectbox("Start from a preset", ["(keep current)", *PRESETS], key="wizard_preset")

@@ -106,6 +106,7 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     evaluable = ["", *[d.name for d in datasets if fits_objective(d.kind, objective, role="eval")]]
     widget("train_dataset", "Training dataset", left, choices=trainable)
     widget("eval_dataset", "Evaluation dataset", right, choices=evaluable, format_func=lambda d: d or "none")
+    widget("evaluate_base_first", "Evaluate the base model first", right)
     widget(
         "quantization",
         "Quantization",

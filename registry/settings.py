@@ -37,6 +37,11 @@ class Settings(BaseModel):
     request_log: bool = Field(
         default=True, description="Log every generation the inference engine serves (Performance Dashboard)."
     )
+    auto_evaluate: bool = Field(
+        default=True,
+        description="Evaluate a completed job's adapter and its base model on the job's evaluation dataset "
+        "(in the background, beside training; benches that time training turn it off).",
+    )
     cpu_hour_price: float = Field(
         default=0.10, ge=0, le=1000, description="Price of one hour of this machine's CPUs, in USD (cost tracking)."
     )
@@ -69,6 +74,7 @@ ENVIRONMENT = {
     "training_backend": "RMN_LORA_TRAINING_BACKEND",
     "validation_workers": "RMN_LORA_VALIDATION_WORKERS",
     "request_log": "RMN_LORA_REQUEST_LOG",
+    "auto_evaluate": "RMN_LORA_AUTO_EVALUATE",
     "cpu_hour_price": "RMN_LORA_CPU_HOUR_PRICE",
     "gpu_hour_price": "RMN_LORA_GPU_HOUR_PRICE",
     "theme": "RMN_LORA_THEME",

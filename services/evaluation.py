@@ -2,7 +2,8 @@
 
 `target` is None (the embedded base model), a base model name or folder, an adapter ("amazon_v1" or
 "amazon_v1@v2") or a saved federation id. Bad input (unknown target, metric or dataset, a metric the dataset
-cannot support, an empty dataset) raises a ConsoleError and queues nothing.
+cannot support, an empty dataset) raises a ConsoleError and queues nothing. Running and cancelling need the
+practitioner role (like training jobs: a run occupies the machine and writes to the registry); reading does not.
 """
 
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from evaluation.runner import METRICS, MetricError
 from evaluation.runs import FINISHED, RunError, RunState, RunStatus
 from evaluation.significance import format_p
 from evaluation.targets import TargetError
+from registry.access import Role, requires
 from services.runtime import evaluation_manager
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
 ]
 
 
+@requires(Role.PRACTITIONER, "evaluations.run")
 def run_evaluation(
     target: str | None,
     dataset: str,
@@ -95,6 +98,7 @@ def list_evaluations() -> list[RunState]:
     return evaluation_manager().all_runs()
 
 
+@requires(Role.PRACTITIONER, "evaluations.cancel")
 def cancel_evaluation(run_id: str) -> RunState:
     return evaluation_manager().cancel(run_id)
 

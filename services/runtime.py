@@ -30,15 +30,28 @@ def job_manager() -> JobManager:
         if registry.root not in _managers:
             manager = JobManager(registry)
             manager.on_completed.append(_evaluate_completed_job)
+            manager.on_submitted.append(_evaluate_base_first)
             _managers[registry.root] = manager
         return _managers[registry.root]
 
 
 def _evaluate_completed_job(job) -> None:
-    """A job with an evaluation dataset gets its adapter and its base model evaluated (linked by the job id)."""
+    """A job with an evaluation dataset gets its adapter and its base model evaluated (linked by the job id),
+    unless the `auto_evaluate` setting is off."""
     from evaluation.lineage import evaluate_job
+    from registry.settings import get_settings
+
+    if not get_settings().auto_evaluate:
+        return
 
     evaluate_job(evaluation_manager(), job)
+
+
+def _evaluate_base_first(job) -> None:
+    """The job option "evaluate the base model first": its base model's run is queued with the job."""
+    from evaluation.lineage import evaluate_base_first
+
+    evaluate_base_first(evaluation_manager(), job)
 
 
 def inference_engine() -> "InferenceEngine":

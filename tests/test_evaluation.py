@@ -557,3 +557,94 @@ def test_a_completed_job_evaluates_its_adapter_and_base_linked_by_job(world, man
     assert summary.text.startswith(f"base {summary.base:.1%} → {summary.adapter:.1%} (p ")
     # the run reproduces the training-time held-out figure (same prompts, template, greedy decoding)
     assert summary.adapter == pytest.approx(job.final_metrics["eval_accuracy"])
+
+
+def test_evaluate_the_base_model_first_queues_it_with_the_job(world, monkeypatch):
+    """The job option queues the base model's run when the job is queued (before training has produced anything);
+    after training only the adapter's run is added, and the adapter reads its before → after from the two."""
+    from registry.datasets import write_records
+    from registry.errors import ConsoleError
+    from registry.shapes import DatasetKind
+    from services.evaluation import adapter_before_after, list_evaluations, wait_for_evaluation
+    from services.training import job_manager, submit_training_job
+
+    monkeypatch.setenv("RMN_LORA_HOME", str(world["root"] / "registry"))
+    held_out = [{"prompt": p, "reference": MAP_ANSWER, "task": "placement_type"} for p in MAP_PROMPTS[:10]]
+    write_records("mapper_first", held_out, DatasetKind.EVALUATION, origin="test", registry=world["registry"])
+    settings = {"max_steps": 4, "batch_size": 4, "save_steps": 1000, "max_seq_length": 96, "epochs": None}
+    before = {run.id for run in list_evaluations()}
+    with pytest.raises(ConsoleError, match="needs an eval dataset"):
+        submit_training_job(
+            "retailer",
+            "first",
+            "mapper_sft",
+            config={**settings, "evaluate_base_first": True},
+            base_model=str(world["base"]),
+        )
+    assert {run.id for run in list_evaluations()} == before
+
+    job_id = submit_training_job(
+        "retailer",
+        "first",
+        "mapper_sft",
+        config={**settings, "eval_dataset": "mapper_first", "evaluate_base_first": True},
+        base_model=str(world["base"]),
+    )
+    queued = [run for run in list_evaluations() if run.id not in before]
+    assert [(run.config.role, run.config.job_id, run.total) for run in queued] == [("base", job_id, 10)]
+    assert queued[0].config.target.kind == "base" and queued[0].config.target.base.path == str(world["base"])
+    job = job_manager().wait(job_id, timeout=300)
+    assert job.status == "completed", job.error
+    deadline = time.monotonic() + 120  # the adapter's run is queued by the completion hook in the worker thread
+    while len([r for r in list_evaluations() if r.config.job_id == job_id]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    runs = {run.config.role: run for run in list_evaluations() if run.config.job_id == job_id}
+    assert sorted(runs) == ["adapter", "base"] and runs["base"].id == queued[0].id  # the base run was not repeated
+    for run in runs.values():
+        assert wait_for_evaluation(run.id, timeout=300).status == "completed"
+    summary = adapter_before_after("first", 1)
+    assert summary is not None and (summary.base_run, summary.adapter_run) == (runs["base"].id, runs["adapter"].id)
+
+
+def test_auto_evaluation_can_be_switched_off(world, monkeypatch):
+    from services.evaluation import list_evaluations
+    from services.training import job_manager, submit_training_job
+
+    monkeypatch.setenv("RMN_LORA_HOME", str(world["root"] / "registry"))
+    monkeypatch.setenv("RMN_LORA_AUTO_EVALUATE", "0")
+    job_id = submit_training_job(
+        "retailer",
+        "unevaluated",
+        "mapper_sft",
+        config={"max_steps": 2, "batch_size": 4, "save_steps": 1000, "max_seq_length": 96, "epochs": None,
+                "eval_dataset": "mapper_eval"},
+        base_model=str(world["base"]),
+    )  # fmt: skip
+    job = job_manager().wait(job_id, timeout=300)
+    assert job.status == "completed", job.error
+    assert "completed" in job_manager().log_text(job_id)
+    time.sleep(2)  # the completion hook has run by the time wait() returns; give a wrong one time to show
+    assert [run for run in list_evaluations() if run.config.job_id == job_id] == []
+
+
+def test_running_and_cancelling_evaluations_need_the_practitioner_role(world, monkeypatch):
+    from registry import audit
+    from registry.errors import Forbidden
+    from services.access import Actor, Role, acting_as
+    from services.evaluation import cancel_evaluation, list_evaluations, run_evaluation
+
+    monkeypatch.setenv("RMN_LORA_HOME", str(world["root"] / "registry"))
+    before = {run.id for run in list_evaluations()}
+    viewer = Actor(username="val", role=Role.VIEWER)
+    with acting_as(viewer):
+        assert {run.id for run in list_evaluations()} == before  # reading is fine
+        with pytest.raises(Forbidden, match="val may not evaluations.run"):
+            run_evaluation(str(world["base"]), "mapper_eval", limit=2)
+        with pytest.raises(Forbidden, match="val may not evaluations.cancel"):
+            cancel_evaluation(next(iter(before)))
+    assert {run.id for run in list_evaluations()} == before
+    denied = [(e.action, e.user) for e in audit.entries() if e.outcome == "denied"]
+    assert denied[-2:] == [("evaluations.run", "val"), ("evaluations.cancel", "val")]
+    with acting_as(Actor(username="pat", role=Role.PRACTITIONER)):
+        run_id = run_evaluation(str(world["base"]), "mapper_eval", limit=2)
+        cancel_evaluation(run_id)

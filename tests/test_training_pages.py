@@ -132,3 +132,33 @@ def test_issue_10_every_form_widget_accepts_exactly_what_jobconfig_accepts(conso
         assert len(options) == len(choices), name
         if name in ("adapter_type", "scheduler", "precision"):
             assert options == list(choices), name
+
+
+def test_evaluate_the_base_model_first_from_the_form(console_with_tiny_model, tmp_path, monkeypatch):
+    """The form's option queues the base model's evaluation with the job, linked to it; without an evaluation
+    dataset the option is refused with JobConfig's reason and nothing is queued."""
+    from services.evaluation import list_evaluations, wait_for_evaluation
+
+    monkeypatch.setenv("RMN_LORA_AUTO_EVALUATE", "0")  # this test is about the run queued with the job
+
+    held_out = [
+        {"prompt": f"Map field 'adType' with value 'w{i}' from Amazon to RMIS.", "reference": f"p{i}"} for i in range(4)
+    ]
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    upload_dataset("mapping_eval", tmp_path / "e.jsonl")
+    at = training_page().run()
+    field(at, "selectbox", "base_model").select("tiny-llama")
+    field(at, "text_input", "adapter_name").set_value("first_form")
+    field(at, "number_input", "max_steps").set_value(2)
+    field(at, "toggle", "evaluate_base_first").set_value(True).run()
+    at.button(key="start_training").click().run()
+    assert at.error and "needs an eval dataset" in unescaped(at.error[0].value)
+    assert job_manager().all_jobs() == [] and list_evaluations() == []
+    field(at, "selectbox", "eval_dataset").select("mapping_eval").run()
+    at.button(key="start_training").click().run()
+    assert not at.exception and any("Queued first_form" in unescaped(t.value) for t in at.toast)
+    (job,) = job_manager().all_jobs()
+    (run,) = list_evaluations()
+    assert (run.config.job_id, run.config.role, run.config.target.ref, run.total) == (job.id, "base", "tiny-llama", 4)
+    assert job_manager().wait(job.id, timeout=300).status == JobStatus.COMPLETED
+    assert wait_for_evaluation(run.id, timeout=300).status == "completed"

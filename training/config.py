@@ -91,6 +91,12 @@ class JobConfig(BaseModel):
         description="Optional held-out dataset (library name or file) for eval loss; for SFT an evaluation "
         "dataset (prompt, reference) works too.",
     )
+    evaluate_base_first: bool = Field(
+        default=False,
+        description="When the job is queued, also queue an evaluation of the base model on the evaluation dataset "
+        "(the 'before' of the adapter's before → after; reused when an identical one exists). Needs an evaluation "
+        "dataset.",
+    )
     epochs: float | None = Field(
         default=3.0,
         gt=0,
@@ -283,6 +289,8 @@ class JobConfig(BaseModel):
             raise ValueError("choose a training dataset")
         if self.eval_dataset is not None and self.eval_dataset == self.train_dataset:
             raise ValueError("the eval dataset is the training dataset; choose a held-out split or leave it empty")
+        if self.evaluate_base_first and self.eval_dataset is None:
+            raise ValueError("evaluating the base model first needs an eval dataset: choose one or turn the option off")
         return self
 
     @property

@@ -111,6 +111,9 @@ class JobManager:
         # Run in the worker thread after a job completes (services queues its evaluations here); a failing
         # callback is logged in the job's log and never fails the job.
         self.on_completed: list[Callable[[JobState], object]] = []
+        # Run in the submitting thread once a job is queued (services queues a base-model evaluation here for
+        # "evaluate the base model first"); a failing callback is logged in the job's log, the job stays queued.
+        self.on_submitted: list[Callable[[JobState], object]] = []
         self._recover()
         threading.Thread(target=self._dispatch, name="job-dispatcher", daemon=True).start()
 
@@ -129,6 +132,11 @@ class JobManager:
         with self._cond:
             self._queue.append(job.id)
             self._cond.notify_all()
+        for callback in self.on_submitted:
+            try:
+                callback(job)
+            except Exception as error:  # noqa: BLE001 — the job is queued; a side task must not undo that
+                self._log(job.id, f"after queueing: {type(error).__name__}: {error}")
         return job
 
     def set_concurrency(self, concurrency: int) -> None:
