@@ -2,7 +2,9 @@
 
 One `LoadedModel` per base model holds every adapter a request has needed so far (PEFT keeps several adapters in
 one model and switches between them without copying weights), so a federation, its members and the plain base
-share one copy of the base weights. A merged additive federation is the exception: its summed delta is folded
+share one copy of the base weights (a model is keyed by its weights' fingerprint and its tokenizer files; an adapter
+by its name, version and the folder it was loaded from, so two registries or a re-saved adapter never share a stale
+copy). A merged additive federation is the exception: its summed delta is folded
 into its own copy of the weights, so it runs at exactly the base model's cost. Both caches are bounded and
 evict the least recently used entry. Generation on one model is serialised by that model's lock (switching
 adapters mutates it); different models generate in parallel.
@@ -27,7 +29,7 @@ from federation.request_log import RequestRecord, request_log
 from federation.spec import BaseRef, Federation, Member
 from registry.errors import ConsoleError
 from training.adapters import get_adapter
-from training.base_models import MODEL_LOAD_LOCK, fingerprint
+from training.base_models import MODEL_LOAD_LOCK, fingerprint, tokenizer_fingerprint
 from training.stack import import_stack
 
 CHARS_PER_TOKEN_CAP = 16  # prompts longer than 16 characters per context token are refused before tokenizing
@@ -79,7 +81,8 @@ class LoadedModel:
     model: Any
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
-    adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # loaded adapter name -> where its weights came from (folder and file stat; "" for a federation's sum)
+    adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)
     merged_key: str | None = None
 
 
@@ -257,7 +260,10 @@ class InferenceEngine:
     def _acquire(self, base: BaseRef, activation: Activation) -> tuple[LoadedModel, float]:
         """The loaded model for this request (loading it if needed) and how long loading took."""
         started = time.perf_counter()
-        key = ("merged", activation.federation.id) if activation.merged else ("base", base.fingerprint)
+        if activation.merged:
+            key = ("merged", activation.federation.id)
+        else:
+            key = ("base", f"{base.fingerprint}+{tokenizer_fingerprint(Path(base.path))[:16]}")
         with self._lock:
             entry = self._models.get(key)
             if entry is not None:
@@ -581,17 +587,21 @@ def _adapter_folder(member: Member) -> Path:
 def _ensure_adapter(entry: LoadedModel, member: Member, limit: int) -> None:
     from peft import PeftModel
 
-    if member.key in entry.adapters:
+    folder = _adapter_folder(member)
+    source = _source(folder)
+    if entry.adapters.get(member.key) == source:
         entry.adapters.move_to_end(member.key)
         return
-    folder = _adapter_folder(member)
+    if member.key in entry.adapters:  # same name and version from another registry, or its weights were re-saved
+        for key in [member.key, *(k for k in entry.adapters if k.startswith("sum__"))]:  # sums were built from it
+            _unload(entry, key)
     _merge_only(entry, None)
     if isinstance(entry.model, PeftModel):
         entry.model.load_adapter(folder, adapter_name=member.key, is_trainable=False)
     else:
         entry.model = PeftModel.from_pretrained(entry.model, folder, adapter_name=member.key, is_trainable=False)
     entry.model.eval()
-    entry.adapters[member.key] = None
+    entry.adapters[member.key] = source
     _evict(entry, limit)
 
 
@@ -613,14 +623,14 @@ def add_weighted(model: Any, federation: Federation, key: str) -> None:
 
 def _ensure_sum(entry: LoadedModel, federation: Federation, limit: int) -> None:
     key = sum_key(federation)
+    for member in federation.members:  # first: a member loaded anew drops the sums built from its old weights
+        _ensure_adapter(entry, member, limit + len(federation.members))
     if key in entry.adapters:
         entry.adapters.move_to_end(key)
         return
-    for member in federation.members:
-        _ensure_adapter(entry, member, limit + len(federation.members))
     _merge_only(entry, None)
     add_weighted(entry.model, federation, key)
-    entry.adapters[key] = None
+    entry.adapters[key] = ""
     _evict(entry, limit, keep={key, *(m.key for m in federation.members)})
 
 
@@ -630,10 +640,20 @@ def _evict(entry: LoadedModel, limit: int, keep: set[str] | None = None) -> None
             return
         if keep and key in keep:
             continue
-        if key == entry.merged_key:
-            _merge_only(entry, None)
-        entry.model.delete_adapter(key)
-        del entry.adapters[key]
+        _unload(entry, key)
+
+
+def _unload(entry: LoadedModel, key: str) -> None:
+    if key == entry.merged_key:
+        _merge_only(entry, None)
+    entry.model.delete_adapter(key)
+    del entry.adapters[key]
+
+
+def _source(folder: Path) -> str:
+    """Where an adapter's weights come from: its folder and the weights file's size and modification time."""
+    weights = (folder / "adapter_model.safetensors").stat()
+    return f"{folder.resolve()}:{weights.st_size}:{weights.st_mtime_ns}"
 
 
 def _load_merged(base: BaseRef, federation: Federation) -> LoadedModel:

@@ -434,3 +434,49 @@ def test_switching_between_merged_adapters_keeps_every_answer_exact(trained, eng
             atol=1e-5,
             rtol=1e-5,
         )
+
+
+def test_the_engine_cache_tells_apart_tokenizers_and_registries(trained, engine, tmp_path, monkeypatch):
+    """A model folder with the same weights but another chat template, and an adapter of the same name and version
+    in another registry, must not be served from what the engine loaded before."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from federation.engine import Activation, InferenceEngine
+    from federation.spec import BaseRef
+    from services import compose_federation
+    from training.base_models import describe_folder, fingerprint, tokenizer_fingerprint
+
+    # same weights, another chat template: the fingerprint agrees, the rendered prompt does not
+    twin = Path(shutil.copytree(trained["base"], tmp_path / "twin"))
+    template = twin / "chat_template.jinja"
+    text = template.read_text()
+    assert text.count("message['content']") == 1
+    template.write_text(text.replace("message['content']", "'Question: ' + message['content']"))
+    assert fingerprint(twin) == fingerprint(trained["base"])
+    assert tokenizer_fingerprint(twin) != tokenizer_fingerprint(trained["base"])
+    original, copy = (BaseRef.from_info(describe_folder(p, str(p), "local")) for p in (trained["base"], twin))
+    first = engine.generate(original, MAP_PROMPTS[0])
+    second = engine.generate(copy, MAP_PROMPTS[0])
+    assert second.prompt_tokens == InferenceEngine().generate(copy, MAP_PROMPTS[0]).prompt_tokens
+    assert second.prompt_tokens > first.prompt_tokens  # "Question: " is in the prompt the engine rendered
+    assert len(engine.loaded()) == 2
+
+    # the same adapter name and version in another registry, with other weights
+    mapper = compose_federation(adapters=["mapper"], method="additive", name="mapper_alone").members[0]
+    ids = torch.tensor([[5, 17, 42, 99, 3, 250, 7, 8]])
+    activation = Activation(members=(mapper,), scales=(1.0,))
+    here = engine.logits(original, ids, activation)
+    elsewhere = tmp_path / "registry2"
+    shutil.copytree(trained["root"] / "registry" / "adapters" / "mapper", elsewhere / "adapters" / "mapper")
+    weights = next((elsewhere / "adapters" / "mapper").glob("v*/adapter_model.safetensors"))
+    tensors = load_file(weights)
+    save_file({k: v * 3 if "lora_B" in k else v for k, v in tensors.items()}, weights)
+    monkeypatch.setenv("RMN_LORA_HOME", str(elsewhere))
+    there = engine.logits(original, ids, activation)
+    torch.testing.assert_close(there, InferenceEngine().logits(original, ids, activation), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(there, here, atol=1e-3)
+    monkeypatch.setenv("RMN_LORA_HOME", str(trained["root"] / "registry"))
+    torch.testing.assert_close(engine.logits(original, ids, activation), here, atol=1e-5, rtol=1e-5)

@@ -206,6 +206,36 @@ def fingerprint(path: Path) -> str:
     return _fingerprint(path, _weights_key(path))
 
 
+# What turns text into tokens and back: two folders with the same weights and another tokenizer or chat template
+# answer differently, so a cache of loaded models keys on these files as well as on the weights' fingerprint.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "chat_template.json",
+    "generation_config.json",
+)
+
+
+def tokenizer_fingerprint(path: Path) -> str:
+    """sha256 over the tokenizer, chat template and generation config files in a model folder (cached by stat)."""
+    files = [path / name for name in TOKENIZER_FILES if (path / name).is_file()]
+    return _files_digest(tuple((f, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@lru_cache(maxsize=256)
+def _files_digest(files: tuple[tuple[Path, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for file, _, _ in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 _SAMPLES, _SAMPLE_BYTES = 16, 64 * 1024
 
 
