@@ -6,7 +6,8 @@ comparison with the base model's run on the same examples gives the significance
 exact match, paired bootstrap on token F1 and ROUGE-L). Without `--registry`, the adapter is trained here through
 the job API with "evaluate the base model first" on, so both runs come from the training hooks (base run queued
 with the job, adapter run queued when it completes); with `--registry PATH` holding `amazon_demo` (e.g. a console
-registry after "Train the demo adapters"), the two runs are submitted through `services.run_evaluation`.
+registry after "Train the demo adapters"), the completed runs its job's hooks made are reused, else two runs are
+submitted through `services.run_evaluation`.
 Run: `PYTHONPATH=. .venv/bin/python bench/demo_adapter_evaluation.py [--registry PATH] [--adapter amazon_demo]`.
 """
 
@@ -50,13 +51,22 @@ def train(adapter: str) -> tuple[dict[str, float], list[str]]:
 
 
 def evaluate(adapter: str) -> tuple[dict[str, float], list[str]]:
-    """An adapter already in the registry: its training metrics and new base / adapter runs on its held-out set."""
-    from services.evaluation import run_evaluation
+    """An adapter already in the registry: its training metrics, and the base / adapter runs its job's hooks made
+    (completed ones are reused) or new ones on its held-out set."""
+    from services.evaluation import list_evaluations, run_evaluation
     from services.training import get_adapter
 
     record = get_adapter(adapter)
     if not record.eval_dataset:
         raise SystemExit(f"{record.label} was trained without an evaluation dataset: nothing to reproduce.")
+    hooked = {
+        run.config.role: run.id
+        for run in list_evaluations()
+        if record.job_id and run.config.job_id == record.job_id and run.status == "completed"
+    }
+    if {"base", "adapter"} <= set(hooked):
+        print(f"reusing the runs of job {record.job_id}")
+        return record.metrics, [hooked["base"], hooked["adapter"]]
     held_out = record.eval_dataset["name"]
     return record.metrics, [
         run_evaluation(record.base_model["path"], held_out, limit=LIMIT),
