@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -59,9 +60,22 @@ PROBE_PROMPTS = (
     "Plan a $10,000 campaign for snacks on Kroger. Which placements get the budget?",
     "What does a retail media network sell?",
 )
+VERIFY_TIMEOUT = 1800.0
 # vLLM accepts these --max-lora-rank values; the adapter's rank is rounded up to the next one.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 _PROJECT_PACKAGES = ("registry", "training", "federation", "services", "pages")
+# What a publish reports as it goes (the job's progress bar counts them); a caller's callback may raise to stop it.
+STAGES = (
+    "loading the base model and the adapter",
+    "writing the weights",
+    "verifying in a fresh process",
+    "writing the model card and manifest",
+    "zipping the archive",
+)
+
+
+def _ignore(*_: object) -> None:
+    return None
 
 
 class Verification(BaseModel):
@@ -121,43 +135,33 @@ def publish(
     description: str = "",
     max_shard_size: str = DEFAULT_SHARD_SIZE,
     registry: Registry | None = None,
+    on_stage: Callable[[str], None] = _ignore,
+    checkpoint: Callable[[], None] = _ignore,
 ) -> PackageRecord:
     """Build, verify and register a package from an adapter name or a saved federation id (fed_...).
 
     Refused with the reason, and nothing written, when the source cannot be merged (a gated or sequential
-    federation, an approximate combination) or the verification fails.
+    federation, an approximate combination) or the verification fails. `on_stage` is called with each of
+    `STAGES` as it starts and `checkpoint` about every second while the fresh process verifies; either may
+    raise to stop the publish, which then leaves nothing behind.
     """
-    from federation.store import load_federation
-
     registry = registry or open_registry()
     started = time.perf_counter()
-    if source.startswith("fed_"):
-        federation = load_federation(source, registry)
-        _check_publishable(federation)
-        records = [get_adapter(m.adapter, m.version, registry) for m in federation.members]
-        label = federation.name
-        source_info = {"type": "federation", "ref": federation.id, "label": federation.name}
-    else:
-        record = get_adapter(source, version, registry)
-        federation = compose([MemberRequest(adapter=record.name, version=record.version)])
-        records = [record]
-        label = record.label
-        source_info = {"type": "adapter", "ref": record.name, "version": record.version, "label": record.label}
+    federation, records, source_info, name = plan(source, merge=merge, name=name, version=version, registry=registry)
     kind = "merged" if merge else "adapter"
-    name = validate_name(name or suggest_name(f"{label.replace(' ', '-')}-{kind}"), "package name")
     target = registry.packages / name
-    if target.exists():
-        raise PublishError(f"A package named {name!r} already exists. Choose another name or delete it first.")
     staging = registry.tmp / f"package-{uuid.uuid4().hex}"
     folder = staging / PACKAGE_DIR
     try:
-        built = _build(federation, records, folder, merge=merge, max_shard_size=max_shard_size)
-        verification = verify_in_fresh_process(folder, built, federation)
+        built = _build(federation, records, folder, merge=merge, max_shard_size=max_shard_size, on_stage=on_stage)
+        on_stage(STAGES[2])
+        verification = verify_in_fresh_process(folder, built, federation, checkpoint)
         if not verification.passed:
             raise PublishError(
                 f"The package did not reproduce the adapter: its logits differ by up to {verification.max_abs_diff:.3g} "
                 f"(tolerance {verification.tolerance:g}). Nothing was published."
             )
+        on_stage(STAGES[3])
         serve = _serve_command(name, federation, records) if not merge else None
         atomic_write_text(
             folder / "README.md",
@@ -166,6 +170,7 @@ def publish(
         if serve:
             atomic_write_text(folder / "serve.sh", f"#!/bin/sh\n# Serve {name} with vLLM (multi-LoRA).\n{serve}\n")
         manifest = write_manifest(folder, {"verification": verification.model_dump(), "source": source_info})
+        on_stage(STAGES[4])
         archive = staging / f"{name}.zip"
         _zip(folder, archive, name)
         record = PackageRecord(
@@ -200,6 +205,32 @@ def publish(
     return record
 
 
+def plan(
+    source: str, *, merge: bool = True, name: str | None = None, version: int | None = None, registry: Registry
+) -> tuple[Federation, list[AdapterRecord], dict[str, Any], str]:
+    """Resolve the source and the package name without loading any weights: the checks a publish job passes
+    before it is queued (a missing adapter, a federation that cannot be published, a taken name)."""
+    from federation.store import load_federation
+
+    if source.startswith("fed_"):
+        federation = load_federation(source, registry)
+        _check_publishable(federation)
+        records = [get_adapter(m.adapter, m.version, registry) for m in federation.members]
+        label = federation.name
+        source_info = {"type": "federation", "ref": federation.id, "label": federation.name}
+    else:
+        record = get_adapter(source, version, registry)
+        federation = compose([MemberRequest(adapter=record.name, version=record.version)])
+        records = [record]
+        label = record.label
+        source_info = {"type": "adapter", "ref": record.name, "version": record.version, "label": record.label}
+    kind = "merged" if merge else "adapter"
+    name = validate_name(name or suggest_name(f"{label.replace(' ', '-')}-{kind}"), "package name")
+    if (registry.packages / name).exists():
+        raise PublishError(f"A package named {name!r} already exists. Choose another name or delete it first.")
+    return federation, records, source_info, name
+
+
 def _check_publishable(federation: Federation) -> None:
     if federation.method != "additive":
         raise PublishError(
@@ -232,7 +263,13 @@ def _adapter_summary(record: AdapterRecord) -> dict[str, Any]:
 
 
 def _build(
-    federation: Federation, records: list[AdapterRecord], folder: Path, *, merge: bool, max_shard_size: str
+    federation: Federation,
+    records: list[AdapterRecord],
+    folder: Path,
+    *,
+    merge: bool,
+    max_shard_size: str,
+    on_stage: Callable[[str], None],
 ) -> dict[str, Any]:
     """Write the package files and return the reference logits (base + adapter by PEFT, unmerged) for the check."""
     import torch
@@ -241,6 +278,7 @@ def _build(
 
     from training.models import load_tokenizer
 
+    on_stage(STAGES[0])
     base_path = Path(federation.base.path)
     tokenizer_source = records[0].path if (records[0].path / "tokenizer_config.json").is_file() else base_path
     tokenizer = load_tokenizer(tokenizer_source)
@@ -269,6 +307,7 @@ def _build(
     ]
     with torch.no_grad():
         reference = [model(input_ids=torch.tensor([ids])).logits[0].float() for ids in probes]
+    on_stage(STAGES[1])
     folder.mkdir(parents=True)
     if merge:
         merged = model.merge_and_unload(adapter_names=[key])
@@ -325,7 +364,22 @@ print(json.dumps({"loader": loader, "project_modules": ours}))
 """
 
 
-def verify_in_fresh_process(folder: Path, built: dict[str, Any], federation: Federation) -> Verification:
+def _wait(process: subprocess.Popen, checkpoint: Callable[[], None], timeout: float) -> None:
+    """Wait for the process, calling `checkpoint` (which may raise to stop) about every second."""
+    deadline = time.monotonic() + timeout
+    while process.poll() is None:
+        checkpoint()
+        if time.monotonic() > deadline:
+            raise PublishError(f"Loading the package back took over {timeout:.0f} s; nothing was published.")
+        try:
+            process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def verify_in_fresh_process(
+    folder: Path, built: dict[str, Any], federation: Federation, checkpoint: Callable[[], None] = _ignore
+) -> Verification:
     """Load the package with plain transformers in a new, isolated interpreter and compare its logits."""
     from safetensors.torch import load_file
 
@@ -338,18 +392,25 @@ def verify_in_fresh_process(folder: Path, built: dict[str, Any], federation: Fed
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         base = "" if merged else str(built["base_path"])
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", script, str(folder), base, str(request), str(out)],
-            capture_output=True,
-            text=True,
-            cwd=scratch,
-            env=env,
-            timeout=1800,
-        )
-        if done.returncode != 0:
-            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        stdout, stderr = Path(scratch) / "stdout.txt", Path(scratch) / "stderr.txt"
+        with open(stdout, "w") as out_file, open(stderr, "w") as err_file:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-c", script, str(folder), base, str(request), str(out)],
+                stdout=out_file,
+                stderr=err_file,
+                cwd=scratch,
+                env=env,
+            )
+            try:
+                _wait(process, checkpoint, VERIFY_TIMEOUT)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        if process.returncode != 0:
+            tail = stderr.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise PublishError(f"The package could not be loaded back with plain transformers: {tail[0]}")
-        report = json.loads(done.stdout.strip().splitlines()[-1])
+        report = json.loads(stdout.read_text().strip().splitlines()[-1])
         logits = load_file(out)
     diffs, agree, positions = [], 0, 0
     for index, reference in enumerate(built["reference"]):

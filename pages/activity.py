@@ -6,8 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, paginate
-from services.activity import activity_areas, export_activity, job_log, recent_activity
-from services.training import list_jobs
+from services.activity import activity_areas, all_jobs, export_activity, job_log, recent_activity
 
 st.title(":material/history: Activity")
 st.caption("Everything that happened in this registry: uploads, mappings, jobs, adapters, federations, publishes.")
@@ -65,11 +64,11 @@ with timeline:
         )
 
 with logs:
-    jobs = attempt(list_jobs, "retry_activity_jobs")
+    jobs = attempt(all_jobs, "retry_activity_jobs")
     if jobs is not None and not jobs:
-        st.info("No training jobs yet.", icon=":material/info:")
+        st.info("No training or publish jobs yet.", icon=":material/info:")
     elif jobs:
-        labels = {f"{j.id} · {j.config.adapter_name} · {j.status.value}": j.id for j in jobs}
+        labels = {f"{j.id} · {j.kind} · {j.label} · {j.status.value}": j.id for j in jobs}
         left, right = st.columns([3, 2])
         job_id = labels[left.selectbox("Job", list(labels), key="activity_job")]
         search = right.text_input("Search the log", key="activity_log_search")

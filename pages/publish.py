@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from pages.common import attempt, human_size
+from pages.common import attempt, human_size, plain, show_error
+from pages.session import fragment
 from services import models as catalog
 from services.federation import list_federations
-from services.training import adapter_versions, list_adapters
+from services.training import FINISHED, adapter_versions, cancel_job, job_manager, list_adapters
 
 st.title(":material/package_2: Publish")
 st.caption(
@@ -68,57 +69,91 @@ elif adapters:
         )
         submitted = st.form_submit_button("Publish", type="primary", icon=":material/rocket_launch:")
     if submitted:
-        with st.status("Merging, saving, verifying in a fresh process…", expanded=True) as status:
-            try:
-                record = catalog.publish(
-                    source,
-                    merge=merge,
-                    name=package_name.strip() or None,
-                    licence=licence,
-                    intended_use=intended_use,
-                    description=description,
-                    max_shard_size=shard,
-                )
-            except Exception as error:  # noqa: BLE001 — the reason is shown, nothing was published
-                status.update(label="Not published", state="error")
-                st.error(str(error), icon=":material/error:")
-            else:
-                status.update(label=f"Published {record.name}", state="complete")
-                st.session_state["publish_last"] = record.name
+        try:
+            st.session_state["publish_job"] = catalog.submit_publish(
+                source,
+                merge=merge,
+                name=package_name.strip() or None,
+                licence=licence,
+                intended_use=intended_use,
+                description=description,
+                max_shard_size=shard,
+            )
+        except Exception as error:  # noqa: BLE001 — the reason is shown, nothing was queued
+            show_error(error)
 
-if last := st.session_state.get("publish_last"):
-    record = attempt(lambda: catalog.get_package(last), "retry_publish_last")
-    if record is not None:
-        verification = record.verification
-        with st.container(border=True):
-            st.success(f"{record.name} is ready ({record.kind}).", icon=":material/check_circle:")
-            cols = st.columns(4)
-            cols[0].metric("Package size", human_size(record.size_bytes))
-            cols[1].metric(
-                "Max logit difference", f"{verification.max_abs_diff:.2g}", help=f"Tolerance {verification.tolerance:g}"
-            )
-            cols[2].metric("Top-1 agreement", f"{verification.top1_agreement:.1%}")
-            cols[3].metric("Time to publish", f"{record.publish_seconds:.0f} s")
-            st.caption(
-                f"Verified with {verification.loader} in a fresh process over {verification.positions} positions of "
-                f"{verification.prompts} prompts; {record.files} files, {record.shards} weight file(s); manifest with "
-                "SHA-256 of every file."
-            )
-            if record.serve_command:
-                st.code(record.serve_command, language="bash")
-            actions = st.columns([1, 1, 3])
-            actions[0].download_button(
-                f"Download archive ({human_size(record.archive_bytes)})",
-                data=lambda: record.archive.read_bytes(),
-                file_name=record.archive.name,
-                mime="application/zip",
-                key="publish_download",
-                on_click="ignore",
-                icon=":material/download:",
-            )
-            actions[1].page_link("pages/models.py", label="See it on Models", icon=":material/deployed_code:")
-            with st.expander("Model card (README.md)", icon=":material/description:"):
-                st.code((record.path / "README.md").read_text(encoding="utf-8"), language="markdown")
+
+def result_card(record: catalog.PackageRecord) -> None:
+    verification = record.verification
+    with st.container(border=True):
+        st.success(f"{record.name} is ready ({record.kind}).", icon=":material/check_circle:")
+        cols = st.columns(4)
+        cols[0].metric("Package size", human_size(record.size_bytes))
+        cols[1].metric(
+            "Max logit difference", f"{verification.max_abs_diff:.2g}", help=f"Tolerance {verification.tolerance:g}"
+        )
+        cols[2].metric("Top-1 agreement", f"{verification.top1_agreement:.1%}")
+        cols[3].metric("Time to publish", f"{record.publish_seconds:.0f} s")
+        st.caption(
+            f"Verified with {verification.loader} in a fresh process over {verification.positions} positions of "
+            f"{verification.prompts} prompts; {record.files} files, {record.shards} weight file(s); manifest with "
+            "SHA-256 of every file."
+        )
+        if record.serve_command:
+            st.code(record.serve_command, language="bash")
+        actions = st.columns([1, 1, 3])
+        actions[0].download_button(
+            f"Download archive ({human_size(record.archive_bytes)})",
+            data=lambda: record.archive.read_bytes(),
+            file_name=record.archive.name,
+            mime="application/zip",
+            key="publish_download",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        actions[1].page_link("pages/models.py", label="See it on Models", icon=":material/deployed_code:")
+        with st.expander("Model card (README.md)", icon=":material/description:"):
+            st.code((record.path / "README.md").read_text(encoding="utf-8"), language="markdown")
+
+
+@fragment(run_every=2)  # its Cancel writes: every rerun acts as the signed-in user
+def follow(job_id: str) -> None:
+    """The running publish job, re-read every 2 s; when it ends, the whole page shows its result."""
+    job = attempt(lambda: catalog.publish_job(job_id), "retry_publish_job")
+    if job is None:
+        return
+    if job.status in FINISHED:
+        st.rerun()
+    progress = attempt(lambda: job_manager().progress(job_id), "retry_publish_progress")
+    with st.container(border=True):
+        head, action = st.columns([5, 1], vertical_alignment="center")
+        head.markdown(f"**Publishing {plain(job.label)}** · `{job.id}` · {job.status.value}")
+        if action.button("Cancel", key="publish_cancel", icon=":material/cancel:"):
+            try:
+                cancel_job(job_id)
+            except Exception as error:  # noqa: BLE001 — the reason is shown
+                show_error(error)
+            else:
+                st.toast("Cancel requested: the publish stops at its next stage.", icon=":material/cancel:")
+        if job.status.value == "queued":
+            st.progress(0.0, text="Queued: waiting for a free job slot (training and publish jobs share the limit).")
+        elif progress is not None:
+            text = f"Step {progress.step} of {progress.max_steps or '?'}: {progress.stage or 'starting'}"
+            st.progress(progress.fraction, text=text)
+        st.caption("The log is on Activity → Job logs; leaving this page does not stop the job.")
+
+
+if job_id := st.session_state.get("publish_job"):
+    job = attempt(lambda: catalog.publish_job(job_id), "retry_publish_state")
+    if job is not None and job.status not in FINISHED:
+        follow(job_id)
+    elif job is not None and job.result.get("package"):
+        record = attempt(lambda: catalog.get_package(job.result["package"]), "retry_publish_last")
+        if record is not None:
+            result_card(record)
+    elif job is not None:
+        icon = ":material/cancel:" if job.status.value == "cancelled" else ":material/error:"
+        st.error(f"Not published ({job.status.value}): {job.error or 'nothing was kept.'}", icon=icon)
 
 packages = attempt(catalog.list_packages, "retry_packages")
 if packages:

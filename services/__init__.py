@@ -61,6 +61,7 @@ _EXPORTS = {
     "update_model": "services.models",
     "delete_model": "services.models",
     "publish": "services.models",
+    "submit_publish": "services.models",
     "list_packages": "services.models",
     "check_package": "services.models",
     "get_settings": "services.settings",

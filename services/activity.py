@@ -9,8 +9,9 @@ from typing import Any
 from registry.activity import read_activity
 from registry.activity import recent_activity as _tail
 from services.runtime import job_manager
+from training.jobs import JobState
 
-__all__ = ["activity_areas", "export_activity", "job_log", "recent_activity"]
+__all__ = ["activity_areas", "all_jobs", "export_activity", "job_log", "recent_activity"]
 COLUMNS = ("ts", "kind", "message")
 
 
@@ -48,6 +49,11 @@ def export_activity(events: list[dict[str, Any]], fmt: str) -> bytes:
         details = {k: v for k, v in event.items() if k not in COLUMNS}
         writer.writerow([event.get(c, "") for c in COLUMNS] + [json.dumps(details, ensure_ascii=False, default=str)])
     return buffer.getvalue().encode("utf-8")
+
+
+def all_jobs() -> list[JobState]:
+    """Every job of the job manager, training and publish, newest first (whose logs Activity shows)."""
+    return job_manager().all_jobs(kind=None)
 
 
 def job_log(job_id: str, search: str = "") -> list[str]:

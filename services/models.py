@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from federation.publish import STAGES as PUBLISH_STAGES
 from federation.publish import (
     PackageCorrupt,
     PackageRecord,
@@ -20,15 +21,16 @@ from federation.publish import (
     get_package,
     list_packages,
 )
+from federation.publish import plan as plan_publish
 from federation.publish import publish as _publish
 from federation.store import list_federations
 from registry.access import Role, requires
 from registry.activity import log_event
 from registry.errors import ConsoleError, NotFound
-from services.runtime import job_manager
+from services.runtime import PUBLISH, job_manager
 from training.adapters import AdapterRecord, adapter_versions, delete_adapter, list_adapters
 from training.base_models import BaseModelError, BaseModelInfo, describe_folder, list_base_models
-from training.jobs import FINISHED
+from training.jobs import FINISHED, JobState, JobStatus, TaskContext, TaskSpec
 from training.registered_models import (
     annotate,
     annotations,
@@ -54,7 +56,10 @@ __all__ = [
     "model_evaluations",
     "model_users",
     "publish",
+    "publish_job",
+    "publish_jobs",
     "register_base_model",
+    "submit_publish",
     "update_model",
 ]
 
@@ -170,6 +175,13 @@ def model_users(name: str, kind: Kind, version: int | None = None) -> list[str]:
             for p in list_packages()
             if any(a["name"] == name and (version is None or a["version"] == version) for a in p.adapters)
         ]
+        users += [
+            f"publish job {j.id} ({j.status.value})"
+            for j in job_manager().all_jobs(PUBLISH)
+            if j.status not in FINISHED
+            and j.task.params["source"] == name
+            and (version is None or j.task.params["version"] == version)
+        ]
     return users
 
 
@@ -199,6 +211,50 @@ def delete_model(name: str, kind: Kind, version: int | None = None) -> None:
 
 
 @requires(Role.PRACTITIONER, "models.publish")
+def submit_publish(
+    adapter_or_federation: str,
+    *,
+    merge: bool = True,
+    name: str | None = None,
+    version: int | None = None,
+    licence: str = "other",
+    intended_use: str = "",
+    description: str = "",
+    max_shard_size: str = "2GB",
+) -> str:
+    """Queue a publish of an adapter ('name', 'name@v2') or a saved additive federation ('fed_...') as a job of
+    the job manager (progress, cancel, log, state on disk); returns the job id.
+
+    The source and the package name are checked first (a clear error, no job); the weights are merged and
+    verified by the job."""
+    ref, _, pinned = adapter_or_federation.partition("@")
+    if pinned:
+        digits = pinned.removeprefix("v")
+        if not digits.isdigit():
+            raise PublishError(f"{adapter_or_federation!r}: the part after '@' must be a version like v2.")
+        version = int(digits)
+    manager = job_manager()
+    _, records, source_info, name = plan_publish(
+        ref, merge=merge, name=name, version=version, registry=manager.registry
+    )
+    if version is None and source_info["type"] == "adapter":
+        version = records[0].version  # pin the version now: a job finishing meanwhile must not change what ships
+    if any(j.task.params["name"] == name for j in manager.all_jobs(PUBLISH) if j.status not in FINISHED):
+        raise PublishError(f"A publish job is already making a package named {name!r}. Choose another name.")
+    params = {
+        "source": ref,
+        "version": version,
+        "merge": merge,
+        "name": name,
+        "licence": licence,
+        "intended_use": intended_use,
+        "description": description,
+        "max_shard_size": max_shard_size,
+    }
+    label = f"{name} from {source_info['label']}"
+    return manager.submit_task(TaskSpec(kind=PUBLISH, label=label, params=params)).id
+
+
 def publish(
     adapter_or_federation: str,
     *,
@@ -210,16 +266,9 @@ def publish(
     description: str = "",
     max_shard_size: str = "2GB",
 ) -> PackageRecord:
-    """Package an adapter ('name', 'name@v2') or a saved additive federation ('fed_...'), verified, as a record."""
-    ref, _, pinned = adapter_or_federation.partition("@")
-    if pinned:
-        digits = pinned.removeprefix("v")
-        if not digits.isdigit():
-            raise PublishError(f"{adapter_or_federation!r}: the part after '@' must be a version like v2.")
-        version = int(digits)
-    started = time.perf_counter()
-    record = _publish(
-        ref,
+    """Publish and wait (scripts, the API): the same job as `submit_publish`; raises PublishError if it fails."""
+    job_id = submit_publish(
+        adapter_or_federation,
         merge=merge,
         name=name,
         version=version,
@@ -228,16 +277,59 @@ def publish(
         description=description,
         max_shard_size=max_shard_size,
     )
-    if description:
-        annotate("package", record.name, description=description)
+    job = job_manager().wait(job_id)
+    if job.status != JobStatus.COMPLETED:
+        raise PublishError(job.error or f"The publish job {job.id} ended {job.status.value}; nothing was published.")
+    return get_package(job.result["package"])
+
+
+def publish_job(job_id: str) -> JobState:
+    """A publish job's state (Publish follows it)."""
+    job = job_manager().get(job_id)
+    if job.kind != PUBLISH:
+        raise NotFound(f"{job_id} is not a publish job.")
+    return job
+
+
+def publish_jobs() -> list[JobState]:
+    """Every publish job, newest first."""
+    return job_manager().all_jobs(PUBLISH)
+
+
+def run_publish(context: TaskContext, params: dict[str, Any]) -> dict[str, Any]:
+    """The job manager's runner of publish jobs: stages go to the job's progress and log; a cancel stops it
+    at the next stage (or within a second of the fresh-process check), leaving nothing behind."""
+    started = time.perf_counter()
+    record = _publish(
+        params["source"],
+        merge=params["merge"],
+        name=params["name"],
+        version=params["version"],
+        licence=params["licence"],
+        intended_use=params["intended_use"],
+        description=params["description"],
+        max_shard_size=params["max_shard_size"],
+        registry=context.registry,
+        on_stage=lambda stage: context.progress(PUBLISH_STAGES.index(stage) + 1, len(PUBLISH_STAGES), stage),
+        checkpoint=context.checkpoint,
+    )
+    if params["description"]:
+        annotate("package", record.name, description=params["description"])
+    verification = record.verification
+    context.log(
+        f"published {record.name}: {record.size_bytes / 1e6:.1f} MB, max logit difference "
+        f"{verification.max_abs_diff:.2g} (tolerance {verification.tolerance:g}), top-1 agreement "
+        f"{verification.top1_agreement:.1%}"
+    )
     log_event(
         "package.published",
         f"Published {record.name} ({record.kind}, {record.size_bytes / 1e6:.1f} MB) from {record.source['label']} "
         f"in {time.perf_counter() - started:.0f} s; verified, max logit difference "
-        f"{record.verification.max_abs_diff:.2g}",
+        f"{verification.max_abs_diff:.2g}",
         package=record.name,
+        job=context.job_id,
     )
-    return record
+    return {"package": record.name}
 
 
 def model_evaluations(entry: ModelEntry) -> list[dict[str, Any]]:

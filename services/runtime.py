@@ -1,5 +1,7 @@
 """The process-wide runtime: one job manager and one evaluation manager per registry, one inference engine per process.
 
+The job manager runs training and publish jobs (one queue, one concurrency limit).
+
 Pages, scripts and the API all reach them through here, so a server never holds two model caches or two
 queues over the same registry.
 """
@@ -17,6 +19,7 @@ if TYPE_CHECKING:  # federation.engine pulls in torch when used; a page that onl
     from evaluation.runs import RunManager
     from federation.engine import InferenceEngine
 
+PUBLISH = "publish"  # the job manager's kind of publish jobs
 _managers: dict[Path, JobManager] = {}
 _managers_lock = threading.Lock()
 _evaluators: dict[Path, "RunManager"] = {}
@@ -28,11 +31,18 @@ def job_manager() -> JobManager:
     registry = open_registry()
     with _managers_lock:
         if registry.root not in _managers:
-            manager = JobManager(registry)
+            manager = JobManager(registry, tasks={PUBLISH: _publish})
             manager.on_completed.append(_evaluate_completed_job)
             manager.on_submitted.append(_evaluate_base_first)
             _managers[registry.root] = manager
         return _managers[registry.root]
+
+
+def _publish(context, params):
+    """Publish jobs run in this manager too (one queue, one limit); the runner is the Models API's."""
+    from services.models import run_publish
+
+    return run_publish(context, params)
 
 
 def _evaluate_completed_job(job) -> None:

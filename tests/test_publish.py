@@ -260,3 +260,128 @@ def test_an_adapters_evaluations_are_listed_with_its_model(published_world):
     assert [r["run"] for r in runs] == [run_id]
     assert runs[0]["dataset"] == "mapper_sft" and 0.0 <= runs[0]["exact_match"] <= 1.0
     assert model_evaluations(get_model("other", "adapter")) == []
+
+    # Models links the run to Evaluations, which opens it (the link's ?run= selects it on the Results tab).
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    app = str(Path(__file__).resolve().parents[1] / "app.py")
+    models = AppTest.from_file(app, default_timeout=120)
+    models.switch_page("pages/models.py").run()
+    models.selectbox(key="models_selected").select("adapter: mapper v1").run()
+    assert not models.exception
+    links = [link for link in models.get("page_link") if run_id in link.proto.label]
+    assert links and "evaluations" in links[0].proto.page and links[0].proto.query_string == f"run={run_id}"
+    evaluations = AppTest.from_file(app, default_timeout=120)
+    evaluations.switch_page("pages/evaluations.py")
+    evaluations.query_params["run"] = run_id
+    evaluations.run()
+    assert not evaluations.exception and evaluations.selectbox(key="eval_selected").value == run_id
+
+
+def _stages(manager, job_id):
+    return [row.get("stage") for row in manager.metrics(job_id)]
+
+
+def test_publish_runs_as_a_job_with_progress_log_and_activity(published_world):
+    from federation.publish import STAGES
+    from services.activity import all_jobs, recent_activity
+    from services.models import get_package, submit_publish
+    from services.runtime import job_manager
+    from services.training import list_jobs
+
+    job_id = submit_publish("other@v1", merge=False, name="as-a-job")
+    manager = job_manager()
+    job = manager.wait(job_id, timeout=600)
+    assert job.status.value == "completed", job.error
+    assert job.kind == "publish" and job.result == {"package": "as-a-job"} and job.config is None
+    assert _stages(manager, job_id) == list(STAGES)  # every stage reported, in order, as the job's progress
+    progress = manager.progress(job_id)
+    assert (progress.step, progress.max_steps, progress.fraction) == (len(STAGES), len(STAGES), 1.0)
+    log = manager.log_text(job_id)
+    assert "step 3 of 5: verifying in a fresh process" in log and "published as-a-job" in log
+    assert get_package("as-a-job").verification.passed
+    assert job_id in [j.id for j in all_jobs()] and job_id not in [j.id for j in list_jobs()]
+    events = {e["kind"] for e in recent_activity(None, text=job_id)}
+    assert {"job.queued", "job.started", "job.completed", "package.published"} <= events
+
+
+def test_a_bad_publish_is_refused_before_a_job_is_queued(published_world):
+    from services.models import PublishError, publish_jobs, submit_publish
+
+    before = [j.id for j in publish_jobs()]
+    with pytest.raises(PublishError, match="must be a version like v2"):
+        submit_publish("mapper@latest")
+    with pytest.raises(Exception, match="No adapter|not found|no adapter"):
+        submit_publish("no_such_adapter")
+    assert [j.id for j in publish_jobs()] == before
+
+
+def test_cancelling_a_running_publish_stops_it_and_keeps_nothing(published_world):
+    import time
+
+    from services.models import list_packages, submit_publish
+    from services.runtime import job_manager
+    from services.training import cancel_job
+
+    registry = published_world["registry"]
+    job_id = submit_publish("mapper", merge=True, name="to-cancel")
+    manager = job_manager()
+    deadline = time.monotonic() + 600
+    while "verifying in a fresh process" not in _stages(manager, job_id) and time.monotonic() < deadline:
+        assert manager.get(job_id).status.value in ("queued", "running"), manager.get(job_id).error
+        time.sleep(0.1)
+    cancel_job(job_id)  # the fresh process needs seconds to import torch: the cancel lands while it runs
+    job = manager.wait(job_id, timeout=120)
+    assert job.status.value == "cancelled", (job.status, job.error)
+    assert "to-cancel" not in [p.name for p in list_packages()]
+    assert not list(registry.tmp.glob("package-*")), "a cancelled publish left its staging folder"
+    assert "cancelled" in manager.log_text(job_id)
+
+
+KILLED_PUBLISHER = """
+import sys, time
+from services.models import submit_publish
+from services.runtime import job_manager
+job_id = submit_publish("mapper", merge=True, name="after-restart")
+print(job_id, flush=True)
+time.sleep(3600)
+"""
+
+
+def test_a_publish_job_interrupted_by_a_restart_is_on_disk_and_starts_again(published_world):
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    from services.models import get_package
+    from services.runtime import PUBLISH, _publish
+    from training.jobs import JobManager
+
+    registry = published_world["registry"]
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_PUBLISHER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RMN_LORA_HOME": str(registry.root), "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    job_id = child.stdout.readline().strip()
+    probe = JobManager.__new__(JobManager)
+    probe.registry = registry
+    deadline = time.monotonic() + 600
+    while "writing the weights" not in [r.get("stage") for r in JobManager.metrics(probe, job_id)]:
+        assert time.monotonic() < deadline, "the publish job never started in the child process"
+        time.sleep(0.1)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+
+    restarted = JobManager(registry, tasks={PUBLISH: _publish})  # what the next process of the console builds
+    job = restarted.get(job_id)
+    assert job.status.value == "interrupted" and job.kind == "publish"
+    assert "start it again" in restarted.log_text(job_id)
+    again = restarted.wait(restarted.restart(job_id).id, timeout=600)
+    assert again.status.value == "completed", again.error
+    assert again.restarted_from == job_id and again.task == job.task
+    assert get_package("after-restart").verification.passed

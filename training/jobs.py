@@ -4,20 +4,26 @@ Each job is a folder `jobs/<id>/` (its files are `training.job_folder`'s). Live 
 the metrics file, so any process can show it and a restart loses nothing. A running worker holds
 `.locks/job-<id>.lock`; a job whose state says running but whose lock is free lost its process and
 becomes interrupted, resumable from its last checkpoint.
+
+Besides training, the manager runs other long tasks (publishing a package) through the same queue, limit,
+state, log, progress and cancel: a task is a kind, a label and JSON parameters, run by a function that the
+process registers by kind when it creates the manager (the layers above own those functions).
 """
 
 import threading
+import time
 import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from registry.access import Role, requires
 from registry.activity import log_event
@@ -51,11 +57,23 @@ EVENT_NAMES = {
 }
 
 
+TRAIN = "train"
+
+
+class TaskSpec(BaseModel):
+    """A job that is not a training run: which registered runner (`kind`), on what, with which parameters."""
+
+    kind: str = Field(min_length=1, max_length=32)
+    label: str = Field(min_length=1, max_length=200, description="What the job is about, for lists and the feed.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class JobState(BaseModel):
-    """What `state.json` holds: the config, where the job is in its life, and what it produced."""
+    """What `state.json` holds: the config (training) or task, where the job is in its life, and what it produced."""
 
     id: str
-    config: JobConfig
+    config: JobConfig | None = None
+    task: TaskSpec | None = None
     status: JobStatus = JobStatus.QUEUED
     created: datetime
     started: datetime | None = None
@@ -67,6 +85,21 @@ class JobState(BaseModel):
     adapter_path: str | None = None
     adapter_version: int | None = None
     final_metrics: dict[str, Any] = Field(default_factory=dict)
+    result: dict[str, Any] = Field(default_factory=dict, description="What a task returned (a package's name).")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "JobState":
+        if (self.config is None) == (self.task is None):
+            raise ValueError("a job has either a training config or a task, not both and not neither")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return self.task.kind if self.task else TRAIN
+
+    @property
+    def label(self) -> str:
+        return self.task.label if self.task else self.config.adapter_name
 
 
 # An eval line follows the training line of its step, and the final evaluation adds one more.
@@ -87,10 +120,44 @@ class JobProgress(BaseModel):
     efficiency: float | None = None  # flops_per_second over the matmul peak measured when the job started
     elapsed: float | None = None
     eta_seconds: float | None = None
+    stage: str | None = None  # what a task is doing now ("merging the adapter into the base weights")
 
     @property
     def fraction(self) -> float:
         return min(1.0, self.step / self.max_steps) if self.max_steps else 0.0
+
+
+class TaskCancelled(ConsoleError):
+    """Raised by a task's `checkpoint()` when a cancel was asked; the job ends cancelled."""
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task runner gets: its job's id, the cancel flag, and the job's log and progress."""
+
+    job_id: str
+    registry: Registry
+    folder: JobFolder
+    stop: threading.Event
+    started: float
+
+    def log(self, message: str) -> None:
+        self.folder.log(message)
+
+    def progress(self, step: int, total: int, stage: str) -> None:
+        """One progress line (the bar and the stage the pages show) and one log line; stops here if cancelled."""
+        self.checkpoint()
+        self.folder.append_metrics(
+            {"step": step, "max_steps": total, "stage": stage, "elapsed": round(time.monotonic() - self.started, 2)}
+        )
+        self.log(f"step {step} of {total}: {stage}")
+
+    def checkpoint(self) -> None:
+        if self.stop.is_set():
+            raise TaskCancelled("Cancelled before it finished; nothing was kept.")
+
+
+TaskRunner = Callable[[TaskContext, dict[str, Any]], dict[str, Any]]
 
 
 def new_job_id() -> str:
@@ -100,9 +167,11 @@ def new_job_id() -> str:
 class JobManager:
     """Owns the worker threads of one process; every decision it takes is also written to disk."""
 
-    def __init__(self, registry: Registry, concurrency: int | None = None):
+    def __init__(self, registry: Registry, concurrency: int | None = None, tasks: dict[str, TaskRunner] | None = None):
         self.registry = registry
         self.concurrency = concurrency or registry.settings.max_concurrent_jobs
+        # Runners of the non-training kinds, given before recovery so a queued task found on disk can run.
+        self.tasks: dict[str, TaskRunner] = dict(tasks or {})
         self._cond = threading.Condition()
         self._queue: deque[str] = deque()
         self._stops: dict[str, threading.Event] = {}
@@ -137,6 +206,19 @@ class JobManager:
                 callback(job)
             except Exception as error:  # noqa: BLE001 — the job is queued; a side task must not undo that
                 self._log(job.id, f"after queueing: {type(error).__name__}: {error}")
+        return job
+
+    def submit_task(self, task: TaskSpec, *, restarted_from: str | None = None) -> JobState:
+        """Queue a task of a registered kind (its caller checks its parameters first and owns the role check)."""
+        if task.kind not in self.tasks:
+            raise JobError(f"No runner for jobs of kind {task.kind!r} in this process.")
+        job = JobState(id=new_job_id(), task=task, created=datetime.now(UTC), restarted_from=restarted_from)
+        self.job_dir(job.id).mkdir(parents=True)
+        self._save(job)
+        self._log(job.id, f"queued: {task.kind} {task.label}")
+        with self._cond:
+            self._queue.append(job.id)
+            self._cond.notify_all()
         return job
 
     def set_concurrency(self, concurrency: int) -> None:
@@ -174,8 +256,11 @@ class JobManager:
 
     @requires(Role.PRACTITIONER, "jobs.restart")
     def restart(self, job_id: str) -> JobState:
-        """A new job with the same config (the original stays in history)."""
-        return self.submit(self.get(job_id).config, restarted_from=job_id)
+        """A new job with the same config or task (the original stays in history)."""
+        job = self.get(job_id)
+        if job.task:
+            return self.submit_task(job.task, restarted_from=job_id)
+        return self.submit(job.config, restarted_from=job_id)
 
     @requires(Role.PRACTITIONER, "jobs.resume")
     def resume(self, job_id: str) -> JobState:
@@ -209,9 +294,10 @@ class JobManager:
             raise NotFound(f"No training job {job_id!r}.")
         return _read_state(path)
 
-    def all_jobs(self) -> list[JobState]:
-        """Newest first, cached until any job changes state (in any process); unreadable states are skipped."""
-        return self._scan()[0]
+    def all_jobs(self, kind: str | None = TRAIN) -> list[JobState]:
+        """Newest first, of one kind (training by default; None for every kind), cached until any job changes
+        state (in any process); unreadable states are skipped."""
+        return [job for job in self._scan()[0] if kind is None or job.kind == kind]
 
     def broken_jobs(self) -> list[CorruptFile]:
         """Job folders whose state.json cannot be read, for the page to name."""
@@ -259,13 +345,8 @@ class JobManager:
             atomic_write_json(self.folder(job.id).state, job.model_dump(mode="json"))
             bump_generation(self.registry.jobs)
         if job.status != previous:
-            log_event(
-                f"job.{EVENT_NAMES[job.status]}",
-                _event_message(job),
-                self.registry,
-                job=job.id,
-                adapter=job.config.adapter_name,
-            )
+            subject = {"task": job.task.kind} if job.task else {"adapter": job.config.adapter_name}
+            log_event(f"job.{EVENT_NAMES[job.status]}", _event_message(job), self.registry, job=job.id, **subject)
         with self._cond:
             self._cond.notify_all()
 
@@ -283,7 +364,7 @@ class JobManager:
 
     def _recover(self) -> None:
         """Jobs left running by a dead process become interrupted; queued ones go back in the queue."""
-        for job in sorted(self.all_jobs(), key=lambda j: j.created):
+        for job in sorted(self.all_jobs(kind=None), key=lambda j: j.created):
             if job.status == JobStatus.QUEUED:
                 self._queue.append(job.id)
             elif job.status == JobStatus.RUNNING:
@@ -294,7 +375,8 @@ class JobManager:
                     continue
                 lock.release()
                 self._transition(job.id, status=JobStatus.INTERRUPTED, finished=datetime.now(UTC))
-                self._log(job.id, "interrupted: the process running this job stopped; resume it from its checkpoint")
+                again = "start it again" if job.task else "resume it from its checkpoint"
+                self._log(job.id, f"interrupted: the process running this job stopped; {again}")
 
     def _dispatch(self) -> None:
         while True:
@@ -321,12 +403,16 @@ class JobManager:
                 job_id, status=JobStatus.RUNNING, started=datetime.now(UTC), attempts=self.get(job_id).attempts + 1
             )
             self._log(job_id, "running" + (" (resuming from checkpoint)" if job.resume else ""))
-            self._run(job)
+            self._run_task(job) if job.task else self._run(job)
+        except TaskCancelled:
+            self._log(job_id, "cancelled: nothing was kept")
+            self._transition(job_id, status=JobStatus.CANCELLED, finished=datetime.now(UTC))
         except ConsoleError as error:
             self._fail(job_id, str(error))
         except Exception as error:  # noqa: BLE001 — a worker must record any failure, never die silently
             self._log(job_id, traceback.format_exc())
-            self._fail(job_id, f"Training failed ({type(error).__name__}): {error}")
+            what = "Training" if self.get(job_id).task is None else self.get(job_id).task.kind.capitalize()
+            self._fail(job_id, f"{what} failed ({type(error).__name__}): {error}")
         finally:
             lock.release()
             self._forget(job_id)
@@ -384,6 +470,13 @@ class JobManager:
             except Exception as error:  # noqa: BLE001 — the adapter is saved; a follow-up must not undo that
                 self._log(job.id, f"after completion: {type(error).__name__}: {error}")
 
+    def _run_task(self, job: JobState) -> None:
+        context = TaskContext(job.id, self.registry, self.folder(job.id), self._stops[job.id], time.monotonic())
+        context.folder.reset_metrics()
+        result = self.tasks[job.task.kind](context, job.task.params)
+        self._log(job.id, f"completed: {job.task.kind} {job.task.label}")
+        self._transition(job.id, status=JobStatus.COMPLETED, finished=datetime.now(UTC), result=result)
+
     def _fail(self, job_id: str, message: str) -> None:
         self._transition(job_id, status=JobStatus.FAILED, finished=datetime.now(UTC), error=message)
         self._log(job_id, f"failed: {message}")
@@ -396,6 +489,8 @@ class JobManager:
 
 
 def _event_message(job: JobState) -> str:
+    if job.task:
+        return _task_message(job)
     name = job.config.adapter_name
     match job.status:
         case JobStatus.QUEUED:
@@ -410,6 +505,23 @@ def _event_message(job: JobState) -> str:
             return f"Cancelled training of {name}"
         case JobStatus.INTERRUPTED:
             return f"Training of {name} was interrupted (the server stopped); resume it from its last checkpoint"
+
+
+def _task_message(job: JobState) -> str:
+    what = f"{job.task.kind} of {job.task.label}"
+    match job.status:
+        case JobStatus.QUEUED:
+            return f"Queued {what}"
+        case JobStatus.RUNNING:
+            return f"Started {what}"
+        case JobStatus.COMPLETED:
+            return f"Completed {what}"
+        case JobStatus.FAILED:
+            return f"{what.capitalize()} failed: {job.error}"
+        case JobStatus.CANCELLED:
+            return f"Cancelled {what}"
+        case JobStatus.INTERRUPTED:
+            return f"{what.capitalize()} was interrupted (the server stopped); start it again"
 
 
 def _read_state(path: Path) -> JobState:
