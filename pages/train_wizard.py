@@ -8,7 +8,7 @@ import streamlit as st
 
 from pages.common import attempt, human_size
 from services import datasets as library
-from services.settings import training_defaults
+from services.settings import new_job_values
 from services.training import (
     FINISHED,
     PRESETS,
@@ -43,8 +43,7 @@ st.caption("Six steps from an experiment idea to a running job. The one-page for
 def values() -> dict[str, Any]:
     """The wizard's answers, kept apart from widget state (Streamlit drops a widget's state when it is not shown)."""
     if DATA not in st.session_state:
-        start = {name: f.get_default(call_default_factory=True) for name, f in FIELDS.items() if not f.is_required()}
-        start.update(training_defaults())
+        start = new_job_values()
         start.update(
             adapter_name="", train_dataset=None, experiment_name="", experiment_description="", experiment_goal=""
         )

@@ -21,6 +21,7 @@ from pages.session import can, fragment
 from services import datasets as library
 from services.access import Role
 from services.health import broken_files
+from services.settings import new_job_values
 from services.training import (
     FINISHED,
     PRESETS,
@@ -59,16 +60,12 @@ def as_form(values: dict) -> dict:
     return {**values, "target_modules": ", ".join(modules) if isinstance(modules, list) else modules}
 
 
-def defaults() -> dict:
-    return {
-        name: None if field.is_required() else field.get_default(call_default_factory=True)
-        for name, field in JobConfig.model_fields.items()
-    }
+SAVED = "saved defaults (Settings)"
 
 
 def with_preset(values: dict, preset: str) -> dict:
-    """A preset sets every training setting: what it leaves out goes back to the default, e.g. LoRA+ off."""
-    return as_form({**defaults(), **PRESETS[preset], **{name: values.get(name) for name in JOB_IDENTITY}})
+    """A preset sets every training setting over the saved defaults: what it leaves out goes back to them."""
+    return as_form({**new_job_values(), **PRESETS.get(preset, {}), **{name: values.get(name) for name in JOB_IDENTITY}})
 
 
 def apply_preset() -> None:
@@ -86,8 +83,15 @@ def load_config(config: JobConfig) -> None:
 
 
 def job_form(datasets: list[library.DatasetRecord]) -> None:
-    values = form_values(FORM, lambda: with_preset(defaults(), next(iter(PRESETS))))
-    st.selectbox("Preset", list(PRESETS), key="job_preset", on_change=apply_preset, help="Fills the settings below.")
+    values = form_values(FORM, lambda: with_preset({}, SAVED))
+    st.selectbox(
+        "Preset",
+        [SAVED, *PRESETS],
+        key="job_preset",
+        on_change=apply_preset,
+        help="Fills the settings below. A new job starts from the training defaults saved on Settings; a preset "
+        "changes the settings it names.",
+    )
 
     def widget(name: str, label: str, container=st, **options):
         return config_widget(FORM, JobConfig, name, label, container=container, **options)

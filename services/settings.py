@@ -28,6 +28,7 @@ __all__ = [
     "SettingRow",
     "SettingsError",
     "get_settings",
+    "new_job_values",
     "restore_defaults",
     "settings_file_problem",
     "settings_table",
@@ -140,9 +141,14 @@ def restore_defaults() -> Settings:
     return settings
 
 
-def training_defaults() -> dict[str, Any]:
-    """The saved defaults new jobs start from (already checked by JobConfig when saved)."""
-    return dict(_current().training_defaults)
+def new_job_values() -> dict[str, Any]:
+    """Where every new training job starts, on the one-page form and in the wizard alike: JobConfig's defaults with
+    the saved training defaults over them (the one reader of those defaults)."""
+    start = {
+        name: None if field.is_required() else field.get_default(call_default_factory=True)
+        for name, field in JobConfig.model_fields.items()
+    }
+    return {**start, **_current().training_defaults}
 
 
 def _check_training_defaults(values: Any) -> dict[str, Any]:

@@ -105,3 +105,35 @@ def test_models_page_pages_through_a_thousand_adapters(registry, tmp_path):
     assert "Showing 1001–1001 of 1,001" in [c.value for c in at.caption]
     at.text_input(key="models_q").input("many_0999").run()
     assert at.dataframe[0].value["Name"].tolist() == ["many_0999"]
+
+
+def test_saved_training_defaults_are_where_the_form_and_the_wizard_start(registry, tmp_path):
+    """Settings' training defaults start both the one-page form (under the presets) and the wizard."""
+    from services import upload_dataset
+    from services.settings import update_settings
+
+    rows = [{"instruction": f"Map 'v{i}'.", "output": f"p{i}"} for i in range(4)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    upload_dataset("mapping_sft", tmp_path / "m.jsonl")
+
+    update_settings(training_defaults={"lora_r": 32, "learning_rate": 1e-4, "epochs": 1.5, "seed": 7})
+
+    def field(at, kind, name):
+        (widget,) = [w for w in getattr(at, kind) if str(w.key).startswith("job[") and w.key.endswith(f"].{name}")]
+        return widget.value
+
+    at = page("training_jobs.py").run()
+    assert not at.exception
+    assert at.selectbox(key="job_preset").value == "saved defaults (Settings)"
+    assert (field(at, "number_input", "lora_r"), field(at, "number_input", "epochs")) == (32, 1.5)
+    assert field(at, "number_input", "learning_rate") == pytest.approx(1e-4)
+    at.selectbox(key="job_preset").select("quick demo").run()
+    assert (field(at, "number_input", "lora_r"), field(at, "number_input", "max_steps")) == (8, 30)
+    assert field(at, "number_input", "seed") == 7  # not named by the preset: the saved default stays
+    at.selectbox(key="job_preset").select("saved defaults (Settings)").run()
+    assert (field(at, "number_input", "lora_r"), field(at, "number_input", "epochs")) == (32, 1.5)
+
+    wizard = page("train_wizard.py").run()
+    assert not wizard.exception
+    start = wizard.session_state["wizard_values"]
+    assert (start["lora_r"], start["epochs"], start["seed"]) == (32, 1.5, 7)

@@ -216,7 +216,8 @@ def test_item_4_the_form_keeps_its_values_across_fragment_runs_and_pages(console
     open_advanced(page, wait_for_streamlit)
     page.wait_for_timeout(5000)
     page.get_by_role("textbox", name="Adapter name", exact=True).click()  # a rerun of the whole page
-    expected = {"Learning rate": 3e-4, "Max sequence length": 256, "Seed": 42, "DPO beta": 0.1, "LoRA rank (r)": 8}
+    # The form starts from the saved training defaults: JobConfig's own when none were saved.
+    expected = {"Learning rate": 2e-4, "Max sequence length": 512, "Seed": 42, "DPO beta": 0.1, "LoRA rank (r)": 16}
     shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in expected}
     assert shown == pytest.approx(expected)
 
