@@ -68,7 +68,9 @@ def _score(metric: str, value) -> str:
     return f"{value:,.2f}"
 
 
-run_tab, results_tab, compare_tab = st.tabs(["Run", "Results", "Compare"])
+# A link from another page (a model's evaluations on Models) opens one run: ?run=eval_...
+linked = st.query_params.get("run")
+run_tab, results_tab, compare_tab = st.tabs(["Run", "Results", "Compare"], default="Results" if linked else None)
 
 with run_tab:
     targets = attempt(_targets, "retry_eval_targets")
@@ -298,6 +300,8 @@ with results_tab:
             },
         )
         ids = [r.id for r in runs]
+        if linked in ids and st.session_state.get("eval_linked") != linked:
+            st.session_state["eval_linked"] = st.session_state["eval_selected"] = linked  # once per link
         if st.session_state.get("eval_selected") not in ids:
             st.session_state["eval_selected"] = ids[0]
         labels = {r.id: f"{r.id} · {r.label} · {r.status.value}" for r in runs}

@@ -177,6 +177,13 @@ elif entries:
                     hide_index=True,
                     column_config={"created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm")},
                 )
+                for run in runs[:10]:
+                    st.page_link(
+                        "pages/evaluations.py",
+                        label=f"Open {run['run']} ({run['dataset']}) on Evaluations",
+                        icon=":material/fact_check:",
+                        query_params={"run": run["run"]},
+                    )
             elif runs is not None:
                 st.caption("No evaluation of this model yet.")
         with st.expander("All metadata", icon=":material/data_object:"):
