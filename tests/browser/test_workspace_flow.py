@@ -95,6 +95,10 @@ def test_wizard_trains_then_publish_download_models_and_activity(
     page.get_by_role("option", name=ADAPTER).click()
     wait(page)
     page.get_by_test_id("stBaseButton-primaryFormSubmit").click()  # "Publish" also names the source picker's help
+    wait(page)
+    # A job of the job manager: its card follows the stages (the fresh-process check alone takes seconds).
+    page.get_by_text(f"Publishing {ADAPTER}-v1-merged from {ADAPTER} v1").wait_for(timeout=120_000)
+    page.get_by_test_id("stProgress").filter(has_text="of 5").first.wait_for(timeout=120_000)
     page.get_by_text(f"{ADAPTER}-v1-merged is ready").wait_for(timeout=600_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     with page.expect_download() as download:
@@ -125,7 +129,47 @@ def test_wizard_trains_then_publish_download_models_and_activity(
     assert any(r["kind"] == "package.published" and f"{ADAPTER}-v1-merged" in r["message"] for r in rows), rows
     kinds = {r["kind"] for r in rows if ADAPTER in r["message"] + r["details"]}
     assert {"job.queued", "job.completed", "adapter.saved", "package.published"} <= kinds, kinds
+    assert {"job.queued", "job.started", "job.completed"} <= {
+        r["kind"] for r in rows if f"publish of {ADAPTER}-v1-merged" in r["message"]
+    }, rows
     page.get_by_role("tab", name="Job logs").click()
     wait(page)
+    pick_job(page, wait, f"publish · {ADAPTER}-v1-merged")  # the newest job: the publish, with its stages
+    page.get_by_text("step 3 of 5: verifying in a fresh process").wait_for()
+    pick_job(page, wait, f"train · {ADAPTER}")
     page.get_by_text(f"completed: adapter {ADAPTER} v1 saved").wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def pick_job(page, wait, text: str) -> None:
+    page.get_by_role("combobox", name="Job", exact=True).click()
+    page.get_by_role("option", name=text).first.click()
+    wait(page)
+
+
+def app_background(page) -> str:
+    return page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
+
+
+def test_the_settings_theme_is_applied_at_the_next_rerun(console_url, browser_page, wait_for_streamlit):
+    page, wait = browser_page, wait_for_streamlit
+    page.goto(f"{console_url}/settings")
+    wait(page)
+    light = app_background(page)
+    try:
+        page.get_by_role("button", name="dark", exact=True).click()
+        page.get_by_test_id("stBaseButton-primaryFormSubmit").click()
+        wait(page)
+        page.get_by_text("Saved: theme.").wait_for()
+        dark = app_background(page)
+        assert dark != light, f"the background stayed {light} after saving the dark theme"
+        page.goto(f"{console_url}/models")  # and on every page after it, for this and any other session
+        wait(page)
+        assert app_background(page) == dark
+    finally:
+        page.goto(f"{console_url}/settings")
+        wait(page)
+        page.get_by_role("button", name="light", exact=True).click()
+        page.get_by_test_id("stBaseButton-primaryFormSubmit").click()
+        wait(page)
+    assert app_background(page) == light
