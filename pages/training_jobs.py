@@ -227,9 +227,11 @@ def queue_summary() -> None:
         st.metric("Active", counts[JobStatus.RUNNING])
         st.metric("Queued", counts[JobStatus.QUEUED])
         st.metric("Completed", counts[JobStatus.COMPLETED])
+        publishing = sum(j.kind != "train" and j.status not in FINISHED for j in manager().all_jobs(kind=None))
         st.caption(
             f"{counts[JobStatus.FAILED]} failed · {counts[JobStatus.CANCELLED]} cancelled · "
             f"{counts[JobStatus.INTERRUPTED]} interrupted · limit {manager().concurrency} at a time"
+            + (f", shared with {publishing} publish job(s)" if publishing else "")
         )
 
 
