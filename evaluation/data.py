@@ -12,7 +12,15 @@ from pydantic import BaseModel
 
 from registry.errors import ConsoleError, InvalidFile
 from registry.shapes import DatasetKind, ShapeError
-from training.formatting import DatasetSource, NothingToLearn, dpo_example, iter_canonical, resolve_dataset, sft_example
+from training.formatting import (
+    DatasetSource,
+    NothingToLearn,
+    as_plain_text,
+    dpo_example,
+    iter_canonical,
+    resolve_dataset,
+    sft_example,
+)
 
 Message = dict[str, str]
 
@@ -73,8 +81,9 @@ def load_examples(dataset: str, limit: int | None = None) -> EvalSet:
 
 def _example(number: int, record: dict[str, Any], kind: DatasetKind) -> Example:
     task = record.get("task") if isinstance(record.get("task"), str) else None
+    # Tool calls, results and specifications are judged in the plain-text rendering training documents.
     if kind == DatasetKind.DPO:
-        pair = dpo_example(record)
+        pair = as_plain_text(dpo_example(record))
         return Example(
             index=number,
             conversation=pair["prompt"],
@@ -82,7 +91,7 @@ def _example(number: int, record: dict[str, Any], kind: DatasetKind) -> Example:
             rejected=pair["rejected"][0]["content"],
             task=task,
         )
-    example = sft_example(record, kind)
+    example = as_plain_text(sft_example(record, kind))
     return Example(
         index=number, conversation=example["prompt"], reference=example["completion"][0]["content"].strip(), task=task
     )

@@ -22,7 +22,8 @@ def upload_panel(empty: bool) -> bool:
     """The upload expander; True when this run imported a dataset."""
     with st.expander("Upload dataset", expanded=empty, icon=":material/upload_file:"):
         uploaded = st.file_uploader(
-            "CSV, JSON or JSONL: alpaca, chat (messages / ShareGPT), DPO pairs or evaluation (prompt, reference)",
+            "CSV, JSON or JSONL: alpaca, chat (messages / ShareGPT, tool calls kept), DPO pairs, KTO (answers with a "
+            "true / false label) or evaluation (prompt, reference)",
             type=["csv", "json", "jsonl"],
             key="upload_file",
         )

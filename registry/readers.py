@@ -25,7 +25,9 @@ from registry.spreadsheet import unescape_cell
 FileFormat = Literal["jsonl", "json", "csv"]
 EXTENSIONS: dict[str, FileFormat] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv"}
 # CSV cells that hold nested structures (our own CSV export writes them as JSON text).
-JSON_CELLS = {"messages", "conversations", "chosen", "rejected", "prompt", "history", "tools"}
+# Cells that may hold messages as JSON (a chat, a prompt, an answer that calls tools): read back when they do.
+MESSAGE_CELLS = {"messages", "conversations", "chosen", "rejected", "prompt", "completion"}
+JSON_CELLS = {"history", "tools"}  # always JSON when they look like it (alpaca history pairs, tool specifications)
 _BOOLEANS = {"true": True, "false": False}  # a KTO label: CSV writes True / False
 BLOCK_BYTES = 1 << 16  # a block and its copies stay in the L2 cache
 BLOCK_RECORDS = 1000  # CSV and JSON-array records per block
@@ -411,9 +413,16 @@ def _cell(name: str, value: str) -> Any:
     stripped = value.strip()
     if name == "label" and stripped.lower() in _BOOLEANS:
         return _BOOLEANS[stripped.lower()]
-    if name in JSON_CELLS and stripped[:1] in ("[", "{"):
+    if (name in JSON_CELLS or name in MESSAGE_CELLS) and stripped[:1] in ("[", "{"):
         try:
-            return orjson.loads(stripped)
+            decoded = orjson.loads(stripped)
         except orjson.JSONDecodeError:
             return value
+        return decoded if name in JSON_CELLS or _is_messages(decoded) else value
     return value
+
+
+def _is_messages(value: Any) -> bool:
+    """A message or a list of messages; anything else in a text cell (an answer that is JSON) stays text."""
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(isinstance(item, dict) and ("role" in item or "from" in item) for item in items)

@@ -3,13 +3,15 @@
 Canonical forms (what training and evaluation read):
 - alpaca:     {"instruction": str, "input": str, "output": str}
 - chat:       {"messages": [message, ...], "tools"?: [tool, ...]}
-- dpo:        {"prompt": str | [messages], "chosen": str, "rejected": str, "tools"?: [...]}
-- kto:        {"prompt": str | [messages], "completion": str, "label": bool}
+- dpo:        {"prompt": str | [messages], "chosen": answer, "rejected": answer, "tools"?: [...]}
+- kto:        {"prompt": str | [messages], "completion": answer, "label": bool, "tools"?: [...]}
 - evaluation: {"prompt": str, "reference": str}
 A message is {"role": "system"|"user"|"assistant"|"tool", "content": str}; an assistant message may carry
 "tool_calls": [{"type": "function", "function": {"name": str, "arguments": dict | str}, "id"?: str}] (its content
 may then be ""), a tool message "tool_call_id" / "name". A tool is {"type": "function", "function": {...}}: the
 OpenAI / Hugging Face chat-template form, whichever of OpenAI's or ShareGPT's spellings the file used.
+A preference or KTO answer is its text, or, when it calls tools, a list of that one assistant message (TRL's
+conversational form), so a call is kept whole and a text answer stays plain text.
 Fields outside the shape (a `task`, an `id`) are kept as they are.
 """
 
@@ -513,7 +515,7 @@ def _implicit_prompt(record: dict[str, Any]) -> dict[str, Any]:
                 f"{field} should be the shared conversation followed by one assistant answer; "
                 f"it has {len(rest)} turn(s) after the {shared} it shares."
             )
-        answers.append(rest[0]["content"])
+        answers.append(_stored_answer(rest[0]))
     if not shared:
         raise ShapeError("chosen and rejected share no prompt: their first turns differ.")
     return {"prompt": chosen[:shared], "chosen": answers[0], "rejected": answers[1], **extras}
@@ -555,9 +557,9 @@ def _kto(record: dict[str, Any]) -> dict[str, Any]:
     else:
         field = "messages" if "messages" in record else "conversations"
         messages = _messages(record[field], field)
-        if len(messages) < 2 or messages[-1]["role"] != "assistant" or messages[-1].get("tool_calls"):
+        if len(messages) < 2 or messages[-1]["role"] != "assistant":
             raise ShapeError(f"field {field!r} should end with the assistant answer the label judges.")
-        prompt, completion = messages[:-1], messages[-1]["content"]
+        prompt, completion = messages[:-1], _stored_answer(messages[-1])
         used = {field, "label"}
     if not isinstance(record.get("label"), bool):
         raise ShapeError("field 'label' should be true (a desirable answer) or false (an undesirable one).")
@@ -567,7 +569,7 @@ def _kto(record: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _answer(value: Any, field: str) -> str:
+def _answer(value: Any, field: str) -> str | list[dict[str, Any]]:
     """A preference answer: text, one {from, value} turn, or a list of turns ending with the assistant's."""
     if isinstance(value, dict) and ("role" in value or "from" in value):
         value = [value]
@@ -578,10 +580,20 @@ def _answer(value: Any, field: str) -> str:
         and ("role" in value[-1] or "from" in value[-1])
     ):
         last = _messages(value, field)[-1]
-        if last.get("tool_calls"):
-            raise ShapeError(f"field {field!r} is a tool call; preference answers must be text.")
-        return last["content"]
+        if last["role"] != "assistant":
+            raise ShapeError(f"field {field!r} should end with an assistant answer, not a {last['role']} turn.")
+        return _stored_answer(last)
     return _text(value, field)
+
+
+def _stored_answer(message: dict[str, Any]) -> str | list[dict[str, Any]]:
+    """An answer's text, or the whole assistant message (in a list, as TRL has it) when it calls tools."""
+    return [message] if message.get("tool_calls") else message["content"]
+
+
+def answer_message(answer: str | list[dict[str, Any]]) -> dict[str, Any]:
+    """A stored preference or KTO answer as the assistant message it is (the one rule for reading one)."""
+    return {"role": "assistant", "content": answer} if isinstance(answer, str) else dict(answer[-1])
 
 
 def _evaluation(record: dict[str, Any]) -> dict[str, Any]:

@@ -62,7 +62,15 @@ from registry.errors import InvalidFile
 from registry.pii import pii_candidates, scan_pii, text_batch
 from registry.readers import RecordBlock, detect_format, iter_blocks, jsonl_blocks, line_ranges, utf8_source
 from registry.settings import get_settings
-from registry.shapes import REQUIRED_FIELDS, DatasetKind, ShapeError, detect_kind, message_text, to_canonical
+from registry.shapes import (
+    REQUIRED_FIELDS,
+    DatasetKind,
+    ShapeError,
+    answer_message,
+    detect_kind,
+    message_text,
+    to_canonical,
+)
 from registry.validation_parts import PartsFailed, PartWorkers
 
 Band = Literal["Excellent", "Good", "Fair", "Poor"]
@@ -726,8 +734,13 @@ def _prompt_texts(prompt: str | list[dict[str, Any]]) -> tuple[str, ...]:
     return (prompt,) if isinstance(prompt, str) else tuple(map(message_text, prompt))
 
 
+def _answer_text(answer: str | list[dict[str, Any]]) -> str:
+    """A preference or KTO answer's text; a tool call is an answer (its name and arguments), never an empty one."""
+    return message_text(answer_message(answer))
+
+
 def _dpo_parts(record: dict[str, Any]) -> Parts:
-    prompt, chosen, rejected = record["prompt"], record["chosen"], record["rejected"]
+    prompt, chosen, rejected = record["prompt"], _answer_text(record["chosen"]), _answer_text(record["rejected"])
     prompt_texts = _prompt_texts(prompt)
     empty = _blank(prompt="".join(prompt_texts), chosen=chosen, rejected=rejected)
     identical = bool(chosen.strip()) and chosen.strip() == rejected.strip()
@@ -735,7 +748,7 @@ def _dpo_parts(record: dict[str, Any]) -> Parts:
 
 
 def _kto_parts(record: dict[str, Any]) -> Parts:
-    prompt_texts, completion = _prompt_texts(record["prompt"]), record["completion"]
+    prompt_texts, completion = _prompt_texts(record["prompt"]), _answer_text(record["completion"])
     empty = _blank(prompt="".join(prompt_texts), completion=completion)
     return "\n".join((*prompt_texts, completion)), completion, empty, False
 

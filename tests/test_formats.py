@@ -123,6 +123,57 @@ KTO_UNPAIRED = [
     {"prompt": f"Tag product {n}", "completion": "snacks" if n % 2 else "asdf", "label": bool(n % 2)}
     for n in (1, 2, 3, 4)
 ]
+# Preference data whose answers call tools (OpenAI's preference format with tools in its input, as in
+# function-calling DPO sets): a right call preferred over a wrong call or over a text answer.
+ROME_CALL_MESSAGE = {
+    "role": "assistant",
+    "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}],
+}
+PREFERENCE_TOOLS = [
+    {
+        "input": {"messages": [{"role": "user", "content": "Is it raining in Rome?"}], "tools": [WEATHER_TOOL]},
+        "preferred_output": [ROME_CALL_MESSAGE],
+        "non_preferred_output": [{"role": "assistant", "content": "It is probably sunny."}],
+    },
+    {
+        "input": {"messages": [{"role": "user", "content": "Weather in Milan?"}], "tools": [WEATHER_TOOL]},
+        "preferred_output": [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Milan"}'}}
+                ],
+            }
+        ],
+        "non_preferred_output": [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}
+                ],
+            }
+        ],
+    },
+]
+# KTO data (messages + label) whose judged answer is a tool call.
+KTO_TOOLS = [
+    {
+        "messages": [
+            {"role": "user", "content": f"Weather in {city}?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"type": "function", "function": {"name": "get_weather", "arguments": json.dumps({"city": asked})}}
+                ],
+            },
+        ],
+        "tools": [WEATHER_TOOL],
+        "label": city == asked,
+    }
+    for city, asked in [("Oslo", "Oslo"), ("Lima", "Rome"), ("Paris", "Paris"), ("Bern", "Bonn")]
+]
 
 FILES = {
     # name: (records, format, detected kind, variant fragment)
@@ -135,8 +186,11 @@ FILES = {
     "openai_preference": (OPENAI_PREFERENCE, "jsonl", "dpo", "OpenAI preference"),
     "kto_messages": (KTO_MESSAGES, "json", "kto", "KTO"),
     "kto_unpaired": (KTO_UNPAIRED, "jsonl", "kto", "KTO"),
+    "preference_tools": (PREFERENCE_TOOLS, "jsonl", "dpo", "OpenAI preference"),
+    "kto_tools": (KTO_TOOLS, "jsonl", "kto", "KTO"),
 }
-CALL_ROME = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}, "id": "call_9"}
+CALL_ROME_NO_ID = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}
+CALL_ROME = {**CALL_ROME_NO_ID, "id": "call_9"}
 # What the registry must hold for the first record of each file.
 STORED_FIRST = {
     "openai_tools": {
@@ -209,6 +263,26 @@ STORED_FIRST = {
         "label": True,
     },
     "kto_unpaired": {"prompt": "Tag product 1", "completion": "snacks", "label": True},
+    "preference_tools": {
+        "prompt": [{"role": "user", "content": "Is it raining in Rome?"}],
+        "chosen": [{"role": "assistant", "content": "", "tool_calls": [CALL_ROME_NO_ID]}],
+        "rejected": "It is probably sunny.",
+        "tools": [WEATHER_TOOL],
+    },
+    "kto_tools": {
+        "prompt": [{"role": "user", "content": "Weather in Oslo?"}],
+        "completion": [
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+                ],
+            }
+        ],
+        "label": True,
+        "tools": [WEATHER_TOOL],
+    },
 }
 
 
@@ -345,6 +419,90 @@ def test_tool_calls_go_through_a_template_that_renders_them(registry, tmp_path):
     assert _loss_text(tokenizer, example) == "Campaign 1 has 100 dollars left.<|im_end|>\n"
 
 
+def _plain_call(city: str) -> str:
+    return f'<tool_call>\n{{"name": "get_weather", "arguments": {{"city": "{city}"}}}}\n</tool_call>'
+
+
+def test_preference_and_kto_answers_that_call_tools_are_fed_whole(registry, tiny_base, tmp_path):
+    """No tool-capable template (SmolLM2's case): the calls are trained in the documented plain-text rendering."""
+    from registry.datasets import import_dataset
+    from training.worker import build_trainer, preflight
+
+    import_dataset("preference_tools", write(tmp_path, "preference_tools"))
+    trainer, tokenizer = build_trainer(
+        preflight(_config(tiny_base, "preference_tools", objective="dpo")), tmp_path / "dpo"
+    )
+    fed = [(tokenizer.decode(e["chosen_ids"]), tokenizer.decode(e["rejected_ids"])) for e in trainer.train_dataset]
+    assert fed == [
+        (_plain_call("Rome") + "<|im_end|>\n", "It is probably sunny.<|im_end|>\n"),
+        (_plain_call("Milan") + "<|im_end|>\n", _plain_call("Rome") + "<|im_end|>\n"),
+    ]
+    prompt = tokenizer.decode(trainer.train_dataset[0]["prompt_ids"])
+    assert "<tools>\n" + json.dumps(WEATHER_TOOL) + "\n</tools>" in prompt and "Is it raining in Rome?" in prompt
+
+    import_dataset("kto_tools", write(tmp_path, "kto_tools"))
+    trainer, tokenizer = build_trainer(preflight(_config(tiny_base, "kto_tools", objective="kto")), tmp_path / "kto")
+    fed = [(tokenizer.decode(e["completion_ids"]), e["label"]) for e in trainer.train_dataset]
+    assert fed == [(_plain_call(asked) + "<|im_end|>\n", city == asked) for city, asked in
+                   [("Oslo", "Oslo"), ("Lima", "Rome"), ("Paris", "Paris"), ("Bern", "Bonn")]]  # fmt: skip
+
+
+def _with_template(folder: Path, template: str) -> Path:
+    """The tiny model with a real model family's chat template, as TRL ships it (trl/chat_templates)."""
+    import trl
+    from transformers import AutoTokenizer
+
+    base = build_tiny_model(folder)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.chat_template = (Path(trl.__file__).parent / "chat_templates" / f"{template}.jinja").read_text()
+    tokenizer.save_pretrained(base)
+    return base
+
+
+# How each real template writes the call `get_weather(city="Rome")`, and a trace only the template leaves: Qwen's
+# system turn (emptied: the console drops default system prompts) then "\n\n# Tools", where the plain-text
+# rendering starts the turn with "# Tools"; Llama 3.1's "Environment: ipython" header.
+REAL_TEMPLATES = {
+    "qwen2_5": (_plain_call("Rome"), "<|im_start|>system\n\n\n# Tools\n"),
+    "llama3_1": ('{"name": "get_weather", "parameters": {"city": "Rome"}}', "Environment: ipython"),
+}
+
+
+@pytest.mark.parametrize("template", REAL_TEMPLATES)
+def test_tool_data_goes_through_real_tool_capable_chat_templates(registry, tmp_path, template):
+    """Qwen2.5's and Llama 3.1's own templates (shipped in the trl package) render the calls, for SFT and DPO."""
+    from registry.datasets import import_dataset
+    from training.worker import build_trainer, preflight
+
+    call, trace = REAL_TEMPLATES[template]
+    base = _with_template(tmp_path / template, template)
+    import_dataset("openai_tools", write(tmp_path, "openai_tools"))
+    trainer, tokenizer = build_trainer(preflight(_config(base, "openai_tools")), tmp_path / "sft")
+    rome = next(e for e in trainer.train_dataset if "Rome" in tokenizer.decode(e["input_ids"]))
+    text = tokenizer.decode(rome["input_ids"])
+    assert trace in text and '"name": "get_weather"' in text.split("Rome?")[0]  # the tools, before the question
+    assert _loss_text(tokenizer, rome).startswith(call)
+
+    import_dataset("preference_tools", write(tmp_path, "preference_tools"))
+    trainer, tokenizer = build_trainer(preflight(_config(base, "preference_tools", objective="dpo")), tmp_path / "dpo")
+    first = trainer.train_dataset[0]
+    assert tokenizer.decode(first["chosen_ids"]).strip().startswith(call)
+    assert tokenizer.decode(first["rejected_ids"]).strip().startswith("It is probably sunny.")
+    assert trace in tokenizer.decode(first["prompt_ids"])
+
+
+def test_a_dpo_job_on_tool_call_preferences_completes(registry, tmp_path):
+    from registry.datasets import import_dataset
+    from training.worker import run_training
+
+    base = _with_template(tmp_path / "qwen", "qwen2_5")
+    import_dataset("preference_tools", write(tmp_path, "preference_tools"))
+    config = _config(base, "preference_tools", objective="dpo", max_steps=2)
+    result = run_training(config, tmp_path / "job", stop=threading.Event())
+    assert result.status == "completed" and result.steps == 2
+    assert (result.adapter_path / "adapter_model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("name", ["pairs_text", "pairs_messages", "sharegpt_pairs", "hh_rlhf", "openai_preference"])
 def test_preference_shapes_feed_dpo_their_prompt_and_both_answers(registry, tiny_base, tmp_path, name):
     from registry.datasets import import_dataset, read_rows
@@ -440,7 +598,7 @@ def test_examples_the_trainer_drops_for_length_are_named_in_the_job_log(registry
     assert "4 of 4 examples of openai_tools are longer than the max sequence length" in folder.log_file.read_text()
 
 
-@pytest.mark.parametrize("name", ["openai_tools", "kto_messages", "hh_rlhf"])
+@pytest.mark.parametrize("name", ["openai_tools", "kto_messages", "hh_rlhf", "preference_tools", "kto_tools"])
 def test_a_csv_export_imports_back_as_it_was(registry, tmp_path, name):
     from registry.datasets import export_dataset, import_dataset, read_rows
 
@@ -462,3 +620,21 @@ def test_the_peer_kto_file_trains_with_kto(registry, tiny_base, tmp_path, peer_d
     config = _config(tiny_base, "peer_kto", objective="kto", max_steps=2, max_seq_length=256)
     result = run_training(config, tmp_path / "job", stop=threading.Event())
     assert result.status == "completed" and result.steps == 2
+
+
+def test_a_csv_answer_that_is_json_text_stays_text(registry, tmp_path):
+    """Only messages in a prompt or answer cell are read back as JSON: an answer written as JSON is text to learn."""
+    from registry.datasets import import_dataset, read_rows
+
+    path = tmp_path / "json_answers.csv"
+    path.write_text('prompt,completion\nMap adType sp,"{""placement_type"": ""sponsored_product""}"\n')
+    import_dataset("json_answers", path)
+    assert read_rows("json_answers", limit=10) == [
+        {"instruction": "Map adType sp", "input": "", "output": '{"placement_type": "sponsored_product"}'}
+    ]
+    path = tmp_path / "json_pairs.csv"
+    path.write_text('prompt,chosen,rejected\nMap adType sp,"{""placement_type"": ""sponsored_product""}",{}\n')
+    import_dataset("json_pairs", path)
+    assert read_rows("json_pairs", limit=10) == [
+        {"prompt": "Map adType sp", "chosen": '{"placement_type": "sponsored_product"}', "rejected": "{}"}
+    ]

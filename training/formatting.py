@@ -30,7 +30,15 @@ from registry.datasets import dataset_file, get_dataset, preview_file
 from registry.errors import InvalidFile, InvalidName, NotFound
 from registry.readers import detect_format, read_strict
 from registry.settings import get_settings
-from registry.shapes import DatasetKind, Objective, ShapeError, objective_refusal, prompt_of, to_canonical
+from registry.shapes import (
+    DatasetKind,
+    Objective,
+    ShapeError,
+    answer_message,
+    objective_refusal,
+    prompt_of,
+    to_canonical,
+)
 from registry.storage import validate_name
 
 Message = dict[str, Any]
@@ -161,10 +169,10 @@ def sft_example(record: dict[str, Any], kind: DatasetKind) -> dict[str, Any]:
 
 
 def dpo_example(record: dict[str, Any]) -> dict[str, Any]:
-    """One canonical preference pair as conversational prompt/chosen/rejected."""
+    """One canonical preference pair as conversational prompt/chosen/rejected (either answer may call tools)."""
     messages = _prompt_messages(record["prompt"])
-    chosen, rejected = _answer(record["chosen"], "chosen"), _answer(record["rejected"], "rejected")
-    if chosen["content"] == rejected["content"]:
+    chosen, rejected = _stored_answer(record["chosen"], "chosen"), _stored_answer(record["rejected"], "rejected")
+    if chosen == rejected:
         raise NothingToLearn("chosen and rejected are the same answer, so there is no preference to learn.")
     return _with_tools({"prompt": messages, "chosen": [chosen], "rejected": [rejected]}, record)
 
@@ -173,10 +181,18 @@ def kto_example(record: dict[str, Any]) -> dict[str, Any]:
     """One canonical KTO record as conversational prompt/completion with its desirable (true) / undesirable label."""
     example = {
         "prompt": _prompt_messages(record["prompt"]),
-        "completion": [_answer(record["completion"], "completion")],
+        "completion": [_stored_answer(record["completion"], "completion")],
         "label": bool(record["label"]),
     }
     return _with_tools(example, record)
+
+
+def _stored_answer(answer: str | list[Message], field: str) -> Message:
+    """A stored preference or KTO answer as its assistant message: text, or a tool call kept whole."""
+    message = answer_message(answer)
+    if not (message["content"].strip() or message.get("tool_calls")):
+        raise NothingToLearn(f"the {field} is empty, so there is nothing to learn.")
+    return message
 
 
 def _with_tools(example: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +227,7 @@ def as_plain_text(example: dict[str, Any]) -> dict[str, Any]:
     for key, value in example.items():
         if key == "tools":
             continue
-        out[key] = [_plain_message(m) for m in value] if isinstance(value, list) else value
+        out[key] = [plain_message(m) for m in value] if isinstance(value, list) else value
     if tools:
         spec = TOOLS_PREAMBLE.format(tools="\n".join(json.dumps(tool, ensure_ascii=False) for tool in tools))
         prompt = out["prompt"]
@@ -222,7 +238,8 @@ def as_plain_text(example: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _plain_message(message: Message) -> Message:
+def plain_message(message: Message) -> Message:
+    """One message with its tool calls or tool result written into its text (see the module docstring)."""
     if message["role"] == "tool":
         return {"role": "user", "content": f"<tool_response>\n{message['content']}\n</tool_response>"}
     calls = message.get("tool_calls")
