@@ -83,27 +83,73 @@ def _csv_multiline_then_bad(tmp: Path) -> tuple[Path, int, int]:
     return path, 3, 6
 
 
+# The bad files of tests/test_validation.py, each checked here against the import as well.
+def _jsonl_broken_middle_line(tmp: Path) -> tuple[Path, int, int]:
+    path = _jsonl(tmp / "broken.jsonl", [_alpaca(i) for i in range(20)])
+    lines = path.read_text().splitlines()
+    lines[2] = '{"instruction": "broken", "output": '
+    path.write_text("\n".join(lines) + "\n")
+    return path, 20, 3
+
+
+def _jsonl_object_output(tmp: Path) -> tuple[Path, int, int]:
+    records = [_alpaca(i) for i in range(20)]
+    records[6]["output"] = {"answer": 1}  # type: ignore[assignment]
+    return _jsonl(tmp / "object.jsonl", records), 20, 7
+
+
+def _jsonl_ten_percent_malformed(tmp: Path) -> tuple[Path, int, int]:
+    path = _jsonl(tmp / "tenth.jsonl", [_alpaca(i) for i in range(100)])
+    lines = ["{not json" if i % 10 == 0 else line for i, line in enumerate(path.read_text().splitlines())]
+    path.write_text("\n".join(lines) + "\n")
+    return path, 100, 1
+
+
+def _jsonl_one_latin1_line(tmp: Path) -> tuple[Path, int, int]:
+    path = _jsonl(tmp / "latin1_line.jsonl", [_alpaca(i) for i in range(10)])
+    path.write_bytes(path.read_bytes() + b'{"instruction": "caf\xe9", "output": "x"}\n')
+    return path, 11, 11
+
+
+def _jsonl_no_dataset_fields(tmp: Path) -> tuple[Path, int, int]:
+    return _jsonl(tmp / "foo.jsonl", [{"foo": i} for i in range(5)]), 5, 1
+
+
+def _chat_unknown_role(tmp: Path) -> tuple[Path, int, int]:
+    turn = lambda role, text: {"role": role, "content": text}  # noqa: E731
+    records = [{"messages": [turn("user", f"Question {i}?"), turn("assistant", f"Answer {i}.")]} for i in range(10)]
+    records[1] = {"messages": "not a list"}  # type: ignore[dict-item]
+    records[3] = {"messages": [turn("user", "Hi"), turn("wizard", "Hello")]}
+    return _jsonl(tmp / "chat.jsonl", records), 10, 2
+
+
 BAD_FILES = {
-    "jsonl cut mid-line": _cut_jsonl,
-    "Windows-1252 CSV": _cp1252_csv,
-    "JSON array, wrong type": _array_with_bad_type,
-    "JSON array, cut": _array_cut,
-    "JSONL, missing field": _jsonl_missing_field,
-    "JSONL, not an object": _jsonl_not_object,
-    "CSV, wrong column count": _csv_wrong_columns,
-    "CSV, multi-line cell": _csv_multiline_then_bad,
+    "jsonl cut mid-line": (_cut_jsonl, "alpaca"),
+    "Windows-1252 CSV": (_cp1252_csv, "alpaca"),
+    "JSON array, wrong type": (_array_with_bad_type, "alpaca"),
+    "JSON array, cut": (_array_cut, "alpaca"),
+    "JSONL, missing field": (_jsonl_missing_field, "alpaca"),
+    "JSONL, not an object": (_jsonl_not_object, "alpaca"),
+    "CSV, wrong column count": (_csv_wrong_columns, "alpaca"),
+    "CSV, multi-line cell": (_csv_multiline_then_bad, "alpaca"),
+    "JSONL, broken middle line": (_jsonl_broken_middle_line, "alpaca"),
+    "JSONL, object as output": (_jsonl_object_output, "alpaca"),
+    "JSONL, 10% malformed": (_jsonl_ten_percent_malformed, "alpaca"),
+    "JSONL, one Latin-1 line": (_jsonl_one_latin1_line, "alpaca"),
+    "JSONL, no dataset fields": (_jsonl_no_dataset_fields, "alpaca"),
+    "chat, not a list and unknown role": (_chat_unknown_role, "chat"),
 }
 
 
-@pytest.mark.parametrize("make", BAD_FILES.values(), ids=BAD_FILES.keys())
-def test_a_refused_file_is_poor_and_every_record_is_counted(registry, tmp_path, make):
+@pytest.mark.parametrize(("make", "kind"), BAD_FILES.values(), ids=BAD_FILES.keys())
+def test_a_refused_file_is_poor_and_every_record_is_counted(registry, tmp_path, make, kind):
     path, records, bad_line = make(tmp_path)
     with pytest.raises(InvalidFile) as refused:
-        import_dataset("bad", path, kind="alpaca")
+        import_dataset("bad", path, kind=kind)
     assert refused.value.line == bad_line
     assert list_datasets() == []
 
-    report = validate_file(path, kind="alpaca")
+    report = validate_file(path, kind=kind)
     assert report.refused is not None and report.refused.line == bad_line
     assert report.quality_score <= REFUSED_MAX_SCORE and report.band == "Poor"
     assert report.rows == records

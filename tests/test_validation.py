@@ -74,6 +74,27 @@ def test_peer_data_kind_and_sensible_report(
     )
 
 
+# Shape and score of each peer file when issue 12 was done, with the score before it and why it moved: the import
+# stores the score the report gives, so a change to a rule that moves a real file shows up here.
+PEER_SCORES = {
+    "alpaca_en_demo.json": ("alpaca", 999, 98),  # 98 before: "(555) 123-4567" is no longer a phone number
+    "dpo_en_demo.json": ("dpo", 300, 96),  # 95: example.com emails, a 13-digit sum were PII
+    "kto_en_demo.json": ("kto", 300, 98),  # chat, 97: the label was ignored; ftp.example.com was an email
+    "v1_sft_demo.jsonl": ("chat", 200, 90),  # 94: a quarter of its answers are "I am {{name}}"
+    "identity.json": ("alpaca", 91, 63),  # 90, Good: 85 of 91 answers hold {{name}} / {{author}}
+}
+
+
+@pytest.mark.parametrize("name", PEER_SCORES)
+def test_peer_files_import_with_their_shape_and_reported_score(registry, peer_data: Path, name: str) -> None:
+    from registry.datasets import import_dataset
+
+    report = validate_file(peer_data / name)
+    record = import_dataset(Path(name).stem.replace(".", "_"), peer_data / name)
+    assert (record.kind.value, record.rows, record.quality_score) == PEER_SCORES[name]
+    assert (report.kind.value, report.rows, report.quality_score) == PEER_SCORES[name]
+
+
 def test_identity_placeholders_make_it_poor(peer_data: Path) -> None:
     """A model trained on it would answer "I am {{name}}": a file of such answers cannot be Good (it scored 90)."""
     report = validate_file(peer_data / "identity.json")
