@@ -638,3 +638,21 @@ def test_a_csv_answer_that_is_json_text_stays_text(registry, tmp_path):
     assert read_rows("json_pairs", limit=10) == [
         {"prompt": "Map adType sp", "chosen": '{"placement_type": "sponsored_product"}', "rejected": "{}"}
     ]
+
+
+def test_evaluation_reads_tool_calls_as_the_text_they_are_trained_as(registry, tmp_path):
+    """An evaluation of tool data judges the calls (never an empty answer) in the plain-text rendering."""
+    from evaluation.data import load_examples
+    from registry.datasets import import_dataset
+
+    import_dataset("preference_tools", write(tmp_path, "preference_tools"))
+    pairs = load_examples("preference_tools").examples
+    assert [(p.chosen, p.rejected) for p in pairs] == [
+        (_plain_call("Rome"), "It is probably sunny."),
+        (_plain_call("Milan"), _plain_call("Rome")),
+    ]
+    assert "<tools>" in pairs[0].conversation[0]["content"]
+    import_dataset("openai_tools", write(tmp_path, "openai_tools"))
+    examples = load_examples("openai_tools").examples
+    assert examples[-1].reference == _plain_call("Rome")
+    assert "<tool_response>" in examples[0].conversation[-1]["content"]
