@@ -3,11 +3,12 @@
 import streamlit as st
 from streamlit import config as streamlit_config
 
-from pages.common import plain
+from pages.common import plain, show_flash
 from pages.session import act_as_session_user, forget, sync_cookie
 from services.access import LOCAL, ConsoleError, Role, allowed, auth_required, check_can_serve, logout, set_default_user
 from services.datasets import prune_scratch
 from services.settings import get_settings
+from services.training import warm_training_stack
 
 st.set_page_config(page_title="RMN LoRA Console", page_icon=":material/hub:", layout="wide")
 # The theme is a console-wide setting: Streamlit sends the theme options with every run, so a change made on the
@@ -90,4 +91,8 @@ with st.sidebar:
         st.button("Sign out", key="sign_out", icon=":material/logout:", on_click=sign_out)
     else:
         st.caption("Open console: this machine only, no sign-in (create an admin on Users to turn it on).")
+show_flash()  # the confirmation of the previous run's action (`done`), on whichever page it happened
 navigation.run()
+if allowed(actor, Role.PRACTITIONER):
+    # After the page is drawn: the first Start Training then finds torch/transformers/PEFT/TRL already imported.
+    warm_training_stack()

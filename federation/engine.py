@@ -45,7 +45,9 @@ class GenerationSettings(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling: keep this much probability mass.")
     repetition_penalty: float = Field(default=1.0, ge=1.0, le=2.0, description="Above 1 discourages repeating.")
     system: str = Field(default="", max_length=4000, description="Optional system message before the prompt.")
-    seed: int = Field(default=0, ge=0, description="Sampling seed, so a sampled answer can be reproduced.")
+    seed: int = Field(
+        default=0, ge=0, le=2**32 - 1, description="Sampling seed, so a sampled answer can be reproduced."
+    )
 
 
 class Generation(BaseModel):

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, human_size, paginate, show_broken, show_error
+from pages.common import attempt, done, human_size, paginate, show_broken, show_error
 from services.evaluation import adapter_before_after
 from services.health import broken_files
 from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
@@ -25,8 +25,7 @@ def confirm_delete(name: str, version: int) -> None:
         except Exception as error:  # noqa: BLE001 — shown as a readable error
             show_error(error, "retry_adapter_delete")
             return
-        st.session_state["adapter_flash"] = f"Deleted {name} v{version}."
-        st.rerun()
+        done(f"Deleted {name} v{version}.", rerun="app")
 
 
 def settings_table(values: dict) -> pd.DataFrame:
@@ -58,8 +57,6 @@ def lineage(adapter: AdapterRecord) -> None:
         st.dataframe(settings_table(adapter.config), hide_index=True, width="stretch")
 
 
-if flash := st.session_state.pop("adapter_flash", None):
-    st.success(flash, icon=":material/check_circle:")
 show_broken(attempt(lambda: broken_files("adapters"), "retry_broken") or [])
 adapters = attempt(list_adapters, "retry_adapters")
 if adapters is not None and not adapters:

@@ -11,6 +11,7 @@ import streamlit as st
 from pydantic import BaseModel
 
 from services import ConsoleError, CorruptFile
+from services.training import JobConfig
 
 if TYPE_CHECKING:  # imported where used: the playground service pulls in the inference engine, which Home need not load
     from services.playground import GenerationSettings
@@ -83,10 +84,11 @@ def attempt(action: Callable[[], T], retry_key: str) -> T | None:
 
 
 def done(message: str, rerun: Literal["app", "fragment"] | None = None) -> None:
-    """The confirmation every action that changes something ends with, naming what changed. With `rerun`, the page
-    (or the fragment) is redrawn at once so no table lags behind the change, and the toast shows after the rerun."""
+    """The confirmation every action that changes something ends with, on every page: a toast naming what changed.
+    With `rerun`, the page (or the fragment) is redrawn at once so no table lags behind the change, and the toast
+    shows after the rerun (app.py and the fragments that act call `show_flash`)."""
     if rerun is None:
-        st.toast(plain(message), icon=":material/check_circle:")
+        _toast(message)
         return
     st.session_state.setdefault("flash_messages", []).append(message)
     st.rerun(scope=rerun)
@@ -95,7 +97,12 @@ def done(message: str, rerun: Literal["app", "fragment"] | None = None) -> None:
 def show_flash() -> None:
     """Toasts for the actions of the previous run (called by app.py and by fragments that act)."""
     for message in st.session_state.pop("flash_messages", []):
-        st.toast(plain(message), icon=":material/check_circle:")
+        _toast(message)
+
+
+def _toast(message: str) -> None:
+    # "long" (10 s): a message that names what changed takes longer than the default 4 s to read.
+    st.toast(plain(message), icon=":material/check_circle:", duration="long")
 
 
 # ---- forms -------------------------------------------------------------------------------------------------------
@@ -163,43 +170,102 @@ def field_shape(model: type[BaseModel], name: str) -> tuple[type | None, tuple, 
     return None, (), optional
 
 
-def config_widget(
-    form: str, model: type[BaseModel], name: str, label: str, *, container: Any = st, **options: Any
+KEEP: Any = object()  # `model_widget(value=KEEP)`: the value is already in the widget key's session state
+
+
+def model_widget(
+    model: type[BaseModel],
+    name: str,
+    label: str,
+    *,
+    key: str,
+    value: Any = KEEP,
+    container: Any = st,
+    widget: Literal["input", "slider", "area"] = "input",
+    **options: Any,
 ) -> Any:
-    """The widget of one config field: bounds, choices, help and whether it may be empty all come from the pydantic
-    field, so the form cannot offer what the config refuses (H2O LLM Studio builds its form the same way).
-    `options` adds presentation only (step, format, placeholder, format_func, or `choices` for a field whose
-    choices depend on the data). The value comes from and goes back to `form_values(form)`."""
-    values = st.session_state[f"{form}.values"]
+    """The widget of one pydantic field: bounds (ge / gt / le / lt), Literal choices, help and whether it may be
+    empty come from the field, so no page offers what the model refuses (H2O LLM Studio builds its forms the same
+    way). `options` adds presentation (step, format, placeholder, format_func, disabled, a narrower min_value, help
+    with more to say, or `choices` for a field whose choices depend on the data)."""
     field = model.model_fields[name]
     kind, choices, optional = field_shape(model, name)
-    common = {"key": form_key(form, name), "help": field.description}
-    value = values.get(name)
+    common = {"key": key, "help": field.description}
     if "choices" in options or choices:
         choices = list(options.pop("choices", choices))
-        if value not in choices:
-            value = choices[0] if choices else None
-        result = container.selectbox(
-            label, choices, index=choices.index(value) if value in choices else None, **common, **options
-        )
-    elif kind is bool:
-        result = container.toggle(label, value=bool(value), **common, **options)
-    elif kind in (int, float):
+        if value is not KEEP:
+            value = value if value in choices else choices[0] if choices else None
+            common["index"] = choices.index(value) if value in choices else None
+        return container.selectbox(label, choices, **{**common, **options})
+    if kind is bool:
+        if value is not KEEP:
+            common["value"] = bool(value)
+        return container.toggle(label, **{**common, **options})
+    if kind in (int, float):
         low, high = _bounds(field, kind)
-        if value is None and not optional:
-            value = field.get_default(call_default_factory=True)
-        result = container.number_input(
-            label,
-            min_value=kind(low) if low is not None else None,
-            max_value=kind(high) if high is not None else None,
-            value=kind(value) if value is not None else None,
-            **common,
-            **options,
-        )
-    else:
-        result = container.text_input(label, value="" if value is None else str(value), **common, **options)
+        common |= {"min_value": kind(low) if low is not None else None}
+        common |= {"max_value": kind(high) if high is not None else None}
+        if value is not KEEP:
+            if value is None and not optional:
+                value = field.get_default(call_default_factory=True)
+            common["value"] = kind(value) if value is not None else None
+        draw = container.slider if widget == "slider" else container.number_input
+        return draw(label, **{**common, **options})
+    if value is not KEEP:
+        common["value"] = "" if value is None else str(value)
+    if kind is str:
+        common["max_chars"] = next((rule.max_length for rule in field.metadata if hasattr(rule, "max_length")), None)
+    return (container.text_area if widget == "area" else container.text_input)(label, **{**common, **options})
+
+
+def form_widget(form: str, name: str, draw: Callable[..., T]) -> T:
+    """Draw field `name` of `form` with `draw(key=..., value=...)` from the form's values and write it back."""
+    values = st.session_state[f"{form}.values"]
+    result = draw(key=form_key(form, name), value=values.get(name))
     values[name] = result
     return result
+
+
+# How each JobConfig field is presented (label, step, format, placeholder): one place for the Training Jobs form and
+# the Train Model wizard; bounds, choices and help come from JobConfig itself.
+JOB_WIDGETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "adapter_type": ("Adapter type", {}),
+    "adapter_name": ("Adapter name", {"placeholder": "amazon_schema_v1", "max_chars": 64}),
+    "base_model": ("Base model", {}),
+    "objective": ("Training type", {"format_func": str.upper}),
+    "train_dataset": ("Training dataset", {}),
+    "eval_dataset": ("Evaluation dataset", {}),
+    "evaluate_base_first": ("Evaluate the base model first", {}),
+    "quantization": (
+        "Quantization",
+        {"format_func": {"none": "none (full-precision LoRA)", "8bit": "8-bit", "4bit": "4-bit (QLoRA, NF4)"}.get},
+    ),
+    "epochs": ("Epochs", {"step": 0.5, "placeholder": "empty: use max steps"}),
+    "lora_r": ("LoRA rank (r)", {"step": 1}),
+    "lora_alpha": ("LoRA alpha", {"step": 1.0}),
+    "lora_dropout": ("LoRA dropout", {"step": 0.05}),
+    "batch_size": ("Batch size", {"step": 1}),
+    "gradient_accumulation": ("Gradient accumulation", {"step": 1}),
+    "learning_rate": ("Learning rate", {"step": 1e-5, "format": "%.2e"}),
+    "scheduler": ("Scheduler", {}),
+    "warmup_ratio": ("Warmup ratio", {"step": 0.01}),
+    "max_seq_length": ("Max sequence length", {"step": 64}),
+    "max_steps": ("Max steps", {"step": 10, "placeholder": "empty: use epochs"}),
+    "seed": ("Seed", {"step": 1}),
+    "packing": ("Sequence packing", {}),
+    "precision": ("Precision", {}),
+    "dpo_beta": ("DPO beta", {"step": 0.05}),
+    "save_steps": ("Checkpoint every N steps", {"step": 10}),
+    "gradient_checkpointing": ("Gradient checkpointing", {}),
+    "loraplus_lr_ratio": ("LoRA+ ratio (B / A learning rate)", {"step": 1.0, "placeholder": "empty: off"}),
+    "target_modules": ("Target modules (comma separated, or all-linear)", {}),
+}
+
+
+def job_widget(name: str, *, key: str, value: Any = KEEP, container: Any = st, **options: Any) -> Any:
+    """A JobConfig field's widget as both job forms show it (`options`: the data-dependent parts, e.g. choices)."""
+    label, presentation = JOB_WIDGETS[name]
+    return model_widget(JobConfig, name, label, key=key, value=value, container=container, **presentation, **options)
 
 
 def human_size(size: int) -> str:
@@ -218,43 +284,21 @@ def put_generation_settings(prefix: str, settings: "GenerationSettings") -> None
 
 
 def generation_settings(prefix: str) -> "GenerationSettings":
-    """The decoding settings as widgets, each with its field's description as help; one form for every page."""
+    """The decoding settings as widgets (bounds and help from GenerationSettings); one form for every page."""
     from services.playground import GenerationSettings
 
     if prefix + "max_new_tokens" not in st.session_state:
         put_generation_settings(prefix, GenerationSettings())
-    fields = GenerationSettings.model_fields
+
+    def widget(name: str, label: str, container: Any, **options: Any) -> None:
+        model_widget(GenerationSettings, name, label, key=prefix + name, container=container, **options)
+
     # Two columns: three sliders side by side clip their labels in the Playground's narrow form column.
     left, right = st.columns(2)
-    left.number_input(
-        "Max new tokens",
-        min_value=1,
-        max_value=2048,
-        step=16,
-        key=prefix + "max_new_tokens",
-        help=fields["max_new_tokens"].description,
-    )
-    left.number_input(
-        "Seed", min_value=0, max_value=2**31 - 1, step=1, key=prefix + "seed", help=fields["seed"].description
-    )
-    right.slider(
-        "Temperature",
-        min_value=0.0,
-        max_value=2.0,
-        step=0.05,
-        key=prefix + "temperature",
-        help=fields["temperature"].description,
-    )
-    right.slider(
-        "Top-p", min_value=0.05, max_value=1.0, step=0.05, key=prefix + "top_p", help=fields["top_p"].description
-    )
-    right.slider(
-        "Repetition penalty",
-        min_value=1.0,
-        max_value=2.0,
-        step=0.05,
-        key=prefix + "repetition_penalty",
-        help=fields["repetition_penalty"].description,
-    )
-    st.text_area("System message", key=prefix + "system", height=68, max_chars=4000, help=fields["system"].description)
-    return GenerationSettings(**{name: st.session_state[prefix + name] for name in fields})
+    widget("max_new_tokens", "Max new tokens", left, step=16)
+    widget("seed", "Seed", left, step=1)
+    widget("temperature", "Temperature", right, widget="slider", step=0.05)
+    widget("top_p", "Top-p", right, widget="slider", step=0.05, min_value=0.05)  # the model's bound is "above 0"
+    widget("repetition_penalty", "Repetition penalty", right, widget="slider", step=0.05)
+    widget("system", "System message", st, widget="area", height=68)
+    return GenerationSettings(**{name: st.session_state[prefix + name] for name in GenerationSettings.model_fields})

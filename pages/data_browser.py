@@ -5,7 +5,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages.common import paginate, show_error
+from pages.common import attempt, done, paginate, show_error
 from services import mappings
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
@@ -20,8 +20,9 @@ st.caption("Raw retailer data as it arrives, before harmonization. Filter, previ
 def generate_panel() -> None:
     st.info("No raw sources yet — run `make demo` or generate the sample sources here.")
     if st.button("Generate sample sources", key="generate_sources", type="primary"):
-        mappings.generate_sample_sources()
-        st.rerun()
+        sources = attempt(mappings.generate_sample_sources, "retry_generate_sources")
+        if sources is not None:
+            done(f"Generated {len(sources)} sample raw sources: {', '.join(s.id for s in sources)}.", rerun="app")
 
 
 def filters(source: mappings.SourceInfo, choices: mappings.FilterChoices) -> dict[str, Any]:

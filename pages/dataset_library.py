@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import BAND_COLORS, attempt, human_size, paginate, plain, record_key, show_broken, show_error
+from pages.common import BAND_COLORS, attempt, done, human_size, paginate, plain, record_key, show_broken, show_error
 from pages.session import can
 from services import datasets as library
 from services.access import Role
@@ -209,8 +209,7 @@ def confirm_delete(name: str) -> None:
             show_error(error, "retry_delete")
             return
         st.session_state.pop("dataset_selected", None)
-        st.session_state["flash"] = f"Deleted {name}."
-        st.rerun()
+        done(f"Deleted {name}.", rerun="app")
 
 
 def dataset_detail(names: list[str]) -> None:
@@ -277,8 +276,6 @@ def dataset_detail(names: list[str]) -> None:
         st.dataframe(pd.DataFrame([v.model_dump() for v in reversed(record.versions)]), hide_index=True)
 
 
-if flash := st.session_state.pop("flash", None):
-    st.success(flash, icon=":material/check_circle:")
 show_broken(attempt(lambda: broken_files("datasets"), "retry_broken") or [])
 records = attempt(library.list_datasets, "retry_list")
 writer = can(Role.PRACTITIONER)  # viewers read; the services would refuse their writes anyway

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import attempt, generation_settings, human_size, paginate, plain, show_broken, show_error
+from pages.common import attempt, done, generation_settings, human_size, paginate, plain, show_broken, show_error
 from pages.session import can
 from services import datasets as library
 from services.access import Role
@@ -186,9 +186,7 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
         if federation is not None:
             st.session_state["fed_active"] = federation
             st.session_state.pop("fed_result", None)
-            st.success(
-                f"Composed **{plain(federation.name)}**: test it below, then save it.", icon=":material/check_circle:"
-            )
+            done(f"Composed {federation.name}: test it below, then save it.")
 
 
 def stack_box(title: str, detail: str, accent: str) -> str:
@@ -250,8 +248,7 @@ def confirm_delete(federation: Federation) -> None:
         except Exception as error:  # noqa: BLE001 — shown as a readable error
             show_error(error, "retry_fed_delete")
             return
-        st.session_state["fed_flash"] = f"Deleted {plain(federation.name)} ({federation.id})."
-        st.rerun()
+        done(f"Deleted {federation.name} ({federation.id}).", rerun="app")
 
 
 def saved_panel(saved: list[Federation]) -> None:
@@ -308,8 +305,7 @@ def active_panel() -> None:
                 help="Already saved" if is_saved else "Write this federation to the registry",
             ):
                 if attempt(lambda: save_federation(federation), "retry_fed_save") is not None:
-                    st.session_state["fed_flash"] = f"Saved {plain(federation.name)} as {federation.id}."
-                    st.rerun()
+                    done(f"Saved {federation.name} as {federation.id}.", rerun="app")
     if saved is not None:
         saved_panel(saved)
 
@@ -563,10 +559,7 @@ def demo_adapters_button() -> None:
         with st.spinner("Preparing the demo…"):
             job_ids = attempt(lambda: submit_demo_adapters(load_demo_data=True), "retry_fed_demo")
         if job_ids is not None:
-            st.success(
-                f"Queued {len(job_ids)} training job(s). Follow them on the Training Jobs page.",
-                icon=":material/check_circle:",
-            )
+            done(f"Queued {len(job_ids)} training job(s). Follow them on the Training Jobs page.")
             st.page_link("pages/training_jobs.py", label="Open Training Jobs", icon=":material/model_training:")
 
 
@@ -575,8 +568,6 @@ st.caption(
     "Compose trained adapters over one base model (additive, gated or sequential), test the result live, "
     "save it, and compare two federations on the same prompts."
 )
-if flash := st.session_state.pop("fed_flash", None):
-    st.success(flash, icon=":material/check_circle:")
 show_broken(attempt(lambda: broken_files("adapters", "federations"), "retry_broken") or [])
 adapters = attempt(list_adapters, "retry_fed_adapters")
 compose_col, active_col = st.columns(2, gap="large")

@@ -4,7 +4,7 @@ kept in a history that can be searched and loaded back into the form."""
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, generation_settings, paginate, put_generation_settings, show_error
+from pages.common import attempt, done, generation_settings, paginate, put_generation_settings, show_error
 from services.federation import list_federations
 from services.playground import PROMPT_TEMPLATES, HistoryEntry, Target, clear_history, list_history, start_run
 from services.runtime import inference_engine
@@ -91,8 +91,7 @@ def confirm_clear() -> None:
         except Exception as error:  # noqa: BLE001 — shown as a readable error
             show_error(error, "retry_pg_clear")
             return
-        st.session_state["pg_flash"] = f"Cleared the history ({removed:,} run{'' if removed == 1 else 's'})."
-        st.rerun()
+        done(f"Cleared the history ({removed:,} run{'' if removed == 1 else 's'}).", rerun="app")
 
 
 def history_panel() -> None:
@@ -149,8 +148,6 @@ st.caption(
     "Try a prompt on a base model, one adapter version or a saved federation. Every run is saved in the "
     "history below, with its settings and what it cost."
 )
-if flash := st.session_state.pop("pg_flash", None):
-    st.success(flash, icon=":material/check_circle:")
 form, output = st.columns([2, 3], gap="large")
 with form:
     target = pick_target()

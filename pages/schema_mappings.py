@@ -17,8 +17,12 @@ st.caption("How each retailer's raw fields become RMIS fields. Field status is c
 def install_panel() -> None:
     st.info("No mappings yet — run `make demo` or install the demo mappings here.")
     if st.button("Install demo mappings and sample data", key="install_demo_mappings", type="primary"):
-        mappings.install_demo_data()
-        st.rerun()
+        try:
+            mappings.install_demo_data()
+        except Exception as error:  # noqa: BLE001 — a readable error, never a traceback
+            show_error(error, "retry_install_demo")
+            return
+        done("Installed the demo retailer mappings and their sample raw sources.", rerun="app")
 
 
 def mappings_table(summaries: list[mappings.MappingSummary]) -> None:
@@ -238,8 +242,7 @@ def generator_tab(mapping: mappings.Mapping) -> None:
         message = f"Dataset {pair.train.name} v{pair.train.version}: {pair.train.rows:,} training examples" + (
             f"; {evaluation.name} v{evaluation.version}: {evaluation.rows:,} held-out examples." if evaluation else "."
         )
-        done(message)
-        st.success(plain(message) + " Train on it in Training Jobs.", icon=":material/check_circle:")
+        done(message + " Train on it in Training Jobs.")
 
 
 def schema_tab() -> None:

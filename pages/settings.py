@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, show_error
+from pages.common import attempt, done, model_widget, show_error
 from services import settings as config
 
 st.title(":material/settings: Settings")
@@ -16,18 +16,21 @@ st.caption(
 )
 
 
-def bounds(name: str) -> dict:
-    """min / max of a numeric setting, read from the Settings model (the one owner of each rule)."""
-    found = {}
-    for item in config.Settings.model_fields[name].metadata:
-        for attribute, key in (("ge", "min_value"), ("le", "max_value")):
-            if getattr(item, attribute, None) is not None:
-                found[key] = getattr(item, attribute)
-    return found
-
-
-def help_of(name: str) -> str:
-    return config.Settings.model_fields[name].description or ""
+def setting(name: str, label: str, container, note: str = "", **options):
+    """One editable setting's widget: bounds, choices and help from the Settings model (the one owner of each rule),
+    its current value, disabled when the environment sets it."""
+    row = current[name]
+    return model_widget(
+        config.Settings,
+        name,
+        label,
+        key=f"settings_{name}",
+        value=row.value,
+        container=container,
+        disabled=not row.editable,
+        help=f"{row.description} {note}".strip(),
+        **options,
+    )
 
 
 @st.dialog("Restore defaults")
@@ -41,12 +44,9 @@ def confirm_restore() -> None:
         except Exception as error:  # noqa: BLE001
             show_error(error, "retry_settings_restore")
             return
-        st.session_state["settings_flash"] = "Defaults restored."
-        st.rerun()
+        done("Defaults restored.", rerun="app")
 
 
-if flash := st.session_state.pop("settings_flash", None):
-    st.success(flash, icon=":material/check_circle:")
 if problem := attempt(config.settings_file_problem, "retry_settings_problem"):
     st.warning(problem, icon=":material/warning:")
 
@@ -57,68 +57,27 @@ if rows:
         st.subheader("Editable")
         left, right = st.columns(2)
         values = {
-            "max_concurrent_jobs": left.number_input(
-                "Max concurrent jobs",
-                value=current["max_concurrent_jobs"].value,
-                step=1,
-                disabled=not current["max_concurrent_jobs"].editable,
-                key="settings_max_concurrent_jobs",
-                help=help_of("max_concurrent_jobs") + " Applied at once.",
-                **bounds("max_concurrent_jobs"),
+            "max_concurrent_jobs": setting(
+                "max_concurrent_jobs", "Max concurrent jobs", left, "Applied at once.", step=1
             ),
-            "max_loaded_models": right.number_input(
+            "max_loaded_models": setting(
+                "max_loaded_models",
                 "Max loaded models",
-                value=current["max_loaded_models"].value,
+                right,
+                "Applied at once (least recently used models are unloaded).",
                 step=1,
-                disabled=not current["max_loaded_models"].editable,
-                key="settings_max_loaded_models",
-                help=help_of("max_loaded_models") + " Applied at once (least recently used models are unloaded).",
-                **bounds("max_loaded_models"),
             ),
-            "cpu_hour_price": left.number_input(
-                "Price per CPU-hour (USD)",
-                value=float(current["cpu_hour_price"].value),
-                step=0.01,
-                format="%.2f",
-                disabled=not current["cpu_hour_price"].editable,
-                key="settings_cpu_hour_price",
-                help=help_of("cpu_hour_price"),
-                **{k: float(v) for k, v in bounds("cpu_hour_price").items()},
-            ),
-            "gpu_hour_price": right.number_input(
-                "Price per GPU-hour (USD)",
-                value=float(current["gpu_hour_price"].value),
-                step=0.01,
-                format="%.2f",
-                disabled=not current["gpu_hour_price"].editable,
-                key="settings_gpu_hour_price",
-                help=help_of("gpu_hour_price"),
-                **{k: float(v) for k, v in bounds("gpu_hour_price").items()},
-            ),
-            "page_size": left.number_input(
-                "Rows per page",
-                value=current["page_size"].value,
-                step=5,
-                disabled=not current["page_size"].editable,
-                key="settings_page_size",
-                help=help_of("page_size"),
-                **bounds("page_size"),
-            ),
-            "theme": right.segmented_control(
-                "Theme",
-                ["light", "dark"],
-                default=current["theme"].value,
-                disabled=not current["theme"].editable,
-                key="settings_theme",
-                help=help_of("theme") + " Applied on the next page load.",
-            ),
+            "cpu_hour_price": setting("cpu_hour_price", "Price per CPU-hour (USD)", left, step=0.01, format="%.2f"),
+            "gpu_hour_price": setting("gpu_hour_price", "Price per GPU-hour (USD)", right, step=0.01, format="%.2f"),
+            "page_size": setting("page_size", "Rows per page", left, step=5),
+            "theme": setting("theme", "Theme", right, "Applied on the next page load."),
         }
         defaults_text = st.text_area(
             "Training defaults (JSON)",
             value=json.dumps(current["training_defaults"].value, indent=1),
             height=100,
             max_chars=4000,
-            help=help_of("training_defaults")
+            help=current["training_defaults"].description
             + ' e.g. {"epochs": 2, "lora_r": 32}. Checked by the same rules as a job.',
             disabled=not current["training_defaults"].editable,
             key="settings_training_defaults",
@@ -143,8 +102,7 @@ if rows:
                 except Exception as error:  # noqa: BLE001 — the reason is shown, nothing was saved
                     st.error(str(error), icon=":material/error:")
                 else:
-                    st.session_state["settings_flash"] = f"Saved: {', '.join(sorted(changes))}."
-                    st.rerun()
+                    done(f"Saved: {', '.join(sorted(changes))}.", rerun="app")
     if st.button("Restore defaults", key="settings_restore", icon=":material/restart_alt:"):
         confirm_restore()
 

@@ -1,17 +1,17 @@
 """Train Model (seeds 003 / 004): the six-step wizard. Every widget takes its bounds, choices and help from JobConfig,
 and every error shown is JobConfig's own (or the submission checks'), so no rule is written twice."""
 
-import typing
 from typing import Any
 
 import streamlit as st
 
-from pages.common import attempt, human_size
+from pages.common import attempt, field_shape, human_size, job_widget, model_widget
 from services import datasets as library
 from services.settings import new_job_values
 from services.training import (
     FINISHED,
     PRESETS,
+    Experiment,
     JobConfig,
     check_job,
     field_errors,
@@ -59,18 +59,9 @@ def candidate() -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None or k in ("experiment", "eval_dataset", "base_model")}
 
 
-def bounds(name: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for item in FIELDS[name].metadata:
-        for attribute, key in (("ge", "min_value"), ("gt", "min_value"), ("le", "max_value")):
-            if getattr(item, attribute, None) is not None:
-                found[key] = getattr(item, attribute)
-    return found
-
-
 def choices(name: str) -> list[str]:
     """The values of a Literal field, from JobConfig's annotation."""
-    return list(typing.get_args(FIELDS[name].annotation))
+    return list(field_shape(JobConfig, name)[1])
 
 
 def widget(name: str, render) -> None:
@@ -105,34 +96,19 @@ shown = st.session_state.get("wizard_shown_errors", {}) if st.session_state.get(
 
 with st.container(border=True):
     if step == 0:
-        widget(
-            "experiment_name",
-            lambda k: st.text_input("Experiment name", key=k, max_chars=120, help="A short name for this experiment."),
-        )
+        widget("experiment_name", lambda k: model_widget(Experiment, "name", "Experiment name", key=k))
         widget(
             "experiment_description",
-            lambda k: st.text_area(
-                "Description", key=k, max_chars=2000, height=80, help="What is being tried, and on what data."
-            ),
+            lambda k: model_widget(Experiment, "description", "Description", key=k, widget="area", height=80),
         )
-        widget(
-            "experiment_goal", lambda k: st.text_input("Goal", key=k, max_chars=500, help="What success looks like.")
-        )
+        widget("experiment_goal", lambda k: model_widget(Experiment, "goal", "Goal", key=k))
         inline_error("experiment", shown)
         left, right = st.columns(2)
         with left:
-            widget(
-                "adapter_name",
-                lambda k: st.text_input("Adapter name", key=k, max_chars=64, help=FIELDS["adapter_name"].description),
-            )
+            widget("adapter_name", lambda k: job_widget("adapter_name", key=k))
             inline_error("adapter_name", shown)
         with right:
-            widget(
-                "adapter_type",
-                lambda k: st.selectbox(
-                    "Adapter type", choices("adapter_type"), key=k, help=FIELDS["adapter_type"].description
-                ),
-            )
+            widget("adapter_type", lambda k: job_widget("adapter_type", key=k))
     elif step == 1:
         models = attempt(list_base_models, "retry_wizard_models") or []
         ready = {m.id: m for m in models if m.ready}
@@ -215,10 +191,7 @@ with st.container(border=True):
             ),
         )
         inline_error("eval_dataset", shown)
-        widget(
-            "evaluate_base_first",
-            lambda k: st.toggle("Evaluate the base model first", key=k, help=FIELDS["evaluate_base_first"].description),
-        )
+        widget("evaluate_base_first", lambda k: job_widget("evaluate_base_first", key=k))
         inline_error("evaluate_base_first", shown)
         inline_error("", shown)
     elif step == 4:
@@ -232,18 +205,7 @@ with st.container(border=True):
         for index, name in enumerate(STEPS[4][2]):
             column = left if index % 2 == 0 else right
             with column:
-                is_int = FIELDS[name].annotation in (int, int | None)
-                widget(
-                    name,
-                    lambda k, name=name, is_int=is_int: st.number_input(
-                        name.replace("_", " ").capitalize(),
-                        key=k,
-                        help=FIELDS[name].description,
-                        step=1 if is_int else None,
-                        format=None if is_int else "%g",
-                        **{b: (int(v) if is_int else float(v)) for b, v in bounds(name).items()},
-                    ),
-                )
+                widget(name, lambda k, name=name: job_widget(name, key=k))
                 inline_error(name, shown)
         inline_error("", shown)
     else:

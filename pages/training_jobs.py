@@ -1,15 +1,19 @@
 """Training Management (seed 000 §1): create a job, watch the queue, follow live progress, act on jobs."""
 
+from functools import partial
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import (
+    JOB_WIDGETS,
     attempt,
-    config_widget,
     current_values,
     done,
     form_values,
+    form_widget,
+    job_widget,
     load_form,
     paginate,
     plain,
@@ -34,6 +38,7 @@ from services.training import (
     fits_objective,
     job_manager,
     list_base_models,
+    training_stack_ready,
 )
 
 STATUS_BADGES = {
@@ -45,6 +50,17 @@ STATUS_BADGES = {
     JobStatus.INTERRUPTED: ":orange-badge[INTERRUPTED]",
 }
 FORM = "job"
+JOB_FORM_TOP = (  # above "Advanced settings"; every other field of JOB_WIDGETS is in it, in that order
+    "adapter_type",
+    "adapter_name",
+    "base_model",
+    "objective",
+    "train_dataset",
+    "eval_dataset",
+    "evaluate_base_first",
+    "quantization",
+    "epochs",
+)
 # What a job is about rather than how it trains: choosing a preset keeps these.
 JOB_IDENTITY = ("adapter_type", "adapter_name", "base_model", "train_dataset", "eval_dataset")
 
@@ -93,51 +109,32 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
         "changes the settings it names.",
     )
 
-    def widget(name: str, label: str, container=st, **options):
-        return config_widget(FORM, JobConfig, name, label, container=container, **options)
+    def widget(name: str, container=st, **options):
+        return form_widget(FORM, name, partial(job_widget, name, container=container, **options))
 
     left, right = st.columns(2)
-    widget("adapter_type", "Adapter type", left)
-    widget("adapter_name", "Adapter name", right, placeholder="amazon_schema_v1")
+    widget("adapter_type", left)
+    widget("adapter_name", right)
     models = attempt(list_base_models, "retry_models") or []
     labels = {
         m.id: f"{m.id} ({m.source}, {m.parameters / 1e6:.0f}M params)" if m.parameters else f"{m.id} ({m.source})"
         for m in models
     }
-    widget("base_model", "Base model", left, choices=list(labels), format_func=labels.get)
-    objective = widget("objective", "Training type", right, format_func=str.upper)
+    widget("base_model", left, choices=list(labels), format_func=labels.get)
+    objective = widget("objective", right)
     trainable = [d.name for d in datasets if fits_objective(d.kind, objective)]
     evaluable = ["", *[d.name for d in datasets if fits_objective(d.kind, objective, role="eval")]]
-    widget("train_dataset", "Training dataset", left, choices=trainable)
-    widget("eval_dataset", "Evaluation dataset", right, choices=evaluable, format_func=lambda d: d or "none")
-    widget("evaluate_base_first", "Evaluate the base model first", right)
-    widget(
-        "quantization",
-        "Quantization",
-        left,
-        format_func={"none": "none (full-precision LoRA)", "8bit": "8-bit", "4bit": "4-bit (QLoRA, NF4)"}.get,
-    )
-    widget("epochs", "Epochs", right, step=0.5, placeholder="empty: use max steps")
+    widget("train_dataset", left, choices=trainable)
+    widget("eval_dataset", right, choices=evaluable, format_func=lambda d: d or "none")
+    widget("evaluate_base_first", right)
+    widget("quantization", left)
+    widget("epochs", right)
     with st.expander("Advanced settings"):
-        a, b, c = st.columns(3)
-        widget("lora_r", "LoRA rank (r)", a, step=1)
-        widget("lora_alpha", "LoRA alpha", b, step=1.0)
-        widget("lora_dropout", "LoRA dropout", c, step=0.05)
-        widget("batch_size", "Batch size", a, step=1)
-        widget("gradient_accumulation", "Gradient accumulation", b, step=1)
-        widget("learning_rate", "Learning rate", c, step=1e-5, format="%.2e")
-        widget("scheduler", "Scheduler", a)
-        widget("warmup_ratio", "Warmup ratio", b, step=0.01)
-        widget("max_seq_length", "Max sequence length", c, step=64)
-        widget("max_steps", "Max steps", a, step=10, placeholder="empty: use epochs")
-        widget("seed", "Seed", b, step=1)
-        widget("packing", "Sequence packing", c)
-        widget("precision", "Precision", a)
-        widget("dpo_beta", "DPO beta", b, step=0.05)
-        widget("save_steps", "Checkpoint every N steps", c, step=10)
-        widget("gradient_checkpointing", "Gradient checkpointing", a)
-        widget("loraplus_lr_ratio", "LoRA+ ratio (B / A learning rate)", b, step=1.0, placeholder="empty: off")
-        widget("target_modules", "Target modules (comma separated, or all-linear)")
+        columns = st.columns(3)
+        advanced = [name for name in JOB_WIDGETS if name not in JOB_FORM_TOP and name != "target_modules"]
+        for index, name in enumerate(advanced):
+            widget(name, columns[index % 3])
+        widget("target_modules")
     start, batch = st.columns([1, 3])
     if start.button("Start Training", type="primary", key="start_training", icon=":material/rocket_launch:"):
         submit(dict(values))
@@ -153,9 +150,20 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
             submit_batch(dict(values), chosen)
 
 
+def checking(jobs: str) -> str:
+    """What a submit waits for: the preflight, and the first time in this server the training libraries too."""
+    if training_stack_ready():
+        return f"Checking {jobs}: base model, dataset and memory…"
+    return (
+        "Loading the training libraries (torch, transformers, PEFT, TRL) for this server's first job, then checking "
+        f"{jobs}: seconds on an idle machine, a few minutes on a busy one…"
+    )
+
+
 def submit(values: dict) -> None:
     try:
-        job = manager().submit(build_config(**values))
+        with st.spinner(checking("the job")):
+            job = manager().submit(build_config(**values))
     except Exception as error:  # noqa: BLE001 — never a traceback on the page
         show_error(error, "retry_submit")
         return
@@ -175,7 +183,8 @@ def submit_batch(values: dict, names: list[str]) -> None:
             )
             for name in names
         ]
-        jobs = manager().submit_many(configs)
+        with st.spinner(checking(f"{len(configs)} jobs")):
+            jobs = manager().submit_many(configs)
     except Exception as error:  # noqa: BLE001 — readable, never a traceback
         show_error(error, "retry_batch")
         return

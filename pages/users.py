@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, plain
+from pages.common import attempt, done, plain
 from pages.session import can, remember
 from services.access import (
     MIN_PASSWORD,
@@ -84,20 +84,17 @@ def users_table() -> None:
         buttons = st.columns([1, 1, 1, 3])
         if buttons[0].button("Save role", type="primary", key="users_save_role", icon=":material/save:"):
             if attempt(lambda: set_role(name, role), "retry_set_role") is not None:
-                st.session_state["users_flash"] = f"{name} is now {role.label}."
-                st.rerun()
+                done(f"{name} is now {role.label}.", rerun="app")
         if buttons[1].button("Unlock", key="users_unlock", icon=":material/lock_open:", disabled=not user.locked_until):
             if attempt(lambda: unlock_user(name), "retry_unlock") is not None:
-                st.session_state["users_flash"] = f"{name} is unlocked."
-                st.rerun()
+                done(f"{name} is unlocked.", rerun="app")
         if buttons[2].button("Delete", key="users_delete", icon=":material/delete:"):
             try:
                 delete_user(name)
             except ConsoleError as error:
                 st.error(plain(error), icon=":material/error:")
             else:
-                st.session_state["users_flash"] = f"Deleted {name}."
-                st.rerun()
+                done(f"Deleted {name}.", rerun="app")
 
 
 def add_user_form() -> None:
@@ -114,12 +111,9 @@ def add_user_form() -> None:
             except ConsoleError as error:
                 st.error(plain(error), icon=":material/error:")
             else:
-                st.session_state["users_flash"] = f"Added {username} as {role.label}."
-                st.rerun()
+                done(f"Added {username} as {role.label}.", rerun="app")
 
 
-if flash := st.session_state.pop("users_flash", None):
-    st.success(plain(flash), icon=":material/check_circle:")
 if not has_admin():
     first_admin_form()
 elif not can(Role.ADMIN):

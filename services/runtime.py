@@ -6,6 +6,9 @@ Pages, scripts and the API all reach them through here, so a server never holds 
 queues over the same registry.
 """
 
+import logging
+import os
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +27,8 @@ _managers: dict[Path, JobManager] = {}
 _managers_lock = threading.Lock()
 _evaluators: dict[Path, "RunManager"] = {}
 _sampler: "HealthSampler | None" = None
+_stack_warmer: threading.Thread | None = None
+_stack_ready = threading.Event()
 
 
 def job_manager() -> JobManager:
@@ -97,3 +102,39 @@ def apply_settings(settings: Settings) -> None:
     """Settings that a running console takes at once: the job manager's concurrency and the engine's cache size."""
     job_manager().set_concurrency(settings.max_concurrent_jobs)
     inference_engine().resize(settings.max_loaded_models)
+
+
+def warm_training_stack() -> None:
+    """Import the training stack (torch, transformers, PEFT, TRL: seconds idle, minutes on a loaded machine) in a
+    background thread, once per process, so the first Start Training does not wait for it. app.py calls this after
+    a page has been drawn; the thread runs at a low CPU priority so the pages a user opens meanwhile go first."""
+    global _stack_warmer
+    with _managers_lock:
+        if _stack_warmer is not None:
+            return
+        _stack_warmer = threading.Thread(target=_warm, name="training-stack-warmup", daemon=True)
+        _stack_warmer.start()
+
+
+def _warm() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # this thread only, on Linux
+    except (AttributeError, OSError):
+        pass
+    try:
+        import training.worker  # noqa: F401 — the import is the work: worker pulls in the whole stack
+    except Exception:  # noqa: BLE001 — a broken stack shows where it is used (preflight), with its message
+        logging.getLogger("rmn_console").exception("warming the training stack failed")
+    finally:
+        _stack_ready.set()
+
+
+def training_stack_ready() -> bool:
+    """Whether the training stack is imported (a submit then checks the job in about a second), by the warm-up or
+    by a job (`preflight` is defined below the stack's import, so a half-imported worker does not count)."""
+    return _stack_ready.is_set() or hasattr(sys.modules.get("training.worker"), "preflight")
+
+
+def wait_for_training_stack(timeout: float | None = None) -> bool:
+    """Wait for a warm-up started by `warm_training_stack`; False if it has not finished within `timeout`."""
+    return _stack_ready.wait(timeout)

@@ -5,7 +5,7 @@ from typing import Any, get_args
 
 from registry.access import Role, requires
 from registry.shapes import OBJECTIVE_KINDS, DatasetKind, Objective
-from services.runtime import job_manager
+from services.runtime import job_manager, training_stack_ready, warm_training_stack
 from training import adapters as _adapters
 from training.adapters import (
     AdapterRecord,
@@ -15,7 +15,7 @@ from training.adapters import (
     list_adapters,
 )
 from training.base_models import BaseModelInfo, list_base_models
-from training.config import PRESETS, JobConfig, build_config, field_errors, field_help
+from training.config import PRESETS, Experiment, JobConfig, build_config, field_errors, field_help
 from training.jobs import FINISHED, RESUMABLE, JobManager, JobProgress, JobState, JobStatus
 
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
@@ -27,6 +27,7 @@ __all__ = [
     "RESUMABLE",
     "AdapterRecord",
     "BaseModelInfo",
+    "Experiment",
     "JobConfig",
     "JobManager",
     "JobProgress",
@@ -49,6 +50,8 @@ __all__ = [
     "list_jobs",
     "submit_config",
     "submit_training_job",
+    "training_stack_ready",
+    "warm_training_stack",
 ]
 
 

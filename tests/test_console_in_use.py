@@ -101,3 +101,30 @@ def test_item_13_listing_base_models_for_the_form_imports_no_torch(tmp_path) -> 
     )
     assert result.stdout.strip().endswith("[]"), result.stdout
     assert "tiny-llama" in result.stdout
+
+
+def test_frame_first_the_app_warms_the_training_stack_after_drawing_a_page(tmp_path) -> None:
+    """The first Start Training of a server imported torch, transformers, PEFT and TRL in its preflight (minutes on
+    a busy machine, with no spinner). A page run now draws first and then starts importing them in a background
+    thread, so the stack is loaded by the time a user submits; before the run nothing of it is imported."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "from services import runtime\n"
+        "assert not runtime.training_stack_ready() and 'trl' not in sys.modules\n"
+        "at = AppTest.from_file('app.py', default_timeout=300).run()\n"
+        "assert not at.exception, at.exception\n"
+        "assert runtime.wait_for_training_stack(900), 'the warm-up did not finish'\n"
+        "print('ready', runtime.training_stack_ready(), sorted(m for m in ('torch', 'transformers', 'trl', 'peft') "
+        "if m in sys.modules))\n"
+    )
+    env = {**os.environ, "RMN_LORA_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ready True ['peft', 'torch', 'transformers', 'trl']"), result.stdout

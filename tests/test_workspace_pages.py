@@ -67,7 +67,7 @@ def test_settings_page_saves_refuses_and_shows_sources(registry):
     at = page("settings.py").run()
     at.number_input(key="settings_page_size").set_value(50)
     at.button(key="FormSubmitter:settings_form-Save").click().run()
-    assert not at.exception and "Saved: page_size." in at.success[0].value
+    assert not at.exception and list(at.session_state["flash_messages"]) == ["Saved: page_size."]
     assert json.loads(registry.settings_file.read_text()) == {"page_size": 50}
     table = at.dataframe[0].value.set_index("Setting")
     assert table.loc["page_size", "Source"] == "settings file" and table.loc["home", "Source"] == "environment"

@@ -172,7 +172,7 @@ def test_an_admin_changes_a_role(secured, browser_page, wait_for_streamlit, tmp_
     wait_for_streamlit(page)
     page.get_by_role("button", name="Save role").click()
     wait_for_streamlit(page)
-    page.get_by_text("val is now ML practitioner").wait_for()
+    page.get_by_test_id("stToast").filter(has_text="val is now ML practitioner").wait_for()
     page.screenshot(path=str(tmp_path / "users.png"), full_page=True)
 
     page.goto(f"{url}/audit")

@@ -81,7 +81,7 @@ def test_compose_gated_run_save_then_playground_history(
     name.press("Enter")
     wait(page)
     page.get_by_role("button", name=re.compile(r"Create Federation$")).click()
-    expect(page.get_by_test_id("stAlert").filter(has_text="Composed browser gated")).to_be_visible(timeout=STEP_MS)
+    expect(page.get_by_test_id("stToast").filter(has_text="Composed browser gated")).to_be_visible(timeout=STEP_MS)
     wait(page)
     assert_no_exception(page)
     for box in ("Base model: tiny-llama", "Retailer: mapper v1", "Task: planner v1", "Federated (Ready)"):
@@ -107,7 +107,7 @@ def test_compose_gated_run_save_then_playground_history(
 
     page.get_by_role("button", name=re.compile(r"Save$")).click()
     wait(page)
-    expect(page.get_by_test_id("stAlert").filter(has_text="Saved browser gated as fed_")).to_be_visible(timeout=STEP_MS)
+    expect(page.get_by_test_id("stToast").filter(has_text="Saved browser gated as fed_")).to_be_visible(timeout=STEP_MS)
     expect(page.get_by_text("SAVED", exact=True)).to_be_visible()
     expect(page.get_by_role("button", name=re.compile(r"Save$"))).to_be_disabled()
     expect(page.get_by_role("combobox", name="Saved federation")).to_have_value(re.compile("^browser gated · "))
@@ -133,7 +133,7 @@ def test_compose_gated_run_save_then_playground_history(
     expect(dialog).to_contain_text("This deletes every saved run")
     dialog.get_by_role("button", name="Clear history").click()
     wait(page)
-    expect(page.get_by_test_id("stAlert").filter(has_text="Cleared the history (1 run)")).to_be_visible(timeout=STEP_MS)
+    expect(page.get_by_test_id("stToast").filter(has_text="Cleared the history (1 run)")).to_be_visible(timeout=STEP_MS)
     expect(page.get_by_text("No runs yet")).to_be_visible()
 
     open_page(page, wait, "Federation")
@@ -142,6 +142,6 @@ def test_compose_gated_run_save_then_playground_history(
     expect(dialog).to_contain_text("browser gated")
     dialog.get_by_role("button", name="Delete permanently").click()
     wait(page)
-    expect(page.get_by_test_id("stAlert").filter(has_text="Deleted browser gated")).to_be_visible(timeout=STEP_MS)
+    expect(page.get_by_test_id("stToast").filter(has_text="Deleted browser gated")).to_be_visible(timeout=STEP_MS)
     expect(page.get_by_text("No saved federations yet")).to_be_visible()
     assert_no_exception(page)
