@@ -105,6 +105,18 @@ def _toast(message: str) -> None:
     st.toast(plain(message), icon=":material/check_circle:", duration="long")
 
 
+def load_demo_button(key: str) -> None:
+    """The way out of an empty registry on every page that has nothing to show yet: the demo's raw sources,
+    mappings and datasets (what `make run` seeds), then the page again with them."""
+    if st.button("Load the demo data", key=key, icon=":material/dataset:"):
+        from services.demo import seed_demo
+
+        with st.spinner("Generating the demo sources, mappings and datasets…"):
+            names = attempt(seed_demo, f"retry_{key}")
+        if names is not None:
+            done(f"Loaded the demo data: {len(names)} datasets ({', '.join(names)}).", rerun="app")
+
+
 # ---- forms -------------------------------------------------------------------------------------------------------
 # One rule for form state. A form's values live in one plain session entry, never only in widget keys: Streamlit
 # drops the state of widgets it did not draw in a run (a fragment's timer run included), and after a fragment run the

@@ -7,7 +7,18 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import BAND_COLORS, attempt, done, human_size, paginate, plain, record_key, show_broken, show_error
+from pages.common import (
+    BAND_COLORS,
+    attempt,
+    done,
+    human_size,
+    load_demo_button,
+    paginate,
+    plain,
+    record_key,
+    show_broken,
+    show_error,
+)
 from pages.session import can
 from services import datasets as library
 from services.access import Role
@@ -284,9 +295,9 @@ if records is not None and writer and upload_panel(empty=not records):
     records = attempt(library.list_datasets, "retry_list_imported")
 if records is not None:
     if not records:
-        st.info(
-            "The library is empty. Upload a CSV / JSON / JSONL file above, or run `make run` to load the demo datasets."
-        )
+        st.info("The library is empty. Upload a CSV / JSON / JSONL file above, or load the demo datasets.")
+        if writer:
+            load_demo_button("library_load_demo")
     else:
         library_table(records)
         st.subheader("Dataset details")

@@ -14,6 +14,7 @@ from pages.common import (
     form_values,
     form_widget,
     job_widget,
+    load_demo_button,
     load_form,
     paginate,
     plain,
@@ -406,7 +407,6 @@ with form_col:
     elif datasets:
         job_form(datasets)
     elif datasets is not None:
-        st.info(
-            "There is no dataset to train on yet: upload one in the Dataset Library (or run `make run` for the demo)."
-        )
+        st.info("There is no dataset to train on yet: upload one in the Dataset Library, or load the demo data.")
+        load_demo_button("jobs_load_demo")
 jobs_panel()

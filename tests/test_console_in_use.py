@@ -128,3 +128,20 @@ def test_frame_first_the_app_warms_the_training_stack_after_drawing_a_page(tmp_p
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("ready True ['peft', 'torch', 'transformers', 'trl']"), result.stdout
+
+
+def test_new_user_an_empty_training_jobs_page_loads_the_demo_data(registry) -> None:
+    """A new user's Training Jobs page said "run `make run`" (a shell command) and nothing else; its button now
+    loads the demo datasets, and the form appears with them."""
+    from streamlit.testing.v1 import AppTest
+
+    from services import datasets
+
+    at = AppTest.from_file(str(ROOT / "pages" / "training_jobs.py"), default_timeout=300).run()
+    assert not at.exception and not datasets.list_datasets()
+    at.button(key="jobs_load_demo").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    names = {d.name for d in datasets.list_datasets()}
+    assert {"retailer_amazon_sft", "task_planning_sft"} <= names
+    assert any(t.value.replace("\\", "").startswith(f"Loaded the demo data: {len(names)} datasets") for t in at.toast)
+    assert at.button(key="start_training")
