@@ -280,6 +280,19 @@ def job_widget(name: str, *, key: str, value: Any = KEEP, container: Any = st, *
     return model_widget(JobConfig, name, label, key=key, value=value, container=container, **presentation, **options)
 
 
+def generation_metrics(tokens: int, latency_ms: float, load_ms: float, adapters_used: Sequence[str]) -> None:
+    """What one generation cost, the same on the Federation and Playground pages: load time apart from latency."""
+    cols = st.columns(4)
+    cols[0].metric("Tokens", tokens)
+    cols[1].metric("Latency (ms)", f"{latency_ms:,.0f}", help="Generation time, model loading excluded.")
+    cols[2].metric(
+        "First load (ms)",
+        f"{load_ms:,.0f}",
+        help="Loading the base model and adapters into memory; near 0 once they are loaded.",
+    )
+    cols[3].metric("Adapters used", len(adapters_used), help=", ".join(adapters_used) or "none")
+
+
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):

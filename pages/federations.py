@@ -7,7 +7,17 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import attempt, done, generation_settings, human_size, paginate, plain, show_broken, show_error
+from pages.common import (
+    attempt,
+    done,
+    generation_metrics,
+    generation_settings,
+    human_size,
+    paginate,
+    plain,
+    show_broken,
+    show_error,
+)
 from pages.session import can
 from services import datasets as library
 from services.access import Role
@@ -338,15 +348,7 @@ def gate_chart(result: FederationResult) -> None:
 
 def result_details(result: FederationResult) -> None:
     """Metrics (load time apart from latency), gate weights for gated, every stage for sequential."""
-    cols = st.columns(4)
-    cols[0].metric("Tokens", result.tokens)
-    cols[1].metric("Latency (ms)", f"{result.latency_ms:,.0f}", help="Generation time, model loading excluded.")
-    cols[2].metric(
-        "First load (ms)",
-        f"{result.load_ms:,.0f}",
-        help="Loading the base model and adapters into memory; near 0 once they are loaded.",
-    )
-    cols[3].metric("Adapters used", len(result.adapters_used), help=", ".join(result.adapters_used) or "none")
+    generation_metrics(result.tokens, result.latency_ms, result.load_ms, result.adapters_used)
     st.caption(
         f"Adapters used: {', '.join(result.adapters_used) or 'none'} · {result.ms_per_token:,.1f} ms/token"
         + (f" · first token after {result.first_token_ms:,.0f} ms" if result.first_token_ms is not None else "")

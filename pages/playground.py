@@ -4,7 +4,15 @@ kept in a history that can be searched and loaded back into the form."""
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, done, generation_settings, paginate, put_generation_settings, show_error
+from pages.common import (
+    attempt,
+    done,
+    generation_metrics,
+    generation_settings,
+    paginate,
+    put_generation_settings,
+    show_error,
+)
 from services.federation import list_federations
 from services.playground import PROMPT_TEMPLATES, HistoryEntry, Target, clear_history, list_history, start_run
 from services.runtime import inference_engine
@@ -70,15 +78,7 @@ def pick_target() -> Target | None:
 
 def show_metrics(entry: HistoryEntry) -> None:
     metrics = entry.metrics
-    cols = st.columns(4)
-    cols[0].metric("Tokens", metrics.tokens)
-    cols[1].metric("Latency (ms)", f"{metrics.latency_ms:,.0f}", help="Generation time, model loading excluded.")
-    cols[2].metric(
-        "Load time (ms)",
-        f"{metrics.load_ms:,.0f}",
-        help="Loading the model and adapters into memory; near 0 once they are loaded.",
-    )
-    cols[3].metric("Adapters used", len(metrics.adapters_used), help=", ".join(metrics.adapters_used) or "none")
+    generation_metrics(metrics.tokens, metrics.latency_ms, metrics.load_ms, metrics.adapters_used)
     st.caption(f"{entry.label} · adapters: {', '.join(metrics.adapters_used) or 'none (base model)'}")
 
 

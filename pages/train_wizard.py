@@ -5,7 +5,7 @@ from typing import Any
 
 import streamlit as st
 
-from pages.common import attempt, field_shape, human_size, job_widget, model_widget
+from pages.common import attempt, field_shape, human_size, job_widget, load_demo_button, model_widget
 from services import datasets as library
 from services.settings import new_job_values
 from services.training import (
@@ -71,6 +71,28 @@ def widget(name: str, render) -> None:
         st.session_state[key] = values().get(name)
     render(key)
     values()[name] = st.session_state[key]
+
+
+def dataset_choice(name: str, label: str, datasets: list, *, role: str, placeholder: str) -> None:
+    """The training or evaluation dataset: only those that fit the chosen objective in that role, one dropped when
+    the objective changed under it."""
+    objective = values().get("objective") or "sft"
+    kinds = {d.name: d for d in datasets if fits_objective(d.kind, objective, role=role)}
+    if st.session_state.get(f"wizard_w_{name}", values().get(name)) not in (None, *kinds):
+        values()[name] = None  # chosen for the other objective
+        st.session_state.pop(f"wizard_w_{name}", None)
+    widget(
+        name,
+        lambda k: st.selectbox(
+            label,
+            list(kinds),
+            key=k,
+            index=None,
+            placeholder=placeholder,
+            help=FIELDS[name].description,
+            format_func=lambda n: f"{n} · {kinds[n].kind.value} · {kinds[n].rows:,} rows",
+        ),
+    )
 
 
 def errors_for(step: int) -> dict[str, str]:
@@ -144,7 +166,8 @@ with st.container(border=True):
     elif step == 2:
         datasets = attempt(library.list_datasets, "retry_wizard_datasets") or []
         if not datasets:
-            st.info("The library has no datasets yet. Upload one on Dataset Library.", icon=":material/info:")
+            st.info("The library has no datasets yet. Upload one on Dataset Library, or load the demo data.")
+            load_demo_button("wizard_load_demo")
         widget(
             "objective",
             lambda k: st.segmented_control(
@@ -152,44 +175,12 @@ with st.container(border=True):
             ),
         )
         inline_error("objective", shown)
-        objective = values().get("objective") or "sft"
-        kinds = {d.name: d for d in datasets if fits_objective(d.kind, objective)}
-        if st.session_state.get("wizard_w_train_dataset", values().get("train_dataset")) not in (None, *kinds):
-            values()["train_dataset"] = None  # chosen for the other objective
-            st.session_state.pop("wizard_w_train_dataset", None)
-        widget(
-            "train_dataset",
-            lambda k: st.selectbox(
-                "Training dataset",
-                list(kinds),
-                key=k,
-                index=None,
-                placeholder="choose a dataset",
-                help=FIELDS["train_dataset"].description,
-                format_func=lambda n: f"{n} · {kinds[n].kind.value} · {kinds[n].rows:,} rows",
-            ),
-        )
+        dataset_choice("train_dataset", "Training dataset", datasets, role="training", placeholder="choose a dataset")
         inline_error("train_dataset", shown)
         inline_error("", shown)
     elif step == 3:
         datasets = attempt(library.list_datasets, "retry_wizard_eval") or []
-        objective = values().get("objective") or "sft"
-        kinds = {d.name: d for d in datasets if fits_objective(d.kind, objective, role="eval")}
-        if st.session_state.get("wizard_w_eval_dataset", values().get("eval_dataset")) not in (None, *kinds):
-            values()["eval_dataset"] = None  # chosen for the other objective
-            st.session_state.pop("wizard_w_eval_dataset", None)
-        widget(
-            "eval_dataset",
-            lambda k: st.selectbox(
-                "Evaluation dataset (optional)",
-                list(kinds),
-                key=k,
-                index=None,
-                placeholder="none",
-                help=FIELDS["eval_dataset"].description,
-                format_func=lambda n: f"{n} · {kinds[n].kind.value} · {kinds[n].rows:,} rows",
-            ),
-        )
+        dataset_choice("eval_dataset", "Evaluation dataset (optional)", datasets, role="eval", placeholder="none")
         inline_error("eval_dataset", shown)
         widget("evaluate_base_first", lambda k: job_widget("evaluate_base_first", key=k))
         inline_error("evaluate_base_first", shown)
