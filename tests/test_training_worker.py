@@ -556,3 +556,28 @@ def test_an_adapter_names_its_base_as_users_look_it_up(tiny_base):
         local.model_copy(update={"source": "embedded"}).public_name == HUB_ID == "HuggingFaceTB/SmolLM2-135M-Instruct"
     )
     assert local.model_copy(update={"source": "hub", "id": "org/model"}).public_name == "org/model"
+
+
+def test_the_efficiency_counts_the_batches_of_the_steps_done_not_those_built_ahead(tiny_base, datasets, tmp_path):
+    """The data loader builds the next batch before it hands over the current one: a job's FLOP rate counts only
+    the batches its finished optimizer steps trained on (it counted one batch too many, 2x at the first step)."""
+    from transformers import TrainerState
+
+    from training.flops import answer_tokens, sequence_lengths
+    from training.job_folder import JobFolder
+    from training.worker import JobMonitor, build_trainer, preflight
+
+    checks = preflight(make_config(tiny_base, precision="fp32", batch_size=2, gradient_accumulation_steps=2))
+    trainer, _ = build_trainer(checks, tmp_path / "job")
+    (tmp_path / "job").mkdir(exist_ok=True)
+    monitor = JobMonitor(threading.Event(), JobFolder(tmp_path / "job"))
+    monitor.count_flops(trainer, checks)
+    monitor.on_train_begin(trainer.args, TrainerState(global_step=0, max_steps=30), None)
+    monitor.started -= 100.0  # a long elapsed time, so the rounding of the rates does not matter
+    loader = iter(trainer.get_train_dataloader())
+    trained = [next(loader) for _ in range(trainer.args.gradient_accumulation_steps)]  # what step 1 trains on
+    assert len(monitor.recorder.batches) > len(trained)  # the next batch is already built
+    progress = monitor.progress(TrainerState(global_step=1, max_steps=30))
+    expected = sum(monitor.recorder.cost.flops(sequence_lengths(b), answer_tokens(b)) for b in trained)
+    assert progress["flops_per_second"] * progress["elapsed"] == pytest.approx(expected, rel=1e-3)
+    assert 0 < progress["efficiency"] < 1

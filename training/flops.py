@@ -69,22 +69,28 @@ def _linear_shape(module: Any) -> tuple[int, int] | None:
 
 
 class FlopRecorder:
-    """Wraps a trainer's data collator and adds up the useful FLOPs of the training batches it builds.
+    """Wraps a trainer's data collator and records the useful FLOPs of each training batch it builds, in order.
 
-    `paused` is set around evaluations, whose batches go through the same collator but train nothing.
+    The data loader builds a batch ahead of the step that trains on it, so what a number of optimizer steps did
+    is the sum over their own batches (`trained`), not over every batch built. `paused` is set around
+    evaluations, whose batches go through the same collator but train nothing.
     """
 
     def __init__(self, collator: Any, cost: ModelCost):
         self.collator = collator
         self.cost = cost
-        self.flops = 0.0
+        self.batches: list[float] = []
         self.paused = False
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.collator(features)
         if not self.paused:
-            self.flops += self.cost.flops(sequence_lengths(batch), answer_tokens(batch))
+            self.batches.append(self.cost.flops(sequence_lengths(batch), answer_tokens(batch)))
         return batch
+
+    def trained(self, first_batch: int, batches: int) -> float:
+        """FLOPs of `batches` training batches from the `first_batch`-th one recorded."""
+        return sum(self.batches[first_batch : first_batch + batches])
 
 
 def sequence_lengths(batch: dict[str, Any]) -> list[int]:

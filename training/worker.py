@@ -168,7 +168,8 @@ class JobMonitor(TrainerCallback):
         self.last: dict[str, float] = {}
         self.recorder: FlopRecorder | None = None
         self.peak = 0.0
-        self.start_flops = 0.0
+        self.start_batch = 0
+        self.accumulation = 1
 
     def count_flops(self, trainer: Any, checks: Preflight) -> None:
         """Count the useful FLOPs of SFT batches and measure this machine's matmul peak in the job's compute dtype,
@@ -187,7 +188,8 @@ class JobMonitor(TrainerCallback):
         self.started = time.monotonic()
         self.start_step = state.global_step
         self.start_tokens = state.num_input_tokens_seen
-        self.start_flops = self.recorder.flops if self.recorder else 0.0
+        self.start_batch = len(self.recorder.batches) if self.recorder else 0
+        self.accumulation = args.gradient_accumulation_steps
         where = f"resuming at step {state.global_step}" if state.global_step else "starting"
         self.folder.log(f"Training {where}: {state.max_steps} optimizer steps planned.")
 
@@ -212,7 +214,7 @@ class JobMonitor(TrainerCallback):
         remaining = max(state.max_steps - state.global_step, 0)
         speed = {}
         if self.recorder is not None and elapsed > 0:
-            flops_per_second = (self.recorder.flops - self.start_flops) / elapsed
+            flops_per_second = self.recorder.trained(self.start_batch, max(steps_done, 0) * self.accumulation) / elapsed
             speed = {
                 "flops_per_second": round(flops_per_second),
                 "efficiency": round(flops_per_second / self.peak, 4) if self.peak else None,
