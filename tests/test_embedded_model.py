@@ -105,3 +105,67 @@ def test_generation_scoring_judges_the_embedded_models_answers(prepared):
     )
     assert score.accuracy == 0.5 and score.examples[0]["answer"] == "The capital of France is Paris."
     assert 0.0 < score.token_f1 < 1.0
+
+
+def test_the_streamed_conversion_writes_what_transformers_loads_from_the_gguf(prepared, tmp_path):
+    """Tensor by tensor, the cache holds exactly the weights (and config) of transformers' own whole-model GGUF load."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    _, folder = prepared
+    gguf = find_embedded_gguf()
+    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    reference.hf_quantizer = None  # as the converter before this one did, to save transformers' load
+    del reference.config.quantization_config
+    reference.save_pretrained(tmp_path)
+    expected, written = load_file(tmp_path / "model.safetensors"), load_file(folder / "model.safetensors")
+    assert expected.keys() == written.keys() and len(written) == 1 + 9 * reference.config.num_hidden_layers + 1
+    assert all(torch.equal(expected[name], written[name]) for name in expected)
+    for name in ("config.json", "generation_config.json"):
+        assert json.loads((folder / name).read_text()) == json.loads((tmp_path / name).read_text()), name
+
+
+def _peak_growth(action) -> tuple[int, object]:
+    """Bytes the process's peak resident set grew by while `action()` ran (the kernel's own high-water mark)."""
+    import gc
+
+    from training.safetensors_io import release_freed_memory
+
+    gc.collect()
+    release_freed_memory()
+    status = Path("/proc/self/status")
+
+    def field(name: str) -> int:
+        line = next(line for line in status.read_text().splitlines() if line.startswith(name + ":"))
+        return int(line.split()[1]) * 1024
+
+    before = field("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
+    result = action()
+    return field("VmHWM") - before, result
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the kernel's peak RSS from /proc")
+def test_the_conversion_never_holds_every_dequantized_tensor_at_once(tmp_path):
+    """Writing the weights grows the peak by about the largest tensor (the 113 MB embedding) and the GGUF's mapped
+    pages, under half the 513 MiB float32 checkpoint; holding every tensor, as transformers' GGUF load does, grows
+    it by more than the checkpoint: that control shows the measure catches it."""
+    from training.embedded_model import GgufSource
+    from training.safetensors_io import SafetensorsWriter
+
+    source = GgufSource.open(find_embedded_gguf())
+
+    def stream() -> None:
+        with SafetensorsWriter(tmp_path / "model.safetensors", source.parameter_names()) as writer:
+            for name, tensor in source.tensors():
+                writer.add(name, tensor)
+
+    streamed, _ = _peak_growth(stream)
+    checkpoint = (tmp_path / "model.safetensors").stat().st_size
+    held, tensors = _peak_growth(lambda: dict(source.tensors()))
+    assert sum(tensor.nbytes for tensor in tensors.values()) == checkpoint - 8 - int.from_bytes(
+        (tmp_path / "model.safetensors").read_bytes()[:8], "little"
+    )
+    assert streamed < 0.5 * checkpoint, f"{streamed / 2**20:.0f} MiB for a {checkpoint / 2**20:.0f} MiB checkpoint"
+    assert held > 0.9 * checkpoint

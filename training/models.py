@@ -1,24 +1,21 @@
 """Loading a base model and its tokenizer: one place for training, inference and the benches.
 
 A quantized (4-bit or 8-bit) base is quantized while it loads, one tensor at a time: each full-precision tensor
-is read from its safetensors file with plain reads into a buffer of its own, quantized by bitsandbytes and
-dropped before the next one is read. transformers' loader memory-maps every shard instead, and each page it
+is read from its safetensors file with plain reads into a buffer of its own (`safetensors_io`), quantized by
+bitsandbytes and dropped before the next one is read. transformers' loader memory-maps every shard instead, and each page it
 reads stays in the process's resident memory until the last shard is closed, so a 4-bit load peaked at the
 size of the whole full-precision checkpoint (10.2 GB for a 1.7B fp32 model whose 4-bit form holds 1.9 GB),
 and a 7B model could not be loaded in 4-bit on a 24 GB machine. A full-precision base keeps transformers'
 memory-mapped load: its weights are needed in full anyway, and mapping them costs no copy.
 """
 
-import ctypes
-import gc
 import json
-import struct
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from training.base_models import MODEL_LOAD_LOCK
 from training.errors import ModelLoadError
+from training.safetensors_io import StoredTensor, file_tensors, release_freed_memory
 from training.stack import import_stack
 
 Quantization = Literal["none", "4bit", "8bit"]
@@ -38,20 +35,6 @@ EMPTY_SYSTEM_PREFIX = (
 )
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-_DTYPES = {
-    "F64": "float64",
-    "F32": "float32",
-    "F16": "float16",
-    "BF16": "bfloat16",
-    "I64": "int64",
-    "I32": "int32",
-    "I16": "int16",
-    "I8": "int8",
-    "U8": "uint8",
-    "BOOL": "bool",
-    "F8_E4M3": "float8_e4m3fn",
-    "F8_E5M2": "float8_e5m2",
-}
 
 
 def load_tokenizer(path: Path) -> Any:
@@ -161,74 +144,9 @@ def checkpoint_files(path: Path) -> list[Path]:
     return files
 
 
-def streamed_state_dict(path: Path) -> dict[str, "StoredTensor"]:
+def streamed_state_dict(path: Path) -> dict[str, StoredTensor]:
     """Every tensor of the checkpoint, described from the safetensors headers and read only when asked for."""
     tensors: dict[str, StoredTensor] = {}
     for file in checkpoint_files(path):
-        header, data_start = _read_header(file)
-        for name, entry in header.items():
-            if name == "__metadata__":
-                continue
-            start, end = entry["data_offsets"]
-            if entry["dtype"] not in _DTYPES:
-                raise ModelLoadError(f"{file.name} stores {name} as {entry['dtype']}, which cannot be loaded here.")
-            tensors[name] = StoredTensor(
-                file, _DTYPES[entry["dtype"]], tuple(entry["shape"]), data_start + start, end - start
-            )
+        tensors.update(file_tensors(file))
     return tensors
-
-
-def _read_header(file: Path) -> tuple[dict[str, Any], int]:
-    try:
-        with open(file, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > 100 * 1024 * 1024:
-                raise ValueError("implausible header length")
-            return json.loads(handle.read(length)), 8 + length
-    except (OSError, ValueError, struct.error) as error:
-        raise ModelLoadError(f"{file} is not a readable safetensors file ({error}); copy it again.") from None
-
-
-class StoredTensor:
-    """One tensor of a safetensors file, read with plain file reads when transformers materializes it.
-
-    transformers calls `tensor[...]` on each state-dict value just before it quantizes and places it, one at a
-    time; this reads the bytes straight into the tensor's own memory (one copy, no memory map), so after
-    quantization nothing of the full-precision tensor stays resident.
-    """
-
-    def __init__(self, file: Path, dtype: str, shape: tuple[int, ...], offset: int, nbytes: int):
-        self.file, self.dtype, self.shape, self.offset, self.nbytes = file, dtype, shape, offset, nbytes
-
-    def get_shape(self) -> list[int]:
-        return list(self.shape)
-
-    def __getitem__(self, index: Any) -> Any:
-        import torch
-
-        _malloc_trim()  # the previous tensor's full-precision buffers, freed into the heap by its quantization
-        data = torch.empty(self.nbytes, dtype=torch.uint8)
-        view = memoryview(data.numpy())
-        with open(self.file, "rb", buffering=0) as handle:
-            handle.seek(self.offset)
-            done = 0
-            while done < self.nbytes:
-                count = handle.readinto(view[done:])
-                if not count:
-                    raise ModelLoadError(f"{self.file} ends early; the file is truncated. Copy it again.")
-                done += count
-        return data.view(getattr(torch, self.dtype)).reshape(self.shape)[index]
-
-
-def release_freed_memory() -> None:
-    """Return the heap that loading freed (full-precision buffers) to the system, so resident memory shows the model."""
-    gc.collect()
-    _malloc_trim()
-
-
-def _malloc_trim() -> None:
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except OSError:
-            pass
