@@ -143,7 +143,9 @@ def follow(job_id: str) -> None:
         st.caption("The log is on Activity → Job logs; leaving this page does not stop the job.")
 
 
-if job_id := st.session_state.get("publish_job"):
+# This session's last publish, or (after a reload, from another tab) the newest one still running.
+running = [j.id for j in attempt(catalog.publish_jobs, "retry_publish_jobs") or [] if j.status not in FINISHED]
+if job_id := st.session_state.get("publish_job") or next(iter(running), None):
     job = attempt(lambda: catalog.publish_job(job_id), "retry_publish_state")
     if job is not None and job.status not in FINISHED:
         follow(job_id)
