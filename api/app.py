@@ -4,12 +4,13 @@ from fastapi import Depends, FastAPI
 
 from api.access import AccessPolicy, loopback_only
 from api.errors import install_error_handlers
-from api.routes import adapters, datasets, experiments, federations, mappings, models, openai, serving
+from api.routes import adapters, datasets, evaluations, experiments, federations, mappings, models, openai, serving
 
 ROUTERS = (
     datasets.router,
     models.router,
     experiments.router,
+    evaluations.router,
     adapters.router,
     federations.router,
     mappings.router,
@@ -23,7 +24,7 @@ def create_app(access: AccessPolicy = loopback_only) -> FastAPI:
     app = FastAPI(
         title="RMN LoRA Console API",
         version="1",
-        description="Datasets, training jobs (experiments), adapters, federations and mappings over the same "
+        description="Datasets, training jobs (experiments), evaluations, adapters, federations and mappings over the same "
         "services as the console, plus OpenAI-compatible inference under /v1. Errors are JSON "
         '`{"error": {"message", "type", "code"}}` with a 4xx status.',
         dependencies=[Depends(access)],

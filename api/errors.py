@@ -9,19 +9,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.errors import AuthError, ConsoleError, Forbidden, JobError, NotFound
+from services.errors import AuthError, ConsoleError, Forbidden, JobError, NotFound, RunError
 
 
 def status_of(error: ConsoleError) -> int:
     """401 unauthenticated, 403 for a role that may not, 404 for what does not exist, 409 for an action the
-    job's state refuses, 400 for any other bad input."""
+    job's or evaluation's state refuses, 400 for any other bad input."""
     if isinstance(error, AuthError):
         return 401
     if isinstance(error, Forbidden):
         return 403
     if isinstance(error, NotFound):
         return 404
-    if isinstance(error, JobError):
+    if isinstance(error, JobError | RunError):
         return 409
     return 400
 

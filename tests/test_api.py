@@ -95,6 +95,24 @@ def test_upload_train_download_flow_over_http(client, models_dir, peer_data, tmp
     assert client.get("/models", params={"kind": "adapter"}).json()["items"][0]["id"] == "identity_tiny"
     assert client.get("/adapters").json()["items"][0]["name"] == "identity_tiny"
 
+    evaluated = client.post(
+        "/evaluations",
+        json={"target": "identity_tiny@v1", "dataset": "identity", "metrics": ["exact_match", "token_f1"], "limit": 4},
+    )
+    assert evaluated.status_code == 201, evaluated.text
+    run_id = evaluated.json()["id"]
+    assert evaluated.json()["total"] == 4 and evaluated.json()["target"].endswith("identity_tiny@v1")
+    run = wait_for_evaluation(client, run_id)
+    assert run["status"] == "completed", run["error"]
+    assert set(run["metrics"]) >= {"exact_match", "token_f1"} and len(run["rows"]) == 4
+    assert run["rows"][0]["reference"] == json.loads(upload)[0]["output"].strip()
+    listed_runs = client.get("/evaluations", params={"status": "completed"}).json()
+    assert listed_runs["total"] == 1 and listed_runs["items"][0]["id"] == run_id
+    assert client.get("/evaluations", params={"target": "ghost"}).json()["total"] == 0
+    assert "exact_match" in client.get(f"/evaluations/{run_id}/report").text
+    finished_run = client.post(f"/evaluations/{run_id}/cancel")
+    assert finished_run.status_code == 409 and "already completed" in finished_run.json()["error"]["message"]
+
     download = client.get("/datasets/identity/download")
     assert download.status_code == 200 and download.headers["content-type"].startswith("application/x-ndjson")
     assert len(download.content.splitlines()) == rows
@@ -107,6 +125,18 @@ def test_upload_train_download_flow_over_http(client, models_dir, peer_data, tmp
     folder = tmp_path / "unzipped"
     zipfile.ZipFile(io.BytesIO(archive.content)).extractall(folder)
     _loads_in_plain_peft(models_dir / "tiny-llama", folder / "identity_tiny-v1")
+
+
+def wait_for_evaluation(client, run_id: str, timeout: float = 300) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/evaluations/{run_id}").json()
+        if body["status"] in {"completed", "failed", "cancelled"}:
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"evaluation {run_id} did not finish in {timeout} s")
 
 
 def _loads_in_plain_peft(base, adapter_folder) -> None:
@@ -142,6 +172,11 @@ def test_bad_input_is_a_json_4xx_and_changes_nothing(client, models_dir, tmp_pat
     assert client.get("/experiments/job_nope").status_code == 404
     assert client.get("/federations/fed_nope").status_code == 404
     assert client.get("/mappings/Nobody").status_code == 404
+    assert client.get("/evaluations/eval_20260101_000000_abcdef").status_code == 404
+    assert client.post("/evaluations/../cancel").status_code == 404
+    no_eval_data = client.post("/evaluations", json={"target": "tiny-llama", "dataset": "nope"})
+    assert no_eval_data.status_code == 404, no_eval_data.text
+    assert client.post("/evaluations", json={"dataset": "x", "limit": 0}).status_code == 422
 
     no_data = client.post("/experiments", json={"adapter_name": "x", "dataset": "nope", "base_model": "tiny-llama"})
     assert no_data.status_code == 404, no_data.text
@@ -158,6 +193,7 @@ def test_bad_input_is_a_json_4xx_and_changes_nothing(client, models_dir, tmp_pat
     assert unknown_federation.status_code == 404, unknown_federation.text
 
     assert client.get("/experiments").json()["total"] == 0
+    assert client.get("/evaluations").json()["total"] == 0
     assert snapshot(open_registry().root) == before
 
 
@@ -205,6 +241,8 @@ def test_openapi_documents_every_route(client):
         "/models/{model_id}",
         "/experiments",
         "/experiments/{job_id}",
+        "/evaluations",
+        "/evaluations/{run_id}",
         "/adapters",
         "/federations",
         "/mappings",
