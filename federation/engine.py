@@ -121,10 +121,13 @@ class InferenceEngine:
         *,
         caller: str = "api",
         target: str | None = None,
+        history: Sequence[dict[str, str]] = (),
     ) -> "GenerationStream":
         """Start generating `prompt`'s answer; iterate the result for text chunks, then read `.result`.
 
-        `caller` and `target` (default: what the activation names) go into the request log."""
+        `history` holds a chat's earlier turns (user and assistant messages, oldest first) that the chat template
+        places between the system message and `prompt`, the last user turn. `caller` and `target` (default: what
+        the activation names) go into the request log."""
         activation = activation or Activation()
         return GenerationStream(
             self,
@@ -134,6 +137,7 @@ class InferenceEngine:
             activation,
             caller,
             target or _target(base, activation),
+            _checked_history(history),
         )
 
     def generate(
@@ -307,9 +311,10 @@ class GenerationStream:
         activation: Activation,
         caller: str = "api",
         target: str = "",
+        history: tuple[dict[str, str], ...] = (),
     ):
         self.engine, self.base, self.prompt, self.settings, self.activation = engine, base, prompt, settings, activation
-        self.caller, self.target = caller, target or _target(base, activation)
+        self.caller, self.target, self.history = caller, target or _target(base, activation), history
         self._result: Generation | None = None
 
     @property
@@ -348,7 +353,8 @@ class GenerationStream:
         with entry.lock:
             load_ms += self.engine._prepare(entry, self.activation)
             tokenizer, model = entry.tokenizer, entry.model
-            inputs = _encode(tokenizer, _check_length(self.prompt, model), self.settings.system)
+            _check_length(self.prompt + "".join(turn["content"] for turn in self.history), model)
+            inputs = _encode(tokenizer, self.prompt, self.settings.system, self.history)
             _check_context(inputs["input_ids"].shape[1], self.settings.max_new_tokens, model)
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
             output: dict[str, Any] = {}
@@ -492,11 +498,24 @@ def _check_context(prompt_tokens: int, max_new_tokens: int, model: Any) -> None:
         )
 
 
-def _encode(tokenizer: Any, prompt: str, system: str) -> dict[str, Any]:
-    """The prompt in the chat template the adapters were trained with."""
-    messages = ([{"role": "system", "content": system}] if system.strip() else []) + [
-        {"role": "user", "content": prompt}
-    ]
+def _checked_history(history: Sequence[dict[str, str]]) -> tuple[dict[str, str], ...]:
+    turns = tuple({"role": turn.get("role", ""), "content": turn.get("content")} for turn in history)
+    for index, turn in enumerate(turns):
+        if turn["role"] not in {"user", "assistant"} or not isinstance(turn["content"], str):
+            raise InferenceError(
+                f"Chat turn {index + 1} must be a user or assistant message with text content "
+                f"(it is {turn['role'] or 'without a role'}); system messages go into the system setting."
+            )
+    return turns
+
+
+def _encode(tokenizer: Any, prompt: str, system: str, history: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
+    """The conversation in the chat template the adapters were trained with: system, earlier turns, the prompt."""
+    messages = (
+        ([{"role": "system", "content": system}] if system.strip() else [])
+        + list(history)
+        + [{"role": "user", "content": prompt}]
+    )
     return dict(tokenizer(_chat_text(tokenizer, messages), return_tensors="pt", add_special_tokens=False))
 
 

@@ -4,7 +4,7 @@ Every result says which adapters acted and how: gate weights for gated, each sta
 sequential, and the load time apart from the generation time.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -54,9 +54,11 @@ class FederationStream:
         settings: GenerationSettings,
         engine: InferenceEngine,
         caller: str = "federation",
+        history: Sequence[dict[str, str]] = (),
     ):
         self.federation, self.prompt, self.settings, self.engine = federation, prompt, settings, engine
         self.caller = caller  # who asked, for the request log
+        self.history = tuple(history)  # a chat's earlier turns; routing reads the last user turn (`prompt`)
         self.result: FederationResult | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -65,7 +67,13 @@ class FederationStream:
     def single_pass(self, activation: Activation, used: list[str], **extra: Any) -> Iterator[str]:
         """One generation under `activation` (additive and gated answer this way)."""
         stream = self.engine.stream(
-            self.federation.base, self.prompt, self.settings, activation, caller=self.caller, target=self.federation.id
+            self.federation.base,
+            self.prompt,
+            self.settings,
+            activation,
+            caller=self.caller,
+            target=self.federation.id,
+            history=self.history,
         )
         yield from stream
         self.finish(stream.result, used, **extra)
@@ -91,8 +99,11 @@ def stream_federation(
     settings: GenerationSettings | None = None,
     engine: InferenceEngine | None = None,
     caller: str = "federation",
+    history: Sequence[dict[str, str]] = (),
 ) -> FederationStream:
-    return FederationStream(federation, prompt, settings or GenerationSettings(), engine or default_engine(), caller)
+    return FederationStream(
+        federation, prompt, settings or GenerationSettings(), engine or default_engine(), caller, history
+    )
 
 
 def run_federation(

@@ -6,7 +6,7 @@ before anything is generated, so a missing adapter or base model is a readable e
 """
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -143,16 +143,18 @@ def open_stream(
     engine: InferenceEngine | None = None,
     registry: Registry | None = None,
     caller: str = "playground",
+    history: Sequence[dict[str, str]] = (),
 ) -> tuple[str, GenerationStream | FederationStream, list[str]]:
     """The target's label, an unstarted stream of its answer, and the adapters it uses (a federation reports
-    its own on `.result`): the one way a target is turned into generation, for the Playground and the API."""
+    its own on `.result`): the one way a target is turned into generation, for the Playground and the API.
+    `history`: a chat's earlier user/assistant turns, before `prompt` (the last user turn)."""
     registry = registry or open_registry()
     engine = engine or default_engine()
     if target.kind == "federation":
         federation = load_federation(target.ref, registry)
         return (
             f"{federation.name} ({federation.id})",
-            stream_federation(federation, prompt, settings, engine, caller),
+            stream_federation(federation, prompt, settings, engine, caller, history),
             [],
         )
     if target.kind == "adapter":
@@ -168,11 +170,18 @@ def open_stream(
         )
         base = BaseRef.model_validate(record.base_model)
         stream = engine.stream(
-            base, prompt, settings, Activation(members=(member,), scales=(1.0,)), caller=caller, target=record.label
+            base,
+            prompt,
+            settings,
+            Activation(members=(member,), scales=(1.0,)),
+            caller=caller,
+            target=record.label,
+            history=history,
         )
         return f"{record.label} (adapter)", stream, [record.label]
     info = resolve_base_model(target.ref)
-    return f"{info.id} (base)", engine.stream(BaseRef.from_info(info), prompt, settings, caller=caller), []
+    stream = engine.stream(BaseRef.from_info(info), prompt, settings, caller=caller, history=history)
+    return f"{info.id} (base)", stream, []
 
 
 def _history_file(registry: Registry) -> Path:

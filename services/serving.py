@@ -7,7 +7,7 @@ Model ids: a base model's id; an adapter's name (its latest version) or `name@v2
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -164,11 +164,14 @@ class CompletionStream:
         self.finish_reason = "length" if result.tokens >= self.settings.max_new_tokens else "stop"
 
 
-def stream_completion(model: str, prompt: str, settings: GenerationSettings) -> CompletionStream:
-    """Resolve `model` and open its stream (nothing is loaded until iterated); bad names fail here, readably."""
+def stream_completion(
+    model: str, prompt: str, settings: GenerationSettings, history: Sequence[dict[str, str]] = ()
+) -> CompletionStream:
+    """Resolve `model` and open its stream (nothing is loaded until iterated); bad names fail here, readably.
+    `history`: a chat's earlier user/assistant turns; `prompt` is its last user turn."""
     if not prompt.strip():
         raise ConsoleError("The prompt is empty: send the text the model should answer.")
-    label, stream, _ = open_stream(resolve_model(model), prompt, settings, caller="api")
+    label, stream, _ = open_stream(resolve_model(model), prompt, settings, caller="api", history=history)
     return CompletionStream(model, label, settings, stream)
 
 

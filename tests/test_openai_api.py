@@ -142,6 +142,61 @@ def test_adapter_and_base_answer_differently_and_usage_is_counted(client):
     assert adapter.usage.prompt_tokens > base.usage.prompt_tokens, "the system message is part of the prompt"
 
 
+CHAT = [
+    {"role": "system", "content": "You map retail media fields."},
+    {"role": "user", "content": MAP_PROMPTS[0]},
+    {"role": "assistant", "content": MAP_ANSWER},
+    {"role": "developer", "content": "Answer in one line."},
+    {"role": "user", "content": MAP_PROMPTS[4]},
+]
+
+
+def test_a_multi_turn_chat_goes_through_the_chat_template_whole(client, world):
+    """Every message reaches the model: the answer and the prompt token count equal plain transformers (+ PEFT)
+    generating greedily from the chat template applied to the whole conversation (system messages first), and
+    the earlier turns change the answer (the mapper, trained on single turns, answers the last turn alone)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.adapters import get_adapter
+
+    tokenizer = AutoTokenizer.from_pretrained(world["base"])
+    templated = [
+        {"role": "system", "content": "You map retail media fields.\n\nAnswer in one line."},
+        *[m for m in CHAT if m["role"] in {"user", "assistant"}],
+    ]
+    ids = tokenizer.apply_chat_template(templated, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt_tokens = ids["input_ids"].shape[1]
+    for model_id in ("tiny-llama", "mapper"):
+        model = AutoModelForCausalLM.from_pretrained(world["base"])
+        if model_id == "mapper":
+            model = PeftModel.from_pretrained(model, get_adapter("mapper").path)
+        with torch.inference_mode():
+            output = model.eval().generate(**ids, max_new_tokens=12, do_sample=False)
+        expected = tokenizer.decode(output[0, prompt_tokens:], skip_special_tokens=True)
+
+        whole = client.chat.completions.create(model=model_id, messages=CHAT, max_tokens=12)
+        assert whole.choices[0].message.content == expected, model_id
+        assert whole.usage.prompt_tokens == prompt_tokens
+        chunks = list(
+            client.chat.completions.create(
+                model=model_id, messages=CHAT, max_tokens=12, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected
+        assert chunks[-1].usage.prompt_tokens == prompt_tokens
+        assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+    last_turn_only = client.chat.completions.create(model="mapper", messages=CHAT[-1:], max_tokens=24)
+    assert last_turn_only.usage.prompt_tokens < prompt_tokens
+    assert last_turn_only.choices[0].message.content.strip() == MAP_ANSWER
+    assert expected.strip() != MAP_ANSWER, "the earlier turns reach the model and change its answer"
+
+    federated = client.chat.completions.create(model=world["federation"].id, messages=CHAT, max_tokens=12)
+    assert federated.usage.prompt_tokens == prompt_tokens, "a federation reads the whole chat too"
+
+
 def test_completions_streamed_and_not(client):
     whole = client.completions.create(model="planner", prompt=PLAN_PROMPTS[0], max_tokens=32)
     assert whole.choices[0].text.strip() == PLAN_ANSWER and whole.usage.completion_tokens > 1
@@ -152,12 +207,17 @@ def test_completions_streamed_and_not(client):
 def test_bad_requests_are_openai_errors(client, world):
     with pytest.raises(openai.NotFoundError, match="GET /v1/models lists"):
         client.chat.completions.create(model="ghost", messages=[{"role": "user", "content": "hi"}])
-    with pytest.raises(openai.BadRequestError, match="single-turn"):
+    with pytest.raises(openai.BadRequestError, match="last message must be the user's"):
+        client.chat.completions.create(
+            model="mapper",
+            messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        )
+    with pytest.raises(openai.BadRequestError, match="does not run tools; message\\(s\\) 2"):
         client.chat.completions.create(
             model="mapper",
             messages=[
                 {"role": "user", "content": "hi"},
-                {"role": "assistant", "content": "hello"},
+                {"role": "tool", "content": "42", "tool_call_id": "call_1"},
                 {"role": "user", "content": "again"},
             ],
         )
@@ -236,3 +296,32 @@ def test_deploy_loads_an_adapter_into_a_running_server_over_http(world):
         assert [e["name"] for e in listed["items"]] == ["here", "down", "mounted"]
         bad = http.post("/serving/endpoints", json={"name": "x", "url": "not a url"})
         assert bad.status_code == 422
+
+
+def test_api_requests_are_logged_as_the_apis(client, world):
+    """Each completion the API serves is one request-log record with caller "api" and the usage it reported;
+    a Playground run of the same adapter is logged as the Playground's."""
+    from federation.request_log import request_log
+    from services.monitoring import request_records
+    from services.playground import Target, start_run
+
+    log = request_log()
+    log.flush()
+    before = len(request_records())
+    answer = client.chat.completions.create(
+        model="planner", messages=[{"role": "user", "content": PLAN_PROMPTS[0]}], max_tokens=7
+    )
+    failed = client.chat.completions.create  # a request the engine refuses is logged too, with its error
+    with pytest.raises(openai.BadRequestError, match="context holds"):
+        failed(model="planner", messages=[{"role": "user", "content": "plan " * 400}], max_tokens=900)
+    for _ in start_run(Target(kind="adapter", ref="planner"), PLAN_PROMPTS[1], None):
+        pass
+    log.flush()
+    served, refused, playground = request_records()[before:]
+    assert served.caller == "api" and served.ok and served.target == "planner v1"
+    assert (served.prompt_tokens, served.completion_tokens) == (
+        answer.usage.prompt_tokens,
+        answer.usage.completion_tokens,
+    )
+    assert refused.caller == "api" and not refused.ok and "context holds" in refused.error
+    assert playground.caller == "playground" and playground.target == "planner v1"

@@ -2,10 +2,11 @@
 
 `model` names a base model, an adapter (`name` or `name@v2`) or a saved federation (`fed_...`); GET /v1/models
 lists them. Answers go through the console's inference engine, so a model loaded for the Playground is the one
-the API uses. Differences from OpenAI, each refused with a 400 rather than silently ignored: one choice per
-request (`n` = 1), no `stop` sequences, no tools; a chat is one user turn (plus optional system messages), since
-the adapters are trained on single-turn prompts. A completion's prompt is sent through the model's chat template
-as one user turn, as the adapters were trained. Without `temperature` decoding is greedy (deterministic).
+the API uses. A chat's whole `messages` list goes through the model's chat template: system (and developer)
+messages first, then the user and assistant turns in order, ending with a user turn. Differences from OpenAI,
+each refused with a 400 rather than silently ignored: one choice per request (`n` = 1), no `stop` sequences, no
+tools (nor tool messages), text content only. A completion's prompt is sent through the model's chat template as
+one user turn, as the adapters were trained. Without `temperature` decoding is greedy (deterministic).
 """
 
 import json
@@ -88,15 +89,21 @@ class SamplingRequest(BaseModel):
 class ChatRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
 
-    def prompt_and_system(self) -> tuple[str, str]:
+    def conversation(self) -> tuple[list[dict[str, str]], str, str]:
+        """(earlier turns, the last user message, the system text): system and developer messages are joined,
+        in order, into the system message the template puts first."""
         system = [_text(m) for m in self.messages if m.role in {"system", "developer"}]
         turns = [m for m in self.messages if m.role not in {"system", "developer"}]
-        if len(turns) != 1 or turns[0].role != "user":
+        tools = [str(i + 1) for i, m in enumerate(self.messages) if m.role == "tool" or getattr(m, "tool_calls", None)]
+        if tools:
+            raise ConsoleError(f"This server does not run tools; message(s) {', '.join(tools)} are tool messages.")
+        if not turns or turns[-1].role != "user":
             raise ConsoleError(
-                "Send one user message (plus optional system messages): this server answers single-turn chats, "
-                f"and this request has {len(turns)} other messages ({', '.join(m.role for m in turns) or 'none'})."
+                "The last message must be the user's (the one to answer); this request ends with "
+                f"{turns[-1].role if turns else 'no user or assistant message'}."
             )
-        return _text(turns[0]), "\n\n".join(system)
+        history = [{"role": m.role, "content": _text(m)} for m in turns[:-1]]
+        return history, _text(turns[-1]), "\n\n".join(system)
 
 
 class CompletionRequest(SamplingRequest):
@@ -149,8 +156,8 @@ def models() -> dict[str, Any]:
 
 @router.post("/chat/completions", response_model=None)
 def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
-    prompt, system = request.prompt_and_system()
-    stream = stream_completion(request.model, prompt, request.settings(system))
+    history, prompt, system = request.conversation()
+    stream = stream_completion(request.model, prompt, request.settings(system), history)
     if request.stream:
         return _sse(stream, "chat.completion.chunk", request.include_usage, chat=True)
     text = "".join(stream)

@@ -36,6 +36,7 @@ class Sequential(CompositionMethod):
         return f" · prompt: {member.template}"
 
     def answer(self, stream: "FederationStream") -> Iterator[str]:
+        """A chat's earlier turns reach the first stage only, the one that reads the request."""
         from federation.engine import Activation, Generation
         from federation.run import Stage
 
@@ -51,6 +52,7 @@ class Sequential(CompositionMethod):
                 Activation(members=(member,), scales=(1.0,)),
                 caller=stream.caller,
                 target=stream.federation.id,
+                history=stream.history if index == 0 else (),
             )
             if index == len(members) - 1:
                 yield from generation_stream
