@@ -71,7 +71,7 @@ def test_upload_train_download_flow_over_http(client, models_dir, peer_data, tmp
 
     models = client.get("/models", params={"kind": "base"}).json()
     tiny = next(m for m in models["items"] if m["id"] == "tiny-llama")
-    assert tiny["ready"] and tiny["base"]["architecture"] == "LlamaForCausalLM"
+    assert tiny["error"] is None and tiny["architecture"] == "LlamaForCausalLM" and tiny["parameters"] > 0
     assert client.get("/models/tiny-llama").json()["kind"] == "base"
 
     submitted = client.post(
@@ -89,10 +89,12 @@ def test_upload_train_download_flow_over_http(client, models_dir, peer_data, tmp
     assert "completed" in client.get(f"/experiments/{job_id}/log").json()
 
     model = client.get("/models/identity_tiny").json()
-    assert model["kind"] == "adapter" and model["adapter"]["job_id"] == job_id
+    assert model["kind"] == "adapter" and model["details"]["job_id"] == job_id and model["id"] == "identity_tiny@v1"
+    assert model["base_model"] == "tiny-llama" and model["details"]["dataset"]["name"] == "identity"
     assert [v["version"] for v in model["versions"]] == [1]
-    assert client.get("/models/identity_tiny@v1").json()["adapter"]["version"] == 1
-    assert client.get("/models", params={"kind": "adapter"}).json()["items"][0]["id"] == "identity_tiny"
+    assert client.get("/models/identity_tiny@v1").json()["version"] == 1
+    assert client.get("/models", params={"kind": "adapter"}).json()["items"][0]["id"] == "identity_tiny@v1"
+    assert client.get("/models", params={"search": "identity"}).json()["total"] == 1
     assert client.get("/adapters").json()["items"][0]["name"] == "identity_tiny"
 
     evaluated = client.post(
@@ -110,6 +112,7 @@ def test_upload_train_download_flow_over_http(client, models_dir, peer_data, tmp
     assert listed_runs["total"] == 1 and listed_runs["items"][0]["id"] == run_id
     assert client.get("/evaluations", params={"target": "ghost"}).json()["total"] == 0
     assert "exact_match" in client.get(f"/evaluations/{run_id}/report").text
+    assert client.get("/models/identity_tiny").json()["evaluations"][0]["run"] == run_id
     finished_run = client.post(f"/evaluations/{run_id}/cancel")
     assert finished_run.status_code == 409 and "already completed" in finished_run.json()["error"]["message"]
 
