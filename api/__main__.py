@@ -4,8 +4,8 @@ import argparse
 
 import uvicorn
 
-from api.access import is_loopback
 from api.app import create_app
+from services.access import ConsoleError, check_can_serve
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -13,8 +13,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8502)
     args = parser.parse_args(argv)
-    if not is_loopback(args.host):
-        parser.error(f"--host {args.host}: the API has no access control yet, so it binds loopback addresses only.")
+    try:
+        check_can_serve(args.host)  # beyond loopback, callers need tokens, so an admin must exist to make them
+    except ConsoleError as error:
+        parser.error(f"--host {args.host}: {error}")
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
 
 

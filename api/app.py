@@ -2,7 +2,7 @@
 
 from fastapi import Depends, FastAPI
 
-from api.access import AccessPolicy, loopback_only
+from api.access import AccessPolicy, console_access
 from api.errors import install_error_handlers
 from api.routes import adapters, datasets, evaluations, experiments, federations, mappings, models, openai, serving
 
@@ -19,8 +19,9 @@ ROUTERS = (
 )
 
 
-def create_app(access: AccessPolicy = loopback_only) -> FastAPI:
-    """`access` runs before every route (see api.access); the default answers loopback callers only."""
+def create_app(access: AccessPolicy = console_access) -> FastAPI:
+    """`access` runs before every route (see api.access): by default per-user API tokens with the console's
+    roles, and an open console (no accounts) answers this machine."""
     app = FastAPI(
         title="RMN LoRA Console API",
         version="1",

@@ -263,7 +263,7 @@ def test_access_policy_is_loopback_by_default_and_pluggable(registry):
 
     remote = TestClient(create_app(), client=("203.0.113.9", 50000))
     refused = remote.get("/datasets")
-    assert refused.status_code == 403 and "loopback" in refused.json()["error"]["message"]
+    assert refused.status_code == 401 and "203.0.113.9 is another machine" in refused.json()["error"]["message"]
 
     def token_policy(authorization: str | None = Header(default=None)) -> None:
         if authorization != "Bearer s3cret":
@@ -299,4 +299,4 @@ def test_the_server_refuses_to_bind_beyond_loopback():
     result = subprocess.run(
         [sys.executable, "-m", "api", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=120
     )
-    assert result.returncode == 2 and "loopback" in result.stderr
+    assert result.returncode == 2 and "no admin account yet" in result.stderr

@@ -35,7 +35,9 @@ def world(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("openai")
-    base = build_tiny_model(root / "models" / "tiny-llama", corpus=DEFAULT_CORPUS + PLAN_PROMPTS)
+    # Its own seed: the engine's cache is keyed by the weights' fingerprint, which leaves out the tokenizer, so
+    # another test file's tiny model with the same seed (same weights, another corpus) would be served instead.
+    base = build_tiny_model(root / "models" / "tiny-llama", corpus=DEFAULT_CORPUS + PLAN_PROMPTS, seed=16)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RMN_LORA_HOME", str(root / "registry"))
         patch.setenv("RMN_LORA_MODELS", str(root / "models"))
