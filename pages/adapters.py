@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, done, human_size, paginate, show_broken, show_error
+from pages.endpoints import deploy_panel
 from services.evaluation import adapter_before_after
 from services.health import broken_files
 from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
@@ -110,6 +111,8 @@ elif adapters:
         )
         if actions[1].button("Delete", key="adapter_delete", icon=":material/delete:"):
             confirm_delete(chosen.name, chosen.version)
+        with st.expander("Deploy to a serving endpoint", icon=":material/rocket_launch:"):
+            deploy_panel(chosen.name, chosen.version)
         with st.expander("Use outside the console"):
             for title, command in chosen.usage_commands().items():
                 st.caption(title)

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, plain
+from pages.common import attempt, done, plain
 from pages.session import act_as_session_user, can
 from services.access import ConsoleError, Role, has_users, list_accounts
 from services.api_tokens import create_token, list_tokens, revoke_token
@@ -16,8 +16,6 @@ st.caption(
 )
 
 actor = act_as_session_user()  # this run acts as the signed-in user, whoever ran the page
-if flash := st.session_state.pop("api_token_flash", None):
-    st.success(plain(flash), icon=":material/check_circle:")
 if not has_users():
     st.info(
         "This console is open (this machine only, no accounts), and so is its API: it answers this machine without "
@@ -85,5 +83,4 @@ if tokens is not None:
         if right.button("Revoke", key="api_token_revoke", icon=":material/key_off:"):
             revoked = attempt(lambda: revoke_token(chosen), "retry_token_revoke")
             if revoked is not None:
-                st.session_state["api_token_flash"] = f"Revoked {revoked.id} ({revoked.name}) of {revoked.username}."
-                st.rerun()
+                done(f"Revoked {revoked.id} ({revoked.name}) of {revoked.username}.", rerun="app")

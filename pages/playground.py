@@ -13,12 +13,13 @@ from pages.common import (
     put_generation_settings,
     show_error,
 )
+from pages.endpoints import remote_playground
 from services.federation import list_federations
 from services.playground import PROMPT_TEMPLATES, HistoryEntry, Target, clear_history, list_history, start_run
 from services.runtime import inference_engine
 from services.training import adapter_versions, list_adapters, list_base_models
 
-KINDS = {"base": "Base model", "adapter": "Adapter", "federation": "Saved federation"}
+KINDS = {"base": "Base model", "adapter": "Adapter", "federation": "Saved federation", "remote": "Serving endpoint"}
 GEN = "pg_gen_"
 
 
@@ -39,9 +40,8 @@ def load_entry(entry: HistoryEntry) -> None:
     put_generation_settings(GEN, entry.settings)
 
 
-def pick_target() -> Target | None:
+def pick_target(kind: str) -> Target | None:
     """The target selector; None (with what to do next) when there is nothing of that kind yet."""
-    kind = st.radio("Run on", list(KINDS), format_func=KINDS.get, horizontal=True, key="pg_kind")
     if kind == "base":
         models = [m.id for m in attempt(list_base_models, "retry_pg_bases") or [] if m.ready]
         if not models:
@@ -148,9 +148,14 @@ st.caption(
     "Try a prompt on a base model, one adapter version or a saved federation. Every run is saved in the "
     "history below, with its settings and what it cost."
 )
+kind = st.radio("Run on", list(KINDS), format_func=KINDS.get, horizontal=True, key="pg_kind")
+if kind == "remote":
+    st.caption("A model of an OpenAI-compatible server (Settings → Serving endpoints); remote runs are not kept here.")
+    remote_playground("pg_remote_prompt", GEN)
+    st.stop()
 form, output = st.columns([2, 3], gap="large")
 with form:
-    target = pick_target()
+    target = pick_target(kind)
     if "pg_prompt" not in st.session_state:
         st.session_state["pg_template"] = next(iter(PROMPT_TEMPLATES))
         apply_template()

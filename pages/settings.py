@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, done, model_widget, show_error
+from pages.endpoints import endpoints_section
 from services import settings as config
 
 st.title(":material/settings: Settings")
@@ -123,3 +124,5 @@ if rows:
         ),
         hide_index=True,
     )
+
+endpoints_section()
