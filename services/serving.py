@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from federation.engine import GenerationSettings, GenerationStream
 from federation.run import FederationStream
 from federation.store import list_federations
+from registry.access import Role, requires
 from registry.errors import ConsoleError, NotFound
 from registry.layout import open_registry
 from services.playground import Target, open_stream
@@ -112,6 +113,7 @@ def resolve_model(model: str) -> Target:
     return Target(kind="adapter", ref=record.name, version=record.version if version else None)
 
 
+@requires(Role.PRACTITIONER, "serving.load_lora_adapter")
 def load_lora_adapter(lora_name: str, lora_path: str) -> Target:
     """vLLM's `load_lora_adapter`: serve the registry adapter version at `lora_path` as model `lora_name`.
 
@@ -136,6 +138,7 @@ def load_lora_adapter(lora_name: str, lora_path: str) -> Target:
     return target
 
 
+@requires(Role.PRACTITIONER, "serving.unload_lora_adapter")
 def unload_lora_adapter(lora_name: str) -> None:
     with _aliases_lock:
         if _aliases.pop(lora_name, None) is None:

@@ -118,6 +118,10 @@ def test_the_api_acts_as_the_tokens_user_with_the_consoles_roles(people):
         assert client.get("/datasets", headers=bearer(viewer)).json()["total"] == 0
         forbidden = client.post("/datasets/upload", headers=bearer(viewer), **upload)
         assert forbidden.status_code == 403 and "val may not datasets.upload" in forbidden.json()["error"]["message"]
+        adapter_call = client.post(
+            "/v1/load_lora_adapter", headers=bearer(viewer), json={"lora_name": "x", "lora_path": "/tmp"}
+        )
+        assert adapter_call.status_code == 403, "loading adapters into the server needs a practitioner"
         assert client.post("/datasets/upload", headers=bearer(practitioner), **upload).status_code == 201
         assert client.get("/datasets", headers=bearer(viewer)).json()["items"][0]["name"] == "a"
 
