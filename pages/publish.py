@@ -146,6 +146,7 @@ def follow(job_id: str) -> None:
 # This session's last publish, or (after a reload, from another tab) the newest one still running.
 running = [j.id for j in attempt(catalog.publish_jobs, "retry_publish_jobs") or [] if j.status not in FINISHED]
 if job_id := st.session_state.get("publish_job") or next(iter(running), None):
+    st.session_state["publish_job"] = job_id  # followed to its end: its result or reason stays on the page
     job = attempt(lambda: catalog.publish_job(job_id), "retry_publish_state")
     if job is not None and job.status not in FINISHED:
         follow(job_id)

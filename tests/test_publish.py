@@ -385,3 +385,31 @@ def test_a_publish_job_interrupted_by_a_restart_is_on_disk_and_starts_again(publ
     assert again.status.value == "completed", again.error
     assert again.restarted_from == job_id and again.task == job.task
     assert get_package("after-restart").verification.passed
+
+
+def test_the_publish_page_follows_a_waiting_publish_job_and_cancels_it(published_world):
+    """A publish job waits for a free slot (the limit is shared with training); Publish shows it to any session
+    (here a fresh one, as after a reload) with its state, and its Cancel button cancels it."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from services.models import submit_publish
+    from services.runtime import job_manager
+
+    manager = job_manager()
+    limit = manager.concurrency
+    manager.set_concurrency(0)  # no free slot: the job stays queued while the page is looked at
+    try:
+        job_id = submit_publish("other", merge=True, name="waiting")
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+        at.switch_page("pages/publish.py").run()
+        assert not at.exception
+        assert any("Publishing waiting from other v1" in m.value and job_id in m.value for m in at.markdown)
+        assert "waiting for a free job slot" in at.get("progress")[0].proto.text
+        at.button(key="publish_cancel").click().run()
+        assert manager.get(job_id).status.value == "cancelled"
+        at.run()  # the fragment's next tick (AppTest runs no timers) finds it finished and redraws the page
+        assert any("Not published (cancelled)" in e.value for e in at.error)
+    finally:
+        manager.set_concurrency(limit)
