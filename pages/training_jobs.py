@@ -264,7 +264,7 @@ def act(action, message: str, key: str) -> None:
 
 def job_card(job: JobState) -> None:
     progress = manager().progress(job.id)
-    with st.container(border=True):
+    with st.container(border=True, key=f"job_card_{job.id}"):  # the key names the card's element (st-key-...)
         head, action = st.columns([5, 1])
         head.markdown(
             f"**{plain(job.config.adapter_name)}** {STATUS_BADGES[job.status]}  \n"
