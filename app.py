@@ -4,8 +4,18 @@ import streamlit as st
 from streamlit import config as streamlit_config
 
 from pages.common import plain, show_flash
-from pages.session import act_as_session_user, forget, sync_cookie
-from services.access import LOCAL, ConsoleError, Role, allowed, auth_required, check_can_serve, logout, set_default_user
+from pages.session import act_as_session_user, forget, sso_claims, sync_cookie
+from services.access import (
+    LOCAL,
+    ConsoleError,
+    Role,
+    allowed,
+    auth_required,
+    check_can_serve,
+    logout,
+    set_default_user,
+    sso_sign_out,
+)
 from services.datasets import prune_scratch
 from services.settings import get_settings
 from services.training import warm_training_stack
@@ -32,10 +42,10 @@ try:
 except ConsoleError as error:
     st.error(plain(error), icon=":material/lock:")
     st.stop()
+actor = act_as_session_user()
 required = auth_required(address)
 # A run that forgets to set the user (a new code path, a thread) may read but never write while sign-in is on.
 set_default_user(None if required else LOCAL)
-actor = act_as_session_user()
 sync_cookie()
 
 if actor is None:
@@ -46,8 +56,12 @@ if actor is None:
 def sign_out() -> None:
     logout(st.session_state.get("session_token"))
     forget()
+    if single_sign_on:
+        sso_sign_out(actor)
+        st.logout()  # Streamlit's server clears its identity cookie (and asks the provider to end its session)
 
 
+single_sign_on = sso_claims() is not None
 home = st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)
 account = [
     st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),

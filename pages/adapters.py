@@ -7,6 +7,7 @@ import streamlit as st
 
 from pages.common import attempt, done, human_size, paginate, show_broken, show_error
 from pages.endpoints import deploy_panel
+from pages.session import may
 from services.evaluation import adapter_before_after
 from services.health import broken_files
 from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
@@ -109,7 +110,9 @@ elif adapters:
             key="adapter_download",
             on_click="ignore",
         )
-        if actions[1].button("Delete", key="adapter_delete", icon=":material/delete:"):
+        if may(delete_adapter, why="Deleting an adapter") and actions[1].button(
+            "Delete", key="adapter_delete", icon=":material/delete:"
+        ):
             confirm_delete(chosen.name, chosen.version)
         with st.expander("Deploy to a serving endpoint", icon=":material/rocket_launch:"):
             deploy_panel(chosen.name, chosen.version)

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, done, paginate, show_error
+from pages.session import may
 from services import mappings
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
@@ -19,7 +20,9 @@ st.caption("Raw retailer data as it arrives, before harmonization. Filter, previ
 
 def generate_panel() -> None:
     st.info("No raw sources yet — run `make demo` or generate the sample sources here.")
-    if st.button("Generate sample sources", key="generate_sources", type="primary"):
+    if may(mappings.generate_sample_sources, why="Generating sample sources") and st.button(
+        "Generate sample sources", key="generate_sources", type="primary"
+    ):
         sources = attempt(mappings.generate_sample_sources, "retry_generate_sources")
         if sources is not None:
             done(f"Generated {len(sources)} sample raw sources: {', '.join(s.id for s in sources)}.", rerun="app")

@@ -19,9 +19,8 @@ from pages.common import (
     show_broken,
     show_error,
 )
-from pages.session import can
+from pages.session import may
 from services import datasets as library
-from services.access import Role
 from services.datasets import DatasetKind, QualityReport, suggest_name
 from services.health import broken_files
 
@@ -289,7 +288,14 @@ def dataset_detail(names: list[str]) -> None:
 
 show_broken(attempt(lambda: broken_files("datasets"), "retry_broken") or [])
 records = attempt(library.list_datasets, "retry_list")
-writer = can(Role.PRACTITIONER)  # viewers read; the services would refuse their writes anyway
+# Viewers read; the services would refuse their writes anyway.
+writer = may(
+    library.stage_upload,
+    library.import_dataset,
+    library.delete_dataset,
+    library.validate_dataset,
+    why="Uploading, validating and deleting datasets",
+)
 if records is not None and writer and upload_panel(empty=not records):
     # List again so the new dataset is in the table and selected below on this run, not only after the next click.
     records = attempt(library.list_datasets, "retry_list_imported")

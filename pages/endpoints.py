@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, done, generation_settings, plain, show_error
+from pages.session import may
 from services.deploy import (
     ServingEndpoint,
     delete_endpoint,
@@ -49,7 +50,7 @@ def endpoints_section() -> None:
             models = attempt(lambda: remote_models(name), "retry_endpoint_check")
             if models is not None:
                 st.success(plain(f"{name} answers and serves {len(models)} model(s): {', '.join(models) or 'none'}."))
-        if remove.button("Remove", key="endpoint_remove", icon=":material/delete:"):
+        if may(delete_endpoint) and remove.button("Remove", key="endpoint_remove", icon=":material/delete:"):
             try:
                 delete_endpoint(name)
             except Exception as error:  # noqa: BLE001 — shown as a readable error
@@ -58,6 +59,8 @@ def endpoints_section() -> None:
                 done(f"Removed endpoint {name}.", rerun="app")
     elif endpoints is not None:
         st.caption("No endpoints yet.")
+    if not may(save_endpoint, why="Adding or removing an endpoint"):
+        return
     with st.form("endpoint_add", clear_on_submit=False):
         st.markdown("**Add an endpoint** (the same name replaces it)")
         left, right = st.columns(2)
@@ -99,7 +102,9 @@ def deploy_panel(adapter: str, version: int) -> None:
     lora_name = middle.text_input(
         "Served as", value=f"{adapter}@v{version}", key=f"deploy_name_{adapter}_{version}", max_chars=128
     )
-    if right.button("Deploy", type="primary", key="deploy_go", icon=":material/rocket_launch:"):
+    if may(deploy_adapter, why="Deploying") and right.button(
+        "Deploy", type="primary", key="deploy_go", icon=":material/rocket_launch:"
+    ):
         deployed = attempt(
             lambda: deploy_adapter(adapter, version, endpoint=endpoint, lora_name=lora_name.strip() or None),
             "retry_deploy",

@@ -8,6 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from pages.common import attempt, paginate, show_error
+from pages.session import fragment, may
 from services.datasets import list_datasets
 from services.evaluation import (
     FINISHED,
@@ -75,7 +76,7 @@ run_tab, results_tab, compare_tab = st.tabs(["Run", "Results", "Compare"], defau
 with run_tab:
     targets = attempt(_targets, "retry_eval_targets")
     datasets = attempt(list_datasets, "retry_eval_datasets")
-    if targets is not None and datasets is not None:
+    if may(run_evaluation, why="Running an evaluation") and targets is not None and datasets is not None:
         if not datasets:
             st.info("No datasets yet: import an evaluation set on the Dataset Library page.")
         else:
@@ -128,7 +129,7 @@ with run_tab:
                         st.session_state["eval_selected"] = run_id
                         st.rerun()
 
-    @st.fragment(run_every=2)
+    @fragment(run_every=2)
     def active_runs() -> None:
         runs = [r for r in list_evaluations() if r.status not in FINISHED]
         if not runs:
@@ -140,7 +141,9 @@ with run_tab:
                 left.progress(
                     run.fraction, text=f"{run.id} · {run.label} · {run.status.value} · {run.done}/{run.total}"
                 )
-                if right.button("Cancel", key=f"eval_cancel_{run.id}", icon=":material/cancel:"):
+                if may(cancel_evaluation) and right.button(
+                    "Cancel", key=f"eval_cancel_{run.id}", icon=":material/cancel:"
+                ):
                     try:
                         cancel_evaluation(run.id)
                     except Exception as error:  # noqa: BLE001

@@ -18,9 +18,8 @@ from pages.common import (
     show_broken,
     show_error,
 )
-from pages.session import can
+from pages.session import may
 from services import datasets as library
-from services.access import Role
 from services.demo import missing_demo_datasets, submit_demo_adapters
 from services.federation import (
     APPROXIMATIONS,
@@ -290,7 +289,7 @@ def saved_panel(saved: list[Federation]) -> None:
             st.session_state["fed_active"] = federation
             st.session_state.pop("fed_result", None)
             st.rerun()
-    if delete.button("Delete", key="fed_delete", icon=":material/delete:"):
+    if may(delete_federation) and delete.button("Delete", key="fed_delete", icon=":material/delete:"):
         confirm_delete(next(f for f in saved if f.id == picked))
 
 
@@ -307,7 +306,7 @@ def active_panel() -> None:
             st.markdown(f"**Federation ID:** `{federation.id}` {badge}  \n{plain(federation.name)}")
             stack(federation)
             router_panel(federation)
-            if st.button(
+            if may(save_federation, why="Saving a federation") and st.button(
                 "Save",
                 icon=":material/save:",
                 key="fed_save",
@@ -557,7 +556,7 @@ def demo_adapters_button() -> None:
         "model); they train on the Training Jobs page in about 16 minutes on a 2-core CPU."
     )
     label = "Load the demo data and train the demo adapters" if missing else "Train the demo adapters"
-    if st.button(label, key="fed_demo_adapters", icon=":material/model_training:"):
+    if may(submit_demo_adapters) and st.button(label, key="fed_demo_adapters", icon=":material/model_training:"):
         with st.spinner("Preparing the demo…"):
             job_ids = attempt(lambda: submit_demo_adapters(load_demo_data=True), "retry_fed_demo")
         if job_ids is not None:
@@ -576,7 +575,7 @@ compose_col, active_col = st.columns(2, gap="large")
 with compose_col:
     st.subheader("Compose Federation")
     with st.container(border=True):
-        if not can(Role.PRACTITIONER):
+        if not may(compose_federation):
             st.info(
                 "Your role can test saved federations but not compose them; ask an admin for the practitioner role."
             )

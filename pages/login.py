@@ -3,10 +3,20 @@
 import streamlit as st
 
 from pages.common import plain
-from pages.session import remember
+from pages.session import remember, sso_configured
 from services.access import MIN_PASSWORD, ConsoleError, has_users, login, signup
 
 st.title("RMN LoRA Console")
+if sso_configured():
+    if refused := st.session_state.get("sso_error"):
+        st.error(plain(refused), icon=":material/error:")
+        if st.button("Sign out of single sign-on", key="sso_sign_out", icon=":material/logout:"):
+            st.session_state.pop("sso_state", None)
+            st.session_state.pop("sso_error", None)
+            st.logout()
+    elif st.button("Sign in with single sign-on", key="sso_sign_in", type="primary", icon=":material/key:"):
+        st.login()  # to the organisation's OIDC provider and back; the app maps the identity to an account
+    st.caption("Or sign in with a console account:")
 sign_in, sign_up = st.tabs([":material/login: Sign in", ":material/person_add: Sign up"])
 
 with sign_in, st.form("login_form"):

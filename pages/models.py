@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, human_size, paginate, show_error
+from pages.session import may
 from services import models as catalog
 
 KIND_LABELS = {"All": None, "Base models": "base", "Adapters": "adapter", "Packages": "package"}
@@ -29,27 +30,66 @@ def confirm_delete(entry: catalog.ModelEntry) -> None:
         st.rerun()
 
 
-with st.expander("Register a local base model folder", icon=":material/add_circle:"):
-    with st.form("register_model", clear_on_submit=False, border=False):
-        left, right = st.columns([1, 2])
-        name = left.text_input("Name", max_chars=64, key="register_name", help="Letters, digits, '_', '-' or '.'.")
-        path = right.text_input(
-            "Folder on this machine",
-            key="register_path",
-            max_chars=1000,
-            help="A Hugging Face model folder: config.json, *.safetensors weights and a tokenizer. Pickled weights "
-            "(.bin, .pt) and models that need their own code (auto_map) are refused.",
+def register_form() -> None:
+    with st.expander("Register a local base model folder", icon=":material/add_circle:"):
+        with st.form("register_model", clear_on_submit=False, border=False):
+            left, right = st.columns([1, 2])
+            name = left.text_input("Name", max_chars=64, key="register_name", help="Letters, digits, '_', '-' or '.'.")
+            path = right.text_input(
+                "Folder on this machine",
+                key="register_path",
+                max_chars=1000,
+                help="A Hugging Face model folder: config.json, *.safetensors weights and a tokenizer. Pickled weights "
+                "(.bin, .pt) and models that need their own code (auto_map) are refused.",
+            )
+            if st.form_submit_button("Register", icon=":material/add:"):
+                try:
+                    entry = catalog.register_base_model(name.strip(), path.strip())
+                except Exception as error:  # noqa: BLE001 — the reason is shown, nothing was registered
+                    st.error(str(error), icon=":material/error:")
+                else:
+                    st.session_state["models_flash"] = (
+                        f"Registered {entry.name}: {entry.architecture}, {entry.parameters:,} parameters."
+                    )
+                    st.rerun()
+
+
+if may(catalog.register_base_model, why="Registering, editing and deleting models"):
+    register_form()
+
+
+def edit_and_delete(entry: catalog.ModelEntry) -> None:
+    """Description, tags and Delete: shown only to a role the models service lets write."""
+    with st.form(f"edit_{entry.kind}_{entry.name}", border=False):
+        description = st.text_area(
+            "Description", value=entry.description, max_chars=2000, height=80, key=f"desc_{entry.kind}_{entry.name}"
         )
-        if st.form_submit_button("Register", icon=":material/add:"):
+        tag_text = st.text_input(
+            "Tags (comma-separated)",
+            value=", ".join(entry.tags),
+            max_chars=500,
+            key=f"tags_{entry.kind}_{entry.name}",
+        )
+        if st.form_submit_button("Save description and tags", icon=":material/save:"):
             try:
-                entry = catalog.register_base_model(name.strip(), path.strip())
-            except Exception as error:  # noqa: BLE001 — the reason is shown, nothing was registered
+                catalog.update_model(
+                    entry.name, entry.kind, description=description, tags=[t for t in tag_text.split(",")]
+                )
+            except Exception as error:  # noqa: BLE001
                 st.error(str(error), icon=":material/error:")
             else:
-                st.session_state["models_flash"] = (
-                    f"Registered {entry.name}: {entry.architecture}, {entry.parameters:,} parameters."
-                )
+                st.session_state["models_flash"] = f"Saved the description and tags of {entry.name}."
                 st.rerun()
+    deletable = entry.kind != "base" or entry.source == "registered"
+    if st.button(
+        "Delete",
+        key="model_delete",
+        icon=":material/delete:",
+        disabled=not deletable,
+        help=None if deletable else "Only registered folders can be removed; this one is built in or cached.",
+    ):
+        confirm_delete(entry)
+
 
 if flash := st.session_state.pop("models_flash", None):
     st.success(flash, icon=":material/check_circle:")
@@ -137,35 +177,8 @@ elif entries:
                         )
             if entry.details.get("serve_command"):
                 st.code(entry.details["serve_command"], language="bash")
-        with st.form(f"edit_{entry.kind}_{entry.name}", border=False):
-            description = st.text_area(
-                "Description", value=entry.description, max_chars=2000, height=80, key=f"desc_{entry.kind}_{entry.name}"
-            )
-            tag_text = st.text_input(
-                "Tags (comma-separated)",
-                value=", ".join(entry.tags),
-                max_chars=500,
-                key=f"tags_{entry.kind}_{entry.name}",
-            )
-            if st.form_submit_button("Save description and tags", icon=":material/save:"):
-                try:
-                    catalog.update_model(
-                        entry.name, entry.kind, description=description, tags=[t for t in tag_text.split(",")]
-                    )
-                except Exception as error:  # noqa: BLE001
-                    st.error(str(error), icon=":material/error:")
-                else:
-                    st.session_state["models_flash"] = f"Saved the description and tags of {entry.name}."
-                    st.rerun()
-        deletable = entry.kind != "base" or entry.source == "registered"
-        if st.button(
-            "Delete",
-            key="model_delete",
-            icon=":material/delete:",
-            disabled=not deletable,
-            help=None if deletable else "Only registered folders can be removed; this one is built in or cached.",
-        ):
-            confirm_delete(entry)
+        if may(catalog.update_model, catalog.delete_model):
+            edit_and_delete(entry)
         if entry.kind != "package":
             runs = attempt(lambda: catalog.model_evaluations(entry), "retry_model_evaluations")
             if runs:

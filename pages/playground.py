@@ -14,6 +14,7 @@ from pages.common import (
     show_error,
 )
 from pages.endpoints import remote_playground
+from pages.session import may
 from services.federation import list_federations
 from services.playground import PROMPT_TEMPLATES, HistoryEntry, Target, clear_history, list_history, start_run
 from services.runtime import inference_engine
@@ -139,7 +140,7 @@ def history_panel() -> None:
         args=(by_id[chosen],),
         help="Put this run's target, prompt and settings back into the form",
     )
-    if clear.button("Clear history", key="pg_history_clear", icon=":material/delete_sweep:"):
+    if may(clear_history) and clear.button("Clear history", key="pg_history_clear", icon=":material/delete_sweep:"):
         confirm_clear()
 
 

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages.common import attempt, human_size, plain, show_error
-from pages.session import fragment
+from pages.session import fragment, may
 from services import models as catalog
 from services.federation import list_federations
 from services.training import FINISHED, adapter_versions, cancel_job, job_manager, list_adapters
@@ -17,7 +17,9 @@ st.caption(
 
 adapters = attempt(list_adapters, "retry_publish_adapters")
 federations = attempt(list_federations, "retry_publish_federations")
-if adapters is not None and not adapters:
+if not may(catalog.submit_publish, why="Publishing a package"):
+    st.page_link("pages/models.py", label="Published packages are on Models", icon=":material/deployed_code:")
+elif adapters is not None and not adapters:
     st.info("No adapters yet. Train one on **Training Jobs** or with **Train Model**; then publish it here.")
     st.page_link("pages/train_wizard.py", label="Train a model", icon=":material/model_training:")
 elif adapters:
@@ -128,7 +130,7 @@ def follow(job_id: str) -> None:
     with st.container(border=True):
         head, action = st.columns([5, 1], vertical_alignment="center")
         head.markdown(f"**Publishing {plain(job.label)}** · `{job.id}` · {job.status.value}")
-        if action.button("Cancel", key="publish_cancel", icon=":material/cancel:"):
+        if may(job_manager().cancel) and action.button("Cancel", key="publish_cancel", icon=":material/cancel:"):
             try:
                 cancel_job(job_id)
             except Exception as error:  # noqa: BLE001 — the reason is shown

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import done, plain, show_error
+from pages.session import may
 from services import ConsoleError, NotFound, mappings
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
@@ -16,7 +17,9 @@ st.caption("How each retailer's raw fields become RMIS fields. Field status is c
 
 def install_panel() -> None:
     st.info("No mappings yet — run `make demo` or install the demo mappings here.")
-    if st.button("Install demo mappings and sample data", key="install_demo_mappings", type="primary"):
+    if may(mappings.install_demo_data, why="Installing the demo") and st.button(
+        "Install demo mappings and sample data", key="install_demo_mappings", type="primary"
+    ):
         try:
             mappings.install_demo_data()
         except Exception as error:  # noqa: BLE001 — a readable error, never a traceback
@@ -125,16 +128,19 @@ def pending_edits(state: dict, version: str) -> None:
 
 def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[mappings.FieldStatus]) -> None:
     revision = f"{mapping.slug}_{mapping.version}"  # a new version starts a fresh editor
+    writer = may(mappings.save_mapping, why="Saving a mapping")
     status = st.selectbox(
         "Status",
         ["active", "draft"],
         index=["active", "draft"].index(mapping.status),
         format_func=str.title,
         key=f"mapping_status_{revision}",
+        disabled=not writer,
     )
     edited = st.data_editor(
         mappings.editor_rows(mapping, statuses),
         key=f"mapping_editor_{revision}",
+        disabled=not writer,
         num_rows="dynamic",
         hide_index=True,
         height=(len(mapping.fields) + 2) * 35 + 3,  # every field visible, plus room for a new row
@@ -163,7 +169,7 @@ def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[m
     pending_edits(st.session_state.get(f"mapping_editor_{revision}", {}), mapping.version)
     test_column, save_column = st.columns(2)
     test = test_column.button("Test mapping", key="test_mapping", width="stretch")
-    save_clicked = save_column.button(
+    save_clicked = writer and save_column.button(
         "Save mapping (bumps version)",
         key="save_mapping",
         type="primary",
@@ -185,8 +191,15 @@ def editor_tab(mapping: mappings.Mapping, sample: pd.DataFrame, statuses: list[m
 
 def yaml_tab(mapping: mappings.Mapping) -> None:
     text = mappings.get_mapping_yaml(mapping.retailer)
-    edited = st.text_area("Mapping YAML", value=text, height=520, key=f"mapping_yaml_{mapping.slug}_{mapping.version}")
-    if st.button("Save YAML (bumps version)", key="save_mapping_yaml", type="primary"):
+    writer = may(mappings.save_mapping, why="Saving a mapping")
+    edited = st.text_area(
+        "Mapping YAML",
+        value=text,
+        height=520,
+        key=f"mapping_yaml_{mapping.slug}_{mapping.version}",
+        disabled=not writer,
+    )
+    if writer and st.button("Save YAML (bumps version)", key="save_mapping_yaml", type="primary"):
         save(edited, mapping)
 
 
@@ -226,7 +239,7 @@ def generator_tab(mapping: mappings.Mapping) -> None:
         key=f"generate_share_{mapping.slug}",
         help="Examples kept out of training for the evaluation split (enum values are always trained on).",
     )
-    if st.button(
+    if may(mappings.generate_training_data, why="Generating a dataset") and st.button(
         f"Generate SFT dataset from {mapping.retailer} v{mapping.version}",
         key="generate_dataset",
         type="primary",

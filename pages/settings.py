@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages.common import attempt, done, model_widget, show_error
 from pages.endpoints import endpoints_section
+from pages.session import may
 from services import settings as config
 
 st.title(":material/settings: Settings")
@@ -54,58 +55,59 @@ if problem := attempt(config.settings_file_problem, "retry_settings_problem"):
 rows = attempt(config.settings_table, "retry_settings")
 if rows:
     current = {row.name: row for row in rows}
-    with st.form("settings_form"):
-        st.subheader("Editable")
-        left, right = st.columns(2)
-        values = {
-            "max_concurrent_jobs": setting(
-                "max_concurrent_jobs", "Max concurrent jobs", left, "Applied at once.", step=1
-            ),
-            "max_loaded_models": setting(
-                "max_loaded_models",
-                "Max loaded models",
-                right,
-                "Applied at once (least recently used models are unloaded).",
-                step=1,
-            ),
-            "cpu_hour_price": setting("cpu_hour_price", "Price per CPU-hour (USD)", left, step=0.01, format="%.2f"),
-            "gpu_hour_price": setting("gpu_hour_price", "Price per GPU-hour (USD)", right, step=0.01, format="%.2f"),
-            "page_size": setting("page_size", "Rows per page", left, step=5),
-            "theme": setting("theme", "Theme", right, "Applied on the next page load."),
-        }
-        defaults_text = st.text_area(
-            "Training defaults (JSON)",
-            value=json.dumps(current["training_defaults"].value, indent=1),
-            height=100,
-            max_chars=4000,
-            help=current["training_defaults"].description
-            + ' e.g. {"epochs": 2, "lora_r": 32}. Checked by the same rules as a job.',
-            disabled=not current["training_defaults"].editable,
-            key="settings_training_defaults",
-        )
-        submitted = st.form_submit_button("Save", type="primary", icon=":material/save:")
-    if submitted:
-        try:
-            parsed = json.loads(defaults_text or "{}")
-        except ValueError as error:
-            st.error(f"Training defaults are not valid JSON: {error}.", icon=":material/error:")
-        else:
-            changes = {
-                name: value
-                for name, value in {**values, "training_defaults": parsed}.items()
-                if current[name].editable and value is not None and value != current[name].value
+    if may(config.update_settings, config.restore_defaults, why="Changing settings"):
+        with st.form("settings_form"):
+            st.subheader("Editable")
+            left, right = st.columns(2)
+            values = {
+                "max_concurrent_jobs": setting(
+                    "max_concurrent_jobs", "Max concurrent jobs", left, "Applied at once.", step=1
+                ),
+                "max_loaded_models": setting(
+                    "max_loaded_models",
+                    "Max loaded models",
+                    right,
+                    "Applied at once (least recently used models are unloaded).",
+                    step=1,
+                ),
+                "cpu_hour_price": setting("cpu_hour_price", "Price per CPU-hour (USD)", left, step=0.01, format="%.2f"),
+                "gpu_hour_price": setting("gpu_hour_price", "Price per GPU-hour (USD)", right, step=0.01, format="%.2f"),
+                "page_size": setting("page_size", "Rows per page", left, step=5),
+                "theme": setting("theme", "Theme", right, "Applied on the next page load."),
             }
-            if not changes:
-                st.info("Nothing changed.", icon=":material/info:")
+            defaults_text = st.text_area(
+                "Training defaults (JSON)",
+                value=json.dumps(current["training_defaults"].value, indent=1),
+                height=100,
+                max_chars=4000,
+                help=current["training_defaults"].description
+                + ' e.g. {"epochs": 2, "lora_r": 32}. Checked by the same rules as a job.',
+                disabled=not current["training_defaults"].editable,
+                key="settings_training_defaults",
+            )
+            submitted = st.form_submit_button("Save", type="primary", icon=":material/save:")
+        if submitted:
+            try:
+                parsed = json.loads(defaults_text or "{}")
+            except ValueError as error:
+                st.error(f"Training defaults are not valid JSON: {error}.", icon=":material/error:")
             else:
-                try:
-                    config.update_settings(**changes)
-                except Exception as error:  # noqa: BLE001 — the reason is shown, nothing was saved
-                    st.error(str(error), icon=":material/error:")
+                changes = {
+                    name: value
+                    for name, value in {**values, "training_defaults": parsed}.items()
+                    if current[name].editable and value is not None and value != current[name].value
+                }
+                if not changes:
+                    st.info("Nothing changed.", icon=":material/info:")
                 else:
-                    done(f"Saved: {', '.join(sorted(changes))}.", rerun="app")
-    if st.button("Restore defaults", key="settings_restore", icon=":material/restart_alt:"):
-        confirm_restore()
+                    try:
+                        config.update_settings(**changes)
+                    except Exception as error:  # noqa: BLE001 — the reason is shown, nothing was saved
+                        st.error(str(error), icon=":material/error:")
+                    else:
+                        done(f"Saved: {', '.join(sorted(changes))}.", rerun="app")
+        if st.button("Restore defaults", key="settings_restore", icon=":material/restart_alt:"):
+            confirm_restore()
 
     st.subheader("What the console runs with")
     st.dataframe(

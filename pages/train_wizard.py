@@ -6,6 +6,7 @@ from typing import Any
 import streamlit as st
 
 from pages.common import attempt, field_shape, human_size, job_widget, load_demo_button, model_widget
+from pages.session import may
 from services import datasets as library
 from services.settings import new_job_values
 from services.training import (
@@ -17,6 +18,7 @@ from services.training import (
     field_errors,
     fits_objective,
     get_job_status,
+    job_manager,
     list_base_models,
     submit_config,
 )
@@ -213,10 +215,11 @@ with st.container(border=True):
         summary = {k: v for k, v in candidate().items() if v not in (None, "")}
         st.json(summary, expanded=True)
         launched_job = st.session_state.get("wizard_job")
+        writer = may(job_manager().submit, why="Launching a job")
         if st.button(
             "Launch",
             type="primary",
-            disabled=config is None or launched_job is not None,
+            disabled=config is None or launched_job is not None or not writer,
             icon=":material/rocket_launch:",
             key="wizard_launch",
             help="Launched; start over to train another." if launched_job else None,

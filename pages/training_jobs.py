@@ -22,9 +22,8 @@ from pages.common import (
     show_error,
     show_flash,
 )
-from pages.session import can, fragment
+from pages.session import fragment, may
 from services import datasets as library
-from services.access import Role
 from services.health import broken_files
 from services.settings import new_job_values
 from services.training import (
@@ -271,7 +270,7 @@ def job_card(job: JobState) -> None:
             f"`{job.id}` · {job.config.objective.upper()} · {plain(job.config.train_dataset)}"
         )
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-            if action.button("Cancel", key=f"cancel_{job.id}", icon=":material/cancel:"):
+            if may(manager().cancel) and action.button("Cancel", key=f"cancel_{job.id}", icon=":material/cancel:"):
                 act(
                     lambda: manager().cancel(job.id),
                     f"Cancel requested for {job.config.adapter_name} ({job.id}).",
@@ -325,7 +324,8 @@ def job_detail(job: JobState) -> None:
     if job.final_metrics:
         st.json(job.final_metrics, expanded=False)
     actions = st.columns(4)
-    if job.status in RESUMABLE and manager().latest_checkpoint(job_id):
+    writer = may(manager().resume, manager().restart, manager().submit)
+    if writer and job.status in RESUMABLE and manager().latest_checkpoint(job_id):
         if actions[0].button(
             "Resume", key=f"resume_{job_id}", icon=":material/play_arrow:", help="Continue from the last checkpoint"
         ):
@@ -334,11 +334,15 @@ def job_detail(job: JobState) -> None:
                 f"{job.config.adapter_name} queued to resume from its last checkpoint.",
                 "retry_resume",
             )
-    if job.status in FINISHED and actions[1].button(
-        "Restart", key=f"restart_{job_id}", icon=":material/restart_alt:", help="A new job, same config"
+    if (
+        writer
+        and job.status in FINISHED
+        and actions[1].button(
+            "Restart", key=f"restart_{job_id}", icon=":material/restart_alt:", help="A new job, same config"
+        )
     ):
         act(lambda: manager().restart(job_id), f"Restarted {job.config.adapter_name} as a new job.", "retry_restart")
-    if actions[2].button(
+    if writer and actions[2].button(
         "Clone config",
         key=f"clone_{job_id}",
         icon=":material/content_copy:",
@@ -402,7 +406,7 @@ with queue_col:
 with form_col:
     st.subheader("Create training job")
     datasets = attempt(library.list_datasets, "retry_datasets")
-    if not can(Role.PRACTITIONER):
+    if not may(manager().submit):
         st.info("Your role can follow jobs but not start them; ask an admin for the practitioner role.")
     elif datasets:
         job_form(datasets)

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import attempt, done, plain
-from pages.session import can, remember
+from pages.session import may, remember, sso_configured
 from services.access import (
     MIN_PASSWORD,
     ROLE_HELP,
@@ -17,6 +17,8 @@ from services.access import (
     list_accounts,
     login,
     set_role,
+    set_sso_default_role,
+    sso_default_role,
     unlock_user,
 )
 
@@ -31,6 +33,10 @@ def first_admin_form() -> None:
         "admin account to turn sign-in on (needed before the console may listen on other addresses).",
         icon=":material/lock_open:",
     )
+    if sso_configured() and st.button(
+        "Sign in with single sign-on as the admin", key="first_admin_sso", icon=":material/key:"
+    ):
+        st.login()  # the console's first account is its admin, whichever way it is made
     with st.form("first_admin"):
         username = st.text_input("Admin username", max_chars=32, key="first_admin_username")
         email = st.text_input("E-mail (optional)", max_chars=254, key="first_admin_email")
@@ -60,6 +66,7 @@ def users_table() -> None:
                 "Username": [u.username for u in users],
                 "E-mail": [u.email for u in users],
                 "Role": [u.role.label for u in users],
+                "Signs in with": ["single sign-on" if u.sso else "password" for u in users],
                 "Created": [u.created for u in users],
                 "Last sign-in": [u.last_login for u in users],
                 "Locked until": [u.locked_until for u in users],
@@ -97,6 +104,30 @@ def users_table() -> None:
                 done(f"Deleted {name}.", rerun="app")
 
 
+def sso_panel() -> None:
+    """The role an account made by single sign-on starts with (its first sign-in creates it)."""
+    st.subheader("Single sign-on")
+    current = sso_default_role()
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    role = left.selectbox(
+        "Role of a new single-sign-on account",
+        ROLES,
+        index=ROLES.index(current),
+        format_func=lambda r: r.label,
+        key="sso_default_role",
+        help="Someone who signs in through the identity provider for the first time gets an account with this "
+        "role (an existing account with the e-mail the provider confirmed is used instead).",
+    )
+    if right.button("Save", key="sso_default_role_save", icon=":material/save:", disabled=role == current):
+        try:
+            set_sso_default_role(role)
+        except ConsoleError as error:
+            st.error(plain(error), icon=":material/error:")
+        else:
+            st.session_state["users_flash"] = f"New single-sign-on accounts are now {role.label}."
+            st.rerun()
+
+
 def add_user_form() -> None:
     st.subheader("Add a user")
     with st.form("add_user", clear_on_submit=True):
@@ -116,8 +147,10 @@ def add_user_form() -> None:
 
 if not has_admin():
     first_admin_form()
-elif not can(Role.ADMIN):
+elif not may(set_role, create_user, delete_user, unlock_user):
     st.warning("Only admins manage users. Ask an admin to change your role.", icon=":material/block:")
 else:
     users_table()
     add_user_form()
+    if sso_configured():
+        sso_panel()

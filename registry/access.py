@@ -78,6 +78,9 @@ class User(BaseModel):
     failed_logins: int = 0
     locked_until: datetime | None = None
     last_login: datetime | None = None
+    sso: str | None = Field(
+        default=None, description="'issuer subject' of the single sign-on identity that signs this account in."
+    )
 
 
 class Actor(BaseModel):
@@ -103,6 +106,7 @@ class Store(BaseModel):
 
     users: dict[str, User] = Field(default_factory=dict)
     sessions: dict[str, Session] = Field(default_factory=dict)
+    sso_default_role: Role = Field(default=Role.VIEWER, description="The role of an account made by single sign-on.")
 
 
 # ---- the acting user ---------------------------------------------------------------------------------------------
@@ -139,6 +143,26 @@ def allowed(actor: Actor | None, role: Role) -> bool:
     return actor is not None and actor.role.rank >= role.rank
 
 
+def required_role(service: Callable[..., Any]) -> Role:
+    """The role a guarded service call needs (what `requires` put on it); TypeError for a call that is not guarded,
+    so a page cannot ask about a write the services do not check."""
+    role = getattr(service, "required_role", None)
+    if not isinstance(role, Role):
+        raise TypeError(f"{getattr(service, '__qualname__', service)!r} is not a guarded service call (see requires)")
+    return role
+
+
+def refusal(service: Callable[..., Any], actor: Actor | None) -> str | None:
+    """Why `actor` may not call the guarded `service`, in words; None when it may. The one rule pages use to hide
+    a write control and the services use to refuse the call."""
+    role = required_role(service)
+    if allowed(actor, role):
+        return None
+    if actor is None:
+        return f"This needs the {role.label} role; sign in first."
+    return f"This needs the {role.label} role (yours is {actor.role.label}). Ask an admin to change your role."
+
+
 def requires(role: Role, action: str | None = None) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Refuse callers below `role` with Forbidden; audit every call (ok, denied or failed) with its target, which is
     the first argument when it is text (a dataset, adapter, job or user name)."""
@@ -168,6 +192,7 @@ def requires(role: Role, action: str | None = None) -> Callable[[Callable[P, T]]
             return result
 
         guarded.required_role = role  # type: ignore[attr-defined]
+        guarded.action = name  # type: ignore[attr-defined]
         return guarded
 
     return wrap
@@ -433,6 +458,95 @@ def logout(token: str | None, registry: Registry | None = None) -> None:
     if session is not None:
         role = store.users[session.username].role.value if session.username in store.users else "-"
         audit.record(session.username, role, "access.logout", session.username, "ok")
+
+
+# ---- single sign-on (OIDC) ---------------------------------------------------------------------------------------
+
+
+class Identity(BaseModel):
+    """What an OIDC provider says about the person signing in (the ID token's claims the console uses)."""
+
+    issuer: str = Field(min_length=1, max_length=512)
+    subject: str = Field(min_length=1, max_length=512)
+    email: str = Field(default="", max_length=254)
+    email_verified: bool = False
+    preferred_username: str = Field(default="", max_length=254)
+    name: str = Field(default="", max_length=254)
+
+    @property
+    def key(self) -> str:
+        return f"{self.issuer} {self.subject}"
+
+
+def sso_account(identity: Identity, registry: Registry | None = None) -> User | None:
+    """The account this identity signs in as, if it has one (read only: called on every run)."""
+    store = _load(registry or open_registry())
+    return next((u for u in store.users.values() if u.sso == identity.key), None)
+
+
+def sso_enrol(identity: Identity, registry: Registry | None = None) -> tuple[User, str]:
+    """The account of an identity at its first single sign-on: an existing account with the same e-mail, when the
+    provider confirmed the address (linked), or a new one (created) whose role is the admin's default for single
+    sign-on, except that the console's first account is its admin. Returns (user, "existing" | "linked" |
+    "created"). A taken e-mail the provider did not confirm is refused: linking on it would hand that account to
+    whoever typed the address at the provider."""
+    with _editing(registry) as store:
+        now = datetime.now(UTC)
+        if (user := next((u for u in store.users.values() if u.sso == identity.key), None)) is not None:
+            user.last_login = now
+            return user, "existing"
+        email = identity.email.strip()
+        same = next((u for u in store.users.values() if email and u.email.casefold() == email.casefold()), None)
+        if same is not None:
+            if not identity.email_verified or same.sso is not None:
+                raise AuthError(
+                    f"An account with {email} exists already and the identity provider did not confirm that this "
+                    "sign-in owns it. Sign in with that account's password, or ask an admin."
+                )
+            same.sso, same.last_login = identity.key, now
+            return same, "linked"
+        role = store.sso_default_role if store.users else Role.ADMIN
+        user = User(
+            username=_free_username(store, identity),
+            email=email if email and EMAIL_RE.match(email) else "",
+            role=role,
+            password_hash="",  # no password: this account signs in through its provider only
+            created=now,
+            last_login=now,
+            sso=identity.key,
+        )
+        store.users[user.username] = user
+        return user, "created"
+
+
+def _free_username(store: Store, identity: Identity) -> str:
+    """A username from the provider's preferred name, the e-mail's name or the subject, made valid and unique."""
+    for wish in (identity.preferred_username, identity.email.split("@")[0], identity.name, identity.subject, "sso"):
+        base = re.sub(r"[^A-Za-z0-9_.-]+", "-", wish).strip("-_.")[:28]
+        if len(base) >= 3:
+            break
+    else:
+        base = "sso-user"
+    taken = {name.casefold() for name in store.users}
+    candidate, n = base, 1
+    while candidate.casefold() in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def sso_default_role(registry: Registry | None = None) -> Role:
+    return _load(registry or open_registry()).sso_default_role
+
+
+def set_sso_default_role(role: Role | str, registry: Registry | None = None) -> Role:
+    try:
+        role = Role(role)
+    except ValueError:
+        raise AuthError(f"Unknown role {role!r}: choose viewer, practitioner or admin.") from None
+    with _editing(registry) as store:
+        store.sso_default_role = role
+    return role
 
 
 def expire_sessions_of(username: str, registry: Registry | None = None) -> None:

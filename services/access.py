@@ -8,8 +8,14 @@ admin exists. Roles are enforced by `requires` on the service calls themselves (
 
 import argparse
 import getpass
+import hashlib
 import ipaddress
+import secrets
 import sys
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from registry import access as _access
 from registry import audit
@@ -17,8 +23,10 @@ from registry.access import (
     LOCAL,
     MIN_PASSWORD,
     ROLE_HELP,
+    SESSION_IDLE,
     Actor,
     AuthError,
+    Identity,
     Role,
     User,
     acting_as,
@@ -30,10 +38,13 @@ from registry.access import (
     login,
     logout,
     password_problems,
+    refusal,
+    required_role,
     requires,
     session_actor,
     set_acting_user,
     set_default_user,
+    sso_default_role,
 )
 from registry.audit import AuditCheck, AuditEntry
 from registry.errors import ConsoleError
@@ -45,7 +56,9 @@ __all__ = [
     "ConsoleError",
     "audit_csv",
     "ROLE_HELP",
+    "SESSION_IDLE",
     "Actor",
+    "Identity",
     "AuditCheck",
     "AuditEntry",
     "AuthError",
@@ -66,13 +79,23 @@ __all__ = [
     "list_accounts",
     "login",
     "logout",
+    "may",
     "password_problems",
+    "refusal",
+    "required_role",
     "requires",
     "session_actor",
     "set_acting_user",
     "set_default_user",
     "set_role",
+    "set_sso_default_role",
     "signup",
+    "sso_actor",
+    "sso_default_role",
+    "sso_sign_in",
+    "sso_sign_out",
+    "redeem_handoff",
+    "session_handoff",
     "unlock_user",
     "verify_audit",
 ]
@@ -127,6 +150,85 @@ create_user = requires(Role.ADMIN, "access.create_user")(_access.create_user)
 set_role = requires(Role.ADMIN, "access.set_role")(_access.set_role)
 delete_user = requires(Role.ADMIN, "access.delete_user")(_access.delete_user)
 unlock_user = requires(Role.ADMIN, "access.unlock_user")(_access.unlock_user)
+
+
+set_sso_default_role = requires(Role.ADMIN, "access.set_sso_default_role")(_access.set_sso_default_role)
+
+
+def identity_of(claims: Mapping[str, Any]) -> Identity:
+    """The identity in an OIDC provider's claims (`st.user` after `st.login`): issuer and subject at least."""
+    issuer, subject = claims.get("iss"), claims.get("sub")
+    if not isinstance(issuer, str) or not isinstance(subject, str) or not issuer or not subject:
+        raise AuthError("The identity provider sent no issuer or subject for this sign-in; ask an admin to check it.")
+    text = {k: v if isinstance(v, str) else "" for k in ("email", "preferred_username", "name") if (v := claims.get(k))}
+    try:
+        return Identity(issuer=issuer, subject=subject, email_verified=claims.get("email_verified") is True, **text)
+    except ValueError as error:
+        raise AuthError(f"The identity provider's claims are not usable here: {error}") from None
+
+
+def sso_actor(claims: Mapping[str, Any]) -> Actor | None:
+    """Who a single-sign-on browser acts as on this run: its account's current role, or None before enrolment."""
+    user = _access.sso_account(identity_of(claims))
+    return None if user is None else Actor(username=user.username, role=user.role)
+
+
+def sso_sign_in(claims: Mapping[str, Any]) -> Actor:
+    """A browser's first run after `st.login`: link or create its account (first admin rule, then the admins'
+    default role for single sign-on) and record the sign-in."""
+    identity = identity_of(claims)
+    try:
+        user, how = _access.sso_enrol(identity)
+    except AuthError as error:
+        audit.record(identity.subject[:64], "-", "access.login", identity.email[:64], "failed", f"sso: {error}")
+        raise
+    if how != "existing":
+        audit.record(user.username, user.role.value, f"access.sso_{'signup' if how == 'created' else 'link'}",
+                     user.username, "ok", identity.issuer)  # fmt: skip
+    audit.record(
+        user.username, user.role.value, "access.login", user.username, "ok", f"single sign-on {identity.issuer}"
+    )
+    return Actor(username=user.username, role=user.role)
+
+
+HANDOFF_LIFE = timedelta(seconds=60)
+_handoffs: dict[str, tuple[str, datetime]] = {}
+_handoffs_lock = threading.Lock()
+
+
+def session_handoff(token: str) -> str:
+    """A one-time code, valid for a minute, that the browser trades at the server's session route for the HttpOnly
+    cookie holding `token` (so the token itself never passes through a page script or a URL)."""
+    code = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    with _handoffs_lock:
+        for key in [k for k, (_, expires) in _handoffs.items() if expires < now]:
+            del _handoffs[key]
+        _handoffs[hashlib.sha256(code.encode()).hexdigest()] = (token, now + HANDOFF_LIFE)
+    return code
+
+
+def redeem_handoff(code: str | None) -> str | None:
+    """The session token of a live one-time code (which is spent); None for an unknown, spent or expired code, or
+    one whose session has ended meanwhile."""
+    if not isinstance(code, str) or not code or len(code) > 128:
+        return None
+    with _handoffs_lock:
+        entry = _handoffs.pop(hashlib.sha256(code.encode()).hexdigest(), None)
+    if entry is None or entry[1] < datetime.now(UTC):
+        return None
+    return entry[0] if session_actor(entry[0]) is not None else None
+
+
+def sso_sign_out(actor: Actor) -> None:
+    """Record a single-sign-on user's sign-out (Streamlit's /auth/logout then drops its identity cookie)."""
+    audit.record(actor.username, actor.role.value, "access.logout", actor.username, "ok", "single sign-on")
+
+
+def may(service: Callable[..., Any]) -> bool:
+    """Whether the acting user may call `service`, a call guarded by `requires` (pages ask `refusal` with their
+    session's user, so a write control shows exactly when the service would accept its call)."""
+    return refusal(service, acting_user()) is None
 
 
 def list_accounts() -> list[User]:

@@ -40,6 +40,7 @@ def missing_demo_datasets() -> list[str]:
     return [name for name in wanted if name not in held]
 
 
+@requires(Role.PRACTITIONER, "demo.train_adapters")
 def submit_demo_adapters(load_demo_data: bool = False) -> list[str]:
     """Queue training of the demo adapters that are not in the registry yet (on the embedded model); job ids.
 

@@ -248,3 +248,58 @@ def test_the_app_on_another_address_serves_nothing_until_an_admin_exists(registr
     finally:
         config.set_option("server.address", before)
     access.set_default_user(access.LOCAL)  # app.py set it for a server that requires sign-in
+
+
+def claims(sub: str, **extra) -> dict:
+    return {"iss": "http://localhost:5555", "sub": sub, "is_logged_in": True, "provider": "default", **extra}
+
+
+def test_single_sign_on_maps_identities_to_accounts_and_roles(registry):
+    """First admin rule, then the admins' default role; the same identity comes back to the same account."""
+    first = access.sso_sign_in(claims("a-1", email="ada@example.com", preferred_username="ada"))
+    assert (first.username, first.role) == ("ada", Role.ADMIN)
+    assert access.sso_sign_in(claims("a-1", preferred_username="renamed")) == first  # the subject decides
+    second = access.sso_sign_in(claims("b-2", email="ada@other.org", email_verified=True))
+    assert (second.username, second.role) == ("ada-2", Role.VIEWER)  # ada is taken; the default role
+    with access.acting_as(second), pytest.raises(Forbidden):
+        access.set_sso_default_role("admin")
+    with access.acting_as(first):
+        access.set_sso_default_role("practitioner")
+    third = access.sso_sign_in(claims("c-3", name="Cy Young"))
+    assert (third.username, third.role) == ("Cy-Young", Role.PRACTITIONER)
+    assert access.sso_actor(claims("c-3")) == third
+    assert access.sso_actor(claims("c-3", iss="http://elsewhere")) is None  # same subject, other issuer: no one
+    with access.acting_as(first):
+        access.set_role("Cy-Young", "viewer")
+    assert access.sso_actor(claims("c-3")).role == Role.VIEWER  # the role is read on every run
+    with pytest.raises(store.AuthError, match="Wrong username or password"):
+        access.login("ada", "")  # an account made by single sign-on has no password to guess
+    from registry.audit import entries
+
+    made = [(e.user, e.action, e.outcome) for e in entries() if "sso" in e.action and e.outcome == "ok"]
+    assert made == [
+        ("ada", "access.sso_signup", "ok"),
+        ("ada-2", "access.sso_signup", "ok"),
+        ("ada", "access.set_sso_default_role", "ok"),
+        ("Cy-Young", "access.sso_signup", "ok"),
+    ]
+    assert [e.user for e in entries() if e.action == "access.set_sso_default_role" and e.outcome == "denied"] == [
+        "ada-2"
+    ]
+
+
+def test_single_sign_on_links_an_email_only_when_the_provider_confirmed_it(registry):
+    store.create_user("root", STRONG, "admin", email="root@example.com")
+    with pytest.raises(store.AuthError, match="did not confirm"):
+        access.sso_sign_in(claims("x", email="ROOT@example.com"))  # anyone could type that address
+    linked = access.sso_sign_in(claims("r", email="root@example.com", email_verified=True))
+    assert (linked.username, linked.role) == ("root", Role.ADMIN)
+    with pytest.raises(store.AuthError, match="did not confirm"):
+        access.sso_sign_in(claims("s", email="root@example.com", email_verified=True))  # linked to "r" already
+    access.login("root", STRONG)  # the password still works
+    for bad in ({"sub": "x"}, {"iss": "", "sub": "x"}, {"iss": "i", "sub": 5}, {"iss": "i", "sub": "x" * 600}):
+        with pytest.raises(store.AuthError):
+            access.sso_sign_in(bad)
+    from registry.audit import entries
+
+    assert [e.detail for e in entries() if e.action == "access.login" and e.outcome == "failed"][0].startswith("sso:")

@@ -1,8 +1,10 @@
 """Sign-in in a real browser: a console with accounts asks for sign-in, keeps it over a reload, signs out, says
-when a password is wrong, locks an account, hides writes from a viewer (whose writes the services refuse too),
-and lets an admin change a role.
+when a password is wrong, locks an account, hides writes from a viewer on every page (whose writes the services
+refuse too), and lets an admin change a role.
 
-This server has its own registry with accounts (the shared console of the other browser tests stays open).
+This server has its own registry with accounts and one of everything (a trained adapter, a job, a federation, an
+evaluation, a playground run, a package), so every page has its write controls to hide; the shared console of the
+other browser tests stays open.
 """
 
 import json
@@ -16,17 +18,31 @@ from pathlib import Path
 
 import httpx
 import pytest
+from full_registry import build_full_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STRONG = "Correct-Horse-42"
+# The buttons a viewer may press (by key): reading, running inference, the wizard's steps.
+READ_ONLY = {"fed_load", "fed_run", "ab_run", "test_mapping", "package_check", "pg_history_load", "pg_run"}
+READ_ONLY |= {"wizard_back", "wizard_next"}
+ENABLED_BUTTONS = """() => Array.from(document.querySelectorAll(
+    '[data-testid="stMain"] [data-testid="stButton"] button, [data-testid="stMain"] [data-testid="stFormSubmitButton"] button'
+  )).filter(b => !b.disabled).map(b => {
+    const keyed = b.closest('[class*="st-key-"]');
+    const key = keyed ? [...keyed.classList].find(c => c.startsWith('st-key-')).slice(7) : '';
+    return [key, b.innerText.trim()];
+  })"""
 
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """A server on loopback whose registry has an admin, a viewer, a user to lock out and one dataset."""
-    home = tmp_path_factory.mktemp("secured-home")
+    """A server on loopback whose registry has an admin, a viewer, a user to lock out, one of everything (made as
+    the local user before the first account existed) and the dataset 'kept'."""
+    root = tmp_path_factory.mktemp("secured")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RMN_LORA_HOME", str(home))
+        patch.setenv("RMN_LORA_HOME", str(root / "registry"))
+        patch.setenv("RMN_LORA_MODELS", str(root / "models"))
+        home = build_full_registry(root, runs=True)
         from registry.access import create_user
         from services import upload_dataset
 
@@ -40,7 +56,8 @@ def secured(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = tmp_path_factory.mktemp("secured-log") / "server.log"
-    env = {**os.environ, "RMN_LORA_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "RMN_LORA_HOME": str(home), "RMN_LORA_MODELS": str(root / "models")}
+    env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port", str(port),
         "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
@@ -88,6 +105,17 @@ def test_sign_in_survives_a_reload_and_sign_out_ends_it(secured, browser_page, w
     page.reload()
     wait_for_streamlit(page)
     page.get_by_text("Signed in as").wait_for()  # the cookie brought the session back
+    cookie = next(c for c in page.context.cookies() if c["name"] == "rmn_session")
+    # Written by page script, so not HttpOnly: what limits a stolen copy is SameSite=Strict, a life no longer than
+    # the server-side session's idle limit (8 h), and the server-side session that sign-out ends.
+    assert cookie["sameSite"] == "Strict" and not cookie["httpOnly"]
+    assert 0 < cookie["expires"] - time.time() <= 8 * 3600
+    thief = page.context.browser.new_context()
+    thief.add_cookies([cookie])
+    stolen = thief.new_page()
+    stolen.goto(url)
+    wait_for_streamlit(stolen)
+    stolen.get_by_text("Signed in as").wait_for()  # a copied cookie works while the session lives...
 
     page.get_by_role("button", name="Sign out").click()
     wait_for_streamlit(page)
@@ -96,6 +124,11 @@ def test_sign_in_survives_a_reload_and_sign_out_ends_it(secured, browser_page, w
     wait_for_streamlit(page)
     page.get_by_role("button", name="Sign in").wait_for()  # signed out stays signed out
     assert page.get_by_text("Signed in as").count() == 0
+    stolen.goto(url)
+    wait_for_streamlit(stolen)
+    stolen.get_by_role("button", name="Sign in").wait_for()  # ...and is worthless once its owner signs out
+    assert stolen.get_by_text("Signed in as").count() == 0
+    thief.close()
 
 
 def test_a_wrong_password_and_then_a_lockout(secured, browser_page, wait_for_streamlit, tmp_path):
@@ -129,6 +162,20 @@ def test_a_viewer_sees_no_writes_and_the_service_refuses_them(secured, browser_p
     assert page.get_by_role("button", name="Delete").count() == 0
     assert page.get_by_role("button", name="Validate").count() == 0
     page.screenshot(path=str(tmp_path / "viewer-library.png"), full_page=True)
+    links = page.locator('[data-testid="stSidebarNav"] a')
+    paths = sorted({link.get_attribute("href").rsplit("/", 1)[-1] for link in links.all()})
+    assert len(paths) >= 18 and "audit" not in paths, paths  # every page but the admins' audit trail
+    found = {}
+    for path in paths:
+        page.goto(f"{url}/{path}")
+        wait_for_streamlit(page)
+        page.wait_for_timeout(500)  # a fragment's first run
+        assert page.get_by_test_id("stException").count() == 0, path
+        assert page.get_by_test_id("stFileUploader").count() == 0, path
+        writes = [(k, label) for k, label in page.evaluate(ENABLED_BUTTONS) if k not in READ_ONLY]
+        found[path] = [(k, label) for k, label in writes if not k.startswith(("fed_sample_", "retry_"))]
+        page.screenshot(path=str(tmp_path / f"viewer-{path or 'home'}.png"), full_page=True)
+    assert {path: buttons for path, buttons in found.items() if buttons} == {}
     page.goto(f"{url}/training_jobs")
     wait_for_streamlit(page)
     page.get_by_text("Your role can follow jobs but not start them").wait_for()
@@ -151,7 +198,7 @@ def test_a_viewer_sees_no_writes_and_the_service_refuses_them(secured, browser_p
         assert viewer is not None and viewer.role == "viewer"
         with acting_as(viewer), pytest.raises(Forbidden, match="val may not"):
             delete_dataset("kept")
-        assert [r.name for r in list_datasets()] == ["kept"]
+        assert "kept" in [r.name for r in list_datasets()]
 
 
 def test_an_admin_changes_a_role(secured, browser_page, wait_for_streamlit, tmp_path):

@@ -1,0 +1,147 @@
+"""Single sign-on in a real browser against a real OIDC provider on loopback (oidc-provider-mock, an OpenID Connect
+provider built on Authlib): Streamlit's own `st.login` sends Chromium to the provider, the provider sends it back
+with a code, Streamlit's server exchanges it and keeps the identity in its HttpOnly cookie, and the console maps the
+identity to an account: the first one is the admin, later ones get the role the admin chose for single sign-on.
+"""
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ALICE = {"email": "alice@example.com", "email_verified": True, "preferred_username": "alice", "name": "Alice"}
+BOB = {"email": "bob@example.com", "email_verified": True, "preferred_username": "bob", "name": "Bob"}
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[str]:
+    """The OIDC provider, with two people one click away on its authorize page."""
+    from oidc_provider_mock import User, run_server_in_thread
+
+    users = [User(sub="alice-sub", claims=ALICE), User(sub="bob-sub", claims=BOB)]
+    with run_server_in_thread(user_claims=users) as server:
+        yield f"http://localhost:{server.server_port}"
+
+
+@pytest.fixture(scope="module")
+def sso_console(provider, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """A console on loopback with no accounts yet, whose secrets point st.login at the provider."""
+    home = tmp_path_factory.mktemp("sso-home")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    secrets_file = tmp_path_factory.mktemp("sso-secrets") / "secrets.toml"
+    secrets_file.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        f'cookie_secret = "{secrets.token_urlsafe(32)}"\n'
+        'client_id = "rmn-console"\n'
+        f'client_secret = "{secrets.token_urlsafe(16)}"\n'
+        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n'
+    )
+    log = tmp_path_factory.mktemp("sso-log") / "server.log"
+    env = {**os.environ, "RMN_LORA_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port", str(port),
+        "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+        "--secrets.files", str(secrets_file),
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert server.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        yield url, home
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def at_provider_choose(page, wait, who: str) -> None:
+    """On the provider's authorize page, sign in as `who`; back on the console, wait for its run."""
+    page.get_by_role("heading", name="Authorize Client").wait_for(timeout=30_000)
+    assert page.url.startswith("http://localhost:")  # really at the provider
+    page.get_by_role("button", name=who).click()
+    page.wait_for_url("http://127.0.0.1:*/**", timeout=30_000)
+    wait(page)
+
+
+def test_single_sign_on_first_admin_default_role_and_sign_out(sso_console, browser_page, wait_for_streamlit, tmp_path):
+    url, home = sso_console
+    page = browser_page
+    page.goto(f"{url}/users")
+    wait_for_streamlit(page)
+    page.get_by_role("button", name="Sign in with single sign-on as the admin").click()
+    at_provider_choose(page, wait_for_streamlit, "alice-sub")
+    signed = page.get_by_text("Signed in as")
+    signed.wait_for()
+    assert "alice" in signed.inner_text() and "Admin" in signed.inner_text()
+    identity = {c["name"]: c for c in page.context.cookies()}
+    assert identity["_streamlit_user"]["httpOnly"]  # Streamlit's server set it: page scripts cannot read it
+    assert "rmn_session" not in identity
+
+    page.goto(f"{url}/users")
+    wait_for_streamlit(page)
+    page.get_by_text("Role of a new single-sign-on account").wait_for()
+    page.get_by_test_id("stSelectbox").filter(has_text="Role of a new single-sign-on account").click()
+    page.get_by_role("option", name="ML practitioner").click()
+    wait_for_streamlit(page)
+    page.get_by_role("button", name="Save", exact=True).click()
+    wait_for_streamlit(page)
+    page.get_by_text("New single-sign-on accounts are now ML practitioner").wait_for()
+    page.screenshot(path=str(tmp_path / "sso-users.png"), full_page=True)
+
+    page.reload()
+    wait_for_streamlit(page)
+    page.get_by_text("Signed in as").wait_for()  # the identity cookie survives a reload
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="End session").click(timeout=30_000)  # the provider's end-session page
+    page.wait_for_url("http://127.0.0.1:*/**", timeout=30_000)
+    wait_for_streamlit(page)
+    page.get_by_role("button", name="Sign in with single sign-on").wait_for()
+    assert page.get_by_text("Signed in as").count() == 0
+    assert "_streamlit_user" not in {c["name"] for c in page.context.cookies()}
+
+    page.get_by_role("button", name="Sign in with single sign-on").click()
+    at_provider_choose(page, wait_for_streamlit, "bob-sub")
+    signed = page.get_by_text("Signed in as")
+    signed.wait_for()
+    assert "bob" in signed.inner_text() and "ML practitioner" in signed.inner_text()
+    page.screenshot(path=str(tmp_path / "sso-bob.png"), full_page=True)
+    page.goto(f"{url}/users")
+    wait_for_streamlit(page)
+    page.get_by_text("Only admins manage users").wait_for()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(home))
+        from registry.access import list_users
+        from registry.audit import entries, verify
+
+        accounts = {u.username: (u.role.value, u.email, u.sso) for u in list_users()}
+        issuer = accounts["alice"][2].split(" ")[0]
+        assert issuer.startswith("http://localhost:")
+        assert accounts == {
+            "alice": ("admin", "alice@example.com", f"{issuer} alice-sub"),
+            "bob": ("practitioner", "bob@example.com", f"{issuer} bob-sub"),
+        }
+        trail = [(e.user, e.action, e.outcome) for e in entries()]
+        assert ("alice", "access.sso_signup", "ok") in trail and ("bob", "access.sso_signup", "ok") in trail
+        assert ("alice", "access.set_sso_default_role", "ok") in trail
+        assert ("alice", "access.logout", "ok") in trail
+        assert verify().ok
