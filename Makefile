@@ -62,7 +62,7 @@ demo: venv
 # Training and inference threads share the 2 cores of a small machine: idle OpenMP workers sleep instead of spinning.
 run: venv model demo
 	$(OFFLINE) $(PY) -m services.access check-serve '$(HOST)'
-	OMP_WAIT_POLICY=PASSIVE $(OFFLINE) $(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+	OMP_WAIT_POLICY=PASSIVE $(OFFLINE) $(PY) -m streamlit run serve.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 # The HTTP API over the same registry, beside (or instead of) the Streamlit console; loopback only until API tokens exist.
 api: venv model

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages.common import plain
-from pages.session import remember, sso_configured
+from pages.session import cookies_served, remember, sso_configured
 from services.access import MIN_PASSWORD, ConsoleError, has_users, login, signup
 
 st.title("RMN LoRA Console")
@@ -34,6 +34,8 @@ with sign_in, st.form("login_form"):
                 remember(token)
                 st.rerun()
     st.caption("No account yet? Open **Sign up** above.")
+    if not cookies_served():
+        st.caption("This server was started without serve.py (`make run`), so a sign-in lasts until the tab reloads.")
 
 with sign_up:
     if not has_users():

@@ -4,15 +4,17 @@ every script run (and fragment run) so the services know who acts.
 Two ways in. Single sign-on: `st.login` sends the browser to the organisation's OIDC provider, and Streamlit's
 server keeps the identity in its own signed, HttpOnly cookie; each run maps that identity to a console account.
 Password sign-in: the cookie holds a random session token (the registry keeps only its SHA-256, so sign-out and an
-admin revoke it server-side); it is written by a small script, because a Streamlit page has no call that sets a
-cookie in the HTTP response, so it cannot be HttpOnly: it is SameSite=Strict and lives 8 hours (the server-side
-session's idle limit), and the token is worthless once its session ends.
+admin revoke it server-side). A page script cannot set a cookie in an HTTP response, so the console's server
+(serve.py, an `st.App`) mounts two routes of ours: after sign-in the page sends the browser to
+/_rmn/session/open with a one-time code, and that response sets the cookie HttpOnly (no script can read it),
+SameSite=Strict, for 8 hours (the session's idle limit); sign-out goes through /_rmn/session/close, which ends the
+session and clears the cookie. Started without serve.py (`streamlit run app.py`), sign-in lasts for the tab.
 """
 
 import functools
 import json
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import streamlit as st
 
@@ -24,15 +26,64 @@ from services.access import (
     Role,
     allowed,
     auth_required,
+    logout,
+    redeem_handoff,
     refusal,
     session_actor,
+    session_handoff,
     set_acting_user,
     sso_actor,
     sso_sign_in,
 )
 
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
 COOKIE = "rmn_session"
 COOKIE_MAX_AGE_S = int(SESSION_IDLE.total_seconds())
+ROUTES = "/_rmn/session"
+_mounted: list[bool] = [False]
+
+
+def session_routes() -> list["Route"]:
+    """The HTTP routes that set and clear the HttpOnly session cookie (serve.py mounts them on Streamlit's server).
+
+    /open?code=... trades a one-time code from `session_handoff` for the cookie; a navigation from another site
+    is refused (Sec-Fetch-Site), so nobody can sign a browser in as someone else. /close ends the session named by
+    the cookie and clears it. Both answer with a redirect to the console."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Route
+
+    async def open_session(request: "Request") -> "Response":
+        response = RedirectResponse("/", status_code=303)
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return response
+        token = await run_in_threadpool(redeem_handoff, request.query_params.get("code"))
+        if token is not None:
+            response.set_cookie(
+                COOKIE, token, max_age=COOKIE_MAX_AGE_S, path="/", httponly=True, samesite="strict",
+                secure=request.url.scheme == "https",
+            )  # fmt: skip
+        return response
+
+    async def close_session(request: "Request") -> "Response":
+        await run_in_threadpool(logout, request.cookies.get(COOKIE))
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    _mounted[0] = True
+    return [Route(f"{ROUTES}/open", open_session), Route(f"{ROUTES}/close", close_session)]
+
+
+def cookies_served() -> bool:
+    """Whether this process serves the session routes (started through serve.py), so a sign-in survives reloads."""
+    return _mounted[0]
+
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -127,20 +178,24 @@ def remember(token: str) -> None:
 
 
 def forget() -> None:
-    """After sign-out: drop the token here and clear the cookie on the next run."""
-    st.session_state.pop("session_token", None)
+    """After sign-out: drop the token here and, for a password session, clear the cookie on the next run."""
+    password_session = st.session_state.pop("session_token", None) is not None
     st.session_state.pop("sso_state", None)
     st.session_state["signed_out"] = True  # the cookie Streamlit read when this tab connected is stale now
-    st.session_state["cookie_action"] = "clear"
+    if password_session:
+        st.session_state["cookie_action"] = "clear"
 
 
 def sync_cookie() -> None:
-    """Write or clear the session cookie once, in a run that is not cut short by a rerun."""
+    """After a sign-in or sign-out, send the browser once through the session route that sets or clears the
+    cookie (the tab reloads onto the console)."""
     action = st.session_state.pop("cookie_action", None)
+    if not cookies_served():
+        return
     if action == "set" and (token := st.session_state.get("session_token")):
-        value = f"{COOKIE}={token}; path=/; max-age={COOKIE_MAX_AGE_S}; SameSite=Strict"
+        target = f"{ROUTES}/open?code={session_handoff(token)}"
     elif action == "clear":
-        value = f"{COOKIE}=; path=/; max-age=0; SameSite=Strict"
+        target = f"{ROUTES}/close"
     else:
         return
-    st.html(f"<script>document.cookie = {json.dumps(value)};</script>", unsafe_allow_javascript=True)
+    st.html(f"<script>window.location.replace({json.dumps(target)});</script>", unsafe_allow_javascript=True)

@@ -303,3 +303,39 @@ def test_single_sign_on_links_an_email_only_when_the_provider_confirmed_it(regis
     from registry.audit import entries
 
     assert [e.detail for e in entries() if e.action == "access.login" and e.outcome == "failed"][0].startswith("sso:")
+
+
+def test_the_session_routes_set_an_httponly_cookie_for_a_one_time_code(registry):
+    """serve.py's routes: the cookie is set by the server's response (HttpOnly, SameSite=Strict, 8 h), for a code
+    that works once, within a minute, from the console's own pages; /close ends the session and clears it."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from pages.session import COOKIE, session_routes
+
+    store.create_user("root", STRONG, "admin")
+    token, _ = access.login("root", STRONG)
+    client = TestClient(Starlette(routes=session_routes()), follow_redirects=False)
+    code = access.session_handoff(token)
+    first = client.get("/_rmn/session/open", params={"code": code})
+    assert first.status_code == 303 and first.headers["location"] == "/"
+    cookie = first.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}={token};")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=28800" in cookie
+    assert "secure" not in cookie.lower()  # plain http on loopback; https gets Secure
+    assert "set-cookie" not in client.get("/_rmn/session/open", params={"code": code}).headers  # spent
+    assert "set-cookie" not in client.get("/_rmn/session/open", params={"code": "made-up"}).headers
+    lured = access.session_handoff(token)
+    cross = client.get("/_rmn/session/open", params={"code": lured}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert "set-cookie" not in cross.headers  # another site cannot sign this browser in
+    stale = access.session_handoff(token)
+    for key, (value, _) in list(access._handoffs.items()):
+        access._handoffs[key] = (value, datetime.now(UTC) - timedelta(seconds=1))
+    assert "set-cookie" not in client.get("/_rmn/session/open", params={"code": stale}).headers  # expired
+
+    client.cookies.set(COOKIE, token)
+    closed = client.get("/_rmn/session/close")
+    assert closed.status_code == 303 and closed.headers["set-cookie"].startswith(f'{COOKIE}="";')
+    assert access.session_actor(token) is None  # the server-side session is gone: a copied cookie is worthless
+    late = access.session_handoff(token)
+    assert "set-cookie" not in client.get("/_rmn/session/open", params={"code": late}).headers

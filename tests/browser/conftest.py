@@ -110,7 +110,8 @@ def _free_port() -> int:
 
 
 class ConsoleServer:
-    """One `streamlit run app.py` on a free loopback port against a registry; stop() ends it as SIGTERM would."""
+    """One `streamlit run serve.py` (app.py plus the session routes) on a free loopback port against a registry;
+    stop() ends it as SIGTERM would."""
 
     def __init__(self, home: Path, models: Path, log_path: Path):
         self.port = _free_port()
@@ -125,7 +126,7 @@ class ConsoleServer:
             "PYTHONUNBUFFERED": "1",
         }
         command = [
-            sys.executable, "-m", "streamlit", "run", "app.py",
+            sys.executable, "-m", "streamlit", "run", "serve.py",
             "--server.address", "127.0.0.1",
             "--server.port", str(self.port),
             "--server.headless", "true",
@@ -153,7 +154,7 @@ class ConsoleServer:
 
 @pytest.fixture(scope="session")
 def console_url(console_home: Path, console_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Start `streamlit run app.py` on a free loopback port against the temp registry; stop it after the session."""
+    """Start `streamlit run serve.py` on a free loopback port against the temp registry; stop it after the session."""
     server = ConsoleServer(console_home, console_models, tmp_path_factory.mktemp("streamlit") / "server.log")
     try:
         yield server.url

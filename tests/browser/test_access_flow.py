@@ -59,7 +59,7 @@ def secured(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     env = {**os.environ, "RMN_LORA_HOME": str(home), "RMN_LORA_MODELS": str(root / "models")}
     env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [
-        sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port", str(port),
+        sys.executable, "-m", "streamlit", "run", "serve.py", "--server.address", "127.0.0.1", "--server.port", str(port),
         "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
     with log.open("wb") as out:
@@ -106,10 +106,11 @@ def test_sign_in_survives_a_reload_and_sign_out_ends_it(secured, browser_page, w
     wait_for_streamlit(page)
     page.get_by_text("Signed in as").wait_for()  # the cookie brought the session back
     cookie = next(c for c in page.context.cookies() if c["name"] == "rmn_session")
-    # Written by page script, so not HttpOnly: what limits a stolen copy is SameSite=Strict, a life no longer than
-    # the server-side session's idle limit (8 h), and the server-side session that sign-out ends.
-    assert cookie["sameSite"] == "Strict" and not cookie["httpOnly"]
+    # Set by the server's own response (serve.py's session route): no page script can read it. A copy taken some
+    # other way lives no longer than the session's idle limit (8 h) and dies with the server-side session.
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert 0 < cookie["expires"] - time.time() <= 8 * 3600
+    assert page.evaluate("document.cookie").find("rmn_session") == -1
     thief = page.context.browser.new_context()
     thief.add_cookies([cookie])
     stolen = thief.new_page()
