@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 COOKIE = "rmn_session"
 COOKIE_MAX_AGE_S = int(SESSION_IDLE.total_seconds())
 ROUTES = "/_rmn/session"
+P = ParamSpec("P")
+T = TypeVar("T")
 _mounted: list[bool] = [False]
 
 
@@ -82,10 +84,6 @@ def session_routes() -> list["Route"]:
 def cookies_served() -> bool:
     """Whether this process serves the session routes (started through serve.py), so a sign-in survives reloads."""
     return _mounted[0]
-
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 
 def sso_configured() -> bool:
