@@ -108,9 +108,10 @@ def _toast(message: str) -> None:
 def load_demo_button(key: str) -> None:
     """The way out of an empty registry on every page that has nothing to show yet: the demo's raw sources,
     mappings and datasets (what `make run` seeds), then the page again with them."""
-    if st.button("Load the demo data", key=key, icon=":material/dataset:"):
-        from services.demo import seed_demo
+    from pages.session import may
+    from services.demo import seed_demo
 
+    if may(seed_demo) and st.button("Load the demo data", key=key, icon=":material/dataset:"):
         with st.spinner("Generating the demo sources, mappings and datasets…"):
             names = attempt(seed_demo, f"retry_{key}")
         if names is not None:

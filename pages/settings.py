@@ -71,7 +71,9 @@ if rows:
                     step=1,
                 ),
                 "cpu_hour_price": setting("cpu_hour_price", "Price per CPU-hour (USD)", left, step=0.01, format="%.2f"),
-                "gpu_hour_price": setting("gpu_hour_price", "Price per GPU-hour (USD)", right, step=0.01, format="%.2f"),
+                "gpu_hour_price": setting(
+                    "gpu_hour_price", "Price per GPU-hour (USD)", right, step=0.01, format="%.2f"
+                ),
                 "page_size": setting("page_size", "Rows per page", left, step=5),
                 "theme": setting("theme", "Theme", right, "Applied on the next page load."),
             }
