@@ -21,6 +21,9 @@ import pytest
 from full_registry import build_full_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Written while a timed benchmark held the machine (no browser test may start then), so not yet run in Chromium:
+# run this file, fix what it finds, and drop the mark.
+pytestmark = pytest.mark.xfail(reason="not yet run in Chromium (machine held by a timed benchmark)", strict=False)
 STRONG = "Correct-Horse-42"
 # The buttons a viewer may press (by key): reading, running inference, the wizard's steps.
 READ_ONLY = {"fed_load", "fed_run", "ab_run", "test_mapping", "package_check", "pg_history_load", "pg_run"}

@@ -17,6 +17,9 @@ import httpx
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Written while a timed benchmark held the machine (no browser test may start then), so not yet run in Chromium:
+# run this file, fix what it finds, and drop the mark.
+pytestmark = pytest.mark.xfail(reason="not yet run in Chromium (machine held by a timed benchmark)", strict=False)
 ALICE = {"email": "alice@example.com", "email_verified": True, "preferred_username": "alice", "name": "Alice"}
 BOB = {"email": "bob@example.com", "email_verified": True, "preferred_username": "bob", "name": "Bob"}
 
