@@ -9,9 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 STRONG = "Correct-Horse-42"
-PAGES = sorted(
-    p.name for p in (ROOT / "pages").glob("*.py") if p.stem not in {"__init__", "common", "session", "login"}
-)
+HELPERS = {"__init__", "common", "session", "login", "endpoints"}  # modules of pages/ that are not pages
+PAGES = sorted(p.name for p in (ROOT / "pages").glob("*.py") if p.stem not in HELPERS)
 # The only buttons a viewer may press: reading, running inference, moving through the wizard, signing out.
 READ_ONLY = {
     "sign_out",
