@@ -124,8 +124,7 @@ def sso_panel() -> None:
         except ConsoleError as error:
             st.error(plain(error), icon=":material/error:")
         else:
-            st.session_state["users_flash"] = f"New single-sign-on accounts are now {role.label}."
-            st.rerun()
+            done(f"New single-sign-on accounts are now {role.label}.", rerun="app")
 
 
 def add_user_form() -> None:
