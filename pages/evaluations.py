@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import attempt, paginate, show_error
+from pages.common import attempt, done, paginate, show_error
 from pages.session import fragment, may
 from services.datasets import list_datasets
 from services.evaluation import (
@@ -44,8 +44,6 @@ st.caption(
     "Score a base model, an adapter or a saved federation on a dataset with references (or DPO pairs), then "
     "compare runs: every difference comes with its paired significance."
 )
-if flash := st.session_state.pop("eval_flash", None):
-    st.success(flash, icon=":material/check_circle:")
 
 
 def _targets() -> dict[str, str | None]:
@@ -125,9 +123,10 @@ with run_tab:
                     except Exception as error:  # noqa: BLE001 — shown as a readable error, nothing queued
                         show_error(error, "retry_eval_submit")
                     else:
-                        st.session_state["eval_flash"] = f"Queued {run_id}."
                         st.session_state["eval_selected"] = run_id
-                        st.rerun()
+                        # a toast, not an alert above the tabs: an element that comes and goes before them makes
+                        # the next rerun draw new tabs, which throws the user back to the first one
+                        done(f"Queued {run_id}.", rerun="app")
 
     @fragment(run_every=2)
     def active_runs() -> None:
