@@ -3,8 +3,6 @@
 import streamlit as st
 from streamlit import config as streamlit_config
 
-from pages.common import plain, show_flash
-from pages.session import act_as_session_user, forget, sso_claims, sync_cookie
 from services.access import (
     LOCAL,
     ConsoleError,
@@ -19,6 +17,8 @@ from services.access import (
 from services.datasets import prune_scratch
 from services.settings import get_settings
 from services.training import warm_training_stack
+from views.common import plain, show_flash
+from views.session import act_as_session_user, forget, sso_claims, sync_cookie
 
 st.set_page_config(page_title="RMN LoRA Console", page_icon=":material/hub:", layout="wide")
 # The theme is a console-wide setting: Streamlit sends the theme options with every run, so a change made on the
@@ -49,7 +49,7 @@ set_default_user(None if required else LOCAL)
 sync_cookie()
 
 if actor is None:
-    st.navigation([st.Page("pages/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+    st.navigation([st.Page("views/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
     st.stop()
 
 
@@ -62,41 +62,41 @@ def sign_out() -> None:
 
 
 single_sign_on = sso_claims() is not None
-home = st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)
+home = st.Page("views/home.py", title="Home", icon=":material/home:", default=True)
 account = [
-    st.Page("pages/users.py", title="Users", icon=":material/group:", url_path="users"),
-    st.Page("pages/api_tokens.py", title="API tokens", icon=":material/key:", url_path="api_tokens"),
+    st.Page("views/users.py", title="Users", icon=":material/group:", url_path="users"),
+    st.Page("views/api_tokens.py", title="API tokens", icon=":material/key:", url_path="api_tokens"),
 ]
 if allowed(actor, Role.ADMIN) and required:
-    account.append(st.Page("pages/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"))
+    account.append(st.Page("views/audit.py", title="Audit trail", icon=":material/policy:", url_path="audit"))
 navigation = st.navigation(
     {
         "": [home],
         "Training Management": [
-            st.Page("pages/training_jobs.py", title="Training Jobs", icon=":material/model_training:"),
-            st.Page("pages/train_wizard.py", title="Train Model", icon=":material/route:"),
-            st.Page("pages/adapters.py", title="Adapters", icon=":material/extension:"),
-            st.Page("pages/models.py", title="Models", icon=":material/deployed_code:"),
-            st.Page("pages/publish.py", title="Publish", icon=":material/package_2:"),
-            st.Page("pages/evaluations.py", title="Evaluations", icon=":material/fact_check:"),
+            st.Page("views/training_jobs.py", title="Training Jobs", icon=":material/model_training:"),
+            st.Page("views/train_wizard.py", title="Train Model", icon=":material/route:"),
+            st.Page("views/adapters.py", title="Adapters", icon=":material/extension:"),
+            st.Page("views/models.py", title="Models", icon=":material/deployed_code:"),
+            st.Page("views/publish.py", title="Publish", icon=":material/package_2:"),
+            st.Page("views/evaluations.py", title="Evaluations", icon=":material/fact_check:"),
         ],
         "Federation & Composition": [
-            st.Page("pages/federations.py", title="Federation", icon=":material/hub:"),
-            st.Page("pages/playground.py", title="Playground", icon=":material/science:"),
+            st.Page("views/federations.py", title="Federation", icon=":material/hub:"),
+            st.Page("views/playground.py", title="Playground", icon=":material/science:"),
         ],
         "Datasets & Mappings": [
-            st.Page("pages/dataset_library.py", title="Dataset Library", icon=":material/dataset:"),
-            st.Page("pages/schema_mappings.py", title="Schema Mappings", icon=":material/schema:"),
-            st.Page("pages/data_browser.py", title="Data Browser", icon=":material/table_view:"),
+            st.Page("views/dataset_library.py", title="Dataset Library", icon=":material/dataset:"),
+            st.Page("views/schema_mappings.py", title="Schema Mappings", icon=":material/schema:"),
+            st.Page("views/data_browser.py", title="Data Browser", icon=":material/table_view:"),
         ],
         "Analytics & Monitoring": [
-            st.Page("pages/training_metrics.py", title="Training Metrics", icon=":material/show_chart:"),
-            st.Page("pages/performance.py", title="Performance Dashboard", icon=":material/speed:"),
-            st.Page("pages/system_health.py", title="System Health", icon=":material/monitor_heart:"),
+            st.Page("views/training_metrics.py", title="Training Metrics", icon=":material/show_chart:"),
+            st.Page("views/performance.py", title="Performance Dashboard", icon=":material/speed:"),
+            st.Page("views/system_health.py", title="System Health", icon=":material/monitor_heart:"),
         ],
         "Workspace": [
-            st.Page("pages/activity.py", title="Activity", icon=":material/history:"),
-            st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
+            st.Page("views/activity.py", title="Activity", icon=":material/history:"),
+            st.Page("views/settings.py", title="Settings", icon=":material/settings:"),
         ],
         "Account": account,
     },

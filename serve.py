@@ -6,6 +6,6 @@ their own responses, so it is HttpOnly (no page script can read it) as well as S
 
 import streamlit as st
 
-from pages.session import session_routes
+from views.session import session_routes
 
 app = st.App("app.py", routes=session_routes())

@@ -35,7 +35,7 @@ def fill_registry(home: Path, count: int) -> None:
 def rerun_seconds(home: Path) -> float:
     """Median wall time of a rerun of the page, the first (cold) run excluded."""
     os.environ["RMN_LORA_HOME"] = str(home)
-    app = AppTest.from_file(str(ROOT / "pages" / "dataset_library.py"), default_timeout=120).run()
+    app = AppTest.from_file(str(ROOT / "views" / "dataset_library.py"), default_timeout=120).run()
     assert not app.exception, app.exception
     times = []
     for _ in range(RERUNS):

@@ -63,7 +63,7 @@ PROBE_PROMPTS = (
 VERIFY_TIMEOUT = 1800.0
 # vLLM accepts these --max-lora-rank values; the adapter's rank is rounded up to the next one.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-_PROJECT_PACKAGES = ("registry", "training", "federation", "services", "pages")
+_PROJECT_PACKAGES = ("registry", "training", "federation", "services", "views")
 # What a publish reports as it goes (the job's progress bar counts them); a caller's callback may raise to stop it.
 STAGES = (
     "loading the base model and the adapter",

@@ -311,7 +311,7 @@ def test_the_session_routes_set_an_httponly_cookie_for_a_one_time_code(registry)
     from starlette.applications import Starlette
     from starlette.testclient import TestClient
 
-    from pages.session import COOKIE, session_routes
+    from views.session import COOKIE, session_routes
 
     store.create_user("root", STRONG, "admin")
     token, _ = access.login("root", STRONG)

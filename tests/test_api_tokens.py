@@ -191,7 +191,7 @@ def _page(token: str):
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
     at.session_state["session_token"] = token
     at.run()
-    return at.switch_page("pages/api_tokens.py").run()
+    return at.switch_page("views/api_tokens.py").run()
 
 
 def test_the_api_tokens_page_makes_shows_once_and_revokes(people):

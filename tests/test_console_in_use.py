@@ -14,7 +14,7 @@ def test_item_14_navigation_and_pages_use_material_icons_not_emoji() -> None:
     """Navigation, titles, buttons and messages use `:material/...:` icons; ✓ and ✗ (plain text symbols) stay."""
     found = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-        for path in [ROOT / "app.py", ROOT / "registry" / "mappings.py", *sorted((ROOT / "pages").glob("*.py"))]
+        for path in [ROOT / "app.py", ROOT / "registry" / "mappings.py", *sorted((ROOT / "views").glob("*.py"))]
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         if EMOJI.search(line)
     ]
@@ -22,8 +22,8 @@ def test_item_14_navigation_and_pages_use_material_icons_not_emoji() -> None:
 
 
 def test_item_5_page_urls_are_their_file_names() -> None:
-    """Streamlit also reads the pages/ folder and expects each page's file name as its URL: a url_path that differs
-    (url_path="training" for pages/training_jobs.py) made a first visit show "Page not found" over the page."""
+    """Streamlit also reads the views/ folder and expects each page's file name as its URL: a url_path that differs
+    (url_path="training" for views/training_jobs.py) made a first visit show "Page not found" over the page."""
     import ast
 
     tree = ast.parse((ROOT / "app.py").read_text(encoding="utf-8"))
@@ -38,7 +38,7 @@ def test_item_5_page_urls_are_their_file_names() -> None:
 def test_item_9_error_text_is_shown_literally() -> None:
     """`plain` escapes what Markdown and Streamlit's directives would read, so `__init__.py` is not bold "init.py",
     a link is not a link and `:red[...]` is not coloured; unescaping gives back the exact text."""
-    from pages.common import plain
+    from views.common import plain
 
     text = "Failed in __init__.py: see [docs](http://x) or <img src=x> :red[alert] $x$ *y* `z` #1 | ~a~"
     escaped = plain(text)
@@ -54,7 +54,7 @@ def test_item_15_schema_mappings_generates_an_sft_dataset_and_its_eval_split(reg
     from services import datasets, mappings
 
     mappings.install_demo_data()
-    at = AppTest.from_file(str(ROOT / "pages" / "schema_mappings.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "views" / "schema_mappings.py"), default_timeout=120).run()
     assert not at.exception
     at.selectbox(key="mapping_retailer").select("Walmart").run()
     assert at.selectbox(key="generate_source_walmart").value == mappings.get_mapping("Walmart").source_id
@@ -137,7 +137,7 @@ def test_new_user_an_empty_training_jobs_page_loads_the_demo_data(registry) -> N
 
     from services import datasets
 
-    at = AppTest.from_file(str(ROOT / "pages" / "training_jobs.py"), default_timeout=300).run()
+    at = AppTest.from_file(str(ROOT / "views" / "training_jobs.py"), default_timeout=300).run()
     assert not at.exception and not datasets.list_datasets()
     at.button(key="jobs_load_demo").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

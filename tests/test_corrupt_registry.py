@@ -79,7 +79,7 @@ def targets(home: Path) -> dict[str, Path]:
 
 def render(name: str, monkeypatch, home: Path) -> AppTest:
     monkeypatch.setenv("RMN_LORA_HOME", str(home))
-    script = ROOT / "app.py" if name == "home.py" else ROOT / "pages" / name  # Home's page links need the navigation
+    script = ROOT / "app.py" if name == "home.py" else ROOT / "views" / name  # Home's page links need the navigation
     return AppTest.from_file(str(script), default_timeout=60).run()
 
 

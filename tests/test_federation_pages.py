@@ -94,12 +94,12 @@ def console(trained, monkeypatch):
 
 def page(name: str) -> AppTest:
     """A page through the app's navigation, as the server runs it."""
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).switch_page(f"pages/{name}")
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).switch_page(f"views/{name}")
 
 
 def confirmations(at: AppTest) -> list[str]:
-    """The toasts of this run and those queued for the next (`done(..., rerun="app")`: app.py shows them, but an
-    AppTest that switches page runs the page script alone)."""
+    """The toasts of this run and any still queued for the next (`done(..., rerun="app")` queues them; app.py shows
+    them on the rerun)."""
     queued = at.session_state["flash_messages"] if "flash_messages" in at.session_state else []
     return [t.value.replace("\\", "") for t in at.toast] + list(queued)
 

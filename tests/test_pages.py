@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages" / name), default_timeout=30)
+    return AppTest.from_file(str(ROOT / "views" / name), default_timeout=30)
 
 
 def console() -> AppTest:

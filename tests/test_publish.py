@@ -268,13 +268,13 @@ def test_an_adapters_evaluations_are_listed_with_its_model(published_world):
 
     app = str(Path(__file__).resolve().parents[1] / "app.py")
     models = AppTest.from_file(app, default_timeout=120)
-    models.switch_page("pages/models.py").run()
+    models.switch_page("views/models.py").run()
     models.selectbox(key="models_selected").select("adapter: mapper v1").run()
     assert not models.exception
     links = [link for link in models.get("page_link") if run_id in link.proto.label]
     assert links and "evaluations" in links[0].proto.page and links[0].proto.query_string == f"run={run_id}"
     evaluations = AppTest.from_file(app, default_timeout=120)
-    evaluations.switch_page("pages/evaluations.py")
+    evaluations.switch_page("views/evaluations.py")
     evaluations.query_params["run"] = run_id
     evaluations.run()
     assert not evaluations.exception and evaluations.selectbox(key="eval_selected").value == run_id
@@ -403,7 +403,7 @@ def test_the_publish_page_follows_a_waiting_publish_job_and_cancels_it(published
     try:
         job_id = submit_publish("other", merge=True, name="waiting")
         at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
-        at.switch_page("pages/publish.py").run()
+        at.switch_page("views/publish.py").run()
         assert not at.exception
         assert any("Publishing waiting from other v1" in m.value and job_id in m.value for m in at.markdown)
         assert "waiting for a free job slot" in at.get("progress")[0].proto.text

@@ -40,7 +40,7 @@ def server(registry, tmp_path, monkeypatch):
 
 
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=120).run()
+    return AppTest.from_file(str(ROOT / "views" / f"{name}.py"), default_timeout=120).run()
 
 
 def test_settings_adapters_and_playground_use_a_serving_endpoint(server):

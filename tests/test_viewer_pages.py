@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 STRONG = "Correct-Horse-42"
-HELPERS = {"__init__", "common", "session", "login", "endpoints"}  # modules of pages/ that are not pages
-PAGES = sorted(p.name for p in (ROOT / "pages").glob("*.py") if p.stem not in HELPERS)
+HELPERS = {"__init__", "common", "session", "login", "endpoints"}  # modules of views/ that are not pages
+PAGES = sorted(p.name for p in (ROOT / "views").glob("*.py") if p.stem not in HELPERS)
 # The only buttons a viewer may press: reading, running inference, moving through the wizard, signing out.
 READ_ONLY = {
     "sign_out",
@@ -52,7 +52,7 @@ def signed_in(username: str, page: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["session_token"] = token
     at.run()
-    return at.switch_page(f"pages/{page}").run()
+    return at.switch_page(f"views/{page}").run()
 
 
 def buttons(at: AppTest) -> list[tuple[str, str, bool]]:

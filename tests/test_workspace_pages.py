@@ -15,7 +15,7 @@ PAGES = ("models.py", "publish.py", "activity.py", "settings.py", "train_wizard.
 def page(name: str) -> AppTest:
     """One page through the app's navigation (so its page links resolve)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.switch_page(f"pages/{name}")
+    at.switch_page(f"views/{name}")
     return at
 
 
@@ -67,7 +67,7 @@ def test_settings_page_saves_refuses_and_shows_sources(registry):
     at = page("settings.py").run()
     at.number_input(key="settings_page_size").set_value(50)
     at.button(key="FormSubmitter:settings_form-Save").click().run()
-    assert not at.exception and list(at.session_state["flash_messages"]) == ["Saved: page_size."]
+    assert not at.exception and [toast.value.replace("\\", "") for toast in at.toast] == ["Saved: page_size."]
     assert json.loads(registry.settings_file.read_text()) == {"page_size": 50}
     table = at.dataframe[0].value.set_index("Setting")
     assert table.loc["page_size", "Source"] == "settings file" and table.loc["home", "Source"] == "environment"

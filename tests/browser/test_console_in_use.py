@@ -241,7 +241,7 @@ def test_item_5_every_page_opens_by_its_url_without_a_page_not_found_dialog(
     console_url, browser_page, wait_for_streamlit
 ):
     """Opening /training (the page's url_path) on a fresh session showed "Page not found … Running the app's main
-    page" over the page: Streamlit also reads the pages/ folder, whose file names it expects as URLs."""
+    page" over the page: Streamlit also reads the views/ folder, whose file names it expects as URLs."""
     page = browser_page
     page.goto(console_url)
     wait_for_streamlit(page, timeout_ms=120_000)

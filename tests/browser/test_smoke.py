@@ -17,3 +17,20 @@ def test_console_home_page_renders(console_url: str, browser_page, wait_for_stre
     browser_page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0
     print(f"home page screenshot: {shot}")
+
+
+def test_a_page_address_as_the_first_visit_runs_through_the_app(
+    console_server, browser_page, wait_for_streamlit, tmp_path: Path
+):
+    """Streamlit runs a `views/` folder's file directly (its v1 multipage mode) on a fresh server's first request
+    for that page's address: the sign-in gate and the navigation of app.py would be skipped, and the sidebar
+    would list every module of the folder. The first visit of a fresh server here is a page's address."""
+    home = tmp_path / "registry"
+    home.mkdir()
+    server = console_server(home)
+    browser_page.goto(f"{server.url}/dataset_library")
+    wait_for_streamlit(browser_page)
+    browser_page.get_by_role("heading", name="Dataset Library").wait_for()
+    sidebar = browser_page.get_by_test_id("stSidebarNav").inner_text()
+    assert "Training Management" in sidebar, sidebar
+    assert "session" not in sidebar.split() and "common" not in sidebar.split(), sidebar

@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, done, plain
-from pages.session import act_as_session_user, can
 from services.access import ConsoleError, Role, has_users, list_accounts
 from services.api_tokens import create_token, list_tokens, revoke_token
+from views.common import attempt, done, plain
+from views.session import act_as_session_user, can
 
 st.title("API tokens")
 st.caption(

@@ -6,23 +6,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import (
-    JOB_WIDGETS,
-    attempt,
-    current_values,
-    done,
-    form_values,
-    form_widget,
-    job_widget,
-    load_demo_button,
-    load_form,
-    paginate,
-    plain,
-    show_broken,
-    show_error,
-    show_flash,
-)
-from pages.session import fragment, may
 from services import datasets as library
 from services.health import broken_files
 from services.settings import new_job_values
@@ -40,6 +23,23 @@ from services.training import (
     list_base_models,
     training_stack_ready,
 )
+from views.common import (
+    JOB_WIDGETS,
+    attempt,
+    current_values,
+    done,
+    form_values,
+    form_widget,
+    job_widget,
+    load_demo_button,
+    load_form,
+    paginate,
+    plain,
+    show_broken,
+    show_error,
+    show_flash,
+)
+from views.session import fragment, may
 
 STATUS_BADGES = {
     JobStatus.QUEUED: ":gray-badge[QUEUED]",

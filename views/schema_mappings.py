@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import done, plain, show_error
-from pages.session import may
 from services import ConsoleError, NotFound, mappings
+from views.common import done, plain, show_error
+from views.session import may
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
 PREVIEW_ROWS = 20

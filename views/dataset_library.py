@@ -7,7 +7,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import (
+from services import datasets as library
+from services.datasets import DatasetKind, QualityReport, suggest_name
+from services.health import broken_files
+from views.common import (
     BAND_COLORS,
     attempt,
     done,
@@ -19,10 +22,7 @@ from pages.common import (
     show_broken,
     show_error,
 )
-from pages.session import may
-from services import datasets as library
-from services.datasets import DatasetKind, QualityReport, suggest_name
-from services.health import broken_files
+from views.session import may
 
 st.title("Dataset Library")
 st.caption("Training and evaluation datasets, stored as canonical JSONL with versions and quality scores.")

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from pages.common import attempt, human_size, plain, show_error
-from pages.session import fragment, may
 from services import models as catalog
 from services.federation import list_federations
 from services.training import FINISHED, adapter_versions, cancel_job, job_manager, list_adapters
+from views.common import attempt, human_size, plain, show_error
+from views.session import fragment, may
 
 st.title(":material/package_2: Publish")
 st.caption(
@@ -18,10 +18,10 @@ st.caption(
 adapters = attempt(list_adapters, "retry_publish_adapters")
 federations = attempt(list_federations, "retry_publish_federations")
 if not may(catalog.submit_publish, why="Publishing a package"):
-    st.page_link("pages/models.py", label="Published packages are on Models", icon=":material/deployed_code:")
+    st.page_link("views/models.py", label="Published packages are on Models", icon=":material/deployed_code:")
 elif adapters is not None and not adapters:
     st.info("No adapters yet. Train one on **Training Jobs** or with **Train Model**; then publish it here.")
-    st.page_link("pages/train_wizard.py", label="Train a model", icon=":material/model_training:")
+    st.page_link("views/train_wizard.py", label="Train a model", icon=":material/model_training:")
 elif adapters:
     additive = [f for f in federations or [] if f.method == "additive" and f.exact]
     source_kind = st.segmented_control(
@@ -113,7 +113,7 @@ def result_card(record: catalog.PackageRecord) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
-        actions[1].page_link("pages/models.py", label="See it on Models", icon=":material/deployed_code:")
+        actions[1].page_link("views/models.py", label="See it on Models", icon=":material/deployed_code:")
         with st.expander("Model card (README.md)", icon=":material/description:"):
             st.code((record.path / "README.md").read_text(encoding="utf-8"), language="markdown")
 

@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import attempt, human_size
 from services.monitoring import adapter_performance, job_costs, prices, request_timeline
+from views.common import attempt, human_size
 
 st.title("Performance Dashboard")
 window = st.segmented_control(

@@ -6,10 +6,10 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, done, model_widget, show_error
-from pages.endpoints import endpoints_section
-from pages.session import may
 from services import settings as config
+from views.common import attempt, done, model_widget, show_error
+from views.endpoints import endpoints_section
+from views.session import may
 
 st.title(":material/settings: Settings")
 st.caption(

@@ -7,8 +7,6 @@ adapter version into it with `POST /v1/load_lora_adapter`, and the Playground st
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, done, generation_settings, plain, show_error
-from pages.session import may
 from services.deploy import (
     ServingEndpoint,
     delete_endpoint,
@@ -18,6 +16,8 @@ from services.deploy import (
     save_endpoint,
     stream_on_endpoint,
 )
+from views.common import attempt, done, generation_settings, plain, show_error
+from views.session import may
 
 ENGINES = {"vllm": "vLLM", "sglang": "SGLang", "console": "Another RMN console"}
 

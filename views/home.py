@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, show_broken
 from services.health import broken_files
 from services.overview import recent_activity, registry_overview
+from views.common import attempt, show_broken
 
 st.title("RMN LoRA Console")
 st.caption(
@@ -51,19 +51,19 @@ def health_strip() -> None:
             f"{max((g.utilization_percent or 0) for g in health.gpus):.0f}%" if health.gpus else "none",
             help=health.gpu_status,
         )
-        st.page_link("pages/system_health.py", label="System Health", icon=":material/monitor_heart:")
+        st.page_link("views/system_health.py", label="System Health", icon=":material/monitor_heart:")
 
 
 health_strip()
 
 st.subheader("Quick actions")
 actions = st.columns(3)
-actions[0].page_link("pages/dataset_library.py", label="Upload or validate a dataset", icon=":material/dataset:")
-actions[1].page_link("pages/schema_mappings.py", label="Edit a retailer mapping", icon=":material/schema:")
-actions[2].page_link("pages/data_browser.py", label="Browse raw retailer data", icon=":material/table_view:")
-actions[0].page_link("pages/training_jobs.py", label="Train an adapter", icon=":material/model_training:")
-actions[1].page_link("pages/federations.py", label="Compose and test a federation", icon=":material/hub:")
-actions[2].page_link("pages/playground.py", label="Try a prompt in the Playground", icon=":material/science:")
+actions[0].page_link("views/dataset_library.py", label="Upload or validate a dataset", icon=":material/dataset:")
+actions[1].page_link("views/schema_mappings.py", label="Edit a retailer mapping", icon=":material/schema:")
+actions[2].page_link("views/data_browser.py", label="Browse raw retailer data", icon=":material/table_view:")
+actions[0].page_link("views/training_jobs.py", label="Train an adapter", icon=":material/model_training:")
+actions[1].page_link("views/federations.py", label="Compose and test a federation", icon=":material/hub:")
+actions[2].page_link("views/playground.py", label="Try a prompt in the Playground", icon=":material/science:")
 
 st.subheader("Recent activity")
 events = attempt(lambda: recent_activity(limit=10), "retry_activity")

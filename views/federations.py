@@ -7,18 +7,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import (
-    attempt,
-    done,
-    generation_metrics,
-    generation_settings,
-    human_size,
-    paginate,
-    plain,
-    show_broken,
-    show_error,
-)
-from pages.session import may
 from services import datasets as library
 from services.demo import missing_demo_datasets, submit_demo_adapters
 from services.federation import (
@@ -43,6 +31,18 @@ from services.health import broken_files
 from services.playground import PROMPT_TEMPLATES
 from services.runtime import inference_engine
 from services.training import AdapterRecord, list_adapters, list_base_models
+from views.common import (
+    attempt,
+    done,
+    generation_metrics,
+    generation_settings,
+    human_size,
+    paginate,
+    plain,
+    show_broken,
+    show_error,
+)
+from views.session import may
 
 OWN_BASE = ""
 NO_ADAPTER = ""
@@ -561,7 +561,7 @@ def demo_adapters_button() -> None:
             job_ids = attempt(lambda: submit_demo_adapters(load_demo_data=True), "retry_fed_demo")
         if job_ids is not None:
             done(f"Queued {len(job_ids)} training job(s). Follow them on the Training Jobs page.")
-            st.page_link("pages/training_jobs.py", label="Open Training Jobs", icon=":material/model_training:")
+            st.page_link("views/training_jobs.py", label="Open Training Jobs", icon=":material/model_training:")
 
 
 st.title("LoRA Federation & Composition")

@@ -5,12 +5,12 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, done, human_size, paginate, show_broken, show_error
-from pages.endpoints import deploy_panel
-from pages.session import may
 from services.evaluation import adapter_before_after
 from services.health import broken_files
 from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
+from views.common import attempt, done, human_size, paginate, show_broken, show_error
+from views.endpoints import deploy_panel
+from views.session import may
 
 st.title("Adapters")
 st.caption("LoRA adapters saved by training jobs, in the standard PEFT layout, with the lineage that made them.")

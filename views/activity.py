@@ -5,8 +5,8 @@ from datetime import UTC, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, paginate
 from services.activity import activity_areas, all_jobs, export_activity, job_log, recent_activity
+from views.common import attempt, paginate
 
 st.title(":material/history: Activity")
 st.caption("Everything that happened in this registry: uploads, mappings, jobs, adapters, federations, publishes.")

@@ -5,9 +5,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, done, paginate, show_error
-from pages.session import may
 from services import mappings
+from views.common import attempt, done, paginate, show_error
+from views.session import may
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
 PAGE_SIZE = 50

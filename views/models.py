@@ -4,9 +4,9 @@ register a local folder, edit description and tags, delete with confirmation, do
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, human_size, paginate, show_error
-from pages.session import may
 from services import models as catalog
+from views.common import attempt, human_size, paginate, show_error
+from views.session import may
 
 KIND_LABELS = {"All": None, "Base models": "base", "Adapters": "adapter", "Packages": "package"}
 
@@ -192,7 +192,7 @@ elif entries:
                 )
                 for run in runs[:10]:
                     st.page_link(
-                        "pages/evaluations.py",
+                        "views/evaluations.py",
                         label=f"Open {run['run']} ({run['dataset']}) on Evaluations",
                         icon=":material/fact_check:",
                         query_params={"run": run["run"]},

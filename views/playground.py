@@ -4,7 +4,11 @@ kept in a history that can be searched and loaded back into the form."""
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
+from services.federation import list_federations
+from services.playground import PROMPT_TEMPLATES, HistoryEntry, Target, clear_history, list_history, start_run
+from services.runtime import inference_engine
+from services.training import adapter_versions, list_adapters, list_base_models
+from views.common import (
     attempt,
     done,
     generation_metrics,
@@ -13,12 +17,8 @@ from pages.common import (
     put_generation_settings,
     show_error,
 )
-from pages.endpoints import remote_playground
-from pages.session import may
-from services.federation import list_federations
-from services.playground import PROMPT_TEMPLATES, HistoryEntry, Target, clear_history, list_history, start_run
-from services.runtime import inference_engine
-from services.training import adapter_versions, list_adapters, list_base_models
+from views.endpoints import remote_playground
+from views.session import may
 
 KINDS = {"base": "Base model", "adapter": "Adapter", "federation": "Saved federation", "remote": "Serving endpoint"}
 GEN = "pg_gen_"

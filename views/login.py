@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from pages.common import plain
-from pages.session import cookies_served, remember, sso_configured
 from services.access import MIN_PASSWORD, ConsoleError, has_users, login, signup
+from views.common import plain
+from views.session import cookies_served, remember, sso_configured
 
 st.title("RMN LoRA Console")
 if sso_configured():

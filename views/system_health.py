@@ -5,12 +5,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import attempt, human_size
 from services.evaluation import FINISHED as EVAL_FINISHED
 from services.evaluation import list_evaluations
 from services.monitoring import health_history, system_health
 from services.training import FINISHED as JOB_FINISHED
 from services.training import list_jobs
+from views.common import attempt, human_size
 
 st.title("System Health")
 st.caption("Sampled every 5 s by one thread of this server; about the last hour is kept in memory.")

@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, paginate, plain
-from pages.session import can
 from services.access import Role, audit_csv, audit_entries, verify_audit
+from views.common import attempt, paginate, plain
+from views.session import can
 
 st.title("Audit trail")
 st.caption("Every change, sign-in and refused attempt, in order. Each entry carries the hash of the one before it.")

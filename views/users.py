@@ -3,8 +3,6 @@
 import pandas as pd
 import streamlit as st
 
-from pages.common import attempt, done, plain
-from pages.session import may, remember, sso_configured
 from services.access import (
     MIN_PASSWORD,
     ROLE_HELP,
@@ -21,6 +19,8 @@ from services.access import (
     sso_default_role,
     unlock_user,
 )
+from views.common import attempt, done, plain
+from views.session import may, remember, sso_configured
 
 st.title("Users")
 ROLES = list(Role)

@@ -5,9 +5,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import attempt
 from services.monitoring import training_curves
 from services.training import list_jobs
+from views.common import attempt
 
 CURVES = {
     "loss": "Training loss",

@@ -7,8 +7,6 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.common import attempt, done, paginate, show_error
-from pages.session import fragment, may
 from services.datasets import list_datasets
 from services.evaluation import (
     FINISHED,
@@ -25,6 +23,8 @@ from services.evaluation import (
 )
 from services.federation import list_federations
 from services.training import list_adapters, list_base_models
+from views.common import attempt, done, paginate, show_error
+from views.session import fragment, may
 
 EMBEDDED = "Embedded base model (SmolLM2-135M-Instruct)"
 SCORES = ("exact_match", "token_f1", "rouge_l", "preference_accuracy")

@@ -108,8 +108,8 @@ def _toast(message: str) -> None:
 def load_demo_button(key: str) -> None:
     """The way out of an empty registry on every page that has nothing to show yet: the demo's raw sources,
     mappings and datasets (what `make run` seeds), then the page again with them."""
-    from pages.session import may
     from services.demo import seed_demo
+    from views.session import may
 
     if may(seed_demo) and st.button("Load the demo data", key=key, icon=":material/dataset:"):
         with st.spinner("Generating the demo sources, mappings and datasets…"):

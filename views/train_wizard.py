@@ -5,8 +5,6 @@ from typing import Any
 
 import streamlit as st
 
-from pages.common import attempt, field_shape, human_size, job_widget, load_demo_button, model_widget
-from pages.session import may
 from services import datasets as library
 from services.settings import new_job_values
 from services.training import (
@@ -22,6 +20,8 @@ from services.training import (
     list_base_models,
     submit_config,
 )
+from views.common import attempt, field_shape, human_size, job_widget, load_demo_button, model_widget
+from views.session import may
 
 STEPS = (
     ("Experiment", ":material/science:", ("experiment", "adapter_name", "adapter_type")),
@@ -273,8 +273,8 @@ if job_id := st.session_state.get("wizard_job"):
             st.progress(status["progress"], text=f"step {status['step']} of {status['max_steps'] or '?'}")
             if status["error"]:
                 st.error(status["error"], icon=":material/error:")
-            st.page_link("pages/training_jobs.py", label="Follow it on Training Jobs", icon=":material/monitoring:")
+            st.page_link("views/training_jobs.py", label="Follow it on Training Jobs", icon=":material/monitoring:")
             if status["status"] in {s.value for s in FINISHED}:
-                st.page_link("pages/publish.py", label="Publish the adapter", icon=":material/package_2:")
+                st.page_link("views/publish.py", label="Publish the adapter", icon=":material/package_2:")
 
     launched()
