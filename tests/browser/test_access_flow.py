@@ -89,6 +89,15 @@ def sign_in(page, wait, identifier: str, password: str) -> None:
     wait(page)
 
 
+def wait_for_session_cookie(page, timeout_s: float = 30.0) -> None:
+    """After a sign-in the page sends the browser through /_rmn/session/open for its HttpOnly cookie; a navigation
+    before that exchange ends would start a session without it."""
+    deadline = time.monotonic() + timeout_s
+    while not any(c["name"] == "rmn_session" for c in page.context.cookies()):
+        assert time.monotonic() < deadline, "the sign-in cookie was never set"
+        page.wait_for_timeout(200)
+
+
 def test_sign_in_survives_a_reload_and_sign_out_ends_it(secured, browser_page, wait_for_streamlit, tmp_path):
     url, _ = secured
     page = browser_page
@@ -100,6 +109,7 @@ def test_sign_in_survives_a_reload_and_sign_out_ends_it(secured, browser_page, w
 
     sign_in(page, wait_for_streamlit, "root@example.com", STRONG)
     page.get_by_text("Signed in as").wait_for()
+    wait_for_session_cookie(page)
     assert "root" in page.get_by_text("Signed in as").inner_text()
     page.screenshot(path=str(tmp_path / "signed-in.png"), full_page=True)
 
@@ -157,6 +167,7 @@ def test_a_viewer_sees_no_writes_and_the_service_refuses_them(secured, browser_p
     wait_for_streamlit(page)
     sign_in(page, wait_for_streamlit, "val", STRONG)
     page.get_by_text("Signed in as").wait_for()
+    wait_for_session_cookie(page)
     page.goto(f"{url}/dataset_library")
     wait_for_streamlit(page)
     page.get_by_text("Dataset details").wait_for()
@@ -210,6 +221,7 @@ def test_an_admin_changes_a_role(secured, browser_page, wait_for_streamlit, tmp_
     wait_for_streamlit(page)
     sign_in(page, wait_for_streamlit, "root", STRONG)
     page.get_by_text("Signed in as").wait_for()
+    wait_for_session_cookie(page)
     page.goto(f"{url}/users")
     wait_for_streamlit(page)
     page.get_by_text("Change a user").wait_for()
