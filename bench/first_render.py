@@ -6,6 +6,9 @@ that pays the shared imports. For each page it records:
 - first paint: from navigation to the page's title being visible (the frame drawn before any heavy work);
 - first render: from navigation to the script run finishing;
 - rerun: the same page rerun in the same session (Streamlit's "R" shortcut), once everything is imported.
+Each round also starts a bare Streamlit app (a title and a line of text) the same way and opens it the same way:
+its first paint is the floor that Streamlit and Chromium alone cost on this machine at this load, so "over floor"
+says what the console itself adds, comparable across loads.
 Goal (issue 11): every first render under 1.5 s on an idle machine; the ratio says what the first visit costs
 beyond a rerun on whatever machine runs it.
 
@@ -61,12 +64,17 @@ DONE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-con
 TIMEOUT_MS = 180_000
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+FLOOR_APP = 'import streamlit as st\n\nst.title("Floor")\nst.write("A bare Streamlit page.")\n'
+
+
+def start_server(home: Path, script: str = "serve.py") -> tuple[subprocess.Popen, str]:
+    """A server the way `make run` starts it (serve.py: the console and its session routes)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "RMN_LORA_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    env = {**os.environ, "RMN_LORA_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "OMP_WAIT_POLICY": "PASSIVE"}  # fmt: skip
+    command = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]  # fmt: skip
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -87,6 +95,18 @@ def settle(page) -> None:
     page.wait_for_timeout(100)
     page.wait_for_selector(DONE, timeout=TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=TIMEOUT_MS)
+
+
+def measure_floor(browser, folder: Path) -> tuple[float, float, float]:
+    """The bare Streamlit page on its own fresh server: (first paint, first render, rerun)."""
+    script = folder / "floor.py"
+    script.write_text(FLOOR_APP)
+    server, url = start_server(folder, str(script))
+    try:
+        return measure_round(browser, url, [""])[""]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def measure_round(browser, url: str, order: list[str]) -> dict[str, tuple[float, float, float]]:
@@ -115,11 +135,14 @@ def measure_round(browser, url: str, order: list[str]) -> dict[str, tuple[float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--pages", nargs="+", choices=list(PAGES), metavar="PATH",
+                        help="measure only these pages (url paths; '' is Home); default: every page")  # fmt: skip
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    paths = list(PAGES)
+    paths = list(PAGES) if args.pages is None else args.pages
     samples: dict[str, list[tuple[float, float, float]]] = {path: [] for path in paths}
+    floor: list[tuple[float, float, float]] = []
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         home = Path(folder) / "registry"
         os.environ["RMN_LORA_HOME"] = str(home)
@@ -128,6 +151,7 @@ def main() -> None:
         seed_demo()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for round_number in range(args.rounds):
+            floor.append(measure_floor(browser, Path(folder)))
             server, url = start_server(home)
             try:
                 shift = round_number % len(paths)
@@ -140,11 +164,15 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"first render vs rerun, median of {args.rounds} fresh servers (load average {load:.1f} on "
           f"{os.cpu_count()} cores at the end)")  # fmt: skip
-    print(f"{'page':<22} {'first paint':>11} {'first render':>12} {'rerun':>8} {'ratio':>6}")
-    for path, name in PAGES.items():
+    floor_paint, floor_render, floor_rerun = (statistics.median(column) for column in zip(*floor, strict=True))
+    print(f"{'page':<22} {'first paint':>11} {'first render':>12} {'rerun':>8} {'ratio':>6} {'over floor':>10}")
+    print(f"{'(bare Streamlit floor)':<22} {floor_paint:>10.2f}s {floor_render:>11.2f}s {floor_rerun:>7.2f}s "
+          f"{floor_render / floor_rerun:>5.1f}x {0:>9.2f}s")  # fmt: skip
+    for path, name in ((path, PAGES[path]) for path in paths):
         painted, rendered, rerun = (statistics.median(column) for column in zip(*samples[path], strict=True))
         flag = "" if rendered < 1.5 else "  (goal: < 1.5 s)"
-        print(f"{name:<22} {painted:>10.2f}s {rendered:>11.2f}s {rerun:>7.2f}s {rendered / rerun:>5.1f}x{flag}")
+        print(f"{name:<22} {painted:>10.2f}s {rendered:>11.2f}s {rerun:>7.2f}s {rendered / rerun:>5.1f}x "
+              f"{rendered - floor_render:>9.2f}s{flag}")  # fmt: skip
 
 
 if __name__ == "__main__":
