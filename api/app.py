@@ -6,7 +6,10 @@ from api.access import AccessPolicy, console_access
 from api.errors import install_error_handlers
 from api.routes import adapters, datasets, evaluations, experiments, federations, mappings, models, openai, serving
 
+# Requests are matched against the routers in this order: inference, the hot path, first
+# (bench/openai_overhead.py: matching a /v1 request against every other router first cost it ~0.5 ms).
 ROUTERS = (
+    openai.router,
     datasets.router,
     models.router,
     experiments.router,
@@ -15,7 +18,6 @@ ROUTERS = (
     federations.router,
     mappings.router,
     serving.router,
-    openai.router,
 )
 
 
