@@ -415,6 +415,10 @@ def build_trainer(
             callbacks=callbacks,
         )
     _note_truncated(folder, checks.train, len(train), len(trainer.train_dataset))
+    if checks.device == "cpu":
+        from training.lora_dropout import use_lora_dropout
+
+        use_lora_dropout(trainer.model)
     if config.loraplus_lr_ratio:
         # The Trainer's own optimizer (class, lr, betas, eps) in LoRA+ groups: it keeps it, schedules both groups and
         # restores their state on resume.

@@ -22,6 +22,12 @@ def job_card(page, adapter: str):
     return page.locator('[class*="st-key-job_card_"]').filter(has=page.get_by_text(adapter, exact=True))
 
 
+def efficiency_shown(card) -> bool:
+    """The running job's card gives its compute rate and the share of the matmul peak measured at job start."""
+    captions = card.get_by_test_id("stCaptionContainer").all_inner_texts()
+    return any(re.search(r"tok/s \([\d.,]+ GFLOP/s, \d+% of matmul peak\)", text) for text in captions)
+
+
 def queue_count(page, label: str):
     """The value of the Training queue card's metric `label` ("Active", "Queued")."""
     card = page.get_by_test_id("stMetric").filter(
@@ -31,7 +37,7 @@ def queue_count(page, label: str):
 
 
 @pytest.mark.timeout(600)  # it may first wait for a job an earlier test left running, then trains its own
-def test_job_from_the_form_trains_and_registers_its_adapter(console_url, browser_page, wait_for_streamlit):
+def test_job_from_the_form_trains_and_registers_its_adapter(console_url, browser_page, wait_for_streamlit, tmp_path):
     page = browser_page
     page.goto(console_url)
     wait_for_streamlit(page)
@@ -60,15 +66,20 @@ def test_job_from_the_form_trains_and_registers_its_adapter(console_url, browser
     page.get_by_text("Queued browser_tiny").wait_for()
 
     seen: set[float] = set()
+    efficiency = False
     deadline = time.monotonic() + 600  # generous for a loaded machine
     card = job_card(page, "browser_tiny")
     card.wait_for()
     completed = card.get_by_text("COMPLETED", exact=True)
     while time.monotonic() < deadline and not completed.is_visible():
         seen.update(v for v in progress_values(card) if 0 < v < 100)
+        if not efficiency and efficiency_shown(card):
+            efficiency = True
+            page.screenshot(path=str(tmp_path / "running-job-card.png"), full_page=True)
         page.wait_for_timeout(500)
     assert completed.is_visible(), "the job did not complete in time"
     assert len(seen) >= 2, f"the progress bar did not move while training (saw {sorted(seen)})"
+    assert efficiency, "the running job's card never showed its GFLOP/s and share of the matmul peak"
     assert page.locator('[data-testid="stException"]').count() == 0
 
     page.get_by_role("link", name="Adapters").click()
