@@ -1,7 +1,6 @@
 """RMN LoRA Console: sign-in when it matters, then the navigation. Each page is a thin script over `services`."""
 
 import streamlit as st
-from streamlit import config as streamlit_config
 
 from services.access import (
     LOCAL,
@@ -19,13 +18,12 @@ from services.settings import get_settings
 from services.training import warm_training_stack
 from views.common import plain, show_flash
 from views.session import act_as_session_user, forget, sso_claims, sync_cookie
+from views.theme import apply_theme
 
 st.set_page_config(page_title="RMN LoRA Console", page_icon=":material/hub:", layout="wide")
 # The theme is a console-wide setting: Streamlit sends the theme options with every run, so a change made on the
 # Settings page shows from the next rerun, without a restart.
-theme = get_settings().theme
-if streamlit_config.get_option("theme.base") != theme:
-    streamlit_config.set_option("theme.base", theme)
+if apply_theme(get_settings().theme):
     st.rerun()
 
 

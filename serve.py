@@ -6,6 +6,10 @@ their own responses, so it is HttpOnly (no page script can read it) as well as S
 
 import streamlit as st
 
+from services.settings import get_settings
 from views.session import session_routes
+from views.theme import apply_theme
 
+# The saved theme from the first page on (app.py applies a change made later, at the next run).
+apply_theme(get_settings().theme)
 app = st.App("app.py", routes=session_routes())

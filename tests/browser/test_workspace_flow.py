@@ -9,6 +9,8 @@ import zipfile
 
 import pytest
 
+from views.theme import PALETTES
+
 ADAPTER = "wizard_tiny"
 
 
@@ -157,16 +159,22 @@ def app_background(page) -> str:
     return page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: saving the dark theme changes theme.base only; the light background, secondary background "
-    "and text colours of .streamlit/config.toml still apply, so the page stays light (seen in Chromium)",
-)
+def app_text_colour(page) -> str:
+    return page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).color")
+
+
+def rgb(hex_colour: str) -> str:
+    """'#f8f9fa' as the browser's computed style writes it: 'rgb(248, 249, 250)'."""
+    red, green, blue = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({red}, {green}, {blue})"
+
+
 def test_the_settings_theme_is_applied_at_the_next_rerun(console_url, browser_page, wait_for_streamlit):
     page, wait = browser_page, wait_for_streamlit
     page.goto(f"{console_url}/settings")
     wait(page)
     light = app_background(page)
+    assert light == rgb(PALETTES["light"]["backgroundColor"])
     try:
         choose_theme(page, "dark")
         page.get_by_test_id("stBaseButton-primaryFormSubmit").click()
@@ -174,6 +182,8 @@ def test_the_settings_theme_is_applied_at_the_next_rerun(console_url, browser_pa
         page.get_by_text("Saved: theme.").wait_for()
         dark = app_background(page)
         assert dark != light, f"the background stayed {light} after saving the dark theme"
+        assert dark == rgb(PALETTES["dark"]["backgroundColor"])
+        assert app_text_colour(page) == rgb(PALETTES["dark"]["textColor"])
         page.goto(f"{console_url}/models")  # and on every page after it, for this and any other session
         wait(page)
         assert app_background(page) == dark
@@ -183,4 +193,5 @@ def test_the_settings_theme_is_applied_at_the_next_rerun(console_url, browser_pa
         choose_theme(page, "light")
         page.get_by_test_id("stBaseButton-primaryFormSubmit").click()
         wait(page)
+        page.get_by_text("Saved: theme.").wait_for()
     assert app_background(page) == light
