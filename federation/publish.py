@@ -39,6 +39,7 @@ from registry.storage import (
     atomic_write_json,
     atomic_write_text,
     bump_generation,
+    claimed,
     load_json_cached,
     locked,
     sha256_file,
@@ -150,9 +151,9 @@ def publish(
     federation, records, source_info, name = plan(source, merge=merge, name=name, version=version, registry=registry)
     kind = "merged" if merge else "adapter"
     target = registry.packages / name
-    staging = registry.tmp / f"package-{uuid.uuid4().hex}"
-    folder = staging / PACKAGE_DIR
-    try:
+    # Claimed for as long as this runs: if the process is killed, the next start-up removes the folder at once.
+    with claimed(registry.locks, registry.tmp / f"package-{uuid.uuid4().hex}") as staging:
+        folder = staging / PACKAGE_DIR
         built = _build(federation, records, folder, merge=merge, max_shard_size=max_shard_size, on_stage=on_stage)
         on_stage(STAGES[2])
         verification = verify_in_fresh_process(folder, built, federation, checkpoint)
@@ -200,8 +201,6 @@ def publish(
                 raise PublishError(f"A package named {name!r} was published meanwhile. Choose another name.")
             os.replace(staging, target)
             bump_generation(registry.packages)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return record
 
 

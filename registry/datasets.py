@@ -142,10 +142,11 @@ def stage_upload(stream: BinaryIO, filename: str, registry: Registry | None = No
 
 def prune_scratch(registry: Registry | None = None, max_age_s: float = 3600) -> int:
     """At start-up: staged uploads, half-written imports of a killed process and leftover trash in the registry's
-    .tmp folder, untouched for an hour, go. Returns how many entries were removed."""
+    .tmp folder, untouched for an hour, go; so does at once the staging folder of work whose process died (a
+    publish killed mid-way). Returns how many entries were removed."""
     registry = registry or open_registry()
     removed = prune(registry.uploads, max_age_s)
-    return removed + prune(registry.tmp, max_age_s)
+    return removed + prune(registry.tmp, max_age_s, locks=registry.locks)
 
 
 def preview_file(

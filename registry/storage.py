@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from registry.errors import CorruptFile, InvalidName
 
@@ -175,8 +175,39 @@ def contained(root: Path, path: Path) -> Path:
     return path
 
 
-def prune(folder: Path, max_age_s: float) -> int:
-    """Remove entries of a scratch folder untouched for `max_age_s`; links are removed, never followed. Returns
+def _scratch_lock(locks: Path, entry: Path) -> Path:
+    return locks / f"scratch-{entry.name}.lock"
+
+
+@contextmanager
+def claimed(locks: Path, entry: Path) -> Iterator[Path]:
+    """Work in scratch folder `entry` under a lock held for as long as the work runs, and remove the folder on any
+    exit. A process killed on the way (SIGKILL: no exit code runs) frees the lock, so the next start-up's `prune`
+    removes what it left at once, whatever its age, and never touches a folder still being worked in."""
+    locks.mkdir(parents=True, exist_ok=True)
+    lock_path = _scratch_lock(locks, entry)
+    with FileLock(lock_path, timeout=0, thread_local=False):
+        try:
+            yield entry
+        finally:
+            shutil.rmtree(entry, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+
+
+def _abandoned(lock_path: Path) -> bool | None:
+    """True when `lock_path` names a claim no process holds any more, False while one does, None if never claimed."""
+    if not lock_path.exists():
+        return None
+    try:
+        with FileLock(lock_path, timeout=0, thread_local=False):
+            return True
+    except Timeout:
+        return False
+
+
+def prune(folder: Path, max_age_s: float, locks: Path | None = None) -> int:
+    """Remove entries of a scratch folder untouched for `max_age_s`, and at once those `claimed` by a process that
+    died (their lock in `locks` is free); an entry still claimed stays. Links are removed, never followed. Returns
     how many went."""
     if not folder.is_dir():
         return 0
@@ -187,12 +218,15 @@ def prune(folder: Path, max_age_s: float) -> int:
             info = entry.lstat()
         except FileNotFoundError:
             continue
-        if info.st_mtime >= cutoff:
+        claim = _abandoned(_scratch_lock(locks, entry)) if locks is not None else None
+        if claim is False or (claim is None and info.st_mtime >= cutoff):
             continue
         if stat.S_ISDIR(info.st_mode):
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
+        if claim:
+            _scratch_lock(locks, entry).unlink(missing_ok=True)
         removed += 1
     return removed
 

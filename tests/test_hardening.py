@@ -291,6 +291,55 @@ def test_start_up_prunes_old_scratch_and_never_follows_a_link(registry, tmp_path
     assert fresh.exists() and (outside / "precious.txt").read_text() == "keep me"
 
 
+def test_start_up_prunes_a_claimed_scratch_folder_only_once_its_process_is_gone(registry):
+    """A folder claimed by a running piece of work (another process here) stays, however old; the same folder is
+    removed at once when that process dies without cleaning up (SIGKILL: no `finally` runs)."""
+    import signal
+    import subprocess
+    import sys
+
+    from registry.storage import claimed
+    from services.datasets import prune_scratch
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from registry.storage import claimed\n"
+            "with claimed(Path(sys.argv[1]), Path(sys.argv[2])) as folder:\n"
+            "    folder.mkdir(parents=True)\n"
+            "    (folder / 'part.safetensors').write_bytes(b'x')\n"
+            "    print('ready', flush=True)\n"
+            "    time.sleep(600)\n",
+            str(registry.locks),
+            str(registry.tmp / "package-live"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        staged = registry.tmp / "package-live"
+        old = time.time() - 2 * 3600
+        os.utime(staged, (old, old))
+        prune_scratch()
+        assert (staged / "part.safetensors").exists(), "a folder in use was pruned"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+        os.utime(staged, None)  # fresh: the age rule alone would keep it for an hour
+        assert prune_scratch() >= 1
+        assert not staged.exists() and not list(registry.locks.glob("*package-live*"))
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with claimed(registry.locks, registry.tmp / "package-done") as folder:  # a clean exit leaves nothing either
+        folder.mkdir(parents=True)
+    assert not folder.exists() and not list(registry.locks.glob("*package-done*"))
+
+
 def test_export_refuses_a_version_file_linked_out_of_the_registry(registry, tmp_path):
     upload_dataset("linked", write_jsonl(tmp_path / "a.jsonl", [{"instruction": "q", "output": "a"}]))
     secret = tmp_path / "secret.jsonl"

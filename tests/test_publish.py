@@ -356,6 +356,7 @@ def test_a_publish_job_interrupted_by_a_restart_is_on_disk_and_starts_again(publ
     import time
     from pathlib import Path
 
+    from services.datasets import prune_scratch
     from services.models import get_package
     from services.runtime import PUBLISH, _publish
     from training.jobs import JobManager
@@ -376,6 +377,11 @@ def test_a_publish_job_interrupted_by_a_restart_is_on_disk_and_starts_again(publ
         time.sleep(0.1)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
+    # Its staging folder (minutes old, not hours) is left behind; the next start-up's prune removes it at once.
+    staged = list(registry.tmp.glob("package-*"))
+    assert len(staged) == 1 and (staged[0] / "package").is_dir(), staged
+    assert prune_scratch() >= 1
+    assert not staged[0].exists() and not list(registry.locks.glob(f"*{staged[0].name}*"))
 
     restarted = JobManager(registry, tasks={PUBLISH: _publish})  # what the next process of the console builds
     job = restarted.get(job_id)
