@@ -20,7 +20,7 @@ from registry.settings import (
 from registry.settings import get_settings as _current
 from registry.storage import atomic_write_json, locked
 from services import runtime
-from training.config import InvalidConfig, JobConfig, build_config
+from training.config import InvalidConfig, JobConfig, build_config, preset_values
 
 __all__ = [
     "EDITABLE",
@@ -141,14 +141,15 @@ def restore_defaults() -> Settings:
     return settings
 
 
-def new_job_values() -> dict[str, Any]:
-    """Where every new training job starts, on the one-page form and in the wizard alike: JobConfig's defaults with
-    the saved training defaults over them (the one reader of those defaults)."""
+def new_job_values(preset: str | None = None) -> dict[str, Any]:
+    """Where every new training job starts, on the one-page form, in the wizard and through the Python / HTTP API
+    alike (the one reader of Settings' training defaults): JobConfig's defaults, the saved training defaults over
+    them, then `preset`'s settings over both (an unknown preset is refused)."""
     start = {
         name: None if field.is_required() else field.get_default(call_default_factory=True)
         for name, field in JobConfig.model_fields.items()
     }
-    return {**start, **_current().training_defaults}
+    return {**start, **_current().training_defaults, **preset_values(preset)}
 
 
 def _check_training_defaults(values: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import Any, get_args
 from registry.access import Role, requires
 from registry.shapes import OBJECTIVE_KINDS, DatasetKind, Objective
 from services.runtime import job_manager, training_stack_ready, warm_training_stack
+from services.settings import new_job_values
 from training import adapters as _adapters
 from training.adapters import (
     AdapterRecord,
@@ -68,14 +69,15 @@ def submit_training_job(
 ) -> str:
     """Queue a job and return its id; bad input raises a clear error and creates no job.
 
-    `preset` names one of PRESETS; `config` values override it."""
+    The job starts where the pages start one (Settings' saved training defaults, `new_job_values`); `preset` names
+    one of PRESETS, applied over them; `config` values override both."""
+    chosen = {"base_model": base_model} if base_model is not None else {}
     job_config = build_config(
-        preset,
-        config=config or {},
+        config={**new_job_values(preset), **(config or {})},
         adapter_type=adapter_type,
         adapter_name=adapter_name,
         train_dataset=str(dataset_path),
-        base_model=base_model,
+        **chosen,
     )
     return job_manager().submit(job_config).id
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from registry.errors import ConsoleError
 from tests.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +106,37 @@ def test_models_page_pages_through_a_thousand_adapters(registry, tmp_path):
     assert "Showing 1001–1001 of 1,001" in [c.value for c in at.caption]
     at.text_input(key="models_q").input("many_0999").run()
     assert at.dataframe[0].value["Name"].tolist() == ["many_0999"]
+
+
+def test_the_python_api_starts_a_job_where_the_pages_do(registry, tmp_path):
+    """`submit_training_job` starts from Settings' saved training defaults like the form and the wizard: a preset
+    goes over them, the call's own config over both, and what none of them names keeps the saved value."""
+    from services import upload_dataset
+    from services.runtime import job_manager
+    from services.settings import new_job_values, update_settings
+    from services.training import submit_training_job
+
+    rows = [{"instruction": f"Map 'v{i}'.", "output": f"p{i}"} for i in range(4)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    upload_dataset("mapping_sft", tmp_path / "m.jsonl")
+    update_settings(training_defaults={"lora_r": 32, "learning_rate": 1e-4, "seed": 7, "max_steps": 12})
+    manager = job_manager()
+    limit = manager.concurrency
+    manager.set_concurrency(0)  # queued, never run: only where each job starts is looked at
+    try:
+        plain = manager.get(submit_training_job("retailer", "api_saved", "mapping_sft")).config
+        assert (plain.lora_r, plain.learning_rate, plain.seed, plain.max_steps) == (32, 1e-4, 7, 12)
+        demo = manager.get(
+            submit_training_job("retailer", "api_demo", "mapping_sft", preset="quick demo", config={"lora_r": 4})
+        ).config
+        assert (demo.lora_r, demo.max_steps, demo.learning_rate, demo.seed) == (4, 30, 3e-4, 7)
+        assert new_job_values("quick demo")["max_steps"] == 30 and new_job_values("quick demo")["seed"] == 7
+        with pytest.raises(ConsoleError, match="Unknown preset"):
+            submit_training_job("retailer", "api_bad", "mapping_sft", preset="turbo")
+    finally:
+        for job in manager.all_jobs():
+            manager.cancel(job.id)
+        manager.set_concurrency(limit)
 
 
 def test_saved_training_defaults_are_where_the_form_and_the_wizard_start(registry, tmp_path):

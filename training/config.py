@@ -393,17 +393,24 @@ def field_help(name: str) -> str:
     return JobConfig.model_fields[name].description or ""
 
 
+def preset_values(preset: str | None) -> dict[str, Any]:
+    """The settings a preset names (none for `None`); an unknown name is refused with the choices."""
+    if preset is None:
+        return {}
+    if preset not in PRESETS:
+        raise InvalidConfig(f"Unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
+    return dict(PRESETS[preset])
+
+
 def build_config(preset: str | None = None, /, **values: Any) -> JobConfig:
     """A validated config from a preset plus explicit values; the seed API's nested `config={...}` is merged in.
 
     Raises InvalidConfig listing every bad field in words, so pages and the API can show it as is.
     """
-    if preset is not None and preset not in PRESETS:
-        raise InvalidConfig(f"Unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
     nested = values.pop("config", None) or {}
     if not isinstance(nested, dict):
         raise InvalidConfig("'config' must be a mapping of setting names to values.")
-    merged = {**(PRESETS[preset] if preset else {}), **nested, **values}
+    merged = {**preset_values(preset), **nested, **values}
     try:
         return JobConfig.model_validate(merged)
     except ValidationError as error:

@@ -81,7 +81,8 @@ SAVED = "saved defaults (Settings)"
 
 def with_preset(values: dict, preset: str) -> dict:
     """A preset sets every training setting over the saved defaults: what it leaves out goes back to them."""
-    return as_form({**new_job_values(), **PRESETS.get(preset, {}), **{name: values.get(name) for name in JOB_IDENTITY}})
+    start = new_job_values(None if preset == SAVED else preset)
+    return as_form({**start, **{name: values.get(name) for name in JOB_IDENTITY}})
 
 
 def apply_preset() -> None:
