@@ -222,6 +222,59 @@ def test_item_4_the_form_keeps_its_values_across_fragment_runs_and_pages(console
     assert shown == pytest.approx(expected)
 
 
+def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reruns(
+    console_url, browser_page, wait_for_streamlit, console_home
+):
+    """The other ways the form could lose its values: Clone config, then another page and back (every widget's state
+    is dropped there), then a preset applied and typing without waiting for the rerun. No field may show a value
+    the user did not give it (the minimums: learning rate 0, sequence length 16, seed 0, DPO beta 0.01)."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    choose(page, wait_for_streamlit, "Base model", "tiny-llama")
+    choose(page, wait_for_streamlit, "Training dataset", "task_planning_sft")
+    set_text(page, wait_for_streamlit, "Adapter name", "nav_source")
+    open_advanced(page, wait_for_streamlit)
+    set_number(page, wait_for_streamlit, "Max steps", 2)
+    set_number(page, wait_for_streamlit, "Max sequence length", 320)
+    set_number(page, wait_for_streamlit, "Seed", 7)
+    page.get_by_role("button", name=re.compile(r"Start Training$")).click()
+    expect(page.get_by_test_id("stToast").filter(has_text="Queued nav_source")).to_be_visible(timeout=180_000)
+    wait_for_streamlit(page, timeout_ms=180_000)
+    job_id = job_states(console_home)["nav_source"]["id"]
+    picker = page.get_by_role("combobox", name="Job", exact=True)
+    picker.scroll_into_view_if_needed()
+    picker.click()
+    picker.fill(job_id)
+    page.get_by_role("option", name=re.compile(re.escape(job_id))).click()
+    wait_for_streamlit(page)
+    page.get_by_role("button", name=re.compile(r"Clone config$")).click()
+    expect(page.get_by_test_id("stToast").filter(has_text="nav_source")).to_be_visible(timeout=60_000)
+    wait_for_streamlit(page)
+    for title in ("Home", "Adapters", "Training Jobs"):
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+        wait_for_streamlit(page, timeout_ms=120_000)
+    page.wait_for_timeout(4500)  # the jobs fragment runs twice
+    open_advanced(page, wait_for_streamlit)
+    cloned = {"Max steps": 2, "Max sequence length": 320, "Seed": 7, "Learning rate": 3e-4, "DPO beta": 0.1}
+    shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in cloned}
+    assert shown == pytest.approx(cloned)
+    expect(page.get_by_role("textbox", name="Adapter name", exact=True)).to_have_value("nav_source_v2")
+    # Typing in three fields without waiting for the reruns between them (a slow machine's reruns overlap).
+    for label, value in (("Seed", 11), ("Max steps", 5), ("Max sequence length", 384)):
+        box = page.get_by_role("spinbutton", name=label, exact=True)
+        box.fill(str(value))
+        box.press("Tab")
+    wait_for_streamlit(page, timeout_ms=120_000)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Home").click()
+    wait_for_streamlit(page)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Training Jobs").click()
+    wait_for_streamlit(page)
+    open_advanced(page, wait_for_streamlit)
+    typed = {"Seed": 11, "Max steps": 5, "Max sequence length": 384, "Learning rate": 3e-4, "DPO beta": 0.1}
+    shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in typed}
+    assert shown == pytest.approx(typed)
+
+
 def test_item_9_an_error_shows_its_text_literally(console_url, browser_page, wait_for_streamlit):
     """A refused setting named `__init__` was shown as a bold "init" (the error went through Markdown)."""
     page = browser_page
