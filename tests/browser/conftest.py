@@ -7,16 +7,11 @@ Playwright's own browser downloads are never used: chromium comes from apt (`/us
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from console_server import ConsoleServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -31,7 +26,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SERVER_START_TIMEOUT_S = 60
 PAGE_TIMEOUT_MS = 30_000
 BROWSER_TEST_TIMEOUT_S = 300
 # The open page and where its failure screenshot goes, kept on the test item for the report hook.
@@ -103,55 +97,6 @@ def console_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return models
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ConsoleServer:
-    """One `streamlit run serve.py` (app.py plus the session routes) on a free loopback port against a registry;
-    stop() ends it as SIGTERM would."""
-
-    def __init__(self, home: Path, models: Path, log_path: Path):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        env = {
-            **os.environ,
-            "RMN_LORA_HOME": str(home),
-            "RMN_LORA_MODELS": str(models),
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-        command = [
-            sys.executable, "-m", "streamlit", "run", "serve.py",
-            "--server.address", "127.0.0.1",
-            "--server.port", str(self.port),
-            "--server.headless", "true",
-            "--server.fileWatcherType", "none",
-            "--browser.gatherUsageStats", "false",
-        ]  # fmt: skip
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-        try:
-            _wait_healthy(self.process, self.url, log_path)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 @pytest.fixture(scope="session")
 def console_url(console_home: Path, console_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start `streamlit run serve.py` on a free loopback port against the temp registry; stop it after the session."""
@@ -176,24 +121,6 @@ def console_server(console_models: Path, tmp_path: Path) -> Iterator[Callable[[P
     finally:
         for server in servers:
             server.stop()
-
-
-def _wait_healthy(server: subprocess.Popen, url: str, log_path: Path) -> None:
-    """Poll Streamlit's health endpoint; fail with the server's own output if it dies or never answers."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(
-                f"streamlit exited with {server.returncode} before answering:\n{log_path.read_text(errors='replace')}"
-            )
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok":
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    log = log_path.read_text(errors="replace")
-    pytest.fail(f"streamlit did not answer {url}/_stcore/health within {SERVER_START_TIMEOUT_S} s:\n{log}")
 
 
 @pytest.fixture(scope="session")

@@ -8,19 +8,14 @@ other browser tests stays open.
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from console_server import ConsoleServer
 from full_registry import build_full_registry
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STRONG = "Correct-Horse-42"
 # The buttons a viewer may press (by key): reading, running inference, the wizard's steps.
 READ_ONLY = {"fed_load", "fed_run", "ab_run", "test_mapping", "package_check", "pg_history_load", "pg_run"}
@@ -53,33 +48,11 @@ def secured(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         rows = tmp_path_factory.mktemp("rows") / "kept.jsonl"
         rows.write_text("".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(5)))
         upload_dataset("kept", rows)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path_factory.mktemp("secured-log") / "server.log"
-    env = {**os.environ, "RMN_LORA_HOME": str(home), "RMN_LORA_MODELS": str(root / "models")}
-    env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    command = [
-        sys.executable, "-m", "streamlit", "run", "serve.py", "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    server = ConsoleServer(home, root / "models", tmp_path_factory.mktemp("secured-log") / "server.log")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert server.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        yield url, home
+        yield server.url, home
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        server.stop()
 
 
 def sign_in(page, wait, identifier: str, password: str) -> None:

@@ -240,7 +240,8 @@ def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reru
     page.get_by_role("button", name=re.compile(r"Start Training$")).click()
     expect(page.get_by_test_id("stToast").filter(has_text="Queued nav_source")).to_be_visible(timeout=180_000)
     wait_for_streamlit(page, timeout_ms=180_000)
-    job_id = job_states(console_home)["nav_source"]["id"]
+    job = job_states(console_home)["nav_source"]
+    job_id, config = job["id"], job["config"]
     picker = page.get_by_role("combobox", name="Job", exact=True)
     picker.scroll_into_view_if_needed()
     picker.click()
@@ -255,7 +256,10 @@ def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reru
         wait_for_streamlit(page, timeout_ms=120_000)
     page.wait_for_timeout(4500)  # the jobs fragment runs twice
     open_advanced(page, wait_for_streamlit)
-    cloned = {"Max steps": 2, "Max sequence length": 320, "Seed": 7, "Learning rate": 3e-4, "DPO beta": 0.1}
+    # the typed values, and the two the job took from the form's defaults
+    untyped = {"Learning rate": config["learning_rate"], "DPO beta": config["dpo_beta"]}
+    assert untyped == {"Learning rate": 2e-4, "DPO beta": 0.1}  # JobConfig's defaults: the form's, untouched
+    cloned = {"Max steps": 2, "Max sequence length": 320, "Seed": 7, **untyped}
     shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in cloned}
     assert shown == pytest.approx(cloned)
     expect(page.get_by_role("textbox", name="Adapter name", exact=True)).to_have_value("nav_source_v2")
@@ -270,7 +274,7 @@ def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reru
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Training Jobs").click()
     wait_for_streamlit(page)
     open_advanced(page, wait_for_streamlit)
-    typed = {"Seed": 11, "Max steps": 5, "Max sequence length": 384, "Learning rate": 3e-4, "DPO beta": 0.1}
+    typed = {"Seed": 11, "Max steps": 5, "Max sequence length": 384, **untyped}
     shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in typed}
     assert shown == pytest.approx(typed)
 

@@ -4,19 +4,13 @@ with a code, Streamlit's server exchanges it and keeps the identity in its HttpO
 identity to an account: the first one is the admin, later ones get the role the admin chose for single sign-on.
 """
 
-import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from console_server import ConsoleServer, free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ALICE = {"email": "alice@example.com", "email_verified": True, "preferred_username": "alice", "name": "Alice"}
 BOB = {"email": "bob@example.com", "email_verified": True, "preferred_username": "bob", "name": "Bob"}
 
@@ -35,9 +29,7 @@ def provider() -> Iterator[str]:
 def sso_console(provider, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A console on loopback with no accounts yet, whose secrets point st.login at the provider."""
     home = tmp_path_factory.mktemp("sso-home")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     secrets_file = tmp_path_factory.mktemp("sso-secrets") / "secrets.toml"
     secrets_file.write_text(
         "[auth]\n"
@@ -48,29 +40,11 @@ def sso_console(provider, tmp_path_factory) -> Iterator[tuple[str, Path]]:
         f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n'
     )
     log = tmp_path_factory.mktemp("sso-log") / "server.log"
-    env = {**os.environ, "RMN_LORA_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    command = [
-        sys.executable, "-m", "streamlit", "run", "serve.py", "--server.address", "127.0.0.1", "--server.port", str(port),
-        "--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-        "--secrets.files", str(secrets_file),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    server = ConsoleServer(home, None, log, port=port, args=("--secrets.files", str(secrets_file)))
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert server.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=2).text.strip() == "ok":
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        yield url, home
+        yield server.url, home
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        server.stop()
 
 
 def at_provider_choose(page, wait, who: str) -> None:
