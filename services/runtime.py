@@ -6,6 +6,7 @@ Pages, scripts and the API all reach them through here, so a server never holds 
 queues over the same registry.
 """
 
+import importlib
 import logging
 import os
 import sys
@@ -102,6 +103,31 @@ def apply_settings(settings: Settings) -> None:
     """Settings that a running console takes at once: the job manager's concurrency and the engine's cache size."""
     job_manager().set_concurrency(settings.max_concurrent_jobs)
     inference_engine().resize(settings.max_loaded_models)
+
+
+# What the pages import before drawing anything (pandas alone is seconds on a loaded 2-core machine); none of them
+# imports the training stack, whose import must stay with `training.stack` (see item 1 of issue 11).
+PAGE_LIBRARIES = ("pandas", "pyarrow", "plotly.express", "plotly.graph_objects", "services")
+_pages_warmer: threading.Thread | None = None
+
+
+def warm_page_libraries() -> threading.Thread:
+    """Import what the pages import, in a background thread started with the server (serve.py), so the first page
+    a user opens draws without waiting for pandas and plotly. Once per process; returns the thread (tests join it)."""
+    global _pages_warmer
+    with _managers_lock:
+        if _pages_warmer is None:
+            _pages_warmer = threading.Thread(target=_import_page_libraries, name="page-libraries-warmup", daemon=True)
+            _pages_warmer.start()
+        return _pages_warmer
+
+
+def _import_page_libraries() -> None:
+    for name in PAGE_LIBRARIES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 — a page that needs it shows the error where it is used
+            logging.getLogger("rmn_console").exception("warming %s failed", name)
 
 
 def warm_training_stack() -> None:

@@ -130,6 +130,34 @@ def test_frame_first_the_app_warms_the_training_stack_after_drawing_a_page(tmp_p
     assert result.stdout.strip().endswith("ready True ['peft', 'torch', 'transformers', 'trl']"), result.stdout
 
 
+def test_frame_first_the_server_imports_the_pages_libraries_when_it_starts(tmp_path) -> None:
+    """Every page imports pandas (and most plotly) before drawing its title: seconds on a busy machine, paid by the
+    first page a user opened. The server's start-up (serve.py, what `make run` serves) now imports them in the
+    background before any browser connects."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "import serve\n"
+        "from services import runtime\n"
+        "libraries = ('pandas', 'pyarrow', 'plotly.express')\n"
+        "assert not [m for m in libraries if m in sys.modules], 'imported before the server started'\n"
+        "async def start():\n"
+        "    async with serve.start_up(serve.app):\n"
+        "        runtime.warm_page_libraries().join(600)\n"
+        "asyncio.run(start())\n"
+        "print('imported', [m for m in libraries if m in sys.modules])\n"
+    )
+    env = {**os.environ, "RMN_LORA_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("imported ['pandas', 'pyarrow', 'plotly.express']"), result.stdout
+
+
 def test_new_user_an_empty_training_jobs_page_loads_the_demo_data(registry) -> None:
     """A new user's Training Jobs page said "run `make run`" (a shell command) and nothing else; its button now
     loads the demo datasets, and the form appears with them."""

@@ -68,9 +68,9 @@ with logs:
     if jobs is not None and not jobs:
         st.info("No training or publish jobs yet.", icon=":material/info:")
     elif jobs:
-        labels = {f"{j.id} · {j.kind} · {j.label} · {j.status.value}": j.id for j in jobs}
+        labels = {j.id: f"{j.id} · {j.kind} · {j.label}" for j in jobs}  # no status: it changes under the picker
         left, right = st.columns([3, 2])
-        job_id = labels[left.selectbox("Job", list(labels), key="activity_job")]
+        job_id = left.selectbox("Job", list(labels), format_func=labels.get, key="activity_job")
         search = right.text_input("Search the log", key="activity_log_search")
 
         @st.fragment(run_every=2)

@@ -1,14 +1,12 @@
 """Adapters (seed 003 §4.3 Models): every trained adapter version with its lineage, download and delete."""
 
-import json
-
 import pandas as pd
 import streamlit as st
 
 from services.evaluation import adapter_before_after
 from services.health import broken_files
 from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
-from views.common import attempt, done, human_size, paginate, show_broken, show_error
+from views.common import attempt, done, human_size, paginate, show_broken, show_error, values_table
 from views.endpoints import deploy_panel
 from views.session import may
 
@@ -30,33 +28,26 @@ def confirm_delete(name: str, version: int) -> None:
         done(f"Deleted {name} v{version}.", rerun="app")
 
 
-def settings_table(values: dict) -> pd.DataFrame:
-    """One row per setting, nested values as compact text, so a lineage section reads as a table."""
-    return pd.DataFrame(
-        {"Setting": list(values), "Value": [v if isinstance(v, str) else json.dumps(v) for v in values.values()]}
-    )
-
-
 def lineage(adapter: AdapterRecord) -> None:
     """Where the adapter came from: base model, data, results and settings, each a readable table."""
     st.markdown("**Lineage**")
     base, data = st.columns(2)
     with base:
         st.markdown("Base model")
-        st.dataframe(settings_table(adapter.base_model), hide_index=True, width="stretch")
+        values_table(adapter.base_model)
     with data:
         st.markdown("Training data")
-        st.dataframe(settings_table(adapter.dataset), hide_index=True, width="stretch")
+        values_table(adapter.dataset)
         if adapter.eval_dataset:
             st.markdown("Evaluation data")
-            st.dataframe(settings_table(adapter.eval_dataset), hide_index=True, width="stretch")
+            values_table(adapter.eval_dataset)
     results, config = st.columns(2)
     with results:
         st.markdown("Results")
-        st.dataframe(settings_table({**adapter.metrics, **adapter.training}), hide_index=True, width="stretch")
+        values_table({**adapter.metrics, **adapter.training}, "Result")
     with config:
         st.markdown("Training settings")
-        st.dataframe(settings_table(adapter.config), hide_index=True, width="stretch")
+        values_table(adapter.config)
 
 
 show_broken(attempt(lambda: broken_files("adapters"), "retry_broken") or [])

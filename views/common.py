@@ -1,5 +1,6 @@
 """Widgets every page shares: pagination, errors as plain text, form state, config-driven widgets, formatting."""
 
+import json
 import logging
 import math
 import re
@@ -328,3 +329,12 @@ def generation_settings(prefix: str) -> "GenerationSettings":
     widget("repetition_penalty", "Repetition penalty", right, widget="slider", step=0.05)
     widget("system", "System message", st, widget="area", height=68)
     return GenerationSettings(**{name: st.session_state[prefix + name] for name in GenerationSettings.model_fields})
+
+
+def values_table(values: dict, name: str = "Setting") -> None:
+    """One row per name, numbers short and nested values as compact text: lineage, results and settings read as a
+    table instead of a collapsed JSON tree."""
+    shown = [
+        v if isinstance(v, str) else f"{v:.4g}" if isinstance(v, float) else json.dumps(v) for v in values.values()
+    ]
+    st.dataframe({name: list(values), "Value": shown}, hide_index=True, width="stretch")

@@ -152,24 +152,46 @@ with run_tab:
     active_runs()
 
 
-def _run_table(runs) -> pd.DataFrame:
-    return pd.DataFrame(
+RUN_METRICS = {  # column -> metric; a column no listed run has is left out (an SFT run has no preference figure)
+    "Exact match": "exact_match",
+    "Token F1": "token_f1",
+    "ROUGE-L": "rouge_l",
+    "Perplexity": "perplexity",
+    "Preference": "preference_accuracy",
+    "p50 ms": "latency_p50_ms",
+}
+RUN_COLUMNS = {
+    "Exact match": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+    "Token F1": st.column_config.NumberColumn(format="%.3f"),
+    "ROUGE-L": st.column_config.NumberColumn(format="%.3f"),
+    "Perplexity": st.column_config.NumberColumn(format="%.2f"),
+    "Preference": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
+    "p50 ms": st.column_config.NumberColumn(format="%.0f"),
+    "Cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
+    "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+}
+
+
+def runs_table(runs) -> None:
+    """The one table of runs, on Results and Compare alike."""
+    metrics = {
+        column: [r.metrics.get(metric) for r in runs]
+        for column, metric in RUN_METRICS.items()
+        if any(r.metrics.get(metric) is not None for r in runs)
+    }
+    frame = pd.DataFrame(
         {
             "Run": [r.id for r in runs],
             "Target": [r.config.target.label for r in runs],
             "Dataset": [r.config.source.get("name", r.config.dataset) for r in runs],
             "Status": [r.status.value for r in runs],
             "Examples": [r.total for r in runs],
-            "Exact match": [r.metrics.get("exact_match") for r in runs],
-            "Token F1": [r.metrics.get("token_f1") for r in runs],
-            "ROUGE-L": [r.metrics.get("rouge_l") for r in runs],
-            "Perplexity": [r.metrics.get("perplexity") for r in runs],
-            "Preference": [r.metrics.get("preference_accuracy") for r in runs],
-            "p50 ms": [r.metrics.get("latency_p50_ms") for r in runs],
+            **metrics,
             "Cost (USD)": [r.cost for r in runs],
             "Created": [r.created for r in runs],
         }
     )
+    st.dataframe(frame, hide_index=True, column_config=RUN_COLUMNS)
 
 
 def _diff(reference: str, prediction: str) -> str:
@@ -288,25 +310,15 @@ with results_tab:
             for r in runs
             if (not needle or needle in f"{r.id} {r.label}".casefold()) and (not statuses or r.status.value in statuses)
         ]
-        st.dataframe(
-            _run_table(paginate(chosen, key="eval_list_page")),
-            hide_index=True,
-            column_config={
-                "Exact match": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
-                "Token F1": st.column_config.NumberColumn(format="%.3f"),
-                "ROUGE-L": st.column_config.NumberColumn(format="%.3f"),
-                "Perplexity": st.column_config.NumberColumn(format="%.2f"),
-                "Preference": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
-                "Cost (USD)": st.column_config.NumberColumn(format="$%.4f"),
-                "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-            },
-        )
+        runs_table(paginate(chosen, key="eval_list_page"))
         ids = [r.id for r in runs]
         if linked in ids and st.session_state.get("eval_linked") != linked:
             st.session_state["eval_linked"] = st.session_state["eval_selected"] = linked  # once per link
         if st.session_state.get("eval_selected") not in ids:
             st.session_state["eval_selected"] = ids[0]
-        labels = {r.id: f"{r.id} · {r.label} · {r.status.value}" for r in runs}
+        # no status in the label: a keyed picker keeps showing the label it was drawn with (the run's caption,
+        # redrawn every time, says the status)
+        labels = {r.id: f"{r.id} · {r.label}" for r in runs}
         selected = st.selectbox("Open run", ids, format_func=labels.get, key="eval_selected")
         with st.container(border=True):
             attempt(lambda: show_run(selected), "retry_eval_run")
@@ -314,11 +326,11 @@ with results_tab:
 
 with compare_tab:
     runs = attempt(list_evaluations, "retry_eval_list_compare")
-    done = [r for r in runs or [] if r.status == "completed"]
-    if len(done) < 2:
+    completed = {r.id: r for r in runs or [] if r.status == "completed"}
+    if len(completed) < 2:
         st.info("Comparing needs at least two completed evaluations on the same dataset.")
     else:
-        labels = {r.id: f"{r.id} · {r.label}" for r in done}
+        labels = {r.id: f"{r.id} · {r.label}" for r in completed.values()}
         picked = st.multiselect(
             "Runs to compare (the first is the baseline)",
             list(labels),
@@ -339,7 +351,7 @@ with compare_tab:
                     px.bar(pd.DataFrame(long), x="metric", y="value", color="run", barmode="group", range_y=[0, 1]),
                     key="eval_compare_chart",
                 )
-                st.dataframe(pd.DataFrame(comparison.table), hide_index=True)
+                runs_table([completed[i] for i in picked])
                 st.markdown("**Significance against the baseline**")
                 for test in comparison.tests:
                     with st.container(border=True):

@@ -224,23 +224,19 @@ def router_panel(federation: Federation) -> None:
     router = federation.router
     if router is None:
         return
-    left, right = st.columns(2)
-    left.metric(
+    st.metric(
         "Router accuracy",
         f"{router.holdout_accuracy:.0%}",
         help=f"Held out: how often the router picked the right adapter on {router.holdout_examples} "
         "training prompts it did not learn from.",
     )
-    right.dataframe(
+    # under the figure, the card's full width: beside it, half a card cut the second column off
+    st.dataframe(
         pd.DataFrame(
             {"Adapter": list(router.train_examples), "Training prompts": list(router.train_examples.values())}
         ),
         hide_index=True,
         width="stretch",
-        column_config={
-            "Adapter": st.column_config.TextColumn(width="medium"),
-            "Training prompts": st.column_config.NumberColumn(width="medium"),
-        },
     )
 
 

@@ -38,6 +38,7 @@ from views.common import (
     show_broken,
     show_error,
     show_flash,
+    values_table,
 )
 from views.session import fragment, may
 
@@ -323,7 +324,8 @@ def job_detail(job: JobState) -> None:
     else:
         st.caption("No metrics yet: they appear after the first logged step.")
     if job.final_metrics:
-        st.json(job.final_metrics, expanded=False)
+        st.markdown("Final metrics")
+        values_table(job.final_metrics, "Metric")
     actions = st.columns(4)
     writer = may(manager().resume, manager().restart, manager().submit)
     if writer and job.status in RESUMABLE and manager().latest_checkpoint(job_id):
@@ -390,7 +392,9 @@ def jobs_panel() -> None:
         "Job",
         list(by_id),
         key="job_selected",
-        format_func=lambda i: f"{by_id[i].config.adapter_name} · {by_id[i].status.value} · {i}",
+        # names the job, never its status: a picked option whose label changed is no longer an option, and
+        # Streamlit then jumps to the first job (the card below shows the status)
+        format_func=lambda i: f"{by_id[i].config.adapter_name} · {i}",
     )
     job_detail(by_id[job_id])
 

@@ -21,7 +21,7 @@ jobs = attempt(list_jobs, "retry_metric_jobs")
 if jobs is not None and not jobs:
     st.info("No training jobs yet. Start one on the Training Jobs page.")
 elif jobs:
-    labels = {j.id: f"{j.config.adapter_name} · {j.id} · {j.status.value}" for j in jobs}
+    labels = {j.id: f"{j.config.adapter_name} · {j.id}" for j in jobs}  # no status: it changes under the picker
     if "metrics_jobs" not in st.session_state:
         st.session_state["metrics_jobs"] = [j.id for j in jobs[:2]]
     picked = st.multiselect("Jobs", list(labels), format_func=labels.get, key="metrics_jobs", max_selections=8)

@@ -72,6 +72,18 @@ def wait_for_streamlit_fixture() -> Callable[..., None]:
     return wait_for_streamlit
 
 
+# How many pixels of an element's widest scrolling part are out of sight: a table wider than its box hides columns.
+HIDDEN_WIDTH = """element => Math.max(0, ...Array.from(element.querySelectorAll('*'))
+    .filter(e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX))
+    .map(e => e.scrollWidth - e.clientWidth))"""
+
+
+@pytest.fixture(name="hidden_width", scope="session")
+def hidden_width_fixture() -> Callable[[object], int]:
+    """`hidden_width(locator)`: the pixels of a table (or any box) that its width cuts off; 0 when all is visible."""
+    return lambda locator: locator.evaluate(HIDDEN_WIDTH)
+
+
 @pytest.fixture(scope="session")
 def console_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A temp registry, seeded with the demo data when `services.demo.seed_demo` exists."""

@@ -136,7 +136,7 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     queued = wait_for_state(home, "queued_run", lambda s: s["status"] in ("completed", "failed"), 900)
     assert queued["status"] == "completed", queued["error"]
     assert job_states(home)["long_run"]["status"] == "interrupted"
-    choose(page, wait_for_streamlit, "Job", f"long_run · interrupted · {job_dir.name}")
+    choose(page, wait_for_streamlit, "Job", f"long_run · {job_dir.name}")
     page.get_by_role("button", name=re.compile(r"Resume$")).click()
     expect(page.get_by_test_id("stToast").filter(has_text="long_run queued to resume")).to_be_visible(timeout=120_000)
     resumed = wait_for_state(home, "long_run", lambda s: s["status"] in ("completed", "failed"), 900)
@@ -178,6 +178,8 @@ def test_item_3_and_6_clone_config_fills_the_form(console_url, browser_page, wai
     set_number(page, wait_for_streamlit, "LoRA rank (r)", 4)
     set_number(page, wait_for_streamlit, "Max steps", 3)
     page.get_by_role("button", name=re.compile(r"Start Training$")).click()
+    # the first submit of a server may wait for the training libraries: minutes on a busy machine
+    expect(page.get_by_test_id("stToast").filter(has_text="Queued clone_source")).to_be_visible(timeout=180_000)
     wait_for_streamlit(page, timeout_ms=180_000)
     # Item 6: the history shows the job just queued (it lagged one refresh behind the cards).
     jobs_on_disk = len(job_states(console_home))
@@ -277,6 +279,38 @@ def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reru
     typed = {"Seed": 11, "Max steps": 5, "Max sequence length": 384, **untyped}
     shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in typed}
     assert shown == pytest.approx(typed)
+
+
+def test_item_6_the_job_picker_keeps_the_picked_job_while_its_status_changes(
+    console_url, browser_page, wait_for_streamlit, console_home
+):
+    """The picker's labels said each job's status: when the picked job went from queued to running to completed,
+    its label was no longer an option and the picker jumped to the newest job (or kept a stale "queued")."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    for name in ("picked_older", "picked_newer"):
+        choose(page, wait_for_streamlit, "Base model", "tiny-llama")
+        choose(page, wait_for_streamlit, "Training dataset", "task_planning_sft")
+        set_text(page, wait_for_streamlit, "Adapter name", name)
+        open_advanced(page, wait_for_streamlit)
+        set_number(page, wait_for_streamlit, "Max steps", 2)
+        page.get_by_role("button", name=re.compile(r"Start Training$")).click()
+        expect(page.get_by_test_id("stToast").filter(has_text=f"Queued {name}")).to_be_visible(timeout=180_000)
+        wait_for_streamlit(page, timeout_ms=180_000)
+    job_id = job_states(console_home)["picked_older"]["id"]
+    assert job_states(console_home)["picked_older"]["status"] != "completed", "picked after it finished"
+    picker = page.get_by_role("combobox", name="Job", exact=True)
+    picker.scroll_into_view_if_needed()
+    picker.click()
+    picker.fill(job_id)
+    page.get_by_role("option", name=re.compile(re.escape(job_id))).click()
+    wait_for_streamlit(page)
+    for name in ("picked_older", "picked_newer"):
+        wait_for_state(console_home, name, lambda s: s["status"] in ("completed", "failed"), 600)
+    page.wait_for_timeout(4500)  # the jobs panel redraws twice with the new statuses
+    wait_for_streamlit(page)
+    expect(picker).to_have_value(re.compile(re.escape(job_id)))
+    expect(picker).not_to_have_value(re.compile(r"queued|running"))
 
 
 def test_item_9_an_error_shows_its_text_literally(console_url, browser_page, wait_for_streamlit):

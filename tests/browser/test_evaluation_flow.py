@@ -64,6 +64,7 @@ def test_run_compare_and_analytics(
     console_url,
     browser_page,
     wait_for_streamlit,
+    hidden_width,
     tmp_path: Path,
 ):
     _train_a_short_job(console_home, console_models)
@@ -85,6 +86,12 @@ def test_run_compare_and_analytics(
     # the session's 80-step tiny adapter answers the mapping but does not stop after it: no exact match, F1 above 0
     expect(metric(page, "Token F1")).not_to_have_text("0.0%")
     expect(page.get_by_text("Accuracy per RMIS field")).to_be_visible()
+    # the picker was drawn while the run was queued: it must not keep saying so once the run completed
+    picker = page.get_by_role("combobox", name="Open run", exact=True)
+    expect(picker).to_have_value(re.compile(r"mapper v1"))
+    expect(picker).not_to_have_value(re.compile(r"queued|running"))
+    runs = page.get_by_test_id("stDataFrame").filter(has_text="Token F1").first
+    assert hidden_width(runs) <= 1, "the list of runs is wider than the page: its last columns are cut off"
     page.screenshot(path=str(tmp_path / "evaluation-run.png"), full_page=True)
 
     page.get_by_role("tab", name="Compare").click()
@@ -98,6 +105,10 @@ def test_run_compare_and_analytics(
     page.keyboard.press("Escape")
     expect(metric(page, "Exact match (McNemar, exact)")).to_have_text(re.compile(r"^p [=<] "), timeout=30_000)
     expect(page.get_by_text(re.compile(r"Token F1: \+0\.\d{3}, 95% interval \[\+.*\(excludes 0\)"))).to_be_visible()
+    # an SFT comparison has no preference figure: its column is left out, not shown with "None" in every row
+    compared = page.get_by_role("tabpanel", name="Compare").get_by_test_id("stDataFrame").first
+    expect(compared).to_contain_text("Token F1")
+    expect(compared).not_to_contain_text("Preference")
     page.screenshot(path=str(tmp_path / "evaluation-compare.png"), full_page=True)
     print(f"screenshots: {tmp_path}")
 
@@ -110,6 +121,7 @@ def test_run_compare_and_analytics(
     table = page.get_by_test_id("stDataFrame").first
     expect(table).to_contain_text("mapper v1")
     expect(table).to_contain_text("tiny-llama (base)")
+    assert hidden_width(table) <= 1, "the table is wider than the page: its last columns are cut off"
     expect(page.get_by_test_id("stPlotlyChart").filter(has_text="Requests per minute")).to_be_visible()
     expect(page.get_by_text("Cost of training jobs and evaluations")).to_be_visible()
     page.screenshot(path=str(tmp_path / "performance.png"), full_page=True)

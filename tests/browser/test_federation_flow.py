@@ -65,7 +65,7 @@ def answer_text(box: Locator) -> str:
 
 @pytest.mark.timeout(600)  # includes training the two adapters (session fixture) on a possibly busy machine
 def test_compose_gated_run_save_then_playground_history(
-    federation_adapters, console_url, browser_page, wait_for_streamlit, tmp_path: Path
+    federation_adapters, console_url, browser_page, wait_for_streamlit, hidden_width, tmp_path: Path
 ):
     page, wait = browser_page, wait_for_streamlit
     page.goto(console_url)
@@ -88,6 +88,8 @@ def test_compose_gated_run_save_then_playground_history(
         expect(page.locator(".fed-box").filter(has_text=box)).to_be_visible()
     expect(page.locator(".fed-box").filter(has_text="Retailer: mapper v1")).to_contain_text("rank=4")
     expect(metric(page, "Router accuracy")).to_have_text(re.compile(r"^\d+%$"))
+    router = page.get_by_test_id("stDataFrame").filter(has_text="Training prompts")
+    assert hidden_width(router) <= 1, "the router's table is wider than its card: a column is cut off"
 
     page.get_by_role("button", name="Planning", exact=True).click()
     prompt = page.get_by_role("textbox", name="Prompt", exact=True)
@@ -126,6 +128,8 @@ def test_compose_gated_run_save_then_playground_history(
     expect(page.get_by_role("combobox", name="History entry")).to_have_value(re.compile(r"mapper v1 \(adapter\)"))
     cells = page.get_by_test_id("stDataFrame").locator('td[role="gridcell"]', has_text="mapper v1 (adapter)")
     expect(cells).to_have_count(1)
+    page.get_by_test_id("stExpander").filter(has_text="Generation settings").get_by_text("Generation settings").click()
+    wait(page)
     screenshot(page, wait, tmp_path / "playground.png")
 
     page.get_by_role("button", name=re.compile(r"Clear history$")).click()
