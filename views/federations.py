@@ -265,8 +265,7 @@ def saved_panel(saved: list[Federation]) -> None:
     page = paginate(saved, key="fed_saved_page", page_size=10)
     st.dataframe(
         pd.DataFrame(
-            {
-                "ID": [f.id for f in page],
+            {  # no id column: half a page is too narrow for it, and the picker below names each id
                 "Name": [f.name for f in page],
                 "Method": [f.method for f in page],
                 "Adapters": [", ".join(m.label for m in f.members) for f in page],
@@ -274,7 +273,7 @@ def saved_panel(saved: list[Federation]) -> None:
             }
         ),
         hide_index=True,
-        column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+        column_config={"Created": st.column_config.DatetimeColumn(format="MM-DD HH:mm")},
     )
     names = {f.id: f"{f.name} · {f.id}" for f in saved}
     picked = st.selectbox("Saved federation", list(names), format_func=names.get, key="fed_saved_pick")
@@ -548,8 +547,9 @@ def demo_adapters_button() -> None:
             if missing
             else ""
         )
-        + "Then it queues the two demo adapters (Amazon retailer mapping and campaign planning, on the embedded "
-        "model); they train on the Training Jobs page in about 16 minutes on a 2-core CPU."
+        + ("Then it queues" if missing else "This queues")
+        + " the two demo adapters (Amazon retailer mapping and campaign planning, on the embedded model); they train "
+        "on the Training Jobs page in about 16 minutes on a 2-core CPU."
     )
     label = "Load the demo data and train the demo adapters" if missing else "Train the demo adapters"
     if may(submit_demo_adapters) and st.button(label, key="fed_demo_adapters", icon=":material/model_training:"):

@@ -34,23 +34,27 @@ elif rows:
             {
                 "Target": [r.target for r in rows],
                 "Accuracy": [r.accuracy for r in rows],
-                "Evaluated on": [r.accuracy_dataset for r in rows],
-                "p50 latency (ms)": [r.p50_latency_ms for r in rows],
-                "p95 latency (ms)": [r.p95_latency_ms for r in rows],
-                "Size": [human_size(r.size_bytes) if r.size_bytes else "" for r in rows],
+                "Evaluated on": [r.accuracy_dataset or "—" for r in rows],
+                "p50 ms": [r.p50_latency_ms for r in rows],
+                "p95 ms": [r.p95_latency_ms for r in rows],
+                "Size": [human_size(r.size_bytes) if r.size_bytes else "—" for r in rows],
                 "Requests": [r.requests for r in rows],
-                "Error rate": [r.error_rate for r in rows],
+                "Errors": [r.error_rate for r in rows],
                 "Tokens/s": [r.tokens_per_second for r in rows],
-                "Cost (USD)": [r.cost_usd for r in rows],
-                "USD / 1k tokens": [r.cost_per_1k_tokens for r in rows],
+                "Cost": [r.cost_usd for r in rows],
+                "Per 1k tokens": [r.cost_per_1k_tokens for r in rows],
             }
         ),
         hide_index=True,
+        # numbers, not bars, and short headers: all eleven columns fit the page at 1440 px (the last was cut off)
         column_config={
-            "Accuracy": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent"),
-            "Error rate": st.column_config.NumberColumn(format="percent"),
-            "Cost (USD)": st.column_config.NumberColumn(format="$%.5f"),
-            "USD / 1k tokens": st.column_config.NumberColumn(format="$%.5f"),
+            "Accuracy": st.column_config.NumberColumn(format="percent"),
+            "p50 ms": st.column_config.NumberColumn(format="%.0f", help="Median latency of a request"),
+            "p95 ms": st.column_config.NumberColumn(format="%.0f", help="95th percentile latency of a request"),
+            "Errors": st.column_config.NumberColumn(format="percent", help="Share of requests that failed"),
+            "Tokens/s": st.column_config.NumberColumn(format="%.1f"),
+            "Cost": st.column_config.NumberColumn(format="$%.5f", help="USD, over the window"),
+            "Per 1k tokens": st.column_config.NumberColumn(format="$%.5f", help="USD per 1,000 generated tokens"),
         },
     )
 

@@ -127,6 +127,8 @@ if rows:
             }
         ),
         hide_index=True,
+        # the value is what a reader came for: a registry path was cut to "/tmp/i1" beside the long descriptions
+        column_config={"Value": st.column_config.TextColumn(width="large")},
     )
 
 endpoints_section()

@@ -113,6 +113,8 @@ def test_compose_gated_run_save_then_playground_history(
     expect(page.get_by_text("SAVED", exact=True)).to_be_visible()
     expect(page.get_by_role("button", name=re.compile(r"Save$"))).to_be_disabled()
     expect(page.get_by_role("combobox", name="Saved federation")).to_have_value(re.compile("^browser gated · "))
+    saved = page.get_by_test_id("stDataFrame").filter(has_text="browser gated")
+    assert hidden_width(saved) <= 1, "the saved federations table is wider than its half of the page"
     screenshot(page, wait, tmp_path / "federation.png")
 
     open_page(page, wait, "Playground")
