@@ -15,7 +15,6 @@ from services.access import (
 )
 from services.datasets import prune_scratch
 from services.settings import get_settings
-from services.training import warm_training_stack
 from views.common import plain, show_flash
 from views.session import act_as_session_user, forget, sso_claims, sync_cookie
 from views.theme import apply_theme
@@ -108,6 +107,3 @@ with st.sidebar:
         st.caption("Open console: this machine only, no sign-in (create an admin on Users to turn it on).")
 show_flash()  # the confirmation of the previous run's action (`done`), on whichever page it happened
 navigation.run()
-if allowed(actor, Role.PRACTITIONER):
-    # After the page is drawn: the first Start Training then finds torch/transformers/PEFT/TRL already imported.
-    warm_training_stack()

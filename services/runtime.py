@@ -132,8 +132,9 @@ def _import_page_libraries() -> None:
 
 def warm_training_stack() -> None:
     """Import the training stack (torch, transformers, PEFT, TRL: seconds idle, minutes on a loaded machine) in a
-    background thread, once per process, so the first Start Training does not wait for it. app.py calls this after
-    a page has been drawn; the thread runs at a low CPU priority so the pages a user opens meanwhile go first."""
+    background thread, once per process, so the first Start Training does not wait for it. The pages that submit
+    jobs call this after they are drawn, and only they: the thread runs at a low CPU priority, but its imports hold
+    the GIL, so other pages of the server render about half as fast until it is done."""
     global _stack_warmer
     with _managers_lock:
         if _stack_warmer is not None:

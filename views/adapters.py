@@ -59,10 +59,8 @@ elif adapters:
     st.dataframe(
         pd.DataFrame(
             {
-                "Adapter": [a.name for a in page],
-                "Version": [f"v{a.version}" for a in page],
-                "Type": [a.adapter_type for a in page],
-                "Objective": [a.objective.upper() for a in page],
+                "Adapter": [a.label for a in page],
+                "Type": [f"{a.adapter_type} · {a.objective.upper()}" for a in page],
                 "Base model": [a.base_model.get("id", "") for a in page],
                 "Rank": [a.lora_r for a in page],
                 "Size": [human_size(a.size_bytes) for a in page],
@@ -74,11 +72,12 @@ elif adapters:
             }
         ),
         hide_index=True,
+        # numbers, not bars, and short ones: every column fits the page at 1440 px ("Held-out accuracy" was cut off)
         column_config={
-            "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
-            "Held-out accuracy": st.column_config.ProgressColumn(
-                min_value=0.0, max_value=1.0, format="percent", width="medium"
-            ),
+            "Created": st.column_config.DatetimeColumn(format="MM-DD HH:mm"),
+            "Final loss": st.column_config.NumberColumn(format="%.3f"),
+            "Eval loss": st.column_config.NumberColumn(format="%.3f"),
+            "Held-out accuracy": st.column_config.NumberColumn(format="percent"),
         },
     )
     labels = {f"{a.name} v{a.version}": a for a in adapters}

@@ -19,6 +19,7 @@ from services.training import (
     job_manager,
     list_base_models,
     submit_config,
+    warm_training_stack,
 )
 from views.common import attempt, field_shape, human_size, job_widget, load_demo_button, model_widget
 from views.session import may
@@ -278,3 +279,6 @@ if job_id := st.session_state.get("wizard_job"):
                 st.page_link("views/publish.py", label="Publish the adapter", icon=":material/package_2:")
 
     launched()
+
+if may(job_manager().submit):
+    warm_training_stack()  # drawn: the stack imports while the user walks the steps (see Training Jobs)

@@ -288,12 +288,13 @@ def test_item_6_the_job_picker_keeps_the_picked_job_while_its_status_changes(
     its label was no longer an option and the picker jumped to the newest job (or kept a stale "queued")."""
     page = browser_page
     open_page(page, console_url, wait_for_streamlit, "Training Jobs")
-    for name in ("picked_older", "picked_newer"):
+    # the older job trains long enough to be picked while it runs (one job at a time: the newer one waits)
+    for name, steps in (("picked_older", 150), ("picked_newer", 2)):
         choose(page, wait_for_streamlit, "Base model", "tiny-llama")
         choose(page, wait_for_streamlit, "Training dataset", "task_planning_sft")
         set_text(page, wait_for_streamlit, "Adapter name", name)
         open_advanced(page, wait_for_streamlit)
-        set_number(page, wait_for_streamlit, "Max steps", 2)
+        set_number(page, wait_for_streamlit, "Max steps", steps)
         page.get_by_role("button", name=re.compile(r"Start Training$")).click()
         expect(page.get_by_test_id("stToast").filter(has_text=f"Queued {name}")).to_be_visible(timeout=180_000)
         wait_for_streamlit(page, timeout_ms=180_000)

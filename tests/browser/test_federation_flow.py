@@ -117,6 +117,12 @@ def test_compose_gated_run_save_then_playground_history(
     assert hidden_width(saved) <= 1, "the saved federations table is wider than its half of the page"
     screenshot(page, wait, tmp_path / "federation.png")
 
+    open_page(page, wait, "Adapters")
+    adapters = page.get_by_test_id("stDataFrame").filter(has_text="Held-out accuracy").first
+    expect(adapters).to_contain_text("mapper v1")
+    assert hidden_width(adapters) <= 1, "the adapters table is wider than the page: its last columns are cut off"
+    screenshot(page, wait, tmp_path / "adapters.png")
+
     open_page(page, wait, "Playground")
     pick_radio(page, wait, "Run on", "Adapter")
     choose(page, wait, "Adapter", "mapper")
