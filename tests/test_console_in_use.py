@@ -103,16 +103,26 @@ def test_item_13_listing_base_models_for_the_form_imports_no_torch(tmp_path) -> 
     assert "tiny-llama" in result.stdout
 
 
+def fresh_python(code: str, home: Path) -> str:
+    """Run `code` in a new interpreter (nothing imported yet) on the registry `home`; what it printed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RMN_LORA_HOME": str(home)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip()
+
+
 def test_frame_first_only_the_training_pages_warm_the_training_stack_after_drawing(tmp_path) -> None:
     """The first Start Training of a server imported torch, transformers, PEFT and TRL in its preflight (minutes on
     a busy machine, with no spinner). The Training Jobs page now draws first and then starts importing them in a
     background thread, so the stack is loaded by the time a user submits. Home does not: while the stack imports,
     every other page of the server renders about half as fast (the thread holds the GIL), so a user who never
     trains must not pay for it."""
-    import os
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
@@ -126,22 +136,14 @@ def test_frame_first_only_the_training_pages_warm_the_training_stack_after_drawi
         "print('ready', runtime.training_stack_ready(), sorted(m for m in ('torch', 'transformers', 'trl', 'peft') "
         "if m in sys.modules))\n"
     )
-    env = {**os.environ, "RMN_LORA_HOME": str(tmp_path / "home")}
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("ready True ['peft', 'torch', 'transformers', 'trl']"), result.stdout
+    printed = fresh_python(code, tmp_path / "home")
+    assert printed.endswith("ready True ['peft', 'torch', 'transformers', 'trl']"), printed
 
 
 def test_frame_first_the_server_imports_the_pages_libraries_when_it_starts(tmp_path) -> None:
     """Every page imports pandas (and most plotly) before drawing its title: seconds on a busy machine, paid by the
     first page a user opened. The server's start-up (serve.py, what `make run` serves) now imports them in the
     background before any browser connects."""
-    import os
-    import subprocess
-    import sys
-
     code = (
         "import asyncio, sys\n"
         "import serve\n"
@@ -154,12 +156,8 @@ def test_frame_first_the_server_imports_the_pages_libraries_when_it_starts(tmp_p
         "asyncio.run(start())\n"
         "print('imported', [m for m in libraries if m in sys.modules])\n"
     )
-    env = {**os.environ, "RMN_LORA_HOME": str(tmp_path / "home")}
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().endswith("imported ['pandas', 'pyarrow', 'plotly.express']"), result.stdout
+    printed = fresh_python(code, tmp_path / "home")
+    assert printed.endswith("imported ['pandas', 'pyarrow', 'plotly.express']"), printed
 
 
 def test_new_user_an_empty_training_jobs_page_loads_the_demo_data(registry) -> None:

@@ -69,18 +69,28 @@ def open_advanced(page: Page, wait: Callable[[Page], None]) -> None:
         wait(page)
 
 
-def queue_job(page: Page, wait: Callable[[Page], None], name: str, dataset: str, steps: int, save_steps: int) -> None:
-    """Fill the Training Jobs form for the tiny model and press Start Training."""
+def queue_job(page: Page, wait: Callable[[Page], None], name: str, dataset: str, numbers: dict[str, object]) -> None:
+    """Fill the Training Jobs form for the tiny model (`numbers`: number fields by label) and press Start Training."""
     choose(page, wait, "Base model", "tiny-llama")
     choose(page, wait, "Training dataset", dataset)
     set_text(page, wait, "Adapter name", name)
     open_advanced(page, wait)
-    set_number(page, wait, "Max steps", steps)
-    set_number(page, wait, "Checkpoint every N steps", save_steps)
+    for label, value in numbers.items():
+        set_number(page, wait, label, value)
     page.get_by_role("button", name=re.compile(r"Start Training$")).click()
     # The first submit imports the training stack (preflight): slow on a busy 2-core machine.
     wait(page, timeout_ms=180_000)
     expect(page.get_by_test_id("stToast").filter(has_text=f"Queued {name}")).to_be_visible(timeout=120_000)
+
+
+def pick_job(page: Page, wait: Callable[[Page], None], job_id: str) -> None:
+    """Open `job_id` in Job details: type its id in the picker, then click it."""
+    picker = page.get_by_role("combobox", name="Job", exact=True)
+    picker.scroll_into_view_if_needed()
+    picker.click()
+    picker.fill(job_id)
+    page.get_by_role("option", name=re.compile(re.escape(job_id))).click()
+    wait(page)
 
 
 def job_states(home: Path) -> dict[str, dict]:
@@ -118,8 +128,8 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     page = browser_page
     server = console_server(home)
     open_page(page, server.url, wait_for_streamlit, "Training Jobs")
-    queue_job(page, wait_for_streamlit, "long_run", "short_sft", steps=300, save_steps=5)
-    queue_job(page, wait_for_streamlit, "queued_run", "short_sft", steps=10, save_steps=5)
+    queue_job(page, wait_for_streamlit, "long_run", "short_sft", {"Max steps": 300, "Checkpoint every N steps": 5})
+    queue_job(page, wait_for_streamlit, "queued_run", "short_sft", {"Max steps": 10, "Checkpoint every N steps": 5})
     job_dir = home / "jobs" / wait_for_state(home, "long_run", lambda s: s["status"] == "running", 900)["id"]
     deadline = time.monotonic() + 900
     while not list((job_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
@@ -171,15 +181,8 @@ def test_item_3_and_6_clone_config_fills_the_form(console_url, browser_page, wai
     toast saying so (item 7)."""
     page = browser_page
     open_page(page, console_url, wait_for_streamlit, "Training Jobs")
-    choose(page, wait_for_streamlit, "Base model", "tiny-llama")
-    choose(page, wait_for_streamlit, "Training dataset", "task_planning_sft")
-    set_text(page, wait_for_streamlit, "Adapter name", "clone_source")
-    open_advanced(page, wait_for_streamlit)
-    set_number(page, wait_for_streamlit, "LoRA rank (r)", 4)
-    set_number(page, wait_for_streamlit, "Max steps", 3)
-    page.get_by_role("button", name=re.compile(r"Start Training$")).click()
-    # the first submit of a server may wait for the training libraries: minutes on a busy machine
-    expect(page.get_by_test_id("stToast").filter(has_text="Queued clone_source")).to_be_visible(timeout=180_000)
+    # the first submit of a server may wait for the training libraries: minutes on a busy machine (queue_job waits)
+    queue_job(page, wait_for_streamlit, "clone_source", "task_planning_sft", {"LoRA rank (r)": 4, "Max steps": 3})
     wait_for_streamlit(page, timeout_ms=180_000)
     # Item 6: the history shows the job just queued (it lagged one refresh behind the cards).
     jobs_on_disk = len(job_states(console_home))
@@ -188,12 +191,7 @@ def test_item_3_and_6_clone_config_fills_the_form(console_url, browser_page, wai
     set_text(page, wait_for_streamlit, "Adapter name", "something_else")
     set_number(page, wait_for_streamlit, "LoRA rank (r)", 32)
     job_id = job_states(console_home)["clone_source"]["id"]
-    picker = page.get_by_role("combobox", name="Job", exact=True)
-    picker.scroll_into_view_if_needed()
-    picker.click()
-    picker.fill(job_id)
-    page.get_by_role("option", name=re.compile(re.escape(job_id))).click()
-    wait_for_streamlit(page)
+    pick_job(page, wait_for_streamlit, job_id)
     page.get_by_role("button", name=re.compile(r"Clone config$")).click()
     wait_for_streamlit(page)
     expect(page.get_by_test_id("stToast").filter(has_text="clone_source")).to_be_visible(timeout=60_000)
@@ -232,24 +230,12 @@ def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reru
     the user did not give it (the minimums: learning rate 0, sequence length 16, seed 0, DPO beta 0.01)."""
     page = browser_page
     open_page(page, console_url, wait_for_streamlit, "Training Jobs")
-    choose(page, wait_for_streamlit, "Base model", "tiny-llama")
-    choose(page, wait_for_streamlit, "Training dataset", "task_planning_sft")
-    set_text(page, wait_for_streamlit, "Adapter name", "nav_source")
-    open_advanced(page, wait_for_streamlit)
-    set_number(page, wait_for_streamlit, "Max steps", 2)
-    set_number(page, wait_for_streamlit, "Max sequence length", 320)
-    set_number(page, wait_for_streamlit, "Seed", 7)
-    page.get_by_role("button", name=re.compile(r"Start Training$")).click()
-    expect(page.get_by_test_id("stToast").filter(has_text="Queued nav_source")).to_be_visible(timeout=180_000)
+    numbers = {"Max steps": 2, "Max sequence length": 320, "Seed": 7}
+    queue_job(page, wait_for_streamlit, "nav_source", "task_planning_sft", numbers)
     wait_for_streamlit(page, timeout_ms=180_000)
     job = job_states(console_home)["nav_source"]
     job_id, config = job["id"], job["config"]
-    picker = page.get_by_role("combobox", name="Job", exact=True)
-    picker.scroll_into_view_if_needed()
-    picker.click()
-    picker.fill(job_id)
-    page.get_by_role("option", name=re.compile(re.escape(job_id))).click()
-    wait_for_streamlit(page)
+    pick_job(page, wait_for_streamlit, job_id)
     page.get_by_role("button", name=re.compile(r"Clone config$")).click()
     expect(page.get_by_test_id("stToast").filter(has_text="nav_source")).to_be_visible(timeout=60_000)
     wait_for_streamlit(page)
@@ -289,27 +275,17 @@ def test_item_6_the_job_picker_keeps_the_picked_job_while_its_status_changes(
     page = browser_page
     open_page(page, console_url, wait_for_streamlit, "Training Jobs")
     # the older job trains long enough to be picked while it runs (one job at a time: the newer one waits)
-    for name, steps in (("picked_older", 150), ("picked_newer", 2)):
-        choose(page, wait_for_streamlit, "Base model", "tiny-llama")
-        choose(page, wait_for_streamlit, "Training dataset", "task_planning_sft")
-        set_text(page, wait_for_streamlit, "Adapter name", name)
-        open_advanced(page, wait_for_streamlit)
-        set_number(page, wait_for_streamlit, "Max steps", steps)
-        page.get_by_role("button", name=re.compile(r"Start Training$")).click()
-        expect(page.get_by_test_id("stToast").filter(has_text=f"Queued {name}")).to_be_visible(timeout=180_000)
-        wait_for_streamlit(page, timeout_ms=180_000)
+    queue_job(page, wait_for_streamlit, "picked_older", "task_planning_sft", {"Max steps": 150})
+    queue_job(page, wait_for_streamlit, "picked_newer", "task_planning_sft", {"Max steps": 2})
+    wait_for_streamlit(page, timeout_ms=180_000)
     job_id = job_states(console_home)["picked_older"]["id"]
     assert job_states(console_home)["picked_older"]["status"] != "completed", "picked after it finished"
-    picker = page.get_by_role("combobox", name="Job", exact=True)
-    picker.scroll_into_view_if_needed()
-    picker.click()
-    picker.fill(job_id)
-    page.get_by_role("option", name=re.compile(re.escape(job_id))).click()
-    wait_for_streamlit(page)
+    pick_job(page, wait_for_streamlit, job_id)
     for name in ("picked_older", "picked_newer"):
         wait_for_state(console_home, name, lambda s: s["status"] in ("completed", "failed"), 600)
     page.wait_for_timeout(4500)  # the jobs panel redraws twice with the new statuses
     wait_for_streamlit(page)
+    picker = page.get_by_role("combobox", name="Job", exact=True)
     expect(picker).to_have_value(re.compile(re.escape(job_id)))
     expect(picker).not_to_have_value(re.compile(r"queued|running"))
 
