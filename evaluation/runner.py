@@ -4,11 +4,16 @@ Answers come from `InferenceEngine.generate_batch` (left padding, greedy, one `g
 costs what batching costs, not one `generate` per prompt, and every answer lands in the request log as caller
 "evaluation". Gated federations are batched per routed adapter; sequential ones answer one prompt at a time.
 Log-likelihoods (perplexity of the references, preference between chosen and rejected) use the same activation.
+A model on an OpenAI-compatible endpoint answers each example's conversation as one chat completion (a batch's
+requests are sent at once, for the server to batch); endpoints return no log-likelihoods, so only the
+generation metrics apply to them.
 """
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 from pydantic import BaseModel
 
 from evaluation.data import EvalSet, Example
@@ -25,6 +30,7 @@ from evaluation.metrics import (
 from evaluation.targets import TargetSpec, federation_of, member_of
 from federation.engine import Activation, GenerationSettings, InferenceEngine
 from federation.methods import method_of
+from federation.remote import RemoteStream
 from federation.run import run_federation
 from registry.errors import ConsoleError
 
@@ -57,19 +63,19 @@ class Answer(BaseModel):
     adapters_used: list[str]
 
 
-def plan_metrics(requested: Sequence[str] | None, evalset: EvalSet) -> list[str]:
-    """The metrics a run computes: the requested ones checked against the dataset, or the defaults for its kind."""
+def plan_metrics(requested: Sequence[str] | None, evalset: EvalSet, remote: bool = False) -> list[str]:
+    """The metrics a run computes: the requested ones checked against the dataset (and, for a model on an
+    endpoint, `remote`, against what a server returns), or the defaults for its kind."""
     has_fields = any(field_of(e.reference or "", e.task) for e in evalset.examples if e.reference is not None)
     has_plans = any(is_plan(e.reference) for e in evalset.examples if e.reference is not None)
-    if requested is None:
-        if evalset.preference:
-            return ["preference_accuracy"]
+    if requested is None and not evalset.preference:
         return (
-            ["exact_match", "token_f1", "rouge_l", "perplexity"]
+            ["exact_match", "token_f1", "rouge_l"]
+            + ([] if remote else ["perplexity"])
             + (["field_accuracy"] if has_fields else [])
             + (["plan_judged"] if has_plans else [])
         )
-    metrics = list(dict.fromkeys(requested))
+    metrics = list(dict.fromkeys(PREFERENCE_METRICS if requested is None else requested))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise MetricError(f"Unknown metric {unknown[0]!r}. Choose from: {', '.join(METRICS)}.")
@@ -77,6 +83,12 @@ def plan_metrics(requested: Sequence[str] | None, evalset: EvalSet) -> list[str]
         raise MetricError("No metric chosen: pick at least one.")
     name = evalset.source.get("name", "the dataset")
     for metric in metrics:
+        if remote and metric in LIKELIHOOD_METRICS + PREFERENCE_METRICS:
+            raise MetricError(
+                f"{metric} needs the log-likelihoods of reference answers, which an OpenAI-compatible endpoint does "
+                "not return: evaluate a model on an endpoint with exact_match, token_f1, rouge_l, field_accuracy "
+                "or plan_judged, or evaluate the adapter in this console for perplexity and preference accuracy."
+            )
         if metric in PREFERENCE_METRICS and not evalset.preference:
             raise MetricError(
                 f"{metric} needs DPO preference pairs (prompt, chosen, rejected); {name!r} holds prompts with "
@@ -145,6 +157,33 @@ def score_batch(
     return rows
 
 
+MAX_CONCURRENT_REQUESTS = 16
+
+
+def remote_answers(spec: TargetSpec, examples: Sequence[Example], settings: GenerationSettings) -> list[Answer]:
+    """Each example's conversation as one streamed chat completion on the target's endpoint; a batch's requests
+    go at once (at most MAX_CONCURRENT_REQUESTS) over one keep-alive connection pool."""
+    assert spec.endpoint is not None, "an endpoint target names its endpoint"
+    endpoint = spec.endpoint
+
+    def answer(example: Example, client: httpx.Client) -> Answer:
+        stream = RemoteStream(endpoint, spec.ref, example.conversation, settings, client)
+        for _ in stream:
+            pass
+        assert stream.answer is not None, "a finished stream has its answer"
+        return Answer(
+            response=stream.answer.text,
+            tokens=stream.answer.completion_tokens,
+            latency_ms=stream.answer.latency_ms,
+            first_token_ms=stream.answer.first_token_ms,
+            adapters_used=[],
+        )
+
+    workers = max(1, min(len(examples), MAX_CONCURRENT_REQUESTS))
+    with httpx.Client() as client, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eval-remote") as pool:
+        return list(pool.map(lambda example: answer(example, client), examples))
+
+
 def _activations(spec: TargetSpec, examples: Sequence[Example]) -> list[tuple[Activation, list[str]]] | None:
     """Each example's activation and the adapters it uses; None when the federation's method has no single
     activation per prompt (a sequential chain answers one prompt at a time)."""
@@ -175,6 +214,8 @@ def _groups(activations: list[tuple[Activation, list[str]]]) -> dict[tuple, list
 def generate(
     spec: TargetSpec, examples: Sequence[Example], settings: GenerationSettings, engine: InferenceEngine
 ) -> list[Answer]:
+    if spec.kind == "endpoint":
+        return remote_answers(spec, examples, settings)
     activations = _activations(spec, examples)
     if activations is None:
         federation = federation_of(spec)

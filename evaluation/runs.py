@@ -23,7 +23,7 @@ from evaluation.cost import run_cost
 from evaluation.data import EvalSet, load_examples
 from evaluation.run_folder import RunFolder
 from evaluation.runner import plan_metrics, score_batch, summarize
-from evaluation.targets import TargetSpec, resolve_target
+from evaluation.targets import TargetSpec, resolve_endpoint_target, resolve_target
 from federation.engine import GenerationSettings, InferenceEngine, default_engine
 from registry.errors import ConsoleError, NotFound
 from registry.layout import Registry
@@ -119,6 +119,8 @@ class RunManager:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         job_id: str | None = None,
         role: str | None = None,
+        endpoint: str | None = None,
+        api_key_env: str | None = None,
     ) -> RunState:
         """Resolve and check everything first (ConsoleError, nothing written), then queue."""
         return self.enqueue(
@@ -131,6 +133,8 @@ class RunManager:
                 max_new_tokens=max_new_tokens,
                 job_id=job_id,
                 role=role,
+                endpoint=endpoint,
+                api_key_env=api_key_env,
             )
         )
 
@@ -145,17 +149,20 @@ class RunManager:
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         job_id: str | None = None,
         role: str | None = None,
+        endpoint: str | None = None,
+        api_key_env: str | None = None,
     ) -> RunState:
-        """A checked run, not yet written or queued (ConsoleError on bad input), for `enqueue`."""
+        """A checked run, not yet written or queued (ConsoleError on bad input), for `enqueue`. With `endpoint`
+        (a saved serving endpoint or a server URL), `target` is the model id that server answers with."""
         if limit is not None and limit < 1:
             raise ConsoleError(f"limit must be at least 1 example (got {limit}); leave it empty for all.")
-        spec = resolve_target(target)
+        spec = resolve_target(target) if endpoint is None else resolve_endpoint_target(endpoint, target, api_key_env)
         evalset = load_examples(dataset, limit)
         config = RunConfig(
             target=spec,
             dataset=dataset,
             source=evalset.source,
-            metrics=plan_metrics(metrics, evalset),
+            metrics=plan_metrics(metrics, evalset, remote=spec.kind == "endpoint"),
             limit=limit,
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,

@@ -1,7 +1,9 @@
 """Evaluation API: run a target on a dataset in the background, read the results, compare runs, export them.
 
 `target` is None (the embedded base model), a base model name or folder, an adapter ("amazon_v1" or
-"amazon_v1@v2") or a saved federation id. Bad input (unknown target, metric or dataset, a metric the dataset
+"amazon_v1@v2") or a saved federation id; with `endpoint` (a saved serving endpoint's name or a server URL), the
+model id an OpenAI-compatible server answers with, its API key read from the environment variable `api_key_env`
+(or the one the saved endpoint names), never stored. Bad input (unknown target, metric or dataset, a metric the dataset
 cannot support, an empty dataset) raises a ConsoleError and queues nothing. Running and cancelling need the
 practitioner role (like training jobs: a run occupies the machine and writes to the registry); reading does not.
 """
@@ -13,7 +15,7 @@ from evaluation.compare import CompareError, Comparison, PairTest, compare_runs
 from evaluation.lineage import BeforeAfter, before_after
 from evaluation.report import html_report, markdown_report, rows_csv, rows_jsonl
 from evaluation.runner import METRICS, MetricError
-from evaluation.runs import FINISHED, RunError, RunState, RunStatus
+from evaluation.runs import FINISHED, RunConfig, RunError, RunState, RunStatus
 from evaluation.significance import format_p
 from evaluation.targets import TargetError
 from registry.access import Role, requires
@@ -26,6 +28,7 @@ __all__ = [
     "Comparison",
     "MetricError",
     "PairTest",
+    "RunConfig",
     "RunError",
     "RunState",
     "RunStatus",
@@ -54,11 +57,22 @@ def run_evaluation(
     limit: int | None = None,
     batch_size: int = 8,
     max_new_tokens: int = 96,
+    endpoint: str | None = None,
+    api_key_env: str | None = None,
 ) -> str:
     """Queue an evaluation and return its run id (eval_YYYYMMDD_HHMMSS_xxxxxx)."""
     return (
         evaluation_manager()
-        .submit(target, dataset, metrics=metrics, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        .submit(
+            target,
+            dataset,
+            metrics=metrics,
+            limit=limit,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            endpoint=endpoint,
+            api_key_env=api_key_env,
+        )
         .id
     )
 

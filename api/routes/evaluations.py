@@ -1,4 +1,5 @@
-"""Evaluations: run a model (base, adapter version or saved federation) on a dataset, read the results, cancel.
+"""Evaluations: run a model (base, adapter version, saved federation, or a model on an OpenAI-compatible endpoint)
+on a dataset, read the results, cancel.
 
 A run is queued and runs in the console's evaluation worker (the same one the Evaluations page uses); poll
 GET /evaluations/{id} until its status is completed, failed or cancelled.
@@ -21,7 +22,17 @@ class EvaluationRequest(BaseModel):
     target: str | None = Field(
         default=None,
         description="A base model id, an adapter (`name` or `name@v2`) or a saved federation id; "
-        "the embedded base model if left out.",
+        "the embedded base model if left out. With `endpoint`: the model id that server answers with.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        description="Evaluate a model on an OpenAI-compatible server: a saved serving endpoint's name or a server "
+        "URL (http://gpu-box:8000). Generation metrics only (a server returns no log-likelihoods).",
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="The environment variable (where the console runs) holding that server's API key; the key "
+        "itself is never sent to this API nor stored.",
     )
     dataset: str = Field(description="A library dataset name (its latest version).")
     metrics: list[str] | None = Field(default=None, description="Metric names; the dataset's defaults if left out.")
@@ -102,6 +113,8 @@ def submit_evaluation(request: EvaluationRequest) -> Evaluation:
         limit=request.limit,
         batch_size=request.batch_size,
         max_new_tokens=request.max_new_tokens,
+        endpoint=request.endpoint,
+        api_key_env=request.api_key_env,
     )
     return _summary(evaluation.evaluation_state(run_id))
 

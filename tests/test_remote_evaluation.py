@@ -1,0 +1,170 @@
+"""Evaluations whose target is an OpenAI-compatible endpoint: this console's own server, on uvicorn on a free
+loopback port, serving a tiny adapter trained here. The rows must equal the local target's for greedy decoding,
+the API key is read from the environment and never written, and an unreachable server fails the run readably."""
+
+import json
+import threading
+
+import httpx
+import pytest
+from api_server import free_port, serve
+from tiny_model import DEFAULT_CORPUS, build_tiny_model
+
+PROMPTS = [
+    f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
+    for code in ("sp", "sd")
+    for retailer in ("Amazon", "Walmart", "Target")
+]
+ANSWER = "placement_type: sponsored_product"
+SECRET = "sk-test-0123456789abcdef"  # what a user's key looks like: it must never reach a file
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A registry with a tiny base model, a 'mapper' adapter and two evaluation sets (one with a system message,
+    OpenAI chat shaped), served by this console's API on a loopback port."""
+    import torch
+
+    from registry.datasets import write_records
+    from registry.layout import open_registry
+    from registry.shapes import DatasetKind
+    from training.adapters import register_adapter
+    from training.config import build_config
+    from training.worker import run_training
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("remote-eval")
+    # A seed of its own: the engine caches models by weights, and another module's tokenizer must not answer.
+    build_tiny_model(root / "models" / "tiny-llama", corpus=DEFAULT_CORPUS + PROMPTS, seed=1616)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RMN_LORA_HOME", str(root / "registry"))
+        patch.setenv("RMN_LORA_MODELS", str(root / "models"))
+        registry = open_registry()
+        train = [{"instruction": p, "input": "", "output": ANSWER} for p in PROMPTS]
+        write_records("mapper_sft", train * 4, DatasetKind.ALPACA, origin="test", registry=registry)
+        rows = [{"prompt": p, "reference": ANSWER} for p in PROMPTS]
+        write_records("mapper_eval", rows, DatasetKind.EVALUATION, origin="test", registry=registry)
+        chats = [
+            {
+                "messages": [
+                    {"role": "system", "content": "You map retail media fields to RMIS."},
+                    {"role": "user", "content": p},
+                    {"role": "assistant", "content": ANSWER},
+                ]
+            }
+            for p in PROMPTS[:4]
+        ]
+        write_records("mapper_chat", chats, DatasetKind.CHAT, origin="test", registry=registry)
+        config = build_config(
+            adapter_name="mapper",
+            base_model="tiny-llama",
+            train_dataset="mapper_sft",
+            max_steps=60,
+            batch_size=4,
+            learning_rate=5e-3,
+            lora_r=4,
+            lora_alpha=16,
+            save_steps=1000,
+            max_seq_length=96,
+            warmup_ratio=0.0,
+            lora_dropout=0.0,
+            epochs=None,
+        )
+        result = run_training(config, root / "jobs" / "mapper", stop=threading.Event())
+        register_adapter(result, config, registry=registry)
+        from api.app import create_app
+
+        with serve(create_app()) as url:
+            yield {"url": url, "root": root, "registry": registry, "patch": patch}
+    torch.set_num_threads(threads)
+
+
+def _run(target, dataset, **options):
+    from services.evaluation import get_evaluation, run_evaluation, wait_for_evaluation
+
+    run_id = run_evaluation(target, dataset, metrics=["exact_match", "token_f1"], max_new_tokens=24, **options)
+    state = wait_for_evaluation(run_id, timeout=600)
+    return state, get_evaluation(run_id)
+
+
+SCORED = ("index", "prompt", "reference", "prediction", "exact_match", "token_f1", "tokens")
+
+
+@pytest.mark.parametrize("dataset", ["mapper_eval", "mapper_chat"])
+def test_an_endpoint_target_scores_what_the_local_target_scores(world, dataset):
+    from services.deploy import ServingEndpoint, save_endpoint
+
+    save_endpoint(ServingEndpoint(name="here", url=world["url"], engine="console"))
+    local_state, local = _run("mapper@v1", dataset, batch_size=1)
+    remote_state, remote = _run("mapper@v1", dataset, endpoint="here", batch_size=3)
+    assert local_state.status.value == "completed", local_state.error
+    assert remote_state.status.value == "completed", remote_state.error
+    assert remote["target_label"] == "mapper@v1 on here (endpoint)"
+    assert remote["target"] == "endpoint:here/mapper@v1"
+    assert len(remote["rows"]) == len(local["rows"]) > 0
+    for ours, theirs in zip(local["rows"], remote["rows"], strict=True):
+        assert {k: theirs[k] for k in SCORED} == {k: ours[k] for k in SCORED}
+        assert theirs["latency_ms"] > 0 and theirs["first_token_ms"] is not None
+    if dataset == "mapper_eval":  # trained without a system message, it answers the plain prompts exactly
+        assert any(row["exact_match"] for row in remote["rows"]), "the adapter answers some prompts exactly"
+    for metric in ("exact_match", "token_f1"):
+        assert remote["metrics"][metric] == local["metrics"][metric]
+
+
+def test_a_server_url_with_a_key_from_the_environment_never_writes_the_key(world, monkeypatch):
+    monkeypatch.setenv("REMOTE_EVAL_KEY", SECRET)
+    state, result = _run("mapper", "mapper_eval", endpoint=world["url"] + "/", api_key_env="REMOTE_EVAL_KEY", limit=2)
+    assert state.status.value == "completed", state.error
+    assert state.config.target.endpoint.api_key_env == "REMOTE_EVAL_KEY"
+    assert result["rows"][0]["prediction"]
+    folder = world["root"] / "registry" / "evaluations" / state.id
+    written = "".join(path.read_text() for path in folder.rglob("*") if path.is_file())
+    assert "REMOTE_EVAL_KEY" in written and SECRET not in written
+
+
+def test_an_unreachable_endpoint_fails_the_run_and_says_what_to_do(world):
+    state, result = _run("mapper", "mapper_eval", endpoint=f"http://127.0.0.1:{free_port()}", limit=2)
+    assert state.status.value == "failed"
+    assert "Could not reach" in state.error and "Check that the server is running" in state.error
+    assert result["rows"] == []
+
+
+def test_bad_endpoint_targets_are_refused_at_submit_and_queue_nothing(world, monkeypatch):
+    from services.deploy import ServingEndpoint, save_endpoint
+    from services.errors import ConsoleError
+    from services.evaluation import list_evaluations, run_evaluation
+
+    save_endpoint(ServingEndpoint(name="here", url=world["url"], engine="console"))
+    before = len(list_evaluations())
+    monkeypatch.delenv("UNSET_EVAL_KEY", raising=False)
+    cases = [
+        ({"endpoint": "nowhere"}, "No serving endpoint named 'nowhere'"),
+        ({"endpoint": "here", "metrics": ["perplexity"]}, "perplexity needs"),
+        ({"endpoint": world["url"], "api_key_env": SECRET}, "names an environment variable"),
+        ({"endpoint": world["url"], "api_key_env": "UNSET_EVAL_KEY"}, "$UNSET_EVAL_KEY, which is unset"),
+        ({"endpoint": "ftp://example.org"}, "is not a server URL"),
+    ]
+    for options, words in cases:
+        with pytest.raises(ConsoleError, match=words.replace("$", r"\$")):
+            run_evaluation("mapper", "mapper_eval", **options)
+    with pytest.raises(ConsoleError, match="Name the model"):
+        run_evaluation(" ", "mapper_eval", endpoint="here")
+    assert len(list_evaluations()) == before
+    assert SECRET not in json.dumps([r.model_dump(mode="json") for r in list_evaluations()])
+
+
+def test_post_evaluations_targets_an_endpoint_over_http(world):
+    with httpx.Client(base_url=world["url"], timeout=120) as http:
+        body = {"target": "mapper@v1", "endpoint": world["url"], "dataset": "mapper_eval", "limit": 3}
+        created = http.post("/evaluations", json={**body, "metrics": ["exact_match"]})
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+        from services.evaluation import wait_for_evaluation
+
+        assert wait_for_evaluation(run_id, timeout=600).status.value == "completed"
+        detail = http.get(f"/evaluations/{run_id}").json()
+        assert detail["target"].startswith("endpoint:127.0.0.1-") and detail["target"].endswith("/mapper@v1")
+        assert [row["index"] for row in detail["rows"]] == [1, 2, 3]
+        refused = http.post("/evaluations", json={**body, "metrics": ["perplexity"]})
+        assert refused.status_code == 400 and "perplexity needs" in refused.json()["error"]["message"]
