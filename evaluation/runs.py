@@ -54,9 +54,16 @@ class RunConfig(BaseModel):
     dataset: str
     source: dict[str, Any] = Field(description="The dataset's lineage: name, version, content hash, rows.")
     metrics: list[str]
-    limit: int | None = Field(default=None, ge=1)
-    batch_size: int = Field(default=8, ge=1, le=256)
-    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, ge=1, le=2048)
+    limit: int | None = Field(default=None, ge=1, description="Score the first N examples only; empty for all.")
+    batch_size: int = Field(
+        default=8, ge=1, le=256, description="Prompts per generate call (for an endpoint: requests sent at once)."
+    )
+    max_new_tokens: int = Field(
+        default=DEFAULT_MAX_NEW_TOKENS,
+        ge=1,
+        le=2048,
+        description="Longest answer, in tokens; greedy answers stop at end-of-sequence.",
+    )
     job_id: str | None = Field(default=None, description="The training job this run belongs to, if any.")
     role: str | None = Field(default=None, description="'base' or 'adapter' for a training job's runs.")
 

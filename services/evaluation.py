@@ -14,12 +14,14 @@ from typing import Any
 from evaluation.compare import CompareError, Comparison, PairTest, compare_runs
 from evaluation.lineage import BeforeAfter, before_after
 from evaluation.report import html_report, markdown_report, rows_csv, rows_jsonl
-from evaluation.runner import METRICS, MetricError
+from evaluation.runner import GENERATION_METRICS, METRICS, MetricError
 from evaluation.runs import FINISHED, RunConfig, RunError, RunState, RunStatus
 from evaluation.significance import format_p
 from evaluation.targets import TargetError
 from registry.access import Role, requires
 from services.runtime import evaluation_manager
+
+REMOTE_METRICS = GENERATION_METRICS  # what a model on an OpenAI-compatible endpoint can be scored on
 
 __all__ = [
     "FINISHED",
@@ -28,6 +30,7 @@ __all__ = [
     "Comparison",
     "MetricError",
     "PairTest",
+    "REMOTE_METRICS",
     "RunConfig",
     "RunError",
     "RunState",

@@ -168,3 +168,36 @@ def test_post_evaluations_targets_an_endpoint_over_http(world):
         assert [row["index"] for row in detail["rows"]] == [1, 2, 3]
         refused = http.post("/evaluations", json={**body, "metrics": ["perplexity"]})
         assert refused.status_code == 400 and "perplexity needs" in refused.json()["error"]["message"]
+
+
+def test_the_evaluations_page_runs_a_model_on_a_serving_endpoint(world):
+    """AppTest: 'Serving endpoint' lists the saved endpoints and the models their server lists; the form (numbers
+    bounded by the run's config) queues a run on that model, which completes with rows."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from services.deploy import ServingEndpoint, save_endpoint
+    from services.evaluation import get_evaluation, list_evaluations, wait_for_evaluation
+
+    save_endpoint(ServingEndpoint(name="here", url=world["url"], engine="console"))
+    before = {r.id for r in list_evaluations()}
+    page = Path(__file__).resolve().parents[1] / "views" / "evaluations.py"
+    at = AppTest.from_file(str(page), default_timeout=120).run()
+    assert not at.exception
+    at.segmented_control(key="eval_where").set_value("Serving endpoint").run()
+    assert at.selectbox(key="eval_endpoint").options == ["here"]
+    assert "mapper@v1" in at.selectbox(key="eval_remote_model").options
+    assert not [s for s in at.selectbox if s.key == "eval_target"], "the local target choice is hidden"
+    assert at.number_input(key="eval_batch").max == 256 and at.number_input(key="eval_tokens").max == 2048
+    assert "perplexity" not in at.multiselect(key="eval_metrics_remote").options
+    at.selectbox(key="eval_remote_model").set_value("mapper@v1")
+    at.selectbox(key="eval_dataset").set_value(next(o for o in at.selectbox(key="eval_dataset").options if "eval" in o))
+    at.number_input(key="eval_limit").set_value(2)
+    at.number_input(key="eval_tokens").set_value(24)
+    at.button(key="FormSubmitter:eval_form-Run evaluation").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (run_id,) = {r.id for r in list_evaluations()} - before
+    assert wait_for_evaluation(run_id, timeout=600).status.value == "completed"
+    detail = get_evaluation(run_id)
+    assert detail["target"] == "endpoint:here/mapper@v1" and len(detail["rows"]) == 2

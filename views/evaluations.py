@@ -1,5 +1,6 @@
-"""Evaluations (seeds 002 and 003): score a base model, an adapter or a federation on a dataset, read the results
-example by example, compare runs with the paired significance of each difference, and export a report."""
+"""Evaluations (seeds 002 and 003): score a base model, an adapter, a federation or a model on a serving endpoint
+on a dataset, read the results example by example, compare runs with the paired significance of each difference,
+and export a report."""
 
 import difflib
 
@@ -8,9 +9,12 @@ import plotly.express as px
 import streamlit as st
 
 from services.datasets import list_datasets
+from services.deploy import list_endpoints, remote_models
 from services.evaluation import (
     FINISHED,
     METRICS,
+    REMOTE_METRICS,
+    RunConfig,
     cancel_evaluation,
     compare_evaluations,
     evaluation_rows,
@@ -23,10 +27,11 @@ from services.evaluation import (
 )
 from services.federation import list_federations
 from services.training import list_adapters, list_base_models
-from views.common import attempt, done, paginate, show_error
+from views.common import attempt, done, model_widget, paginate, plain, show_error
 from views.session import fragment, may
 
 EMBEDDED = "Embedded base model (SmolLM2-135M-Instruct)"
+HERE, ENDPOINT = "This console", "Serving endpoint"
 SCORES = ("exact_match", "token_f1", "rouge_l", "preference_accuracy")
 LABELS = {
     "exact_match": "Exact match",
@@ -59,6 +64,79 @@ def _targets() -> dict[str, str | None]:
     return choices
 
 
+def _remote_target() -> tuple[str, str] | None:
+    """(endpoint, model) picked outside the form, so the model list follows the endpoint."""
+    endpoints = attempt(list_endpoints, "retry_eval_endpoints")
+    if endpoints is None:
+        return None
+    if not endpoints:
+        st.info("No serving endpoints yet: add one on the **Settings** page.")
+        return None
+    left, right = st.columns(2)
+    endpoint = left.selectbox("Endpoint", [e.name for e in endpoints], key="eval_endpoint")
+    models = attempt(lambda: remote_models(endpoint), "retry_eval_remote_models")
+    if not models:
+        if models is not None:
+            st.info(plain(f"{endpoint} serves no models yet: deploy an adapter to it on the Adapters page."))
+        return None
+    return endpoint, right.selectbox("Model", models, key="eval_remote_model")
+
+
+def _run_form(targets: dict[str, str | None], datasets: list, remote: tuple[str, str] | None) -> None:
+    """The run's settings; bounds and help of the numbers come from the run's config model."""
+    with st.form("eval_form"):
+        target_label = None if remote else st.selectbox("Target", list(targets), key="eval_target")
+        names = {f"{d.name} · {d.type_label} · {d.rows:,} rows": d.name for d in datasets}
+        dataset_label = st.selectbox(
+            "Dataset",
+            list(names),
+            key="eval_dataset",
+            help="An evaluation set (prompt, reference), an SFT set (the answer is the reference) or a DPO "
+            "set (preference accuracy).",
+        )
+        offered = {m: h for m, h in METRICS.items() if m in REMOTE_METRICS} if remote else METRICS
+        metrics = st.multiselect(
+            "Metrics",
+            list(offered),
+            key="eval_metrics_remote" if remote else "eval_metrics",
+            help="Empty: the defaults for the dataset's kind. " + " ".join(f"{m}: {h}" for m, h in offered.items()),
+        )
+        left, middle, right = st.columns(3)
+        limit = model_widget(
+            RunConfig, "limit", "Examples", key="eval_limit", value=None, container=left, placeholder="empty: all"
+        )
+        batch = model_widget(
+            RunConfig,
+            "batch_size",
+            "Requests at once" if remote else "Batch size",
+            key="eval_batch",
+            value=8,
+            container=middle,
+            step=1,
+        )
+        tokens = model_widget(
+            RunConfig, "max_new_tokens", "Max new tokens", key="eval_tokens", value=96, container=right
+        )
+        if st.form_submit_button("Run evaluation", type="primary", icon=":material/play_arrow:"):
+            try:
+                run_id = run_evaluation(
+                    remote[1] if remote else targets[target_label],
+                    names[dataset_label],
+                    metrics=metrics or None,
+                    limit=int(limit) if limit else None,
+                    batch_size=int(batch),
+                    max_new_tokens=int(tokens),
+                    endpoint=remote[0] if remote else None,
+                )
+            except Exception as error:  # noqa: BLE001 — shown as a readable error, nothing queued
+                show_error(error, "retry_eval_submit")
+            else:
+                st.session_state["eval_selected"] = run_id
+                # a toast, not an alert above the tabs: an element that comes and goes before them makes
+                # the next rerun draw new tabs, which throws the user back to the first one
+                done(f"Queued {run_id}.", rerun="app")
+
+
 def _score(metric: str, value) -> str:
     if value is None:
         return "—"
@@ -80,55 +158,18 @@ with run_tab:
         if not datasets:
             st.info("No datasets yet: import an evaluation set on the Dataset Library page.")
         else:
-            with st.form("eval_form"):
-                target_label = st.selectbox("Target", list(targets), key="eval_target")
-                names = {f"{d.name} · {d.type_label} · {d.rows:,} rows": d.name for d in datasets}
-                dataset_label = st.selectbox(
-                    "Dataset",
-                    list(names),
-                    key="eval_dataset",
-                    help="An evaluation set (prompt, reference), an SFT set (the answer is the reference) or a DPO "
-                    "set (preference accuracy).",
-                )
-                metrics = st.multiselect(
-                    "Metrics",
-                    list(METRICS),
-                    key="eval_metrics",
-                    help="Empty: the defaults for the dataset's kind. "
-                    + " ".join(f"{m}: {h}" for m, h in METRICS.items()),
-                )
-                left, middle, right = st.columns(3)
-                limit = left.number_input(
-                    "Examples (0 = all)", min_value=0, max_value=100_000, value=0, step=10, key="eval_limit"
-                )
-                batch = middle.number_input(
-                    "Batch size",
-                    min_value=1,
-                    max_value=64,
-                    value=8,
-                    key="eval_batch",
-                    help="Prompts per generate call.",
-                )
-                tokens = right.number_input(
-                    "Max new tokens", min_value=1, max_value=1024, value=96, key="eval_tokens", help="Longest answer."
-                )
-                if st.form_submit_button("Run evaluation", type="primary", icon=":material/play_arrow:"):
-                    try:
-                        run_id = run_evaluation(
-                            targets[target_label],
-                            names[dataset_label],
-                            metrics=metrics or None,
-                            limit=int(limit) or None,
-                            batch_size=int(batch),
-                            max_new_tokens=int(tokens),
-                        )
-                    except Exception as error:  # noqa: BLE001 — shown as a readable error, nothing queued
-                        show_error(error, "retry_eval_submit")
-                    else:
-                        st.session_state["eval_selected"] = run_id
-                        # a toast, not an alert above the tabs: an element that comes and goes before them makes
-                        # the next rerun draw new tabs, which throws the user back to the first one
-                        done(f"Queued {run_id}.", rerun="app")
+            where = st.segmented_control(
+                "Target runs on",
+                [HERE, ENDPOINT],
+                default=HERE,
+                key="eval_where",
+                help="A serving endpoint is an OpenAI-compatible server (vLLM, SGLang, another console) saved on "
+                "Settings; its answers are scored the same way. Servers return no log-likelihoods, so perplexity "
+                "and preference accuracy are for models in this console.",
+            )
+            remote = _remote_target() if where == ENDPOINT else None
+            if where != ENDPOINT or remote is not None:
+                _run_form(targets, datasets, remote)
 
     @fragment(run_every=2)
     def active_runs() -> None:

@@ -38,7 +38,7 @@ def run_one(page: Page, wait: Callable[..., None], target: str, home: Path) -> N
     page.get_by_role("tab", name="Run").click()
     choose(page, wait, "Target", target)
     choose(page, wait, "Dataset", re.compile(r"^mapper_sft · SFT"))
-    limit = page.get_by_role("spinbutton", name="Examples (0 = all)")
+    limit = page.get_by_role("spinbutton", name="Examples")
     limit.fill("6")
     tokens = page.get_by_role("spinbutton", name="Max new tokens")
     tokens.fill("32")  # the reference is 22 tokens of the tiny tokenizer (plus end-of-sequence)
