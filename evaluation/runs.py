@@ -346,5 +346,6 @@ class RunManager:
             status=RunStatus.COMPLETED,
             finished=datetime.now(UTC),
             metrics=metrics,
-            cost=run_cost(seconds, self.registry.settings),
+            # this machine's price per hour says nothing of what another server's time costs
+            cost=None if config.target.kind == "endpoint" else run_cost(seconds, self.registry.settings),
         )

@@ -101,6 +101,7 @@ def test_an_endpoint_target_scores_what_the_local_target_scores(world, dataset):
     assert local_state.status.value == "completed", local_state.error
     assert remote_state.status.value == "completed", remote_state.error
     assert remote["target_label"] == "mapper@v1 on here (endpoint)"
+    assert local["cost_usd"] is not None and remote["cost_usd"] is None  # another server's price is not ours
     assert remote["target"] == "endpoint:here/mapper@v1"
     assert len(remote["rows"]) == len(local["rows"]) > 0
     for ours, theirs in zip(local["rows"], remote["rows"], strict=True):
@@ -110,6 +111,12 @@ def test_an_endpoint_target_scores_what_the_local_target_scores(world, dataset):
         assert any(row["exact_match"] for row in remote["rows"]), "the adapter answers some prompts exactly"
     for metric in ("exact_match", "token_f1"):
         assert remote["metrics"][metric] == local["metrics"][metric]
+    # the A/B of the two (Compare on the Evaluations page): paired tests, and no example answered differently
+    from services.evaluation import compare_evaluations
+
+    comparison = compare_evaluations([local_state.id, remote_state.id])
+    assert comparison.table[1]["target"] == "mapper@v1 on here (endpoint)"
+    assert comparison.tests and comparison.changed == []
 
 
 def test_a_server_url_with_a_key_from_the_environment_never_writes_the_key(world, monkeypatch):
