@@ -46,8 +46,8 @@ LABELS = {
 
 st.title("Evaluations")
 st.caption(
-    "Score a base model, an adapter or a saved federation on a dataset with references (or DPO pairs), then "
-    "compare runs: every difference comes with its paired significance."
+    "Score a base model, an adapter, a saved federation or a model on a serving endpoint on a dataset with "
+    "references (or DPO pairs), then compare runs: every difference comes with its paired significance."
 )
 
 
