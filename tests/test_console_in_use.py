@@ -175,3 +175,19 @@ def test_new_user_an_empty_training_jobs_page_loads_the_demo_data(registry) -> N
     assert {"retailer_amazon_sft", "task_planning_sft"} <= names
     assert any(t.value.replace("\\", "").startswith(f"Loaded the demo data: {len(names)} datasets") for t in at.toast)
     assert at.button(key="start_training")
+
+
+def test_item_12_lineage_and_final_metrics_read_as_a_table() -> None:
+    """Lineage and a job's final metrics were a collapsed JSON tree ("{...}"); as a table, an unset value read
+    "null" and a float sixteen digits. One values table: em dash, four significant digits, lists as compact text."""
+    from streamlit.testing.v1 import AppTest
+
+    def page() -> None:
+        from views.common import values_table
+
+        values_table({"eval_dataset": None, "learning_rate": 0.000123456789, "target_modules": ["q_proj", "v_proj"]})
+
+    at = AppTest.from_function(page, default_timeout=120).run()  # imports the views: slow on a busy machine
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert list(shown["Value"]) == ["—", "0.0001235", '["q_proj", "v_proj"]']

@@ -332,9 +332,10 @@ def generation_settings(prefix: str) -> "GenerationSettings":
 
 
 def values_table(values: dict, name: str = "Setting") -> None:
-    """One row per name, numbers short and nested values as compact text: lineage, results and settings read as a
-    table instead of a collapsed JSON tree."""
+    """One row per name, numbers short, nested values as compact text and nothing as an em dash (not "null"):
+    lineage, results and settings read as a table instead of a collapsed JSON tree."""
     shown = [
-        v if isinstance(v, str) else f"{v:.4g}" if isinstance(v, float) else json.dumps(v) for v in values.values()
+        "—" if v is None else v if isinstance(v, str) else f"{v:.4g}" if isinstance(v, float) else json.dumps(v)
+        for v in values.values()
     ]
     st.dataframe({name: list(values), "Value": shown}, hide_index=True, width="stretch")
