@@ -22,7 +22,7 @@ from registry.layout import Registry, open_registry
 from registry.mappings import get_mapping, harmonize
 from registry.plans import NO_CHANNEL, Allocation, Plan, render_plan
 from registry.raw_sources import load_source
-from registry.shapes import DatasetKind
+from registry.shapes import DatasetKind, prompt_of
 
 EVAL_SHARE = 0.15
 MAX_EXAMPLES_PER_FIELD = 60
@@ -67,7 +67,8 @@ def retailer_examples(
     computed by the mapping itself.
 
     `pinned` examples are never held out: enum-mapped values, which are few and must each be seen in training, and
-    the extra examples of computed fields past MAX_EXAMPLES_PER_FIELD.
+    the extra examples of computed fields past MAX_EXAMPLES_PER_FIELD. A scaled field's extra examples cover every
+    magnitude of its values equally (see `_magnitudes`).
     """
     registry = registry or open_registry()
     mapping = get_mapping(retailer, registry=registry)
@@ -78,39 +79,83 @@ def retailer_examples(
         if field.transform == "constant" or field.source not in rows.columns:
             continue
         limit = COMPUTED_TRANSFORMS.get(field.transform, MAX_EXAMPLES_PER_FIELD)
-        seen: set[str] = set()
+        answers: dict[str, Any] = {}
         for index, raw in rows[field.source].items():
-            if len(seen) >= limit:
-                break
-            if pd.isna(raw) or str(raw) in seen or result.failed.at[index, field.target]:
+            if pd.isna(raw) or str(raw) in answers or result.failed.at[index, field.target]:
                 continue
-            seen.add(str(raw))
+            answers[str(raw)] = result.frame.at[index, field.target]
+        values = list(answers)[: limit if field.transform != "scale" else None]
+        if field.transform == "scale":
+            values = values[:MAX_EXAMPLES_PER_FIELD] + _magnitudes(
+                values[MAX_EXAMPLES_PER_FIELD:], limit - MAX_EXAMPLES_PER_FIELD, exclude=set(values), seed=field.source
+            )
+            answers |= _computed(mapping, field.source, field.target, [v for v in values if v not in answers])
+        for position, raw in enumerate(v for v in values if v in answers):
             examples.append(
                 {
                     "instruction": mapping_prompt(field.source, raw, mapping.retailer),
                     "input": "",
-                    "output": mapping_answer(field.target, result.frame.at[index, field.target]),
+                    "output": mapping_answer(field.target, answers[raw]),
                     "task": field.target,
-                    "pinned": field.transform == "enum_map" or len(seen) > MAX_EXAMPLES_PER_FIELD,
+                    "pinned": field.transform == "enum_map" or position >= MAX_EXAMPLES_PER_FIELD,
                 }
             )
     return examples
 
 
+def _magnitudes(values: list[str], count: int, exclude: set[str], seed: str) -> list[str]:
+    """`count` whole numbers spread equally over the digit counts from the shortest of `values` to one past the
+    longest, the given values first and random ones after.
+
+    A source holds mostly numbers of one length (8-digit micros); trained on those, a small model places the
+    decimal point by habit, not by the number's length, and gets every shorter or longer one wrong. Values that are
+    not all whole numbers are returned as they are, up to `count`.
+    """
+    if not values or not all(v.isdigit() and not v.startswith("0") for v in values):
+        return values[:count]
+    lengths = range(min(map(len, values)), max(map(len, values)) + 2)
+    rng = random.Random(seed)
+    chosen: list[str] = []
+    for order, length in enumerate(lengths):
+        quota = count // len(lengths) + (order < count % len(lengths))
+        bucket = [v for v in values if len(v) == length][:quota]
+        while len(bucket) < quota:
+            value = str(rng.randrange(10 ** (length - 1), 10**length))
+            if value not in exclude and value not in bucket:
+                bucket.append(value)
+        chosen += bucket
+    return chosen
+
+
+def _computed(mapping: Any, source: str, target: str, values: list[str]) -> dict[str, Any]:
+    """The mapping's answers for raw values the source does not hold (failing ones left out)."""
+    if not values:
+        return {}
+    result = harmonize(mapping, pd.DataFrame({source: values}))
+    return {
+        raw: result.frame.at[index, target] for index, raw in enumerate(values) if not result.failed.at[index, target]
+    }
+
+
 def planning_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
-    """Split a budget over the placements whose uplift interval is above zero, best first."""
+    """Split a budget over the placements whose uplift interval is above zero, best first.
+
+    The prompt shows the priors the plan is made from (every placement of the retailer and category, best mean
+    first), so the plan is derived from what the prompt shows rather than recalled per retailer and category.
+    """
     priors = load_source("uplift_priors", registry=registry)
     for column in ("roas_uplift_mean", "ci_low", "ci_high"):
-        priors[column] = pd.to_numeric(priors[column])
+        priors[column] = pd.to_numeric(priors[column]).round(2)  # as the prompt shows them
     examples = []
     for (retailer, category), group in priors.groupby(["retailer", "category"], sort=True):
-        ranked = group[group["ci_low"] > 0].sort_values(["roas_uplift_mean", "placement_type"], ascending=[False, True])
+        shown = group.sort_values(["roas_uplift_mean", "placement_type"], ascending=[False, True])
+        ranked = shown[shown["ci_low"] > 0]
         for budget in BUDGETS:
             top = ranked.head(2 if budget < 10_000 else 3)
             examples.append(
                 {
                     "instruction": f"Plan a ${budget:,} campaign for {category} on {retailer}. Which placements get the budget?",
-                    "input": "",
+                    "input": priors_text(shown),
                     "output": _plan(top, budget),
                     "task": "planning",
                     "retailer": retailer,
@@ -119,30 +164,47 @@ def planning_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
     return examples
 
 
+def priors_text(priors: pd.DataFrame) -> str:
+    """The priors a plan is made from, one placement a line: mean ROAS uplift and its interval."""
+    lines = [
+        f"{row.placement_type}: {row.roas_uplift_mean:+.2f} ({row.ci_low:+.2f} to {row.ci_high:+.2f})"
+        for row in priors.itertuples()
+    ]
+    return "ROAS uplift priors (mean, interval):\n" + "\n".join(lines)
+
+
 def _plan(top: pd.DataFrame, budget: int) -> str:
-    """The plan the priors give: shares in steps of 5% by mean uplift, and the share-weighted uplift and interval."""
+    """The plan the priors give: shares in steps of 5% by mean uplift (see `_shares`); the expected uplift is the share-weighted
+    mean, and its range runs from the lowest to the highest bound of the funded placements' intervals (the mix's
+    uplift lies within it, and both ends are read off the priors the prompt shows)."""
     if top.empty:
         return render_plan(Plan(channel=NO_CHANNEL, split=[], uplift=None, uplift_low=None, uplift_high=None))
-    weights = top["roas_uplift_mean"] / top["roas_uplift_mean"].sum()
-    shares = [round(w * 20) * 5 for w in weights]
-    shares[0] += 100 - sum(shares)
+    shares = _shares(list(top["roas_uplift_mean"]))
     split = [
         Allocation(placement=row.placement_type, share=share, dollars=budget * share // 100)
         for row, share in zip(top.itertuples(), shares, strict=True)
     ]
-
-    def weighted(column: str) -> float:
-        return round(sum(share * value for share, value in zip(shares, top[column], strict=True)) / 100, 2)
-
+    mean = sum(share * value for share, value in zip(shares, top["roas_uplift_mean"], strict=True)) / 100
     return render_plan(
         Plan(
             channel=split[0].placement,
             split=split,
-            uplift=weighted("roas_uplift_mean"),
-            uplift_low=weighted("ci_low"),
-            uplift_high=weighted("ci_high"),
+            uplift=round(mean, 2),
+            uplift_low=round(float(top["ci_low"].min()), 2),
+            uplift_high=round(float(top["ci_high"].max()), 2),
         )
     )
+
+
+def _shares(means: list[float]) -> list[int]:
+    """Percent shares in steps of 5 in proportion to `means` (best first), by largest remainder: they add up to 100
+    and never rise down the ranking, so the recommended channel gets the largest share."""
+    units = [20 * mean / sum(means) for mean in means]
+    shares = [int(unit) for unit in units]
+    by_remainder = sorted(range(len(units)), key=lambda i: (-(units[i] - shares[i]), i))
+    for index in by_remainder[: 20 - sum(shares)]:
+        shares[index] += 1
+    return [5 * share for share in shares]
 
 
 _VIOLATIONS = {
@@ -269,7 +331,7 @@ def _write_split(
     train = [e for e, evaluated in zip(examples, is_eval, strict=True) if not evaluated]
     evaluation = [
         {
-            "prompt": e["instruction"],
+            "prompt": prompt_of(e, DatasetKind.ALPACA),
             "reference": e["output"],
             **{k: v for k, v in e.items() if k not in ("instruction", "input", "output")},
         }

@@ -36,7 +36,10 @@ HISTORY_FILE = "history.jsonl"
 # product (retailer mapping, campaign planning, creative policy) plus a blank prompt.
 PROMPT_TEMPLATES: dict[str, str] = {
     "Mapping": "Map field 'adType' with value 'sp' from Amazon to RMIS.",
-    "Planning": "Plan a $50,000 campaign for snacks on Walmart. Which placements get the budget?",
+    "Planning": "Plan a $50,000 campaign for Snacks on Walmart. Which placements get the budget?\n\n"
+    "ROAS uplift priors (mean, interval):\nsearch_banner: +0.25 (+0.15 to +0.35)\n"
+    "sponsored_product: +0.25 (+0.17 to +0.33)\noffsite_display: +0.16 (+0.01 to +0.31)\n"
+    "onsite_display: +0.12 (-0.01 to +0.26)\nvideo: +0.10 (-0.12 to +0.33)",
     "Creative policy": 'Is this creative compliant? "Clinically proven to cure hunger: the only snack doctors trust."',
     "Free": "",
 }

@@ -6,7 +6,13 @@ from collections import Counter
 import pandas as pd
 
 from registry import datasets as library
-from registry.generators import MAX_EXAMPLES_PER_FIELD, planning_examples, policy_examples, retailer_examples
+from registry.generators import (
+    COMPUTED_TRANSFORMS,
+    MAX_EXAMPLES_PER_FIELD,
+    planning_examples,
+    policy_examples,
+    retailer_examples,
+)
 from registry.mappings import get_mapping, harmonize
 from registry.raw_sources import load_source
 from services.demo import seed_demo
@@ -67,6 +73,25 @@ def test_computed_fields_train_on_more_examples_and_the_extra_ones_are_never_hel
     assert not held_out & {e["instruction"] for e in extra}
 
 
+def test_scaled_fields_train_on_every_magnitude_with_answers_the_mapping_computes(registry):
+    """Micros the source holds mostly as 8-digit numbers still train on 7- to 10-digit ones in equal measure (a model
+    that saw few 9-digit costs put the decimal point after two digits on all of them), answered by the mapping."""
+    seed_demo(registry)
+    mapping = get_mapping("Amazon")
+    examples = [e for e in retailer_examples("Amazon") if e["task"] == "cost"]
+    raws = [re.search(r"value '(\d+)'", e["instruction"]).group(1) for e in examples]
+    assert len(examples) == COMPUTED_TRANSFORMS["scale"] and len(set(raws)) == len(raws)
+    extra = Counter(len(raw) for raw in raws[MAX_EXAMPLES_PER_FIELD:])
+    assert set(extra) == {7, 8, 9, 10} and max(extra.values()) - min(extra.values()) <= 1
+    computed = harmonize(mapping, pd.DataFrame({"cost_micros": raws}))
+    assert [e["output"] for e in examples] == [f"cost: {value}" for value in computed.frame["cost"]]
+    assert all(e["pinned"] for e in examples[MAX_EXAMPLES_PER_FIELD:])
+    source = load_source(mapping.source_id)["cost_micros"].astype(str).tolist()
+    assert raws[:MAX_EXAMPLES_PER_FIELD] == list(dict.fromkeys(source))[:MAX_EXAMPLES_PER_FIELD]
+    held_out = [r for r in library.iter_dataset("retailer_amazon_eval") if r["task"] == "cost"]
+    assert held_out and all(re.search(r"value '(\d+)'", r["prompt"]).group(1) in source for r in held_out)
+
+
 def test_planning_splits_budget_over_placements_with_positive_uplift(registry):
     from registry.raw_sources import generate_raw_sources
 
@@ -84,6 +109,41 @@ def test_planning_splits_budget_over_placements_with_positive_uplift(registry):
         if shares:
             assert sum(int(share) for _, share in shares) == 100
             assert all((retailer, category, placement) in positive for placement, _ in shares)
+
+
+def test_plans_are_derived_from_the_priors_their_prompt_shows(registry):
+    """The prompt lists the priors (best mean first); the channel is the first listed placement with an interval
+    above zero, and both ends of the uplift range are read off the funded placements' lines."""
+    from registry.plans import parse_plan
+    from registry.raw_sources import generate_raw_sources
+
+    generate_raw_sources(registry)
+    line = re.compile(r"^(\w+): ([+-]\d\.\d\d) \(([+-]\d\.\d\d) to ([+-]\d\.\d\d)\)$", re.M)
+    examples = planning_examples()
+    for example in examples:
+        shown = [
+            (name, float(mean), float(low), float(high)) for name, mean, low, high in line.findall(example["input"])
+        ]
+        assert shown and [mean for _, mean, _, _ in shown] == sorted((mean for _, mean, _, _ in shown), reverse=True)
+        plan = parse_plan(example["output"])
+        funded = [row for row in shown if row[2] > 0][: len(plan.split)]
+        if not funded:
+            assert plan.channel == "none"
+            continue
+        assert plan.channel == funded[0][0] and [a.placement for a in plan.split] == [row[0] for row in funded]
+        shares = [a.share for a in plan.split]
+        assert sum(shares) == 100 and shares == sorted(shares, reverse=True)  # the channel gets the most
+        assert plan.uplift_low == min(row[2] for row in funded) and plan.uplift_high == max(row[3] for row in funded)
+        assert min(row[1] for row in funded) <= plan.uplift <= max(row[1] for row in funded)
+    assert sum(parse_plan(e["output"]).channel == "none" for e in examples) < len(examples) // 4
+
+
+def test_held_out_plans_are_prompted_with_their_priors(registry):
+    seed_demo(registry)
+    train = {r["instruction"] for r in library.iter_dataset("task_planning_sft")}
+    held_out = list(library.iter_dataset("task_planning_eval"))
+    assert held_out and all("\n\nROAS uplift priors (mean, interval):\n" in r["prompt"] for r in held_out)
+    assert not train & {r["prompt"].split("\n\n")[0] for r in held_out}
 
 
 def test_policy_pairs_break_exactly_the_rule_they_name(registry):

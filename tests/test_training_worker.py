@@ -581,3 +581,38 @@ def test_the_efficiency_counts_the_batches_of_the_steps_done_not_those_built_ahe
     expected = sum(monitor.recorder.cost.flops(sequence_lengths(b), answer_tokens(b)) for b in trained)
     assert progress["flops_per_second"] * progress["elapsed"] == pytest.approx(expected, rel=1e-3)
     assert progress["efficiency"] == pytest.approx(progress["flops_per_second"] / monitor.peak, abs=1e-4)
+
+
+def test_batches_grouped_by_length_bring_a_retailer_set_field_by_field_so_its_preset_draws_them_at_random(registry):
+    """Every timestamp prompt is as long as the next, so length-grouped batches (Transformers' sampler, as the
+    trainer draws them) bring the demo Amazon set's fields in long runs of one field; the retailer preset turns
+    grouping off and its batches mix fields. Packing always draws at random."""
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    from registry.datasets import iter_dataset
+    from services.demo import seed_demo
+    from training.config import build_config
+    from training.worker import sampling_strategy
+
+    seed_demo(registry)
+    records = list(iter_dataset("retailer_amazon_sft"))
+    lengths = [len(r["instruction"]) + len(r["output"]) for r in records]
+
+    def longest_run_of_one_field(order: list[int]) -> int:
+        fields = [frozenset(records[i]["task"] for i in order[k : k + 4]) for k in range(0, len(order), 4)]
+        longest = run = 1
+        for previous, current in zip(fields, fields[1:]):
+            run = run + 1 if len(current) == 1 and current == previous else 1
+            longest = max(longest, run)
+        return longest
+
+    grouped = get_length_grouped_indices(lengths, 4, generator=torch.Generator().manual_seed(7))
+    shuffled = torch.randperm(len(records), generator=torch.Generator().manual_seed(7)).tolist()
+    assert longest_run_of_one_field(grouped) >= 10
+    assert longest_run_of_one_field(shuffled) <= 5
+
+    settings = {"adapter_name": "a", "train_dataset": "retailer_amazon_sft"}
+    assert sampling_strategy(build_config(**settings)) == "group_by_length"
+    assert sampling_strategy(build_config("retailer mapping (fast)", **settings)) == "random"
+    assert sampling_strategy(build_config(**settings, packing=True)) == "random"

@@ -190,6 +190,13 @@ class JobConfig(BaseModel):
         "each other). Best on GPUs with FlashAttention; on CPU the default, batching examples of similar length, "
         "is as fast. DPO ignores it.",
     )
+    group_by_length: bool = Field(
+        default=True,
+        description="SFT without packing: batch examples of similar length together (less padding, faster). Off: "
+        "batches are drawn at random. Turn it off when the tasks of a dataset differ in length (a retailer set's "
+        "fields): grouped, they arrive task by task, a dozen batches of one field in a row, and what the last run "
+        "taught wins.",
+    )
     precision: Precision = Field(
         default="auto",
         description="auto uses bfloat16 where the hardware computes it natively (recent CPUs and GPUs): the "
@@ -333,6 +340,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_alpha": 32,
         "lora_dropout": 0.0,
         "max_seq_length": 128,
+        "group_by_length": False,
     },
     # Campaign plans from uplift priors (the demo planning set: 79 plans in three fixed-format lines): a small set,
     # so more passes to learn the plans' arithmetic; judged on the held-out plans by `registry.plans.judge_plan`.

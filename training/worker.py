@@ -402,8 +402,7 @@ def build_trainer(
             **common,
             packing=config.packing,
             completion_only_loss=True,
-            # Without packing, batches of similar length waste little compute on padding.
-            train_sampling_strategy="random" if config.packing else "group_by_length",
+            train_sampling_strategy=sampling_strategy(config),
         )
         trainer = SFTTrainer(
             model=model,
@@ -461,6 +460,11 @@ def _note_truncated(folder: JobFolder | None, source: DatasetSource, given: int,
             f"{given - kept} of {given} examples of {source.name} are longer than the max sequence length with "
             "their whole answer past it, so the trainer left them out: raise the max sequence length to keep them."
         )
+
+
+def sampling_strategy(config: JobConfig) -> str:
+    """How SFT batches are drawn: grouped by length (little padding) unless packed or the config asks for random."""
+    return "group_by_length" if config.group_by_length and not config.packing else "random"
 
 
 def _trainer_args(config: JobConfig, job_dir: Path, checks: Preflight, has_eval: bool) -> dict[str, Any]:
