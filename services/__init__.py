@@ -23,6 +23,7 @@ _EXPORTS = {
     "QualityReport": "services.datasets",
     "DatasetKind": "services.datasets",
     "ConsoleError": "registry.errors",
+    "human_size": "registry.sizes",
     "InvalidFile": "registry.errors",
     "InvalidMapping": "registry.errors",
     "InvalidName": "registry.errors",

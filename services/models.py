@@ -27,6 +27,7 @@ from federation.store import list_federations
 from registry.access import Role, requires
 from registry.activity import log_event
 from registry.errors import ConsoleError, NotFound
+from registry.sizes import human_size
 from services.runtime import PUBLISH, job_manager
 from training.adapters import AdapterRecord, adapter_versions, delete_adapter, list_adapters
 from training.base_models import BaseModelError, BaseModelInfo, describe_folder, list_base_models
@@ -317,13 +318,13 @@ def run_publish(context: TaskContext, params: dict[str, Any]) -> dict[str, Any]:
         annotate("package", record.name, description=params["description"])
     verification = record.verification
     context.log(
-        f"published {record.name}: {record.size_bytes / 1e6:.1f} MB, max logit difference "
+        f"published {record.name}: {human_size(record.size_bytes)}, max logit difference "
         f"{verification.max_abs_diff:.2g} (tolerance {verification.tolerance:g}), top-1 agreement "
         f"{verification.top1_agreement:.1%}"
     )
     log_event(
         "package.published",
-        f"Published {record.name} ({record.kind}, {record.size_bytes / 1e6:.1f} MB) from {record.source['label']} "
+        f"Published {record.name} ({record.kind}, {human_size(record.size_bytes)}) from {record.source['label']} "
         f"in {time.perf_counter() - started:.0f} s; verified, max logit difference "
         f"{verification.max_abs_diff:.2g}",
         package=record.name,

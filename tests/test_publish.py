@@ -286,8 +286,9 @@ def _stages(manager, job_id):
 
 def test_publish_runs_as_a_job_with_progress_log_and_activity(published_world):
     from federation.publish import STAGES
+    from services import human_size
     from services.activity import all_jobs, recent_activity
-    from services.models import get_package, submit_publish
+    from services.models import get_package, list_models, submit_publish
     from services.runtime import job_manager
     from services.training import list_jobs
 
@@ -303,8 +304,12 @@ def test_publish_runs_as_a_job_with_progress_log_and_activity(published_world):
     assert "step 3 of 5: verifying in a fresh process" in log and "published as-a-job" in log
     assert get_package("as-a-job").verification.passed
     assert job_id in [j.id for j in all_jobs()] and job_id not in [j.id for j in list_jobs()]
-    events = {e["kind"] for e in recent_activity(None, text=job_id)}
-    assert {"job.queued", "job.started", "job.completed", "package.published"} <= events
+    events = {e["kind"]: e for e in recent_activity(None, text=job_id)}
+    assert {"job.queued", "job.started", "job.completed", "package.published"} <= set(events)
+    # The size as Models shows it is the size the log and the timeline say (one way to write a size).
+    (entry,) = [m for m in list_models(kind="package") if m.name == "as-a-job"]
+    assert human_size(entry.size_bytes) in events["package.published"]["message"]
+    assert f"published as-a-job: {human_size(entry.size_bytes)}," in log
 
 
 def test_a_bad_publish_is_refused_before_a_job_is_queued(published_world):

@@ -12,6 +12,7 @@ import streamlit as st
 from pydantic import BaseModel
 
 from services import ConsoleError, CorruptFile
+from services import human_size as human_size  # the pages take it from here: one size rule with the services
 from services.training import JobConfig
 
 if TYPE_CHECKING:  # imported where used: the playground service pulls in the inference engine, which Home need not load
@@ -294,15 +295,6 @@ def generation_metrics(tokens: int, latency_ms: float, load_ms: float, adapters_
         help="Loading the base model and adapters into memory; near 0 once they are loaded.",
     )
     cols[3].metric("Adapters used", len(adapters_used), help=", ".join(adapters_used) or "none")
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 def put_generation_settings(prefix: str, settings: "GenerationSettings") -> None:
