@@ -194,7 +194,7 @@ def test_item_3_and_6_clone_config_fills_the_form(console_url, browser_page, wai
     pick_job(page, wait_for_streamlit, job_id)
     page.get_by_role("button", name=re.compile(r"Clone config$")).click()
     wait_for_streamlit(page)
-    expect(page.get_by_test_id("stToast").filter(has_text="clone_source")).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stToast").filter(has_text="named clone_source_v2")).to_be_visible(timeout=60_000)
     expect(page.get_by_role("textbox", name="Adapter name", exact=True)).to_have_value("clone_source_v2")
     expect(page.get_by_role("spinbutton", name="LoRA rank (r)", exact=True)).to_have_value("4")
     expect(page.get_by_role("spinbutton", name="Max steps", exact=True)).to_have_value("3")
@@ -237,7 +237,8 @@ def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reru
     job_id, config = job["id"], job["config"]
     pick_job(page, wait_for_streamlit, job_id)
     page.get_by_role("button", name=re.compile(r"Clone config$")).click()
-    expect(page.get_by_test_id("stToast").filter(has_text="nav_source")).to_be_visible(timeout=60_000)
+    # the clone's own toast (the earlier "Queued nav_source" one may still be showing)
+    expect(page.get_by_test_id("stToast").filter(has_text="named nav_source_v2")).to_be_visible(timeout=60_000)
     wait_for_streamlit(page)
     for title in ("Home", "Adapters", "Training Jobs"):
         page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
