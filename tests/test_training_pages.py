@@ -76,7 +76,7 @@ def test_job_from_the_form_completes_and_its_adapter_is_listed(console_with_tiny
     assert any("COMPLETED" in m.value for m in at.markdown)
     adapters = AppTest.from_file(str(ROOT / "views" / "adapters.py"), default_timeout=60).run()
     assert not adapters.exception
-    assert list(adapters.dataframe[0].value["Adapter"]) == ["amazon_form"]
+    assert list(adapters.dataframe[0].value["Adapter"]) == ["amazon_form v1"]  # name and version, one column
     commands = [code.value for code in adapters.code]
     assert any(c.startswith("vllm serve tiny-llama --enable-lora --lora-modules amazon_form-v1=") for c in commands)
     assert any(c.startswith("python convert_lora_to_gguf.py ") for c in commands)
