@@ -47,7 +47,9 @@ def test_models_page_registers_refuses_and_edits(registry, tmp_path):
     assert not at.exception and "Saved the description and tags of tiny" in at.success[0].value
     row = at.dataframe[0].value.set_index("Name").loc["tiny"]
     assert row["Tags"] == "test, cpu"
-    assert "Description: A tiny <b>model</b>" in [t.value for t in at.text]
+    # An editor sees the saved description once, as the box's plain text (never Markdown or HTML).
+    assert at.text_area(key="desc_base_tiny").value == "A tiny <b>model</b>"
+    assert not [t.value for t in at.text if t.value.startswith("Description:")]
 
 
 def test_activity_page_filters_and_exports(registry):

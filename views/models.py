@@ -149,7 +149,9 @@ elif entries:
         else:
             cols[2].metric("Parameters", f"{entry.parameters:,}")
             cols[3].metric("Dtype", entry.dtype)
-        st.text(f"Description: {entry.description or '—'}")
+        editable = may(catalog.update_model, catalog.delete_model)
+        if not editable:  # an editor sees it in the Description box below
+            st.text(f"Description: {entry.description or '—'}")
         st.caption(f"Source: {entry.source} · Path: {entry.path}")
         if entry.kind == "package":
             archive = attempt(lambda: catalog.get_package(entry.name).archive, "retry_package_archive")
@@ -177,7 +179,7 @@ elif entries:
                         )
             if entry.details.get("serve_command"):
                 st.code(entry.details["serve_command"], language="bash")
-        if may(catalog.update_model, catalog.delete_model):
+        if editable:
             edit_and_delete(entry)
         if entry.kind != "package":
             runs = attempt(lambda: catalog.model_evaluations(entry), "retry_model_evaluations")
