@@ -67,8 +67,7 @@ def retailer_examples(
     computed by the mapping itself.
 
     `pinned` examples are never held out: enum-mapped values, which are few and must each be seen in training, and
-    the extra examples of computed fields past MAX_EXAMPLES_PER_FIELD. A scaled field's extra examples cover every
-    magnitude of its values equally (see `_magnitudes`).
+    the extra examples of computed fields past MAX_EXAMPLES_PER_FIELD.
     """
     registry = registry or open_registry()
     mapping = get_mapping(retailer, registry=registry)
@@ -79,62 +78,23 @@ def retailer_examples(
         if field.transform == "constant" or field.source not in rows.columns:
             continue
         limit = COMPUTED_TRANSFORMS.get(field.transform, MAX_EXAMPLES_PER_FIELD)
-        answers: dict[str, Any] = {}
+        seen: set[str] = set()
         for index, raw in rows[field.source].items():
-            if pd.isna(raw) or str(raw) in answers or result.failed.at[index, field.target]:
+            if len(seen) >= limit:
+                break
+            if pd.isna(raw) or str(raw) in seen or result.failed.at[index, field.target]:
                 continue
-            answers[str(raw)] = result.frame.at[index, field.target]
-        values = list(answers)[: limit if field.transform != "scale" else None]
-        if field.transform == "scale":
-            values = values[:MAX_EXAMPLES_PER_FIELD] + _magnitudes(
-                values[MAX_EXAMPLES_PER_FIELD:], limit - MAX_EXAMPLES_PER_FIELD, exclude=set(values), seed=field.source
-            )
-            answers |= _computed(mapping, field.source, field.target, [v for v in values if v not in answers])
-        for position, raw in enumerate(v for v in values if v in answers):
+            seen.add(str(raw))
             examples.append(
                 {
                     "instruction": mapping_prompt(field.source, raw, mapping.retailer),
                     "input": "",
-                    "output": mapping_answer(field.target, answers[raw]),
+                    "output": mapping_answer(field.target, result.frame.at[index, field.target]),
                     "task": field.target,
-                    "pinned": field.transform == "enum_map" or position >= MAX_EXAMPLES_PER_FIELD,
+                    "pinned": field.transform == "enum_map" or len(seen) > MAX_EXAMPLES_PER_FIELD,
                 }
             )
     return examples
-
-
-def _magnitudes(values: list[str], count: int, exclude: set[str], seed: str) -> list[str]:
-    """`count` whole numbers spread equally over the digit counts from the shortest of `values` to one past the
-    longest, the given values first and random ones after.
-
-    A source holds mostly numbers of one length (8-digit micros); trained on those, a small model places the
-    decimal point by habit, not by the number's length, and gets every shorter or longer one wrong. Values that are
-    not all whole numbers are returned as they are, up to `count`.
-    """
-    if not values or not all(v.isdigit() and not v.startswith("0") for v in values):
-        return values[:count]
-    lengths = range(min(map(len, values)), max(map(len, values)) + 2)
-    rng = random.Random(seed)
-    chosen: list[str] = []
-    for order, length in enumerate(lengths):
-        quota = count // len(lengths) + (order < count % len(lengths))
-        bucket = [v for v in values if len(v) == length][:quota]
-        while len(bucket) < quota:
-            value = str(rng.randrange(10 ** (length - 1), 10**length))
-            if value not in exclude and value not in bucket:
-                bucket.append(value)
-        chosen += bucket
-    return chosen
-
-
-def _computed(mapping: Any, source: str, target: str, values: list[str]) -> dict[str, Any]:
-    """The mapping's answers for raw values the source does not hold (failing ones left out)."""
-    if not values:
-        return {}
-    result = harmonize(mapping, pd.DataFrame({source: values}))
-    return {
-        raw: result.frame.at[index, target] for index, raw in enumerate(values) if not result.failed.at[index, target]
-    }
 
 
 def planning_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
