@@ -5,7 +5,7 @@ Listing reads config headers, lineage and records only: no torch, no weights.
 """
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -398,6 +398,10 @@ def _base_entries() -> list[ModelEntry]:
 
 
 def _base_entry(info: BaseModelInfo, source: str, created: datetime | None = None) -> ModelEntry:
+    """`created`: when it was registered, else when its converted weights were written (none before that)."""
+    config = info.path / "config.json"
+    if created is None and info.ready and config.is_file():
+        created = datetime.fromtimestamp(config.stat().st_mtime, UTC)
     return ModelEntry(
         kind="base",
         name=info.id,

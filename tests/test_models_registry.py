@@ -112,6 +112,17 @@ def test_description_and_tags_are_edited_searched_and_filtered(registry, tiny_fo
     assert list_models("base", search="tiny") == [] and tiny_folder.is_dir()
 
 
+def test_a_cached_base_model_is_dated_by_its_converted_weights(registry, tiny_folder, tmp_path, monkeypatch):
+    from services.models import list_models
+
+    monkeypatch.setenv("RMN_LORA_MODELS", str(tmp_path / "models"))
+    cached = _copy(tiny_folder, tmp_path / "models", "cached-tiny")
+    (entry,) = [m for m in list_models("base") if m.name == "cached-tiny"]
+    assert entry.source == "models cache"
+    # Not an empty "Created": when its weights were written onto this machine.
+    assert entry.created == datetime.fromtimestamp((cached / "config.json").stat().st_mtime, UTC)
+
+
 def test_the_embedded_model_cannot_be_deleted(registry):
     from services.models import delete_model
 
