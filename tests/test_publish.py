@@ -277,7 +277,7 @@ def test_an_adapters_evaluations_are_listed_with_its_model(published_world):
     evaluations.switch_page("views/evaluations.py")
     evaluations.query_params["run"] = run_id
     evaluations.run()
-    assert not evaluations.exception and evaluations.selectbox(key="eval_selected").value == run_id
+    assert not evaluations.exception and evaluations.selectbox(key=f"eval_selected[{run_id}]").value == run_id
 
 
 def _stages(manager, job_id):

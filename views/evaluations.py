@@ -131,7 +131,7 @@ def _run_form(targets: dict[str, str | None], datasets: list, remote: tuple[str,
             except Exception as error:  # noqa: BLE001 — shown as a readable error, nothing queued
                 show_error(error, "retry_eval_submit")
             else:
-                st.session_state["eval_selected"] = run_id
+                st.session_state["eval_open"] = run_id
                 # a toast, not an alert above the tabs: an element that comes and goes before them makes
                 # the next rerun draw new tabs, which throws the user back to the first one
                 done(f"Queued {run_id}.", rerun="app")
@@ -353,13 +353,18 @@ with results_tab:
         runs_table(paginate(chosen, key="eval_list_page"))
         ids = [r.id for r in runs]
         if linked in ids and st.session_state.get("eval_linked") != linked:
-            st.session_state["eval_linked"] = st.session_state["eval_selected"] = linked  # once per link
-        if st.session_state.get("eval_selected") not in ids:
-            st.session_state["eval_selected"] = ids[0]
-        # no status in the label: a keyed picker keeps showing the label it was drawn with (the run's caption,
-        # redrawn every time, says the status)
+            st.session_state["eval_linked"] = st.session_state["eval_open"] = linked  # once per link
+        if st.session_state.get("eval_open") not in ids:
+            st.session_state["eval_open"] = ids[0]
+        opened = st.session_state["eval_open"]
+        # The open run lives in a plain entry and the picker's key names it (the form-state rule in views.common):
+        # a Queue fragment run sends back the picker's old value, which would reopen the previous run over a run
+        # just queued. No status in the label: the run's caption, redrawn every time, says it.
         labels = {r.id: f"{r.id} · {r.label}" for r in runs}
-        selected = st.selectbox("Open run", ids, format_func=labels.get, key="eval_selected")
+        selected = st.selectbox(
+            "Open run", ids, index=ids.index(opened), format_func=labels.get, key=f"eval_selected[{opened}]"
+        )
+        st.session_state["eval_open"] = selected
         with st.container(border=True):
             attempt(lambda: show_run(selected), "retry_eval_run")
 
