@@ -52,6 +52,7 @@ STATUS_BADGES = {
     JobStatus.INTERRUPTED: ":orange-badge[INTERRUPTED]",
 }
 FORM = "job"
+CARDS = 4  # job cards shown: every active job, then the latest finished ones up to this many
 JOB_FORM_TOP = (  # above "Advanced settings"; every other field of JOB_WIDGETS is in it, in that order
     "adapter_type",
     "adapter_name",
@@ -317,16 +318,11 @@ def loss_chart(rows: list[dict]) -> None:
 
 
 def job_detail(job: JobState) -> None:
+    """The job's actions first, then what grows as it trains (loss chart, final metrics, log): the panel redraws
+    every 2 s, and buttons below a chart that appears would jump down under the pointer as a click lands."""
     job_id = job.id
     st.markdown(f"**{plain(job.config.adapter_name)}** {STATUS_BADGES[job.status]} · `{job.id}`")
-    rows = manager().metrics(job_id)
-    if rows:
-        loss_chart(rows)
-    else:
-        st.caption("No metrics yet: they appear after the first logged step.")
-    if job.final_metrics:
-        st.markdown("Final metrics")
-        values_table(job.final_metrics, "Metric")
+    log = manager().log_text(job_id)
     actions = st.columns(4)
     writer = may(manager().resume, manager().restart, manager().submit)
     if writer and job.status in RESUMABLE and manager().latest_checkpoint(job_id):
@@ -356,10 +352,6 @@ def job_detail(job: JobState) -> None:
         done(
             f"The form now holds {job.config.adapter_name}'s settings, named {job.config.adapter_name}_v2.", rerun="app"
         )
-    log = manager().log_text(job_id)
-    needle = st.text_input("Search the log", key=f"log_search_{job_id}")
-    lines = [line for line in log.splitlines() if needle.casefold() in line.casefold()] if needle else log.splitlines()
-    st.code("\n".join(lines[-200:]) or "(empty)", language="log")
     actions[3].download_button(
         "Export log",
         data=log,
@@ -368,6 +360,17 @@ def job_detail(job: JobState) -> None:
         on_click="ignore",
         icon=":material/download:",
     )
+    rows = manager().metrics(job_id)
+    if rows:
+        loss_chart(rows)
+    else:
+        st.caption("No metrics yet: they appear after the first logged step.")
+    if job.final_metrics:
+        st.markdown("Final metrics")
+        values_table(job.final_metrics, "Metric")
+    needle = st.text_input("Search the log", key=f"log_search_{job_id}")
+    lines = [line for line in log.splitlines() if needle.casefold() in line.casefold()] if needle else log.splitlines()
+    st.code("\n".join(lines[-200:]) or "(empty)", language="log")
 
 
 @fragment(run_every=2)  # its Cancel, Resume, Restart buttons write: every rerun acts as the signed-in user
@@ -377,8 +380,9 @@ def jobs_panel() -> None:
     jobs = attempt(manager().all_jobs, "retry_jobs")
     if jobs is None:
         return
+    # a fixed number of cards, active ones first: a job that finishes changes a card, never the panel's height
     active = [j for j in jobs if j.status in (JobStatus.RUNNING, JobStatus.QUEUED)]
-    recent = [j for j in jobs if j.status in FINISHED][:3]
+    recent = [j for j in jobs if j.status in FINISHED][: max(0, CARDS - len(active))]
     st.subheader("Active & recent jobs")
     if not jobs:
         st.info("No training jobs yet. Fill in the form and press **Start Training**.")

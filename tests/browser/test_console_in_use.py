@@ -200,6 +200,27 @@ def test_item_3_and_6_clone_config_fills_the_form(console_url, browser_page, wai
     expect(page.get_by_role("spinbutton", name="Max steps", exact=True)).to_have_value("3")
 
 
+def test_item_3_the_job_actions_stay_put_while_the_job_runs_and_completes(
+    console_url, browser_page, wait_for_streamlit, console_home
+):
+    """Job details redraws every 2 s: the loss chart appeared above Resume / Restart / Clone config at the first
+    logged step and the final metrics at the end, so the buttons jumped down under the pointer and a click landed on
+    the chart (the fresh-clone CI run lost a Clone config click that way). The buttons come first now."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    queue_job(page, wait_for_streamlit, "steady_buttons", "task_planning_sft", {"Max steps": 40})
+    job_id = wait_for_state(console_home, "steady_buttons", lambda s: s["status"] != "queued", 600)["id"]
+    pick_job(page, wait_for_streamlit, job_id)
+    clone = page.get_by_role("button", name=re.compile(r"Clone config$"))
+    before = clone.bounding_box()
+    wait_for_state(console_home, "steady_buttons", lambda s: s["status"] == "completed", 600)
+    page.wait_for_timeout(4500)  # the jobs panel redraws twice with the completed job, its chart and final metrics
+    wait_for_streamlit(page)
+    expect(page.get_by_text("Final metrics")).to_be_visible()
+    after = clone.bounding_box()
+    assert (after["x"], after["y"]) == (before["x"], before["y"])
+
+
 def test_item_4_the_form_keeps_its_values_across_fragment_runs_and_pages(console_url, browser_page, wait_for_streamlit):
     """The form showed minimum values it never had (learning rate 0, sequence length 16, seed 0) after the page's
     2-second fragments had run and the user came back; Start Training then refused an untouched form."""
@@ -232,10 +253,11 @@ def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reru
     open_page(page, console_url, wait_for_streamlit, "Training Jobs")
     numbers = {"Max steps": 2, "Max sequence length": 320, "Seed": 7}
     queue_job(page, wait_for_streamlit, "nav_source", "task_planning_sft", numbers)
-    wait_for_streamlit(page, timeout_ms=180_000)
-    job = job_states(console_home)["nav_source"]
+    # cloned once finished (the job's buttons moving as it completes is the test above)
+    job = wait_for_state(console_home, "nav_source", lambda s: s["status"] == "completed", 600)
     job_id, config = job["id"], job["config"]
     pick_job(page, wait_for_streamlit, job_id)
+    expect(page.get_by_text("Final metrics")).to_be_visible()
     page.get_by_role("button", name=re.compile(r"Clone config$")).click()
     # the clone's own toast (the earlier "Queued nav_source" one may still be showing)
     expect(page.get_by_test_id("stToast").filter(has_text="named nav_source_v2")).to_be_visible(timeout=60_000)
