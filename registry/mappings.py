@@ -550,14 +550,27 @@ def _path(retailer: str, registry: Registry) -> Path:
     return path
 
 
+_parsed: dict[Path, tuple[tuple[int, int, int], Mapping]] = {}
+
+
 def _read(path: Path) -> Mapping:
+    """The stored mapping, parsed once per version of its file: Home, Schema Mappings and the Data Browser list every
+    mapping on each run, and parsing YAML is the slow part. Our writes replace the file (a new inode) and a hand edit
+    moves its mtime or size, so a changed file is always read again; callers get their own copy to change."""
     fix = f"Save a corrected version on the Schema Mappings page, or remove the file ('{path}') to drop it."
     try:
-        return parse_mapping_yaml(path.read_text(encoding="utf-8"))
+        info = path.stat()  # before reading: the text read is never older than the stamp it is kept under
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        cached = _parsed.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1].model_copy(deep=True)
+        mapping = parse_mapping_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidMapping(f"{path} cannot be read: {error}. {fix}") from None
     except InvalidMapping as error:
         raise InvalidMapping(f"{path}: {error} {fix}") from None
+    _parsed[path] = (stamp, mapping)
+    return mapping.model_copy(deep=True)
 
 
 def _stored_or_none(path: Path) -> Mapping | None:

@@ -352,6 +352,37 @@ def test_an_unreadable_file_is_listed_with_its_problem_and_can_be_replaced(seede
     assert len(archived) == 1 and archived[0].read_text() == "retailer: Kroger\nfields: [\n"
 
 
+def test_a_mapping_file_is_parsed_once_per_version_and_every_change_is_read_at_once(seeded, monkeypatch):
+    """Pages list every mapping on each run: a file is parsed again only when it changed (a save, a hand edit, a
+    corruption), and a caller that changes what it got never changes what the next caller gets."""
+    parses = []
+    safe_load = yaml.safe_load
+    monkeypatch.setattr(yaml, "safe_load", lambda text: parses.append(text) or safe_load(text))
+    assert len(mappings.list_mappings()) == 4
+    first = len(parses)
+    assert {s.retailer for s in mappings.list_mappings()} == {"Amazon", "Instacart", "Target", "Walmart"}
+    assert mappings.get_mapping("Amazon").version == "0.2.0"
+    assert len(parses) == first  # nothing changed, nothing parsed again
+
+    path = seeded.mappings / "amazon.yaml"
+    path.write_text(path.read_text().replace("version: 0.2.0", "version: 0.2.7"))  # a hand edit, in place
+    assert mappings.get_mapping("Amazon").version == "0.2.7"
+    assert next(s for s in mappings.list_mappings() if s.retailer == "Amazon").version == "0.2.7"
+
+    saved = mappings.save_mapping(mappings.get_mapping("Amazon").model_copy(update={"description": "Saved here."}))
+    assert saved.version == "0.2.8"
+    assert (mappings.get_mapping("Amazon").version, mappings.get_mapping("Amazon").description) == (
+        "0.2.8",
+        "Saved here.",
+    )
+    path.write_text("retailer: Amazon\nfields: [\n")
+    assert next(s for s in mappings.list_mappings() if s.slug == "amazon").status == "invalid"
+
+    walmart = mappings.get_mapping("Walmart")
+    walmart.fields.clear()
+    assert len(mappings.get_mapping("Walmart").fields) > 0
+
+
 def test_install_demo_mappings_never_replaces_existing_ones(registry):
     assert mappings.install_demo_mappings(registry) == ["amazon", "instacart", "target", "walmart"]
     (registry.mappings / "amazon.yaml").write_text("edited")
