@@ -9,6 +9,7 @@ queues over the same registry.
 import importlib
 import logging
 import os
+import pkgutil
 import sys
 import threading
 from pathlib import Path
@@ -105,9 +106,15 @@ def apply_settings(settings: Settings) -> None:
     inference_engine().resize(settings.max_loaded_models)
 
 
-# What the pages import before drawing anything (pandas alone is seconds on a loaded 2-core machine); none of them
-# imports the training stack, whose import must stay with `training.stack` (see item 1 of issue 11).
-PAGE_LIBRARIES = ("pandas", "pyarrow", "plotly.express", "plotly.graph_objects", "services")
+# What the pages import before drawing anything (pandas alone is seconds on a loaded 2-core machine), and every
+# service module they call (Home's health strip alone pulled in httpx and the evaluation modules on first use).
+# None of them imports the training stack, whose import must stay with `training.stack` (see item 1 of issue 11).
+PAGE_LIBRARIES = (
+    "pandas",
+    "pyarrow",
+    "plotly.graph_objects",
+    *(f"services.{module.name}" for module in pkgutil.iter_modules([str(Path(__file__).parent)])),
+)
 _pages_warmer: threading.Thread | None = None
 
 

@@ -148,16 +148,19 @@ def test_frame_first_the_server_imports_the_pages_libraries_when_it_starts(tmp_p
         "import asyncio, sys\n"
         "import serve\n"
         "from services import runtime\n"
-        "libraries = ('pandas', 'pyarrow', 'plotly.express')\n"
+        "libraries = ('pandas', 'pyarrow', 'plotly.graph_objects', 'services.monitoring', 'services.mappings')\n"
         "assert not [m for m in libraries if m in sys.modules], 'imported before the server started'\n"
         "async def start():\n"
         "    async with serve.start_up(serve.app):\n"
         "        runtime.warm_page_libraries().join(600)\n"
         "asyncio.run(start())\n"
-        "print('imported', [m for m in libraries if m in sys.modules])\n"
+        "print('imported', [m for m in libraries if m in sys.modules], 'torch' in sys.modules)\n"
     )
     printed = fresh_python(code, tmp_path / "home")
-    assert printed.endswith("imported ['pandas', 'pyarrow', 'plotly.express']"), printed
+    # every library and service module, never the training stack (item 1: it imports in one place only)
+    assert printed.endswith(
+        "imported ['pandas', 'pyarrow', 'plotly.graph_objects', 'services.monitoring', 'services.mappings'] False"
+    ), printed
 
 
 def test_new_user_an_empty_training_jobs_page_loads_the_demo_data(registry) -> None:
@@ -191,3 +194,26 @@ def test_item_12_lineage_and_final_metrics_read_as_a_table() -> None:
     assert not at.exception
     shown = at.dataframe[0].value
     assert list(shown["Value"]) == ["—", "0.0001235", '["q_proj", "v_proj"]']
+
+
+def test_cosmetics_every_table_shows_a_missing_cell_as_an_em_dash(registry) -> None:
+    """A number missing in some rows (a job's final loss, a metric one run has) showed Streamlit's faded "None", which
+    reads like a value. Every table goes through `show_table` (an em dash, as the console's text cells have); a
+    page calling st.dataframe itself would bring the "None" back."""
+    from streamlit.testing.v1 import AppTest
+
+    from services.demo import seed_demo
+
+    direct = [
+        f"{path.name}:{number}"
+        for path in sorted((ROOT / "views").glob("*.py"))
+        if path.name != "common.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if ".dataframe(" in line
+    ]
+    assert not direct, f"tables drawn without show_table: {direct}"
+    seed_demo()
+    for name in ("home.py", "dataset_library.py", "settings.py"):
+        at = AppTest.from_file(str(ROOT / "views" / name), default_timeout=300).run()
+        assert not at.exception, at.exception
+        assert at.dataframe and {table.proto.placeholder for table in at.dataframe} == {"—"}, name

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from services.activity import activity_areas, all_jobs, export_activity, job_log, recent_activity
-from views.common import attempt, paginate
+from views.common import attempt, paginate, show_table
 
 st.title(":material/history: Activity")
 st.caption("Everything that happened in this registry: uploads, mappings, jobs, adapters, federations, publishes.")
@@ -57,7 +57,7 @@ with timeline:
                 "What happened": [e.get("message", "") for e in page],
             }
         )
-        st.dataframe(
+        show_table(
             table,
             hide_index=True,
             column_config={"When (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")},

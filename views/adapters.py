@@ -6,7 +6,7 @@ import streamlit as st
 from services.evaluation import adapter_before_after
 from services.health import broken_files
 from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
-from views.common import attempt, done, human_size, paginate, show_broken, show_error, values_table
+from views.common import attempt, done, human_size, paginate, show_broken, show_error, show_table, values_table
 from views.endpoints import deploy_panel
 from views.session import may
 
@@ -56,7 +56,7 @@ if adapters is not None and not adapters:
     st.info("No adapters yet. Start a job on the **Training Jobs** page; its adapter appears here when it completes.")
 elif adapters:
     page = paginate(adapters, key="adapter_page")
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "Adapter": [a.label for a in page],

@@ -5,7 +5,7 @@ import streamlit as st
 
 from services.access import ConsoleError, Role, has_users, list_accounts
 from services.api_tokens import create_token, list_tokens, revoke_token
-from views.common import attempt, done, plain
+from views.common import attempt, done, plain, show_table
 from views.session import act_as_session_user, can
 
 st.title("API tokens")
@@ -61,7 +61,7 @@ if tokens is not None:
     if not tokens:
         st.caption("No tokens yet.")
     else:
-        st.dataframe(
+        show_table(
             pd.DataFrame(
                 {
                     "Id": [t.id for t in tokens],

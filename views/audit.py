@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from services.access import Role, audit_csv, audit_entries, verify_audit
-from views.common import attempt, paginate, plain
+from views.common import attempt, paginate, plain, show_table
 from views.session import can
 
 st.title("Audit trail")
@@ -55,7 +55,7 @@ if not shown:
     st.info("No entries match." if entries else "Nothing recorded yet.", icon=":material/info:")
 else:
     page = paginate(shown, key="audit_page", page_size=50)
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "#": [e.seq for e in page],

@@ -324,11 +324,20 @@ def generation_settings(prefix: str) -> "GenerationSettings":
     return GenerationSettings(**{name: st.session_state[prefix + name] for name in GenerationSettings.model_fields})
 
 
+MISSING = "—"
+
+
+def show_table(data: Any = None, **options: Any) -> Any:
+    """Every table of the console: `st.dataframe` with one look for a missing cell, an em dash (Streamlit's default,
+    a faded "None", reads like a value in a numeric column that only some rows fill)."""
+    return st.dataframe(data, placeholder=MISSING, **options)
+
+
 def values_table(values: dict, name: str = "Setting") -> None:
     """One row per name, numbers short, nested values as compact text and nothing as an em dash (not "null"):
     lineage, results and settings read as a table instead of a collapsed JSON tree."""
     shown = [
-        "—" if v is None else v if isinstance(v, str) else f"{v:.4g}" if isinstance(v, float) else json.dumps(v)
+        MISSING if v is None else v if isinstance(v, str) else f"{v:.4g}" if isinstance(v, float) else json.dumps(v)
         for v in values.values()
     ]
-    st.dataframe({name: list(values), "Value": shown}, hide_index=True, width="stretch")
+    show_table({name: list(values), "Value": shown}, hide_index=True, width="stretch")

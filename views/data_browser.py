@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from services import mappings
-from views.common import attempt, done, paginate, show_error
+from views.common import attempt, done, paginate, show_error, show_table
 from views.session import may
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
@@ -69,7 +69,7 @@ def harmonized_preview(source: mappings.SourceInfo, page_rows: pd.DataFrame) -> 
         st.warning(f"{result.failing_cells} cells on this page fail under {mapping.retailer} v{mapping.version}.")
     else:
         st.success(f"Every row on this page harmonizes under {mapping.retailer} v{mapping.version}.")
-    st.dataframe(
+    show_table(
         result.display_frame().style.apply(lambda _: result.failed.map(lambda bad: FAIL_CSS if bad else ""), axis=None),
         hide_index=True,
     )
@@ -94,14 +94,14 @@ def main() -> None:
     filtered = mappings.filter_source(frame, source, **filters(source, mappings.filter_choices(frame, source)))
     st.markdown(f"**{len(filtered):,}** of {len(frame):,} rows match.")
     page_rows = paginate(filtered, key="browser_page", page_size=PAGE_SIZE)
-    st.dataframe(page_rows, hide_index=True, key="browser_table")
+    show_table(page_rows, hide_index=True, key="browser_table")
     harmonized_preview(source, page_rows)
     fmt = st.radio(
         "Export format", ["csv", "jsonl"], format_func=str.upper, horizontal=True, key="browser_export_format"
     )
     st.download_button(
         f"Export {fmt.upper()}",
-        data=mappings.export_frame(filtered, fmt),
+        data=lambda: mappings.export_frame(filtered, fmt),  # built on click: every row, too slow for every run
         file_name=f"{source.id}_filtered.{fmt}",
         mime=MIME[fmt],
         key="browser_export",

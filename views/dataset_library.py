@@ -4,12 +4,12 @@ from functools import partial
 from pathlib import Path
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from services import datasets as library
 from services.datasets import DatasetKind, QualityReport, suggest_name
 from services.health import broken_files
+from views.charts import bar_figure
 from views.common import (
     BAND_COLORS,
     attempt,
@@ -21,6 +21,7 @@ from views.common import (
     record_key,
     show_broken,
     show_error,
+    show_table,
 )
 from views.session import may
 
@@ -71,7 +72,7 @@ def upload_panel(empty: bool) -> bool:
             f"{detection.matching} of {detection.sampled} sampled records match).",
             icon=":material/search:",
         )
-        st.dataframe(pd.DataFrame([flatten(r) for r in preview.sample]), hide_index=True)
+        show_table(pd.DataFrame([flatten(r) for r in preview.sample]), hide_index=True)
         kinds = list(DatasetKind)
         # Keyed by the staged file: the next file gets its own name and detected type, never this one's.
         file_id = staged["file_id"]
@@ -150,7 +151,7 @@ def library_table(records: list[library.DatasetRecord]) -> None:
             "Source": [r.origin if r.origin != "upload" else r.latest.source for r in page],
         }
     )
-    st.dataframe(
+    show_table(
         frame,
         hide_index=True,
         # Only a change of the table's selection picks the dataset, so the "Dataset" selectbox below still works.
@@ -191,7 +192,7 @@ def quality_report(report: QualityReport) -> None:
             for c in report.checks
         ]
     )
-    st.dataframe(
+    show_table(
         checks,
         hide_index=True,
         column_config={
@@ -200,12 +201,12 @@ def quality_report(report: QualityReport) -> None:
     )
     hit = checks[checks["Affected"] > 0]
     if not hit.empty:
-        chart = px.bar(hit, x="Check", y="Affected", color_discrete_sequence=["#f59e0b"], title="Issues by check")
+        chart = bar_figure(hit, "Check", "Affected", color="#f59e0b", title="Issues by check")
         chart.update_layout(height=280, margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(chart)
     if report.issues:
         st.markdown("**Issues** (first ones, with line numbers)")
-        st.dataframe(pd.DataFrame([i.model_dump() for i in report.issues]), hide_index=True, height=240)
+        show_table(pd.DataFrame([i.model_dump() for i in report.issues]), hide_index=True, height=240)
 
 
 @st.dialog("Delete dataset")
@@ -265,7 +266,7 @@ def dataset_detail(names: list[str]) -> None:
     with rows_tab:
         offset = (st.session_state.get("rows_page", 1) - 1) * 20
         rows = attempt(lambda: library.read_rows(name, offset=offset, limit=20), "retry_rows") or []
-        st.dataframe(pd.DataFrame([flatten(r) for r in rows]), hide_index=True)
+        show_table(pd.DataFrame([flatten(r) for r in rows]), hide_index=True)
         pages = max(1, -(-record.rows // 20))
         st.number_input(f"Rows page (of {pages})", min_value=1, max_value=pages, step=1, key="rows_page")
     with quality_tab:
@@ -283,7 +284,7 @@ def dataset_detail(names: list[str]) -> None:
                 "duplicates, length outliers, label balance and PII, with line numbers."
             )
     with versions_tab:
-        st.dataframe(pd.DataFrame([v.model_dump() for v in reversed(record.versions)]), hide_index=True)
+        show_table(pd.DataFrame([v.model_dump() for v in reversed(record.versions)]), hide_index=True)
 
 
 show_broken(attempt(lambda: broken_files("datasets"), "retry_broken") or [])

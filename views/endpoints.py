@@ -16,7 +16,7 @@ from services.deploy import (
     save_endpoint,
     stream_on_endpoint,
 )
-from views.common import attempt, done, generation_settings, plain, show_error
+from views.common import attempt, done, generation_settings, plain, show_error, show_table
 from views.session import may
 
 ENGINES = {"vllm": "vLLM", "sglang": "SGLang", "console": "Another RMN console"}
@@ -32,7 +32,7 @@ def endpoints_section() -> None:
     )
     endpoints = attempt(list_endpoints, "retry_endpoints")
     if endpoints:
-        st.dataframe(
+        show_table(
             pd.DataFrame(
                 {
                     "Name": [e.name for e in endpoints],

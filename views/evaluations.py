@@ -5,7 +5,6 @@ and export a report."""
 import difflib
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from services.datasets import list_datasets
@@ -27,7 +26,8 @@ from services.evaluation import (
 )
 from services.federation import list_federations
 from services.training import list_adapters, list_base_models
-from views.common import attempt, done, model_widget, paginate, plain, show_error
+from views.charts import bar_figure
+from views.common import attempt, done, model_widget, paginate, plain, show_error, show_table
 from views.session import fragment, may
 
 EMBEDDED = "Embedded base model (SmolLM2-135M-Instruct)"
@@ -231,7 +231,7 @@ def runs_table(runs) -> None:
             "Cost": [r.cost for r in runs],
         }
     )
-    st.dataframe(frame, hide_index=True, column_config=RUN_COLUMNS)
+    show_table(frame, hide_index=True, column_config=RUN_COLUMNS)
 
 
 def _diff(reference: str, prediction: str) -> str:
@@ -278,7 +278,7 @@ def show_run(run_id: str) -> None:
             [{"RMIS field": f, "Accuracy": v["accuracy"], "Examples": v["examples"]} for f, v in fields.items()]
         )
         st.plotly_chart(
-            px.bar(frame, x="RMIS field", y="Accuracy", range_y=[0, 1], title="Accuracy per RMIS field"),
+            bar_figure(frame, "RMIS field", "Accuracy", y_range=(0, 1), title="Accuracy per RMIS field"),
             key=f"eval_fields_{run_id}",
         )
     rows = evaluation_rows(run_id)
@@ -316,7 +316,7 @@ def show_run(run_id: str) -> None:
         if c in table
     ]
     page = paginate(table[columns].to_dict("records"), key=f"eval_rows_page_{run_id}")
-    st.dataframe(
+    show_table(
         pd.DataFrame(page, columns=columns),
         hide_index=True,
         key="eval_rows_table",
@@ -393,7 +393,7 @@ with compare_tab:
                     if row.get(m) is not None
                 ]
                 st.plotly_chart(
-                    px.bar(pd.DataFrame(long), x="metric", y="value", color="run", barmode="group", range_y=[0, 1]),
+                    bar_figure(pd.DataFrame(long), "metric", "value", by="run", y_range=(0, 1)),
                     key="eval_compare_chart",
                 )
                 runs_table([completed[i] for i in picked])
@@ -418,7 +418,7 @@ with compare_tab:
                             )
                 st.markdown(f"**Examples whose outcome changed** ({len(comparison.changed)})")
                 if comparison.changed:
-                    st.dataframe(
+                    show_table(
                         pd.DataFrame(
                             [
                                 {

@@ -41,6 +41,7 @@ from views.common import (
     plain,
     show_broken,
     show_error,
+    show_table,
 )
 from views.session import may
 
@@ -231,7 +232,7 @@ def router_panel(federation: Federation) -> None:
         "training prompts it did not learn from.",
     )
     # under the figure, the card's full width: beside it, half a card cut the second column off
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {"Adapter": list(router.train_examples), "Training prompts": list(router.train_examples.values())}
         ),
@@ -263,7 +264,7 @@ def saved_panel(saved: list[Federation]) -> None:
         st.info("No saved federations yet. Create one, test it, and press **Save**.")
         return
     page = paginate(saved, key="fed_saved_page", page_size=10)
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {  # no id column: half a page is too narrow for it, and the picker below names each id
                 "Name": [f.name for f in page],
@@ -452,7 +453,7 @@ def ab_results(names: tuple[str, str], scores: tuple[FederationScore, Federation
             "A ✓": [mark(ra.correct) for ra, _ in page],
             "B ✓": [mark(rb.correct) for _, rb in page],
         }
-    st.dataframe(
+    show_table(
         pd.DataFrame(table),
         hide_index=True,
         column_config={

@@ -5,7 +5,7 @@ import streamlit as st
 
 from services.health import broken_files
 from services.overview import recent_activity, registry_overview
-from views.common import attempt, show_broken
+from views.common import attempt, show_broken, show_table
 
 st.title("RMN LoRA Console")
 st.caption(
@@ -17,19 +17,19 @@ show_broken(attempt(broken_files, "retry_broken") or [])
 overview = attempt(registry_overview, "retry_overview")
 if overview is not None:
     cards = st.columns(5)
-    with cards[0].container(border=True):
+    with cards[0].container(border=True, height="stretch"):
         st.metric("Datasets", f"{overview.datasets:,}", help="Datasets in the library (latest versions)")
         st.caption(f"{overview.examples:,} examples")
-    with cards[1].container(border=True):
+    with cards[1].container(border=True, height="stretch"):
         st.metric("Schema mappings", overview.mappings)
         st.caption(f"{overview.active_mappings} active · {overview.mappings - overview.active_mappings} draft")
-    with cards[2].container(border=True):
+    with cards[2].container(border=True, height="stretch"):
         st.metric("Adapters", overview.adapters)
         st.caption("trained LoRA adapters")
-    with cards[3].container(border=True):
+    with cards[3].container(border=True, height="stretch"):
         st.metric("Training jobs", overview.jobs)
         st.caption("queued, running and finished")
-    with cards[4].container(border=True):
+    with cards[4].container(border=True, height="stretch"):
         st.metric("Federations", overview.federations)
         st.caption("saved compositions of adapters")
 
@@ -70,7 +70,7 @@ events = attempt(lambda: recent_activity(limit=10), "retry_activity")
 if events:
     table = pd.DataFrame(events)[["ts", "kind", "message"]]
     table["ts"] = pd.to_datetime(table["ts"])
-    st.dataframe(
+    show_table(
         table.rename(columns={"ts": "When (UTC)", "kind": "Event", "message": "Details"}),
         hide_index=True,
         column_config={"When (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")},

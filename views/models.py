@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from services import models as catalog
-from views.common import attempt, human_size, paginate, show_error
+from views.common import attempt, human_size, paginate, show_error, show_table
 from views.session import may
 
 KIND_LABELS = {"All": None, "Base models": "base", "Adapters": "adapter", "Packages": "package"}
@@ -111,7 +111,7 @@ if entries is not None and not entries:
         st.info("No models yet. Register a local folder above, or train an adapter.", icon=":material/info:")
 elif entries:
     page = paginate(entries, key="models_page")
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "Type": [e.kind for e in page],
@@ -187,7 +187,7 @@ elif entries:
                 st.markdown("**Evaluations**")
                 if runs[0].get("before_after"):
                     st.caption(f"Against its base model: {runs[0]['before_after']}")
-                st.dataframe(
+                show_table(
                     [{k: v for k, v in run.items() if k != "before_after"} for run in runs],
                     hide_index=True,
                     column_config={"created": st.column_config.DatetimeColumn("Created", format="YYYY-MM-DD HH:mm")},

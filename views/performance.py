@@ -3,11 +3,11 @@ with accuracy, latency, size, requests, error rate, tokens/s and cost; throughpu
 of each training job and evaluation."""
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from services.monitoring import adapter_performance, job_costs, prices, request_timeline
-from views.common import attempt, human_size
+from views.charts import bar_figure, line_figure
+from views.common import attempt, human_size, show_table
 
 st.title("Performance Dashboard")
 window = st.segmented_control(
@@ -29,7 +29,7 @@ if rows is not None and not rows:
     )
 elif rows:
     st.subheader("Adapters and models")
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "Target": [r.target for r in rows],
@@ -63,9 +63,9 @@ if timeline:
     frame = pd.DataFrame(timeline)
     st.subheader("Requests over time")
     left, right = st.columns(2)
-    left.plotly_chart(px.bar(frame, x="time", y="requests", title="Requests per minute"), key="perf_requests")
+    left.plotly_chart(bar_figure(frame, "time", "requests", title="Requests per minute"), key="perf_requests")
     right.plotly_chart(
-        px.line(frame, x="time", y="error_rate", title="Error rate", range_y=[0, 1], markers=True), key="perf_errors"
+        line_figure(frame, "time", "error_rate", title="Error rate", y_range=(0, 1), markers=True), key="perf_errors"
     )
 
 costs = attempt(job_costs, "retry_costs")
@@ -73,7 +73,7 @@ if costs:
     st.subheader("Cost of training jobs and evaluations")
     frame = pd.DataFrame(costs)
     st.metric("Total", f"${frame['cost_usd'].sum():.4f}", help="Wall time x devices x price, over every listed run.")
-    st.dataframe(
+    show_table(
         frame.rename(
             columns={
                 "kind": "Kind",

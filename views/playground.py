@@ -16,6 +16,7 @@ from views.common import (
     paginate,
     put_generation_settings,
     show_error,
+    show_table,
 )
 from views.endpoints import remote_playground
 from views.session import may
@@ -105,7 +106,7 @@ def history_panel() -> None:
         st.info("No run matches this search." if needle else "No runs yet: run a prompt above and it is saved here.")
         return
     page = paginate(entries, key="pg_history_page", page_size=10)
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "When": [e.time for e in page],

@@ -5,7 +5,7 @@ import streamlit as st
 from services import models as catalog
 from services.federation import list_federations
 from services.training import FINISHED, adapter_versions, cancel_job, job_manager, list_adapters
-from views.common import attempt, human_size, plain, show_error
+from views.common import attempt, human_size, plain, show_error, show_table
 from views.session import fragment, may
 
 st.title(":material/package_2: Publish")
@@ -163,7 +163,7 @@ if job_id := st.session_state.get("publish_job") or next(iter(running), None):
 packages = attempt(catalog.list_packages, "retry_packages")
 if packages:
     st.subheader("Published packages")
-    st.dataframe(
+    show_table(
         [
             {
                 "Package": p.name,

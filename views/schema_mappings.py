@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from services import ConsoleError, NotFound, mappings
-from views.common import done, plain, show_error
+from views.common import done, plain, show_error, show_table
 from views.session import may
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
@@ -42,7 +42,7 @@ def mappings_table(summaries: list[mappings.MappingSummary]) -> None:
             for summary in summaries
         ]
     )
-    st.dataframe(
+    show_table(
         table,
         hide_index=True,
         key="mappings_table",
@@ -57,7 +57,7 @@ def mappings_table(summaries: list[mappings.MappingSummary]) -> None:
 
 def harmonized_view(result: mappings.HarmonizeResult) -> None:
     """Harmonized rows with failing cells in red, each showing why it failed."""
-    st.dataframe(
+    show_table(
         result.display_frame().style.apply(lambda _: result.failed.map(lambda bad: FAIL_CSS if bad else ""), axis=None),
         hide_index=True,
     )
@@ -79,7 +79,7 @@ def test_panel(candidate: mappings.Mapping, sample: pd.DataFrame) -> None:
         st.success(f"All {len(statuses)} fields of the edited mapping succeed on the {len(sample)} sample rows.")
     # The test's own statuses, failing fields first and every row in view (the grid above shows the saved version's).
     ordered = sorted(statuses, key=lambda s: s.failing_rows == 0)
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {"Target": s.target, "Source": s.source or "—", "Transform": s.transform, "Status": s.label}
@@ -94,7 +94,7 @@ def test_panel(candidate: mappings.Mapping, sample: pd.DataFrame) -> None:
     raw_column, harmonized_column = st.columns(2)
     with raw_column:
         st.markdown(f"**Raw rows** · `{candidate.source_id}`")
-        st.dataframe(preview, hide_index=True)
+        show_table(preview, hide_index=True)
     with harmonized_column:
         st.markdown("**Harmonized rows** · RMIS")
         harmonized_view(mappings.harmonize(candidate, preview))
@@ -259,7 +259,7 @@ def generator_tab(mapping: mappings.Mapping) -> None:
 
 
 def schema_tab() -> None:
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             [
                 {

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from services import settings as config
-from views.common import attempt, done, model_widget, show_error
+from views.common import attempt, done, model_widget, show_error, show_table
 from views.endpoints import endpoints_section
 from views.session import may
 
@@ -112,7 +112,7 @@ if rows:
             confirm_restore()
 
     st.subheader("What the console runs with")
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "Setting": [r.name for r in rows],

@@ -2,7 +2,6 @@
 about the last hour of samples, and what is running now."""
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from services.evaluation import FINISHED as EVAL_FINISHED
@@ -10,7 +9,8 @@ from services.evaluation import list_evaluations
 from services.monitoring import health_history, system_health
 from services.training import FINISHED as JOB_FINISHED
 from services.training import list_jobs
-from views.common import attempt, human_size
+from views.charts import line_figure
+from views.common import attempt, human_size, show_table
 
 st.title("System Health")
 st.caption("Sampled every 5 s by one thread of this server; about the last hour is kept in memory.")
@@ -44,7 +44,7 @@ def live() -> None:
     else:
         if health.gpu_status != "ok":
             st.warning(health.gpu_status, icon=":material/warning:")
-        st.dataframe(
+        show_table(
             pd.DataFrame(
                 {
                     "GPU": [f"{g.index}: {g.name}" for g in health.gpus],
@@ -75,9 +75,9 @@ def live() -> None:
         )
         percent = [c for c in frame.columns if c.endswith("%")]
         st.plotly_chart(
-            px.line(frame, x="time", y=percent, range_y=[0, 100], title="Utilisation"), key="health_percent_chart"
+            line_figure(frame, "time", percent, y_range=(0, 100), title="Utilisation"), key="health_percent_chart"
         )
-        st.plotly_chart(px.line(frame, x="time", y="Server RSS (MB)", title="This server's memory"), key="health_rss")
+        st.plotly_chart(line_figure(frame, "time", "Server RSS (MB)", title="This server's memory"), key="health_rss")
     st.subheader("Running now")
     jobs = [j for j in list_jobs() if j.status not in JOB_FINISHED]
     runs = [r for r in list_evaluations() if r.status not in EVAL_FINISHED]

@@ -39,6 +39,7 @@ from views.common import (
     show_broken,
     show_error,
     show_flash,
+    show_table,
     values_table,
 )
 from views.session import fragment, may
@@ -210,7 +211,7 @@ def history(jobs: list[JobState]) -> None:
         st.info("No job matches these filters.")
         return
     page = paginate(shown, key="history_page")
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "Job": [j.id for j in page],

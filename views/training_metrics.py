@@ -2,12 +2,12 @@
 jobs overlaid by step, and a table of the settings in which those jobs differ."""
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from services.monitoring import training_curves
 from services.training import list_jobs
-from views.common import attempt
+from views.charts import line_figure
+from views.common import attempt, show_table
 
 CURVES = {
     "loss": "Training loss",
@@ -41,7 +41,7 @@ elif jobs:
                 if metric in frame and frame[metric].notna().any():
                     data = frame[frame[metric].notna()]
                     columns[index % 2].plotly_chart(
-                        px.line(data, x="step", y=metric, color="job", title=title, markers=metric == "eval_loss"),
+                        line_figure(data, "step", metric, by="job", title=title, markers=metric == "eval_loss"),
                         key=f"metrics_{metric}",
                     )
         configs = {
@@ -56,6 +56,6 @@ elif jobs:
             if differing.empty:
                 st.caption("The chosen jobs share every setting.")
             else:
-                st.dataframe(differing.astype(str), key="metrics_config_diff")
+                show_table(differing.astype(str), key="metrics_config_diff")
         with st.expander("All settings"):
-            st.dataframe(table.astype(str))
+            show_table(table.astype(str))

@@ -19,7 +19,7 @@ from services.access import (
     sso_default_role,
     unlock_user,
 )
-from views.common import attempt, done, plain
+from views.common import attempt, done, plain, show_table
 from views.session import may, remember, sso_configured
 
 st.title("Users")
@@ -60,7 +60,7 @@ def users_table() -> None:
     users = attempt(list_accounts, "retry_users")
     if users is None:
         return
-    st.dataframe(
+    show_table(
         pd.DataFrame(
             {
                 "Username": [u.username for u in users],

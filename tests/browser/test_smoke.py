@@ -12,6 +12,14 @@ def test_console_home_page_renders(console_url: str, browser_page, wait_for_stre
     heading.wait_for()
     assert "RMN LoRA Console" in heading.inner_text()
     assert browser_page.locator('[data-testid="stException"]').count() == 0
+    # The five KPI cards are one row of equal cards, however their captions wrap ("queued, running and finished"
+    # took a line more than "2,561 examples", and its card stood taller).
+    browser_page.get_by_test_id("stMetric").nth(4).wait_for()
+    heights = browser_page.get_by_test_id("stMetric").evaluate_all(
+        "metrics => metrics.slice(0, 5).map(m => m.closest('[data-testid=\"stVerticalBlock\"]')"
+        ".getBoundingClientRect().height)"
+    )
+    assert len(heights) == 5 and max(heights) - min(heights) < 1, heights
 
     shot = tmp_path / "home.png"
     browser_page.screenshot(path=str(shot), full_page=True)
