@@ -109,6 +109,32 @@ def test_field_status_is_ok_partial_failing_or_untested(seeded):
     assert {s.status for s in empty} == {"untested"}
 
 
+def test_field_status_is_remembered_only_for_the_same_mapping_and_the_same_rows(seeded):
+    """The page asks for the saved mapping's statuses on every run; a remembered answer is never one for other rows
+    (a changed cell, a renamed column, an added row) or for an edited mapping."""
+    mapping = mappings.get_mapping("Amazon")
+    rows = mappings.sample_rows(mapping)
+    first = mappings.field_status(mapping, rows)
+    assert {s.status for s in first} == {"ok"}
+    assert mappings.field_status(mapping, rows.copy()) == first
+    first[0].status = "failing"  # a caller's change stays its own
+    assert mappings.field_status(mapping, rows)[0].status == "ok"
+
+    broken_cell = rows.copy()  # same columns, same types, one value that fails
+    broken_cell.loc[broken_cell.index[3], "impressions"] = -5
+    assert next(s for s in mappings.field_status(mapping, broken_cell) if s.target == "impressions").failing_rows == 1
+    renamed = rows.rename(columns={"impressions": "views"})
+    assert next(s for s in mappings.field_status(mapping, renamed) if s.target == "impressions").status == "failing"
+    assert {s.checked_rows for s in mappings.field_status(mapping, rows.head(7))} == {7}
+    as_records = mappings.field_status(mapping, broken_cell.to_dict("records"))
+    assert next(s for s in as_records if s.target == "impressions").failing_rows == 1
+
+    edited = mapping.model_copy(deep=True)
+    edited.fields[0].source = "no_such_column"
+    assert mappings.field_status(edited, rows)[0].status == "failing"
+    assert mappings.field_status(mapping, rows)[0].status == "ok"
+
+
 def test_optional_fields_may_be_empty_but_required_ones_may_not(seeded):
     rows = [{"event_id": "e1", "asin": None, "keywordText": None}]
     mapping = mappings.parse_mapping_yaml(
