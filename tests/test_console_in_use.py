@@ -148,7 +148,7 @@ def test_frame_first_the_server_imports_the_pages_libraries_when_it_starts(tmp_p
         "import asyncio, sys\n"
         "import serve\n"
         "from services import runtime\n"
-        "libraries = ('pandas', 'pyarrow', 'plotly.graph_objects', 'services.monitoring', 'services.mappings')\n"
+        "libraries = ('pandas', 'pyarrow', 'services.monitoring', 'services.mappings')\n"
         "assert not [m for m in libraries if m in sys.modules], 'imported before the server started'\n"
         "async def start():\n"
         "    async with serve.start_up(serve.app):\n"
@@ -158,9 +158,7 @@ def test_frame_first_the_server_imports_the_pages_libraries_when_it_starts(tmp_p
     )
     printed = fresh_python(code, tmp_path / "home")
     # every library and service module, never the training stack (item 1: it imports in one place only)
-    assert printed.endswith(
-        "imported ['pandas', 'pyarrow', 'plotly.graph_objects', 'services.monitoring', 'services.mappings'] False"
-    ), printed
+    assert printed.endswith("imported ['pandas', 'pyarrow', 'services.monitoring', 'services.mappings'] False"), printed
 
 
 def test_new_user_an_empty_training_jobs_page_loads_the_demo_data(registry) -> None:
@@ -213,7 +211,7 @@ def test_cosmetics_every_table_shows_a_missing_cell_as_an_em_dash(registry) -> N
     ]
     assert not direct, f"tables drawn without show_table: {direct}"
     seed_demo()
-    for name in ("home.py", "dataset_library.py", "settings.py"):
-        at = AppTest.from_file(str(ROOT / "views" / name), default_timeout=300).run()
+    for script in ("app.py", "views/dataset_library.py", "views/settings.py"):  # app.py draws Home
+        at = AppTest.from_file(str(ROOT / script), default_timeout=300).run()
         assert not at.exception, at.exception
-        assert at.dataframe and {table.proto.placeholder for table in at.dataframe} == {"—"}, name
+        assert at.dataframe and {table.proto.placeholder for table in at.dataframe} == {"—"}, script
