@@ -8,7 +8,14 @@ that pays the shared imports. For each page it records:
 - rerun: the same page rerun in the same session (Streamlit's "R" shortcut), once everything is imported.
 Each round also starts a bare Streamlit app (a title and a line of text) the same way and opens it the same way:
 its first paint is the floor that Streamlit and Chromium alone cost on this machine at this load, so "over floor"
-says what the console itself adds, comparable across loads.
+says what the console itself adds, comparable across loads. A second floor is the same page under a navigation of
+as many pages as the console's sidebar lists (expanded, with icons): what Streamlit costs to draw that sidebar, which
+every page of the console pays before its own content.
+
+Each page opens in a fresh browser context (an empty HTTP cache: a browser's first visit), so a page with a table
+also downloads and compiles Streamlit's table code (about 1.5 MB of JavaScript) in its first render. `--warm-browser`
+measures a user whose browser has opened the console before: one context per round, every page opened once (not
+measured: it fills the cache and the server's imports), then each page again in a new tab, a new Streamlit session.
 Goal (issue 11): every first render under 1.5 s on an idle machine; the ratio says what the first visit costs
 beyond a rerun on whatever machine runs it.
 
@@ -65,6 +72,20 @@ TIMEOUT_MS = 180_000
 
 
 FLOOR_APP = 'import streamlit as st\n\nst.title("Floor")\nst.write("A bare Streamlit page.")\n'
+NAV_FLOOR_APP = f"""import streamlit as st
+
+st.set_page_config(page_title="Floor", page_icon=":material/hub:", layout="wide")
+
+
+def floor():
+    st.title("Floor")
+    st.write("A bare Streamlit page.")
+
+
+titles = {[*PAGES.values(), "API tokens"]!r}
+pages = [st.Page(floor, title=t, icon=":material/hub:", url_path=f"p{{i}}", default=i == 0) for i, t in enumerate(titles)]
+st.navigation({{"": pages[:1], "Section": pages[1:]}}, expanded=True).run()
+"""
 
 
 def start_server(home: Path, script: str = "serve.py") -> tuple[subprocess.Popen, str]:
@@ -97,23 +118,31 @@ def settle(page) -> None:
     page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=TIMEOUT_MS)
 
 
-def measure_floor(browser, folder: Path) -> tuple[float, float, float]:
-    """The bare Streamlit page on its own fresh server: (first paint, first render, rerun)."""
+def measure_floor(browser, folder: Path, app: str, warm: bool) -> tuple[float, float, float]:
+    """A floor app on its own fresh server: (first paint, first render, rerun)."""
     script = folder / "floor.py"
-    script.write_text(FLOOR_APP)
+    script.write_text(app)
     server, url = start_server(folder, str(script))
     try:
-        return measure_round(browser, url, [""])[""]
+        return measure_round(browser, url, [""], warm)[""]
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def measure_round(browser, url: str, order: list[str]) -> dict[str, tuple[float, float, float]]:
-    """Per page: (first paint, first render, rerun) in seconds."""
+def measure_round(browser, url: str, order: list[str], warm: bool = False) -> dict[str, tuple[float, float, float]]:
+    """Per page: (first paint, first render, rerun) in seconds. Warm: one browser context, its cache filled by a
+    visit of every page that is not measured."""
     results = {}
+    shared = browser.new_context(viewport={"width": 1440, "height": 900}) if warm else None
+    for path in order if shared is not None else []:
+        visit = shared.new_page()
+        visit.goto(f"{url}/{path}")
+        visit.get_by_role("heading", level=1).first.wait_for(timeout=TIMEOUT_MS)
+        settle(visit)
+        visit.close()
     for path in order:
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        context = shared or browser.new_context(viewport={"width": 1440, "height": 900})
         page = context.new_page()
         start = time.perf_counter()
         page.goto(f"{url}/{path}")
@@ -128,7 +157,11 @@ def measure_round(browser, url: str, order: list[str]) -> dict[str, tuple[float,
         settle(page)
         rerun = time.perf_counter() - start
         results[path] = (painted, rendered, rerun)
-        context.close()
+        page.close()
+        if shared is None:
+            context.close()
+    if shared is not None:
+        shared.close()
     return results
 
 
@@ -137,12 +170,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pages", nargs="+", choices=list(PAGES), metavar="PATH",
                         help="measure only these pages (url paths; '' is Home); default: every page")  # fmt: skip
+    parser.add_argument("--warm-browser", action="store_true",
+                        help="a browser that has opened the console before (its HTTP cache kept); each page is "
+                        "still a new Streamlit session")  # fmt: skip
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     paths = list(PAGES) if args.pages is None else args.pages
     samples: dict[str, list[tuple[float, float, float]]] = {path: [] for path in paths}
     floor: list[tuple[float, float, float]] = []
+    nav_floor: list[tuple[float, float, float]] = []
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         home = Path(folder) / "registry"
         os.environ["RMN_LORA_HOME"] = str(home)
@@ -151,23 +188,29 @@ def main() -> None:
         seed_demo()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for round_number in range(args.rounds):
-            floor.append(measure_floor(browser, Path(folder)))
+            floor.append(measure_floor(browser, Path(folder), FLOOR_APP, args.warm_browser))
+            nav_floor.append(measure_floor(browser, Path(folder), NAV_FLOOR_APP, args.warm_browser))
             server, url = start_server(home)
             try:
                 shift = round_number % len(paths)
-                for path, result in measure_round(browser, url, paths[shift:] + paths[:shift]).items():
+                order = paths[shift:] + paths[:shift]
+                for path, result in measure_round(browser, url, order, args.warm_browser).items():
                     samples[path].append(result)
             finally:
                 server.terminate()
                 server.wait(timeout=30)
         browser.close()
     load = os.getloadavg()[0]
-    print(f"first render vs rerun, median of {args.rounds} fresh servers (load average {load:.1f} on "
-          f"{os.cpu_count()} cores at the end)")  # fmt: skip
+    browser_state = "warm browser (cache kept)" if args.warm_browser else "fresh browser context per page"
+    print(f"first render vs rerun, median of {args.rounds} fresh servers, {browser_state} (load average "
+          f"{load:.1f} on {os.cpu_count()} cores at the end)")  # fmt: skip
     floor_paint, floor_render, floor_rerun = (statistics.median(column) for column in zip(*floor, strict=True))
     print(f"{'page':<22} {'first paint':>11} {'first render':>12} {'rerun':>8} {'ratio':>6} {'over floor':>10}")
     print(f"{'(bare Streamlit floor)':<22} {floor_paint:>10.2f}s {floor_render:>11.2f}s {floor_rerun:>7.2f}s "
           f"{floor_render / floor_rerun:>5.1f}x {0:>9.2f}s")  # fmt: skip
+    nav_paint, nav_render, nav_rerun = (statistics.median(column) for column in zip(*nav_floor, strict=True))
+    print(f"{'(floor + navigation)':<22} {nav_paint:>10.2f}s {nav_render:>11.2f}s {nav_rerun:>7.2f}s "
+          f"{nav_render / nav_rerun:>5.1f}x {nav_render - floor_render:>9.2f}s")  # fmt: skip
     for path, name in ((path, PAGES[path]) for path in paths):
         painted, rendered, rerun = (statistics.median(column) for column in zip(*samples[path], strict=True))
         flag = "" if rendered < 1.5 else "  (goal: < 1.5 s)"
