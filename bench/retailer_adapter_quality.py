@@ -6,7 +6,8 @@ Training uses the "retailer mapping (fast)" preset through the job API; the base
 prompts with its own chat template (its default system prompt included), in the same invocation.
 Run: `PYTHONPATH=. .venv/bin/python bench/retailer_adapter_quality.py [--epochs 1.2] [--seeds 42,7,11]`
 (or `make bench`); with several seeds it trains once per seed and prints the spread. Every run ends with a table of
-held-out accuracy per RMIS field (base model and each seed), so the field that decides a run is visible.
+held-out accuracy per RMIS field (base model and each seed), so the field that decides a run is visible; each seed's
+wrong answers are printed beside their references (from the job log), so what it gets wrong can be read.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from services.training import job_manager, submit_training_job
 from training.base_models import resolve_base_model
 from training.config import PRESETS
 from training.evaluation import GenerationScore, score_generations
+from training.worker import HELD_OUT_MISS
 
 PRESET = "retailer mapping (fast)"
 FIELD_PREFIX = "eval_accuracy_"  # the job's held-out accuracy of one field (training.worker)
@@ -37,8 +39,9 @@ def base_score(records: list[dict]) -> GenerationScore:
     return score_generations(model, tokenizer, records)
 
 
-def train_and_score(settings: dict, seed: int) -> tuple[float, float, dict[str, float]]:
-    """Held-out accuracy, trainer minutes and accuracy per field of one training run of the preset with `seed`."""
+def train_and_score(settings: dict, seed: int) -> tuple[float, float, dict[str, float], list[str]]:
+    """Held-out accuracy, trainer minutes, accuracy per field and the logged wrong answers of one training run of
+    the preset with `seed`."""
     config = {**settings, "seed": seed}
     job = job_manager().wait(
         submit_training_job("retailer", f"amazon_quality_{seed}", "retailer_amazon_sft", config=config)
@@ -47,7 +50,9 @@ def train_and_score(settings: dict, seed: int) -> tuple[float, float, dict[str, 
         raise SystemExit(f"training {job.status}: {job.error}")
     metrics = job.final_metrics
     fields = {key.removeprefix(FIELD_PREFIX): value for key, value in metrics.items() if key.startswith(FIELD_PREFIX)}
-    return metrics["eval_accuracy"], metrics["train_runtime"] / 60, fields
+    log = job_manager().log_text(job.id).splitlines()
+    misses = [line.split(HELD_OUT_MISS, 1)[1].strip() for line in log if HELD_OUT_MISS in line]
+    return metrics["eval_accuracy"], metrics["train_runtime"] / 60, fields, misses
 
 
 def field_table(records: list[dict], base: dict[str, float], runs: dict[int, dict[str, float]]) -> str:
@@ -87,7 +92,7 @@ def main() -> None:
     runs = []
     fields_by_seed = {}
     for seed in seeds:
-        accuracy, minutes, fields_by_seed[seed] = train_and_score(settings, seed)
+        accuracy, minutes, fields_by_seed[seed], misses = train_and_score(settings, seed)
         runs.append((accuracy, minutes))
         print(
             f"seed {seed}: trained in {minutes:.1f} min (trainer runtime; goal <= 10), adapter {accuracy:.1%} vs "
@@ -95,6 +100,8 @@ def main() -> None:
             + ", ".join(f"{field} {value:.1%}" for field, value in sorted(fields_by_seed[seed].items())),
             flush=True,
         )
+        for miss in misses:
+            print(f"  seed {seed} answered {miss}", flush=True)
     if len(runs) > 1:
         accuracies = [accuracy for accuracy, _ in runs]
         print(

@@ -7,10 +7,11 @@ A plan is three fixed-format lines, easy to read and for a small model to copy:
     Expected ROAS uplift: +0.27 (+0.17 to +0.38)
 
 The planning generator computes the reference plan from the uplift priors (the uplift line is the share-weighted
-mean and interval of the priors of the placements that get budget), so the reference carries the priors' answer and
-`judge_plan(prediction, reference)` needs nothing else: the recommended channel must match, every share of the
-split must be within a tolerance (and its dollars with it), and the stated uplift and its range must lie inside the
-priors' interval. A plan passes when all three hold. An answer that is not a plan fails every criterion.
+mean of the funded placements' priors, and its range runs from the lowest to the highest bound of their intervals),
+so the reference carries the priors' answer and `judge_plan(prediction, reference)` needs nothing else: the
+recommended channel must match, every share of the split must be within a tolerance (and its dollars with it), and
+the stated uplift and its range must lie inside that range. A plan passes when all three hold. An answer that is
+not a plan fails every criterion.
 """
 
 import re

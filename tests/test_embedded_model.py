@@ -104,6 +104,9 @@ def test_generation_scoring_judges_the_embedded_models_answers(prepared):
         max_new_tokens=12,
     )
     assert score.accuracy == 0.5 and score.examples[0]["answer"] == "The capital of France is Paris."
+    assert score.misses == [
+        {"prompt": prompt, "reference": "Berlin", "answer": "The capital of France is Paris.", "task": ""}
+    ]
     assert 0.0 < score.token_f1 < 1.0
 
 

@@ -199,7 +199,12 @@ def test_held_out_evaluation_is_scored_by_generation(tiny_setup, tmp_path):
     assert job.status == JobStatus.COMPLETED, job.error
     metrics = get_adapter("scored").metrics
     assert metrics["eval_prompts"] == 4 and 0.0 <= metrics["eval_accuracy"] <= 1.0 and "eval_loss" in metrics
-    assert "Held-out generation on 4 prompts" in job_manager().log_text(job_id)
+    log = job_manager().log_text(job_id)
+    assert "Held-out generation on 4 prompts" in log
+    misses = [line for line in log.splitlines() if "miss: answered" in line]  # each wrong answer beside its reference
+    assert len(misses) == round((1 - metrics["eval_accuracy"]) * 4) > 0
+    assert f"Held-out misses ({len(misses)} of 4):" in log
+    assert all(any(f"reference {r['reference']!r}" in line for r in held_out) for line in misses)
     assert "loss" not in job_manager().metrics(job_id)[-1]  # the last line is the final evaluation's
     progress = job_manager().progress(job_id)  # the job card still shows the last training loss and rate
     assert progress.step == 6 and None not in (progress.loss, progress.learning_rate, progress.eval_loss)

@@ -28,7 +28,8 @@ class GenerationScore(BaseModel):
     """Judged accuracy and mean token F1 over `count` prompts, with a few examples to read.
 
     `criteria`: the pass rate of each plan criterion over the prompts whose reference is a plan; `by_task`: the
-    accuracy per record `task` (the RMIS field of a mapping example), so the weak field is visible.
+    accuracy per record `task` (the RMIS field of a mapping example), so the weak field is visible; `misses`: every
+    answer judged wrong (prompt, reference, answer, task), so what the weak field gets wrong can be read too.
     """
 
     accuracy: float
@@ -37,6 +38,7 @@ class GenerationScore(BaseModel):
     examples: list[dict[str, str]]
     criteria: dict[str, float] = {}
     by_task: dict[str, float] = {}
+    misses: list[dict[str, str]] = []
 
 
 def exact_match(prediction: str, reference: str) -> bool:
@@ -130,5 +132,10 @@ def score_generations(
         examples=[
             {"prompt": r["prompt"], "reference": ref, "answer": p}
             for r, ref, p in list(zip(records, references, predictions, strict=True))[:5]
+        ],
+        misses=[
+            {"prompt": r["prompt"], "reference": ref, "answer": p, "task": str(r.get("task") or "")}
+            for r, ref, p, j in zip(records, references, predictions, judgements, strict=True)
+            if not j.passed
         ],
     )

@@ -50,6 +50,8 @@ LINEAR_OUTPUTS = {"lm_head", "embed_out"}
 
 
 MAX_EVAL_PROMPTS = 200
+MAX_LOGGED_MISSES = 12  # wrong held-out answers written to the job log, each beside its reference
+HELD_OUT_MISS = "miss: answered"  # how a logged wrong answer starts (bench/retailer_adapter_quality.py reads it)
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,12 @@ def _held_out_scores(model: Any, tokenizer: Any, source: DatasetSource, folder: 
     )
     if score.by_task:
         folder.log("Held-out accuracy by field: " + ", ".join(f"{t} {a:.1%}" for t, a in score.by_task.items()) + ".")
+    shown = score.misses[:MAX_LOGGED_MISSES]
+    if shown:
+        more = f", the first {len(shown)}" if len(shown) < len(score.misses) else ""
+        folder.log(f"Held-out misses ({len(score.misses)} of {score.count}{more}):")
+    for miss in shown:
+        folder.log(f"  {HELD_OUT_MISS} {miss['answer']!r}, reference {miss['reference']!r}")
     return {
         "eval_accuracy": score.accuracy,
         "eval_token_f1": score.token_f1,
