@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from federation.engine import GenerationSettings
 from registry.endpoints import ServingEndpoint
@@ -40,6 +40,9 @@ def chat_messages(prompt: str, settings: GenerationSettings) -> list[dict[str, s
 
 
 def _chat_body(model: str, messages: Sequence[dict[str, str]], settings: GenerationSettings) -> dict[str, Any]:
+    """The settings as OpenAI fields; a repetition penalty (vLLM's and SGLang's extension, which OpenAI itself
+    does not take) only when one is set."""
+    penalty = {"repetition_penalty": settings.repetition_penalty} if settings.repetition_penalty != 1.0 else {}
     return {
         "model": model,
         "messages": list(messages),
@@ -47,7 +50,7 @@ def _chat_body(model: str, messages: Sequence[dict[str, str]], settings: Generat
         "temperature": settings.temperature,
         "top_p": settings.top_p,
         "seed": settings.seed,
-    }
+    } | penalty
 
 
 def complete(
@@ -124,6 +127,19 @@ class RemoteStream:
             latency_ms=round((time.perf_counter() - started) * 1000, 2),
             first_token_ms=round(first, 2) if first is not None else None,
         )
+
+
+class EndpointModel(BaseModel):
+    """One model of an endpoint's server, answering prompts the way a federation does: one side of an A/B."""
+
+    model_config = ConfigDict(frozen=True)
+
+    endpoint: ServingEndpoint
+    model: str
+    label: str
+
+    def stream(self, prompt: str, settings: GenerationSettings, client: httpx.Client | None = None) -> RemoteStream:
+        return RemoteStream(self.endpoint, self.model, chat_messages(prompt, settings), settings, client)
 
 
 def headers(endpoint: ServingEndpoint) -> dict[str, str]:

@@ -1,16 +1,19 @@
-"""Federation API (seed 001): compose adapters over one base model, test them, save and load the result."""
+"""Federation API (seed 001): compose adapters over one base model, test them, save and load the result, and
+compare two (or one and a model on a serving endpoint) on the same prompts."""
 
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
+from evaluation.targets import resolve_endpoint_target
 from federation import store as _store
 from federation.compose import MemberRequest, compose
 from federation.engine import GenerationSettings
 from federation.errors import FederationError
 from federation.evaluate import FederationScore, compare_federations
 from federation.methods import METHOD_HELP, method_of
+from federation.remote import EndpointModel
 from federation.run import FederationResult, FederationStream, run_federation, stream_federation
 from federation.spec import APPROXIMATIONS, EXACT_COMBINATION, Federation, Member
 from federation.store import list_federations, load_federation
@@ -21,6 +24,7 @@ __all__ = [
     "APPROXIMATIONS",
     "EXACT_COMBINATION",
     "METHOD_HELP",
+    "EndpointModel",
     "Federation",
     "FederationError",
     "FederationResult",
@@ -30,6 +34,7 @@ __all__ = [
     "compare_federations",
     "compose_federation",
     "delete_federation",
+    "endpoint_model",
     "list_federations",
     "federation_summary",
     "load_federation",
@@ -102,6 +107,14 @@ def compose_federation(
         routing=routing,
         name=name,
     )
+
+
+def endpoint_model(endpoint: str, model: str, api_key_env: str | None = None) -> EndpointModel:
+    """`model` on a serving endpoint (a saved endpoint's name or a server URL) as one side of an A/B, resolved and
+    checked as an evaluation target is (a model is named, the URL is http(s), the key's variable is set)."""
+    spec = resolve_endpoint_target(endpoint, model, api_key_env)
+    assert spec.endpoint is not None, "an endpoint target names its endpoint"
+    return EndpointModel(endpoint=spec.endpoint, model=spec.ref, label=spec.label)
 
 
 def test_federation(federation: Federation | str, prompt: str, **settings: Any) -> FederationResult:

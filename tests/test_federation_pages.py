@@ -144,7 +144,8 @@ def test_empty_registry_says_to_train_an_adapter_first(registry):
     assert any("Train an adapter on the **Training Jobs** page first" in i for i in infos)
     assert any("No active federation" in i for i in infos)
     assert any("No saved federations yet" in i for i in infos)
-    assert any("Save at least two federations" in i for i in infos)
+    assert any("No serving endpoints yet" in i for i in infos), "B offers a serving endpoint, and says none is saved"
+    assert at.button(key="ab_run").disabled
     playground = page("playground.py").run()
     assert not playground.exception
     playground.radio(key="pg_kind").set_value("adapter").run()

@@ -208,3 +208,96 @@ def test_the_evaluations_page_runs_a_model_on_a_serving_endpoint(world):
     assert wait_for_evaluation(run_id, timeout=600).status.value == "completed"
     detail = get_evaluation(run_id)
     assert detail["target"] == "endpoint:here/mapper@v1" and len(detail["rows"]) == 2
+
+
+def _saved_federation(name: str):
+    """A saved one-adapter federation of the mapper (saved once per module: names are unique)."""
+    from services.federation import compose_federation, list_federations, save_federation
+
+    saved = next((f for f in list_federations() if f.name == name), None)
+    return saved or save_federation(compose_federation(adapters=["mapper"], name=name))
+
+
+def test_the_federation_ab_runs_a_side_on_an_endpoint_and_it_answers_as_the_local_side(world):
+    """The A/B's side B is a model on a serving endpoint (this console's server): the saved federation served there,
+    and the adapter served alone, answer every prompt as the federation run here does, with the same system
+    message and decoding settings (a repetition penalty included, which changes the answers)."""
+    from services.deploy import ServingEndpoint, save_endpoint
+    from services.federation import GenerationSettings, compare_federations, endpoint_model
+
+    save_endpoint(ServingEndpoint(name="here", url=world["url"], engine="console"))
+    federation = _saved_federation("mapper alone")
+    records = [{"prompt": p, "reference": ANSWER} for p in PROMPTS[:3]] + [{"prompt": "Say hello to the team."}]
+    plain = GenerationSettings(max_new_tokens=24)
+    settings = GenerationSettings(max_new_tokens=24, system="Answer in RMIS terms.", repetition_penalty=1.5)
+    local, served = compare_federations(federation, endpoint_model("here", federation.id), records, settings)
+    assert (served.federation_id, served.name) == (None, f"{federation.id} on here (endpoint)")
+    assert local.federation_id == federation.id
+    assert [r.prompt for r in served.rows] == [r["prompt"] for r in records]
+    assert [(r.response, r.tokens) for r in served.rows] == [(r.response, r.tokens) for r in local.rows]
+    assert served.accuracy == local.accuracy and served.rows[3].correct is None
+    assert all(r.latency_ms > 0 and r.adapters_used == [] for r in served.rows)
+    unpenalized, adapter = compare_federations(federation, endpoint_model("here", "mapper@v1"), records, plain)
+    assert [r.response for r in adapter.rows] == [r.response for r in unpenalized.rows]
+    assert unpenalized.accuracy and unpenalized.accuracy > 0, "the adapter answers some prompts exactly"
+    assert [r.response for r in unpenalized.rows] != [r.response for r in local.rows], (
+        "the system message and penalty change the answers, so the equality above shows they reached the server"
+    )
+
+
+def test_an_ab_side_on_a_bad_or_unreachable_endpoint_is_refused_readably(world, monkeypatch):
+    from services.errors import ConsoleError
+    from services.federation import compare_federations, endpoint_model
+
+    monkeypatch.delenv("UNSET_AB_KEY", raising=False)
+    for call, words in [
+        (lambda: endpoint_model("nowhere", "mapper"), "No serving endpoint named 'nowhere'"),
+        (lambda: endpoint_model(world["url"], " "), "Name the model"),
+        (lambda: endpoint_model(world["url"], "mapper", SECRET), "names an environment variable"),
+        (lambda: endpoint_model(world["url"], "mapper", "UNSET_AB_KEY"), r"\$UNSET_AB_KEY, which is unset"),
+    ]:
+        with pytest.raises(ConsoleError, match=words):
+            call()
+    federation = _saved_federation("mapper alone")
+    down = endpoint_model(f"http://127.0.0.1:{free_port()}", "mapper")
+    with pytest.raises(ConsoleError, match="Could not reach .* Check that the server is running"):
+        compare_federations(federation, down, [{"prompt": PROMPTS[0]}])
+    ghost = endpoint_model(world["url"], "ghost")
+    with pytest.raises(ConsoleError, match=r"refused the chat completion \(404\)"):
+        compare_federations(federation, ghost, [{"prompt": PROMPTS[0]}])
+
+
+def test_the_federation_pages_ab_compares_a_saved_federation_with_a_model_on_an_endpoint(world):
+    """AppTest: with one saved federation, B offers the serving endpoints and the models their server lists; the
+    A/B's table shows the endpoint's answers beside the federation's."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from services.deploy import ServingEndpoint, save_endpoint
+    from services.federation import list_federations
+    from views.common import plain
+
+    save_endpoint(ServingEndpoint(name="here", url=world["url"], engine="console"))
+    federation = _saved_federation("mapper alone")
+    assert [f.id for f in list_federations()] == [federation.id]
+    page = Path(__file__).resolve().parents[1] / "views" / "federations.py"
+    at = AppTest.from_file(str(page), default_timeout=180).run()
+    assert not at.exception
+    assert at.radio(key="ab_a_kind").value == "Saved federation" and at.selectbox(key="ab_a").value == federation.id
+    assert at.radio(key="ab_b_kind").value == "Serving endpoint", "one saved federation: B is an endpoint's model"
+    assert at.selectbox(key="ab_b_endpoint").options == ["here"]
+    assert {"mapper@v1", federation.id} <= set(at.selectbox(key="ab_b_remote_model").options)
+    at.selectbox(key="ab_b_remote_model").set_value("mapper@v1")
+    at.text_area(key="ab_prompts").set_value(f"{PROMPTS[0]}\n{PROMPTS[3]}\n")
+    at.number_input(key="ab_gen_max_new_tokens").set_value(16).run()
+    at.button(key="ab_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[-1].value
+    assert list(table["Prompt"]) == [PROMPTS[0], PROMPTS[3]]
+    assert list(table["B response"]) == list(table["A response"]) and all(table["B ms"] > 0)
+    titles = [f"**{plain(f'A: mapper alone · {federation.id}')}**", f"**{plain('B: mapper@v1 on here (endpoint)')}**"]
+    assert set(titles) <= {m.value for m in at.markdown}, "each side's card is titled with its label"
+    assert any("round trips" in c.value for c in at.caption), "the endpoint's latencies are said to be round trips"
+    at.radio(key="ab_b_kind").set_value("Saved federation").run()
+    assert any("are the same" in w.value for w in at.warning) and at.button(key="ab_run").disabled

@@ -1,4 +1,5 @@
-"""Serving endpoints in the UI: Settings lists and edits them, Adapters deploys to one, Playground runs on one.
+"""Serving endpoints in the UI: Settings lists and edits them, Adapters deploys to one, Playground runs on one,
+and Evaluations and the Federation A/B pick a model on one.
 
 An endpoint is an OpenAI-compatible server (vLLM, SGLang, another console's `make api`); deploying loads an
 adapter version into it with `POST /v1/load_lora_adapter`, and the Playground streams a chat completion from it.
@@ -116,22 +117,32 @@ def deploy_panel(adapter: str, version: int) -> None:
             )
 
 
-def remote_playground(prompt_key: str, gen_prefix: str) -> None:
-    """Playground: stream an answer from a model of a serving endpoint (not kept in the local history)."""
-    endpoints = attempt(list_endpoints, "retry_pg_endpoints")
+def pick_endpoint_model(prefix: str) -> tuple[str, str] | None:
+    """(endpoint, model): a saved serving endpoint and one of the models its server lists (`GET /v1/models`), or
+    None with what to do (no endpoint saved, the server serves nothing, or it cannot be reached). Keys are
+    `{prefix}_endpoint` and `{prefix}_remote_model`."""
+    endpoints = attempt(list_endpoints, f"retry_{prefix}_endpoints")
     if endpoints is None:
-        return
+        return None
     if not endpoints:
         st.info("No serving endpoints yet: add one on the **Settings** page.")
-        return
+        return None
     left, right = st.columns(2)
-    endpoint = left.selectbox("Endpoint", [e.name for e in endpoints], key="pg_endpoint")
-    models = attempt(lambda: remote_models(endpoint), "retry_pg_remote_models")
+    endpoint = left.selectbox("Endpoint", [e.name for e in endpoints], key=f"{prefix}_endpoint")
+    models = attempt(lambda: remote_models(endpoint), f"retry_{prefix}_remote_models")
     if not models:
         if models is not None:
             st.info(plain(f"{endpoint} serves no models yet: deploy an adapter to it on the Adapters page."))
+        return None
+    return endpoint, right.selectbox("Model", models, key=f"{prefix}_remote_model")
+
+
+def remote_playground(prompt_key: str, gen_prefix: str) -> None:
+    """Playground: stream an answer from a model of a serving endpoint (not kept in the local history)."""
+    picked = pick_endpoint_model("pg")
+    if picked is None:
         return
-    model = right.selectbox("Model", models, key="pg_remote_model")
+    endpoint, model = picked
     prompt = st.text_area("Prompt", key=prompt_key, height=130)
     with st.expander("Generation settings"):
         settings = generation_settings(gen_prefix)

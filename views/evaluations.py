@@ -8,7 +8,6 @@ import pandas as pd
 import streamlit as st
 
 from services.datasets import list_datasets
-from services.deploy import list_endpoints, remote_models
 from services.evaluation import (
     FINISHED,
     METRICS,
@@ -27,7 +26,8 @@ from services.evaluation import (
 from services.federation import list_federations
 from services.training import list_adapters, list_base_models
 from views.charts import bar_figure
-from views.common import attempt, done, model_widget, paginate, plain, show_error, show_table
+from views.common import attempt, done, model_widget, paginate, show_error, show_table
+from views.endpoints import pick_endpoint_model
 from views.session import fragment, may
 
 EMBEDDED = "Embedded base model (SmolLM2-135M-Instruct)"
@@ -62,24 +62,6 @@ def _targets() -> dict[str, str | None]:
     for federation in list_federations():
         choices[f"Federation · {federation.name} ({federation.method})"] = federation.id
     return choices
-
-
-def _remote_target() -> tuple[str, str] | None:
-    """(endpoint, model) picked outside the form, so the model list follows the endpoint."""
-    endpoints = attempt(list_endpoints, "retry_eval_endpoints")
-    if endpoints is None:
-        return None
-    if not endpoints:
-        st.info("No serving endpoints yet: add one on the **Settings** page.")
-        return None
-    left, right = st.columns(2)
-    endpoint = left.selectbox("Endpoint", [e.name for e in endpoints], key="eval_endpoint")
-    models = attempt(lambda: remote_models(endpoint), "retry_eval_remote_models")
-    if not models:
-        if models is not None:
-            st.info(plain(f"{endpoint} serves no models yet: deploy an adapter to it on the Adapters page."))
-        return None
-    return endpoint, right.selectbox("Model", models, key="eval_remote_model")
 
 
 def _run_form(targets: dict[str, str | None], datasets: list, remote: tuple[str, str] | None) -> None:
@@ -167,7 +149,7 @@ with run_tab:
                 "Settings; its answers are scored the same way. Servers return no log-likelihoods, so perplexity "
                 "and preference accuracy are for models in this console.",
             )
-            remote = _remote_target() if where == ENDPOINT else None
+            remote = pick_endpoint_model("eval") if where == ENDPOINT else None
             if where != ENDPOINT or remote is not None:
                 _run_form(targets, datasets, remote)
 

@@ -1,5 +1,6 @@
 """Federation & Composition (seed 000 §2): compose adapters over one base model, see the stack, test it live, save
-and load it, and compare two saved federations on the same prompts (seed 001, Federation A/B Testing)."""
+and load it, and compare two saved federations, or a federation and a model on a serving endpoint (vLLM, SGLang,
+another console), on the same prompts (seed 001, Federation A/B Testing)."""
 
 from html import escape
 
@@ -13,12 +14,14 @@ from services.federation import (
     APPROXIMATIONS,
     EXACT_COMBINATION,
     METHOD_HELP,
+    EndpointModel,
     Federation,
     FederationResult,
     FederationScore,
     compare_federations,
     compose_federation,
     delete_federation,
+    endpoint_model,
     federation_summary,
     list_federations,
     load_federation,
@@ -43,12 +46,14 @@ from views.common import (
     show_error,
     show_table,
 )
+from views.endpoints import pick_endpoint_model
 from views.session import may
 
 OWN_BASE = ""
 NO_ADAPTER = ""
 PRIMARY, SUCCESS, WARNING, NEUTRAL = "#3b82f6", "#10b981", "#f59e0b", "#1f2937"
 SAMPLES = {name: text for name, text in PROMPT_TEMPLATES.items() if text}
+SAVED, ENDPOINT = "Saved federation", "Serving endpoint"
 ROUTING = {
     "top": "top: the router's first choice answers",
     "weighted": "weighted: every adapter, scaled by its gate weight",
@@ -398,7 +403,7 @@ def test_panel() -> None:
 
 def score_summary(column, title: str, score: FederationScore) -> None:
     with column.container(border=True):
-        st.markdown(f"**{title}**")
+        st.markdown(f"**{plain(title)}**")  # names are user text, a remote model's id the server's
         a, b = st.columns(2)
         c, d = st.columns(2)
         a.metric(
@@ -438,6 +443,11 @@ def ab_results(names: tuple[str, str], scores: tuple[FederationScore, Federation
     )
     figure.update_layout(barmode="group", height=260, title="Latency (ms)", margin=dict(l=10, r=10, t=40, b=10))
     st.plotly_chart(figure, key="ab_latency_chart")
+    if any(score.federation_id is None for score in scores):
+        st.caption(
+            "A serving endpoint's latencies are round trips as this console saw them: a server that loads the model "
+            "on its first request counts that load in it, while a federation here counts its first load apart."
+        )
     rows = list(zip(a.rows, b.rows, strict=True))
     page = paginate(rows, key="ab_page", page_size=10)
     table = {
@@ -464,31 +474,66 @@ def ab_results(names: tuple[str, str], scores: tuple[FederationScore, Federation
 
 
 def keep_distinct_choices(ids: list[str]) -> None:
-    """A or B chose a federation that is gone (deleted): pick one the other side does not show, so the A/B tab
-    never says "A and B are the same" about a choice the user did not make."""
-    first, second = st.session_state.get("ab_a"), st.session_state.get("ab_b")
-    if first not in ids:
-        first = st.session_state["ab_a"] = next(i for i in ids if i != second)
-    if second not in ids:
-        st.session_state["ab_b"] = next(i for i in ids if i != first)
+    """A or B chose a federation that is gone (deleted), or none yet: pick one the other side does not show, so the
+    A/B tab never says "A and B are the same" about a choice the user did not make."""
+    for key, other in (("ab_a", "ab_b"), ("ab_b", "ab_a")):
+        if st.session_state.get(key) not in ids:
+            fresh = [i for i in ids if i != st.session_state.get(other)] or ids
+            if fresh:
+                st.session_state[key] = fresh[0]
+            else:
+                st.session_state.pop(key, None)
+
+
+Side = str | tuple[str, str]  # a saved federation's id, or (endpoint, model)
+
+
+def ab_side(side: str, names: dict[str, str]) -> Side | None:
+    """One side of the A/B: a saved federation, or a model its server lists on a serving endpoint."""
+    key = f"ab_{side.lower()}"
+    with st.container(border=True, key=f"{key}_side"):
+        kind = st.radio(
+            f"{side} runs on",
+            [SAVED, ENDPOINT],
+            horizontal=True,
+            key=f"{key}_kind",
+            help="A serving endpoint is an OpenAI-compatible server (vLLM, SGLang, another console) saved on "
+            "Settings: it gets the same prompts, system message and decoding settings, over HTTP.",
+        )
+        if kind == ENDPOINT:
+            return pick_endpoint_model(key)
+        if not names:
+            st.info("No saved federations yet: create one above and **Save** it.")
+            return None
+        return st.selectbox(f"Federation {side}", list(names), format_func=names.get, key=key)
+
+
+def ab_target(side: Side) -> Federation | EndpointModel:
+    """What `compare_federations` answers with: the saved federation, or the model on its endpoint."""
+    return endpoint_model(*side) if isinstance(side, tuple) else load_federation(side)
 
 
 def ab_panel() -> None:
-    """Two saved federations on the same prompts: typed ones, or the first rows of an evaluation dataset."""
+    """Two sides on the same prompts (typed ones, or the first rows of an evaluation dataset): saved federations,
+    or models on serving endpoints, for instance a federation here against the same adapters served by vLLM."""
     saved = attempt(list_federations, "retry_ab_saved")
     if saved is None:
         return
-    if len(saved) < 2:
-        st.info(
-            "Save at least two federations to compare them: create one, **Save** it, change the adapters or "
-            "the method, and save again."
-        )
-        return
     names = {f.id: f"{f.name} · {f.id}" for f in saved}
     keep_distinct_choices(list(names))
+    if len(saved) < 2:
+        # fewer than two saved federations: B defaults to a model on a serving endpoint
+        st.session_state.setdefault("ab_b_kind", ENDPOINT)
+        st.caption(
+            "Compare two saved federations, or a federation with a model on a serving endpoint (add endpoints on "
+            "**Settings**). To compare federations, create one, **Save** it, change the adapters or the method, "
+            "and save again."
+        )
     left, right = st.columns(2)
-    first = left.selectbox("Federation A", list(names), format_func=names.get, key="ab_a")
-    second = right.selectbox("Federation B", list(names), format_func=names.get, key="ab_b")
+    with left:
+        first = ab_side("A", names)
+    with right:
+        second = ab_side("B", names)
     source = st.radio(
         "Prompts",
         ["typed", "dataset"],
@@ -514,24 +559,27 @@ def ab_panel() -> None:
             records = attempt(lambda: library.read_rows(dataset, limit=int(limit)), "retry_ab_rows") or []
     with st.expander("Generation settings"):
         settings = generation_settings("ab_gen_")
-    if first == second:
-        st.warning("Federation A and B are the same: pick two different federations.", icon=":material/warning:")
+    same = first is not None and first == second
+    if same:
+        st.warning("A and B are the same: pick two different sides.", icon=":material/warning:")
     if st.button(
         "Run A/B",
         type="primary",
         key="ab_run",
         icon=":material/compare_arrows:",
-        disabled=first == second or not records,
+        disabled=first is None or second is None or same or not records,
     ):
-        with st.spinner(f"Answering {len(records)} prompts with both federations…"):
+        assert first is not None and second is not None, "the button is disabled until both sides are chosen"
+        with st.spinner(f"Answering {len(records)} prompts with A and B…"):
             scores = attempt(
                 lambda: compare_federations(
-                    load_federation(first), load_federation(second), records, settings, engine=inference_engine()
+                    ab_target(first), ab_target(second), records, settings, engine=inference_engine()
                 ),
                 "retry_ab_run",
             )
         if scores is not None:
-            st.session_state["ab_result"] = ((names[first], names[second]), scores)
+            labels = tuple(names.get(score.federation_id or "", score.name) for score in scores)
+            st.session_state["ab_result"] = (labels, scores)
     if (stored := st.session_state.get("ab_result")) is not None:
         ab_results(*stored)
 
@@ -564,7 +612,7 @@ def demo_adapters_button() -> None:
 st.title("LoRA Federation & Composition")
 st.caption(
     "Compose trained adapters over one base model (additive, gated or sequential), test the result live, "
-    "save it, and compare two federations on the same prompts."
+    "save it, and compare two federations, or a federation and a model on a serving endpoint, on the same prompts."
 )
 show_broken(attempt(lambda: broken_files("adapters", "federations"), "retry_broken") or [])
 adapters = attempt(list_adapters, "retry_fed_adapters")

@@ -56,6 +56,9 @@ class SamplingRequest(BaseModel):
     temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
     top_p: Annotated[float | None, Field(gt=0.0, le=1.0)] = None
     seed: Annotated[int | None, Field(ge=0)] = None
+    repetition_penalty: Annotated[float | None, Field(ge=1.0, le=2.0)] = Field(
+        default=None, description="vLLM's and SGLang's extension: above 1 discourages repeating."
+    )
     n: int = 1
     stop: str | list[str] | None = None
 
@@ -74,7 +77,12 @@ class SamplingRequest(BaseModel):
             raise ConsoleError(f"This server does not support {', '.join(refused)}; leave them out of the request.")
         values: dict[str, Any] = {"system": system}
         tokens = self.max_completion_tokens or self.max_tokens
-        for key, value in [("max_new_tokens", tokens), ("temperature", self.temperature), ("top_p", self.top_p)]:
+        for key, value in [
+            ("max_new_tokens", tokens),
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            ("repetition_penalty", self.repetition_penalty),
+        ]:
             if value is not None:
                 values[key] = value
         if self.seed is not None:
