@@ -275,7 +275,7 @@ def test_the_federation_pages_ab_compares_a_saved_federation_with_a_model_on_an_
     from streamlit.testing.v1 import AppTest
 
     from services.deploy import ServingEndpoint, save_endpoint
-    from services.federation import list_federations
+    from services.federation import compose_federation, delete_federation, list_federations, save_federation
     from views.common import plain
 
     save_endpoint(ServingEndpoint(name="here", url=world["url"], engine="console"))
@@ -301,3 +301,9 @@ def test_the_federation_pages_ab_compares_a_saved_federation_with_a_model_on_an_
     assert any("round trips" in c.value for c in at.caption), "the endpoint's latencies are said to be round trips"
     at.radio(key="ab_b_kind").set_value("Saved federation").run()
     assert any("are the same" in w.value for w in at.warning) and at.button(key="ab_run").disabled
+    second = save_federation(compose_federation(adapters=["mapper"], weights=[0.5], name="mapper at half"))
+    at.run()
+    assert at.radio(key="ab_b_kind").value == "Saved federation", "the side the user picked stays picked"
+    assert at.selectbox(key="ab_b").value == second.id, "with a second federation saved, B is not A's any more"
+    assert not any("are the same" in w.value for w in at.warning)
+    delete_federation(second.id)

@@ -474,10 +474,13 @@ def ab_results(names: tuple[str, str], scores: tuple[FederationScore, Federation
 
 
 def keep_distinct_choices(ids: list[str]) -> None:
-    """A or B chose a federation that is gone (deleted), or none yet: pick one the other side does not show, so the
-    A/B tab never says "A and B are the same" about a choice the user did not make."""
+    """A or B chose a federation that is gone (deleted), or none yet, or the one the other shows (with a single
+    saved federation both had to): pick one the other side does not show, so the A/B tab never says "A and B are
+    the same" while another federation is there to compare."""
     for key, other in (("ab_a", "ab_b"), ("ab_b", "ab_a")):
-        if st.session_state.get(key) not in ids:
+        if st.session_state.get(key) not in ids or (
+            key == "ab_b" and st.session_state[key] == st.session_state.get(other)
+        ):
             fresh = [i for i in ids if i != st.session_state.get(other)] or ids
             if fresh:
                 st.session_state[key] = fresh[0]
@@ -488,15 +491,20 @@ def keep_distinct_choices(ids: list[str]) -> None:
 Side = str | tuple[str, str]  # a saved federation's id, or (endpoint, model)
 
 
-def ab_side(side: str, names: dict[str, str]) -> Side | None:
-    """One side of the A/B: a saved federation, or a model its server lists on a serving endpoint."""
+def ab_side(side: str, names: dict[str, str], default: str = SAVED) -> Side | None:
+    """One side of the A/B: a saved federation, or a model its server lists on a serving endpoint. The kind the
+    user picked is kept in a plain session entry (widget state is dropped on other pages); until they pick one,
+    the side shows `default`, which may change as federations are saved."""
     key = f"ab_{side.lower()}"
+    picked = f"{key}_kind_picked"
+    st.session_state[f"{key}_kind"] = st.session_state.get(picked, default)
     with st.container(border=True, key=f"{key}_side"):
         kind = st.radio(
             f"{side} runs on",
             [SAVED, ENDPOINT],
             horizontal=True,
             key=f"{key}_kind",
+            on_change=lambda: st.session_state.update({picked: st.session_state[f"{key}_kind"]}),
             help="A serving endpoint is an OpenAI-compatible server (vLLM, SGLang, another console) saved on "
             "Settings: it gets the same prompts, system message and decoding settings, over HTTP.",
         )
@@ -522,8 +530,6 @@ def ab_panel() -> None:
     names = {f.id: f"{f.name} · {f.id}" for f in saved}
     keep_distinct_choices(list(names))
     if len(saved) < 2:
-        # fewer than two saved federations: B defaults to a model on a serving endpoint
-        st.session_state.setdefault("ab_b_kind", ENDPOINT)
         st.caption(
             "Compare two saved federations, or a federation with a model on a serving endpoint (add endpoints on "
             "**Settings**). To compare federations, create one, **Save** it, change the adapters or the method, "
@@ -533,7 +539,7 @@ def ab_panel() -> None:
     with left:
         first = ab_side("A", names)
     with right:
-        second = ab_side("B", names)
+        second = ab_side("B", names, SAVED if len(saved) >= 2 else ENDPOINT)  # one federation: against an endpoint
     source = st.radio(
         "Prompts",
         ["typed", "dataset"],
