@@ -199,6 +199,49 @@ def test_a_multi_turn_chat_goes_through_the_chat_template_whole(client, world):
     assert federated.usage.prompt_tokens == prompt_tokens, "a federation reads the whole chat too"
 
 
+def test_a_stream_is_one_event_per_piece_in_openais_order(world):
+    """The wire format as an SSE parser sees it: the first event names the assistant and carries the first text,
+    then one event per piece, the finish reason, the usage, [DONE]; the pieces are the whole answer."""
+    import json
+
+    body = {
+        "model": "mapper",
+        "messages": [{"role": "user", "content": MAP_PROMPTS[0]}],
+        "max_tokens": 24,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with httpx.Client(base_url=world["url"], timeout=120) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+            assert "content-length" not in response.headers
+            data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    events = [json.loads(item) for item in data[:-1]]
+    *pieces, finish, usage = events
+    assert pieces[0]["choices"][0]["delta"]["role"] == "assistant" and pieces[0]["choices"][0]["delta"]["content"]
+    assert all("role" not in e["choices"][0]["delta"] and e["choices"][0]["finish_reason"] is None for e in pieces[1:])
+    answer = "".join(e["choices"][0]["delta"]["content"] for e in pieces)
+    assert answer.strip() == in_process("mapper", MAP_PROMPTS[0], max_new_tokens=24)
+    assert finish["choices"][0]["delta"] == {} and finish["choices"][0]["finish_reason"] in {"stop", "length"}
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] >= len(pieces) > 1
+    assert len({e["id"] for e in events}) == 1, "every event of one answer has its id"
+
+
+def test_a_stream_that_cannot_open_is_a_json_error_not_an_event(client, world):
+    """A streamed request for a model that does not exist (or an empty prompt) gets the status and JSON error a
+    whole one gets, before any event."""
+    with pytest.raises(openai.NotFoundError, match="GET /v1/models lists"):
+        client.chat.completions.create(model="ghost", messages=[{"role": "user", "content": "hi"}], stream=True)
+    with pytest.raises(openai.BadRequestError, match="empty"):
+        client.completions.create(model="mapper", prompt="  ", stream=True)
+    with httpx.Client(base_url=world["url"], timeout=60) as http:
+        refused = http.post("/v1/chat/completions", json={"model": "ghost", "stream": True, "messages": [
+            {"role": "user", "content": "hi"}]})  # fmt: skip
+    assert refused.status_code == 404 and refused.headers["content-type"] == "application/json"
+    assert "GET /v1/models lists" in refused.json()["error"]["message"]
+
+
 def test_completions_streamed_and_not(client):
     whole = client.completions.create(model="planner", prompt=PLAN_PROMPTS[0], max_tokens=32)
     assert whole.choices[0].text.strip() == PLAN_ANSWER and whole.usage.completion_tokens > 1

@@ -10,18 +10,22 @@ one user turn, as the adapters were trained. Without `temperature` decoding is g
 """
 
 import asyncio
+import collections
 import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, Literal, NamedTuple
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
+from api.errors import error_body, status_of
 from services.errors import ConsoleError
 from services.federation import GenerationSettings
 from services.serving import (
@@ -143,6 +147,110 @@ def _text(message: ChatMessage) -> str:
     return message.content or ""
 
 
+_END = object()
+# Streams are generated in pooled threads (a thread started per request cost each streamed request its start-up).
+_PRODUCERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="openai-stream")
+
+
+class _Refused(NamedTuple):
+    error: ConsoleError
+
+
+class EventStream(Response):
+    """Server-sent events of a blocking stream, with as few hops and writes as the generation allows.
+
+    The stream is opened (the model named, resolved) and generated in one pooled thread, which hands each piece to
+    the event loop; a stream that cannot be opened is answered with the JSON error and status any route gives.
+    Pieces that arrived together (the generation ran ahead of the network) go out in one write, and the end's
+    events (finish, usage, [DONE]) with the last piece when it came with them, else in one write of their own;
+    each piece is still its own event. Starlette's StreamingResponse costs a task group per request to hear a
+    client hang up (uvicorn's h11 server speaks ASGI 2.3); here one plain task waits for the disconnect, after
+    which the generating thread closes the stream, so the engine stops and releases the model.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        open_stream: Callable[[], CompletionStream],
+        render: Callable[[CompletionStream], Callable[[list[Any], bool], bytes]],
+    ):
+        # Response.__init__ would declare the length of an empty body: a stream's length is unknown (chunked)
+        self.status_code, self.background = 200, None
+        self.init_headers({"Cache-Control": "no-cache"})
+        self.open_stream, self.render_stream = open_stream, render
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        loop = asyncio.get_running_loop()
+        arrived: collections.deque[Any] = collections.deque()
+        ready = asyncio.Event()
+        gone = threading.Event()
+
+        def land(item: Any) -> None:
+            arrived.append(item)
+            ready.set()
+
+        def hand_over(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the server stopped and closed its loop: nobody is listening
+                loop.call_soon_threadsafe(land, item)
+
+        def produce() -> None:
+            try:
+                stream = self.open_stream()
+            except ConsoleError as error:
+                hand_over(_Refused(error))
+                return
+            hand_over(stream)
+            iterator: Iterator[str] = iter(stream)
+            try:
+                for text in iterator:
+                    if gone.is_set():
+                        iterator.close()  # type: ignore[attr-defined]
+                        return
+                    hand_over(text)
+            except ConsoleError as error:
+                hand_over(error)
+            except Exception as error:  # noqa: BLE001 — the client must hear why its stream ended
+                hand_over(ConsoleError(f"Generation failed ({type(error).__name__}): {error}"))
+            finally:
+                hand_over(_END)
+
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        async def arrivals() -> list[Any]:
+            await ready.wait()
+            ready.clear()
+            pieces = list(arrived)
+            arrived.clear()
+            return pieces
+
+        listener = loop.create_task(listen())
+        _PRODUCERS.submit(produce)
+        try:
+            pieces = await arrivals()
+            opened = pieces.pop(0)
+            if isinstance(opened, _Refused):
+                status = status_of(opened.error)
+                body = error_body(status, type(opened.error).__name__, str(opened.error))
+                await JSONResponse(body, status_code=status)(scope, receive, send)
+                return
+            events = self.render_stream(opened)
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            done = False
+            while not done:
+                pieces = pieces or await arrivals()
+                done = pieces[-1] is _END or any(isinstance(piece, ConsoleError) for piece in pieces)
+                body = events([piece for piece in pieces if piece is not _END], done)
+                await send({"type": "http.response.body", "body": body, "more_body": not done})
+                pieces = []
+        finally:
+            gone.set()
+            listener.cancel()
+
+
 @router.get("/models")
 def models() -> dict[str, Any]:
     return {
@@ -163,12 +271,16 @@ def models() -> dict[str, Any]:
 
 
 @router.post("/chat/completions", response_model=None)
-def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse:
+async def chat_completions(request: ChatRequest) -> dict[str, Any] | EventStream:
     history, prompt, system = request.conversation()
-    stream = stream_completion(request.model, prompt, request.settings(system), history)
+    settings = request.settings(system)
+
+    def open_stream() -> CompletionStream:
+        return stream_completion(request.model, prompt, settings, history)
+
     if request.stream:
-        return _sse(stream, "chat.completion.chunk", request.include_usage, chat=True)
-    text = "".join(stream)
+        return _sse(open_stream, "chat.completion.chunk", request.include_usage, chat=True)
+    stream, text = await run_in_threadpool(_whole, open_stream)
     return {
         **_envelope("chat.completion", stream),
         "choices": [
@@ -179,16 +291,27 @@ def chat_completions(request: ChatRequest) -> dict[str, Any] | StreamingResponse
 
 
 @router.post("/completions", response_model=None)
-def completions(request: CompletionRequest) -> dict[str, Any] | StreamingResponse:
-    stream = stream_completion(request.model, request.text(), request.settings())
+async def completions(request: CompletionRequest) -> dict[str, Any] | EventStream:
+    prompt, settings = request.text(), request.settings()
+
+    def open_stream() -> CompletionStream:
+        return stream_completion(request.model, prompt, settings)
+
     if request.stream:
-        return _sse(stream, "text_completion", request.include_usage, chat=False)
-    text = "".join(stream)
+        return _sse(open_stream, "text_completion", request.include_usage, chat=False)
+    stream, text = await run_in_threadpool(_whole, open_stream)
     return {
         **_envelope("text_completion", stream),
         "choices": [{"index": 0, "text": text, "finish_reason": stream.finish_reason, "logprobs": None}],
         "usage": _usage(stream.usage),
     }
+
+
+def _whole(open_stream: Callable[[], CompletionStream]) -> tuple[CompletionStream, str]:
+    """A whole answer, in a worker thread (the routes are async, so that a streamed answer hops to no thread but
+    the one that generates it)."""
+    stream = open_stream()
+    return stream, "".join(stream)
 
 
 @router.post("/load_lora_adapter")
@@ -212,69 +335,41 @@ def _usage(usage: Usage | None) -> dict[str, int] | None:
     return usage.model_dump() if usage is not None else None
 
 
-def _sse(stream: CompletionStream, kind: str, include_usage: bool, *, chat: bool) -> StreamingResponse:
-    envelope = _envelope(kind, stream)
+def _sse(open_stream: Callable[[], CompletionStream], kind: str, include_usage: bool, *, chat: bool) -> EventStream:
+    def render(stream: CompletionStream) -> Callable[[list[Any], bool], bytes]:
+        """The events of one opened stream."""
+        envelope = _envelope(kind, stream)
+        opened = False  # a chat's first event names the assistant's role
 
-    def choice(text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
-        if not chat:
-            return {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
-        delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
-        if text is not None:
-            delta["content"] = text
-        return {"index": 0, "delta": delta, "finish_reason": finish}
+        def choice(text: str | None, finish: str | None) -> dict[str, Any]:
+            nonlocal opened
+            if not chat:
+                return {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+            delta: dict[str, Any] = {} if opened else {"role": "assistant", "content": ""}
+            opened = True
+            if text is not None:
+                delta["content"] = text
+            return {"index": 0, "delta": delta, "finish_reason": finish}
 
-    def event(payload: dict[str, Any]) -> bytes:
-        return f"data: {json.dumps(payload)}\n\n".encode()
+        def event(payload: dict[str, Any]) -> bytes:
+            return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
-    async def events() -> AsyncIterator[bytes]:
-        if chat:
-            yield event({**envelope, "choices": [choice(None, None, first=True)]})
-        async for text in _in_thread(stream):
-            if isinstance(text, ConsoleError):
-                yield event({"error": {"message": str(text), "type": type(text).__name__, "code": 500}})
-                return
-            yield event({**envelope, "choices": [choice(text, None)]})
-        yield event({**envelope, "choices": [choice(None, stream.finish_reason)]})
-        if include_usage:
-            yield event({**envelope, "choices": [], "usage": _usage(stream.usage)})
-        yield b"data: [DONE]\n\n"
+        def events(pieces: list[str | ConsoleError], done: bool) -> bytes:
+            """The events of the pieces handed over together; at the end, the finish (and usage) events and [DONE]."""
+            out = []
+            for piece in pieces:
+                if isinstance(piece, ConsoleError):
+                    return b"".join(out) + event(
+                        {"error": {"message": str(piece), "type": type(piece).__name__, "code": 500}}
+                    )
+                out.append(event({**envelope, "choices": [choice(piece, None)]}))
+            if done:
+                out.append(event({**envelope, "choices": [choice(None, stream.finish_reason)]}))
+                if include_usage:
+                    out.append(event({**envelope, "choices": [], "usage": _usage(stream.usage)}))
+                out.append(b"data: [DONE]\n\n")
+            return b"".join(out)
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return events
 
-
-_END = object()
-
-
-async def _in_thread(stream: CompletionStream) -> AsyncIterator[str | ConsoleError]:
-    """Run the blocking stream in its own thread, which hands each piece to the event loop directly (a worker
-    thread hop per piece cost a streamed request ~1 ms more: bench/openai_overhead.py). If the client goes
-    away, that thread closes the stream itself, so the engine stops generating and releases the model."""
-    loop = asyncio.get_running_loop()
-    chunks: asyncio.Queue[Any] = asyncio.Queue()
-    gone = threading.Event()
-
-    def hand_over(item: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the server stopped and closed its loop: nobody is listening
-            loop.call_soon_threadsafe(chunks.put_nowait, item)
-
-    def produce() -> None:
-        iterator: Iterator[str] = iter(stream)
-        try:
-            for text in iterator:
-                if gone.is_set():
-                    iterator.close()  # type: ignore[attr-defined]
-                    return
-                hand_over(text)
-        except ConsoleError as error:
-            hand_over(error)
-        except Exception as error:  # noqa: BLE001 — the client must hear why its stream ended
-            hand_over(ConsoleError(f"Generation failed ({type(error).__name__}): {error}"))
-        finally:
-            hand_over(_END)
-
-    threading.Thread(target=produce, name="openai-stream", daemon=True).start()
-    try:
-        while (item := await chunks.get()) is not _END:
-            yield item
-    finally:
-        gone.set()
+    return EventStream(open_stream, render)
