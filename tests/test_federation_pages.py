@@ -144,8 +144,10 @@ def test_empty_registry_says_to_train_an_adapter_first(registry):
     assert any("Train an adapter on the **Training Jobs** page first" in i for i in infos)
     assert any("No active federation" in i for i in infos)
     assert any("No saved federations yet" in i for i in infos)
-    assert any("No serving endpoints yet" in i for i in infos), "B offers a serving endpoint, and says none is saved"
+    assert sum("No saved federations yet: create one above" in i for i in infos) == 2, "A and B say what to do"
     assert at.button(key="ab_run").disabled
+    at.radio(key="ab_b_kind").set_value("Serving endpoint").run()
+    assert any("No serving endpoints yet" in i.value for i in at.info), "B offers a serving endpoint, none is saved"
     playground = page("playground.py").run()
     assert not playground.exception
     playground.radio(key="pg_kind").set_value("adapter").run()

@@ -268,8 +268,8 @@ def test_an_ab_side_on_a_bad_or_unreachable_endpoint_is_refused_readably(world, 
 
 
 def test_the_federation_pages_ab_compares_a_saved_federation_with_a_model_on_an_endpoint(world):
-    """AppTest: with one saved federation, B offers the serving endpoints and the models their server lists; the
-    A/B's table shows the endpoint's answers beside the federation's."""
+    """AppTest: on Serving endpoint, B offers the saved endpoints and the models their server lists; the A/B's
+    table shows the endpoint's answers beside the federation's."""
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
@@ -285,7 +285,8 @@ def test_the_federation_pages_ab_compares_a_saved_federation_with_a_model_on_an_
     at = AppTest.from_file(str(page), default_timeout=180).run()
     assert not at.exception
     assert at.radio(key="ab_a_kind").value == "Saved federation" and at.selectbox(key="ab_a").value == federation.id
-    assert at.radio(key="ab_b_kind").value == "Serving endpoint", "one saved federation: B is an endpoint's model"
+    assert at.radio(key="ab_b_kind").value == "Saved federation", "no server is asked until a side is on one"
+    at.radio(key="ab_b_kind").set_value("Serving endpoint").run()
     assert at.selectbox(key="ab_b_endpoint").options == ["here"]
     assert {"mapper@v1", federation.id} <= set(at.selectbox(key="ab_b_remote_model").options)
     at.selectbox(key="ab_b_remote_model").set_value("mapper@v1")

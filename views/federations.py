@@ -491,13 +491,13 @@ def keep_distinct_choices(ids: list[str]) -> None:
 Side = str | tuple[str, str]  # a saved federation's id, or (endpoint, model)
 
 
-def ab_side(side: str, names: dict[str, str], default: str = SAVED) -> Side | None:
-    """One side of the A/B: a saved federation, or a model its server lists on a serving endpoint. The kind the
-    user picked is kept in a plain session entry (widget state is dropped on other pages); until they pick one,
-    the side shows `default`, which may change as federations are saved."""
+def ab_side(side: str, names: dict[str, str]) -> Side | None:
+    """One side of the A/B: a saved federation (the default: asking a server for its models at every rerun of this
+    busy page would cost a round trip each time), or a model its server lists on a serving endpoint. The kind the
+    user picked is kept in a plain session entry (widget state is dropped on other pages)."""
     key = f"ab_{side.lower()}"
     picked = f"{key}_kind_picked"
-    st.session_state[f"{key}_kind"] = st.session_state.get(picked, default)
+    st.session_state[f"{key}_kind"] = st.session_state.get(picked, SAVED)
     with st.container(border=True, key=f"{key}_side"):
         kind = st.radio(
             f"{side} runs on",
@@ -531,15 +531,15 @@ def ab_panel() -> None:
     keep_distinct_choices(list(names))
     if len(saved) < 2:
         st.caption(
-            "Compare two saved federations, or a federation with a model on a serving endpoint (add endpoints on "
-            "**Settings**). To compare federations, create one, **Save** it, change the adapters or the method, "
-            "and save again."
+            "Compare two saved federations, or a federation with a model on a serving endpoint (pick **Serving "
+            "endpoint** on a side; add endpoints on **Settings**). To compare federations, create one, **Save** it, "
+            "change the adapters or the method, and save again."
         )
     left, right = st.columns(2)
     with left:
         first = ab_side("A", names)
     with right:
-        second = ab_side("B", names, SAVED if len(saved) >= 2 else ENDPOINT)  # one federation: against an endpoint
+        second = ab_side("B", names)
     source = st.radio(
         "Prompts",
         ["typed", "dataset"],
