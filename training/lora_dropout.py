@@ -7,6 +7,9 @@ element is kept where its lane is at least p x 65536: the same independent keep-
 (p rounded to 1/65536) with the same 1 / (1 - p) scaling, drawn from the same seeded generator (so runs
 repeat, and activation checkpointing replays the mask). Only the mask is saved for the backward pass, as
 a bool, like torch's own dropout. CUDA keeps PEFT's nn.Dropout: its fused kernel is already cheap.
+The mask is a custom op, so torch.compile keeps it as one opaque, seeded node instead of breaking the graph at
+`random_` (inductor's own in-kernel dropout draws a Philox number per element, slower than torch's bernoulli_);
+its tag makes the partitioner save the mask for the backward pass rather than draw it again.
 """
 
 from typing import Any
@@ -14,6 +17,20 @@ from typing import Any
 import torch
 
 LANES = 65536
+
+
+@torch.library.custom_op("rmn_lora::keep_mask", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,))
+def keep_mask(x: torch.Tensor, threshold: int) -> torch.Tensor:
+    """True where an element of `x` is kept: its 16-bit lane of one 64-bit draw is at least `threshold` of 65536."""
+    count = x.numel()
+    bits = torch.empty((count + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+    # A lane read as int16 is uniform on [-32768, 32767]: keep it where it is at or above threshold - 32768.
+    return bits.view(torch.int16)[:count].view(x.shape) >= threshold - LANES // 2
+
+
+@keep_mask.register_fake
+def _keep_mask_shape(x: torch.Tensor, threshold: int) -> torch.Tensor:
+    return torch.empty_like(x, dtype=torch.bool)
 
 
 class _MaskedScale(torch.autograd.Function):
@@ -41,11 +58,7 @@ class LoraDropout(torch.nn.Module):
     def forward(self, x: Any) -> Any:
         if not self.training or self.threshold == 0:
             return x
-        count = x.numel()
-        bits = torch.empty((count + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
-        # A lane read as int16 is uniform on [-32768, 32767]: keep it where it is at or above threshold - 32768.
-        keep = bits.view(torch.int16)[:count].view(x.shape) >= self.threshold - LANES // 2
-        return _MaskedScale.apply(x, keep, self.scale)
+        return _MaskedScale.apply(x, keep_mask(x, self.threshold), self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
