@@ -206,6 +206,13 @@ class JobConfig(BaseModel):
         default=False,
         description="Recompute activations in the backward pass: much less memory, about 30% slower.",
     )
+    torch_compile: bool = Field(
+        default=False,
+        description="Compile the decoder layers with torch.compile (needs a C++ compiler), fusing the small operations "
+        "around the matrix multiplies; same losses. Measured on the 2-core CPU: 1.17x faster steps on one thread, "
+        "0.89x to 1.28x on two under heavy load, after 1-2 minutes of compiling before the first step. Off by "
+        "default: worth trying for long jobs only.",
+    )
     dpo_beta: float = Field(
         default=0.1,
         gt=0,

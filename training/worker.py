@@ -42,6 +42,7 @@ from training.formatting import (
 )
 from training.job_folder import JobFolder, Status, TrainingResult
 from training.models import load_model, load_tokenizer
+from training.regional_compile import compile_decoder_layers, compiler_missing, release_compiled
 from training.stack import import_stack
 
 TrainerCallback = import_stack("trl").TrainerCallback
@@ -87,6 +88,8 @@ def preflight(config: JobConfig) -> Preflight:
             "KTO needs a batch size of 2 or more: it estimates its KL term by pairing each answer with another "
             "prompt's in the same batch. Raise the batch size."
         )
+    if config.torch_compile and (missing := compiler_missing()):
+        raise TrainingRefused(f"Compile is on, but {missing}. Install a C++ compiler or turn Compile off.")
     train = resolve_dataset(config.train_dataset)
     check_fits(train, config.objective)
     evaluation = resolve_dataset(config.eval_dataset) if config.eval_dataset else None
@@ -305,6 +308,7 @@ def _run(config: JobConfig, folder: JobFolder, stop: Any, resume: bool) -> Train
         folder.log("Cancelled before the first step.")
         return _result(checks, trainer, monitor, "cancelled", None, folder, {})
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    release_compiled(trainer.model)
     if monitor.cancelled:
         folder.log(f"Cancelled at step {trainer.state.global_step}.")
         return _result(checks, trainer, monitor, "cancelled", None, folder, {})
@@ -426,6 +430,10 @@ def build_trainer(
         from training.lora_dropout import use_lora_dropout
 
         use_lora_dropout(trainer.model)
+    if config.torch_compile:
+        layers = compile_decoder_layers(trainer.model)
+        if folder is not None:
+            folder.log(f"Compiling the {layers} decoder layers with torch.compile: the first steps take longer.")
     if config.loraplus_lr_ratio:
         # The Trainer's own optimizer (class, lr, betas, eps) in LoRA+ groups: it keeps it, schedules both groups and
         # restores their state on resume.
