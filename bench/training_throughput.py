@@ -33,10 +33,13 @@ model's tokenizer in a temp folder and trained as a local base model through the
 Llama of Llama-2-7B's shape (bf16 shards, 13.8 GB of disk in a temp folder) and reports the whole-process peak.
 Memory runs run one at a time; the 1.7B full-precision one needs about 8 GB free. `--memory-only` skips
 the speed runs.
+`--ab threads|dropout|compile` times only our run under two settings, alternating in one invocation (1 against
+2 threads; lora_dropout 0 against 0.05; eager against torch.compile of the decoder layers, whose compile falls in the
+untimed first steps and is printed apart), and prints the median ratio.
 Every run is its own subprocess, with OMP_WAIT_POLICY=PASSIVE (spinning OpenMP threads stall each other on
 a shared 2-core machine). Run:
 `PYTHONPATH=. .venv/bin/python bench/training_throughput.py [--steps 16] [--trl-defaults] [--tiny]
-[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR]`.
+[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile --rounds N]`.
 """
 
 import argparse
@@ -44,6 +47,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,17 +124,20 @@ def step_timer() -> Any:
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
-        """Wall time at the end of every optimizer step."""
+        """Wall time and the process's CPU time at the end of every optimizer step."""
 
         def __init__(self) -> None:
             self.ends: list[float] = []
+            self.cpu: list[float] = []
 
         def on_step_begin(self, args, state, control, **kwargs):
             if not self.ends:
                 self.ends.append(time.perf_counter())
+                self.cpu.append(time.process_time())
 
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(time.perf_counter())
+            self.cpu.append(time.process_time())
 
     return StepTimer()
 
@@ -319,13 +326,13 @@ def tuned_trainer(base: str, steps: int, job_dir: Path, packed: bool) -> Any:
     )
 
 
-def speed_child(kind: str, base: str, steps: int, work: Path) -> dict[str, Any]:
+def speed_child(kind: str, base: str, steps: int, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from training.flops import matmul_peak, model_cost
 
     if kind == "ours":
-        trainer = our_trainer(base, steps, work / "job")
+        trainer = our_trainer(base, steps, work / "job", **overrides)
     elif kind.startswith("tuned-"):
         trainer = tuned_trainer(base, steps, work / "job", packed=kind == "tuned-packed")
     else:
@@ -342,6 +349,9 @@ def speed_child(kind: str, base: str, steps: int, work: Path) -> dict[str, Any]:
     return {
         "kind": kind,
         "seconds": seconds,
+        "warmup_seconds": timer.ends[WARMUP_STEPS] - timer.ends[0],
+        # CPU seconds a timed step takes: other processes' load stretches wall time far more than this.
+        "cpu_per_step": (timer.cpu[steps] - timer.cpu[WARMUP_STEPS]) / len(measured),
         "steps": len(measured),
         "tokens_per_s": sum(answers for answers, _ in measured) / seconds,
         "input_tokens_per_s": sum(sum(lengths) for _, lengths in measured) / seconds,
@@ -422,11 +432,17 @@ def child(args: argparse.Namespace) -> None:
         elif args.child.startswith("memory-"):
             result = memory_child(args.child.removeprefix("memory-"), base, args.memory_steps, work)
         else:
-            result = speed_child(args.child, base, args.steps, work)
+            result = speed_child(args.child, base, args.steps, work, args.overrides)
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_child(kind: str, args: argparse.Namespace, base: Path | None = None) -> dict[str, Any]:
+def run_child(
+    kind: str,
+    args: argparse.Namespace,
+    base: Path | None = None,
+    threads: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     command = [
         sys.executable,
         __file__,
@@ -438,6 +454,7 @@ def run_child(kind: str, args: argparse.Namespace, base: Path | None = None) -> 
         str(args.memory_steps),
         *(["--tiny"] if args.tiny else []),
         *(["--base", str(base)] if base else []),
+        *(["--overrides", json.dumps(overrides)] if overrides else []),
     ]
     env = {
         **os.environ,
@@ -446,6 +463,7 @@ def run_child(kind: str, args: argparse.Namespace, base: Path | None = None) -> 
         "TRANSFORMERS_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
     }
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -475,13 +493,25 @@ def main() -> None:
         help="folder that keeps the random-weight 1.7B / 7B builds between invocations (default: a temp folder "
         "removed after the run); delete it when done",
     )
+    parser.add_argument(
+        "--ab",
+        choices=tuple(AB),
+        help="only time ours under two settings, alternating, and print their ratio: threads (2 against 1), dropout "
+        "(lora_dropout 0.05 against 0), compile (torch.compile against eager)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --ab: runs of each setting")
+    parser.add_argument("--threads", type=int, help="with --ab dropout or compile: torch threads (default: all cores)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", type=json.loads, default={}, help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
     model = "tiny random Llama" if args.tiny else "SmolLM2-135M-Instruct"
+    if args.ab:
+        ab(model, args)
+        return
     if not args.memory_only:
         speed(model, args)
     if args.speed_only:
@@ -583,6 +613,51 @@ def speed(model: str, args: argparse.Namespace) -> None:
             f"GFLOP/s, is emulated and below fp32's {peaks['float32'] / 1e9:.1f}, every run trained in fp32, so the fp32 "
             "peak is the like-for-like one"
         )
+
+
+# A/B comparisons of our run: each names its two settings as (label, threads, JobConfig overrides), reference first.
+AB = {
+    "threads": (("1 thread", 1, {}), ("2 threads", 2, {})),
+    "dropout": (("lora_dropout 0", None, {"lora_dropout": 0.0}), ("lora_dropout 0.05", None, {"lora_dropout": 0.05})),
+    "compile": (("eager", None, {"torch_compile": False}), ("compiled", None, {"torch_compile": True})),
+}
+
+
+def ab(model: str, args: argparse.Namespace) -> None:
+    """Ours under two settings, alternating so that both see the same drift in the machine's load; each run's share
+    is of the fp32 matmul peak measured with its own thread count, in its own process. Compile time falls in the
+    untimed first steps: the figures are steady-state ones."""
+    settings = AB[args.ab]
+    print(
+        f"{model}, {DATASET}, ours, {args.steps} steps (first {WARMUP_STEPS} not timed): "
+        f"{settings[1][0]} against {settings[0][0]}, {args.rounds} rounds"
+    )
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in settings}
+    for _ in range(args.rounds):
+        for label, threads, overrides in settings:
+            load = os.getloadavg()[0]
+            run = run_child("ours", args, threads=threads or args.threads, overrides=overrides)
+            peak = run["peaks"]["float32"]
+            runs[label].append(run)
+            print(
+                f"  {label:<18} {run['tokens_per_s']:6.1f} answer tok/s {run['flops_per_s'] / 1e9:6.1f} GFLOP/s = "
+                f"{run['flops_per_s'] / peak:4.0%} of its fp32 peak {peak / 1e9:6.1f}, {run['cpu_per_step']:.2f} CPU "
+                f"s/step; first {WARMUP_STEPS} steps {run['warmup_seconds']:.0f} s (load average {load:.2f} at start, "
+                f"{os.getloadavg()[0]:.2f} at end)"
+            )
+    pairs = list(zip(*(runs[label] for label, _, _ in settings), strict=True))
+    speed = sorted(b["tokens_per_s"] / a["tokens_per_s"] for a, b in pairs)
+    work = sorted(a["cpu_per_step"] / b["cpu_per_step"] for a, b in pairs)
+    print(
+        f"{args.ab}: {settings[1][0]} / {settings[0][0]} = {statistics.median(speed):.2f}x answer tok/s (median of "
+        f"{len(pairs)} pairs, range {speed[0]:.2f}-{speed[-1]:.2f}x)"
+        + (
+            ""
+            if args.ab == "threads"  # two threads spend more CPU by design: only wall time compares them
+            else f"; {statistics.median(work):.2f}x by CPU seconds per step (range {work[0]:.2f}-{work[-1]:.2f}x), "
+            "which the machine's load moves less"
+        )
+    )
 
 
 def report_memory(model: str, memory: dict[str, dict[str, Any]], setup: str) -> None:
