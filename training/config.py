@@ -165,10 +165,13 @@ class JobConfig(BaseModel):
         "makes a new skill such as a computed field appear in fewer steps. Empty: one learning rate for both.",
     )
     lora_dropout: float = Field(
-        default=0.05,
+        default=0.0,
         ge=0,
         lt=1,
-        description="Dropout on the LoRA input during training, in [0, 1).",
+        description="Dropout on the LoRA input during training, in [0, 1): a regulariser for jobs that make several "
+        "passes over a small dataset, and not free. Measured here: 0.05 cost 16% of the training speed on CPU, and a "
+        "30-step quick-demo job scored the same held-out accuracy with it as without. So 0 by default; the "
+        "multi-pass presets keep 0.05.",
     )
     target_modules: list[str] | Literal["all-linear"] = Field(
         default=ALL_LINEAR,
@@ -209,9 +212,9 @@ class JobConfig(BaseModel):
     torch_compile: bool = Field(
         default=False,
         description="Compile the decoder layers with torch.compile (needs a C++ compiler), fusing the small operations "
-        "around the matrix multiplies; same losses. Measured on the 2-core CPU: 1.17x faster steps on one thread, "
-        "0.89x to 1.28x on two under heavy load, after 1-2 minutes of compiling before the first step. Off by "
-        "default: worth trying for long jobs only.",
+        "around the matrix multiplies; same losses. Measured on this 2-core CPU: 1.15-1.35x faster steps on one "
+        "thread, but 0.89x and 1.28x on two under heavy load, and the first steps take 25 s to 2 minutes longer "
+        "(compiling). Off by default until two threads show a steady gain: worth trying for long jobs.",
     )
     dpo_beta: float = Field(
         default=0.1,
@@ -318,6 +321,8 @@ class JobConfig(BaseModel):
 
 _NULLABLE = {"base_model", "eval_dataset", "epochs", "max_steps", "eval_steps"}
 
+# LoRA dropout: 0 (the default) for short runs, where bench/lora_dropout_quality.py saw no held-out gain from it and
+# bench/training_throughput.py --ab dropout a 16% speed cost; the presets that make several passes keep 0.05.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick demo": {
         "epochs": None,
@@ -361,6 +366,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scheduler": "cosine",
         "lora_r": 16,
         "lora_alpha": 32,
+        "lora_dropout": 0.05,
         "max_seq_length": 256,
     },
     "balanced": {
@@ -386,6 +392,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scheduler": "cosine",
         "lora_r": 16,
         "lora_alpha": 32,
+        "lora_dropout": 0.05,
         "max_seq_length": 512,
         "gradient_checkpointing": True,
     },
@@ -400,6 +407,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.1,
         "lora_r": 16,
         "lora_alpha": 32,
+        "lora_dropout": 0.05,
         "dpo_beta": 0.1,
     },
 }
