@@ -212,9 +212,9 @@ class JobConfig(BaseModel):
     torch_compile: bool = Field(
         default=False,
         description="Compile the decoder layers with torch.compile (needs a C++ compiler), fusing the small operations "
-        "around the matrix multiplies; same losses. Measured on this 2-core CPU: 1.15-1.35x faster steps on one "
-        "thread, but 0.89x and 1.28x on two under heavy load, and the first steps take 25 s to 2 minutes longer "
-        "(compiling). Off by default until two threads show a steady gain: worth trying for long jobs.",
+        "around the matrix multiplies; same losses. Measured on this 2-core CPU: 1.15-1.37x faster steps on one or "
+        "two threads (0.89x and 1.28x on two under heavy load), and the first steps take 20 s to 2 minutes longer "
+        "(compiling). Off by default (short jobs do not repay the compile): turn it on for long jobs.",
     )
     dpo_beta: float = Field(
         default=0.1,
