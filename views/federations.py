@@ -566,7 +566,7 @@ def ab_panel() -> None:
     with st.expander("Generation settings"):
         settings = generation_settings("ab_gen_")
     same = first is not None and first == second
-    if same:
+    if same and len(saved) > 1:  # with one saved federation both sides must show it: the caption above says why
         st.warning("A and B are the same: pick two different sides.", icon=":material/warning:")
     if st.button(
         "Run A/B",
