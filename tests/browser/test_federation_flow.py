@@ -155,5 +155,6 @@ def test_compose_gated_run_save_then_playground_history(
     dialog.get_by_role("button", name="Delete permanently").click()
     wait(page)
     expect(page.get_by_test_id("stToast").filter(has_text="Deleted browser gated")).to_be_visible(timeout=STEP_MS)
-    expect(page.get_by_text("No saved federations yet")).to_be_visible()
+    # the saved list says so (each A/B side, in its hidden tab, says "No saved federations yet: create one")
+    expect(page.get_by_text("No saved federations yet.")).to_be_visible()
     assert_no_exception(page)
