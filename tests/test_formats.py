@@ -306,11 +306,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
-
-
 @pytest.mark.parametrize("name", FILES)
 def test_each_shape_is_detected_and_stored_whole(registry, tmp_path, name):
     from registry.datasets import import_dataset, preview_file, read_rows

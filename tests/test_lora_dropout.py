@@ -6,12 +6,6 @@ import threading
 import pytest
 
 from tests.test_training_worker import ALPACA, make_config
-from tests.tiny_model import build_tiny_model
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
 @pytest.fixture

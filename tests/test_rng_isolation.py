@@ -5,20 +5,11 @@ A playground prompt or a gated compose during training must not change the adapt
 
 import threading
 
-import pytest
-
-from tests.tiny_model import build_tiny_model
-
 ROWS = [
     {"instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.", "input": "", "output": answer}
     for code, answer in [("sp", "placement_type: sponsored_product"), ("sd", "placement_type: sponsored_display")]
     for retailer in ["Amazon", "Walmart", "Target", "Instacart"]
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
 def train_once(base, registry, job_dir):

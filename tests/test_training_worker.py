@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_model import build_tiny_model
-
 ALPACA = [
     {
         "instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.",
@@ -40,11 +38,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
 @pytest.fixture
