@@ -301,7 +301,9 @@ def test_the_federation_pages_ab_compares_a_saved_federation_with_a_model_on_an_
     assert set(titles) <= {m.value for m in at.markdown}, "each side's card is titled with its label"
     assert any("round trips" in c.value for c in at.caption), "the endpoint's latencies are said to be round trips"
     at.radio(key="ab_b_kind").set_value("Saved federation").run()
-    assert any("are the same" in w.value for w in at.warning) and at.button(key="ab_run").disabled
+    assert at.button(key="ab_run").disabled, "one saved federation on both sides: nothing to compare"
+    assert not any("are the same" in w.value for w in at.warning), "no warning with a single federation saved"
+    assert any("To compare federations" in c.value for c in at.caption), "the caption says how to get a second one"
     second = save_federation(compose_federation(adapters=["mapper"], weights=[0.5], name="mapper at half"))
     at.run()
     assert at.radio(key="ab_b_kind").value == "Saved federation", "the side the user picked stays picked"
