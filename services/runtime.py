@@ -6,6 +6,7 @@ Pages, scripts and the API all reach them through here, so a server never holds 
 queues over the same registry.
 """
 
+import gc
 import importlib
 import logging
 import os
@@ -135,6 +136,18 @@ def _import_page_libraries() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 — a page that needs it shows the error where it is used
             logging.getLogger("rmn_console").exception("warming %s failed", name)
+    freeze_long_lived_objects()
+
+
+def freeze_long_lived_objects() -> None:
+    """Move every object alive now (the imported libraries, nearly all of them) out of the garbage collector's reach.
+
+    Streamlit runs a full collection after every script run and every fragment run (`runner.postScriptGC`), and a
+    full collection walks every tracked object: 0.07 s of CPU with the page libraries, 0.25 s once the training
+    stack is imported (580,000 objects), paid by each page view and each fragment tick (Training Jobs every 2 s,
+    System Health every 5 s) while holding the GIL. Frozen objects are still freed by reference counting; only a
+    cycle among them that later becomes garbage stays, and module-level objects live as long as the process."""
+    gc.freeze()
 
 
 def warm_training_stack() -> None:
@@ -159,6 +172,8 @@ def _warm() -> None:
         import training.worker  # noqa: F401 — the import is the work: worker pulls in the whole stack
     except Exception:  # noqa: BLE001 — a broken stack shows where it is used (preflight), with its message
         logging.getLogger("rmn_console").exception("warming the training stack failed")
+    else:
+        freeze_long_lived_objects()
     finally:
         _stack_ready.set()
 
