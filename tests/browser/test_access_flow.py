@@ -205,8 +205,8 @@ def test_an_admin_changes_a_role(secured, browser_page, wait_for_streamlit, tmp_
     page.get_by_role("option", name="ML practitioner").click()
     wait_for_streamlit(page)
     page.get_by_role("button", name="Save role").click()
-    wait_for_streamlit(page)
     page.get_by_test_id("stToast").filter(has_text="val is now ML practitioner").wait_for()
+    wait_for_streamlit(page)
     page.screenshot(path=str(tmp_path / "users.png"), full_page=True)
 
     page.goto(f"{url}/audit")

@@ -43,8 +43,8 @@ def run_one(page: Page, wait: Callable[..., None], target: str, home: Path) -> N
     tokens = page.get_by_role("spinbutton", name="Max new tokens")
     tokens.fill("32")  # the reference is 22 tokens of the tiny tokenizer (plus end-of-sequence)
     page.get_by_role("button", name="Run evaluation").click()
+    expect(page.get_by_test_id("stToast").filter(has_text="Queued eval_")).to_be_visible(timeout=60_000)
     wait(page)
-    expect(page.get_by_test_id("stToast").filter(has_text="Queued eval_")).to_be_visible(timeout=30_000)
     page.get_by_role("tab", name="Results").click()
     # the run page polls and reruns the app when the run finishes: its metric cards appear then
     try:
