@@ -39,6 +39,43 @@ class HealthSample(BaseModel):
     gpu_status: str = Field(description="'ok', or why there is no GPU reading (e.g. 'no NVIDIA GPU: ...').")
 
 
+class HealthTrend(BaseModel):
+    """The history as at most a fixed number of points, oldest first: what a trend line needs. An hour of 5 s
+    samples is 720 points; averaged down to 120 a browser draws it in a fraction of the time, and a page refreshing
+    every 5 s resends it cheaply."""
+
+    cpu_percent: list[float] = Field(default_factory=list)
+    memory_percent: list[float] = Field(default_factory=list)
+    process_rss_mb: list[float] = Field(default_factory=list)
+    gpu_percent: dict[int, list[float | None]] = Field(
+        default_factory=dict, description="Per GPU index; None where no sample of the point had a reading."
+    )
+
+
+def trend(samples: list[HealthSample], max_points: int) -> HealthTrend:
+    """One point per sample (oldest first) while they are at most `max_points`; beyond, each point is the mean of
+    as many consecutive samples as it takes to stay within `max_points`."""
+    size = max(1, -(-len(samples) // max_points))
+    groups = [samples[start : start + size] for start in range(0, len(samples), size)]
+    indexes = sorted({gpu.index for reading in samples for gpu in reading.gpus})
+    return HealthTrend(
+        cpu_percent=[_mean([s.cpu_percent for s in group]) for group in groups],
+        memory_percent=[_mean([s.memory_percent for s in group]) for group in groups],
+        process_rss_mb=[_mean([s.process_rss_bytes / 2**20 for s in group]) for group in groups],
+        gpu_percent={
+            index: [
+                _mean([g.utilization_percent for s in group for g in s.gpus if g.index == index]) for group in groups
+            ]
+            for index in indexes
+        },
+    )
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
 class _Nvml:
     """NVML initialised once per process; every failure becomes a status text, never an exception."""
 

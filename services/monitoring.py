@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evaluation.cost import run_cost
-from evaluation.health import HealthSample
+from evaluation.health import HealthSample, HealthTrend, trend
 from evaluation.performance import TargetPerformance, by_target, timeline
 from federation.request_log import RequestRecord, request_log
 from registry.layout import open_registry
@@ -13,10 +13,12 @@ from training.adapters import list_adapters
 
 __all__ = [
     "HealthSample",
+    "HealthTrend",
     "RequestRecord",
     "TargetPerformance",
     "adapter_performance",
     "health_history",
+    "health_trend",
     "job_costs",
     "prices",
     "request_records",
@@ -34,6 +36,11 @@ def system_health() -> HealthSample:
 def health_history() -> list[HealthSample]:
     """About the last hour of samples, oldest first."""
     return health_sampler().history()
+
+
+def health_trend(max_points: int = 120) -> HealthTrend:
+    """About the last hour as trend lines of at most `max_points` (means of consecutive samples), oldest first."""
+    return trend(health_sampler().history(), max_points)
 
 
 def request_records(since: datetime | None = None, hours: float | None = None) -> list[RequestRecord]:

@@ -1,8 +1,12 @@
 """System health (with and without an NVIDIA GPU), request-log aggregates and cost."""
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_system_health_renders_on_this_machine(registry):
@@ -42,6 +46,53 @@ def test_sampler_keeps_a_bounded_history(tmp_path):
         assert [s.time for s in history] == sorted(s.time for s in history)
     finally:
         sampler.stop()
+
+
+def _sample(cpu: float, rss_mb: float, gpu: float | None = None):
+    from evaluation.health import GpuSample, HealthSample
+
+    gpus = [GpuSample(index=0, name="g", utilization_percent=gpu, memory_used_bytes=1, memory_total_bytes=2)]
+    return HealthSample(
+        cpu_percent=cpu, cpu_count=2, memory_used_bytes=1, memory_total_bytes=2, memory_percent=cpu / 2,
+        disk_used_bytes=1, disk_total_bytes=2, disk_percent=50, process_rss_bytes=int(rss_mb * 2**20),
+        gpus=gpus, gpu_status="ok",
+    )  # fmt: skip
+
+
+def test_the_trend_keeps_each_sample_up_to_its_limit_and_averages_consecutive_samples_beyond():
+    """System Health draws the last hour (720 samples) as lines in its cards: at most 120 points, each the mean of
+    consecutive samples, oldest first; a GPU reading that is missing counts as no reading, not as 0."""
+    from evaluation.health import trend
+
+    few = trend([_sample(10, 100), _sample(30, 300)], max_points=120)
+    assert few.cpu_percent == [10, 30] and few.memory_percent == [5, 15] and few.process_rss_mb == [100, 300]
+    hour = [_sample(float(i % 7), 200 + i, gpu=None if i % 6 == 5 else 50.0) for i in range(720)]
+    lines = trend(hour, max_points=120)
+    assert len(lines.cpu_percent) == len(lines.process_rss_mb) == len(lines.gpu_percent[0]) == 120
+    assert lines.cpu_percent[0] == sum(i % 7 for i in range(6)) / 6 and lines.process_rss_mb[-1] == 200 + 716.5
+    assert lines.gpu_percent[0] == [50.0] * 120  # five readings and one missing per point
+    odd = trend(hour[:121], max_points=120)  # 121 samples: points of 2, the last one alone
+    assert len(odd.cpu_percent) == 61 and odd.cpu_percent[-1] == 120 % 7
+
+
+def test_system_health_draws_the_last_hour_in_its_cards_without_plotly(registry):
+    """Two Plotly charts cost a new browser tab 2-4 s of main-thread time (Plotly's 4.7 MB bundle, Chromium profile
+    at load 8-15) before they showed; the cards' own lines (Streamlit's metric chart) draw the same history."""
+    from streamlit.testing.v1 import AppTest
+
+    from services.monitoring import health_history, system_health
+
+    system_health()  # starts the sampler (or reads the running one)
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    while len(health_history()) < 2 and datetime.now(UTC) < deadline:
+        time.sleep(0.2)
+    app = AppTest.from_file(str(ROOT / "views" / "system_health.py"), default_timeout=60).run()
+    assert not app.exception, app.exception
+    cards = {metric.label: list(metric.proto.chart_data) for metric in app.metric}
+    assert len(cards["CPU"]) >= 2 and len(cards["Memory"]) >= 2 and len(cards["This server (RSS)"]) >= 2
+    assert cards["This server (RSS)"][-1] > 10  # MB
+    assert not app.get("plotly_chart")
+    assert "at most 120 points" in " ".join(caption.value for caption in app.caption)
 
 
 def _record(target, ok=True, tokens=10, latency=100.0, minutes_ago=0, adapters=()):

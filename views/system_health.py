@@ -6,10 +6,9 @@ import streamlit as st
 
 from services.evaluation import FINISHED as EVAL_FINISHED
 from services.evaluation import list_evaluations
-from services.monitoring import health_history, system_health
+from services.monitoring import health_trend, system_health
 from services.training import FINISHED as JOB_FINISHED
 from services.training import list_jobs
-from views.charts import line_figure
 from views.common import attempt, human_size, show_table
 
 st.title("System Health")
@@ -21,19 +20,48 @@ def live() -> None:
     health = attempt(system_health, "retry_health")
     if health is None:
         return
+    # The last hour as a line in each card (Streamlit's metric chart): the two Plotly charts this page drew cost a
+    # new browser tab 2-4 s of main-thread time in Plotly's 4.7 MB bundle before they showed (Chromium profile).
+    lines = attempt(health_trend, "retry_health_trend")
+    drawn = lines is not None and len(lines.cpu_percent) > 1  # a line needs two points
     cards = st.columns(4)
-    cards[0].metric("CPU", f"{health.cpu_percent:.0f}%", help=f"All {health.cpu_count} logical cores.")
+    cards[0].metric(
+        "CPU",
+        f"{health.cpu_percent:.0f}%",
+        help=f"All {health.cpu_count} logical cores.",
+        chart_data=lines.cpu_percent if drawn else None,
+        border=True,
+        height="stretch",
+    )
     cards[1].metric(
         "Memory",
         f"{health.memory_percent:.0f}%",
         help=f"{human_size(health.memory_used_bytes)} of {human_size(health.memory_total_bytes)} in use.",
+        chart_data=lines.memory_percent if drawn else None,
+        border=True,
+        height="stretch",
     )
     cards[2].metric(
         "Registry disk",
         f"{health.disk_percent:.0f}%",
         help=f"{human_size(health.disk_used_bytes)} of {human_size(health.disk_total_bytes)} on the registry's volume.",
+        border=True,
+        height="stretch",
     )
-    cards[3].metric("This server (RSS)", human_size(health.process_rss_bytes))
+    cards[3].metric(
+        "This server (RSS)",
+        human_size(health.process_rss_bytes),
+        help="Resident memory of this console's process; the line is in MB.",
+        chart_data=lines.process_rss_mb if drawn else None,
+        chart_type="area",
+        border=True,
+        height="stretch",
+    )
+    st.caption(
+        "Lines: about the last hour, at most 120 points (means of consecutive samples)."
+        if drawn
+        else "The last hour's lines appear from the second sample (one every 5 s)."
+    )
     st.subheader("GPUs")
     if not health.gpus:
         st.info(
@@ -44,11 +72,13 @@ def live() -> None:
     else:
         if health.gpu_status != "ok":
             st.warning(health.gpu_status, icon=":material/warning:")
+        gpu_lines = lines.gpu_percent if lines is not None else {}
         show_table(
             pd.DataFrame(
                 {
                     "GPU": [f"{g.index}: {g.name}" for g in health.gpus],
                     "Utilisation %": [g.utilization_percent for g in health.gpus],
+                    "Last hour %": [[v for v in gpu_lines.get(g.index, []) if v is not None] for g in health.gpus],
                     "Memory": [
                         f"{human_size(g.memory_used_bytes)} / {human_size(g.memory_total_bytes)}" for g in health.gpus
                     ],
@@ -57,27 +87,8 @@ def live() -> None:
                 }
             ),
             hide_index=True,
+            column_config={"Last hour %": st.column_config.LineChartColumn(y_min=0, y_max=100)},
         )
-    history = health_history()
-    if len(history) > 1:
-        frame = pd.DataFrame(
-            {
-                "time": [s.time for s in history],
-                "CPU %": [s.cpu_percent for s in history],
-                "Memory %": [s.memory_percent for s in history],
-                "Server RSS (MB)": [s.process_rss_bytes / 2**20 for s in history],
-                **(
-                    {f"GPU {g.index} %": [_gpu(s, g.index) for s in history] for g in health.gpus}
-                    if health.gpus
-                    else {}
-                ),
-            }
-        )
-        percent = [c for c in frame.columns if c.endswith("%")]
-        st.plotly_chart(
-            line_figure(frame, "time", percent, y_range=(0, 100), title="Utilisation"), key="health_percent_chart"
-        )
-        st.plotly_chart(line_figure(frame, "time", "Server RSS (MB)", title="This server's memory"), key="health_rss")
     st.subheader("Running now")
     jobs = [j for j in list_jobs() if j.status not in JOB_FINISHED]
     runs = [r for r in list_evaluations() if r.status not in EVAL_FINISHED]
@@ -87,10 +98,6 @@ def live() -> None:
         st.text(f"Training {job.id} · {job.config.adapter_name} · {job.status.value}")
     for run in runs:
         st.text(f"Evaluation {run.id} · {run.label} · {run.status.value} · {run.done}/{run.total}")
-
-
-def _gpu(sample, index: int) -> float | None:
-    return next((g.utilization_percent for g in sample.gpus if g.index == index), None)
 
 
 live()
