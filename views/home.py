@@ -16,22 +16,26 @@ st.caption(
 show_broken(attempt(broken_files, "retry_broken") or [])
 overview = attempt(registry_overview, "retry_overview")
 if overview is not None:
-    cards = st.columns(5)
-    with cards[0].container(border=True, height="stretch"):
-        st.metric("Datasets", f"{overview.datasets:,}", help="Datasets in the library (latest versions)")
-        st.caption(f"{overview.examples:,} examples")
-    with cards[1].container(border=True, height="stretch"):
-        st.metric("Schema mappings", overview.mappings)
-        st.caption(f"{overview.active_mappings} active · {overview.mappings - overview.active_mappings} draft")
-    with cards[2].container(border=True, height="stretch"):
-        st.metric("Adapters", overview.adapters)
-        st.caption("trained LoRA adapters")
-    with cards[3].container(border=True, height="stretch"):
-        st.metric("Training jobs", overview.jobs)
-        st.caption("queued, running and finished")
-    with cards[4].container(border=True, height="stretch"):
-        st.metric("Federations", overview.federations)
-        st.caption("saved compositions of adapters")
+    # A row of equal cards that wraps where the window is too narrow for five (1100 px cut "Schema mappings" to
+    # "Schema ma…" in five columns): Streamlit gives each stretching card a minimum width, so a label is never cut.
+    cards = [
+        ("Datasets", f"{overview.datasets:,}", f"{overview.examples:,} examples"),
+        (
+            "Schema mappings",
+            overview.mappings,
+            f"{overview.active_mappings} active · {overview.mappings - overview.active_mappings} draft",
+        ),
+        ("Adapters", overview.adapters, "trained LoRA adapters"),
+        ("Training jobs", overview.jobs, "queued, running and finished"),
+        ("Federations", overview.federations, "saved compositions of adapters"),
+    ]
+    with st.container(horizontal=True, gap="small", key="home_cards"):
+        for label, value, note in cards:
+            with st.container(border=True, height="stretch"):
+                st.metric(
+                    label, value, help="Datasets in the library (latest versions)" if label == "Datasets" else None
+                )
+                st.caption(note)
 
 
 @st.fragment(run_every=10)
@@ -57,13 +61,13 @@ def health_strip() -> None:
 health_strip()
 
 st.subheader("Quick actions")
-actions = st.columns(3)
-actions[0].page_link("views/dataset_library.py", label="Upload or validate a dataset", icon=":material/dataset:")
-actions[1].page_link("views/schema_mappings.py", label="Edit a retailer mapping", icon=":material/schema:")
-actions[2].page_link("views/data_browser.py", label="Browse raw retailer data", icon=":material/table_view:")
-actions[0].page_link("views/training_jobs.py", label="Train an adapter", icon=":material/model_training:")
-actions[1].page_link("views/federations.py", label="Compose and test a federation", icon=":material/hub:")
-actions[2].page_link("views/playground.py", label="Try a prompt in the Playground", icon=":material/science:")
+with st.container(horizontal=True, gap="medium"):  # wraps instead of cutting a link's label in a narrow window
+    st.page_link("views/dataset_library.py", label="Upload or validate a dataset", icon=":material/dataset:")
+    st.page_link("views/schema_mappings.py", label="Edit a retailer mapping", icon=":material/schema:")
+    st.page_link("views/data_browser.py", label="Browse raw retailer data", icon=":material/table_view:")
+    st.page_link("views/training_jobs.py", label="Train an adapter", icon=":material/model_training:")
+    st.page_link("views/federations.py", label="Compose and test a federation", icon=":material/hub:")
+    st.page_link("views/playground.py", label="Try a prompt in the Playground", icon=":material/science:")
 
 st.subheader("Recent activity")
 events = attempt(lambda: recent_activity(limit=10), "retry_activity")

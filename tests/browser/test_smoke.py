@@ -30,6 +30,28 @@ def test_console_home_page_renders(console_url: str, browser_page, wait_for_stre
     print(f"home page screenshot: {shot}")
 
 
+CUT_LABELS = """() => [...document.querySelectorAll('[data-testid="stMetricLabel"], [data-testid="stPageLink"]')]
+    .filter(box => [box, ...box.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1))
+    .map(box => box.innerText)"""
+
+
+def test_home_card_labels_and_quick_actions_are_whole_at_1100_px_and_wider(
+    console_url, browser_page, wait_for_streamlit
+):
+    """At 1100 px five card columns cut "Schema mappings" to "Schema ma…" and three link columns cut "Compose and
+    test a federation" and "Try a prompt in the Playground"; the cards and links now wrap onto another line."""
+    page = browser_page
+    page.goto(console_url)
+    wait_for_streamlit(page)
+    page.get_by_test_id("stPageLink").filter(has_text="System Health").wait_for()
+    for width in (1100, 1280, 1440, 1920):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(500)  # the layout follows the window
+        labels = page.get_by_test_id("stMetricLabel").all_inner_texts()
+        assert {"Schema mappings", "Training jobs", "Federations"} <= set(labels), labels
+        assert page.evaluate(CUT_LABELS) == [], width
+
+
 def test_a_page_address_as_the_first_visit_runs_through_the_app(
     console_server, browser_page, wait_for_streamlit, tmp_path: Path
 ):
