@@ -4,7 +4,8 @@ Each round starts a fresh `streamlit run app.py` on a demo registry (so every pa
 opens every page in a new browser session, in an order rotated by one page per round so no page is always the one
 that pays the shared imports. For each page it records:
 - first paint: from navigation to the page's title being visible (the frame drawn before any heavy work);
-- first render: from navigation to the script run finishing;
+- first render: from navigation to the script run finishing and every element it sent drawn (a table's or a
+  chart's code loads after the run has finished: the script state alone came seconds early);
 - rerun: the same page rerun in the same session (Streamlit's "R" shortcut), once everything is imported.
 Each round also starts a bare Streamlit app (a title and a line of text) the same way and opens it the same way:
 its first paint is the floor that Streamlit and Chromium alone cost on this machine at this load, so "over floor"
@@ -111,11 +112,21 @@ def start_server(home: Path, script: str = "serve.py") -> tuple[subprocess.Popen
     raise SystemExit("the server did not start")
 
 
+# Every element is drawn: Streamlit shows a skeleton while an element's code (a table's, a chart's) still loads, and
+# a Plotly or metric chart draws its SVG after that. The script state flips to "not running" before any of it: a
+# page with two Plotly charts was "done" 3-4 s before they showed (load 8-9).
+DRAWN = """() => document.querySelectorAll('[data-testid="stSkeleton"]').length === 0 &&
+    [...document.querySelectorAll('[data-testid="stPlotlyChart"], [data-testid="stMetricChart"]')]
+        .every(chart => chart.querySelector('svg'))"""
+
+
 def settle(page) -> None:
-    """The script run has finished (the state flips to running within a frame of a rerun request)."""
+    """The script run has finished (the state flips to running within a frame of a rerun request) and every element
+    it sent is drawn."""
     page.wait_for_timeout(100)
     page.wait_for_selector(DONE, timeout=TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=TIMEOUT_MS)
+    page.wait_for_function(DRAWN, timeout=TIMEOUT_MS, polling=50)
 
 
 def measure_floor(browser, folder: Path, app: str, warm: bool) -> tuple[float, float, float]:
