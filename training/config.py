@@ -356,10 +356,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_seq_length": 128,
         "group_by_length": False,
     },
-    # Campaign plans from uplift priors (the demo planning set: 79 plans in three fixed-format lines): a small set,
-    # so more passes to learn the plans' arithmetic; judged on the held-out plans by `registry.plans.judge_plan`.
+    # Campaign plans from uplift priors (the demo planning set: 799 plans in three fixed-format lines, 720 of them from
+    # synthetic priors), judged on the held-out plans by `registry.plans.judge_plan`. One pass over many distinct
+    # priors: 6 passes over the source's 79 plans learned its 13 frequent splits, not the rule (judged 23.5%).
     "campaign planning": {
-        "epochs": 6.0,
+        "epochs": 1.0,
         "max_steps": None,
         "batch_size": 8,
         "learning_rate": 1e-3,
