@@ -7,7 +7,7 @@ here with the embedded SmolLM2-135M-Instruct (or reused from `--registry`, a reg
 `amazon_demo` and `planning_demo`). Every answer goes through the federation code path the console uses.
 Mapping answers are judged by exact match (the mapping computes the reference); plans by the plan judge
 (`registry.plans`): the pass rate, and beside it the rate of each criterion (channel, split, uplift).
-Run: `PYTHONPATH=. .venv/bin/python bench/federation_quality.py [--registry PATH] [--limit 40]`.
+Run: `PYTHONPATH=. .venv/bin/python bench/federation_quality.py [--registry PATH] [--limit 40] [--only additive]`.
 """
 
 import argparse
@@ -44,6 +44,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--registry", type=Path)
     parser.add_argument("--limit", type=int, default=40, help="held-out prompts per task")
+    parser.add_argument(
+        "--only",
+        help="comma-separated words: run only the rows whose label holds one (e.g. 'additive' or 'gated,alone'); "
+        "the base model and every candidate by default",
+    )
     args = parser.parse_args()
     os.environ["RMN_LORA_HOME"] = str(args.registry or tempfile.mkdtemp(prefix="rmn-fed-quality-"))
 
@@ -78,7 +83,10 @@ def main() -> None:
         f"router held-out accuracy {candidates['gated'].router.holdout_accuracy:.1%}"
     )
     table: dict[str, dict[str, Scores]] = {}
-    for label, federation in [("base model", None), *candidates.items()]:
+    rows = [("base model", None), *candidates.items()]
+    if args.only:
+        rows = [(label, f) for label, f in rows if any(word.strip() in label for word in args.only.split(","))]
+    for label, federation in rows:
         scores = {}
         for task, records in tasks.items():
             if federation is None:
@@ -88,6 +96,8 @@ def main() -> None:
                 scores[task] = (score.accuracy or 0.0, score.token_f1 or 0.0, score.criteria)
         table[label] = scores
         print(f"  {label:<24} " + "  ".join(describe(task, s) for task, s in scores.items()), flush=True)
+    if not {"gated", *(f"{task} alone" for task in names)} <= set(table):
+        return
     gaps = {task: table[f"{task} alone"][task][0] - table["gated"][task][0] for task in names}
     verdict = "met" if all(gap <= 0.05 for gap in gaps.values()) else "NOT met"
     print(

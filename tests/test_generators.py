@@ -147,7 +147,8 @@ def test_synthetic_priors_vary_the_splits_and_stay_out_of_the_held_out_set(regis
     assert max(patterns.values()) < 0.2 * len(train)  # no split dominates
     assert {len(pattern) for pattern in patterns} == {0, 1, 2, 3}
     assert all(patterns[tuple(a.share for a in parse_plan(r["reference"]).split)] >= 5 for r in held_out)
-    assert len(held_out) == 17 and not {prompt_of(r, DatasetKind.ALPACA) for r in train} & {r["prompt"] for r in held_out}
+    train_prompts = {prompt_of(r, DatasetKind.ALPACA) for r in train}
+    assert len(held_out) == 17 and not train_prompts & {r["prompt"] for r in held_out}
     synthetic = synthetic_priors()
     assert set(synthetic["category"]).isdisjoint(load_source("uplift_priors")["category"])
     held_out_instructions = {r["prompt"].split("\n\n")[0] for r in held_out}

@@ -358,7 +358,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Campaign plans from uplift priors (the demo planning set: 799 plans in three fixed-format lines, 720 of them from
     # synthetic priors), judged on the held-out plans by `registry.plans.judge_plan`. One pass over many distinct
-    # priors: 6 passes over the source's 79 plans learned its 13 frequent splits, not the rule (judged 23.5%).
+    # priors: 6 passes over the source's 79 plans learned its 13 frequent splits, not the rule (judged 23.5%). A single
+    # pass, so no dropout (the rule above).
     "campaign planning": {
         "epochs": 1.0,
         "max_steps": None,
@@ -367,7 +368,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "scheduler": "cosine",
         "lora_r": 16,
         "lora_alpha": 32,
-        "lora_dropout": 0.05,
+        "lora_dropout": 0.0,
         "max_seq_length": 256,
     },
     "balanced": {
