@@ -152,7 +152,8 @@ def _group_plans(retailer: str, category: str, group: pd.DataFrame, *, pinned: b
     """One plan per budget for one retailer and category: up to 2 placements below $10,000, else up to 3."""
     group = group.copy()
     for column in ("roas_uplift_mean", "ci_low", "ci_high"):
-        group[column] = pd.to_numeric(group[column]).round(2)  # as the prompt shows them
+        # as the prompt shows them; a missing interval shows as <NA> (the source's nullable floats) whatever its origin
+        group[column] = pd.to_numeric(group[column]).astype("Float64").round(2)
     shown = group.sort_values(["roas_uplift_mean", "placement_type"], ascending=[False, True])
     ranked = shown[shown["ci_low"] > 0]
     return [
