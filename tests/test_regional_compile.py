@@ -24,7 +24,7 @@ def test_compile_is_refused_with_what_to_do_where_there_is_no_cxx_compiler(tiny_
     monkeypatch.setenv("CXX", "no-such-compiler-rmn")
     with pytest.raises(ConsoleError, match="builds C\\+\\+ kernels with no-such-compiler-rmn.*turn Compile off"):
         preflight(make_config(tiny_base, torch_compile=True))
-    assert preflight(make_config(tiny_base)).config.torch_compile is False  # off by default: nothing to check
+    assert preflight(make_config(tiny_base)).config.torch_compile == "auto"  # auto trains eager without a compiler
 
 
 def _losses(job_dir):

@@ -19,6 +19,14 @@ AdapterType = Literal["retailer", "task", "policy", "domain"]
 Quantization = Literal["none", "8bit", "4bit"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 Precision = Literal["auto", "fp32", "bf16"]
+Compile = Literal["auto", "on", "off"]
+# torch_compile "auto" compiles a full-precision CPU SFT job planned at this much useful training work or more.
+# Measured on this 2-core fp32 CPU with SmolLM2-135M: compiled steps are 1.15-1.46x faster and compiling adds about
+# 30 s to the first steps with inductor's cache warm, up to about 2 min cold (bench/training_throughput.py --ab
+# compile). A whole job of 28 TFLOP (the retailer preset cut to 200 steps, bench/compile_rule.py, load 11) took 503 s
+# compiled against 687 s eager (0.73x). Eager runs at 40-75 GFLOP/s here, so 20 TFLOP is 4-8 minutes of eager training:
+# enough to repay even a cold compile; the quick demo (about 4 TFLOP, at most 18) stays eager.
+COMPILE_MIN_TFLOP = 20.0
 ALL_LINEAR = "all-linear"
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
 # Spellings people type (seed 001 writes "Training Type: SFT", "Quantization: 4-bit").
@@ -209,12 +217,14 @@ class JobConfig(BaseModel):
         default=False,
         description="Recompute activations in the backward pass: much less memory, about 30% slower.",
     )
-    torch_compile: bool = Field(
-        default=False,
+    torch_compile: Compile = Field(
+        default="auto",
         description="Compile the decoder layers with torch.compile (needs a C++ compiler), fusing the small operations "
-        "around the matrix multiplies; same losses. Measured on this 2-core CPU: 1.15-1.37x faster steps on one or "
-        "two threads (0.89x and 1.28x on two under heavy load), and the first steps take 20 s to 2 minutes longer "
-        "(compiling). Off by default (short jobs do not repay the compile): turn it on for long jobs.",
+        "around the matrix multiplies; same losses. Measured on this 2-core CPU: 1.15-1.46x faster steps, and the "
+        "first steps take 30 s to 2 minutes longer (compiling). auto: on for full-precision (fp32) SFT jobs on CPU in "
+        f"one process planned at {COMPILE_MIN_TFLOP:.0f} TFLOP of training or more (4-8 minutes of eager "
+        "training here, where the compile is repaid; the job log says the figure), off for shorter jobs such as the "
+        "quick demo. on / off: always / never.",
     )
     dpo_beta: float = Field(
         default=0.1,
@@ -258,7 +268,9 @@ class JobConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         data = {key: value for key, value in data.items() if value is not None or key in _NULLABLE}
-        for key in ("adapter_type", "objective", "scheduler", "precision"):
+        if isinstance(data.get("torch_compile"), bool):  # configs saved when the option was a switch
+            data["torch_compile"] = "on" if data["torch_compile"] else "off"
+        for key in ("adapter_type", "objective", "scheduler", "precision", "torch_compile"):
             if isinstance(data.get(key), str):
                 data[key] = data[key].strip().lower().replace(" ", "_" if key == "scheduler" else "")
         if isinstance(data.get("quantization"), str):
@@ -317,6 +329,22 @@ class JobConfig(BaseModel):
     @property
     def lora_scale(self) -> float:
         return self.lora_alpha / self.lora_r
+
+    def compiles(self, *, device: str, bf16: bool, planned_flops: float) -> tuple[bool, str]:
+        """Whether the job compiles its decoder layers, and why in words: the one rule behind torch_compile.
+
+        auto compiles only what was measured to gain: fp32 SFT on CPU in one process, long enough that the faster
+        steps repay the compile (`COMPILE_MIN_TFLOP`); `planned_flops` is the job's useful training work.
+        """
+        if self.torch_compile != "auto":
+            return self.torch_compile == "on", f"Compile is {self.torch_compile}"
+        measured = device == "cpu" and not bf16 and self.quantization == "none"
+        if not measured or self.objective != "sft" or self.workers > 1:
+            return False, "Compile is auto: it compiles full-precision (fp32) SFT jobs on CPU in one process only"
+        planned = f"about {planned_flops / 1e12:.1f} TFLOP of training planned"
+        if planned_flops < COMPILE_MIN_TFLOP * 1e12:
+            return False, f"Compile is auto: {planned}, under {COMPILE_MIN_TFLOP:.0f}, too short to repay compiling"
+        return True, f"Compile is auto: {planned}, at least {COMPILE_MIN_TFLOP:.0f}"
 
 
 _NULLABLE = {"base_model", "eval_dataset", "epochs", "max_steps", "eval_steps"}

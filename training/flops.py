@@ -114,6 +114,26 @@ def answer_tokens(batch: dict[str, Any]) -> int:
     return int((labels[..., 1:] != -100).sum()) if labels is not None else 0
 
 
+def dataset_flops(cost: ModelCost, dataset: Any, max_length: int) -> float:
+    """Useful FLOPs of one pass over a tokenized SFT dataset, as `FlopRecorder` counts its batches: each row up to
+    `max_length` tokens, and its answer tokens (labels that are not -100 after the first position; from the completion
+    or assistant mask where the rows carry no labels yet; every token without either)."""
+    import pyarrow.compute as pc
+
+    columns = ("input_ids", "labels", "completion_mask", "assistant_masks")
+    table = dataset.select_columns([name for name in columns if name in dataset.column_names]).with_format("arrow")[:]
+    lengths = pc.min_element_wise(pc.list_value_length(table.column("input_ids")), max_length).to_pylist()
+    if "labels" in table.column_names:
+        labels = table.column("labels")
+        answers = pc.sum(pc.not_equal(pc.list_flatten(labels), -100)).as_py() or 0
+        answers -= pc.sum(pc.not_equal(pc.list_element(labels, 0), -100)).as_py() or 0
+    elif mask := next((name for name in columns[2:] if name in table.column_names), None):
+        answers = pc.sum(pc.list_flatten(table.column(mask))).as_py() or 0
+    else:
+        answers = sum(lengths)
+    return cost.flops(lengths, min(answers, sum(lengths)))
+
+
 def matmul_peak(dtype: Any, seconds: float = 1.0, size: int = 1024) -> float:
     """The best FLOP/s of a square matrix multiply in `dtype` over about `seconds`, with torch's current threads."""
     import torch

@@ -31,7 +31,7 @@ from training.base_models import (
 )
 from training.config import JobConfig
 from training.errors import TrainingRefused
-from training.flops import FlopRecorder, matmul_peak, model_cost
+from training.flops import FlopRecorder, dataset_flops, matmul_peak, model_cost
 from training.formatting import (
     DatasetSource,
     build_dataset,
@@ -88,7 +88,7 @@ def preflight(config: JobConfig) -> Preflight:
             "KTO needs a batch size of 2 or more: it estimates its KL term by pairing each answer with another "
             "prompt's in the same batch. Raise the batch size."
         )
-    if config.torch_compile and (missing := compiler_missing()):
+    if config.torch_compile == "on" and (missing := compiler_missing()):
         raise TrainingRefused(f"Compile is on, but {missing}. Install a C++ compiler or turn Compile off.")
     train = resolve_dataset(config.train_dataset)
     check_fits(train, config.objective)
@@ -430,10 +430,16 @@ def build_trainer(
         from training.lora_dropout import use_lora_dropout
 
         use_lora_dropout(trainer.model)
-    if config.torch_compile:
+    compiles, why = config.compiles(
+        device=checks.device, bf16=checks.bf16, planned_flops=planned_flops(trainer, config)
+    )
+    if compiles and config.torch_compile == "auto" and (missing := compiler_missing()):
+        compiles, why = False, f"{why}, but {missing}"
+    if compiles:
         layers = compile_decoder_layers(trainer.model)
-        if folder is not None:
-            folder.log(f"Compiling the {layers} decoder layers with torch.compile: the first steps take longer.")
+        why += f". Compiling the {layers} decoder layers with torch.compile: the first steps take longer."
+    if folder is not None:
+        folder.log(why + ("" if compiles else ": training eager."))
     if config.loraplus_lr_ratio:
         # The Trainer's own optimizer (class, lr, betas, eps) in LoRA+ groups: it keeps it, schedules both groups and
         # restores their state on resume.
@@ -443,6 +449,17 @@ def build_trainer(
         )
     trainer.remove_callback(PrinterCallback)
     return trainer, tokenizer
+
+
+def planned_flops(trainer: Any, config: JobConfig) -> float:
+    """The useful FLOPs an SFT job plans to train (its passes over the tokenized data), for torch_compile's auto rule;
+    0 where nothing asks for it (compile forced on or off, or another objective)."""
+    if config.torch_compile != "auto" or config.objective != "sft":
+        return 0.0
+    cost = model_cost(trainer.model, checkpointing=bool(trainer.args.gradient_checkpointing))
+    rows = max(len(trainer.train_dataset), 1)
+    passes = config.max_steps * config.effective_batch_size / rows if config.max_steps else config.epochs or 1.0
+    return dataset_flops(cost, trainer.train_dataset, config.max_seq_length) * passes
 
 
 def project_answer_positions_only() -> None:

@@ -273,7 +273,10 @@ JOB_WIDGETS: dict[str, tuple[str, dict[str, Any]]] = {
     "dpo_beta": ("DPO beta", {"step": 0.05}),
     "save_steps": ("Checkpoint every N steps", {"step": 10}),
     "gradient_checkpointing": ("Gradient checkpointing", {}),
-    "torch_compile": ("Compile (torch.compile)", {}),
+    "torch_compile": (
+        "Compile (torch.compile)",
+        {"format_func": {"auto": "auto (long fp32 CPU jobs)", "on": "on", "off": "off"}.get},
+    ),
     "loraplus_lr_ratio": ("LoRA+ ratio (B / A learning rate)", {"step": 1.0, "placeholder": "empty: off"}),
     "target_modules": ("Target modules (comma separated, or all-linear)", {}),
 }
