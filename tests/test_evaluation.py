@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_model import DEFAULT_CORPUS, build_tiny_model
+from tests.tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
 
 MAP_PROMPTS = [
     f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
@@ -139,9 +139,6 @@ def world(tmp_path_factory):
     from registry.datasets import write_records
     from registry.layout import open_registry
     from registry.shapes import DatasetKind
-    from training.adapters import register_adapter
-    from training.config import build_config
-    from training.worker import run_training
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -166,23 +163,7 @@ def world(tmp_path_factory):
             for i, p in enumerate(MAP_PROMPTS[:6])
         ]
         write_records("mapper_dpo", pairs, DatasetKind.DPO, origin="test", registry=registry)
-        config = build_config(
-            adapter_name="mapper",
-            base_model=str(base),
-            train_dataset="mapper_sft",
-            max_steps=120,
-            batch_size=4,
-            learning_rate=5e-3,
-            lora_r=4,
-            lora_alpha=16,
-            save_steps=1000,
-            max_seq_length=96,
-            warmup_ratio=0.0,
-            lora_dropout=0.0,
-            epochs=None,
-        )
-        result = run_training(config, root / "jobs" / "mapper", stop=threading.Event())
-        register_adapter(result, config, registry=registry)
+        train_tiny_adapter("mapper", "mapper_sft", base, root / "jobs" / "mapper", steps=120, registry=registry)
         yield {"base": base, "other": other, "root": root, "registry": registry, "patch": patch}
     from federation.engine import default_engine
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_model import DEFAULT_CORPUS, build_tiny_model
+from tests.tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
 
 COLORS = ["red", "green", "blue", "black"]
 FRUITS = ["apple", "lime", "plum", "olive"]
@@ -33,9 +33,6 @@ def trained(tmp_path_factory):
     from registry.datasets import write_records
     from registry.layout import open_registry
     from registry.shapes import DatasetKind
-    from training.adapters import register_adapter
-    from training.config import build_config
-    from training.worker import run_training
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -54,23 +51,8 @@ def trained(tmp_path_factory):
         }
         for name, rows in data.items():
             write_records(f"{name}_sft", rows * 4, DatasetKind.ALPACA, origin="test", registry=registry)
-            config = build_config(
-                adapter_name=name,
-                base_model=str(base),
-                train_dataset=f"{name}_sft",
-                max_steps=160,
-                batch_size=4,
-                learning_rate=5e-3,
-                lora_r=8 if name == "planner" else 4,
-                lora_alpha=16,
-                save_steps=1000,
-                max_seq_length=96,
-                warmup_ratio=0.0,
-                lora_dropout=0.0,
-                epochs=None,
-            )
-            result = run_training(config, root / "jobs" / name, stop=__import__("threading").Event())
-            register_adapter(result, config, registry=registry)
+            rank = 8 if name == "planner" else 4
+            train_tiny_adapter(name, f"{name}_sft", base, root / "jobs" / name, steps=160, rank=rank, registry=registry)
         yield {"base": base, "root": root, "registry": registry, "patch": patch}
     torch.set_num_threads(threads)
 

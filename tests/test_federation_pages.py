@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from tiny_model import DEFAULT_CORPUS, build_tiny_model
+from tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
 MAP_PROMPTS = [
@@ -29,9 +29,6 @@ def train_tiny_adapters(base_model: str, jobs: Path, steps: int = 40) -> None:
     what the pages list is what training produced."""
     from registry.datasets import write_records
     from registry.shapes import DatasetKind
-    from training.adapters import register_adapter
-    from training.config import build_config
-    from training.worker import run_training
 
     data = {
         ("mapper", "retailer"): [
@@ -41,24 +38,8 @@ def train_tiny_adapters(base_model: str, jobs: Path, steps: int = 40) -> None:
     }
     for (name, kind), rows in data.items():
         write_records(f"{name}_sft", rows * 2, DatasetKind.ALPACA, origin="test")
-        config = build_config(
-            adapter_type=kind,
-            adapter_name=name,
-            base_model=base_model,
-            train_dataset=f"{name}_sft",
-            max_steps=steps,
-            batch_size=4,
-            learning_rate=5e-3,
-            lora_r=4 if kind == "retailer" else 8,
-            lora_alpha=16,
-            save_steps=1000,
-            max_seq_length=96,
-            warmup_ratio=0.0,
-            lora_dropout=0.0,
-            epochs=None,
-        )
-        result = run_training(config, jobs / name, stop=threading.Event())
-        register_adapter(result, config)
+        rank = 4 if kind == "retailer" else 8
+        train_tiny_adapter(name, f"{name}_sft", base_model, jobs / name, steps=steps, rank=rank, adapter_type=kind)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,11 @@
 """The OpenAI-compatible endpoint, driven by the official `openai` client against uvicorn on a loopback port,
 answering from a real tiny adapter and a saved federation (trained here with PEFT + TRL)."""
 
-import threading
-
 import httpx
 import openai
 import pytest
 from api_server import serve
-from tiny_model import DEFAULT_CORPUS, build_tiny_model
+from tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
 
 MAP_PROMPTS = [
     f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
@@ -28,9 +26,6 @@ def world(tmp_path_factory):
     from registry.layout import open_registry
     from registry.shapes import DatasetKind
     from services.federation import compose_federation, save_federation
-    from training.adapters import register_adapter
-    from training.config import build_config
-    from training.worker import run_training
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -45,23 +40,10 @@ def world(tmp_path_factory):
         for name, prompts, answer in [("mapper", MAP_PROMPTS, MAP_ANSWER), ("planner", PLAN_PROMPTS, PLAN_ANSWER)]:
             rows = [{"instruction": p, "input": "", "output": answer} for p in prompts] * 4
             write_records(f"{name}_sft", rows, DatasetKind.ALPACA, origin="test", registry=registry)
-            config = build_config(
-                adapter_name=name,
-                base_model="tiny-llama",
-                train_dataset=f"{name}_sft",
-                max_steps=160,
-                batch_size=4,
-                learning_rate=5e-3,
-                lora_r=8 if name == "planner" else 4,
-                lora_alpha=16,
-                save_steps=1000,
-                max_seq_length=96,
-                warmup_ratio=0.0,
-                lora_dropout=0.0,
-                epochs=None,
+            rank = 8 if name == "planner" else 4
+            train_tiny_adapter(
+                name, f"{name}_sft", "tiny-llama", root / "jobs" / name, steps=160, rank=rank, registry=registry
             )
-            result = run_training(config, root / "jobs" / name, stop=threading.Event())
-            register_adapter(result, config, registry=registry)
         federation = save_federation(
             compose_federation(retailer_adapter="mapper", task_adapter="planner", method="gated", name="router")
         )

@@ -3,12 +3,11 @@
 import json
 import subprocess
 import sys
-import threading
 import zipfile
 
 import pytest
 
-from tests.tiny_model import build_tiny_model
+from tests.tiny_model import build_tiny_model, train_tiny_adapter
 
 PROMPTS = [f"Map field 'adType' with value '{c}' from {r} to RMIS." for c in ("sp", "sd") for r in ("Amazon", "Target")]
 
@@ -23,9 +22,6 @@ def published_world(tmp_path_factory):
     from registry.datasets import write_records
     from registry.layout import open_registry
     from registry.shapes import DatasetKind
-    from training.adapters import register_adapter
-    from training.config import build_config
-    from training.worker import run_training
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -37,22 +33,11 @@ def published_world(tmp_path_factory):
         for name, answer in (("mapper", "placement_type: sponsored_product"), ("other", "cost: 1.25")):
             rows = [{"instruction": p, "input": "", "output": answer} for p in PROMPTS]
             write_records(f"{name}_sft", rows * 4, DatasetKind.ALPACA, origin="test", registry=registry)
-            config = build_config(
-                adapter_name=name,
-                base_model=str(base),
-                train_dataset=f"{name}_sft",
-                max_steps=12,
-                epochs=None,
-                batch_size=4,
-                learning_rate=5e-3,
-                lora_r=4 if name == "mapper" else 8,
-                lora_alpha=16,
-                save_steps=1000,
-                max_seq_length=64,
-                warmup_ratio=0.0,
+            rank = 4 if name == "mapper" else 8
+            jobs = root / "jobs" / name
+            train_tiny_adapter(
+                name, f"{name}_sft", base, jobs, steps=12, rank=rank, max_seq_length=64, registry=registry
             )
-            result = run_training(config, root / "jobs" / name, stop=threading.Event())
-            register_adapter(result, config, registry=registry)
         federation = save_federation(
             compose([MemberRequest(adapter="mapper"), MemberRequest(adapter="other", weight=0.5)], name="both"),
             registry,

@@ -3,12 +3,11 @@ loopback port, serving a tiny adapter trained here. The rows must equal the loca
 the API key is read from the environment and never written, and an unreachable server fails the run readably."""
 
 import json
-import threading
 
 import httpx
 import pytest
 from api_server import free_port, serve
-from tiny_model import DEFAULT_CORPUS, build_tiny_model
+from tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
 
 PROMPTS = [
     f"Map field 'adType' with value '{code}' from {retailer} to RMIS."
@@ -28,9 +27,6 @@ def world(tmp_path_factory):
     from registry.datasets import write_records
     from registry.layout import open_registry
     from registry.shapes import DatasetKind
-    from training.adapters import register_adapter
-    from training.config import build_config
-    from training.worker import run_training
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -56,23 +52,7 @@ def world(tmp_path_factory):
             for p in PROMPTS[:4]
         ]
         write_records("mapper_chat", chats, DatasetKind.CHAT, origin="test", registry=registry)
-        config = build_config(
-            adapter_name="mapper",
-            base_model="tiny-llama",
-            train_dataset="mapper_sft",
-            max_steps=60,
-            batch_size=4,
-            learning_rate=5e-3,
-            lora_r=4,
-            lora_alpha=16,
-            save_steps=1000,
-            max_seq_length=96,
-            warmup_ratio=0.0,
-            lora_dropout=0.0,
-            epochs=None,
-        )
-        result = run_training(config, root / "jobs" / "mapper", stop=threading.Event())
-        register_adapter(result, config, registry=registry)
+        train_tiny_adapter("mapper", "mapper_sft", "tiny-llama", root / "jobs" / "mapper", steps=60, registry=registry)
         from api.app import create_app
 
         with serve(create_app()) as url:

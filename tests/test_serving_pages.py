@@ -2,13 +2,12 @@
 loopback port. Settings adds and checks an endpoint, Adapters deploys a trained tiny adapter to it, and the
 Playground streams an answer from it that equals the console's in-process answer."""
 
-import threading
 from pathlib import Path
 
 import pytest
 from api_server import free_port, serve
 from streamlit.testing.v1 import AppTest
-from tiny_model import build_tiny_model
+from tiny_model import build_tiny_model, train_tiny_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Map field 'adType' with value 'sp' from Amazon to RMIS."
@@ -19,20 +18,14 @@ def server(registry, tmp_path, monkeypatch):
     """A tiny base model, one trained adapter ('mapper' v1) and the API serving them on a free loopback port."""
     from registry.datasets import write_records
     from registry.shapes import DatasetKind
-    from training.adapters import register_adapter
-    from training.config import build_config
-    from training.worker import run_training
 
     build_tiny_model(tmp_path / "models" / "tiny-llama", seed=23)
     monkeypatch.setenv("RMN_LORA_MODELS", str(tmp_path / "models"))
     rows = [{"instruction": PROMPT, "input": "", "output": "placement_type: sponsored_product"}] * 8
     write_records("mapper_sft", rows, DatasetKind.ALPACA, origin="test", registry=registry)
-    config = build_config(
-        adapter_name="mapper", base_model="tiny-llama", train_dataset="mapper_sft", max_steps=60, batch_size=4,
-        lora_r=8, lora_alpha=16, max_seq_length=64, save_steps=1000, epochs=None, learning_rate=5e-3,
-        warmup_ratio=0.0, lora_dropout=0.0,
-    )  # fmt: skip
-    register_adapter(run_training(config, tmp_path / "job", stop=threading.Event()), config, registry=registry)
+    train_tiny_adapter(
+        "mapper", "mapper_sft", "tiny-llama", tmp_path / "job", steps=60, rank=8, max_seq_length=64, registry=registry
+    )
     from api.app import create_app
 
     with serve(create_app()) as url:

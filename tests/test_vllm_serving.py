@@ -7,13 +7,12 @@ import importlib.util
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
 from api_server import free_port
-from tiny_model import build_tiny_model
+from tiny_model import build_tiny_model, train_tiny_adapter
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None,
@@ -32,9 +31,6 @@ def test_deploy_an_adapter_to_vllm_and_get_the_same_greedy_answer(registry, tmp_
     from services.deploy import ServingEndpoint, complete_on_endpoint, deploy_adapter, save_endpoint
     from services.federation import GenerationSettings
     from services.serving import stream_completion
-    from training.adapters import register_adapter
-    from training.config import build_config
-    from training.worker import run_training
 
     base = build_tiny_model(tmp_path / "models" / "tiny-vllm", hidden_size=256)
     monkeypatch.setenv("RMN_LORA_MODELS", str(tmp_path / "models"))
@@ -45,22 +41,7 @@ def test_deploy_an_adapter_to_vllm_and_get_the_same_greedy_answer(registry, tmp_
         origin="test",
         registry=registry,
     )
-    config = build_config(
-        adapter_name="mapper",
-        base_model="tiny-vllm",
-        train_dataset="map_sft",
-        max_steps=120,
-        batch_size=4,
-        learning_rate=5e-3,
-        lora_r=8,
-        lora_alpha=16,
-        max_seq_length=96,
-        warmup_ratio=0.0,
-        lora_dropout=0.0,
-        epochs=None,
-        save_steps=1000,
-    )
-    register_adapter(run_training(config, tmp_path / "job", stop=threading.Event()), config, registry=registry)
+    train_tiny_adapter("mapper", "map_sft", "tiny-vllm", tmp_path / "job", steps=120, rank=8, registry=registry)
 
     port = free_port()
     server = subprocess.Popen(

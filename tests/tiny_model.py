@@ -76,3 +76,32 @@ def build_tiny_model(
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def train_tiny_adapter(
+    name: str,
+    dataset: str,
+    base_model: str | Path,
+    job_dir: Path,
+    *,
+    steps: int,
+    rank: int = 4,
+    registry=None,
+    **fields,
+):
+    """Train `name` on `dataset` with the real worker and register it: the settings every test adapter shares (a
+    high learning rate, no warm-up and no dropout, so a few dozen steps learn a fixed answer), `fields` for the rest.
+    Returns the job's config."""
+    import threading
+
+    from training.adapters import register_adapter
+    from training.config import build_config
+    from training.worker import run_training
+
+    values = {"batch_size": 4, "learning_rate": 5e-3, "lora_alpha": 16, "save_steps": 1000, "max_seq_length": 96}
+    values |= {"warmup_ratio": 0.0, "lora_dropout": 0.0, "epochs": None} | fields
+    config = build_config(
+        adapter_name=name, base_model=str(base_model), train_dataset=dataset, max_steps=steps, lora_r=rank, **values
+    )
+    register_adapter(run_training(config, job_dir, stop=threading.Event()), config, registry=registry)
+    return config
