@@ -268,7 +268,7 @@ JOB_WIDGETS: dict[str, tuple[str, dict[str, Any]]] = {
     "max_steps": ("Max steps", {"step": 10, "placeholder": "empty: use epochs"}),
     "seed": ("Seed", {"step": 1}),
     "packing": ("Sequence packing", {}),
-    "group_by_length": ("Batch examples of similar length", {}),
+    "group_by_length": ("Group by length", {}),
     "precision": ("Precision", {}),
     "dpo_beta": ("DPO beta", {"step": 0.05}),
     "save_steps": ("Checkpoint every N steps", {"step": 10}),

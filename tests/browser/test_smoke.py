@@ -52,6 +52,27 @@ def test_home_card_labels_and_quick_actions_are_whole_at_1100_px_and_wider(
         assert page.evaluate(CUT_LABELS) == [], width
 
 
+CUT_TEXT = """() => [...document.querySelectorAll('[data-testid="stMain"] *')]
+    .filter(e => ['ellipsis', 'clip'].includes(getComputedStyle(e).textOverflow) || getComputedStyle(e).overflow === 'hidden')
+    .filter(e => (e.innerText || '').trim() && e.scrollWidth > e.clientWidth + 1)
+    .map(e => e.innerText.trim())"""
+
+
+def test_the_training_form_labels_and_its_start_button_are_whole(console_url, browser_page, wait_for_streamlit):
+    """At 1440 px "Batch examples of similar length" was cut in its third of Advanced settings, and at 1100 px the
+    Start Training button was cut in its quarter of the row."""
+    from tests.browser.test_console_in_use import open_advanced, open_page
+
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    open_advanced(page, wait_for_streamlit)
+    page.get_by_role("spinbutton", name="Max steps", exact=True).wait_for()
+    assert page.evaluate(CUT_TEXT) == []
+    page.set_viewport_size({"width": 1100, "height": 900})
+    page.wait_for_timeout(500)  # the layout follows the window
+    assert "Start Training" not in page.evaluate(CUT_TEXT)
+
+
 def test_a_page_address_as_the_first_visit_runs_through_the_app(
     console_server, browser_page, wait_for_streamlit, tmp_path: Path
 ):
