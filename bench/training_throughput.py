@@ -35,11 +35,14 @@ Memory runs run one at a time; the 1.7B full-precision one needs about 8 GB free
 the speed runs.
 `--ab threads|dropout|compile` times only our run under two settings, alternating in one invocation (1 against
 2 threads; lora_dropout 0 against 0.05; eager against torch.compile of the decoder layers, whose compile falls in the
-untimed first steps and is printed apart), and prints the median ratio.
+untimed first steps and is printed apart; one process of 2 threads against 2 single-thread processes training
+data-parallel, DDP over gloo on loopback with the batch split between them, whose figures are the sum of both and
+whose peak is the sum of both processes' single-thread peaks), and prints the median ratio; `--overrides JSON` sets
+JobConfig values for both sides.
 Every run is its own subprocess, with OMP_WAIT_POLICY=PASSIVE (spinning OpenMP threads stall each other on
 a shared 2-core machine). Run:
 `PYTHONPATH=. .venv/bin/python bench/training_throughput.py [--steps 16] [--trl-defaults] [--tiny]
-[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile --rounds N]`.
+[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile|processes --rounds N [--overrides JSON]]`.
 """
 
 import argparse
@@ -47,6 +50,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -442,7 +446,12 @@ def run_child(
     base: Path | None = None,
     threads: int | None = None,
     overrides: dict[str, Any] | None = None,
+    processes: int = 1,
 ) -> dict[str, Any]:
+    """One child run; with `processes` > 1, that many children train data-parallel (DDP over gloo on loopback, the
+    global batch split evenly) and the result is their sum (rates, CPU time, peaks: the peaks of both cores)."""
+    if processes > 1:
+        overrides = {**(overrides or {}), "batch_size": HYPER["batch_size"] // processes}
     command = [
         sys.executable,
         __file__,
@@ -465,10 +474,42 @@ def run_child(
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
         **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
     }
+    if processes > 1:
+        with socket.socket() as probe:  # a free loopback port for the process group
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        ranks = [
+            {
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "WORLD_SIZE": str(processes),
+                "LOCAL_WORLD_SIZE": str(processes),
+            }
+            for rank in range(processes)
+        ]
+        group = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        children = [
+            subprocess.Popen(
+                command, env={**env, **rank, **group}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for rank in ranks
+        ]
+        results = [_child_result(kind, child.returncode, *child.communicate()) for child in children]
+        summed = ("tokens_per_s", "input_tokens_per_s", "examples_per_s", "flops_per_s", "cpu_per_step")
+        return {
+            **results[0],
+            **{key: sum(result[key] for result in results) for key in summed},
+            "warmup_seconds": max(result["warmup_seconds"] for result in results),
+            "peaks": {name: sum(result["peaks"][name] for result in results) for name in results[0]["peaks"]},
+        }
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        raise SystemExit(f"{kind} run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return _child_result(kind, done.returncode, done.stdout, done.stderr)
+
+
+def _child_result(kind: str, returncode: int | None, stdout: str, stderr: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if returncode or not lines:
+        raise SystemExit(f"{kind} run failed ({returncode}):\n{stderr[-3000:]}")
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
@@ -497,12 +538,18 @@ def main() -> None:
         "--ab",
         choices=tuple(AB),
         help="only time ours under two settings, alternating, and print their ratio: threads (2 against 1), dropout "
-        "(lora_dropout 0.05 against 0), compile (torch.compile against eager)",
+        "(lora_dropout 0.05 against 0), compile (torch.compile against eager), processes (two single-thread DDP "
+        "processes, batch split between them, against one process of two threads)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="with --ab: runs of each setting")
     parser.add_argument("--threads", type=int, help="with --ab dropout or compile: torch threads (default: all cores)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--overrides", type=json.loads, default={}, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--overrides",
+        type=json.loads,
+        default={},
+        help='with --ab: JobConfig settings for both sides, as JSON (e.g. \'{"torch_compile": "on"}\')',
+    )
     parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -615,11 +662,16 @@ def speed(model: str, args: argparse.Namespace) -> None:
         )
 
 
-# A/B comparisons of our run: each names its two settings as (label, threads, JobConfig overrides), reference first.
+# A/B comparisons of our run: each names its two settings as (label, threads, JobConfig overrides, processes),
+# reference first.
 AB = {
-    "threads": (("1 thread", 1, {}), ("2 threads", 2, {})),
-    "dropout": (("lora_dropout 0", None, {"lora_dropout": 0.0}), ("lora_dropout 0.05", None, {"lora_dropout": 0.05})),
-    "compile": (("eager", None, {"torch_compile": False}), ("compiled", None, {"torch_compile": True})),
+    "threads": (("1 thread", 1, {}, 1), ("2 threads", 2, {}, 1)),
+    "dropout": (
+        ("lora_dropout 0", None, {"lora_dropout": 0.0}, 1),
+        ("lora_dropout 0.05", None, {"lora_dropout": 0.05}, 1),
+    ),
+    "compile": (("eager", None, {"torch_compile": "off"}, 1), ("compiled", None, {"torch_compile": "on"}, 1)),
+    "processes": (("1 process x 2 threads", 2, {}, 1), ("2 processes x 1 thread", 1, {}, 2)),
 }
 
 
@@ -632,11 +684,12 @@ def ab(model: str, args: argparse.Namespace) -> None:
         f"{model}, {DATASET}, ours, {args.steps} steps (first {WARMUP_STEPS} not timed): "
         f"{settings[1][0]} against {settings[0][0]}, {args.rounds} rounds"
     )
-    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in settings}
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _, _ in settings}
     for _ in range(args.rounds):
-        for label, threads, overrides in settings:
+        for label, threads, overrides, processes in settings:
             load = os.getloadavg()[0]
-            run = run_child("ours", args, threads=threads or args.threads, overrides=overrides)
+            overrides = {**args.overrides, **overrides}
+            run = run_child("ours", args, threads=threads or args.threads, overrides=overrides, processes=processes)
             peak = run["peaks"]["float32"]
             runs[label].append(run)
             print(
@@ -645,7 +698,7 @@ def ab(model: str, args: argparse.Namespace) -> None:
                 f"s/step; first {WARMUP_STEPS} steps {run['warmup_seconds']:.0f} s (load average {load:.2f} at start, "
                 f"{os.getloadavg()[0]:.2f} at end)"
             )
-    pairs = list(zip(*(runs[label] for label, _, _ in settings), strict=True))
+    pairs = list(zip(*(runs[label] for label, _, _, _ in settings), strict=True))
     speed = sorted(b["tokens_per_s"] / a["tokens_per_s"] for a, b in pairs)
     work = sorted(a["cpu_per_step"] / b["cpu_per_step"] for a, b in pairs)
     print(
@@ -653,7 +706,7 @@ def ab(model: str, args: argparse.Namespace) -> None:
         f"{len(pairs)} pairs, range {speed[0]:.2f}-{speed[-1]:.2f}x)"
         + (
             ""
-            if args.ab == "threads"  # two threads spend more CPU by design: only wall time compares them
+            if args.ab in ("threads", "processes")  # more cores spend more CPU by design: only wall time compares them
             else f"; {statistics.median(work):.2f}x by CPU seconds per step (range {work[0]:.2f}-{work[-1]:.2f}x), "
             "which the machine's load moves less"
         )
