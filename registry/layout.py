@@ -111,6 +111,31 @@ class Registry:
 def open_registry(settings: Settings | None = None) -> Registry:
     settings = settings or get_settings()
     registry = Registry(root=settings.home, settings=settings)
-    for folder in LAYOUT:
-        (registry.root / folder).mkdir(parents=True, exist_ok=True)
+    _lay_out(registry.root)
     return registry
+
+
+# Registry roots whose folders all existed, with the root's identity and modification time then: creating,
+# removing or renaming one of its folders changes that time (to a new value once it was read, on Linux 6.13+), so
+# while it holds the layout is whole and one stat replaces the mkdir of every folder (~0.25 ms per registry open).
+_laid_out: dict[Path, tuple[int, int]] = {}
+
+
+def _lay_out(root: Path) -> None:
+    try:
+        stat = root.stat()
+        before: tuple[int, int] | None = (stat.st_ino, stat.st_mtime_ns)
+    except FileNotFoundError:
+        before = None
+    if before is not None and _laid_out.get(root) == before:
+        return
+    created = False
+    for folder in LAYOUT:
+        try:
+            (root / folder).mkdir(parents=True)
+            created = True
+        except FileExistsError:
+            if not (root / folder).is_dir():
+                raise
+    if before is not None and not created:
+        _laid_out[root] = before
