@@ -12,7 +12,7 @@ one user turn, as the adapters were trained. Without `temperature` decoding is g
 import asyncio
 import collections
 import contextlib
-import json
+import contextvars
 import threading
 import time
 import uuid
@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, Literal, NamedTuple
 
+import orjson
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from api.errors import error_body, status_of
 from services.errors import ConsoleError
@@ -148,8 +148,14 @@ def _text(message: ChatMessage) -> str:
 
 
 _END = object()
-# Streams are generated in pooled threads (a thread started per request cost each streamed request its start-up).
-_PRODUCERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="openai-stream")
+# Answers are generated in pooled threads, each in its request's context (the acting user): a thread started per
+# request cost each streamed request its start-up, and anyio's worker threads (FastAPI's run_in_threadpool) cost
+# each answer ~0.1 ms more server CPU than a plain executor (measured through ASGI, 1-token answers).
+_GENERATORS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="openai-generate")
+
+
+def _in_thread(call: Callable[[], Any]) -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().run_in_executor(_GENERATORS, contextvars.copy_context().run, call)
 
 
 class _Refused(NamedTuple):
@@ -228,7 +234,7 @@ class EventStream(Response):
             return pieces
 
         listener = loop.create_task(listen())
-        _PRODUCERS.submit(produce)
+        _GENERATORS.submit(contextvars.copy_context().run, produce)
         try:
             pieces = await arrivals()
             opened = pieces.pop(0)
@@ -271,7 +277,7 @@ def models() -> dict[str, Any]:
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(request: ChatRequest) -> dict[str, Any] | EventStream:
+async def chat_completions(request: ChatRequest) -> Response:
     history, prompt, system = request.conversation()
     settings = request.settings(system)
 
@@ -280,18 +286,20 @@ async def chat_completions(request: ChatRequest) -> dict[str, Any] | EventStream
 
     if request.stream:
         return _sse(open_stream, "chat.completion.chunk", request.include_usage, chat=True)
-    stream, text = await run_in_threadpool(_whole, open_stream)
-    return {
-        **_envelope("chat.completion", stream),
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": stream.finish_reason}
-        ],
-        "usage": _usage(stream.usage),
-    }
+    stream, text = await _in_thread(lambda: _whole(open_stream))
+    return _json(
+        {
+            **_envelope("chat.completion", stream),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": stream.finish_reason}
+            ],
+            "usage": _usage(stream.usage),
+        }
+    )
 
 
 @router.post("/completions", response_model=None)
-async def completions(request: CompletionRequest) -> dict[str, Any] | EventStream:
+async def completions(request: CompletionRequest) -> Response:
     prompt, settings = request.text(), request.settings()
 
     def open_stream() -> CompletionStream:
@@ -299,19 +307,27 @@ async def completions(request: CompletionRequest) -> dict[str, Any] | EventStrea
 
     if request.stream:
         return _sse(open_stream, "text_completion", request.include_usage, chat=False)
-    stream, text = await run_in_threadpool(_whole, open_stream)
-    return {
-        **_envelope("text_completion", stream),
-        "choices": [{"index": 0, "text": text, "finish_reason": stream.finish_reason, "logprobs": None}],
-        "usage": _usage(stream.usage),
-    }
+    stream, text = await _in_thread(lambda: _whole(open_stream))
+    return _json(
+        {
+            **_envelope("text_completion", stream),
+            "choices": [{"index": 0, "text": text, "finish_reason": stream.finish_reason, "logprobs": None}],
+            "usage": _usage(stream.usage),
+        }
+    )
 
 
 def _whole(open_stream: Callable[[], CompletionStream]) -> tuple[CompletionStream, str]:
-    """A whole answer, in a worker thread (the routes are async, so that a streamed answer hops to no thread but
+    """A whole answer, in a pooled thread (the routes are async, so that a streamed answer hops to no thread but
     the one that generates it)."""
     stream = open_stream()
     return stream, "".join(stream)
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """An answer's JSON, encoded once: FastAPI would walk a returned dict with jsonable_encoder and then encode it
+    (~0.1 ms more server CPU per answer), for a body that holds only JSON types already."""
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.post("/load_lora_adapter")
@@ -352,7 +368,7 @@ def _sse(open_stream: Callable[[], CompletionStream], kind: str, include_usage: 
             return {"index": 0, "delta": delta, "finish_reason": finish}
 
         def event(payload: dict[str, Any]) -> bytes:
-            return b"data: " + json.dumps(payload).encode() + b"\n\n"
+            return b"data: " + orjson.dumps(payload) + b"\n\n"
 
         def events(pieces: list[str | ConsoleError], done: bool) -> bytes:
             """The events of the pieces handed over together; at the end, the finish (and usage) events and [DONE]."""
