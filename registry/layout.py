@@ -116,8 +116,9 @@ def open_registry(settings: Settings | None = None) -> Registry:
 
 
 # Registry roots whose folders all existed, with the root's identity and modification time then: creating,
-# removing or renaming one of its folders changes that time (to a new value once it was read, on Linux 6.13+), so
-# while it holds the layout is whole and one stat replaces the mkdir of every folder (~0.25 ms per registry open).
+# removing or renaming one of its folders changes that time (to a new value once it was read, where the kernel
+# has multigrain timestamps as here; else after a timer tick), so while it holds the layout is whole and one stat
+# replaces the mkdir of every folder (~0.25 ms per registry open).
 _laid_out: dict[Path, tuple[int, int]] = {}
 
 
