@@ -29,6 +29,7 @@ from views.common import (
     attempt,
     current_values,
     done,
+    field_shape,
     form_values,
     form_widget,
     job_widget,
@@ -135,10 +136,16 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     widget("quantization", left)
     widget("epochs", right)
     with st.expander("Advanced settings"):
-        columns = st.columns(3)
         advanced = [name for name in JOB_WIDGETS if name not in JOB_FORM_TOP and name != "target_modules"]
-        for index, name in enumerate(advanced):
+        switches = [name for name in advanced if field_shape(JobConfig, name)[0] is bool]
+        columns = st.columns(3)
+        for index, name in enumerate(n for n in advanced if n not in switches):
             widget(name, columns[index % 3])
+        # The on/off settings in a row of their own that wraps: in a third of the form (180 px at 1280 px) their
+        # labels were cut ("Gradient checkpointing", "Compile (torch.compile)").
+        switch_row = st.container(horizontal=True, gap="medium")
+        for name in switches:
+            widget(name, switch_row)
         widget("target_modules")
     actions = st.container(horizontal=True, gap="medium")  # two columns cut "Start Training" in a 1100 px window
     if actions.button("Start Training", type="primary", key="start_training", icon=":material/rocket_launch:"):
