@@ -4,7 +4,7 @@ The config default (and the presets that keep it) train with lora_dropout 0.05; 
 This trains each preset named below on its demo dataset with both values and the same seeds, through the job API
 on the embedded SmolLM2-135M-Instruct, and compares on the held-out set: the judged accuracy (exact match for
 mappings; channel, split and uplift all right for plans), token F1 and eval loss. "quick demo" is a 30-step run on
-the Amazon mappings; "campaign planning" is 50 steps over 799 plans (720 from synthetic priors).
+the Amazon mappings; "campaign planning" is 6 passes over 79 plans, the overfitting-prone case dropout is for.
 Speed here is the job's training time and moves with the machine's load: `bench/training_throughput.py --ab dropout`
 times it properly. Run: `PYTHONPATH=. .venv/bin/python bench/lora_dropout_quality.py [--presets "quick demo,campaign
 planning"] [--seeds 42,7] [--dropouts 0,0.05]`.

@@ -22,7 +22,6 @@ from registry.layout import Registry, open_registry
 from registry.mappings import get_mapping, harmonize
 from registry.plans import NO_CHANNEL, Allocation, Plan, render_plan
 from registry.raw_sources import load_source
-from registry.rmis import PLACEMENT_TYPES
 from registry.shapes import DatasetKind, prompt_of
 
 EVAL_SHARE = 0.15
@@ -31,10 +30,6 @@ MAX_EXAMPLES_PER_FIELD = 60
 # ones: they train on up to this many values. The held-out split stays the one of the first MAX_EXAMPLES_PER_FIELD.
 COMPUTED_TRANSFORMS = {"to_utc": 480, "scale": 480}
 BUDGETS = (5_000, 20_000, 50_000)
-# Synthetic priors for the planning set (see `planning_examples`): groups of them, each planned at every budget.
-SYNTHETIC_PLAN_GROUPS = 240
-PLANNING_RETAILERS = ("Amazon", "Walmart", "Target", "Instacart")
-SYNTHETIC_CATEGORIES = ("Bakery", "Dairy", "Frozen", "Garden", "Kitchen", "Office", "Pantry", "Toys")
 POLICY = (
     "Creative policy: no superlatives or rankings (best, #1), no competitor names, no ALL-CAPS words or '!!', "
     "state the listed price exactly, no false urgency."
@@ -106,67 +101,27 @@ def planning_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
     """Split a budget over the placements whose uplift interval is above zero, best first.
 
     The prompt shows the priors the plan is made from (every placement of the retailer and category, best mean
-    first), so the plan is derived from what the prompt shows rather than recalled per retailer and category. The
-    uplift priors source gives a few dozen groups, too few distinct splits to learn the rule from (its 79 training
-    plans held 13 share patterns, and an adapter learned the frequent ones), so `synthetic_priors` adds groups whose
-    plans come from the same rule; those are training only, so the held-out plans stay the source's own.
+    first), so the plan is derived from what the prompt shows rather than recalled per retailer and category.
     """
     priors = load_source("uplift_priors", registry=registry)
+    for column in ("roas_uplift_mean", "ci_low", "ci_high"):
+        priors[column] = pd.to_numeric(priors[column]).round(2)  # as the prompt shows them
     examples = []
     for (retailer, category), group in priors.groupby(["retailer", "category"], sort=True):
-        examples += _group_plans(retailer, category, group, pinned=False)
-    synthetic = synthetic_priors()
-    for (_, retailer, category), group in synthetic.groupby(["group", "retailer", "category"], sort=True):
-        examples += _group_plans(retailer, category, group, pinned=True)
-    return examples
-
-
-def synthetic_priors(groups: int = SYNTHETIC_PLAN_GROUPS, seed: int = 17) -> pd.DataFrame:
-    """Uplift priors shaped like the source's (3-6 placements a group, 95% intervals from 3-60 tests, an odd
-    placement with too few tests for an interval) but with means drawn anew for every group, so rankings, funded
-    counts and shares vary widely. Categories are none of the source's, so no prompt repeats a held-out one."""
-    rng = random.Random(seed)
-    rows = []
-    for index in range(groups):
-        retailer = PLANNING_RETAILERS[index % len(PLANNING_RETAILERS)]
-        category = SYNTHETIC_CATEGORIES[index // len(PLANNING_RETAILERS) % len(SYNTHETIC_CATEGORIES)]
-        for placement in rng.sample(PLACEMENT_TYPES, rng.randint(3, len(PLACEMENT_TYPES))):
-            n_tests = rng.choice([1, 2]) if rng.random() < 0.05 else rng.randint(3, 60)
-            mean = rng.uniform(0.02, 0.42)
-            half = 1.96 * rng.uniform(0.2, 0.45) / n_tests**0.5
-            rows.append(
+        shown = group.sort_values(["roas_uplift_mean", "placement_type"], ascending=[False, True])
+        ranked = shown[shown["ci_low"] > 0]
+        for budget in BUDGETS:
+            top = ranked.head(2 if budget < 10_000 else 3)
+            examples.append(
                 {
-                    "group": index,
+                    "instruction": f"Plan a ${budget:,} campaign for {category} on {retailer}. Which placements get the budget?",
+                    "input": priors_text(shown),
+                    "output": _plan(top, budget),
+                    "task": "planning",
                     "retailer": retailer,
-                    "placement_type": placement,
-                    "category": category,
-                    "roas_uplift_mean": mean,
-                    "ci_low": mean - half if n_tests >= 3 else None,
-                    "ci_high": mean + half if n_tests >= 3 else None,
                 }
             )
-    return pd.DataFrame(rows)
-
-
-def _group_plans(retailer: str, category: str, group: pd.DataFrame, *, pinned: bool) -> list[dict[str, Any]]:
-    """One plan per budget for one retailer and category: up to 2 placements below $10,000, else up to 3."""
-    group = group.copy()
-    for column in ("roas_uplift_mean", "ci_low", "ci_high"):
-        # as the prompt shows them; a missing interval shows as <NA> (the source's nullable floats) whatever its origin
-        group[column] = pd.to_numeric(group[column]).astype("Float64").round(2)
-    shown = group.sort_values(["roas_uplift_mean", "placement_type"], ascending=[False, True])
-    ranked = shown[shown["ci_low"] > 0]
-    return [
-        {
-            "instruction": f"Plan a ${budget:,} campaign for {category} on {retailer}. Which placements get the budget?",
-            "input": priors_text(shown),
-            "output": _plan(ranked.head(2 if budget < 10_000 else 3), budget),
-            "task": "planning",
-            "retailer": retailer,
-            **({"pinned": True} if pinned else {}),
-        }
-        for budget in BUDGETS
-    ]
+    return examples
 
 
 def priors_text(priors: pd.DataFrame) -> str:

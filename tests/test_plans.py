@@ -3,7 +3,7 @@
 import pytest
 
 from registry import datasets as library
-from registry.generators import SYNTHETIC_PLAN_GROUPS, planning_examples
+from registry.generators import planning_examples
 from registry.plans import judge_plan, parse_plan
 from services.demo import seed_demo
 from training.evaluation import accuracy_by_task, criteria_rates, judge
@@ -108,17 +108,14 @@ def test_judge_picks_the_plan_judge_for_plans_and_exact_match_otherwise():
 def test_generated_plans_pass_their_judge_and_the_held_out_split_keeps_its_size(registry):
     seed_demo(registry)
     examples = planning_examples()
-    assert len(examples) == 96 + 3 * SYNTHETIC_PLAN_GROUPS  # the source's 32 groups and the synthetic ones
+    assert len(examples) == 96
     for example in examples:
         plan = parse_plan(example["output"])
-        assert judge_plan(example["output"], example["output"]).passed
-        if plan.channel == "none":  # no placement with an interval above zero (a few synthetic groups)
-            assert not plan.split and plan.uplift is None and example.get("pinned")
-            continue
-        assert plan.split and plan.channel == plan.split[0].placement
+        assert plan is not None and plan.split and plan.channel == plan.split[0].placement
         assert plan.uplift_low <= plan.uplift <= plan.uplift_high
+        assert judge_plan(example["output"], example["output"]).passed
     held_out = list(library.iter_dataset("task_planning_eval"))
-    assert len(held_out) == 17 and library.get_dataset("task_planning_sft").rows == 79 + 3 * SYNTHETIC_PLAN_GROUPS
+    assert len(held_out) == 17 and library.get_dataset("task_planning_sft").rows == 79
     assert all(judge(r["reference"], r["reference"]).criteria == ALL for r in held_out)
 
 
