@@ -74,7 +74,12 @@ def side(page: Page, name: str):
 
 
 def choose(page: Page, wait, scope, label: str, option: str) -> None:
-    scope.get_by_role("combobox", name=label, exact=True).click()
+    """Pick `option` in the selectbox labelled `label` in `scope`: type to filter, then click it (a click on a
+    selectbox at the window's bottom edge, already showing the option, left its list closed)."""
+    combo = scope.get_by_role("combobox", name=label, exact=True)
+    combo.scroll_into_view_if_needed()
+    combo.click()
+    combo.fill(option)
     page.get_by_role("option", name=option, exact=True).click()
     wait(page)
 
