@@ -46,3 +46,28 @@ def tiny_base(tmp_path_factory) -> Path:
     from tests.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models are all overhead: one thread is faster, and immune to OpenMP stalls on a busy 2-core box.
+    A module asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def datasets(registry):
+    """The training tests' library: an SFT set, its evaluation split and a DPO set (rows in test_training_worker)."""
+    from registry.datasets import write_records
+    from registry.shapes import DatasetKind
+    from tests.test_training_worker import ALPACA, PREFERENCES
+
+    write_records("amazon_sft", ALPACA * 2, DatasetKind.ALPACA, origin="test", registry=registry)
+    write_records("amazon_eval", ALPACA[:4], DatasetKind.ALPACA, origin="test", registry=registry)
+    write_records("policy_dpo", PREFERENCES, DatasetKind.DPO, origin="test", registry=registry)
+    return registry

@@ -2,26 +2,9 @@
 
 import pytest
 
-from tests.test_training_worker import ALPACA, make_config
+from tests.test_training_worker import make_config
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def datasets(registry):
-    from registry.datasets import write_records
-    from registry.shapes import DatasetKind
-
-    write_records("amazon_sft", ALPACA * 2, DatasetKind.ALPACA, origin="test", registry=registry)
-    return registry
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _config(**values):

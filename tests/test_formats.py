@@ -9,6 +9,8 @@ import pytest
 
 from tests.tiny_model import build_tiny_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 WEATHER_TOOL = {
     "type": "function",
     "function": {
@@ -294,16 +296,6 @@ def write(folder: Path, name: str) -> Path:
     else:
         path.write_text(json.dumps(records, indent=2))
     return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -11,14 +11,7 @@ from tests.tiny_model import build_tiny_model
 TOKENS = [[5, 6, 7, 8, 9, 10, 11, 12]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,7 @@ import threading
 
 import pytest
 
-from tests.test_training_worker import ALPACA, make_config
-
-
-@pytest.fixture
-def datasets(registry):
-    from registry.datasets import write_records
-    from registry.shapes import DatasetKind
-
-    write_records("amazon_sft", ALPACA * 2, DatasetKind.ALPACA, origin="test", registry=registry)
-    return registry
+from tests.test_training_worker import make_config
 
 
 def test_compile_is_refused_with_what_to_do_where_there_is_no_cxx_compiler(tiny_base, datasets, monkeypatch):

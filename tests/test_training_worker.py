@@ -29,26 +29,7 @@ PREFERENCES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models are all overhead: one thread is faster, and immune to OpenMP stalls on a busy 2-core box."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def datasets(registry):
-    from registry.datasets import write_records
-    from registry.shapes import DatasetKind
-
-    write_records("amazon_sft", ALPACA * 2, DatasetKind.ALPACA, origin="test", registry=registry)
-    write_records("amazon_eval", ALPACA[:4], DatasetKind.ALPACA, origin="test", registry=registry)
-    write_records("policy_dpo", PREFERENCES, DatasetKind.DPO, origin="test", registry=registry)
-    return registry
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_config(base: Path, **overrides):
