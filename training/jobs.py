@@ -277,10 +277,12 @@ class JobManager:
         return job
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobState:
-        """Block until the job finishes (for scripts and tests; pages poll instead)."""
+        """Block until the job finishes and, when it ran in this process, until its worker is done with it: the
+        status is on disk before the worker writes the job's log line, activity event and follow-ups, so a status
+        poll alone returns early (for scripts and tests; pages poll instead)."""
         deadline = None if timeout is None else datetime.now(UTC).timestamp() + timeout
         with self._cond:
-            while self.get(job_id).status not in FINISHED:
+            while self.get(job_id).status not in FINISHED or job_id in self._threads:
                 remaining = None if deadline is None else deadline - datetime.now(UTC).timestamp()
                 if remaining is not None and remaining <= 0:
                     break
