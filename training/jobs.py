@@ -3,7 +3,9 @@
 Each job is a folder `jobs/<id>/` (its files are `training.job_folder`'s). Live progress is read from
 the metrics file, so any process can show it and a restart loses nothing. A running worker holds
 `.locks/job-<id>.lock`; a job whose state says running but whose lock is free lost its process and
-becomes interrupted, resumable from its last checkpoint.
+becomes interrupted, resumable from its last checkpoint. A job's status is written last: its log line and
+activity event are on disk first, so any reader (another process, an API client) that sees a job finished also
+sees why; `wait` also waits for the follow-ups (`on_completed`) that run after it.
 
 Besides training, the manager runs other long tasks (publishing a package) through the same queue, limit,
 state, log, progress and cancel: a task is a kind, a label and JSON parameters, run by a function that the
@@ -244,9 +246,8 @@ class JobManager:
         with self._cond:
             if job_id in self._queue:
                 self._queue.remove(job_id)
-                job = self._transition(job_id, status=JobStatus.CANCELLED, finished=datetime.now(UTC))
                 self._log(job_id, "cancelled while queued")
-                return job
+                return self._transition(job_id, status=JobStatus.CANCELLED, finished=datetime.now(UTC))
             stop = self._stops.get(job_id)
         if stop is None:
             raise JobError(f"Job {job_id} runs in another process of the console; cancel it there.")
@@ -342,13 +343,14 @@ class JobManager:
     # ---- internals -----------------------------------------------------------------------------
 
     def _save(self, job: JobState, previous: JobStatus | None = None) -> None:
-        """Write the state; a changed status also goes to the activity feed, before anyone waiting is woken."""
-        with locked(self.registry.locks, "jobs"):
-            atomic_write_json(self.folder(job.id).state, job.model_dump(mode="json"))
-            bump_generation(self.registry.jobs)
+        """Write the state; a changed status goes to the activity feed first, so a reader (another process, an API
+        client) that sees the status also sees its event."""
         if job.status != previous:
             subject = {"task": job.task.kind} if job.task else {"adapter": job.config.adapter_name}
             log_event(f"job.{EVENT_NAMES[job.status]}", _event_message(job), self.registry, job=job.id, **subject)
+        with locked(self.registry.locks, "jobs"):
+            atomic_write_json(self.folder(job.id).state, job.model_dump(mode="json"))
+            bump_generation(self.registry.jobs)
         with self._cond:
             self._cond.notify_all()
 
@@ -376,9 +378,9 @@ class JobManager:
                 except Timeout:
                     continue
                 lock.release()
-                self._transition(job.id, status=JobStatus.INTERRUPTED, finished=datetime.now(UTC))
                 again = "start it again" if job.task else "resume it from its checkpoint"
                 self._log(job.id, f"interrupted: the process running this job stopped; {again}")
+                self._transition(job.id, status=JobStatus.INTERRUPTED, finished=datetime.now(UTC))
 
     def _dispatch(self) -> None:
         while True:
@@ -450,12 +452,13 @@ class JobManager:
                 job.config, self.job_dir(job.id), stop=self._stops[job.id], resume=job.resume, address=self.backend
             )
         if result.status == "cancelled":
+            self._log(job.id, f"cancelled at step {result.steps}")
             self._transition(
                 job.id, status=JobStatus.CANCELLED, finished=datetime.now(UTC), final_metrics=result.metrics
             )
-            self._log(job.id, f"cancelled at step {result.steps}")
             return
         adapter = register_adapter(result, job.config, registry=self.registry, job_id=job.id)
+        self._log(job.id, f"completed: adapter {job.config.adapter_name} v{adapter.version} saved")
         self._transition(
             job.id,
             status=JobStatus.COMPLETED,
@@ -464,7 +467,6 @@ class JobManager:
             adapter_path=str(adapter.path),
             adapter_version=adapter.version,
         )
-        self._log(job.id, f"completed: adapter {job.config.adapter_name} v{adapter.version} saved")
         completed = self.get(job.id)
         for callback in self.on_completed:
             try:
@@ -480,8 +482,8 @@ class JobManager:
         self._transition(job.id, status=JobStatus.COMPLETED, finished=datetime.now(UTC), result=result)
 
     def _fail(self, job_id: str, message: str) -> None:
-        self._transition(job_id, status=JobStatus.FAILED, finished=datetime.now(UTC), error=message)
         self._log(job_id, f"failed: {message}")
+        self._transition(job_id, status=JobStatus.FAILED, finished=datetime.now(UTC), error=message)
 
     def _forget(self, job_id: str) -> None:
         with self._cond:
