@@ -38,10 +38,16 @@ def test_sampler_keeps_a_bounded_history(tmp_path):
 
     sampler = HealthSampler(tmp_path, interval=0.05, history=0.2)
     try:
-        deadline = datetime.now(UTC) + timedelta(seconds=10)
-        while len(sampler.history()) < 4 and datetime.now(UTC) < deadline:
+        # until the first sample has been dropped for a newer one (generous: a loaded machine samples late)
+        deadline = datetime.now(UTC) + timedelta(seconds=120)
+        while not sampler.history() and datetime.now(UTC) < deadline:
+            sampler._stop.wait(0.05)
+        assert sampler.history(), "the sampler took no sample"
+        first = sampler.history()[0]
+        while first in sampler.history() and datetime.now(UTC) < deadline:
             sampler._stop.wait(0.05)
         history = sampler.history()
+        assert first not in history, "the sampler took no new samples"
         assert len(history) == 4  # 0.2 s of history at 0.05 s
         assert [s.time for s in history] == sorted(s.time for s in history)
     finally:
@@ -83,7 +89,7 @@ def test_system_health_draws_the_last_hour_in_its_cards_without_plotly(registry)
     from services.monitoring import health_history, system_health
 
     system_health()  # starts the sampler (or reads the running one)
-    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    deadline = datetime.now(UTC) + timedelta(seconds=120)  # a sample every 5 s, later on a loaded machine
     while len(health_history()) < 2 and datetime.now(UTC) < deadline:
         time.sleep(0.2)
     app = AppTest.from_file(str(ROOT / "views" / "system_health.py"), default_timeout=60).run()
