@@ -62,11 +62,13 @@ class RequestLog:
         """Never blocks on disk: the line is written by the writer thread."""
         self._queue.put(record.model_dump_json())
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until everything appended so far is on disk (tests, readers that want the newest lines)."""
+    def flush(self, timeout: float = 120.0) -> bool:
+        """Wait until everything appended so far is on disk (tests, readers that want the newest lines); False if
+        the writer did not get there within `timeout` (generous: on a loaded machine it may wait its turn for a
+        while, and a reader that went on early would read an incomplete log)."""
         done = threading.Event()
         self._queue.put(done)
-        done.wait(timeout)
+        return done.wait(timeout)
 
     def records(self, since: datetime | None = None) -> Iterator[RequestRecord]:
         for path in self.files():
