@@ -24,6 +24,16 @@ def registry(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def refused_port():
+    """A loopback port that refuses connections for the whole test (bound, never listened on): the address of a
+    server that is down, which no other server can start on while the test runs."""
+    from tests.api_server import closed_port
+
+    with closed_port() as port:
+        yield port
+
+
+@pytest.fixture
 def peer_data() -> Path:
     if not PEER_DATA.is_dir():
         pytest.skip(f"peer data not found at {PEER_DATA}")

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SERVER_START_TIMEOUT_S = 60
+SERVER_START_TIMEOUT_S = 120  # generous: a fresh server imports pandas and more on a possibly loaded machine
+PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -31,10 +32,8 @@ class ConsoleServer:
     def __init__(
         self, home: Path, models: Path | None, log_path: Path, *, port: int | None = None, args: Sequence[str] = ()
     ):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        env = {
+        self.env = {
             **os.environ,
             "RMN_LORA_HOME": str(home),
             "HF_HUB_OFFLINE": "1",
@@ -42,7 +41,22 @@ class ConsoleServer:
             "PYTHONUNBUFFERED": "1",
         }
         if models is not None:
-            env["RMN_LORA_MODELS"] = str(models)
+            self.env["RMN_LORA_MODELS"] = str(models)
+        self.args = args
+        # A free port can be taken by another socket between free_port() and streamlit's bind (it then exits with
+        # "Port N is not available"): another free port is tried, unless the caller asked for this one.
+        for attempt in range(1 if port else PORT_ATTEMPTS):
+            self._start(port or free_port())
+            try:
+                if self._wait_healthy(last_attempt=bool(port) or attempt == PORT_ATTEMPTS - 1):
+                    return
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{self.port}"
         command = [
             sys.executable, "-m", "streamlit", "run", "serve.py",
             "--server.address", "127.0.0.1",
@@ -50,28 +64,27 @@ class ConsoleServer:
             "--server.headless", "true",
             "--server.fileWatcherType", "none",
             "--browser.gatherUsageStats", "false",
-            *args,
+            *self.args,
         ]  # fmt: skip
-        with log_path.open("ab") as log:
+        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
-        try:
-            self._wait_healthy()
-        except BaseException:
-            self.stop()
-            raise
 
-    def _wait_healthy(self) -> None:
-        """Poll Streamlit's health endpoint; fail with the server's own output if it dies or never answers."""
+    def _wait_healthy(self, last_attempt: bool) -> bool:
+        """Poll Streamlit's health endpoint; fail with the server's own output if it dies or never answers. False
+        when it exited because its port was taken meanwhile and another port may be tried."""
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                log = self.log_path.read_text(errors="replace")
+                log = self.log_path.read_bytes()[self.log_start :].decode(errors="replace")
+                if "is not available" in log and not last_attempt:
+                    return False
                 pytest.fail(f"streamlit exited with {self.process.returncode} before answering:\n{log}")
             try:
                 if httpx.get(f"{self.url}/_stcore/health", timeout=2).text.strip() == "ok":
-                    return
+                    return True
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)

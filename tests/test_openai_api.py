@@ -291,7 +291,7 @@ def test_a_client_that_hangs_up_mid_stream_frees_the_model(client):
     assert again.choices[0].message.content == MAP_ANSWER
 
 
-def test_deploy_loads_an_adapter_into_a_running_server_over_http(world):
+def test_deploy_loads_an_adapter_into_a_running_server_over_http(world, refused_port):
     """The console's deploy client (httpx) against a real OpenAI-compatible server: this console's own."""
     from services.deploy import ServingEndpoint, complete_on_endpoint, deploy_adapter, remote_models, save_endpoint
     from services.errors import ConsoleError
@@ -308,9 +308,7 @@ def test_deploy_loads_an_adapter_into_a_running_server_over_http(world):
     default_name = deploy_adapter("mapper", endpoint="here")
     assert default_name.lora_name == "mapper@v1"
 
-    from tests.api_server import free_port
-
-    save_endpoint(ServingEndpoint(name="down", url=f"http://127.0.0.1:{free_port()}"))
+    save_endpoint(ServingEndpoint(name="down", url=f"http://127.0.0.1:{refused_port}"))
     with pytest.raises(ConsoleError, match="Could not reach down"):
         deploy_adapter("mapper", endpoint="down")
     save_endpoint(ServingEndpoint(name="mounted", url=world["url"], adapter_root="/mnt/registry/adapters"))

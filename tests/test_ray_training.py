@@ -187,10 +187,10 @@ def test_the_local_backend_refuses_several_workers(setup):
         )
 
 
-def test_an_unreachable_cluster_fails_the_job_with_the_reason(setup, monkeypatch):
+def test_an_unreachable_cluster_fails_the_job_with_the_reason(setup, monkeypatch, refused_port):
     from services.training import job_manager, submit_training_job
 
-    monkeypatch.setenv("RMN_LORA_TRAINING_BACKEND", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("RMN_LORA_TRAINING_BACKEND", f"127.0.0.1:{refused_port}")
     job_id = submit_training_job(
         "retailer", "x", "map_sft", base_model="tiny-llama", config={**SETTINGS, "max_steps": 2}
     )

@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from api_server import free_port, serve
+from api_server import serve
 from tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
 
 PROMPTS = [
@@ -110,8 +110,8 @@ def test_a_server_url_with_a_key_from_the_environment_never_writes_the_key(world
     assert "REMOTE_EVAL_KEY" in written and SECRET not in written
 
 
-def test_an_unreachable_endpoint_fails_the_run_and_says_what_to_do(world):
-    state, result = _run("mapper", "mapper_eval", endpoint=f"http://127.0.0.1:{free_port()}", limit=2)
+def test_an_unreachable_endpoint_fails_the_run_and_says_what_to_do(world, refused_port):
+    state, result = _run("mapper", "mapper_eval", endpoint=f"http://127.0.0.1:{refused_port}", limit=2)
     assert state.status.value == "failed"
     assert "Could not reach" in state.error and "Check that the server is running" in state.error
     assert result["rows"] == []
@@ -225,7 +225,7 @@ def test_the_federation_ab_runs_a_side_on_an_endpoint_and_it_answers_as_the_loca
     )
 
 
-def test_an_ab_side_on_a_bad_or_unreachable_endpoint_is_refused_readably(world, monkeypatch):
+def test_an_ab_side_on_a_bad_or_unreachable_endpoint_is_refused_readably(world, monkeypatch, refused_port):
     from services.errors import ConsoleError
     from services.federation import compare_federations, endpoint_model
 
@@ -239,7 +239,7 @@ def test_an_ab_side_on_a_bad_or_unreachable_endpoint_is_refused_readably(world, 
         with pytest.raises(ConsoleError, match=words):
             call()
     federation = _saved_federation("mapper alone")
-    down = endpoint_model(f"http://127.0.0.1:{free_port()}", "mapper")
+    down = endpoint_model(f"http://127.0.0.1:{refused_port}", "mapper")
     with pytest.raises(ConsoleError, match="Could not reach .* Check that the server is running"):
         compare_federations(federation, down, [{"prompt": PROMPTS[0]}])
     ghost = endpoint_model(world["url"], "ghost")

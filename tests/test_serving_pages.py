@@ -5,7 +5,7 @@ Playground streams an answer from it that equals the console's in-process answer
 from pathlib import Path
 
 import pytest
-from api_server import free_port, serve
+from api_server import serve
 from streamlit.testing.v1 import AppTest
 from tiny_model import build_tiny_model, train_tiny_adapter
 
@@ -73,12 +73,12 @@ def test_settings_adapters_and_playground_use_a_serving_endpoint(server):
     assert int(tokens["Tokens"]) >= 1 and int(tokens["Prompt tokens"]) > 5
 
 
-def test_endpoint_errors_are_readable_and_roles_apply(server):
+def test_endpoint_errors_are_readable_and_roles_apply(server, refused_port):
     from registry.access import Actor, Role, acting_as
     from services.deploy import ServingEndpoint, deploy_adapter, save_endpoint, stream_on_endpoint
     from services.errors import ConsoleError, Forbidden
 
-    save_endpoint(ServingEndpoint(name="down", url=f"http://127.0.0.1:{free_port()}"))
+    save_endpoint(ServingEndpoint(name="down", url=f"http://127.0.0.1:{refused_port}"))
     with pytest.raises(ConsoleError, match="Could not reach down"):
         list(stream_on_endpoint("down", "mapper", PROMPT))
     save_endpoint(ServingEndpoint(name="here", url=server, engine="console"))
