@@ -183,6 +183,9 @@ def test_gated_composition_shows_the_stack_router_and_answers_with_gate_weights(
     result = at.session_state["fed_result"]
     assert max(result.gate_weights, key=result.gate_weights.get) == "planner v1"
     assert len(at.get("plotly_chart")) == 1
+    assert [c.value for c in at.code] == [result.response], "the streamed answer is shown as plain text"
+    at.run()
+    assert [c.value for c in at.code] == [result.response], "and drawn the same way on the next rerun"
 
 
 def test_save_refuses_a_duplicate_then_load_and_delete(console):
@@ -225,6 +228,7 @@ def test_playground_runs_an_adapter_and_loads_a_history_entry_back(console):
     assert int(metrics["Tokens"]) > 0 and metrics["Adapters used"] == "1"
     history = at.dataframe[0].value
     assert list(history["Target"]) == ["mapper v1 (adapter)"]
+    assert [c.value for c in at.code] == [list_history()[0].response], "the streamed answer is shown as plain text"
 
     at.selectbox(key="pg_template").select("Free").run()
     at.number_input(key="pg_gen_max_new_tokens").set_value(40).run()
@@ -253,6 +257,19 @@ def entry(number: int, when: datetime, prompt: str = "", kind: str = "base"):
         response=f"answer {number}",
         metrics=RunMetrics(tokens=number, latency_ms=10.0 * number, load_ms=1.0),
     )
+
+
+def test_an_answer_holding_markdown_and_html_is_shown_as_typed_and_loads_nothing(console):
+    """A model's answer is not the console's text: Markdown would fetch an image's address, run a link, bold
+    a word that was not bold; the playground and the federation page show it exactly as generated."""
+    answer = "![pixel](http://127.0.0.1:9/p.png) **not bold** <img src=http://127.0.0.1:9/q.png>\nline 2"
+    at = page("playground.py")
+    at.session_state["pg_last"] = entry(1, datetime.now(UTC)).model_copy(update={"response": answer})
+    at.run()
+    assert not at.exception, at.exception
+    assert [c.value for c in at.code] == [answer]
+    rendered = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    assert not any("127.0.0.1:9" in text for text in rendered), rendered
 
 
 def test_history_round_trip_search_and_clear(registry):

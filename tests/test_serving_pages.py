@@ -67,7 +67,7 @@ def test_settings_adapters_and_playground_use_a_serving_endpoint(server):
     playground.button(key="pg_remote_run").click().run()
     assert not playground.exception and not playground.error, [e.value for e in playground.error]
     expected = "".join(stream_completion("mapper", PROMPT, GenerationSettings(max_new_tokens=12))).strip()
-    shown = "".join(m.value for m in playground.markdown)
+    shown = "".join(c.value for c in playground.code)
     assert expected.startswith("placement_type") and expected in shown
     tokens = {m.label: m.value for m in playground.metric}
     assert int(tokens["Tokens"]) >= 1 and int(tokens["Prompt tokens"]) > 5

@@ -4,7 +4,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import NoneType, UnionType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin
 
@@ -28,6 +28,25 @@ def plain(text: object) -> str:
     """User text (names, descriptions, file names) made inert inside st.markdown / caption / alerts: every
     Markdown and HTML character is escaped, so `![x](http://host/p.png)` shows as typed and loads nothing."""
     return _MARKDOWN.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def show_answer(text: str) -> None:
+    """A model's answer exactly as generated, line breaks kept, in a box with a copy button: never Markdown, where
+    an answer holding `![x](http://host/p.png)` would make the browser fetch that address."""
+    st.code(text or "(empty answer)", language=None, wrap_lines=True)
+
+
+def stream_answer(chunks: Iterable[str]) -> str:
+    """Draw an answer as its tokens arrive (the same plain box as `show_answer`); returns the whole text."""
+    slot, text = st.empty(), ""
+    for chunk in chunks:
+        text += chunk
+        with slot:
+            show_answer(text)
+    if not text:
+        with slot:
+            show_answer(text)
+    return text
 
 
 def show_broken(broken: Sequence[CorruptFile]) -> None:

@@ -17,7 +17,7 @@ from services.deploy import (
     save_endpoint,
     stream_on_endpoint,
 )
-from views.common import attempt, done, generation_settings, plain, show_error, show_table
+from views.common import attempt, done, generation_settings, plain, show_error, show_table, stream_answer
 from views.session import may
 
 ENGINES = {"vllm": "vLLM", "sglang": "SGLang", "console": "Another RMN console"}
@@ -155,7 +155,7 @@ def remote_playground(prompt_key: str, gen_prefix: str) -> None:
         return
     with st.container(border=True, key="pg_remote_output"), st.spinner(f"Generating on {endpoint}…"):
         try:
-            st.write_stream(stream)
+            stream_answer(stream)
         except Exception as error:  # noqa: BLE001 — readable, never a traceback
             show_error(error, "retry_pg_remote_run")
             return

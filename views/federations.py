@@ -42,9 +42,11 @@ from views.common import (
     human_size,
     paginate,
     plain,
+    show_answer,
     show_broken,
     show_error,
     show_table,
+    stream_answer,
 )
 from views.endpoints import pick_endpoint_model
 from views.session import may
@@ -361,7 +363,7 @@ def result_details(result: FederationResult) -> None:
             st.caption("Prompt")
             st.code(stage.prompt, language=None, wrap_lines=True)
             st.caption("Output")
-            st.code(stage.response or "(empty answer)", language=None, wrap_lines=True)
+            show_answer(stage.response)
 
 
 def test_panel() -> None:
@@ -387,7 +389,7 @@ def test_panel() -> None:
         stream = stream_federation(federation, prompt, settings, inference_engine())
         with box, st.spinner("Generating (the first run also loads the model)…"):
             try:
-                st.write_stream(stream)
+                stream_answer(stream)
             except Exception as error:  # noqa: BLE001 — readable, never a traceback
                 show_error(error, "retry_fed_run")
                 return
@@ -397,7 +399,8 @@ def test_panel() -> None:
         box.caption("Press **Run Inference** to see the federation's answer here.")
         return
     if not run:
-        box.markdown(result.response or "_(empty answer)_")
+        with box:
+            show_answer(result.response)
     result_details(result)
 
 

@@ -15,8 +15,10 @@ from views.common import (
     generation_settings,
     paginate,
     put_generation_settings,
+    show_answer,
     show_error,
     show_table,
+    stream_answer,
 )
 from views.endpoints import remote_playground
 from views.session import may
@@ -182,7 +184,7 @@ with output:
         if started is not None:
             with box, st.spinner("Generating (the first run also loads the model)…"):
                 try:
-                    st.write_stream(started)
+                    stream_answer(started)
                     st.session_state["pg_last"] = started.entry
                 except Exception as error:  # noqa: BLE001 — readable, never a traceback
                     st.session_state.pop("pg_last", None)
@@ -192,7 +194,8 @@ with output:
         box.caption("Run a prompt to see the answer here.")
     else:
         if not run:
-            box.markdown(last.response or "_(empty answer)_")
+            with box:
+                show_answer(last.response)
         show_metrics(last)
 st.subheader("History")
 history_panel()
