@@ -178,6 +178,7 @@ def test_the_evaluations_page_runs_a_model_on_a_serving_endpoint(world):
     assert not [s for s in at.selectbox if s.key == "eval_target"], "the local target choice is hidden"
     assert at.number_input(key="eval_batch").max == 256 and at.number_input(key="eval_tokens").max == 2048
     assert "perplexity" not in at.multiselect(key="eval_metrics_remote").options
+    assert at.multiselect(key="eval_metrics_remote").proto.placeholder == "empty: the defaults for the dataset's kind"
     at.selectbox(key="eval_remote_model").set_value("mapper@v1")
     at.selectbox(key="eval_dataset").set_value(next(o for o in at.selectbox(key="eval_dataset").options if "eval" in o))
     at.number_input(key="eval_limit").set_value(2)

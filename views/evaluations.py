@@ -81,6 +81,7 @@ def _run_form(targets: dict[str, str | None], datasets: list, remote: tuple[str,
             "Metrics",
             list(offered),
             key="eval_metrics_remote" if remote else "eval_metrics",
+            placeholder="empty: the defaults for the dataset's kind",
             help="Empty: the defaults for the dataset's kind. " + " ".join(f"{m}: {h}" for m, h in offered.items()),
         )
         left, middle, right = st.columns(3)
