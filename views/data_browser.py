@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from services import mappings
-from views.common import attempt, done, paginate, show_error, show_table
+from views.common import attempt, done, paginate, plain, show_error, show_table
 from views.session import may
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
@@ -66,9 +66,11 @@ def harmonized_preview(source: mappings.SourceInfo, page_rows: pd.DataFrame) -> 
     mapping = mappings.get_mapping(choice)
     result = mappings.harmonize(mapping, page_rows)
     if result.failing_cells:
-        st.warning(f"{result.failing_cells} cells on this page fail under {mapping.retailer} v{mapping.version}.")
+        st.warning(
+            plain(f"{result.failing_cells} cells on this page fail under {mapping.retailer} v{mapping.version}.")
+        )
     else:
-        st.success(f"Every row on this page harmonizes under {mapping.retailer} v{mapping.version}.")
+        st.success(plain(f"Every row on this page harmonizes under {mapping.retailer} v{mapping.version}."))
     show_table(
         result.display_frame().style.apply(lambda _: result.failed.map(lambda bad: FAIL_CSS if bad else ""), axis=None),
         hide_index=True,

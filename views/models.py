@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from services import models as catalog
-from views.common import attempt, human_size, paginate, show_error, show_table
+from views.common import attempt, human_size, paginate, plain, show_error, show_table
 from views.session import may
 
 KIND_LABELS = {"All": None, "Base models": "base", "Adapters": "adapter", "Packages": "package"}
@@ -17,7 +17,7 @@ st.caption("Base models, the adapters trained on them (every version) and the pa
 @st.dialog("Delete model")
 def confirm_delete(entry: catalog.ModelEntry) -> None:
     what = {"base": "the registration of", "adapter": "adapter version", "package": "package"}[entry.kind]
-    st.warning(f"This deletes {what} {entry.label}. It cannot be undone.", icon=":material/delete:")
+    st.warning(plain(f"This deletes {what} {entry.label}. It cannot be undone."), icon=":material/delete:")
     if entry.kind == "base":
         st.caption("The folder on disk is left where it is; only the registration is removed.")
     if st.button("Delete permanently", type="primary", key="model_delete_confirm", icon=":material/delete_forever:"):
@@ -152,7 +152,7 @@ elif entries:
         editable = may(catalog.update_model, catalog.delete_model)
         if not editable:  # an editor sees it in the Description box below
             st.text(f"Description: {entry.description or '—'}")
-        st.caption(f"Source: {entry.source} · Path: {entry.path}")
+        st.caption(plain(f"Source: {entry.source} · Path: {entry.path}"))
         if entry.kind == "package":
             archive = attempt(lambda: catalog.get_package(entry.name).archive, "retry_package_archive")
             actions = st.columns([1, 1, 3])

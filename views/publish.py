@@ -88,7 +88,7 @@ elif adapters:
 def result_card(record: catalog.PackageRecord) -> None:
     verification = record.verification
     with st.container(border=True):
-        st.success(f"{record.name} is ready ({record.kind}).", icon=":material/check_circle:")
+        st.success(plain(f"{record.name} is ready ({record.kind})."), icon=":material/check_circle:")
         cols = st.columns(4)
         cols[0].metric("Package size", human_size(record.size_bytes))
         cols[1].metric(
@@ -158,7 +158,7 @@ if job_id := st.session_state.get("publish_job") or next(iter(running), None):
             result_card(record)
     elif job is not None:
         icon = ":material/cancel:" if job.status.value == "cancelled" else ":material/error:"
-        st.error(f"Not published ({job.status.value}): {job.error or 'nothing was kept.'}", icon=icon)
+        st.error(plain(f"Not published ({job.status.value}): {job.error or 'nothing was kept.'}"), icon=icon)
 
 packages = attempt(catalog.list_packages, "retry_packages")
 if packages:

@@ -293,7 +293,7 @@ def main() -> None:
         sample = mappings.sample_rows(mapping)
     except NotFound as error:
         sample = pd.DataFrame()
-        st.warning(f"{error} Field statuses stay untested until then.")
+        st.warning(plain(f"{error} Field statuses stay untested until then."))
     statuses = mappings.field_status(mapping, sample)
     cov = mappings.coverage(mapping)
     columns = st.columns(4)

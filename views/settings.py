@@ -92,7 +92,7 @@ if rows:
             try:
                 parsed = json.loads(defaults_text or "{}")
             except ValueError as error:
-                st.error(f"Training defaults are not valid JSON: {error}.", icon=":material/error:")
+                show_error(f"Training defaults are not valid JSON: {error}.")
             else:
                 changes = {
                     name: value
