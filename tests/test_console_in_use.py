@@ -185,6 +185,29 @@ def test_frame_first_the_collection_after_each_run_skips_the_libraries_imported_
     assert frozen > 20 * walked, (walked, frozen)
 
 
+def test_frame_first_the_server_answers_on_a_kept_alive_connection_without_waiting_for_an_ack(tmp_path) -> None:
+    """Streamlit binds its listening socket without naming the protocol (protocol 0) and asyncio sets TCP_NODELAY
+    only on sockets whose protocol is TCP, so Nagle's algorithm held every response after the first on a kept-alive
+    connection until the browser's delayed ACK: 43-49 ms at least per request (the 60 script files of a first
+    visit, the app's messages), 2.5-6 ms with it off (7 Dec, load 12). The server's start-up turns it off on the
+    listening socket, which every accepted connection inherits."""
+    code = (
+        "import asyncio, socket\n"
+        "listener = socket.socket(socket.AF_INET)  # as Streamlit's server binds it: protocol 0\n"
+        "listener.bind(('127.0.0.1', 0))\n"
+        "listener.listen(8)\n"
+        "import serve\n"
+        "async def start():\n"
+        "    async with serve.start_up(serve.app):\n"
+        "        pass\n"
+        "asyncio.run(start())\n"
+        "client = socket.create_connection(listener.getsockname())\n"
+        "accepted, _ = listener.accept()\n"
+        "print('nodelay', accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))\n"
+    )
+    assert fresh_python(code, tmp_path / "home").endswith("nodelay 1")
+
+
 def test_new_user_an_empty_training_jobs_page_loads_the_demo_data(registry) -> None:
     """A new user's Training Jobs page said "run `make run`" (a shell command) and nothing else; its button now
     loads the demo datasets, and the form appears with them."""
