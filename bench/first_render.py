@@ -6,7 +6,11 @@ that pays the shared imports. For each page it records:
 - first paint: from navigation to the page's title being visible (the frame drawn before any heavy work);
 - first render: from navigation to the script run finishing and every element it sent drawn (a table's or a
   chart's code loads after the run has finished: the script state alone came seconds early);
-- rerun: the same page rerun in the same session (Streamlit's "R" shortcut), once everything is imported.
+- rerun: the same page rerun in the same session (Streamlit's "R" shortcut), once everything is imported;
+- transition: in one warm session, a click on the page's link in the sidebar (from the page before it in the round's
+  order) until the new page's run has finished and every element is drawn (seed 002 asks for < 200 ms).
+A rerun or a transition ends once the script state, watched in the page (a MutationObserver), has gone to running
+and back, and every element is drawn: no fixed wait, so a fast run is not rounded up.
 Each round also starts a bare Streamlit app (a title and a line of text) the same way and opens it the same way:
 its first paint is the floor that Streamlit and Chromium alone cost on this machine at this load, so "over floor"
 says what the console itself adds, comparable across loads. A second floor is the same page under a navigation of
@@ -17,13 +21,18 @@ Each page opens in a fresh browser context (an empty HTTP cache: a browser's fir
 also downloads and compiles Streamlit's table code (about 1.5 MB of JavaScript) in its first render. `--warm-browser`
 measures a user whose browser has opened the console before: one context per round, every page opened once (not
 measured: it fills the cache and the server's imports), then each page again in a new tab, a new Streamlit session.
+The floor with navigation also gives the transition floor: a click between two of its bare pages.
+`--compare DIR` measures another checkout of the console (say, main before a change: `git worktree add` or `git
+archive` it, with its own `.venv` link) in the same rounds, on the same registry, the two servers alternated, and
+prints each page's ratio: load hits both alike.
 Goal (issue 11): every first render under 1.5 s on an idle machine; the ratio says what the first visit costs
 beyond a rerun on whatever machine runs it.
 
-Run: `PYTHONPATH=. .venv/bin/python bench/first_render.py [--rounds 5]` (or `make bench`).
+Run: `PYTHONPATH=. .venv/bin/python bench/first_render.py [--rounds 5] [--compare DIR]` (or `make bench`).
 """
 
 import argparse
+import math
 import os
 import socket
 import statistics
@@ -31,9 +40,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -69,7 +81,7 @@ PAGES = {  # url path -> name: every page of the navigation (app.py) that an ope
     "users": "Users",
 }
 DONE = '[data-testid="stApp"][data-test-script-state="notRunning"][data-test-connection-state="CONNECTED"]'
-TIMEOUT_MS = 180_000
+TIMEOUT_MS = int(os.environ.get("BENCH_TIMEOUT_MS", 180_000))
 
 
 FLOOR_APP = 'import streamlit as st\n\nst.title("Floor")\nst.write("A bare Streamlit page.")\n'
@@ -89,8 +101,9 @@ st.navigation({{"": pages[:1], "Section": pages[1:]}}, expanded=True).run()
 """
 
 
-def start_server(home: Path, script: str = "serve.py") -> tuple[subprocess.Popen, str]:
-    """A server the way `make run` starts it (serve.py: the console and its session routes)."""
+def start_server(home: Path, script: str = "serve.py", root: Path = ROOT) -> tuple[subprocess.Popen, str]:
+    """A server the way `make run` starts it (serve.py: the console and its session routes), from the checkout at
+    `root`."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -99,7 +112,7 @@ def start_server(home: Path, script: str = "serve.py") -> tuple[subprocess.Popen
     command = [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
                "--browser.gatherUsageStats", "false"]  # fmt: skip
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -120,25 +133,99 @@ DRAWN = """() => document.querySelectorAll('[data-testid="stSkeleton"]').length 
         .every(chart => chart.querySelector('svg'))"""
 
 
+# Counts, in the page itself, the script state's returns to "not running" (a run requested, then finished; a fast
+# run can go from "rerun requested" to "not running" without "running" ever reaching the DOM), so a rerun or a page
+# switch is over when the count has grown and every element is drawn: a poll from outside could miss a short run.
+WATCH_RUNS = """() => {
+    window.__runs = 0;
+    new MutationObserver(changes => {
+        for (const change of changes)
+            if (change.oldValue !== 'notRunning' &&
+                change.target.getAttribute('data-test-script-state') === 'notRunning') window.__runs += 1;
+    }).observe(document.body, {attributes: true, attributeOldValue: true, subtree: true,
+                               attributeFilter: ['data-test-script-state']});
+}"""
+RAN = f"""runs => window.__runs > runs && document.querySelector('{DONE}') !== null &&
+    document.querySelector('[data-testid="stStatusWidgetRunningIcon"]') === null && ({DRAWN})()"""
+
+
 def settle(page) -> None:
-    """The script run has finished (the state flips to running within a frame of a rerun request) and every element
-    it sent is drawn."""
-    page.wait_for_timeout(100)
+    """The first run, whose title is already visible, has finished and every element it sent is drawn."""
     page.wait_for_selector(DONE, timeout=TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=TIMEOUT_MS)
     page.wait_for_function(DRAWN, timeout=TIMEOUT_MS, polling=50)
 
 
-def measure_floor(browser, folder: Path, app: str, warm: bool) -> tuple[float, float, float]:
-    """A floor app on its own fresh server: (first paint, first render, rerun)."""
+STARTED = """runs => window.__runs > runs ||
+    document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') !== 'notRunning'"""
+
+
+def timed_run(page, action) -> float:
+    """Seconds from `action` (a key press, a click) to the end of the run it starts, every element drawn. Streamlit
+    ignores about one "R" in three pressed just after a run (no rerun is requested): an action that has started no
+    run within a second is done again, and the time counts from the one that did."""
+    runs = page.evaluate("() => window.__runs")
+    for _ in range(5):
+        start = time.perf_counter()
+        action()
+        try:
+            page.wait_for_function(STARTED, arg=runs, timeout=1000, polling=16)
+            break
+        except PlaywrightTimeout:
+            continue
+    page.wait_for_function(RAN, arg=runs, timeout=TIMEOUT_MS, polling=16)
+    return time.perf_counter() - start
+
+
+Sample = tuple[float, float, float, float]  # first paint, first render, rerun, transition (seconds)
+COLUMNS = ("first paint", "first render", "rerun", "transition")
+
+
+def link(path: str) -> str:
+    """The sidebar's link to a page ('' is the default page, whose link is the app's root)."""
+    return f'[data-testid="stSidebarNav"] a[href$="/{path}"]'
+
+
+def measure_floor(browser, folder: Path, app: str, warm: bool, switch_to: list[str] | None = None) -> Sample:
+    """A floor app on its own fresh server: (first paint, first render, rerun, transition). The transition (with
+    `switch_to`: its pages' url paths) is the median of clicks through those pages."""
     script = folder / "floor.py"
     script.write_text(app)
     server, url = start_server(folder, str(script))
     try:
-        return measure_round(browser, url, [""], warm)[""]
+        paint, render, rerun = measure_round(browser, url, [""], warm)[""]
+        transition = float("nan")
+        if switch_to:
+            switches = measure_transitions(browser, url, ["", *switch_to])
+            transition = statistics.median(switches.values())
+        return paint, render, rerun, transition
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def open_settled(context, url: str):
+    page = context.new_page()
+    page.goto(url)
+    page.get_by_role("heading", level=1).first.wait_for(timeout=TIMEOUT_MS)
+    settle(page)
+    page.evaluate(WATCH_RUNS)
+    return page
+
+
+def measure_transitions(browser, url: str, order: list[str], context=None) -> dict[str, float]:
+    """Per page: seconds from a click on its sidebar link, in a session that has the page before it in `order`
+    open, to its run's end with every element drawn. One session (one tab) for the whole round, as a user's."""
+    own = context is None
+    context = context or browser.new_context(viewport={"width": 1440, "height": 900})
+    page = open_settled(context, f"{url}/{order[0]}")
+    results = {}
+    for path in [*order[1:], order[0]]:
+        results[path] = timed_run(page, page.locator(link(path)).first.click)
+    page.close()
+    if own:
+        context.close()
+    return results
 
 
 def measure_round(browser, url: str, order: list[str], warm: bool = False) -> dict[str, tuple[float, float, float]]:
@@ -147,11 +234,7 @@ def measure_round(browser, url: str, order: list[str], warm: bool = False) -> di
     results = {}
     shared = browser.new_context(viewport={"width": 1440, "height": 900}) if warm else None
     for path in order if shared is not None else []:
-        visit = shared.new_page()
-        visit.goto(f"{url}/{path}")
-        visit.get_by_role("heading", level=1).first.wait_for(timeout=TIMEOUT_MS)
-        settle(visit)
-        visit.close()
+        open_settled(shared, f"{url}/{path}").close()
     for path in order:
         context = shared or browser.new_context(viewport={"width": 1440, "height": 900})
         page = context.new_page()
@@ -159,14 +242,11 @@ def measure_round(browser, url: str, order: list[str], warm: bool = False) -> di
         page.goto(f"{url}/{path}")
         page.get_by_role("heading", level=1).first.wait_for(timeout=TIMEOUT_MS)
         painted = time.perf_counter() - start
-        page.wait_for_selector(DONE, timeout=TIMEOUT_MS)
         settle(page)
         rendered = time.perf_counter() - start
+        page.evaluate(WATCH_RUNS)
         page.get_by_role("heading", level=1).first.click()  # focus the app (not an input) for the "R" shortcut
-        start = time.perf_counter()
-        page.keyboard.press("r")
-        settle(page)
-        rerun = time.perf_counter() - start
+        rerun = timed_run(page, partial(page.keyboard.press, "r"))
         results[path] = (painted, rendered, rerun)
         page.close()
         if shared is None:
@@ -174,6 +254,29 @@ def measure_round(browser, url: str, order: list[str], warm: bool = False) -> di
     if shared is not None:
         shared.close()
     return results
+
+
+def measure_console(browser, home: Path, root: Path, order: list[str], warm: bool) -> dict[str, Sample]:
+    """Every page of the checkout at `root` on a fresh server: first renders, reruns, then the transitions."""
+    server, url = start_server(home, root=root)
+    try:
+        renders = measure_round(browser, url, order, warm)
+        switches = measure_transitions(browser, url, order)
+        return {path: (*renders[path], switches[path]) for path in order}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def medians(samples: list[Sample]) -> Sample:
+    return tuple(statistics.median(column) for column in zip(*samples, strict=True))
+
+
+def row(name: str, values: Sample, floor_render: float, flag: str = "") -> str:
+    paint, render, rerun, transition = values
+    switch = "-" if math.isnan(transition) else f"{transition:.2f}s"
+    return (f"{name:<22} {paint:>10.2f}s {render:>11.2f}s {rerun:>10.2f}s {switch:>11} {render / rerun:>5.1f}x "
+            f"{render - floor_render:>9.2f}s{flag}")  # fmt: skip
 
 
 def main() -> None:
@@ -184,13 +287,16 @@ def main() -> None:
     parser.add_argument("--warm-browser", action="store_true",
                         help="a browser that has opened the console before (its HTTP cache kept); each page is "
                         "still a new Streamlit session")  # fmt: skip
+    parser.add_argument("--compare", type=Path, metavar="DIR",
+                        help="another checkout of the console (with its .venv link), measured in the same rounds, "
+                        "alternated with this one")  # fmt: skip
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
 
     paths = list(PAGES) if args.pages is None else args.pages
-    samples: dict[str, list[tuple[float, float, float]]] = {path: [] for path in paths}
-    floor: list[tuple[float, float, float]] = []
-    nav_floor: list[tuple[float, float, float]] = []
+    roots = {"this checkout": ROOT} | ({f"compare ({args.compare})": args.compare.resolve()} if args.compare else {})
+    samples: dict[str, dict[str, list[Sample]]] = {name: {path: [] for path in paths} for name in roots}
+    floor: list[Sample] = []
+    nav_floor: list[Sample] = []
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         home = Path(folder) / "registry"
         os.environ["RMN_LORA_HOME"] = str(home)
@@ -200,33 +306,36 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for round_number in range(args.rounds):
             floor.append(measure_floor(browser, Path(folder), FLOOR_APP, args.warm_browser))
-            nav_floor.append(measure_floor(browser, Path(folder), NAV_FLOOR_APP, args.warm_browser))
-            server, url = start_server(home)
-            try:
-                shift = round_number % len(paths)
-                order = paths[shift:] + paths[:shift]
-                for path, result in measure_round(browser, url, order, args.warm_browser).items():
-                    samples[path].append(result)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+            nav_floor.append(measure_floor(browser, Path(folder), NAV_FLOOR_APP, args.warm_browser, ["p1", "p2"]))
+            shift = round_number % len(paths)
+            order = paths[shift:] + paths[:shift]
+            names = list(roots)[round_number % len(roots) :] + list(roots)[: round_number % len(roots)]
+            for name in names:  # the checkout that goes first alternates
+                for path, result in measure_console(browser, home, roots[name], order, args.warm_browser).items():
+                    samples[name][path].append(result)
         browser.close()
     load = os.getloadavg()[0]
     browser_state = "warm browser (cache kept)" if args.warm_browser else "fresh browser context per page"
     print(f"first render vs rerun, median of {args.rounds} fresh servers, {browser_state} (load average "
           f"{load:.1f} on {os.cpu_count()} cores at the end)")  # fmt: skip
-    floor_paint, floor_render, floor_rerun = (statistics.median(column) for column in zip(*floor, strict=True))
-    print(f"{'page':<22} {'first paint':>11} {'first render':>12} {'rerun':>8} {'ratio':>6} {'over floor':>10}")
-    print(f"{'(bare Streamlit floor)':<22} {floor_paint:>10.2f}s {floor_render:>11.2f}s {floor_rerun:>7.2f}s "
-          f"{floor_render / floor_rerun:>5.1f}x {0:>9.2f}s")  # fmt: skip
-    nav_paint, nav_render, nav_rerun = (statistics.median(column) for column in zip(*nav_floor, strict=True))
-    print(f"{'(floor + navigation)':<22} {nav_paint:>10.2f}s {nav_render:>11.2f}s {nav_rerun:>7.2f}s "
-          f"{nav_render / nav_rerun:>5.1f}x {nav_render - floor_render:>9.2f}s")  # fmt: skip
-    for path, name in ((path, PAGES[path]) for path in paths):
-        painted, rendered, rerun = (statistics.median(column) for column in zip(*samples[path], strict=True))
-        flag = "" if rendered < 1.5 else "  (goal: < 1.5 s)"
-        print(f"{name:<22} {painted:>10.2f}s {rendered:>11.2f}s {rerun:>7.2f}s {rendered / rerun:>5.1f}x "
-              f"{rendered - floor_render:>9.2f}s{flag}")  # fmt: skip
+    floor_values, nav_values = medians(floor), medians(nav_floor)
+    results = {name: {path: medians(samples[name][path]) for path in paths} for name in roots}
+    for name in roots:
+        print(f"\n{name}")
+        print(f"{'page':<22} {' '.join(f'{c:>11}' for c in COLUMNS)} {'ratio':>6} {'over floor':>10}")
+        print(row("(bare Streamlit floor)", floor_values, floor_values[1]))
+        print(row("(floor + navigation)", nav_values, floor_values[1]))
+        for path in paths:
+            values = results[name][path]
+            flags = [goal for goal, late in (("render < 1.5 s", values[1] >= 1.5), ("transition < 0.2 s", values[3] >= 0.2)) if late]  # fmt: skip
+            print(row(PAGES[path], values, floor_values[1], f"  (goal: {', '.join(flags)})" if flags else ""))
+    if args.compare:
+        this, other = roots
+        print(f"\nratio {this} / {other} (below 1: this checkout is faster)")
+        print(f"{'page':<22} {' '.join(f'{c:>11}' for c in COLUMNS)}")
+        for path in paths:
+            ratios = (a / b for a, b in zip(results[this][path], results[other][path], strict=True))
+            print(f"{PAGES[path]:<22} {' '.join(f'{r:>10.2f}x' for r in ratios)}")
 
 
 if __name__ == "__main__":
