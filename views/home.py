@@ -7,6 +7,8 @@ from services.health import broken_files
 from services.overview import recent_activity, registry_overview
 from views.common import attempt, show_broken, show_table
 
+CARD_WIDTH = 148  # px: "Schema mappings" whole; five cards and their gaps in the 820 px of a 1280 px window
+
 st.title("RMN LoRA Console")
 st.caption(
     "Datasets, retailer schema mappings, LoRA adapters and their federations for a retail media network: "
@@ -17,7 +19,8 @@ show_broken(attempt(broken_files, "retry_broken") or [])
 overview = attempt(registry_overview, "retry_overview")
 if overview is not None:
     # A row of equal cards that wraps where the window is too narrow for five (1100 px cut "Schema mappings" to
-    # "Schema ma…" in five columns): Streamlit gives each stretching card a minimum width, so a label is never cut.
+    # "Schema ma…" in five columns). Each card keeps one width: stretching cards left the fifth alone across the
+    # whole second row at 1100 px; at 148 px the five fit in one row from 1280 px (sidebar open), labels whole.
     cards = [
         ("Datasets", f"{overview.datasets:,}", f"{overview.examples:,} examples"),
         (
@@ -31,7 +34,7 @@ if overview is not None:
     ]
     with st.container(horizontal=True, gap="small", key="home_cards"):
         for label, value, note in cards:
-            with st.container(border=True, height="stretch"):
+            with st.container(border=True, height="stretch", width=CARD_WIDTH):
                 st.metric(
                     label, value, help="Datasets in the library (latest versions)" if label == "Datasets" else None
                 )

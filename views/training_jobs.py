@@ -62,9 +62,9 @@ JOB_FORM_TOP = (  # above "Advanced settings"; every other field of JOB_WIDGETS 
     "objective",
     "train_dataset",
     "eval_dataset",
-    "evaluate_base_first",
     "quantization",
     "epochs",
+    "evaluate_base_first",
 )
 # What a job is about rather than how it trains: choosing a preset keeps these.
 JOB_IDENTITY = ("adapter_type", "adapter_name", "base_model", "train_dataset", "eval_dataset")
@@ -132,9 +132,10 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     evaluable = ["", *[d.name for d in datasets if fits_objective(d.kind, objective, role="eval")]]
     widget("train_dataset", left, choices=trainable)
     widget("eval_dataset", right, choices=evaluable, format_func=lambda d: d or "none")
-    widget("evaluate_base_first", right)
     widget("quantization", left)
     widget("epochs", right)
+    # A row of its own: in half of the form (270 px in an 1100 px window) its label was cut.
+    widget("evaluate_base_first")
     with st.expander("Advanced settings"):
         advanced = [name for name in JOB_WIDGETS if name not in JOB_FORM_TOP and name != "target_modules"]
         switches = [name for name in advanced if field_shape(JobConfig, name)[0] is bool]

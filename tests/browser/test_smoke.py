@@ -39,17 +39,45 @@ def test_home_card_labels_and_quick_actions_are_whole_at_1100_px_and_wider(
     console_url, browser_page, wait_for_streamlit
 ):
     """At 1100 px five card columns cut "Schema mappings" to "Schema ma…" and three link columns cut "Compose and
-    test a federation" and "Try a prompt in the Playground"; the cards and links now wrap onto another line."""
+    test a federation" and "Try a prompt in the Playground"; the cards and links now wrap onto another line. A
+    wrapped card keeps the others' width (stretching cards left the fifth alone across the whole row at 1100 px)."""
     page = browser_page
     page.goto(console_url)
     wait_for_streamlit(page)
     page.get_by_test_id("stPageLink").filter(has_text="System Health").wait_for()
+    cards = page.locator(".st-key-home_cards [data-testid='stMetric']")
     for width in (1100, 1280, 1440, 1920):
         page.set_viewport_size({"width": width, "height": 900})
         page.wait_for_timeout(500)  # the layout follows the window
         labels = page.get_by_test_id("stMetricLabel").all_inner_texts()
         assert {"Schema mappings", "Training jobs", "Federations"} <= set(labels), labels
         assert page.evaluate(CUT_LABELS) == [], width
+        widths = cards.evaluate_all(CARD_WIDTHS)
+        assert len(widths) == 5 and max(widths) - min(widths) < 1, (width, widths)
+
+
+CARD_WIDTHS = (
+    """metrics => metrics.map(m => m.closest('[data-testid="stVerticalBlock"]').getBoundingClientRect().width)"""
+)
+
+
+def test_system_health_card_labels_and_values_are_whole_at_1100_px_and_wider(
+    console_url, browser_page, wait_for_streamlit
+):
+    """In four columns (148 px each at 1100 px) "This server (RSS)" and its value "307.2 MB" were cut; the cards
+    are two a row."""
+    page = browser_page
+    page.goto(f"{console_url}/system_health")
+    wait_for_streamlit(page)
+    page.get_by_test_id("stMetricLabel").filter(has_text="This server (RSS)").wait_for()
+    for width in (1100, 1280, 1440, 1920):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(500)  # the layout follows the window
+        cut = page.get_by_test_id("stMetric").evaluate_all(
+            "metrics => metrics.flatMap(m => [...m.querySelectorAll('*')])"
+            ".filter(e => (e.innerText || '').trim() && e.scrollWidth > e.clientWidth + 1).map(e => e.innerText)"
+        )
+        assert cut == [], (width, cut)
 
 
 CUT_TEXT = """root => [...root.querySelectorAll('*')]
@@ -61,7 +89,7 @@ CUT_TEXT = """root => [...root.querySelectorAll('*')]
 def test_the_training_form_labels_and_its_start_button_are_whole(console_url, browser_page, wait_for_streamlit):
     """At 1440 px "Batch examples of similar length" was cut in its third of Advanced settings (at 1280 px also
     "Gradient checkpointing" and the compile switch: a third of the form is 180 px there), and at 1100 px the Start
-    Training button was cut in its quarter of the row."""
+    Training button was cut in its quarter of the row and "Evaluate the base model first" in its half."""
     from tests.browser.test_console_in_use import open_advanced, open_page
 
     page = browser_page
@@ -70,13 +98,10 @@ def test_the_training_form_labels_and_its_start_button_are_whole(console_url, br
     page.get_by_role("spinbutton", name="Max steps", exact=True).wait_for()
     # The form's column only: below it, a job's log is a box that scrolls sideways on purpose.
     form = page.get_by_test_id("stColumn").filter(has=page.get_by_role("heading", name="Create training job")).first
-    for width in (1440, 1280):
+    for width in (1440, 1280, 1100):
         page.set_viewport_size({"width": width, "height": 900})
         page.wait_for_timeout(500)  # the layout follows the window
         assert form.evaluate(CUT_TEXT) == [], width
-    page.set_viewport_size({"width": 1100, "height": 900})
-    page.wait_for_timeout(500)  # the layout follows the window
-    assert "Start Training" not in form.evaluate(CUT_TEXT)
 
 
 def test_a_page_address_as_the_first_visit_runs_through_the_app(
