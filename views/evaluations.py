@@ -7,7 +7,7 @@ import difflib
 import pandas as pd
 import streamlit as st
 
-from services.datasets import list_datasets
+from services.datasets import DatasetKind, list_datasets
 from services.evaluation import (
     FINISHED,
     METRICS,
@@ -68,7 +68,9 @@ def _run_form(targets: dict[str, str | None], datasets: list, remote: tuple[str,
     """The run's settings; bounds and help of the numbers come from the run's config model."""
     with st.form("eval_form"):
         target_label = None if remote else st.selectbox("Target", list(targets), key="eval_target")
-        names = {f"{d.name} · {d.type_label} · {d.rows:,} rows": d.name for d in datasets}
+        # evaluation sets first (the library lists newest first, so a DPO set imported last led the list)
+        ordered = sorted(datasets, key=lambda d: d.kind != DatasetKind.EVALUATION)
+        names = {f"{d.name} · {d.type_label} · {d.rows:,} rows": d.name for d in ordered}
         dataset_label = st.selectbox(
             "Dataset",
             list(names),
