@@ -123,7 +123,7 @@ def _resolved(path: str) -> Path:
     return Path(path).expanduser().resolve()
 
 
-_file_cache: dict[Path, tuple[int, dict[str, Any]]] = {}
+_file_cache: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
 
 def read_settings_file(home: Path | None = None) -> dict[str, Any]:
@@ -133,11 +133,13 @@ def read_settings_file(home: Path | None = None) -> dict[str, Any]:
     """
     path = (home or _home()) / SETTINGS_FILE
     try:
-        mtime = path.stat().st_mtime_ns
+        info = path.stat()
     except FileNotFoundError:
         return {}
+    # the inode too: a save replaces the file, and two saves can land in one tick of coarse file timestamps
+    stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
     cached = _file_cache.get(path)
-    if cached and cached[0] == mtime:
+    if cached and cached[0] == stamp:
         return cached[1]
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
@@ -153,7 +155,7 @@ def read_settings_file(home: Path | None = None) -> dict[str, Any]:
     except ValidationError as error:
         first = error.errors()[0]
         raise SettingsFileError(f"{path}: {'.'.join(map(str, first['loc']))} {first['msg'].lower()}.") from None
-    _file_cache[path] = (mtime, values)
+    _file_cache[path] = (stamp, values)
     return values
 
 

@@ -117,22 +117,28 @@ def _reason(error: BaseException) -> str:
     return first[:200]
 
 
-_parsed: dict[tuple[Path, Callable[[Any], Any]], tuple[int, Any]] = {}
+_parsed: dict[tuple[Path, Callable[[Any], Any]], tuple[tuple[int, int, int], Any]] = {}
+
+
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is rewritten: mtime, size and inode (our writes replace files, so the inode moves
+    even when two writes land in the same tick of a filesystem with coarse timestamps). FileNotFoundError if none."""
+    info = path.stat()
+    return info.st_mtime_ns, info.st_size, info.st_ino
 
 
 def load_json_cached(path: Path, parse: Callable[[Any], T], fix: str | None = None) -> T | None:
-    """`parse(read_json(path))`, reused while the file's mtime is unchanged (our writes replace files, so it moves);
-    None when the file does not exist, CorruptFile when it cannot be read. Listing 1,000 records then costs 1,000
-    stats, not 1,000 parses."""
+    """`parse(read_json(path))`, reused while the file is unchanged (`file_stamp`); None when the file does not
+    exist, CorruptFile when it cannot be read. Listing 1,000 records then costs 1,000 stats, not 1,000 parses."""
     try:
-        mtime = path.stat().st_mtime_ns
+        stamp = file_stamp(path)
     except FileNotFoundError:
         return None
     cached = _parsed.get((path, parse))
-    if cached and cached[0] == mtime:
+    if cached and cached[0] == stamp:
         return cached[1]
     value = parse_checked(path, parse, read_json(path, fix), fix)
-    _parsed[(path, parse)] = (mtime, value)
+    _parsed[(path, parse)] = (stamp, value)
     return value
 
 

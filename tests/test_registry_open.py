@@ -54,3 +54,39 @@ def test_settings_follow_the_environment_and_the_settings_file(registry, tmp_pat
     moved = open_registry()
     assert moved.root == (tmp_path / "elsewhere").resolve() and moved.settings.page_size == 25
     assert all((moved.root / folder).is_dir() for folder in LAYOUT)
+
+
+def _rewrite_in_the_same_tick(path, write) -> None:
+    """Replace `path` as our writes do, then give it the old mtime: what a filesystem whose timestamps move in
+    coarse ticks shows when two writes land in one tick (here the clock is fine-grained, so it is set by hand)."""
+    import os
+
+    before = path.stat()
+    write()
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == before.st_size
+
+
+def test_a_settings_file_saved_twice_in_one_timestamp_tick_is_read_again(registry):
+    from registry.storage import atomic_write_json
+
+    atomic_write_json(registry.settings_file, {"page_size": 30})
+    assert get_settings().page_size == 30
+    _rewrite_in_the_same_tick(
+        registry.settings_file, lambda: atomic_write_json(registry.settings_file, {"page_size": 40})
+    )
+    assert get_settings().page_size == 40
+
+
+def _as_dict(value: dict) -> dict:
+    return dict(value)
+
+
+def test_a_record_rewritten_in_one_timestamp_tick_is_parsed_again(tmp_path):
+    from registry.storage import atomic_write_json, load_json_cached
+
+    path = tmp_path / "record.json"
+    atomic_write_json(path, {"version": 1})
+    assert load_json_cached(path, _as_dict) == {"version": 1}
+    _rewrite_in_the_same_tick(path, lambda: atomic_write_json(path, {"version": 2}))
+    assert load_json_cached(path, _as_dict) == {"version": 2}
