@@ -22,6 +22,8 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page, expect
 
+from tests.browser.widgets import choose
+
 PEER_DATA = Path("/work/shared/peer-data")
 PEER_ALPACA = PEER_DATA / "alpaca_en_demo.json"
 BANDS = ("Excellent", "Good", "Fair", "Poor")
@@ -78,17 +80,6 @@ def rerun_after(page: Page, wait: Callable[[Page], None], action: Callable[[], N
     action()
     page.wait_for_function("() => window.__reruns > 0")
     wait(page)
-
-
-def choose(page: Page, wait: Callable[[Page], None], label: str, option: str) -> None:
-    """Pick `option` in the selectbox labelled `label`: type to filter, then click the option."""
-    combo = page.get_by_role("combobox", name=label, exact=True)
-    combo.scroll_into_view_if_needed()
-    combo.click()
-    combo.fill(option)
-    page.get_by_role("option", name=option, exact=True).click()
-    wait(page)
-    expect(combo).to_have_value(option)
 
 
 def alert(page: Page, text: str | re.Pattern[str]) -> Locator:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.widgets import choose
+
 RUN_MS = 420_000  # an evaluation loads the model on a possibly busy 2-core machine
 FIRST_VISIT_MS = 120_000
 
@@ -19,12 +21,6 @@ def open_page(page: Page, wait: Callable[..., None], title: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
     wait(page, FIRST_VISIT_MS)
     assert page.get_by_test_id("stException").count() == 0, f"{title} shows a traceback"
-
-
-def choose(page: Page, wait: Callable[[Page], None], label: str, option: str | re.Pattern) -> None:
-    page.get_by_role("combobox", name=label, exact=True).click()
-    page.get_by_role("option", name=option).first.click()
-    wait(page)
 
 
 def metric(page: Page, label: str):
@@ -37,7 +33,7 @@ def metric(page: Page, label: str):
 def run_one(page: Page, wait: Callable[..., None], target: str, home: Path) -> None:
     page.get_by_role("tab", name="Run").click()
     choose(page, wait, "Target", target)
-    choose(page, wait, "Dataset", re.compile(r"^mapper_sft · SFT"))
+    choose(page, wait, "Dataset", re.compile(r"^mapper_sft · SFT"), typed="mapper_sft")
     limit = page.get_by_role("spinbutton", name="Examples")
     limit.fill("6")
     tokens = page.get_by_role("spinbutton", name="Max new tokens")

@@ -18,6 +18,8 @@ import pytest
 from console_server import REPO_ROOT, free_port
 from playwright.sync_api import Page, expect
 
+from tests.browser.widgets import choose
+
 FIRST_VISIT_MS = 120_000  # a page's first run imports torch, transformers and PEFT, slow on a loaded 2-core box
 RUN_MS = 240_000  # both sides load the tiny model on their first prompt (the API in its own process)
 PROMPTS = [
@@ -28,8 +30,9 @@ PROMPTS = [
 
 @pytest.fixture
 def api_url(console_home: Path, console_models: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`python -m api` on a free loopback port against the console's registry; (its URL, its log)."""
-    port, log_path = free_port(), tmp_path / "api.log"
+    """`python -m api` on a free loopback port against the console's registry; (its URL, its log). A port taken
+    between free_port() and the server's bind ("address already in use") is replaced by another, twice at most."""
+    log_path = tmp_path / "api.log"
     env = {
         **os.environ,
         "RMN_LORA_HOME": str(console_home),
@@ -38,27 +41,21 @@ def api_url(console_home: Path, console_models: Path, tmp_path: Path) -> Iterato
         "TRANSFORMERS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    with log_path.open("ab") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "api", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    url = f"http://127.0.0.1:{port}"
+    for attempt in range(3):
+        port, start = free_port(), log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "api", "--port", str(port)],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        url = f"http://127.0.0.1:{port}"
+        if _answers(server, url, log_path, start, last_attempt=attempt == 2):
+            break
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, f"the API exited:\n{log_path.read_text(errors='replace')}"
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"the API did not answer:\n{log_path.read_text(errors='replace')}"
-            time.sleep(0.5)
         yield url, log_path
     finally:
         server.terminate()
@@ -69,19 +66,28 @@ def api_url(console_home: Path, console_models: Path, tmp_path: Path) -> Iterato
             server.wait()
 
 
+def _answers(server: subprocess.Popen, url: str, log_path: Path, start: int, last_attempt: bool) -> bool:
+    """Wait until the API answers (True), or it exited because its port was taken meanwhile (False)."""
+    deadline = time.monotonic() + 180  # generous: it imports the inference stack, slow on a loaded 2-core box
+    while True:
+        if server.poll() is not None:
+            log = log_path.read_bytes()[start:].decode(errors="replace")
+            if "address already in use" in log and not last_attempt:
+                return False
+            pytest.fail(f"the API exited:\n{log}")
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.terminate()
+            pytest.fail(f"the API did not answer:\n{log_path.read_text(errors='replace')}")
+        time.sleep(0.5)
+
+
 def side(page: Page, name: str):
     return page.locator(f".st-key-ab_{name}_side")
-
-
-def choose(page: Page, wait, scope, label: str, option: str) -> None:
-    """Pick `option` in the selectbox labelled `label` in `scope`: type to filter, then click it (a click on a
-    selectbox at the window's bottom edge, already showing the option, left its list closed)."""
-    combo = scope.get_by_role("combobox", name=label, exact=True)
-    combo.scroll_into_view_if_needed()
-    combo.click()
-    combo.fill(option)
-    page.get_by_role("option", name=option, exact=True).click()
-    wait(page)
 
 
 def table_rows(page: Page) -> list[list[str]]:
@@ -111,11 +117,11 @@ def test_ab_compares_a_saved_federation_with_the_same_federation_on_an_endpoint(
         a, b = side(page, "a"), side(page, "b")
         a.get_by_text("Saved federation", exact=True).click()
         wait(page)
-        choose(page, wait, a, "Federation A", f"mapper alone · {federation.id}")
+        choose(page, wait, "Federation A", f"mapper alone · {federation.id}", scope=a)
         b.get_by_text("Serving endpoint", exact=True).click()
         wait(page)
-        choose(page, wait, b, "Endpoint", "local-api")
-        choose(page, wait, b, "Model", federation.id)  # the same federation, served by the API
+        choose(page, wait, "Endpoint", "local-api", scope=b)
+        choose(page, wait, "Model", federation.id, scope=b)  # the same federation, served by the API
         prompts = page.get_by_role("textbox", name="Prompts, one per line")
         prompts.fill("\n".join(PROMPTS))
         prompts.press("Control+Enter")

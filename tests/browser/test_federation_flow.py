@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from tests.browser.widgets import choose
+
 RUN_TIMEOUT_MS = 120_000  # the first run loads the base model and both adapters
 # On a busy machine `wait_for_streamlit` can return before a slow rerun (composing, saving) has even started, so
 # each slow action waits for its own evidence this long before the checks that follow (Playwright's default is 5 s).
@@ -26,13 +28,6 @@ def open_page(page: Page, wait: Callable[..., None], title: str) -> None:
 
 def assert_no_exception(page: Page) -> None:
     assert page.get_by_test_id("stException").count() == 0, "the page shows a Streamlit exception (traceback)"
-
-
-def choose(page: Page, wait: Callable[[Page], None], label: str, option: str) -> None:
-    combo = page.get_by_role("combobox", name=label, exact=True)
-    combo.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    wait(page)
 
 
 def pick_radio(page: Page, wait: Callable[[Page], None], label: str, option: str) -> None:

@@ -6,6 +6,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.widgets import choose
+
 # Enough tiny steps that the job outlasts several 2 s polls of the job card even on a quiet machine.
 STEPS = 200
 
@@ -47,12 +49,8 @@ def test_job_from_the_form_trains_and_registers_its_adapter(console_url, browser
     expect(queue_count(page, "Active")).to_have_text("0", timeout=240_000)
     expect(queue_count(page, "Queued")).to_have_text("0")
     wait_for_streamlit(page)
-    page.get_by_role("combobox", name="Base model").click()
-    page.get_by_role("option", name="tiny-llama").click()
-    wait_for_streamlit(page)
-    page.get_by_role("combobox", name="Training dataset").click()
-    page.get_by_role("option", name="task_planning_sft", exact=True).click()
-    wait_for_streamlit(page)
+    choose(page, wait_for_streamlit, "Base model", "tiny-llama")
+    choose(page, wait_for_streamlit, "Training dataset", "task_planning_sft")
     page.get_by_role("textbox", name="Adapter name").fill("browser_tiny")
     page.get_by_role("textbox", name="Adapter name").press("Enter")
     wait_for_streamlit(page)
@@ -62,8 +60,10 @@ def test_job_from_the_form_trains_and_registers_its_adapter(console_url, browser
     steps.press("Enter")
     wait_for_streamlit(page)
     page.get_by_role("button", name=re.compile(r"Start Training$")).click()
-    wait_for_streamlit(page)
-    page.get_by_text("Queued browser_tiny").wait_for()
+    # Looked for while the run goes on: the toast shows for 10 s, and the submit (its checks import the training
+    # stack when no earlier test did) can take longer than that after it on a busy machine.
+    expect(page.get_by_test_id("stToast").filter(has_text="Queued browser_tiny")).to_be_visible(timeout=180_000)
+    wait_for_streamlit(page, timeout_ms=180_000)
 
     seen: set[float] = set()
     efficiency = False

@@ -4,11 +4,13 @@ running on the tiny model, Publish with the archive downloaded, the package on M
 import csv
 import io
 import json
+import re
 import time
 import zipfile
 
 import pytest
 
+from tests.browser.widgets import choose
 from views.theme import PALETTES
 
 ADAPTER = "wizard_tiny"
@@ -52,15 +54,11 @@ def test_wizard_trains_then_publish_download_models_and_activity(
     next_step(page, wait, 2)
 
     # Step 2: the tiny local base model.
-    page.get_by_role("combobox", name="Base model").click()
-    page.get_by_role("option", name="tiny-llama").click()
-    wait(page)
+    choose(page, wait, "Base model", "tiny-llama")
     next_step(page, wait, 3)
 
     # Step 3: training data; then forward, Back, and forward again: the answer is still there.
-    page.get_by_role("combobox", name="Training dataset").click()
-    page.get_by_role("option", name="task_planning_sft", exact=False).first.click()
-    wait(page)
+    choose(page, wait, "Training dataset", "task_planning_sft")
     next_step(page, wait, 4)
     page.get_by_role("button", name="Back").click()
     wait(page)
@@ -93,9 +91,7 @@ def test_wizard_trains_then_publish_download_models_and_activity(
     # Publish the adapter (merged), then download the archive.
     page.get_by_role("link", name="Publish the adapter").click()
     wait(page)
-    page.get_by_role("combobox", name="Adapter").click()
-    page.get_by_role("option", name=ADAPTER).click()
-    wait(page)
+    choose(page, wait, "Adapter", ADAPTER)
     page.get_by_test_id("stBaseButton-primaryFormSubmit").click()  # "Publish" also names the source picker's help
     wait(page)
     # A job of the job manager: its card follows the stages (the fresh-process check alone takes seconds).
@@ -144,9 +140,7 @@ def test_wizard_trains_then_publish_download_models_and_activity(
 
 
 def pick_job(page, wait, text: str) -> None:
-    page.get_by_role("combobox", name="Job", exact=True).click()
-    page.get_by_role("option", name=text).first.click()
-    wait(page)
+    choose(page, wait, "Job", re.compile(re.escape(text)), typed=text)
 
 
 def choose_theme(page, theme: str) -> None:
