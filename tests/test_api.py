@@ -297,6 +297,6 @@ def test_the_server_refuses_to_bind_beyond_loopback():
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "api", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "api", "--host", "0.0.0.0"], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 2 and "no admin account yet" in result.stderr

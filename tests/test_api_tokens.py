@@ -167,7 +167,7 @@ def test_the_cli_prints_a_token_once_and_lists_and_revokes_without_it(people):
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "services.api_tokens", *args], capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "services.api_tokens", *args], capture_output=True, text=True, timeout=600
         )
 
     made = cli("create", "pat", "--name", "nightly retrain")

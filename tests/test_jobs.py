@@ -126,9 +126,10 @@ def test_queue_respects_the_limit_and_cancels(tiny_setup):
         "retailer", "long", "mapping_sft", config={**FAST, "max_steps": 400}, base_model=str(base)
     )
     waiting = submit_training_job("retailer", "waiting", "mapping_sft", config=FAST, base_model=str(base))
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # generous: a loaded machine starts it late
     while manager.get(long_job).status != JobStatus.RUNNING and time.time() < deadline:
         time.sleep(0.2)
+    assert manager.get(long_job).status == JobStatus.RUNNING, "the first job never started"
     assert manager.get(waiting).status == JobStatus.QUEUED
     assert cancel_job(waiting).status == JobStatus.CANCELLED
     cancel_job(long_job)
@@ -165,7 +166,7 @@ def test_killed_process_leaves_an_interrupted_job_that_resumes_from_its_checkpoi
     job_id = worker.stdout.readline().strip()
     probe = JobManager.__new__(JobManager)
     probe.registry = registry
-    deadline = time.time() + 180
+    deadline = time.time() + 600  # the child imports the training stack first: minutes on a loaded machine
     while time.time() < deadline and not JobManager.latest_checkpoint(probe, job_id):
         time.sleep(0.2)
     checkpoint = JobManager.latest_checkpoint(probe, job_id)

@@ -114,12 +114,12 @@ def open_cell_editor(grid: Locator, cell_editor: Locator, x: int, y: int) -> Non
     """Double-click a data_editor cell until its text editor opens.
 
     When focus is elsewhere on the page (a text area, a tab), glide-data-grid spends the first double-click on
-    taking focus, so one more is sometimes needed.
+    taking focus, so one more is sometimes needed; each try waits longer (a loaded machine draws the editor late).
     """
-    for _ in range(3):
+    for timeout in (1500, 5000, 20_000):
         grid.dblclick(position={"x": x, "y": y})
         try:
-            cell_editor.wait_for(timeout=1500)
+            cell_editor.wait_for(timeout=timeout)
             return
         except PlaywrightError:
             continue
