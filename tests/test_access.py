@@ -237,11 +237,11 @@ def test_the_app_on_another_address_serves_nothing_until_an_admin_exists(registr
     before = config.get_option("server.address")
     config.set_option("server.address", "0.0.0.0")
     try:
-        at = AppTest.from_file(app, default_timeout=30).run()
+        at = AppTest.from_file(app, default_timeout=120).run()
         assert not at.exception
         assert "make admin" in at.error[0].value and not at.metric  # no page ran
         access.create_first_admin("root", STRONG)
-        at = AppTest.from_file(app, default_timeout=30).run()
+        at = AppTest.from_file(app, default_timeout=120).run()
         assert not at.exception and not at.error
         assert at.button(key="FormSubmitter:login_form-Sign in")  # the sign-in page, nothing else
         assert not at.metric

@@ -30,7 +30,7 @@ def test_home_shows_a_training_jobs_queue_start_completion_and_adapter(registry,
         assert kind in kinds, f"{kind} missing from {kinds}"
     assert all(event.get("job") == job_id for event in recent_activity(limit=20) if event["kind"].startswith("job."))
 
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
     assert not at.exception
     shown = at.dataframe[0].value
     assert {"job.started", "job.completed"} <= set(shown["Event"])

@@ -17,7 +17,7 @@ def test_page_renders_without_an_exception(registry, name):
     log.append(RequestRecord(target="amazon_v1 v1", adapters=["amazon_v1 v1"], completion_tokens=12, latency_ms=300))
     log.append(RequestRecord(target="amazon_v1 v1", ok=False, error="InferenceError: gone", latency_ms=5))
     log.flush()
-    app = AppTest.from_file(str(ROOT / "views" / name), default_timeout=60).run()
+    app = AppTest.from_file(str(ROOT / "views" / name), default_timeout=120).run()
     assert not app.exception, app.exception
     if name == "performance.py":
         assert "amazon_v1 v1" in app.dataframe[0].value["Target"].tolist()

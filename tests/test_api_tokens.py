@@ -188,7 +188,7 @@ def _page(token: str):
 
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
     at.session_state["session_token"] = token
     at.run()
     return at.switch_page("views/api_tokens.py").run()

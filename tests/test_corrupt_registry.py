@@ -80,7 +80,7 @@ def targets(home: Path) -> dict[str, Path]:
 def render(name: str, monkeypatch, home: Path) -> AppTest:
     monkeypatch.setenv("RMN_LORA_HOME", str(home))
     script = ROOT / "app.py" if name == "home.py" else ROOT / "views" / name  # Home's page links need the navigation
-    return AppTest.from_file(str(script), default_timeout=60).run()
+    return AppTest.from_file(str(script), default_timeout=120).run()
 
 
 def page_text(at: AppTest) -> str:

@@ -92,7 +92,7 @@ def test_plain_escapes_every_markdown_and_html_character():
 def test_a_dataset_description_with_an_image_is_shown_as_text(registry, tmp_path):
     rows = [{"instruction": f"q{i}", "input": "", "output": f"a{i}"} for i in range(5)]
     upload_dataset("described", write_jsonl(tmp_path / "a.jsonl", rows), description=INJECTION)
-    at = AppTest.from_file(str(ROOT / "views" / "dataset_library.py"), default_timeout=30).run()
+    at = AppTest.from_file(str(ROOT / "views" / "dataset_library.py"), default_timeout=120).run()
     at.selectbox(key="dataset_selected").select("described").run()
     captions = [c.value for c in at.caption if "127.0.0.1" in c.value.replace("\\", "")]
     assert captions and not any(live(c) for c in captions), captions
@@ -105,7 +105,7 @@ def test_a_mapping_description_with_an_image_is_shown_as_text(registry):
     first = list_mappings()[0]
     mapping = get_mapping(first.retailer)
     save_mapping(mapping.model_copy(update={"description": INJECTION}))
-    at = AppTest.from_file(str(ROOT / "views" / "schema_mappings.py"), default_timeout=30).run()
+    at = AppTest.from_file(str(ROOT / "views" / "schema_mappings.py"), default_timeout=120).run()
     shown = [c.value for c in at.caption if "127.0.0.1" in c.value.replace("\\", "")]
     assert shown and not any(live(c) for c in shown), shown
 

@@ -425,7 +425,7 @@ def test_save_without_generated_sources_skips_the_sample_test(registry):
 
 def mapping_page(monkeypatch) -> AppTest:
     monkeypatch.syspath_prepend(str(ROOT))
-    return AppTest.from_file(str(ROOT / "views" / "schema_mappings.py"), default_timeout=30)
+    return AppTest.from_file(str(ROOT / "views" / "schema_mappings.py"), default_timeout=120)
 
 
 def test_page_empty_state_installs_the_demo(registry, monkeypatch):

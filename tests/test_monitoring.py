@@ -92,7 +92,7 @@ def test_system_health_draws_the_last_hour_in_its_cards_without_plotly(registry)
     deadline = datetime.now(UTC) + timedelta(seconds=120)  # a sample every 5 s, later on a loaded machine
     while len(health_history()) < 2 and datetime.now(UTC) < deadline:
         time.sleep(0.2)
-    app = AppTest.from_file(str(ROOT / "views" / "system_health.py"), default_timeout=60).run()
+    app = AppTest.from_file(str(ROOT / "views" / "system_health.py"), default_timeout=120).run()
     assert not app.exception, app.exception
     cards = {metric.label: list(metric.proto.chart_data) for metric in app.metric}
     assert len(cards["CPU"]) >= 2 and len(cards["Memory"]) >= 2 and len(cards["This server (RSS)"]) >= 2

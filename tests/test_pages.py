@@ -13,12 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def page(name: str) -> AppTest:
-    return AppTest.from_file(str(ROOT / "views" / name), default_timeout=30)
+    return AppTest.from_file(str(ROOT / "views" / name), default_timeout=120)
 
 
 def console() -> AppTest:
     """The whole app through its navigation; it opens on Home."""
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ def test_loading_before_generation_explains_what_to_do(registry):
 
 def browser(monkeypatch) -> AppTest:
     monkeypatch.syspath_prepend(str(ROOT))
-    return AppTest.from_file(str(ROOT / "views" / "data_browser.py"), default_timeout=30)
+    return AppTest.from_file(str(ROOT / "views" / "data_browser.py"), default_timeout=120)
 
 
 def test_browser_empty_state_generates_sources(registry, monkeypatch):

@@ -29,7 +29,7 @@ def console_with_tiny_model(registry, tmp_path, monkeypatch):
 
 
 def training_page() -> AppTest:
-    return AppTest.from_file(str(ROOT / "views" / "training_jobs.py"), default_timeout=60)
+    return AppTest.from_file(str(ROOT / "views" / "training_jobs.py"), default_timeout=120)
 
 
 def unescaped(markdown: str) -> str:
@@ -74,7 +74,7 @@ def test_job_from_the_form_completes_and_its_adapter_is_listed(console_with_tiny
     assert finished.status == JobStatus.COMPLETED, finished.error
     at.run()
     assert any("COMPLETED" in m.value for m in at.markdown)
-    adapters = AppTest.from_file(str(ROOT / "views" / "adapters.py"), default_timeout=60).run()
+    adapters = AppTest.from_file(str(ROOT / "views" / "adapters.py"), default_timeout=120).run()
     assert not adapters.exception
     assert list(adapters.dataframe[0].value["Adapter"]) == ["amazon_form v1"]  # name and version, one column
     commands = [code.value for code in adapters.code]

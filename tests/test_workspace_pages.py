@@ -15,7 +15,7 @@ PAGES = ("models.py", "publish.py", "activity.py", "settings.py", "train_wizard.
 
 def page(name: str) -> AppTest:
     """One page through the app's navigation (so its page links resolve)."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.switch_page(f"views/{name}")
     return at
 
