@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from console_server import ConsoleServer
 from full_registry import build_full_registry
+from playwright.sync_api import expect
+
+from tests.browser.widgets import choose
 
 STRONG = "Correct-Horse-42"
 # The buttons a viewer may press (by key): reading, running inference, the wizard's steps.
@@ -198,14 +201,11 @@ def test_an_admin_changes_a_role(secured, browser_page, wait_for_streamlit, tmp_
     page.goto(f"{url}/users")
     wait_for_streamlit(page)
     page.get_by_text("Change a user").wait_for()
-    page.get_by_test_id("stSelectbox").filter(has_text="User").first.click()
-    page.get_by_role("option", name="val").click()
-    wait_for_streamlit(page)
-    page.get_by_test_id("stSelectbox").filter(has_text="Role").first.click()
-    page.get_by_role("option", name="ML practitioner").click()
-    wait_for_streamlit(page)
+    choose(page, wait_for_streamlit, "User", "val")
+    choose(page, wait_for_streamlit, "Role", "ML practitioner", scope=page.locator(".st-key-users_role_val"))
     page.get_by_role("button", name="Save role").click()
-    page.get_by_test_id("stToast").filter(has_text="val is now ML practitioner").wait_for()
+    toast = page.get_by_test_id("stToast").filter(has_text="val is now ML practitioner")
+    expect(toast).to_be_visible(timeout=60_000)  # looked for while the run goes on: a toast shows for 10 s
     wait_for_streamlit(page)
     page.screenshot(path=str(tmp_path / "users.png"), full_page=True)
 

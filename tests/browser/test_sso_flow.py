@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 from console_server import ConsoleServer, free_port
+from playwright.sync_api import expect
+
+from tests.browser.widgets import choose
 
 ALICE = {"email": "alice@example.com", "email_verified": True, "preferred_username": "alice", "name": "Alice"}
 BOB = {"email": "bob@example.com", "email_verified": True, "preferred_username": "bob", "name": "Bob"}
@@ -74,14 +77,13 @@ def test_single_sign_on_first_admin_default_role_and_sign_out(sso_console, brows
     page.goto(f"{url}/users")
     wait_for_streamlit(page)
     page.get_by_text("Role of a new single-sign-on account").wait_for()
-    choice = page.get_by_role("combobox", name="Role of a new single-sign-on account")
-    choice.click()
-    choice.fill("ML practitioner")
-    choice.press("Enter")
-    wait_for_streamlit(page)
+    # Typed, then the option clicked: Enter pressed before the typed text had filtered the list (a loaded box) kept
+    # the old role, and Save stayed disabled.
+    choose(page, wait_for_streamlit, "Role of a new single-sign-on account", "ML practitioner")
     page.get_by_role("button", name="Save", exact=True).click()
+    toast = page.get_by_test_id("stToast").filter(has_text="New single-sign-on accounts are now ML practitioner")
+    expect(toast).to_be_visible(timeout=60_000)  # looked for while the run goes on: a toast shows for 10 s
     wait_for_streamlit(page)
-    page.get_by_text("New single-sign-on accounts are now ML practitioner").wait_for()
     page.screenshot(path=str(tmp_path / "sso-users.png"), full_page=True)
 
     page.reload()
