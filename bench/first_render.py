@@ -171,10 +171,12 @@ def timed_run(page, action) -> float:
         start = time.perf_counter()
         action()
         try:
-            page.wait_for_function(STARTED, arg=runs, timeout=1000, polling=16)
+            page.wait_for_function(STARTED, arg=runs, timeout=3000, polling=16)
             break
         except PlaywrightTimeout:
             continue
+    else:
+        raise SystemExit(f"five tries started no run on {page.url}")
     page.wait_for_function(RAN, arg=runs, timeout=TIMEOUT_MS, polling=16)
     return time.perf_counter() - start
 
