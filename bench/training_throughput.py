@@ -38,11 +38,16 @@ the speed runs.
 untimed first steps and is printed apart; one process of 2 threads against 2 single-thread processes training
 data-parallel, DDP over gloo on loopback with the batch split between them, whose figures are the sum of both and
 whose peak is the sum of both processes' single-thread peaks), and prints the median ratio; `--overrides JSON` sets
-JobConfig values for both sides.
+JobConfig values for both sides. `--ab local-processes` trains whole `--steps`-step jobs through the console's local
+backend (`training.data_parallel.run_local`) with data_parallel off and on, alternating, and compares the whole
+job's wall time (processes' start and model load included) and the job's own tokens/s and efficiency (the job card's
+figures, summed over its processes). The speed comparison also runs ours as data_parallel trains it (one
+single-thread process per core, the batch split) and compares it with the tuned TRL run and ours in one process.
 Every run is its own subprocess, with OMP_WAIT_POLICY=PASSIVE (spinning OpenMP threads stall each other on
 a shared 2-core machine). Run:
 `PYTHONPATH=. .venv/bin/python bench/training_throughput.py [--steps 16] [--trl-defaults] [--tiny]
-[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile|processes --rounds N [--overrides JSON]]`.
+[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile|processes|local-processes --rounds N
+[--overrides JSON]]`.
 """
 
 import argparse
@@ -368,6 +373,41 @@ def speed_child(kind: str, base: str, steps: int, work: Path, overrides: dict[st
     }
 
 
+def job_child(data_parallel: str, base: str, steps: int, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """A whole job through the console's local backend (`run_local`: the process rule, the ranks it spawns, the job
+    folder), timed from the call to its return (processes' start, model load and tokenizing included), with the
+    job's own figures as the card shows them (rates summed over its processes)."""
+    from training.config import build_config
+    from training.data_parallel import run_local
+
+    config = build_config(
+        adapter_name="bench",
+        train_dataset=DATASET,
+        base_model=base or None,
+        max_steps=steps,
+        epochs=None,
+        save_steps=10 * steps,
+        warmup_ratio=0.0,
+        data_parallel=data_parallel,
+        **{**HYPER, **overrides},
+    )
+    started = time.perf_counter()
+    result = run_local(config, work / "job", stop=threading.Event(), resume=False)
+    wall = time.perf_counter() - started
+    lines = [json.loads(line) for line in (work / "job" / "metrics.jsonl").read_text().splitlines()]
+    last = [line for line in lines if "loss" in line][-1]
+    log = (work / "job" / "train.log").read_text(encoding="utf-8")
+    return {
+        "kind": f"job-{data_parallel}",
+        "wall_seconds": wall,
+        "train_seconds": result.train_seconds,
+        "tokens_per_second": result.tokens_per_second,
+        "flops_per_second": last["flops_per_second"],
+        "efficiency": last["efficiency"],
+        "decision": next(line.split(" ", 2)[2] for line in log.splitlines() if "Data parallel is" in line),
+    }
+
+
 def memory_child(quantization: str, base: str, steps: int, work: Path, **overrides: Any) -> dict[str, Any]:
     """Peak RSS during train(), with the RSS at start, after the imports, with the model loaded and its peak
     while loading (the whole mapped checkpoint is resident then, even for 4-bit; those pages are clean and
@@ -435,6 +475,8 @@ def child(args: argparse.Namespace) -> None:
             result = memory_child(kind, args.base, LARGE_STEPS, work, **LARGE_RUN)
         elif args.child.startswith("memory-"):
             result = memory_child(args.child.removeprefix("memory-"), base, args.memory_steps, work)
+        elif args.child.startswith("job-"):
+            result = job_child(args.child.removeprefix("job-"), base, args.steps, work, args.overrides)
         else:
             result = speed_child(args.child, base, args.steps, work, args.overrides)
     print("RESULT " + json.dumps(result), flush=True)
@@ -539,7 +581,8 @@ def main() -> None:
         choices=tuple(AB),
         help="only time ours under two settings, alternating, and print their ratio: threads (2 against 1), dropout "
         "(lora_dropout 0.05 against 0), compile (torch.compile against eager), processes (two single-thread DDP "
-        "processes, batch split between them, against one process of two threads)",
+        "processes, batch split between them, against one process of two threads), local-processes (whole jobs through "
+        "the console's local backend, data_parallel on against off)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="with --ab: runs of each setting")
     parser.add_argument("--threads", type=int, help="with --ab dropout or compile: torch threads (default: all cores)")
@@ -556,6 +599,9 @@ def main() -> None:
         child(args)
         return
     model = "tiny random Llama" if args.tiny else "SmolLM2-135M-Instruct"
+    if args.ab == "local-processes":
+        local_processes(model, args)
+        return
     if args.ab:
         ab(model, args)
         return
@@ -617,12 +663,19 @@ def speed(model: str, args: argparse.Namespace) -> None:
     )
     kinds = ("plain", "tuned-packed", "tuned-grouped", "ours", *(("plain-defaults",) if args.trl_defaults else ()))
     runs = {kind: run_child(kind, args) for kind in kinds}
+    # Ours as data_parallel trains it: one single-thread process per core, the batch split (the same rank setup as
+    # training.data_parallel), figures summed over the processes.
+    cores = min(len(os.sched_getaffinity(0)), HYPER["batch_size"])
+    if cores > 1:
+        kinds += ("ours-parallel",)
+        runs["ours-parallel"] = run_child("ours", args, threads=1, processes=cores)
     precision = {kind: "bf16" if run["bf16"] else "fp32" for kind, run in runs.items()}
     labels = {
         "plain": "plain, no checkpointing, fp32",
         "tuned-packed": f"tuned TRL, packed padding-free, {precision['tuned-packed']}",
         "tuned-grouped": f"tuned TRL, length-grouped, {precision['tuned-grouped']}",
         "ours": f"ours (length-grouped, {precision['ours']})",
+        "ours-parallel": f"ours, {cores} single-thread processes (data_parallel)",
         "plain-defaults": "plain TRL defaults (activation checkpointing on), fp32",
     }
     for kind in kinds:
@@ -636,6 +689,15 @@ def speed(model: str, args: argparse.Namespace) -> None:
         )
     ours = runs["ours"]["tokens_per_s"]
     tuned = max(runs["tuned-packed"]["tokens_per_s"], runs["tuned-grouped"]["tokens_per_s"])
+    if "ours-parallel" in runs:
+        parallel = runs["ours-parallel"]
+        print(
+            f"speed, data parallel: ours in {cores} processes / the faster tuned TRL run = "
+            f"{parallel['tokens_per_s'] / tuned:.2f}x, / ours in one process = {parallel['tokens_per_s'] / ours:.2f}x; "
+            f"efficiency {parallel['flops_per_s'] / 1e9:.1f} GFLOP/s = "
+            f"{parallel['flops_per_s'] / parallel['peaks']['float32']:.0%} of the processes' summed fp32 peak "
+            f"{parallel['peaks']['float32'] / 1e9:.1f}"
+        )
     print(
         f"speed: ours / the faster tuned TRL run = {ours / tuned:.2f}x (goal >= 1.2x, never < 0.95x); "
         f"ours / plain = {ours / runs['plain']['tokens_per_s']:.2f}x"
@@ -672,6 +734,7 @@ AB = {
     ),
     "compile": (("eager", None, {"torch_compile": "off"}, 1), ("compiled", None, {"torch_compile": "on"}, 1)),
     "processes": (("1 process x 2 threads", 2, {}, 1), ("2 processes x 1 thread", 1, {}, 2)),
+    "local-processes": (),  # whole jobs through the local backend: `local_processes`
 }
 
 
@@ -710,6 +773,35 @@ def ab(model: str, args: argparse.Namespace) -> None:
             else f"; {statistics.median(work):.2f}x by CPU seconds per step (range {work[0]:.2f}-{work[-1]:.2f}x), "
             "which the machine's load moves less"
         )
+    )
+
+
+def local_processes(model: str, args: argparse.Namespace) -> None:
+    """Whole jobs through the console's local backend, data_parallel off (one process) against on (one single-thread
+    process per core), alternating: wall time of the whole job and the job's own tokens/s and efficiency."""
+    print(
+        f"{model}, {DATASET}, whole {args.steps}-step jobs through the local backend: data_parallel on against off, "
+        f"{args.rounds} rounds"
+    )
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for _ in range(args.rounds):
+        for mode in ("off", "on"):
+            load = os.getloadavg()[0]
+            run = run_child(f"job-{mode}", args, overrides=args.overrides)
+            runs[mode].append(run)
+            print(
+                f"  {mode:<4} {run['wall_seconds']:6.1f} s whole job ({run['train_seconds']:6.1f} s training) "
+                f"{run['tokens_per_second']:6.1f} tok/s {run['flops_per_second'] / 1e9:6.1f} GFLOP/s = "
+                f"{run['efficiency']:4.0%} of the summed peak; {run['decision']} (load average {load:.2f} at start, "
+                f"{os.getloadavg()[0]:.2f} at end)"
+            )
+    pairs = list(zip(runs["off"], runs["on"], strict=True))
+    wall = sorted(a["wall_seconds"] / b["wall_seconds"] for a, b in pairs)
+    speed = sorted(b["tokens_per_second"] / a["tokens_per_second"] for a, b in pairs)
+    print(
+        f"local-processes: on / off = {statistics.median(wall):.2f}x faster whole job (range {wall[0]:.2f}-"
+        f"{wall[-1]:.2f}x), {statistics.median(speed):.2f}x tokens/s while training (range {speed[0]:.2f}-"
+        f"{speed[-1]:.2f}x), medians of {len(pairs)} pairs"
     )
 
 

@@ -20,6 +20,7 @@ Quantization = Literal["none", "8bit", "4bit"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 Precision = Literal["auto", "fp32", "bf16"]
 Compile = Literal["auto", "on", "off"]
+DataParallel = Literal["auto", "on", "off"]
 # torch_compile "auto" compiles a full-precision CPU SFT job planned at this much useful training work or more.
 # Measured on this 2-core fp32 CPU with SmolLM2-135M: compiled steps are 1.15-1.46x faster and compiling adds about
 # 30 s to the first steps with inductor's cache warm, up to about 2 min cold (bench/training_throughput.py --ab
@@ -27,6 +28,11 @@ Compile = Literal["auto", "on", "off"]
 # compiled against 687 s eager (0.73x). Eager runs at 40-75 GFLOP/s here, so 20 TFLOP is 4-8 minutes of eager training:
 # enough to repay even a cold compile; the quick demo (about 4 TFLOP, at most 18) stays eager.
 COMPILE_MIN_TFLOP = 20.0
+# data_parallel "auto" splits a full-precision CPU SFT job over one single-thread process per core when its base
+# model has at least this many parameters. Measured on this 2-core CPU (bench/training_throughput.py --ab processes):
+# with SmolLM2-135M two single-thread processes train 1.09x (load 7.5) to 1.86x (load 10-13) the tokens/s of one
+# two-thread process; on a tiny test model the per-step gradient all-reduce dominates and two processes are 0.44x.
+DATA_PARALLEL_MIN_PARAMS = 100_000_000
 ALL_LINEAR = "all-linear"
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
 # Spellings people type (seed 001 writes "Training Type: SFT", "Quantization: 4-bit").
@@ -243,12 +249,23 @@ class JobConfig(BaseModel):
         le=1_000_000,
         description="With an eval dataset: compute eval loss every N steps (default: at every checkpoint) and at the end.",
     )
+    data_parallel: DataParallel = Field(
+        default="off",
+        description="Local backend on CPU: train in one single-thread process per core, data-parallel (DDP over "
+        "gloo; the batch size stays the global batch, split evenly), instead of one process using every core. "
+        "Measured on this 2-core CPU with the 135M model: 1.09-1.86x the tokens/s (the gain grows with the machine's "
+        "other load); on tiny models the per-step exchange of gradients costs more than it gains. auto: on for "
+        "full-precision SFT jobs of a base model of "
+        f"{DATA_PARALLEL_MIN_PARAMS // 1_000_000}M parameters or more, when the machine has 2 cores or more and the "
+        "batch splits evenly (the job log says the choice). on / off: always / never.",
+    )
     workers: int = Field(
         default=1,
         ge=1,
         le=256,
         description="Ray backend: data-parallel training workers (DDP); the batch size stays the global batch, split "
-        "evenly over them. The local backend trains in one process and refuses more than 1.",
+        "evenly over them. The local backend refuses more than 1: it splits a job over this machine's cores with "
+        "data_parallel.",
     )
     gpus_per_worker: float = Field(
         default=0.0,
@@ -270,7 +287,7 @@ class JobConfig(BaseModel):
         data = {key: value for key, value in data.items() if value is not None or key in _NULLABLE}
         if isinstance(data.get("torch_compile"), bool):  # configs saved when the option was a switch
             data["torch_compile"] = "on" if data["torch_compile"] else "off"
-        for key in ("adapter_type", "objective", "scheduler", "precision", "torch_compile"):
+        for key in ("adapter_type", "objective", "scheduler", "precision", "torch_compile", "data_parallel"):
             if isinstance(data.get(key), str):
                 data[key] = data[key].strip().lower().replace(" ", "_" if key == "scheduler" else "")
         if isinstance(data.get("quantization"), str):
@@ -345,6 +362,30 @@ class JobConfig(BaseModel):
         if planned_flops < COMPILE_MIN_TFLOP * 1e12:
             return False, f"Compile is auto: {planned}, under {COMPILE_MIN_TFLOP:.0f}, too short to repay compiling"
         return True, f"Compile is auto: {planned}, at least {COMPILE_MIN_TFLOP:.0f}"
+
+    def processes(self, *, device: str, cores: int, parameters: int) -> tuple[int, str]:
+        """How many single-thread processes the local backend trains this job in, and why in words: the one rule
+        behind data_parallel. One process per core, as many as split the batch evenly (KTO keeps 2 or more each)."""
+        if self.data_parallel == "off":
+            return 1, "Data parallel is off: one process"
+        if device != "cpu" or cores < 2:
+            return 1, f"Data parallel is {self.data_parallel}: one process (it splits CPU jobs over 2 cores or more)"
+        if self.data_parallel == "auto":
+            if self.objective != "sft" or self.quantization != "none":
+                return 1, "Data parallel is auto: one process (it splits full-precision SFT jobs only)"
+            if parameters < DATA_PARALLEL_MIN_PARAMS:
+                return 1, (
+                    f"Data parallel is auto: one process ({parameters / 1e6:.1f}M parameters, under "
+                    f"{DATA_PARALLEL_MIN_PARAMS // 1_000_000}M: exchanging gradients would cost more than it gains)"
+                )
+        least = 2 if self.objective == "kto" else 1
+        fits = [n for n in range(cores, 1, -1) if self.batch_size % n == 0 and self.batch_size // n >= least]
+        if not fits:
+            return 1, (
+                f"Data parallel is {self.data_parallel}: one process (batch size {self.batch_size} does not split "
+                f"evenly over {cores} cores; choose a multiple of {cores})"
+            )
+        return fits[0], f"Data parallel is {self.data_parallel}: {fits[0]} single-thread processes on {cores} cores"
 
 
 _NULLABLE = {"base_model", "eval_dataset", "epochs", "max_steps", "eval_steps"}

@@ -433,7 +433,8 @@ class JobManager:
             if config.workers > 1 or config.gpus_per_worker:
                 raise JobError(
                     f"{config.workers} workers / {config.gpus_per_worker:g} GPUs per worker need the Ray backend "
-                    "(RMN_LORA_TRAINING_BACKEND=<Ray address>); the local backend trains in one process."
+                    "(RMN_LORA_TRAINING_BACKEND=<Ray address>); the local backend splits a job over this machine's cores "
+                    "with data_parallel instead."
                 )
         else:
             worker_config(config)
@@ -442,9 +443,9 @@ class JobManager:
         from training.adapters import register_adapter
 
         if self.backend == "local":
-            from training.worker import run_training
+            from training.data_parallel import run_local
 
-            result = run_training(job.config, self.job_dir(job.id), stop=self._stops[job.id], resume=job.resume)
+            result = run_local(job.config, self.job_dir(job.id), stop=self._stops[job.id], resume=job.resume)
         else:
             from training.ray_backend import run_on_ray
 

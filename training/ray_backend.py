@@ -18,6 +18,7 @@ from registry.errors import ConsoleError
 from registry.settings import REPO_ROOT
 from registry.storage import read_json
 from training.config import JobConfig
+from training.data_parallel import AgreedStop, split_batch
 from training.job_folder import JobFolder, TrainingResult
 
 # What a worker process needs to see the same registry, models and offline mode as this process.
@@ -40,30 +41,9 @@ class RayBackendError(ConsoleError):
     """The Ray cluster cannot be reached or cannot run this job as configured."""
 
 
-class AgreedStop:
-    """`is_set()` for a worker: true on every worker as soon as any of them sees the job's cancel file."""
-
-    def __init__(self, folder: JobFolder):
-        self.folder = folder
-
-    def is_set(self) -> bool:
-        import torch
-        import torch.distributed as dist
-
-        flag = torch.tensor([1 if self.folder.cancel_file.exists() else 0])
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
-
-
 def worker_config(config: JobConfig) -> JobConfig:
     """The config each worker trains with: the global batch split evenly over the workers."""
-    if config.batch_size % config.workers:
-        raise RayBackendError(
-            f"Batch size {config.batch_size} does not split evenly over {config.workers} workers: choose a "
-            "multiple of the number of workers (it is the global batch)."
-        )
-    return config.model_copy(update={"batch_size": config.batch_size // config.workers})
+    return split_batch(config, config.workers, RayBackendError)
 
 
 def _train_loop(loop_config: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ from training.base_models import (
     unknown_target_modules,
 )
 from training.config import JobConfig
+from training.data_parallel import summed_over_ranks, world_size
 from training.errors import TrainingRefused
 from training.flops import FlopRecorder, dataset_flops, matmul_peak, model_cost
 from training.formatting import (
@@ -186,8 +187,9 @@ class JobMonitor(TrainerCallback):
         cost = model_cost(trainer.model, checkpointing=bool(trainer.args.gradient_checkpointing))
         self.recorder = FlopRecorder(trainer.data_collator, cost)
         trainer.data_collator = self.recorder
-        self.peak = matmul_peak(torch.bfloat16 if checks.bf16 else torch.float32)
-        self.folder.log(f"Matrix-multiply peak of this machine: {self.peak / 1e9:.1f} GFLOP/s.")
+        (self.peak,) = summed_over_ranks(matmul_peak(torch.bfloat16 if checks.bf16 else torch.float32))
+        ranks = f" (the sum of its {ranks} training processes' own)" if (ranks := world_size()) > 1 else ""
+        self.folder.log(f"Matrix-multiply peak of this machine: {self.peak / 1e9:.1f} GFLOP/s{ranks}.")
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.monotonic()
@@ -218,8 +220,13 @@ class JobMonitor(TrainerCallback):
         tokens = state.num_input_tokens_seen - self.start_tokens
         remaining = max(state.max_steps - state.global_step, 0)
         speed = {}
+        if self.recorder is not None:
+            # Every rank counts its own batches; their sum is the job's rate (every rank calls this at the same step).
+            (trained,) = summed_over_ranks(
+                self.recorder.trained(self.start_batch, max(steps_done, 0) * self.accumulation)
+            )
         if self.recorder is not None and elapsed > 0:
-            flops_per_second = self.recorder.trained(self.start_batch, max(steps_done, 0) * self.accumulation) / elapsed
+            flops_per_second = trained / elapsed
             speed = {
                 "flops_per_second": round(flops_per_second),
                 "efficiency": round(flops_per_second / self.peak, 4) if self.peak else None,
@@ -530,6 +537,8 @@ def _trainer_args(config: JobConfig, job_dir: Path, checks: Preflight, has_eval:
         # Padding-free packed batches have no attention mask and no padding, so every token counts.
         "include_num_input_tokens_seen": "all" if padding_free else "non_padding",
         "disable_tqdm": True,
+        # Data-parallel ranks train every LoRA weight each step: no extra autograd traversal looking for unused ones.
+        "ddp_find_unused_parameters": False,
     }
 
 

@@ -1,0 +1,242 @@
+"""Local data-parallel training: one job as 2 single-thread processes (DDP over gloo) through the job manager, as a
+user runs it: it trains, cancels, resumes and matches one process; a killed console leaves no rank behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from tiny_model import build_tiny_model
+
+ROWS = [
+    {"instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.", "input": "", "output": answer}
+    for code, answer in [("sp", "placement_type: sponsored_product"), ("sd", "placement_type: sponsored_display")]
+    for retailer in ("Amazon", "Walmart", "Target", "Instacart")
+]
+SETTINGS = {
+    "batch_size": 4,
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "max_seq_length": 64,
+    "learning_rate": 1e-3,
+    "epochs": None,
+    "lora_dropout": 0.0,
+    "warmup_ratio": 0.0,
+    "seed": 7,
+}
+TWO = {**SETTINGS, "data_parallel": "on"}
+needs_two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="data parallel needs 2 cores")
+
+
+@pytest.fixture
+def setup(registry, tmp_path, monkeypatch):
+    from services import upload_dataset
+
+    base = build_tiny_model(tmp_path / "models" / "tiny-llama")
+    monkeypatch.setenv("RMN_LORA_MODELS", str(tmp_path / "models"))
+    source = tmp_path / "map.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 2))
+    upload_dataset("map_sft", source)
+    return base
+
+
+def lora_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")
+
+
+def wait_for(condition, what: str, job_id: str, manager, limit: float = 1800) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert manager.get(job_id).status in {"queued", "running"}, manager.get(job_id).error
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_the_rule_splits_large_fp32_sft_jobs_over_the_cores():
+    from training.config import DATA_PARALLEL_MIN_PARAMS, build_config
+
+    def processes(cores=2, parameters=135_000_000, device="cpu", **values):
+        config = build_config(adapter_name="x", train_dataset="d", max_steps=2, **{"batch_size": 8, **values})
+        return config.processes(device=device, cores=cores, parameters=parameters)
+
+    assert processes(data_parallel="auto") == (2, "Data parallel is auto: 2 single-thread processes on 2 cores")
+    assert processes(data_parallel="auto", cores=4)[0] == 4
+    assert processes(data_parallel="auto", cores=4, batch_size=6)[0] == 3, "as many as split the batch"
+    assert processes(data_parallel="auto", parameters=DATA_PARALLEL_MIN_PARAMS - 1)[0] == 1
+    assert "exchanging gradients" in processes(data_parallel="auto", parameters=1_000_000)[1]
+    for one in ({"objective": "dpo"}, {"quantization": "4bit"}, {"cores": 1}, {"device": "cuda"}, {"batch_size": 5}):
+        assert processes(data_parallel="auto", **one)[0] == 1, one
+    assert "choose a multiple of 2" in processes(data_parallel="auto", batch_size=5)[1]
+    # on: whatever the model and objective, as long as the batch splits (KTO keeps 2 examples a process).
+    assert processes(data_parallel="on", parameters=1_000_000, objective="dpo")[0] == 2
+    assert processes(data_parallel="on", objective="kto", batch_size=2)[0] == 1
+    assert processes(data_parallel="off") == (1, "Data parallel is off: one process")
+    assert (
+        build_config(adapter_name="x", train_dataset="d", max_steps=2, data_parallel=" Auto ").data_parallel == "auto"
+    )
+
+
+@needs_two_cores
+def test_a_two_process_job_cancels_resumes_and_trains_like_one_process(setup, tmp_path):
+    """Start on 2 processes, cancel mid-run, resume, finish; then compare with one process, same global batch."""
+    import threading
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from services.training import cancel_job, get_job_status, job_manager, submit_training_job
+    from training.config import build_config
+    from training.worker import run_training
+
+    steps = 40
+    manager = job_manager()
+    job_id = submit_training_job(
+        "retailer",
+        "two_ranks",
+        "map_sft",
+        base_model="tiny-llama",
+        config={**TWO, "max_steps": steps, "save_steps": 1000},
+    )
+    wait_for(lambda: manager.progress(job_id).step >= 2, "the 2-process job did not start training", job_id, manager)
+    cancel_job(job_id)
+    job = manager.wait(job_id, timeout=1800)
+    assert job.status == "cancelled", job.error
+    checkpoint = manager.latest_checkpoint(job_id)
+    assert checkpoint is not None and 2 <= int(checkpoint.name.split("-")[1]) < steps
+
+    manager.resume(job_id)
+    job = manager.wait(job_id, timeout=1800)
+    assert job.status == "completed", job.error
+    status = get_job_status(job_id)
+    assert status["step"] == steps and status["progress"] == 1.0
+    folder = manager.folder(job_id)
+    lines = [line for line in folder.metrics() if "loss" in line]
+    assert [line["step"] for line in lines] == list(range(1, steps + 1)), "one line per step: rank 0 writes alone"
+    log = folder.log_text()
+    assert log.count("Data parallel: 2 processes of 1 thread, 2 examples each per step (global batch 4)") == 2
+    assert log.count("the sum of its 2 training processes' own") == 2, "the peak is both ranks' peaks summed"
+    # The card's rate is the job's: both ranks' FLOPs over both ranks' peaks (each rank alone would be about half).
+    assert all(0 < line["efficiency"] < 1 for line in lines if line["step"] > 1)
+
+    adapter = Path(job.adapter_path)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(setup), adapter)
+    assert any("lora_B" in name for name, _ in model.named_parameters())
+
+    local = run_training(
+        build_config(
+            adapter_name="local",
+            base_model="tiny-llama",
+            train_dataset="map_sft",
+            max_steps=steps,
+            save_steps=1000,
+            **SETTINGS,
+        ),
+        tmp_path / "one-process",
+        stop=threading.Event(),
+    )
+    two, one = lora_weights(adapter), lora_weights(local.adapter_path)
+    assert two.keys() == one.keys()
+    # Same seed and global batch, not the same arithmetic: DDP averages two half-batch gradients (per-token means
+    # weigh the halves differently) and the run was cancelled and resumed. The trained B matrices (zero at init) must
+    # agree to within 25% of their size: far closer to one process than to an untrained adapter (100%).
+    gaps = {}
+    for key, value in one.items():
+        if "lora_B" in key:
+            assert value.norm() > 1e-3, "training must move B away from zero"
+            gaps[key] = float((two[key] - value).norm() / value.norm())
+    print(
+        f"2 processes vs 1: LoRA B relative gaps max {max(gaps.values()):.3f}, mean {sum(gaps.values()) / len(gaps):.3f}"
+    )
+    assert max(gaps.values()) <= 0.25, gaps
+
+
+def test_one_process_is_today_s_path_and_says_so(setup):
+    from services.training import job_manager, submit_training_job
+
+    manager = job_manager()
+    job_id = submit_training_job(
+        "retailer",
+        "one_rank",
+        "map_sft",
+        base_model="tiny-llama",
+        config={**SETTINGS, "max_steps": 2, "data_parallel": "auto"},
+    )
+    job = manager.wait(job_id, timeout=1800)
+    assert job.status == "completed", job.error
+    log = manager.log_text(job_id)
+    assert "Data parallel is auto: one process" in log and "exchanging gradients would cost more" in log
+    assert "Data parallel: 2 processes" not in log
+
+
+CONSOLE = textwrap.dedent(
+    """
+    import sys, time
+    from services.training import job_manager, submit_training_job
+
+    manager = job_manager()
+    job_id = submit_training_job("retailer", "killed", "map_sft", base_model="tiny-llama", config=%r)
+    print(job_id, flush=True)
+    sys.stdin.readline()  # a line: exit normally, as a stopped server does (the job thread is still running it)
+    sys.exit(0)
+    """
+)
+
+
+@needs_two_cores
+@pytest.mark.parametrize("end", ["killed", "exits"])
+def test_a_stopped_console_leaves_no_training_process_and_the_job_resumes(setup, registry, end):
+    """SIGKILL the console while its 2 ranks train, or let it exit as a stopped server does: both ranks end with it;
+    the next console marks the job interrupted and (once) resumes it from its checkpoint to the end."""
+    from services.training import job_manager
+
+    steps = 120
+    config = {**TWO, "max_steps": steps, "save_steps": 2}
+    console = subprocess.Popen(
+        [sys.executable, "-c", CONSOLE % config],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        job_id = console.stdout.readline().strip()
+        assert job_id.startswith("job_"), "the console did not submit the job"
+        folder = registry.jobs / job_id
+        deadline = time.monotonic() + 1800
+        while not list((folder / "checkpoints").glob("checkpoint-*/trainer_state.json")):
+            assert console.poll() is None and time.monotonic() < deadline, "no checkpoint from the 2-process job"
+            time.sleep(0.2)
+        ranks = psutil.Process(console.pid).children(recursive=True)
+        training = [rank for rank in ranks if "spawn_main" in " ".join(rank.cmdline())]
+        assert len(training) == 2, [rank.cmdline() for rank in ranks]
+        if end == "killed":
+            console.send_signal(signal.SIGKILL)
+        else:
+            console.stdin.write("exit\n")
+            console.stdin.flush()
+        console.wait(timeout=600)
+        gone, alive = psutil.wait_procs(training, timeout=30)
+        assert not alive, f"ranks outlived the killed console: {[rank.pid for rank in alive]}"
+    finally:
+        if console.poll() is None:
+            console.kill()
+            console.wait()
+
+    manager = job_manager()
+    assert manager.get(job_id).status == "interrupted"
+    if end == "exits":
+        return
+    step = int(manager.latest_checkpoint(job_id).name.split("-")[1])
+    assert step < steps
+    manager.resume(job_id)
+    job = manager.wait(job_id, timeout=1800)
+    assert job.status == "completed", job.error
+    assert [line["step"] for line in manager.metrics(job_id) if "loss" in line] == list(range(1, steps + 1))
