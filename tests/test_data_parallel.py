@@ -144,18 +144,19 @@ def test_a_two_process_job_cancels_resumes_and_trains_like_one_process(setup, tm
     )
     two, one = lora_weights(adapter), lora_weights(local.adapter_path)
     assert two.keys() == one.keys()
-    # Same seed and global batch, not the same arithmetic: DDP averages two half-batch gradients (per-token means
-    # weigh the halves differently) and the run was cancelled and resumed. The trained B matrices (zero at init) must
-    # agree to within 25% of their size: far closer to one process than to an untrained adapter (100%).
+    # Same seed, same global batches (rank r takes every other half of the sampler's order), the loss normalised by
+    # the answer tokens of the whole global batch, and exact resume: the same training up to the order of float sums
+    # (measured: the B matrices, zero at init, agree to better than 0.0005 of their size after a cancel and a
+    # resume). 2% leaves room for summation order and fails for any other batch split or weighting (untrained: 100%).
     gaps = {}
     for key, value in one.items():
         if "lora_B" in key:
             assert value.norm() > 1e-3, "training must move B away from zero"
             gaps[key] = float((two[key] - value).norm() / value.norm())
     print(
-        f"2 processes vs 1: LoRA B relative gaps max {max(gaps.values()):.3f}, mean {sum(gaps.values()) / len(gaps):.3f}"
+        f"2 processes vs 1: LoRA B relative gaps max {max(gaps.values()):.2e}, mean {sum(gaps.values()) / len(gaps):.2e}"
     )
-    assert max(gaps.values()) <= 0.25, gaps
+    assert max(gaps.values()) <= 0.02, gaps
 
 
 def test_one_process_is_today_s_path_and_says_so(setup):
