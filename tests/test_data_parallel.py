@@ -198,8 +198,8 @@ def test_a_stopped_console_leaves_no_training_process_and_the_job_resumes(setup,
     the next console marks the job interrupted and (once) resumes it from its checkpoint to the end."""
     from services.training import job_manager
 
-    steps = 120
-    config = {**TWO, "max_steps": steps, "save_steps": 2}
+    steps = 30
+    config = {**TWO, "max_steps": steps, "save_steps": 5}
     console = subprocess.Popen(
         [sys.executable, "-c", CONSOLE % config],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
