@@ -11,13 +11,15 @@ that pays the shared imports. For each page it records:
   order) until the new page's run has finished and every element is drawn (seed 002 asks for < 200 ms). The tour goes
   round twice: "1st switch" is the session's first visit of the page (its elements' code may still load), "switch"
   the second.
-A rerun or a transition ends once the script state, watched in the page (a MutationObserver), has gone to running
-and back, and every element is drawn: no fixed wait, so a fast run is not rounded up.
+A rerun or a transition ends once the script state, watched in the page (a MutationObserver), has left "not
+running" and come back, and every element is drawn: no fixed wait, so a fast run is not rounded up.
 Each round also starts a bare Streamlit app (a title and a line of text) the same way and opens it the same way:
 its first paint is the floor that Streamlit and Chromium alone cost on this machine at this load, so "over floor"
 says what the console itself adds, comparable across loads. A second floor is the same page under a navigation of
 as many pages as the console's sidebar lists (expanded, with icons): what Streamlit costs to draw that sidebar, which
-every page of the console pays before its own content.
+every page of the console pays before its own content. The floors are plain `streamlit run` servers: they keep
+Streamlit's ~40 ms wait for a delayed ACK on each kept-alive request that the console's server (serve.py) turns off,
+so a light console page can come in under them.
 
 Each page opens in a fresh browser context (an empty HTTP cache: a browser's first visit), so a page with a table
 also downloads and compiles Streamlit's table code (about 1.5 MB of JavaScript) in its first render. `--warm-browser`
