@@ -140,8 +140,10 @@ def browser() -> Iterator[object]:
     """One Debian chromium for the whole session; each test gets its own context."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium (Playwright's browser downloads are not used)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect()'s own default is 5 s, the page's is 30 s: a loaded machine draws late; an expect returns when it holds
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
