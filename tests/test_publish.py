@@ -410,6 +410,7 @@ def test_the_publish_page_follows_a_waiting_publish_job_and_cancels_it(published
         at.button(key="publish_cancel").click().run()
         assert manager.get(job_id).status.value == "cancelled"
         at.run()  # the fragment's next tick (AppTest runs no timers) finds it finished and redraws the page
-        assert any("Not published (cancelled)" in e.value.replace("\\", "") for e in at.error)
+        shown = [e.value for e in at.error] + [m.value for m in at.markdown] + [b.label for b in at.button]
+        assert any("Not published (cancelled)" in e.value.replace("\\", "") for e in at.error), shown
     finally:
         manager.set_concurrency(limit)
