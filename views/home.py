@@ -7,7 +7,12 @@ from services.health import broken_files
 from services.overview import recent_activity, registry_overview
 from views.common import attempt, show_broken, show_table
 
-CARD_WIDTH = 148  # px: "Schema mappings" whole; five cards and their gaps in the 820 px of a 1280 px window
+# Equal cards in as many columns of at least 148 px ("Schema mappings" whole) as the row holds: five in one row
+# from 1280 px (sidebar open), filling it; in a narrower window the fifth wraps into a column of the same width
+# (a wrapping flex row left it alone, stretched across the whole second row, at 1100 px).
+CARD_GRID = """<style>.st-key-home_cards {display: grid !important; gap: 0.5rem;
+    grid-template-columns: repeat(auto-fit, minmax(148px, 1fr));}
+    .st-key-home_cards > div, .st-key-home_cards > div > div {height: 100%;}</style>"""
 
 st.title("RMN LoRA Console")
 st.caption(
@@ -18,9 +23,6 @@ st.caption(
 show_broken(attempt(broken_files, "retry_broken") or [])
 overview = attempt(registry_overview, "retry_overview")
 if overview is not None:
-    # A row of equal cards that wraps where the window is too narrow for five (1100 px cut "Schema mappings" to
-    # "Schema ma…" in five columns). Each card keeps one width: stretching cards left the fifth alone across the
-    # whole second row at 1100 px; at 148 px the five fit in one row from 1280 px (sidebar open), labels whole.
     cards = [
         ("Datasets", f"{overview.datasets:,}", f"{overview.examples:,} examples"),
         (
@@ -32,9 +34,10 @@ if overview is not None:
         ("Training jobs", overview.jobs, "queued, running and finished"),
         ("Federations", overview.federations, "saved compositions of adapters"),
     ]
-    with st.container(horizontal=True, gap="small", key="home_cards"):
+    st.html(CARD_GRID)
+    with st.container(key="home_cards"):
         for label, value, note in cards:
-            with st.container(border=True, height="stretch", width=CARD_WIDTH):
+            with st.container(border=True, height="stretch"):
                 st.metric(
                     label, value, help="Datasets in the library (latest versions)" if label == "Datasets" else None
                 )

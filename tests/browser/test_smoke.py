@@ -40,7 +40,8 @@ def test_home_card_labels_and_quick_actions_are_whole_at_1100_px_and_wider(
 ):
     """At 1100 px five card columns cut "Schema mappings" to "Schema ma…" and three link columns cut "Compose and
     test a federation" and "Try a prompt in the Playground"; the cards and links now wrap onto another line. A
-    wrapped card keeps the others' width (stretching cards left the fifth alone across the whole row at 1100 px)."""
+    wrapped card keeps the others' width (stretching cards left the fifth alone across the whole row at 1100 px),
+    and the cards fill their row (cards of a fixed width left a third of it empty at 1920 px)."""
     page = browser_page
     page.goto(console_url)
     wait_for_streamlit(page)
@@ -54,10 +55,16 @@ def test_home_card_labels_and_quick_actions_are_whole_at_1100_px_and_wider(
         assert page.evaluate(CUT_LABELS) == [], width
         widths = cards.evaluate_all(CARD_WIDTHS)
         assert len(widths) == 5 and max(widths) - min(widths) < 1, (width, widths)
+        row_right = page.locator(".st-key-home_cards").evaluate("row => row.getBoundingClientRect().right")
+        cards_right = max(cards.evaluate_all(CARD_RIGHTS))
+        assert abs(row_right - cards_right) < 2, f"at {width} px the cards stop {row_right - cards_right:.0f} px short"
 
 
 CARD_WIDTHS = (
     """metrics => metrics.map(m => m.closest('[data-testid="stVerticalBlock"]').getBoundingClientRect().width)"""
+)
+CARD_RIGHTS = (
+    """metrics => metrics.map(m => m.closest('[data-testid="stVerticalBlock"]').getBoundingClientRect().right)"""
 )
 
 
