@@ -3,7 +3,8 @@
 - retailer SFT: a mapping + its raw rows -> "Map field 'adType' with value 'sp' from Amazon to RMIS" ->
   "placement_type: sponsored_product". The mapping computes every answer, so it is also the judge.
 - planning SFT: uplift priors -> plans (channel, budget split, expected uplift) over the placements with the best
-  measured uplift, in `registry.plans`' fixed format, so `judge_plan` scores an answer against the priors' plan.
+  measured uplift, in `registry.plans`' fixed format, so `judge_plan` scores an answer against the priors' plan;
+  each plan opens with its working line (the funded placements' means and their total), which the judge ignores.
 - creative policy DPO: catalog products -> a compliant headline (chosen) and one breaking a rule (rejected).
 Everything is deterministic: the same registry gives byte-identical datasets.
 """
@@ -20,7 +21,7 @@ from registry.datasets import DatasetRecord, write_records
 from registry.errors import ConsoleError
 from registry.layout import Registry, open_registry
 from registry.mappings import get_mapping, harmonize
-from registry.plans import NO_CHANNEL, Allocation, Plan, render_plan
+from registry.plans import NO_CHANNEL, Allocation, Plan, render_plan, working_line
 from registry.raw_sources import load_source
 from registry.shapes import DatasetKind, prompt_of
 
@@ -111,12 +112,13 @@ def planning_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
         shown = group.sort_values(["roas_uplift_mean", "placement_type"], ascending=[False, True])
         ranked = shown[shown["ci_low"] > 0]
         for budget in BUDGETS:
-            top = ranked.head(2 if budget < 10_000 else 3)
+            limit = 2 if budget < 10_000 else 3
+            top = ranked.head(limit)
             examples.append(
                 {
                     "instruction": f"Plan a ${budget:,} campaign for {category} on {retailer}. Which placements get the budget?",
                     "input": priors_text(shown),
-                    "output": _plan(top, budget),
+                    "output": _plan(top, budget, limit),
                     "task": "planning",
                     "retailer": retailer,
                 }
@@ -133,19 +135,23 @@ def priors_text(priors: pd.DataFrame) -> str:
     return "ROAS uplift priors (mean, interval):\n" + "\n".join(lines)
 
 
-def _plan(top: pd.DataFrame, budget: int) -> str:
-    """The plan the priors give: shares in steps of 5% by mean uplift (see `_shares`); the expected uplift is the share-weighted
-    mean, and its range runs from the lowest to the highest bound of the funded placements' intervals (the mix's
-    uplift lies within it, and both ends are read off the priors the prompt shows)."""
+def _plan(top: pd.DataFrame, budget: int, limit: int) -> str:
+    """The working line (the funded placements' means and their total), then the plan the priors give: shares in
+    steps of 5% by mean uplift (see `_shares`); the expected uplift is the share-weighted mean, and its range runs
+    from the lowest to the highest bound of the funded placements' intervals (the mix's uplift lies within it, and
+    both ends are read off the priors the prompt shows)."""
+    working = working_line(list(zip(top["placement_type"], top["roas_uplift_mean"], strict=True)), limit)
     if top.empty:
-        return render_plan(Plan(channel=NO_CHANNEL, split=[], uplift=None, uplift_low=None, uplift_high=None))
+        return f"{working}\n" + render_plan(
+            Plan(channel=NO_CHANNEL, split=[], uplift=None, uplift_low=None, uplift_high=None)
+        )
     shares = _shares(list(top["roas_uplift_mean"]))
     split = [
         Allocation(placement=row.placement_type, share=share, dollars=budget * share // 100)
         for row, share in zip(top.itertuples(), shares, strict=True)
     ]
     mean = sum(share * value for share, value in zip(shares, top["roas_uplift_mean"], strict=True)) / 100
-    return render_plan(
+    return f"{working}\n" + render_plan(
         Plan(
             channel=split[0].placement,
             split=split,

@@ -1,10 +1,15 @@
 """Campaign plans: the one readable, checkable answer format of the planning task, and the judge that scores it.
 
-A plan is three fixed-format lines, easy to read and for a small model to copy:
+A plan is a working line and three fixed-format lines, easy to read and for a small model to copy:
 
+    Funded (top 2 with a lower bound above 0): sponsored_product +0.30, onsite_display +0.20 (total +0.50)
     Channel: sponsored_product
     Budget: sponsored_product 60% ($3,000), onsite_display 40% ($2,000)
     Expected ROAS uplift: +0.27 (+0.17 to +0.38)
+
+The working line shows the step a plan is made from: which placements are funded (the rule, then their means) and
+the total each share is a part of (a share is its mean over the total, in steps of 5%). It is there for the model
+to write its way to the split, not to be judged: `parse_plan` reads the three lines and ignores any other.
 
 The planning generator computes the reference plan from the uplift priors (the uplift line is the share-weighted
 mean of the funded placements' priors, and its range runs from the lowest to the highest bound of their intervals),
@@ -70,6 +75,15 @@ class PlanJudgement(BaseModel):
 
     def criteria(self) -> dict[str, bool]:
         return {name: getattr(self, name) for name in CRITERIA}
+
+
+def working_line(funded: list[tuple[str, float]], limit: int) -> str:
+    """The line before the plan: the rule that picks the funded placements, each one's mean uplift and their total."""
+    rule = f"Funded (top {limit} with a lower bound above 0): "
+    if not funded:
+        return rule + NO_CHANNEL
+    total = sum(mean for _, mean in funded)
+    return rule + ", ".join(f"{name} {mean:+.2f}" for name, mean in funded) + f" (total {total:+.2f})"
 
 
 def render_plan(plan: Plan) -> str:

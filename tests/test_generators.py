@@ -87,8 +87,9 @@ def test_planning_splits_budget_over_placements_with_positive_uplift(registry):
 
 
 def test_plans_are_derived_from_the_priors_their_prompt_shows(registry):
-    """The prompt lists the priors (best mean first); the channel is the first listed placement with an interval
-    above zero, and both ends of the uplift range are read off the funded placements' lines."""
+    """The prompt lists the priors (best mean first); the working line names the funded placements (the first 2, or 3
+    from $10,000, with an interval above zero) and their total; the channel is the first of them, and both ends of
+    the uplift range are read off their lines."""
     from registry.plans import parse_plan
     from registry.raw_sources import generate_raw_sources
 
@@ -101,10 +102,17 @@ def test_plans_are_derived_from_the_priors_their_prompt_shows(registry):
         ]
         assert shown and [mean for _, mean, _, _ in shown] == sorted((mean for _, mean, _, _ in shown), reverse=True)
         plan = parse_plan(example["output"])
-        funded = [row for row in shown if row[2] > 0][: len(plan.split)]
+        limit = 2 if "$5,000" in example["instruction"] else 3  # the budgets below $10,000 fund at most 2
+        funded = [row for row in shown if row[2] > 0][:limit]
+        working, _ = example["output"].split("\n", 1)
+        assert working.startswith(f"Funded (top {limit} with a lower bound above 0): ")
+        named = re.findall(r"(\w+) ([+-]\d\.\d\d)(?=,| \(total)", working)
+        assert named == [(name, f"{mean:+.2f}") for name, mean, _, _ in funded]
         if not funded:
-            assert plan.channel == "none"
+            assert plan.channel == "none" and working.endswith(": none")
             continue
+        assert working.endswith(f"(total {sum(row[1] for row in funded):+.2f})")
+        assert len(plan.split) == len(funded)
         assert plan.channel == funded[0][0] and [a.placement for a in plan.split] == [row[0] for row in funded]
         shares = [a.share for a in plan.split]
         assert sum(shares) == 100 and shares == sorted(shares, reverse=True)  # the channel gets the most

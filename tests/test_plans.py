@@ -4,7 +4,7 @@ import pytest
 
 from registry import datasets as library
 from registry.generators import planning_examples
-from registry.plans import judge_plan, parse_plan
+from registry.plans import judge_plan, parse_plan, working_line
 from services.demo import seed_demo
 from training.evaluation import accuracy_by_task, criteria_rates, judge
 
@@ -82,6 +82,35 @@ def test_wrong_or_unreadable_plans_fail_every_criterion(prediction):
     verdict = judge_plan(prediction, REFERENCE)
     assert not verdict.passed and not verdict.parsed
     assert not any(verdict.criteria().values())
+
+
+WORKING = "Funded (top 3 with a lower bound above 0): onsite_display +0.23, sponsored_display +0.16, video +0.08 (total +0.47)"
+
+
+@pytest.mark.parametrize(
+    ("prediction", "failed"),
+    [
+        # the generator's answer: the working line, then the plan
+        (f"{WORKING}\n{REFERENCE}", set()),
+        # a working line with a wrong total: the working is not judged, the plan is right
+        (f"{WORKING.replace('+0.47', '+0.52')}\n{REFERENCE}", set()),
+        # a right working line but a split that does not follow it
+        (f"{WORKING}\n{REFERENCE.replace('video 15%', 'video 25%')}", {"split"}),
+        # the working line ends the answer: no plan to judge
+        (WORKING, {"channel", "split", "uplift"}),
+    ],
+)
+def test_the_working_line_is_not_judged_only_the_plan_after_it(prediction, failed):
+    verdict = judge_plan(prediction, f"{WORKING}\n{REFERENCE}")
+    assert {name for name, ok in verdict.criteria().items() if not ok} == failed
+    assert verdict.criteria() == judge_plan(prediction, REFERENCE).criteria()
+
+
+def test_working_line_lists_the_funded_placements_and_their_total():
+    funded = [("onsite_display", 0.23), ("sponsored_display", 0.16), ("video", 0.08)]
+    assert working_line(funded, 3) == WORKING
+    assert working_line([], 2) == "Funded (top 2 with a lower bound above 0): none"
+    assert parse_plan(f"{working_line(funded[:1], 2)}\n{REFERENCE}") == parse_plan(REFERENCE)
 
 
 def test_a_plan_with_no_funded_placement_is_judged_too():

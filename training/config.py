@@ -425,8 +425,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_seq_length": 128,
         "group_by_length": False,
     },
-    # Campaign plans from uplift priors (the demo planning set: 79 plans in three fixed-format lines): a small set,
-    # so more passes to learn the plans' arithmetic; judged on the held-out plans by `registry.plans.judge_plan`.
+    # Campaign plans from uplift priors (the demo planning set: 79 plans, a working line and three fixed-format lines):
+    # a small set, so more passes to learn the plans' arithmetic; judged on the held-out plans by
+    # `registry.plans.judge_plan`. The longest prompt and plan run to ~300 tokens.
     "campaign planning": {
         "epochs": 6.0,
         "max_steps": None,
@@ -436,7 +437,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_r": 16,
         "lora_alpha": 32,
         "lora_dropout": 0.05,
-        "max_seq_length": 256,
+        "max_seq_length": 384,
     },
     "balanced": {
         "epochs": 3.0,
