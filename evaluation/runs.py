@@ -29,7 +29,7 @@ from registry.errors import ConsoleError, NotFound
 from registry.layout import Registry
 from registry.storage import atomic_write_json, bump_generation, generation, locked, read_json
 
-DEFAULT_MAX_NEW_TOKENS = 96  # campaign plans run to ~80 tokens; greedy answers stop at end-of-sequence anyway
+DEFAULT_MAX_NEW_TOKENS = 160  # campaign plans (working line included) run to ~130 tokens; greedy answers stop at EOS
 
 
 class RunStatus(StrEnum):

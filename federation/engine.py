@@ -40,7 +40,8 @@ class GenerationSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_new_tokens: int = Field(default=96, ge=1, le=2048, description="Longest answer, in tokens.")
+    # Greedy answers stop at end-of-sequence; a campaign plan with its working line runs to ~130 tokens.
+    max_new_tokens: int = Field(default=160, ge=1, le=2048, description="Longest answer, in tokens.")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="0 is greedy; higher is more varied.")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling: keep this much probability mass.")
     repetition_penalty: float = Field(default=1.0, ge=1.0, le=2.0, description="Above 1 discourages repeating.")

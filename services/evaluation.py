@@ -15,7 +15,7 @@ from evaluation.compare import CompareError, Comparison, PairTest, compare_runs
 from evaluation.lineage import BeforeAfter, before_after
 from evaluation.report import html_report, markdown_report, rows_csv, rows_jsonl
 from evaluation.runner import GENERATION_METRICS, METRICS, MetricError
-from evaluation.runs import FINISHED, RunConfig, RunError, RunState, RunStatus
+from evaluation.runs import DEFAULT_MAX_NEW_TOKENS, FINISHED, RunConfig, RunError, RunState, RunStatus
 from evaluation.significance import format_p
 from evaluation.targets import TargetError
 from registry.access import Role, requires
@@ -24,6 +24,7 @@ from services.runtime import evaluation_manager
 REMOTE_METRICS = GENERATION_METRICS  # what a model on an OpenAI-compatible endpoint can be scored on
 
 __all__ = [
+    "DEFAULT_MAX_NEW_TOKENS",
     "FINISHED",
     "METRICS",
     "CompareError",
@@ -59,7 +60,7 @@ def run_evaluation(
     metrics: Sequence[str] | None = None,
     limit: int | None = None,
     batch_size: int = 8,
-    max_new_tokens: int = 96,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     endpoint: str | None = None,
     api_key_env: str | None = None,
 ) -> str:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from services.datasets import DatasetKind, list_datasets
 from services.evaluation import (
+    DEFAULT_MAX_NEW_TOKENS,
     FINISHED,
     METRICS,
     REMOTE_METRICS,
@@ -100,7 +101,12 @@ def _run_form(targets: dict[str, str | None], datasets: list, remote: tuple[str,
             step=1,
         )
         tokens = model_widget(
-            RunConfig, "max_new_tokens", "Max new tokens", key="eval_tokens", value=96, container=right
+            RunConfig,
+            "max_new_tokens",
+            "Max new tokens",
+            key="eval_tokens",
+            value=DEFAULT_MAX_NEW_TOKENS,
+            container=right,
         )
         if st.form_submit_button("Run evaluation", type="primary", icon=":material/play_arrow:"):
             try:
