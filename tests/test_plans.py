@@ -169,7 +169,7 @@ def test_planning_adapter_trains_with_its_preset_and_is_judged_on_the_held_out_p
     )
     job = job_manager().wait(job_id, timeout=600)
     assert job.status == JobStatus.COMPLETED, job.error
-    assert (job.config.learning_rate, job.config.batch_size, job.config.max_seq_length) == (1e-3, 8, 256)
+    assert (job.config.learning_rate, job.config.batch_size, job.config.max_seq_length) == (1e-3, 8, 384)
     metrics = get_adapter("planner_tiny").metrics
     assert metrics["eval_prompts"] == 17
     rates = [metrics[f"eval_plan_{name}"] for name in ("channel", "split", "uplift")]
