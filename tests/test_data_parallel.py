@@ -1,7 +1,6 @@
 """Local data-parallel training: one job as 2 single-thread processes (DDP over gloo) through the job manager, as a
 user runs it: it trains, cancels, resumes and matches one process; a killed console leaves no rank behind."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,44 +11,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tiny_model import build_tiny_model
+from split_training import SETTINGS, gaps_from_one_process, mapping_setup
 
-ROWS = [
-    {"instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.", "input": "", "output": answer}
-    for code, answer in [("sp", "placement_type: sponsored_product"), ("sd", "placement_type: sponsored_display")]
-    for retailer in ("Amazon", "Walmart", "Target", "Instacart")
-]
-SETTINGS = {
-    "batch_size": 4,
-    "lora_r": 4,
-    "lora_alpha": 8,
-    "max_seq_length": 64,
-    "learning_rate": 1e-3,
-    "epochs": None,
-    "lora_dropout": 0.0,
-    "warmup_ratio": 0.0,
-    "seed": 7,
-}
 TWO = {**SETTINGS, "data_parallel": "on"}
 needs_two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="data parallel needs 2 cores")
 
 
 @pytest.fixture
 def setup(registry, tmp_path, monkeypatch):
-    from services import upload_dataset
-
-    base = build_tiny_model(tmp_path / "models" / "tiny-llama")
-    monkeypatch.setenv("RMN_LORA_MODELS", str(tmp_path / "models"))
-    source = tmp_path / "map.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 2))
-    upload_dataset("map_sft", source)
-    return base
-
-
-def lora_weights(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(folder / "adapter_model.safetensors")
+    return mapping_setup(tmp_path, monkeypatch)
 
 
 def wait_for(condition, what: str, job_id: str, manager, limit: float = 1800) -> None:
@@ -87,14 +57,11 @@ def test_the_rule_splits_large_fp32_sft_jobs_over_the_cores():
 @needs_two_cores
 def test_a_two_process_job_cancels_resumes_and_trains_like_one_process(setup, tmp_path):
     """Start on 2 processes, cancel mid-run, resume, finish; then compare with one process, same global batch."""
-    import threading
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from services.training import cancel_job, get_job_status, job_manager, submit_training_job
-    from training.config import build_config
-    from training.worker import run_training
 
     steps = 40
     manager = job_manager()
@@ -130,29 +97,11 @@ def test_a_two_process_job_cancels_resumes_and_trains_like_one_process(setup, tm
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(setup), adapter)
     assert any("lora_B" in name for name, _ in model.named_parameters())
 
-    local = run_training(
-        build_config(
-            adapter_name="local",
-            base_model="tiny-llama",
-            train_dataset="map_sft",
-            max_steps=steps,
-            save_steps=1000,
-            **SETTINGS,
-        ),
-        tmp_path / "one-process",
-        stop=threading.Event(),
-    )
-    two, one = lora_weights(adapter), lora_weights(local.adapter_path)
-    assert two.keys() == one.keys()
     # Same seed, same global batches (rank r takes every other half of the sampler's order), the loss normalised by
     # the answer tokens of the whole global batch, and exact resume: the same training up to the order of float sums
     # (measured: the B matrices, zero at init, agree to better than 0.0005 of their size after a cancel and a
     # resume). 2% leaves room for summation order and fails for any other batch split or weighting (untrained: 100%).
-    gaps = {}
-    for key, value in one.items():
-        if "lora_B" in key:
-            assert value.norm() > 1e-3, "training must move B away from zero"
-            gaps[key] = float((two[key] - value).norm() / value.norm())
+    gaps = gaps_from_one_process(adapter, steps, tmp_path / "one-process")
     print(
         f"2 processes vs 1: LoRA B relative gaps max {max(gaps.values()):.2e}, mean {sum(gaps.values()) / len(gaps):.2e}"
     )

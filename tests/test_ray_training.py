@@ -1,7 +1,6 @@
 """Training on a real local Ray cluster (started here on loopback with 2 CPUs): a Ray Train TorchTrainer with
 2 DDP workers (gloo) runs the same TRL trainer into the same job folder; cancel and resume work as locally."""
 
-import json
 import os
 import signal
 import socket
@@ -12,30 +11,13 @@ from pathlib import Path
 
 import pytest
 from api_server import free_port
-from tiny_model import build_tiny_model
+from split_training import SETTINGS, gaps_from_one_process, mapping_setup
 
 # Ray replaces a loopback address by the machine's interface address unless clusters are "disabled" (its
 # single-machine mode): the test cluster, its workers and this driver then talk over 127.0.0.1 only.
 LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 os.environ.update(LOOPBACK_ONLY)
 ray = pytest.importorskip("ray")
-
-ROWS = [
-    {"instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.", "input": "", "output": answer}
-    for code, answer in [("sp", "placement_type: sponsored_product"), ("sd", "placement_type: sponsored_display")]
-    for retailer in ("Amazon", "Walmart", "Target", "Instacart")
-]
-SETTINGS = {
-    "batch_size": 4,
-    "lora_r": 4,
-    "lora_alpha": 8,
-    "max_seq_length": 64,
-    "learning_rate": 1e-3,
-    "epochs": None,
-    "lora_dropout": 0.0,
-    "warmup_ratio": 0.0,
-    "seed": 7,
-}
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +65,7 @@ def ray_cluster(tmp_path_factory):
 
 @pytest.fixture
 def setup(registry, tmp_path, monkeypatch):
-    from services import upload_dataset
-
-    base = build_tiny_model(tmp_path / "models" / "tiny-llama")
-    monkeypatch.setenv("RMN_LORA_MODELS", str(tmp_path / "models"))
-    source = tmp_path / "map.jsonl"
-    source.write_text("".join(json.dumps(r) + "\n" for r in ROWS * 2))
-    upload_dataset("map_sft", source)
-    return base
-
-
-def lora_weights(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(folder / "adapter_model.safetensors")
+    return mapping_setup(tmp_path, monkeypatch)
 
 
 def test_a_two_worker_ray_job_cancels_resumes_and_trains_like_one_local_process(
@@ -104,14 +73,11 @@ def test_a_two_worker_ray_job_cancels_resumes_and_trains_like_one_local_process(
 ):
     """One job, as a user runs it: start on 2 workers, cancel mid-run, resume, finish; then compare with a local
     1-process run with the same global batch and seed."""
-    import threading
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from services.training import cancel_job, get_job_status, job_manager, submit_training_job
-    from training.config import build_config
-    from training.worker import run_training
 
     steps = 40
     monkeypatch.setenv("RMN_LORA_TRAINING_BACKEND", ray_cluster)
@@ -150,29 +116,11 @@ def test_a_two_worker_ray_job_cancels_resumes_and_trains_like_one_local_process(
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(setup), adapter)
     assert any("lora_B" in name for name, _ in model.named_parameters())
 
-    local = run_training(
-        build_config(
-            adapter_name="local",
-            base_model="tiny-llama",
-            train_dataset="map_sft",
-            max_steps=steps,
-            save_steps=1000,
-            **SETTINGS,
-        ),
-        tmp_path / "local-job",
-        stop=threading.Event(),
-    )
-    ray_weights, local_weights = lora_weights(adapter), lora_weights(local.adapter_path)
-    assert ray_weights.keys() == local_weights.keys()
     # Same seed, same global batch, but not the same arithmetic: DDP averages two half-batch gradients where one
     # process averages over the whole batch (per-token means weigh the halves differently), and the run was
     # cancelled and resumed. The trained B matrices (zero at init) must agree to within 25% of their size, i.e.
     # far closer to the local run than to an untrained adapter (100%).
-    gaps = {}
-    for key, value in local_weights.items():
-        if "lora_B" in key:
-            assert value.norm() > 1e-3, "training must move B away from zero"
-            gaps[key] = float((ray_weights[key] - value).norm() / value.norm())
+    gaps = gaps_from_one_process(adapter, steps, tmp_path / "local-job")
     print(f"Ray vs local LoRA B relative gaps: max {max(gaps.values()):.3f}, mean {sum(gaps.values()) / len(gaps):.3f}")
     assert max(gaps.values()) <= 0.25, gaps
 
