@@ -214,22 +214,26 @@ def build_large_model(folder: Path, size: str) -> Path:
     return folder
 
 
-def our_trainer(base: str, steps: int, job_dir: Path, **overrides: Any) -> Any:
+def bench_config(base: str, steps: int, **overrides: Any) -> Any:
+    """The bench's job: the shared hyperparameters on the bench dataset for `steps` steps, no checkpoint, no warm-up."""
     from training.config import build_config
-    from training.worker import build_trainer, preflight
 
-    config = build_config(
+    return build_config(
         adapter_name="bench",
         train_dataset=DATASET,
         base_model=base or None,
         max_steps=steps,
         epochs=None,
         save_steps=10 * steps,
-        logging_steps=steps,
         warmup_ratio=0.0,
         **{**HYPER, **overrides},
     )
-    trainer, _ = build_trainer(preflight(config), job_dir)
+
+
+def our_trainer(base: str, steps: int, job_dir: Path, **overrides: Any) -> Any:
+    from training.worker import build_trainer, preflight
+
+    trainer, _ = build_trainer(preflight(bench_config(base, steps, logging_steps=steps, **overrides)), job_dir)
     return trainer
 
 
@@ -377,20 +381,9 @@ def job_child(data_parallel: str, base: str, steps: int, work: Path, overrides: 
     """A whole job through the console's local backend (`run_local`: the process rule, the ranks it spawns, the job
     folder), timed from the call to its return (processes' start, model load and tokenizing included), with the
     job's own figures as the card shows them (rates summed over its processes)."""
-    from training.config import build_config
     from training.data_parallel import run_local
 
-    config = build_config(
-        adapter_name="bench",
-        train_dataset=DATASET,
-        base_model=base or None,
-        max_steps=steps,
-        epochs=None,
-        save_steps=10 * steps,
-        warmup_ratio=0.0,
-        data_parallel=data_parallel,
-        **{**HYPER, **overrides},
-    )
+    config = bench_config(base, steps, data_parallel=data_parallel, **overrides)
     started = time.perf_counter()
     result = run_local(config, work / "job", stop=threading.Event(), resume=False)
     wall = time.perf_counter() - started

@@ -3,6 +3,7 @@ mapping set and setting, and how far the split run's adapter lands from the same
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,36 @@ def gaps_from_one_process(adapter: Path, steps: int, folder: Path) -> dict[str, 
             assert value.norm() > 1e-3, "training must move B away from zero"
             gaps[key] = float((split[key] - value).norm() / value.norm())
     return gaps
+
+
+def cancel_then_resume_to_the_end(manager, job_id: str, steps: int, base: Path, limit: float) -> tuple:
+    """Cancel the job once it has trained 2 steps, check it kept a checkpoint mid-run, resume it and wait until it
+    completes; the adapter loads with PEFT and the metrics hold one line per step (one writer, and the resume trims
+    the lines after its checkpoint). Returns the job, its folder and its metrics lines."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from services.training import cancel_job, get_job_status
+
+    deadline = time.monotonic() + limit
+    while manager.progress(job_id).step < 2:
+        assert manager.get(job_id).status in {"queued", "running"}, manager.get(job_id).error
+        assert time.monotonic() < deadline, "the job did not start training"
+        time.sleep(0.2)
+    cancel_job(job_id)
+    job = manager.wait(job_id, timeout=limit)
+    assert job.status == "cancelled", job.error
+    checkpoint = manager.latest_checkpoint(job_id)
+    assert checkpoint is not None and 2 <= int(checkpoint.name.split("-")[1]) < steps
+
+    manager.resume(job_id)
+    job = manager.wait(job_id, timeout=limit)
+    assert job.status == "completed", job.error
+    status = get_job_status(job_id)
+    assert status["step"] == steps and status["progress"] == 1.0
+    folder = manager.folder(job_id)
+    lines = [line for line in folder.metrics() if "loss" in line]
+    assert [line["step"] for line in lines] == list(range(1, steps + 1)), "one line per step: one writer, resume trims"
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), Path(job.adapter_path))
+    assert any("lora_B" in name for name, _ in model.named_parameters())
+    return job, folder, lines

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from api_server import free_port
-from split_training import SETTINGS, gaps_from_one_process, mapping_setup
+from split_training import SETTINGS, cancel_then_resume_to_the_end, gaps_from_one_process, mapping_setup
 
 # Ray replaces a loopback address by the machine's interface address unless clusters are "disabled" (its
 # single-machine mode): the test cluster, its workers and this driver then talk over 127.0.0.1 only.
@@ -74,10 +74,7 @@ def test_a_two_worker_ray_job_cancels_resumes_and_trains_like_one_local_process(
     """One job, as a user runs it: start on 2 workers, cancel mid-run, resume, finish; then compare with a local
     1-process run with the same global batch and seed."""
 
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from services.training import cancel_job, get_job_status, job_manager, submit_training_job
+    from services.training import job_manager, submit_training_job
 
     steps = 40
     monkeypatch.setenv("RMN_LORA_TRAINING_BACKEND", ray_cluster)
@@ -89,32 +86,12 @@ def test_a_two_worker_ray_job_cancels_resumes_and_trains_like_one_local_process(
         base_model="tiny-llama",
         config={**SETTINGS, "max_steps": steps, "save_steps": 1000, "workers": 2},
     )
-    deadline = time.monotonic() + 600
-    while manager.progress(job_id).step < 2:
-        assert manager.get(job_id).status in {"queued", "running"}, manager.get(job_id).error
-        assert time.monotonic() < deadline, "the Ray job did not start training"
-        time.sleep(0.2)
-    cancel_job(job_id)
-    job = manager.wait(job_id, timeout=300)
-    assert job.status == "cancelled", job.error
-    checkpoint = manager.latest_checkpoint(job_id)
-    assert checkpoint is not None and 2 <= int(checkpoint.name.split("-")[1]) < steps
+    job, folder, _ = cancel_then_resume_to_the_end(manager, job_id, steps, setup, limit=600)
     assert ray.util.get_node_ip_address() == "127.0.0.1", "the driver must reach the cluster over loopback"
-
-    manager.resume(job_id)
-    job = manager.wait(job_id, timeout=600)
-    assert job.status == "completed", job.error
-    status = get_job_status(job_id)
-    assert status["step"] == steps and status["progress"] == 1.0
-    folder = manager.folder(job_id)
-    logged = [line["step"] for line in folder.metrics() if "loss" in line]
-    assert logged == list(range(1, steps + 1)), "one metrics line per step: only worker 0 writes, resume trims"
     log = folder.log_text()
     assert log.count("Ray: 2 worker(s)") == 2 and "2 examples each per step (global batch 4)" in log
 
     adapter = Path(job.adapter_path)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(setup), adapter)
-    assert any("lora_B" in name for name, _ in model.named_parameters())
 
     # Same seed, same global batch, but not the same arithmetic: DDP averages two half-batch gradients where one
     # process averages over the whole batch (per-token means weigh the halves differently), and the run was
