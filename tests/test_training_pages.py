@@ -43,6 +43,12 @@ def field(at: AppTest, kind: str, name: str):
     return widget
 
 
+def set_advanced(at: AppTest, open_: bool) -> AppTest:
+    """Open or close Advanced settings as a user's click does (its fields are drawn only while it is open)."""
+    at.session_state["job_advanced"] = open_
+    return at
+
+
 def test_form_refuses_impossible_values_and_queues_nothing(console_with_tiny_model):
     at = training_page().run()
     assert not at.exception
@@ -51,6 +57,7 @@ def test_form_refuses_impossible_values_and_queues_nothing(console_with_tiny_mod
     at.button(key="start_training").click().run()
     assert at.error and "adapter name" in unescaped(at.error[0].value).lower()
     field(at, "text_input", "adapter_name").set_value("ok_name")
+    set_advanced(at, True).run()
     field(at, "number_input", "lora_r").set_value(1)
     field(at, "text_input", "target_modules").set_value("no_such_proj").run()
     at.button(key="start_training").click().run()
@@ -63,13 +70,17 @@ def test_job_from_the_form_completes_and_its_adapter_is_listed(console_with_tiny
     assert field(at, "selectbox", "base_model").value == "SmolLM2-135M-Instruct"
     field(at, "selectbox", "base_model").select("tiny-llama")
     field(at, "text_input", "adapter_name").set_value("amazon_form")
+    set_advanced(at, True).run()
     field(at, "number_input", "max_steps").set_value(4)
     field(at, "number_input", "max_seq_length").set_value(64).run()
+    set_advanced(at, False).run()  # closed again: its fields are not drawn, the form keeps what was typed
+    assert not [w for w in at.number_input if w.key.endswith(("].max_steps", "].max_seq_length"))]
     at.button(key="start_training").click().run()
     assert not at.exception and any("Queued amazon_form" in unescaped(t.value) for t in at.toast), [
         e.value for e in at.error
     ]
     job = job_manager().all_jobs()[0]
+    assert (job.config.max_steps, job.config.max_seq_length) == (4, 64)
     finished = job_manager().wait(job.id, timeout=300)
     assert finished.status == JobStatus.COMPLETED, finished.error
     at.run()
@@ -83,7 +94,7 @@ def test_job_from_the_form_completes_and_its_adapter_is_listed(console_with_tiny
 
 
 def test_a_preset_sets_every_training_setting_and_keeps_what_the_job_is_about(console_with_tiny_model):
-    at = training_page().run()
+    at = set_advanced(training_page(), True).run()
     field(at, "text_input", "adapter_name").set_value("amazon_fast")
     at.selectbox(key="job_preset").select("dpo preferences").run()
     assert field(at, "selectbox", "objective").value == "dpo"
@@ -107,7 +118,7 @@ def test_issue_10_every_form_widget_accepts_exactly_what_jobconfig_accepts(conso
 
     from services.training import JobConfig
 
-    at = training_page().run()
+    at = set_advanced(training_page(), True).run()
     base = {"adapter_name": "bounds", "train_dataset": "mapping_sft", "max_steps": 10}
     numbers = [w for w in at.number_input if str(w.key).startswith("job[")]
     assert len(numbers) == 14
@@ -149,6 +160,7 @@ def test_evaluate_the_base_model_first_from_the_form(console_with_tiny_model, tm
     at = training_page().run()
     field(at, "selectbox", "base_model").select("tiny-llama")
     field(at, "text_input", "adapter_name").set_value("first_form")
+    set_advanced(at, True).run()
     field(at, "number_input", "max_steps").set_value(2)
     field(at, "toggle", "evaluate_base_first").set_value(True).run()
     at.button(key="start_training").click().run()
@@ -162,3 +174,26 @@ def test_evaluate_the_base_model_first_from_the_form(console_with_tiny_model, tm
     assert (run.config.job_id, run.config.role, run.config.target.ref, run.total) == (job.id, "base", "tiny-llama", 4)
     assert job_manager().wait(job.id, timeout=300).status == JobStatus.COMPLETED
     assert wait_for_evaluation(run.id, timeout=300).status == "completed"
+
+
+def test_advanced_settings_are_drawn_only_while_open_and_the_form_keeps_their_values(console_with_tiny_model):
+    """Closed (as the page opens), Advanced settings draws none of its fields: each number field costs Streamlit a
+    copy of the session's widget state per run. Their values stay in the form: a value typed in the run that
+    closes it is kept, and opening it again shows them."""
+    at = training_page().run()
+    assert not at.exception
+    drawn = {w.key.rsplit(".", 1)[1] for kind in ("number_input", "selectbox", "toggle", "text_input")
+             for w in getattr(at, kind) if str(w.key).startswith("job[")}  # fmt: skip
+    assert drawn == {"adapter_type", "adapter_name", "base_model", "objective", "train_dataset", "eval_dataset",
+                     "quantization", "epochs", "evaluate_base_first"}  # fmt: skip
+    saved = dict(at.session_state["job.values"])
+    assert saved["learning_rate"] > 0 and saved["max_seq_length"] > 16  # item 4: never a minimum it never had
+    set_advanced(at, True).run()
+    assert field(at, "number_input", "learning_rate").value == pytest.approx(saved["learning_rate"])
+    field(at, "number_input", "max_steps").set_value(7).run()
+    field(at, "number_input", "seed").set_value(11)
+    set_advanced(at, False).run()  # the seed typed, then Advanced settings closed before any other run
+    assert not [w for w in at.number_input if w.key.endswith("].seed")]
+    assert (at.session_state["job.values"]["max_steps"], at.session_state["job.values"]["seed"]) == (7, 11)
+    set_advanced(at, True).run()
+    assert (field(at, "number_input", "max_steps").value, field(at, "number_input", "seed").value) == (7, 11)

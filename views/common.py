@@ -172,6 +172,16 @@ def current_values(form: str) -> dict[str, Any]:
     return {name: st.session_state.get(form_key(form, name), value) for name, value in values.items()}
 
 
+def keep_undrawn(form: str, fields: Iterable[str]) -> None:
+    """Fields of `form` not drawn in this run (a closed expander's) keep what their widget held when it was last
+    drawn: a value typed just before the expander closed arrives with that run, and the widget is gone after it."""
+    values = st.session_state[f"{form}.values"]
+    for name in fields:
+        key = form_key(form, name)
+        if key in st.session_state:
+            values[name] = st.session_state[key]
+
+
 def form_key(form: str, field: str) -> str:
     return record_key(form, st.session_state[f"{form}.record"], field)
 

@@ -232,6 +232,28 @@ def test_item_4_the_form_keeps_its_values_across_fragment_runs_and_pages(console
     assert shown == pytest.approx(expected)
 
 
+def test_item_4_advanced_settings_closed_and_opened_again_keep_what_was_typed(
+    console_url, browser_page, wait_for_streamlit
+):
+    """Advanced settings draws its fields only while open (each number field costs Streamlit a copy of the session's
+    widget state per run). What was typed in it stays: a value entered with Enter, and one typed just before the
+    click that closes it; the page's fragments run while it is closed; opened again, it shows both."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    expect(page.get_by_role("spinbutton", name="Max steps", exact=True)).to_have_count(0)  # closed: not drawn
+    open_advanced(page, wait_for_streamlit)
+    set_number(page, wait_for_streamlit, "Max steps", 7)
+    page.get_by_role("spinbutton", name="Seed", exact=True).fill("11")  # no Enter: the click below closes it
+    page.get_by_test_id("stExpander").filter(has_text="Advanced settings").get_by_text("Advanced settings").click()
+    wait_for_streamlit(page)
+    expect(page.get_by_role("spinbutton", name="Max steps", exact=True)).to_have_count(0)
+    page.wait_for_timeout(4500)  # the jobs fragments run twice while it is closed
+    open_advanced(page, wait_for_streamlit)
+    expected = {"Max steps": 7, "Seed": 11, "Learning rate": 2e-4}
+    shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in expected}
+    assert shown == pytest.approx(expected)
+
+
 def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reruns(
     console_url, browser_page, wait_for_streamlit, console_home
 ):

@@ -55,6 +55,7 @@ def test_job_from_the_form_trains_and_registers_its_adapter(console_url, browser
     page.get_by_role("textbox", name="Adapter name").press("Enter")
     wait_for_streamlit(page)
     page.get_by_text("Advanced settings").click()
+    wait_for_streamlit(page)  # its fields are drawn by the rerun that opening it starts
     steps = page.get_by_role("spinbutton", name="Max steps")
     steps.fill(str(STEPS))
     steps.press("Enter")
