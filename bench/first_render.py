@@ -1,8 +1,11 @@
 """First render of every page in Chromium against the same page's rerun, median of 5, in one invocation.
 
 Each round starts a fresh `streamlit run app.py` on a demo registry (so every page pays its own imports once) and
-opens every page in a new browser session, in an order rotated by one page per round so no page is always the one
-that pays the shared imports. For each page it records:
+opens every page in a new browser session: a different page first each round (so no page is always the one that
+pays the shared imports), the others shuffled (seeded by the round). Not a plain rotation: it kept the cyclic order,
+so the same pages always came right after Training Jobs, whose visit starts the training stack's import in the
+server (about 10 s of CPU holding the GIL: their server runs took 0.5-2.9 s of wall time for 0.05-0.1 s of CPU,
+load 12), and the median of every round measured them during it. For each page it records:
 - first paint: from navigation to the page's title being visible (the frame drawn before any heavy work);
 - first render: from navigation to the script run finishing and every element it sent drawn (a table's or a
   chart's code loads after the run has finished: the script state alone came seconds early);
@@ -24,7 +27,9 @@ so a light console page can come in under them.
 Each page opens in a fresh browser context (an empty HTTP cache: a browser's first visit), so a page with a table
 also downloads and compiles Streamlit's table code (about 1.5 MB of JavaScript) in its first render. `--warm-browser`
 measures a user whose browser has opened the console before: one context per round, every page opened once (not
-measured: it fills the cache and the server's imports), then each page again in a new tab, a new Streamlit session.
+measured: it fills the cache and the server's imports), the server left to finish the imports those visits started
+(its CPU quiet: a returning user does not come back in the seconds after a server's first Training Jobs visit), then
+each page again in a new tab, a new Streamlit session.
 The floor with navigation also gives the transition floor: a click between two of its bare pages.
 `--compare DIR` measures another checkout of the console (say, main before a change: `git worktree add` or `git
 archive` it, with its own `.venv` link) in the same rounds, on the same registry, the two servers alternated, and
@@ -38,6 +43,7 @@ Run: `PYTHONPATH=. .venv/bin/python bench/first_render.py [--rounds 5] [--compar
 import argparse
 import math
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -48,6 +54,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
+import psutil
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
@@ -235,13 +242,25 @@ def measure_transitions(browser, url: str, order: list[str], context=None) -> di
     return results
 
 
-def measure_round(browser, url: str, order: list[str], warm: bool = False) -> dict[str, tuple[float, float, float]]:
+def wait_until_quiet(server: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the server process has used under 5 % of a core for two half-second windows in a row (the imports that
+    page visits started in its background threads are done), at most `timeout` seconds."""
+    process, quiet, deadline = psutil.Process(server.pid), 0, time.monotonic() + timeout
+    while quiet < 2 and time.monotonic() < deadline:
+        quiet = quiet + 1 if process.cpu_percent(interval=0.5) < 5 else 0
+
+
+def measure_round(
+    browser, url: str, order: list[str], warm: bool = False, server: subprocess.Popen | None = None
+) -> dict[str, tuple[float, float, float]]:
     """Per page: (first paint, first render, rerun) in seconds. Warm: one browser context, its cache filled by a
-    visit of every page that is not measured."""
+    visit of every page that is not measured, then the server left to finish what those visits started."""
     results = {}
     shared = browser.new_context(viewport={"width": 1440, "height": 900}) if warm else None
     for path in order if shared is not None else []:
         open_settled(shared, f"{url}/{path}").close()
+    if shared is not None and server is not None:
+        wait_until_quiet(server)
     for path in order:
         context = shared or browser.new_context(viewport={"width": 1440, "height": 900})
         page = context.new_page()
@@ -267,7 +286,7 @@ def measure_console(browser, home: Path, root: Path, order: list[str], warm: boo
     """Every page of the checkout at `root` on a fresh server: first renders, reruns, then the transitions."""
     server, url = start_server(home, root=root)
     try:
-        renders = measure_round(browser, url, order, warm)
+        renders = measure_round(browser, url, order, warm, server)
         switches = measure_transitions(browser, url, order)
         return {path: (*renders[path], *switches[path]) for path in order}
     finally:
@@ -314,8 +333,8 @@ def main() -> None:
         for round_number in range(args.rounds):
             floor.append(measure_floor(browser, Path(folder), FLOOR_APP, args.warm_browser))
             nav_floor.append(measure_floor(browser, Path(folder), NAV_FLOOR_APP, args.warm_browser, ["p1", "p2"]))
-            shift = round_number % len(paths)
-            order = paths[shift:] + paths[:shift]
+            first = paths[round_number % len(paths)]
+            order = [first, *random.Random(round_number).sample([p for p in paths if p != first], len(paths) - 1)]
             names = list(roots)[round_number % len(roots) :] + list(roots)[: round_number % len(roots)]
             for name in names:  # the checkout that goes first alternates
                 for path, result in measure_console(browser, home, roots[name], order, args.warm_browser).items():
