@@ -52,6 +52,8 @@ MANIFEST = "manifest.json"
 RECORD = "record.json"
 PACKAGE_DIR = "package"
 ADAPTER_DIR = "adapter"
+# The Publish form's choices; the Python and HTTP APIs take any size transformers parses (e.g. "100KB").
+SHARD_SIZES = ("500MB", "1GB", "2GB", "5GB", "10GB")
 DEFAULT_SHARD_SIZE = "2GB"
 # Largest |logit difference| accepted between the package in a fresh process and base + PEFT adapter here.
 # float32: merging W + s*B@A once instead of adding s*B(Ax) per token only reorders float sums (measured 1e-5).
@@ -148,7 +150,9 @@ def publish(
     """
     registry = registry or open_registry()
     started = time.perf_counter()
-    federation, records, source_info, name = plan(source, merge=merge, name=name, version=version, registry=registry)
+    federation, records, source_info, name = plan(
+        source, merge=merge, name=name, version=version, max_shard_size=max_shard_size, registry=registry
+    )
     kind = "merged" if merge else "adapter"
     target = registry.packages / name
     # Claimed for as long as this runs: if the process is killed, the next start-up removes the folder at once.
@@ -205,12 +209,20 @@ def publish(
 
 
 def plan(
-    source: str, *, merge: bool = True, name: str | None = None, version: int | None = None, registry: Registry
+    source: str,
+    *,
+    merge: bool = True,
+    name: str | None = None,
+    version: int | None = None,
+    max_shard_size: str = DEFAULT_SHARD_SIZE,
+    registry: Registry,
 ) -> tuple[Federation, list[AdapterRecord], dict[str, Any], str]:
     """Resolve the source and the package name without loading any weights: the checks a publish job passes
-    before it is queued (a missing adapter, a federation that cannot be published, a taken name)."""
+    before it is queued (a missing adapter, a federation that cannot be published, a taken name, a shard size
+    that saving would refuse only after the merge)."""
     from federation.store import load_federation
 
+    check_shard_size(max_shard_size)
     if source.startswith("fed_"):
         federation = load_federation(source, registry)
         _check_publishable(federation)
@@ -228,6 +240,21 @@ def plan(
     if (registry.packages / name).exists():
         raise PublishError(f"A package named {name!r} already exists. Choose another name or delete it first.")
     return federation, records, source_info, name
+
+
+def check_shard_size(size: str) -> int:
+    """The size in bytes, parsed as transformers' `save_pretrained` will parse it; PublishError if it cannot."""
+    from transformers.utils.hub import convert_file_size_to_int
+
+    try:
+        parsed = convert_file_size_to_int(size)
+    except (AttributeError, ValueError):
+        parsed = 0
+    if parsed <= 0:
+        raise PublishError(
+            f"Shard size {size!r} is not a size: write a whole number and a unit, like 2GB, 500MB or 100KB."
+        )
+    return parsed
 
 
 def _check_publishable(federation: Federation) -> None:

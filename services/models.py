@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from federation.publish import STAGES as PUBLISH_STAGES
 from federation.publish import (
+    DEFAULT_SHARD_SIZE,
+    SHARD_SIZES,
     PackageCorrupt,
     PackageRecord,
     PublishError,
@@ -21,6 +22,7 @@ from federation.publish import (
     get_package,
     list_packages,
 )
+from federation.publish import STAGES as PUBLISH_STAGES
 from federation.publish import plan as plan_publish
 from federation.publish import publish as _publish
 from federation.store import list_federations
@@ -43,6 +45,8 @@ from training.registered_models import (
 from training.registered_models import register_base_model as _register
 
 __all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "SHARD_SIZES",
     "ModelEntry",
     "ModelInUse",
     "PackageCorrupt",
@@ -221,7 +225,7 @@ def submit_publish(
     licence: str = "other",
     intended_use: str = "",
     description: str = "",
-    max_shard_size: str = "2GB",
+    max_shard_size: str = DEFAULT_SHARD_SIZE,
 ) -> str:
     """Queue a publish of an adapter ('name', 'name@v2') or a saved additive federation ('fed_...') as a job of
     the job manager (progress, cancel, log, state on disk); returns the job id.
@@ -236,7 +240,7 @@ def submit_publish(
         version = int(digits)
     manager = job_manager()
     _, records, source_info, name = plan_publish(
-        ref, merge=merge, name=name, version=version, registry=manager.registry
+        ref, merge=merge, name=name, version=version, max_shard_size=max_shard_size, registry=manager.registry
     )
     if version is None and source_info["type"] == "adapter":
         version = records[0].version  # pin the version now: a job finishing meanwhile must not change what ships
@@ -265,7 +269,7 @@ def publish(
     licence: str = "other",
     intended_use: str = "",
     description: str = "",
-    max_shard_size: str = "2GB",
+    max_shard_size: str = DEFAULT_SHARD_SIZE,
 ) -> PackageRecord:
     """Publish and wait (scripts, the API): the same job as `submit_publish`; raises PublishError if it fails."""
     job_id = submit_publish(

@@ -305,6 +305,8 @@ def test_a_bad_publish_is_refused_before_a_job_is_queued(published_world):
         submit_publish("mapper@latest")
     with pytest.raises(Exception, match="No adapter|not found|no adapter"):
         submit_publish("no_such_adapter")
+    with pytest.raises(PublishError, match="Shard size 'two gigs'.*like 2GB"):
+        submit_publish("mapper", max_shard_size="two gigs")
     assert [j.id for j in publish_jobs()] == before
 
 

@@ -65,8 +65,8 @@ elif adapters:
         description = st.text_input("Description (shown on Models)", max_chars=2000)
         shard = st.selectbox(
             "Shard weights above",
-            ["500MB", "1GB", "2GB", "5GB", "10GB"],
-            index=2,
+            catalog.SHARD_SIZES,
+            index=catalog.SHARD_SIZES.index(catalog.DEFAULT_SHARD_SIZE),
             help="Weight files larger than this are split into shards with an index, as the Hub does.",
         )
         submitted = st.form_submit_button("Publish", type="primary", icon=":material/rocket_launch:")
