@@ -8,6 +8,7 @@ import pytest
 
 from registry.errors import ConsoleError
 from registry.settings import Settings, get_settings
+from tests.peak_memory import peak_rss_growth
 from training import embedded_model
 from training.embedded_model import (
     MARKER_NAME,
@@ -127,26 +128,6 @@ def test_the_streamed_conversion_writes_what_transformers_loads_from_the_gguf(pr
         assert json.loads((folder / name).read_text()) == json.loads((tmp_path / name).read_text()), name
 
 
-def _peak_growth(action) -> tuple[int, object]:
-    """Bytes the process's peak resident set grew by while `action()` ran (the kernel's own high-water mark)."""
-    import gc
-
-    from training.safetensors_io import release_freed_memory
-
-    gc.collect()
-    release_freed_memory()
-    status = Path("/proc/self/status")
-
-    def field(name: str) -> int:
-        line = next(line for line in status.read_text().splitlines() if line.startswith(name + ":"))
-        return int(line.split()[1]) * 1024
-
-    before = field("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
-    result = action()
-    return field("VmHWM") - before, result
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the kernel's peak RSS from /proc")
 def test_the_conversion_never_holds_every_dequantized_tensor_at_once(tmp_path):
     """Writing the weights grows the peak by about the largest tensor (the 113 MB embedding) and the GGUF's mapped
@@ -162,9 +143,9 @@ def test_the_conversion_never_holds_every_dequantized_tensor_at_once(tmp_path):
             for name, tensor in source.tensors():
                 writer.add(name, tensor)
 
-    streamed, _ = _peak_growth(stream)
+    streamed, _ = peak_rss_growth(stream)
     checkpoint = (tmp_path / "model.safetensors").stat().st_size
-    held, tensors = _peak_growth(lambda: dict(source.tensors()))
+    held, tensors = peak_rss_growth(lambda: dict(source.tensors()))
     assert sum(tensor.nbytes for tensor in tensors.values()) == checkpoint - 8 - int.from_bytes(
         (tmp_path / "model.safetensors").read_bytes()[:8], "little"
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.peak_memory import peak_rss_growth
 from tests.tiny_model import build_tiny_model
 
 TOKENS = [[5, 6, 7, 8, 9, 10, 11, 12]]
@@ -100,26 +101,6 @@ def _build_wide_model(folder: Path) -> int:
     return sum(file.stat().st_size for file in folder.glob("*.safetensors"))
 
 
-def _peak_rss_growth(load) -> tuple[int, object]:
-    """Bytes the process's peak resident set grew by while `load()` ran (the kernel's own high-water mark)."""
-    import gc
-
-    from training.models import release_freed_memory
-
-    gc.collect()
-    release_freed_memory()
-    status = Path("/proc/self/status")
-
-    def field(name: str) -> int:
-        line = next(line for line in status.read_text().splitlines() if line.startswith(name + ":"))
-        return int(line.split()[1]) * 1024
-
-    before = field("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
-    model = load()
-    return field("VmHWM") - before, model
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the kernel's peak RSS from /proc")
 def test_a_4bit_load_never_holds_every_full_precision_weight_at_once(single_base, tmp_path):
     """The loader's peak is the 4-bit model plus about one full-precision tensor, far under the checkpoint's size.
@@ -145,14 +126,14 @@ def test_a_4bit_load_never_holds_every_full_precision_weight_at_once(single_base
         lambda: AutoModelForCausalLM.from_pretrained(single_base, dtype=torch.float32, quantization_config=config),
     ):
         warm_up()
-    growth, model = _peak_rss_growth(lambda: load_model(folder, dtype=torch.float32, quantization="4bit"))
+    growth, model = peak_rss_growth(lambda: load_model(folder, dtype=torch.float32, quantization="4bit"))
     assert growth < 0.5 * checkpoint, (
         f"loading peaked {growth / 2**20:.0f} MiB over a {checkpoint / 2**20:.0f} MiB file"
     )
     assert type(model.model.layers[0].mlp.up_proj).__name__ == "Linear4bit"
     del model
 
-    mapped, model = _peak_rss_growth(
+    mapped, model = peak_rss_growth(
         lambda: AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, quantization_config=config)
     )
     assert mapped > 0.8 * checkpoint, f"control: transformers' loader peaked only {mapped / 2**20:.0f} MiB"
