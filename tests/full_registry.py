@@ -5,7 +5,7 @@ finished evaluation, a playground run and a published (unmerged) package. Tests 
 import json
 from pathlib import Path
 
-from tiny_model import build_tiny_model
+from tests.tiny_model import build_tiny_model
 
 
 def build_full_registry(root: Path, *, runs: bool = False) -> Path:

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_model import build_tiny_model
+
+from tests.tiny_model import build_tiny_model
 
 ROWS = [
     {"instruction": f"Map field 'adType' with value '{code}' from {retailer} to RMIS.", "input": "", "output": answer}

@@ -4,10 +4,10 @@ import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
-from tiny_model import build_tiny_model
 
 from services import recent_activity, submit_training_job, upload_dataset
 from services.training import job_manager
+from tests.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,8 @@ import zipfile
 
 import pytest
 from api_server import api_client
-from tiny_model import build_tiny_model
+
+from tests.tiny_model import build_tiny_model
 
 FAST = {
     "max_steps": 4,

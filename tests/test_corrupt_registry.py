@@ -4,15 +4,14 @@ Each kind of file the registry parses is corrupted in turn (truncated JSON, bina
 nesting) in a registry that holds a real trained adapter, a job, two datasets, a federation and a mapping.
 """
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from tiny_model import build_tiny_model
 
 from registry.errors import CorruptFile
+from tests.full_registry import build_full_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [
@@ -49,22 +48,7 @@ def full_registry(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RMN_LORA_HOME", str(root / "registry"))
         patch.setenv("RMN_LORA_MODELS", str(root / "models"))
-        build_tiny_model(root / "models" / "tiny-llama")
-        from services import compose_federation, save_federation, submit_training_job, upload_dataset
-        from services.mappings import install_demo_data
-        from services.training import job_manager
-
-        rows = [{"instruction": f"q{i}", "input": "", "output": f"a{i}"} for i in range(12)]
-        (root / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        upload_dataset("alpha_sft", root / "a.jsonl", description="first")
-        upload_dataset("beta_sft", root / "a.jsonl", description="second")
-        install_demo_data()
-        job = submit_training_job(
-            "retailer", "mapper", "alpha_sft", {"max_steps": 2, "max_seq_length": 32}, base_model="tiny-llama"
-        )
-        assert job_manager().wait(job, timeout=300).status == "completed"
-        save_federation(compose_federation(retailer_adapter="mapper", name="fed_one"))
-        yield root / "registry"
+        yield build_full_registry(root)
 
 
 def targets(home: Path) -> dict[str, Path]:

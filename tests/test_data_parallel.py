@@ -11,7 +11,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from split_training import SETTINGS, cancel_then_resume_to_the_end, gaps_from_one_process, mapping_setup
+
+from tests.split_training import SETTINGS, cancel_then_resume_to_the_end, gaps_from_one_process, mapping_setup
 
 TWO = {**SETTINGS, "data_parallel": "on"}
 needs_two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="data parallel needs 2 cores")

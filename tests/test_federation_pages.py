@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
+
+from tests.tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
 MAP_PROMPTS = [

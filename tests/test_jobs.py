@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny_model import build_tiny_model
 
 from services import ConsoleError, upload_dataset
 from services.training import cancel_job, get_job_status, job_manager, list_jobs, submit_training_job
+from tests.tiny_model import build_tiny_model
 from training.adapters import get_adapter
 from training.jobs import JobManager, JobStatus
 

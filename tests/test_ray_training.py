@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from api_server import free_port
-from split_training import SETTINGS, cancel_then_resume_to_the_end, gaps_from_one_process, mapping_setup
+
+from tests.split_training import SETTINGS, cancel_then_resume_to_the_end, gaps_from_one_process, mapping_setup
 
 # Ray replaces a loopback address by the machine's interface address unless clusters are "disabled" (its
 # single-machine mode): the test cluster, its workers and this driver then talk over 127.0.0.1 only.

@@ -7,7 +7,8 @@ import json
 import httpx
 import pytest
 from api_server import serve
-from tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
+
+from tests.tiny_model import DEFAULT_CORPUS, build_tiny_model, train_tiny_adapter
 
 PROMPTS = [
     f"Map field 'adType' with value '{code}' from {retailer} to RMIS."

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from api_server import serve
 from streamlit.testing.v1 import AppTest
-from tiny_model import build_tiny_model, train_tiny_adapter
+
+from tests.tiny_model import build_tiny_model, train_tiny_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Map field 'adType' with value 'sp' from Amazon to RMIS."

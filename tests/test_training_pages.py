@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from tiny_model import build_tiny_model
 
 from services import upload_dataset
 from services.training import job_manager
+from tests.tiny_model import build_tiny_model
 from training.jobs import JobStatus
 
 ROOT = Path(__file__).resolve().parents[1]

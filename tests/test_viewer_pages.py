@@ -5,8 +5,9 @@ import re
 from pathlib import Path
 
 import pytest
-from full_registry import build_full_registry
 from streamlit.testing.v1 import AppTest
+
+from tests.full_registry import build_full_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 STRONG = "Correct-Horse-42"

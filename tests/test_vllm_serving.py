@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 from api_server import free_port
-from tiny_model import build_tiny_model, train_tiny_adapter
+
+from tests.tiny_model import build_tiny_model, train_tiny_adapter
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("vllm") is None,

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from console_server import ConsoleServer
-from full_registry import build_full_registry
 from playwright.sync_api import expect
 
 from tests.browser.widgets import choose
+from tests.full_registry import build_full_registry
 
 STRONG = "Correct-Horse-42"
 # The buttons a viewer may press (by key): reading, running inference, the wizard's steps.
