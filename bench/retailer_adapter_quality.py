@@ -4,13 +4,15 @@ The quality check: with the embedded SmolLM2-135M-Instruct and at most 10 minute
 answer at least 95% of the held-out mapping prompts exactly as the mapping computes them, on every seed.
 Training uses the "retailer mapping (fast)" preset through the job API; the base model is scored on the same
 prompts with its own chat template (its default system prompt included), in the same invocation.
-Run: `PYTHONPATH=. .venv/bin/python bench/retailer_adapter_quality.py [--epochs 1.2] [--seeds 42,7,11]`
-(or `make bench`); with several seeds it trains once per seed and prints the spread. Every run ends with a table of
+Run: `PYTHONPATH=. .venv/bin/python bench/retailer_adapter_quality.py [--epochs 1.2] [--seeds 42,7,11]
+[--set data_parallel=on --set max_steps=300 ...]` (or `make bench`); `--set` overrides one preset setting (checked by
+the job config like any form's value); with several seeds it trains once per seed and prints the spread. Every run ends with a table of
 held-out accuracy per RMIS field (base model and each seed), so the field that decides a run is visible; each seed's
 wrong answers are printed beside their references (from the job log), so what it gets wrong can be read.
 """
 
 import argparse
+import json
 import os
 import tempfile
 
@@ -72,11 +74,30 @@ def field_table(records: list[dict], base: dict[str, float], runs: dict[int, dic
     return "\n".join(lines)
 
 
+def override(item: str) -> tuple[str, object]:
+    """`KEY=VALUE` as a setting: the value as JSON where it is (300, 5e-4, null), else as the text (on, cosine)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise SystemExit(f"--set {item!r}: write KEY=VALUE, e.g. data_parallel=on")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=float, default=PRESETS[PRESET]["epochs"])
     parser.add_argument("--seeds", default="42", help="comma-separated training seeds, e.g. 42,7,11: one run each")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one preset setting, e.g. data_parallel=on, max_steps=300, torch_compile=off (repeatable)",
+    )
     args = parser.parse_args()
+    overrides = dict(override(item) for item in args.set)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     os.environ["RMN_LORA_HOME"] = tempfile.mkdtemp(prefix="rmn-quality-")
     seed_demo()
@@ -85,7 +106,13 @@ def main() -> None:
     records = list(iter_dataset("retailer_amazon_eval"))
     base_run = base_score(records)
     base = base_run.accuracy
-    settings = {**PRESETS[PRESET], "epochs": args.epochs, "eval_dataset": "retailer_amazon_eval", "save_steps": 1000}
+    settings = {
+        **PRESETS[PRESET],
+        "epochs": args.epochs,
+        **overrides,
+        "eval_dataset": "retailer_amazon_eval",
+        "save_steps": 1000,
+    }
     shown = {k: v for k, v in settings.items() if k not in ("eval_dataset", "save_steps") and v is not None}
     print(f"preset {PRESET!r}: {shown}")
     print(f"held-out mapping prompts: {len(records)}; base model accuracy {base:.1%}")
