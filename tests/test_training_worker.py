@@ -503,6 +503,9 @@ def test_seed_api_keys_presets_and_spellings_are_accepted():
     assert {"quick demo", "balanced", "qlora low memory"} <= set(PRESETS)
     fast = build_config("retailer mapping (fast)", adapter_name="a", train_dataset="d")
     assert fast.loraplus_lr_ratio == 12 and fast.max_steps is None and fast.lora_dropout == 0
+    # the preset's 10-minute figure is measured with one single-thread process per core on the 135M model
+    assert fast.processes(device="cpu", cores=2, parameters=134_515_008)[0] == 2
+    assert fast.processes(device="cpu", cores=2, parameters=1_000_000)[0] == 1  # a tiny model stays in one
     assert "alpha / r" in field_help("lora_alpha")
 
 

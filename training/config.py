@@ -405,11 +405,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.0,
     },
     # Narrow, short-answer tasks such as retailer field mappings: 1.2 passes with LoRA+ (B matrices at 12x the rate),
-    # so the demo Amazon dataset (1,270 examples) trains in 8-9 minutes on a 2-core CPU with native bf16.
-    # bench/retailer_adapter_quality.py --seeds 42,7,11: held-out 95.8%, 91.7%, 95.8%; one pass gave 95.8% / 83.3%
-    # on seeds 42 / 7, and a ratio of 16 did worse. The time-zone shift is what decides a run. Batches are drawn at
-    # random: grouped by length, the fields came in runs of one field and seed 7 ended with ts at 8.3% (fp32 host);
-    # drawn at random, seed 7 learned ts to 100% (that run also spread cost over 7-10 digits, since reverted).
+    # data-parallel where it pays (one single-thread process per core): the demo Amazon dataset (1,270 examples, 382
+    # steps) trained in 10.1 minutes on this 2-core fp32 CPU at load 6-9 (seed 42, 97.2%), against 22.1 minutes in one
+    # process at load 3-5; one pass (318 steps) took 8.1-10.2 minutes but reached 95.8% / 93.1% on seeds 7 / 11 (the
+    # cost field's decimal point, bench/retailer_adapter_quality.py --set data_parallel=on). Earlier, on a host with
+    # native bf16: 95.8%, 91.7%, 95.8% on seeds 42, 7, 11, and a ratio of 16 did worse. Batches are drawn at random:
+    # grouped by length, the fields came in runs of one field and seed 7 ended with ts at 8.3% (fp32 host).
     "retailer mapping (fast)": {
         "epochs": 1.2,
         "max_steps": None,
@@ -424,6 +425,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lora_dropout": 0.0,
         "max_seq_length": 128,
         "group_by_length": False,
+        "data_parallel": "auto",
     },
     # Campaign plans from uplift priors (the demo planning set: 79 plans, a working line and three fixed-format lines):
     # a small set, so more passes to learn the plans' arithmetic; judged on the held-out plans by
