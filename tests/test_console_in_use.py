@@ -211,8 +211,8 @@ def test_frame_first_the_server_answers_on_a_kept_alive_connection_without_waiti
 def test_frame_first_page_scripts_compile_without_magic_which_no_page_uses(tmp_path) -> None:
     """Streamlit's magic rewrites a page script's syntax tree (to show its bare expressions) each time it compiles
     it, and it drops its compiled scripts whenever the last session disconnects: a returning user's first visit of
-    each page paid 5-260 ms of CPU for app.py and the page (a profiled server: 0.67 of a 0.79 s run of Publish, load
-    6, 7 Dec). The console turns magic off; no page script has a bare expression it would have shown."""
+    each page paid 10-35 ms of CPU for app.py and the page (40-60 % of a light page's run; old and new servers
+    alternated, 7 Dec). The console turns magic off; no page script has a bare expression it would have shown."""
     import ast
 
     assert (
