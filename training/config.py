@@ -5,6 +5,7 @@ where it is typed, with a message that says what to change. Checks that need the
 target modules in it?) or the dataset (does its shape fit the objective?) run in `training.worker.preflight`.
 """
 
+import math
 import re
 from typing import Any, Literal, Self
 
@@ -33,6 +34,13 @@ COMPILE_MIN_TFLOP = 20.0
 # with SmolLM2-135M two single-thread processes train 1.09x (load 7.5) to 1.86x (load 10-13) the tokens/s of one
 # two-thread process; on a tiny test model the per-step gradient all-reduce dominates and two processes are 0.44x.
 DATA_PARALLEL_MIN_PARAMS = 100_000_000
+# ... and when the job plans at least this many training examples (steps x global batch, or passes x rows): starting
+# the processes (each imports the stack and loads the model) costs 12 s more than one process at load 6 and 18-27 s
+# at load 10-20, which a short job does not repay. Whole SmolLM2-135M jobs through the local backend, two processes
+# against one (bench/training_throughput.py --ab local-processes): 5 steps of 8 (40 examples) 0.82x as fast (load 6);
+# 30 of 4 (120 examples, the quick demo's shape) 1.00x (load 9-15: 25 s saved training, 25 s lost starting);
+# 30 of 8 (240 examples) 1.49x (load 11-20). Two processes saved 0.12-0.35 s an example.
+DATA_PARALLEL_MIN_EXAMPLES = 200
 ALL_LINEAR = "all-linear"
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
 # Spellings people type (seed 001 writes "Training Type: SFT", "Quantization: 4-bit").
@@ -250,14 +258,15 @@ class JobConfig(BaseModel):
         description="With an eval dataset: compute eval loss every N steps (default: at every checkpoint) and at the end.",
     )
     data_parallel: DataParallel = Field(
-        default="off",
+        default="auto",
         description="Local backend on CPU: train in one single-thread process per core, data-parallel (DDP over "
         "gloo; the batch size stays the global batch, split evenly), instead of one process using every core. "
         "Measured on this 2-core CPU with the 135M model: 1.09-1.86x the tokens/s (the gain grows with the machine's "
-        "other load); on tiny models the per-step exchange of gradients costs more than it gains. auto: on for "
-        "full-precision SFT jobs of a base model of "
-        f"{DATA_PARALLEL_MIN_PARAMS // 1_000_000}M parameters or more, when the machine has 2 cores or more and the "
-        "batch splits evenly (the job log says the choice). on / off: always / never.",
+        "other load); on tiny models the per-step exchange of gradients costs more than it gains, and starting the "
+        "processes costs 12-30 s. auto: on for full-precision SFT jobs of a base model of "
+        f"{DATA_PARALLEL_MIN_PARAMS // 1_000_000}M parameters or more that plan {DATA_PARALLEL_MIN_EXAMPLES} training "
+        "examples or more, when the machine has 2 cores or more and the batch splits evenly (the job log says the "
+        "choice). on / off: always / never.",
     )
     workers: int = Field(
         default=1,
@@ -363,9 +372,17 @@ class JobConfig(BaseModel):
             return False, f"Compile is auto: {planned}, under {COMPILE_MIN_TFLOP:.0f}, too short to repay compiling"
         return True, f"Compile is auto: {planned}, at least {COMPILE_MIN_TFLOP:.0f}"
 
-    def processes(self, *, device: str, cores: int, parameters: int) -> tuple[int, str]:
+    def planned_examples(self, rows: int) -> int:
+        """The training examples this job plans to draw from a dataset of `rows` records (the whole job's, also on a
+        resume, so a resumed job trains in as many processes as it started with)."""
+        if self.max_steps:
+            return self.max_steps * self.effective_batch_size
+        return math.ceil((self.epochs or 1.0) * rows)
+
+    def processes(self, *, device: str, cores: int, parameters: int, examples: int) -> tuple[int, str]:
         """How many single-thread processes the local backend trains this job in, and why in words: the one rule
-        behind data_parallel. One process per core, as many as split the batch evenly (KTO keeps 2 or more each)."""
+        behind data_parallel. One process per core, as many as split the batch evenly (KTO keeps 2 or more each).
+        `examples`: the training examples the job plans (`planned_examples`)."""
         if self.data_parallel == "off":
             return 1, "Data parallel is off: one process"
         if device != "cpu" or cores < 2:
@@ -377,6 +394,11 @@ class JobConfig(BaseModel):
                 return 1, (
                     f"Data parallel is auto: one process ({parameters / 1e6:.1f}M parameters, under "
                     f"{DATA_PARALLEL_MIN_PARAMS // 1_000_000}M: exchanging gradients would cost more than it gains)"
+                )
+            if examples < DATA_PARALLEL_MIN_EXAMPLES:
+                return 1, (
+                    f"Data parallel is auto: one process ({examples} training examples planned, under "
+                    f"{DATA_PARALLEL_MIN_EXAMPLES}: starting the processes would cost more than they gain)"
                 )
         least = 2 if self.objective == "kto" else 1
         fits = [n for n in range(cores, 1, -1) if self.batch_size % n == 0 and self.batch_size // n >= least]

@@ -88,7 +88,12 @@ def run_local(config: JobConfig, job_dir: Path, *, stop: threading.Event, resume
     from training.worker import preflight, run_training
 
     checks = preflight(config)
-    processes, why = config.processes(device=checks.device, cores=usable_cores(), parameters=checks.base.parameters)
+    processes, why = config.processes(
+        device=checks.device,
+        cores=usable_cores(),
+        parameters=checks.base.parameters,
+        examples=config.planned_examples(checks.train.rows),
+    )
     folder = JobFolder(job_dir)
     folder.log(why + ".")
     if processes == 1:

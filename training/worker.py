@@ -44,6 +44,7 @@ from training.formatting import (
 from training.job_folder import JobFolder, Status, TrainingResult
 from training.models import load_model, load_tokenizer
 from training.regional_compile import compile_decoder_layers, compiler_missing, release_compiled
+from training.sampling import EpochSampler, seeded_order
 from training.stack import import_stack
 
 TrainerCallback = import_stack("trl").TrainerCallback
@@ -423,7 +424,7 @@ def build_trainer(
             completion_only_loss=True,
             train_sampling_strategy=sampling_strategy(config),
         )
-        trainer = SFTTrainer(
+        trainer = seeded_order(SFTTrainer)(
             model=model,
             args=args,
             train_dataset=train,
@@ -455,6 +456,7 @@ def build_trainer(
             trainer.model, optimizer_cls, loraplus_lr_ratio=config.loraplus_lr_ratio, **optimizer_kwargs
         )
     trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(EpochSampler)
     return trainer, tokenizer
 
 

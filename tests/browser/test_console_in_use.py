@@ -61,14 +61,24 @@ def open_advanced(page: Page, wait: Callable[[Page], None]) -> None:
         wait(page)
 
 
-def queue_job(page: Page, wait: Callable[[Page], None], name: str, dataset: str, numbers: dict[str, object]) -> None:
-    """Fill the Training Jobs form for the tiny model (`numbers`: number fields by label) and press Start Training."""
+def queue_job(
+    page: Page,
+    wait: Callable[[Page], None],
+    name: str,
+    dataset: str,
+    numbers: dict[str, object],
+    choices: dict[str, str] | None = None,
+) -> None:
+    """Fill the Training Jobs form for the tiny model (`numbers`: number fields by label, `choices`: advanced
+    selectboxes by label) and press Start Training."""
     choose(page, wait, "Base model", "tiny-llama")
     choose(page, wait, "Training dataset", dataset)
     set_text(page, wait, "Adapter name", name)
     open_advanced(page, wait)
     for label, value in numbers.items():
         set_number(page, wait, label, value)
+    for label, option in (choices or {}).items():
+        choose(page, wait, label, option)
     page.get_by_role("button", name=re.compile(r"Start Training$")).click()
     # The first submit imports the training stack (preflight): slow on a busy 2-core machine. The toast is looked
     # for while the run goes on: it shows for 10 s, and a run under load can take longer than that after it.
@@ -104,7 +114,11 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
 ):
     """SIGTERM the server while one job runs and another waits; after `streamlit run` again the queued job trains
     by itself (it failed with "cannot import name 'TrainerCallback'") and the interrupted one resumes from its
-    checkpoint when asked. Both complete; none fails."""
+    checkpoint when asked. Both complete; none fails. The running job trains data-parallel (one process per core,
+    as auto does for a long job of a 100M+ model): its processes end with the server and the resume starts them
+    again; the queued one is left to auto, which keeps a tiny model in one process."""
+    import psutil
+
     home = tmp_path / "home"
     monkeypatch.setenv("RMN_LORA_HOME", str(home))
     from services import upload_dataset
@@ -117,13 +131,28 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     page = browser_page
     server = console_server(home)
     open_page(page, server.url, wait_for_streamlit, "Training Jobs")
-    queue_job(page, wait_for_streamlit, "long_run", "short_sft", {"Max steps": 300, "Checkpoint every N steps": 5})
+    queue_job(
+        page,
+        wait_for_streamlit,
+        "long_run",
+        "short_sft",
+        {"Max steps": 300, "Checkpoint every N steps": 5},
+        {"Processes (data parallel)": "one per core"},
+    )
     queue_job(page, wait_for_streamlit, "queued_run", "short_sft", {"Max steps": 10, "Checkpoint every N steps": 5})
     job_dir = home / "jobs" / wait_for_state(home, "long_run", lambda s: s["status"] == "running", 900)["id"]
     deadline = time.monotonic() + 900
     while not list((job_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
         time.sleep(0.1)
+    ranks = [
+        child
+        for child in psutil.Process(server.process.pid).children(recursive=True)
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+    assert len(ranks) == 2, "the long job does not train in one process per core"
     server.stop()
+    gone, alive = psutil.wait_procs(ranks, timeout=60)
+    assert not alive, f"training processes outlived the stopped server: {[rank.pid for rank in alive]}"
     states = job_states(home)
     assert states["long_run"]["status"] == "running", "the long job ended before the server stopped"
     assert states["queued_run"]["status"] == "queued"
@@ -141,6 +170,10 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     resumed = wait_for_state(home, "long_run", lambda s: s["status"] in ("completed", "failed"), 900)
     assert resumed["status"] == "completed", resumed["error"]
     assert resumed["attempts"] == 2
+    log = (job_dir / "train.log").read_text(encoding="utf-8")
+    assert log.count("Data parallel is on: 2 single-thread processes") == 2, "started and resumed on 2 processes"
+    queued_log = (home / "jobs" / queued["id"] / "train.log").read_text(encoding="utf-8")
+    assert "Data parallel is auto: one process" in queued_log
     expect(page.get_by_text("COMPLETED", exact=True).first).to_be_visible(timeout=120_000)  # at the next 2 s poll
     assert page.get_by_test_id("stException").count() == 0
 
