@@ -139,7 +139,14 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
         {"Max steps": 300, "Checkpoint every N steps": 5},
         {"Processes (data parallel)": "one per core"},
     )
-    queue_job(page, wait_for_streamlit, "queued_run", "short_sft", {"Max steps": 10, "Checkpoint every N steps": 5})
+    queue_job(
+        page,
+        wait_for_streamlit,
+        "queued_run",
+        "short_sft",
+        {"Max steps": 10, "Checkpoint every N steps": 5},
+        {"Processes (data parallel)": "auto"},  # the form keeps the last job's choice
+    )
     job_dir = home / "jobs" / wait_for_state(home, "long_run", lambda s: s["status"] == "running", 900)["id"]
     deadline = time.monotonic() + 900
     while not list((job_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
