@@ -515,8 +515,9 @@ def test_seed_api_keys_presets_and_spellings_are_accepted():
     fast = build_config("retailer mapping (fast)", adapter_name="a", train_dataset="d")
     assert fast.loraplus_lr_ratio == 12 and fast.max_steps is None and fast.lora_dropout == 0
     # the preset's 10-minute figure is measured with one single-thread process per core on the 135M model
-    assert fast.processes(device="cpu", cores=2, parameters=134_515_008)[0] == 2
-    assert fast.processes(device="cpu", cores=2, parameters=1_000_000)[0] == 1  # a tiny model stays in one
+    amazon = fast.planned_examples(rows=1270)  # the demo Amazon set, 1.2 passes
+    assert fast.processes(device="cpu", cores=2, parameters=134_515_008, examples=amazon)[0] == 2
+    assert fast.processes(device="cpu", cores=2, parameters=1_000_000, examples=amazon)[0] == 1  # a tiny model: one
     assert "alpha / r" in field_help("lora_alpha")
 
 
