@@ -163,7 +163,7 @@ def world(tmp_path_factory):
             for i, p in enumerate(MAP_PROMPTS[:6])
         ]
         write_records("mapper_dpo", pairs, DatasetKind.DPO, origin="test", registry=registry)
-        train_tiny_adapter("mapper", "mapper_sft", base, root / "jobs" / "mapper", steps=120, registry=registry)
+        train_tiny_adapter("mapper", "mapper_sft", base, root / "jobs" / "mapper", steps=160, registry=registry)
         yield {"base": base, "other": other, "root": root, "registry": registry, "patch": patch}
     from federation.engine import default_engine
 
