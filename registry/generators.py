@@ -1,7 +1,8 @@
 """Generators: turn registry data into training datasets, each with a held-out evaluation split.
 
 - retailer SFT: a mapping + its raw rows -> "Map field 'adType' with value 'sp' from Amazon to RMIS" ->
-  "placement_type: sponsored_product". The mapping computes every answer, so it is also the judge.
+  "placement_type: sponsored_product". The mapping computes every answer, so it is also the judge. A scale field's
+  training values are balanced over magnitudes (generated where the source is short); held-out ones are the source's.
 - planning SFT: uplift priors -> plans (channel, budget split, expected uplift) over the placements with the best
   measured uplift, in `registry.plans`' fixed format, so `judge_plan` scores an answer against the priors' plan;
   each plan opens with its working line (the funded placements' means and their total), which the judge ignores.
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 from registry.datasets import DatasetRecord, write_records
 from registry.errors import ConsoleError
 from registry.layout import Registry, open_registry
-from registry.mappings import get_mapping, harmonize
+from registry.mappings import FieldMapping, Mapping, get_mapping, harmonize
 from registry.plans import NO_CHANNEL, Allocation, Plan, render_plan, working_line
 from registry.raw_sources import load_source
 from registry.shapes import DatasetKind, prompt_of
@@ -68,7 +69,8 @@ def retailer_examples(
     computed by the mapping itself.
 
     `pinned` examples are never held out: enum-mapped values, which are few and must each be seen in training, and
-    the extra examples of computed fields past MAX_EXAMPLES_PER_FIELD.
+    the extra examples of computed fields past MAX_EXAMPLES_PER_FIELD (for a scale field, chosen by
+    `balanced_magnitudes`, which may add generated values).
     """
     registry = registry or open_registry()
     mapping = get_mapping(retailer, registry=registry)
@@ -79,23 +81,81 @@ def retailer_examples(
         if field.transform == "constant" or field.source not in rows.columns:
             continue
         limit = COMPUTED_TRANSFORMS.get(field.transform, MAX_EXAMPLES_PER_FIELD)
-        seen: set[str] = set()
+        answers: dict[str, tuple[Any, Any]] = {}  # raw value as text -> (raw value, the mapping's answer)
         for index, raw in rows[field.source].items():
-            if len(seen) >= limit:
-                break
-            if pd.isna(raw) or str(raw) in seen or result.failed.at[index, field.target]:
-                continue
-            seen.add(str(raw))
-            examples.append(
-                {
-                    "instruction": mapping_prompt(field.source, raw, mapping.retailer),
-                    "input": "",
-                    "output": mapping_answer(field.target, result.frame.at[index, field.target]),
-                    "task": field.target,
-                    "pinned": field.transform == "enum_map" or len(seen) > MAX_EXAMPLES_PER_FIELD,
-                }
-            )
+            if not pd.isna(raw) and str(raw) not in answers and not result.failed.at[index, field.target]:
+                answers[str(raw)] = (raw, result.frame.at[index, field.target])
+        chosen = list(answers.values())[:limit]
+        if field.transform == "scale":
+            raws = [raw for raw, _ in answers.values()]
+            extra = balanced_magnitudes(raws, limit, random.Random(f"{mapping.retailer}:{field.source}"))
+            generated = [raw for raw in extra if str(raw) not in answers]
+            answers |= _answers(mapping, field, generated)
+            chosen = chosen[:MAX_EXAMPLES_PER_FIELD] + [answers[str(raw)] for raw in extra if str(raw) in answers]
+        examples += [
+            {
+                "instruction": mapping_prompt(field.source, raw, mapping.retailer),
+                "input": "",
+                "output": mapping_answer(field.target, answer),
+                "task": field.target,
+                "pinned": field.transform == "enum_map" or position >= MAX_EXAMPLES_PER_FIELD,
+            }
+            for position, (raw, answer) in enumerate(chosen)
+        ]
     return examples
+
+
+def _magnitude(raw: Any) -> tuple[int, str]:
+    """A positive whole number's digit count and leading digit: where a scale puts its decimal point, and what a
+    small model guesses it from when its examples tie the two together."""
+    text = str(raw)
+    return (len(text), text[0]) if text.isdigit() and text[0] != "0" else (0, "")
+
+
+def balanced_magnitudes(raws: list[Any], limit: int, rng: random.Random) -> list[Any]:
+    """The training values of a scale field after its first MAX_EXAMPLES_PER_FIELD: up to `limit` in all, spread
+    evenly over every (digit count, leading digit) the field's whole numbers span, so that no leading digit tells
+    where the decimal point goes. Real costs do: in the demo Amazon source nearly every 9-digit micros value starts
+    with 1 (over $100), and a model trained on the values as they came put the point of held-out $10-$19 costs one
+    place right (`124.41074` for `12.441074`) on every seed. Cells the source leaves short are filled with
+    generated values (never one of the source's, drawn from `rng`); a field with other than positive whole numbers
+    keeps the source's values in row order."""
+    magnitudes = [_magnitude(raw) for raw in raws]
+    if (0, "") in magnitudes:
+        return raws[MAX_EXAMPLES_PER_FIELD:limit]
+    lengths = range(min(magnitudes)[0], max(magnitudes)[0] + 1)
+    cells = [(length, digit) for length in lengths for digit in "123456789"]
+    quota = {cell: limit // len(cells) + (i < limit % len(cells)) for i, cell in enumerate(cells)}
+    for magnitude in magnitudes[:MAX_EXAMPLES_PER_FIELD]:
+        quota[magnitude] -= 1
+    extra = []
+    for raw, magnitude in zip(raws[MAX_EXAMPLES_PER_FIELD:], magnitudes[MAX_EXAMPLES_PER_FIELD:], strict=True):
+        if quota[magnitude] > 0:
+            quota[magnitude] -= 1
+            extra.append(raw)
+    taken = {int(raw) for raw in raws}
+    for (length, digit), missing in quota.items():
+        low = int(digit) * 10 ** (length - 1)
+        for _ in range(20 * missing):  # a one-digit cell holds a single value: stop trying rather than loop
+            if missing <= 0:
+                break
+            value = low + rng.randrange(10 ** (length - 1))
+            if value not in taken:
+                taken.add(value)
+                extra.append(value)
+                missing -= 1
+    return extra
+
+
+def _answers(mapping: Mapping, field: FieldMapping, raws: list[Any]) -> dict[str, tuple[Any, Any]]:
+    """Raw values of `field` (as text) -> the value and the mapping's answer; values the mapping fails on are left
+    out."""
+    result = harmonize(mapping, pd.DataFrame({field.source: pd.Series(raws, dtype=object)}))
+    return {
+        str(raw): (raw, result.frame.at[index, field.target])
+        for index, raw in enumerate(raws)
+        if not result.failed.at[index, field.target]
+    }
 
 
 def planning_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
@@ -244,7 +304,8 @@ def generate_retailer_dataset(
         examples,
         f"retailer_{slug}",
         DatasetKind.ALPACA,
-        f"Field mappings for {mapping.retailer} -> RMIS from {source}, computed by mapping v{mapping.version}.",
+        f"Field mappings for {mapping.retailer} -> RMIS from {source}, computed by mapping v{mapping.version}; "
+        "scale fields train on every magnitude evenly, with generated values where the source has too few.",
         f"generator:retailer_sft ({mapping.retailer} mapping v{mapping.version}, {source})",
         registry,
         share=eval_share,

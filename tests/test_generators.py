@@ -1,12 +1,19 @@
 """Generators and the demo seed: deterministic, split without leaks, and answers that the mapping computes."""
 
+import random
 import re
 from collections import Counter
 
 import pandas as pd
 
 from registry import datasets as library
-from registry.generators import MAX_EXAMPLES_PER_FIELD, planning_examples, policy_examples, retailer_examples
+from registry.generators import (
+    MAX_EXAMPLES_PER_FIELD,
+    balanced_magnitudes,
+    planning_examples,
+    policy_examples,
+    retailer_examples,
+)
 from registry.mappings import get_mapping, harmonize
 from registry.raw_sources import load_source
 from services.demo import seed_demo
@@ -37,8 +44,13 @@ def test_retailer_answers_are_what_the_mapping_computes(registry):
             r"Map field '(.+)' with value '(.*)' from Amazon to RMIS\.", example["instruction"]
         ).groups()
         field = by_field[source]
-        index = rows.index[rows[source].astype(str) == raw][0]
-        assert example["output"] == f"{field.target}: {result.frame.at[index, field.target]}"
+        matches = rows.index[rows[source].astype(str) == raw]
+        if len(matches):
+            answer = result.frame.at[matches[0], field.target]
+        else:  # a generated value of a scale field: the mapping computes its answer all the same
+            assert field.transform == "scale"
+            answer = harmonize(mapping, pd.DataFrame({source: [int(raw)]})).frame.at[0, field.target]
+        assert example["output"] == f"{field.target}: {answer}"
     assert any(e["output"] == "placement_type: sponsored_product" for e in examples)
 
 
@@ -65,6 +77,44 @@ def test_computed_fields_train_on_more_examples_and_the_extra_ones_are_never_hel
     held_out = {r["prompt"] for r in library.iter_dataset("retailer_amazon_eval")}
     assert {r["prompt"] for r in library.iter_dataset("retailer_amazon_eval") if r["task"] == "ts"}
     assert not held_out & {e["instruction"] for e in extra}
+
+
+def _cells(values) -> Counter:
+    return Counter((len(str(value)), str(value)[0]) for value in values)
+
+
+def test_balanced_magnitudes_untie_the_leading_digit_from_the_decimal_point():
+    # As in the demo costs: the first values are two-digit dollars, the 9-digit micros all start with 1.
+    raws = [digit * 10_000_000 + 7919 * i for digit in range(1, 7) for i in range(MAX_EXAMPLES_PER_FIELD // 6)]
+    raws += [100_000_000 + 104_729 * i for i in range(300)] + [3_000_000 + i for i in range(10)]
+    extra = balanced_magnitudes(raws, 540, random.Random(1))
+    cells = _cells(raws[:MAX_EXAMPLES_PER_FIELD] + extra)
+    assert set(cells) == {(length, digit) for length in (7, 8, 9) for digit in "123456789"}
+    assert set(cells.values()) == {20}  # 540 over 27 cells: no digit count outweighs another after any digit
+    assert not set(extra) & set(raws[:MAX_EXAMPLES_PER_FIELD]) and len(set(extra)) == len(extra)
+    assert [raw for raw in extra if raw in raws] == [raw for raw in raws[MAX_EXAMPLES_PER_FIELD:] if raw in extra]
+    assert sum(1 for raw in extra if raw in raws) == 20 + 10  # the source's own first: 20 of (9, '1'), all of (7, '3')
+    assert extra == balanced_magnitudes(raws, 540, random.Random(1))
+
+
+def test_balanced_magnitudes_keep_a_field_of_other_numbers_in_row_order():
+    raws = [12.5 * i for i in range(1, 200)]
+    assert balanced_magnitudes(raws, 120, random.Random(1)) == raws[MAX_EXAMPLES_PER_FIELD:120]
+
+
+def test_demo_cost_trains_on_every_magnitude_after_every_digit_and_holds_out_only_source_values(registry):
+    seed_demo(registry)
+    costs = [
+        int(re.search(r"value '(\d+)'", r["instruction"]).group(1))
+        for r in library.iter_dataset("retailer_amazon_sft")
+        if r["task"] == "cost"
+    ]
+    cells = _cells(costs)
+    assert len(cells) == 27 and max(cells.values()) - min(cells.values()) <= 4
+    source = set(load_source("retailer_alpha_events")["cost_micros"].dropna().astype("int64"))
+    held_out = [r for r in library.iter_dataset("retailer_amazon_eval") if r["task"] == "cost"]
+    assert held_out and all(int(re.search(r"value '(\d+)'", r["prompt"]).group(1)) in source for r in held_out)
+    assert sum(1 for cost in costs if cost not in source) > 100  # generated where the source is short
 
 
 def test_planning_splits_budget_over_placements_with_positive_uplift(registry):
