@@ -290,6 +290,7 @@ def job_card(job: JobState) -> None:
             f"**{plain(job.config.adapter_name)}** {STATUS_BADGES[job.status]}  \n"
             f"`{job.id}` · {job.config.objective.upper()} · {plain(job.config.train_dataset)}"
         )
+        checkpoint = resume_point(job)
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
             if may(manager().cancel) and action.button("Cancel", key=f"cancel_{job.id}", icon=":material/cancel:"):
                 act(
@@ -297,6 +298,8 @@ def job_card(job: JobState) -> None:
                     f"Cancel requested for {job.config.adapter_name} ({job.id}).",
                     f"retry_cancel_{job.id}",
                 )
+        elif checkpoint is not None and may(manager().resume):
+            resume_button(job, action, f"resume_card_{job.id}")
         if job.status == JobStatus.COMPLETED:
             st.progress(1.0, text="Completed")
         else:
@@ -311,8 +314,35 @@ def job_card(job: JobState) -> None:
         st.caption(
             f"Step {progress.step}/{progress.max_steps or '—'} | Epoch {epoch} | Loss {loss} | LR {lr} | {speed}{eta}"
         )
+        if job.status == JobStatus.INTERRUPTED:
+            st.caption(
+                ":material/info: The server stopped while this job trained. "
+                + (
+                    f"Resume continues from its checkpoint at step {checkpoint}."
+                    if checkpoint is not None
+                    else "It saved no checkpoint: Restart it from Job details below."
+                )
+            )
         if job.error:
             show_error(job.error)
+
+
+def resume_point(job: JobState) -> int | None:
+    """The step a resume would continue from: the job's latest checkpoint, if it may be resumed at all."""
+    if job.status not in RESUMABLE:
+        return None
+    checkpoint = manager().latest_checkpoint(job.id)
+    return int(checkpoint.name.removeprefix("checkpoint-")) if checkpoint else None
+
+
+def resume_button(job: JobState, where, key: str) -> None:
+    """Resume, on the job's card (where an interrupted job is seen first) and in Job details."""
+    if where.button("Resume", key=key, icon=":material/play_arrow:", help="Continue from the last checkpoint"):
+        act(
+            lambda: manager().resume(job.id),
+            f"{job.config.adapter_name} queued to resume from its last checkpoint.",
+            f"retry_{key}",
+        )
 
 
 def loss_chart(rows: list[dict]) -> None:
@@ -342,15 +372,8 @@ def job_detail(job: JobState) -> None:
     log = manager().log_text(job_id)
     actions = st.columns(4)
     writer = may(manager().resume, manager().restart, manager().submit)
-    if writer and job.status in RESUMABLE and manager().latest_checkpoint(job_id):
-        if actions[0].button(
-            "Resume", key=f"resume_{job_id}", icon=":material/play_arrow:", help="Continue from the last checkpoint"
-        ):
-            act(
-                lambda: manager().resume(job_id),
-                f"{job.config.adapter_name} queued to resume from its last checkpoint.",
-                "retry_resume",
-            )
+    if writer and resume_point(job) is not None:
+        resume_button(job, actions[0], f"resume_{job_id}")
     if (
         writer
         and job.status in FINISHED

@@ -171,8 +171,7 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     queued = wait_for_state(home, "queued_run", lambda s: s["status"] in ("completed", "failed"), 900)
     assert queued["status"] == "completed", queued["error"]
     assert job_states(home)["long_run"]["status"] == "interrupted"
-    choose(page, wait_for_streamlit, "Job", f"long_run · {job_dir.name}")
-    page.get_by_role("button", name=re.compile(r"Resume$")).click()
+    page.locator(f".st-key-job_card_{job_dir.name}").get_by_role("button", name=re.compile(r"Resume$")).click()
     expect(page.get_by_test_id("stToast").filter(has_text="long_run queued to resume")).to_be_visible(timeout=120_000)
     resumed = wait_for_state(home, "long_run", lambda s: s["status"] in ("completed", "failed"), 900)
     assert resumed["status"] == "completed", resumed["error"]
@@ -182,6 +181,50 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     queued_log = (home / "jobs" / queued["id"] / "train.log").read_text(encoding="utf-8")
     assert "Data parallel is auto: one process" in queued_log
     expect(page.get_by_text("COMPLETED", exact=True).first).to_be_visible(timeout=120_000)  # at the next 2 s poll
+    assert page.get_by_test_id("stException").count() == 0
+
+
+@pytest.mark.timeout(1200)  # two server starts on a 2-core machine others share
+def test_item_1_an_interrupted_job_says_so_and_resumes_from_its_card(
+    console_server, browser_page, wait_for_streamlit, tmp_path, monkeypatch
+):
+    """After a restart, the interrupted job's card said only INTERRUPTED: no Resume beside it and no word of what to
+    do (Resume was in Job details, under a picker showing another job). The card now says the server stopped and
+    from which step Resume continues, and resumes the job from there."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RMN_LORA_HOME", str(home))
+    from services import upload_dataset
+
+    rows = [
+        {"instruction": f"Map adType 'v{i}' from Amazon to RMIS.", "output": f"placement_type: p{i}"} for i in range(8)
+    ]
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    upload_dataset("short_sft", tmp_path / "short.jsonl")
+    page = browser_page
+    server = console_server(home)
+    open_page(page, server.url, wait_for_streamlit, "Training Jobs")
+    queue_job(page, wait_for_streamlit, "cut_short", "short_sft", {"Max steps": 400, "Checkpoint every N steps": 2})
+    job_dir = home / "jobs" / wait_for_state(home, "cut_short", lambda s: s["status"] == "running", 600)["id"]
+    deadline = time.monotonic() + 600
+    while not list((job_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server.stop()
+    assert job_states(home)["cut_short"]["status"] == "running", "the job ended before the server stopped"
+    step = max(int(p.parent.name.removeprefix("checkpoint-")) for p in job_dir.glob("checkpoints/*/trainer_state.json"))
+
+    server = console_server(home)
+    page.goto(f"{server.url}/training_jobs")
+    wait_for_streamlit(page, timeout_ms=180_000)
+    card = page.locator(f".st-key-job_card_{job_dir.name}")
+    expect(card).to_contain_text("INTERRUPTED")
+    expect(card).to_contain_text(
+        f"The server stopped while this job trained. Resume continues from its checkpoint at step {step}."
+    )
+    card.get_by_role("button", name=re.compile(r"Resume$")).click()
+    expect(page.get_by_test_id("stToast").filter(has_text="cut_short queued to resume")).to_be_visible(timeout=120_000)
+    resumed = wait_for_state(home, "cut_short", lambda s: s["status"] not in ("interrupted", "queued"), 600)
+    assert resumed["status"] in ("running", "completed"), resumed["error"]
+    assert resumed["attempts"] == 2
     assert page.get_by_test_id("stException").count() == 0
 
 
