@@ -57,9 +57,10 @@ def show_broken(broken: Sequence[CorruptFile]) -> None:
 
 
 def paginate(items: Sequence[T], key: str, page_size: int | None = None) -> Sequence[T]:
-    """Show page controls under a table and return the current page's slice; the page survives reruns.
+    """Show page controls above a table and return the current page's slice; the page survives reruns.
 
-    The page size is the Settings page's "Rows per page" unless a caller needs its own."""
+    The page box is on the left: at the right edge it sat where the table's hover toolbar is drawn, which then
+    covered its - and +. The page size is the Settings page's "Rows per page" unless a caller needs its own."""
     if page_size is None:
         from services.settings import get_settings
 
@@ -68,9 +69,9 @@ def paginate(items: Sequence[T], key: str, page_size: int | None = None) -> Sequ
     pages = max(1, -(-total // page_size))
     page = min(st.session_state.get(key, 1), pages)
     start = (page - 1) * page_size
-    left, right = st.columns([4, 1], vertical_alignment="center")
-    left.caption(f"Showing {start + 1 if total else 0}–{min(start + page_size, total)} of {total:,}")
-    right.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=page, step=1, key=key)
+    left, right = st.columns([1, 4], vertical_alignment="bottom")
+    left.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=page, step=1, key=key)
+    right.caption(f"Showing {start + 1 if total else 0}–{min(start + page_size, total)} of {total:,}")
     return items[start : start + page_size]
 
 

@@ -144,3 +144,31 @@ def test_the_data_browser_export_is_built_on_click_with_every_filtered_row(
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
     assert download.value.suggested_filename.endswith("_filtered.csv") and len(rows) == matching
     assert browser_page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_a_tables_toolbar_leaves_its_page_control_clickable(console_url, browser_page, wait_for_streamlit):
+    """Every paginated table had its page number box at the right edge just above it, where the table's hover
+    toolbar (show / hide columns, download, search, full screen) is drawn: moving the pointer up from the table to
+    the page's + put it on the toolbar instead (seen on the issue 11 closing walk). With the table hovered, the page
+    box's - and + are still what the pointer finds."""
+    page = browser_page
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(console_url)
+    wait_for_streamlit(page)
+    for title in ("Dataset Library", "Data Browser"):
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+        wait_for_streamlit(page)
+        page.get_by_test_id("stDataFrame").first.hover()
+        page.get_by_test_id("stElementToolbar").first.wait_for()
+        page.wait_for_timeout(1000)  # the toolbar slides into place
+        pager = page.get_by_test_id("stNumberInput").filter(
+            has=page.get_by_role("spinbutton", name=re.compile("^Page"))
+        )
+        for step in ("stNumberInputStepDown", "stNumberInputStepUp"):
+            button = pager.get_by_test_id(step)
+            box = button.bounding_box()
+            found = page.evaluate(
+                "([x, y]) => document.elementFromPoint(x, y).closest('[data-testid]').dataset.testid",
+                [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+            )
+            assert found == step, f"{title}: the pointer over the page box's {step} finds {found}"
