@@ -427,13 +427,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.0,
     },
     # Narrow, short-answer tasks such as retailer field mappings: 1.2 passes with LoRA+ (B matrices at 12x the rate),
-    # data-parallel where it pays (one single-thread process per core): the demo Amazon dataset (1,270 examples, 382
-    # steps) trained in 10.1 minutes on this 2-core fp32 CPU at load 4-10 (seed 42, 97.2%) and 9.9 at load 15-19 (seed
-    # 11, 94.4%), against 22.1 minutes in one process at load 3-5; one pass (318 steps) took 8.1-10.2 minutes and
-    # reached 95.8% / 93.1% on seeds 7 / 11. What misses is the cost field's decimal point, the same held-out values on
-    # every seed (bench/retailer_adapter_quality.py --set data_parallel=on). Earlier, on a host with
-    # native bf16: 95.8%, 91.7%, 95.8% on seeds 42, 7, 11, and a ratio of 16 did worse. Batches are drawn at random:
-    # grouped by length, the fields came in runs of one field and seed 7 ended with ts at 8.3% (fp32 host).
+    # data-parallel where it pays (one single-thread process per core). The demo Amazon dataset (1,270 examples, 382
+    # steps; its cost values spread over every magnitude, see `registry.generators.balanced_magnitudes`) trained on
+    # this 2-core fp32 CPU in 6.9 / 7.4 / 7.2 minutes to 100% / 95.8% / 98.6% held out on seeds 11 / 42 / 7 (load
+    # 2-4 / 7-9 / 2-6; cost 100% on each, the misses a ts day rollover and a keyword copy slip). With the costs as the
+    # source gave them, the same held-out costs came back with the decimal point one place off on every seed (seed 11:
+    # 94.4% in 9.9 minutes); one process took 22.1 minutes at load 3-5 (bench/retailer_adapter_quality.py). A LoRA+
+    # ratio of 16 did worse (native bf16 host). Batches are drawn at random: grouped by length, the fields came in runs
+    # of one field and seed 7 ended with ts at 8.3%.
     "retailer mapping (fast)": {
         "epochs": 1.2,
         "max_steps": None,
