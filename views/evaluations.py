@@ -67,7 +67,9 @@ def _targets() -> dict[str, str | None]:
 
 def _run_form(targets: dict[str, str | None], datasets: list, remote: tuple[str, str] | None) -> None:
     """The run's settings; bounds and help of the numbers come from the run's config model."""
-    with st.form("eval_form"):
+    # Only the button starts a run: Enter in a number box (how a value is taken everywhere else) queued a run of a
+    # half-filled form, minutes of CPU each.
+    with st.form("eval_form", enter_to_submit=False):
         target_label = None if remote else st.selectbox("Target", list(targets), key="eval_target")
         # evaluation sets first (the library lists newest first, so a DPO set imported last led the list)
         ordered = sorted(datasets, key=lambda d: d.kind != DatasetKind.EVALUATION)

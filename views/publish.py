@@ -50,7 +50,7 @@ elif adapters:
         help="Merged: one plain transformers checkpoint that any server runs at the base model's cost. "
         "Unmerged: the adapter in PEFT layout plus a vLLM command line (--enable-lora) that serves it over the base.",
     )
-    with st.form("publish_form"):
+    with st.form("publish_form", enter_to_submit=False):  # a publish is minutes of work: only its button starts one
         left, right = st.columns(2)
         package_name = left.text_input(
             "Package name",

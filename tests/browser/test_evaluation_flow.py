@@ -147,3 +147,26 @@ def _train_a_short_job(home: Path, models: Path) -> None:
             base_model="tiny-llama",
         )
         assert job_manager().wait(job_id, timeout=300).status == "completed"
+
+
+def test_enter_in_a_field_of_the_run_form_queues_nothing(
+    console_url, console_home: Path, browser_page, wait_for_streamlit
+):
+    """Enter in "Examples" (to take the value, as in every other number box of the console) submitted the form: on
+    the issue 11 closing walk three runs were queued for one click, the first with the default max new tokens the
+    user was about to change. Only the button starts a run."""
+    page, wait = browser_page, wait_for_streamlit
+    page.goto(console_url)
+    wait(page)
+    open_page(page, wait, "Evaluations")
+    page.get_by_role("tab", name="Run").click()
+    before = set(console_home.glob("evaluations/eval_*"))
+    for label, value in (("Examples", "2"), ("Max new tokens", "16")):
+        box = page.get_by_role("spinbutton", name=label)
+        box.fill(value)
+        box.press("Enter")
+        page.wait_for_timeout(2000)  # not wait(page): a queued run keeps the page polling
+    assert set(console_home.glob("evaluations/eval_*")) == before, "Enter queued an evaluation"
+    wait(page)
+    expect(page.get_by_test_id("stToast").filter(has_text="Queued eval_")).to_have_count(0)
+    expect(page.get_by_role("spinbutton", name="Max new tokens")).to_have_value("16")
