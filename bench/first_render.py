@@ -11,7 +11,7 @@ load 12), and the median of every round measured them during it. For each page i
   chart's code loads after the run has finished: the script state alone came seconds early);
 - rerun: the same page rerun in the same session (Streamlit's "R" shortcut), once everything is imported;
 - transition: in one session, a click on the page's link in the sidebar (from the page before it in the round's
-  order) until the new page's run has finished and every element is drawn (seed 002 asks for < 200 ms). The tour goes
+  order) until the new page's run has finished and every element is drawn. The tour goes
   round twice: "1st switch" is the session's first visit of the page (its elements' code may still load), "switch"
   the second.
 A rerun or a transition ends once the script state, watched in the page (a MutationObserver), has left "not
@@ -171,11 +171,22 @@ STARTED = """runs => window.__runs > runs ||
     document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') !== 'notRunning'"""
 
 
+def missed_run(page) -> float:
+    """An action that started no run in five tries (93 s) costs its one sample, not the whole bench: NaN, left out
+    of the medians, and a screenshot plus the focused element to find out why."""
+    shot = Path(tempfile.gettempdir()) / f"first_render-no-run-{int(time.time())}.png"
+    page.screenshot(path=shot)
+    focus = page.evaluate("() => document.activeElement ? document.activeElement.outerHTML.slice(0, 160) : null")
+    print(f"five tries started no run on {page.url}: sample left out (focus {focus!r}; screenshot {shot})",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return math.nan
+
+
 def timed_run(page, action) -> float:
     """Seconds from `action` (a key press, a click) to the end of the run it starts, every element drawn. Streamlit
     ignores about one "R" in three pressed just after a run (no rerun is requested): an action that has started no
     run within 3 s is done again, then within 6, 12, 24 and 48 s (a server busy with an import at load 13 once let
-    five 3-s tries pass and stopped a whole bench), and the time counts from the one that did."""
+    five 3-s tries pass), and the time counts from the one that did; after the fifth the sample is missed."""
     runs = page.evaluate("() => window.__runs")
     for attempt in range(5):
         start = time.perf_counter()
@@ -186,7 +197,7 @@ def timed_run(page, action) -> float:
         except PlaywrightTimeout:
             continue
     else:
-        raise SystemExit(f"five tries started no run on {page.url}")
+        return missed_run(page)
     page.wait_for_function(RAN, arg=runs, timeout=TIMEOUT_MS, polling=16)
     return time.perf_counter() - start
 
@@ -296,7 +307,9 @@ def measure_console(browser, home: Path, root: Path, order: list[str], warm: boo
 
 
 def medians(samples: list[Sample]) -> Sample:
-    return tuple(statistics.median(column) for column in zip(*samples, strict=True))
+    """Per column, the median of the samples that were taken (a missed run is NaN); NaN when none was."""
+    columns = ([v for v in column if not math.isnan(v)] for column in zip(*samples, strict=True))
+    return tuple(statistics.median(values) if values else math.nan for values in columns)
 
 
 def row(name: str, values: Sample, floor_render: float, flag: str = "") -> str:
