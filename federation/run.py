@@ -25,7 +25,7 @@ class Stage(BaseModel):
 
 
 class FederationResult(BaseModel):
-    """What `test_federation` returns (seed 001) and what the page shows."""
+    """What `test_federation` returns and what the page shows."""
 
     federation_id: str
     method: str

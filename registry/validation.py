@@ -1,4 +1,4 @@
-"""Dataset quality report (seed 001 "Dataset Validation"): one streaming pass, a 0-100 score, issues by line.
+"""Dataset quality report: one streaming pass, a 0-100 score, issues by line.
 
 Score = 100 - sum of penalties, penalty = weight x min(1, affected_fraction x sensitivity), so a
 check costs its full weight once `1 / sensitivity` of the rows are affected. A file with no
@@ -25,7 +25,7 @@ and placeholders are what a trainer must not learn, so their deduction keeps gro
 share of records affected (1.2 points per 1% up to 40 for the first two, 0.4 per 1% for
 placeholders, whose few occurrences are easy to fix): a file whose answers are mostly empty, or
 mostly "I am {{name}}", cannot be Good. A file the import refuses (any `json`, `required` or
-`types` finding) scores at most 84. Bands (seed 001): 95-100 Excellent, 90-94 Good, 85-89 Fair,
+`types` finding) scores at most 84. Bands: 95-100 Excellent, 90-94 Good, 85-89 Fair,
 below 85 Poor.
 
 Memory stays flat however large the records are: per valid row the scan keeps its line number,

@@ -1,4 +1,4 @@
-"""The console's Python API (seed 001 "API Integration"): pages call these, and so can scripts.
+"""The console's Python API: pages call these, and so can scripts.
 
 One module per area: datasets, mappings, training (jobs, adapters, base models), federation, playground,
 overview (Home's counts), activity, models (base models, adapters, packages;

@@ -1,4 +1,4 @@
-"""Seed a registry with the demo of seed 000: raw sources, four retailer mappings and the generated datasets.
+"""Seed a registry with the demo of the product brief: raw sources, four retailer mappings and the generated datasets.
 
 Idempotent: a second run finds the same content hashes and adds no versions. `python -m services.demo`.
 """

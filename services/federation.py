@@ -1,4 +1,4 @@
-"""Federation API (seed 001): compose adapters over one base model, test them, save and load the result, and
+"""Federation API: compose adapters over one base model, test them, save and load the result, and
 compare two (or one and a model on a serving endpoint) on the same prompts."""
 
 from collections.abc import Sequence

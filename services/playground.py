@@ -1,4 +1,4 @@
-"""Playground (seed 002): one prompt on a base model, an adapter version or a saved federation, and the history.
+"""Playground: one prompt on a base model, an adapter version or a saved federation, and the history.
 
 Every run is one JSON line in `<registry>/playground/history.jsonl`, appended under the registry's lock, so
 several browser sessions can run prompts at once without losing or interleaving a line. The target is resolved

@@ -1,4 +1,4 @@
-"""Training API (seed 001): submit, watch and cancel jobs; the adapters they produce; the base models."""
+"""Training API: submit, watch and cancel jobs; the adapters they produce; the base models."""
 
 from pathlib import Path
 from typing import Any, get_args

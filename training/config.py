@@ -43,7 +43,7 @@ DATA_PARALLEL_MIN_PARAMS = 100_000_000
 DATA_PARALLEL_MIN_EXAMPLES = 200
 ALL_LINEAR = "all-linear"
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_0-9][A-Za-z0-9_]*)*$")
-# Spellings people type (seed 001 writes "Training Type: SFT", "Quantization: 4-bit").
+# Spellings people type.
 _QUANTIZATION_ALIASES = {
     "": "none",
     "no": "none",

@@ -1,4 +1,4 @@
-"""Activity (seed 002): one timeline of the workspace with filters and export, and a job's live log."""
+"""Activity: one timeline of the workspace with filters and export, and a job's live log."""
 
 from datetime import UTC, datetime, time, timedelta
 

@@ -1,4 +1,4 @@
-"""Adapters (seed 003 §4.3 Models): every trained adapter version with its lineage, download and delete."""
+"""Adapters: every trained adapter version with its lineage, download and delete."""
 
 import pandas as pd
 import streamlit as st

@@ -1,4 +1,4 @@
-"""Data Browser (seed 001 §3.3): raw retailer sources with filters, a harmonized preview, and export of a filter."""
+"""Data Browser: raw retailer sources with filters, a harmonized preview, and export of a filter."""
 
 from typing import Any
 

@@ -1,6 +1,6 @@
-"""Federation & Composition (seed 000 §2): compose adapters over one base model, see the stack, test it live, save
+"""Federation & Composition: compose adapters over one base model, see the stack, test it live, save
 and load it, and compare two saved federations, or a federation and a model on a serving endpoint (vLLM, SGLang,
-another console), on the same prompts (seed 001, Federation A/B Testing)."""
+another console), on the same prompts."""
 
 from html import escape
 

@@ -1,4 +1,4 @@
-"""Sign in and sign up (seed 004): username or e-mail and password; password rules, confirmation, clear errors."""
+"""Sign in and sign up: username or e-mail and password; password rules, confirmation, clear errors."""
 
 import streamlit as st
 

@@ -1,4 +1,4 @@
-"""Performance Dashboard (seed 000, Analytics & Monitoring): every target that served requests or was evaluated,
+"""Performance Dashboard: every target that served requests or was evaluated,
 with accuracy, latency, size, requests, error rate, tokens/s and cost; throughput and errors over time; the cost
 of each training job and evaluation."""
 

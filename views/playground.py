@@ -1,4 +1,4 @@
-"""Playground (seed 002): try a prompt on a base model, one adapter version or a saved federation; every run is
+"""Playground: try a prompt on a base model, one adapter version or a saved federation; every run is
 kept in a history that can be searched and loaded back into the form."""
 
 import pandas as pd

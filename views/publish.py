@@ -1,4 +1,4 @@
-"""Publish (seed 002): an adapter or an additive federation becomes a verified, deployment-ready package."""
+"""Publish: an adapter or an additive federation becomes a verified, deployment-ready package."""
 
 import streamlit as st
 

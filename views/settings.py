@@ -1,4 +1,4 @@
-"""Settings (seed 002): what the console runs with and where each value comes from; the editable ones saved to
+"""Settings: what the console runs with and where each value comes from; the editable ones saved to
 the registry's settings file and applied at once where the running console can take them."""
 
 import json

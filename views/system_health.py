@@ -1,4 +1,4 @@
-"""System Health (seed 000, Analytics & Monitoring): CPU, memory, disk, this server's memory and each NVIDIA GPU,
+"""System Health: CPU, memory, disk, this server's memory and each NVIDIA GPU,
 about the last hour of samples, and what is running now."""
 
 import pandas as pd

@@ -1,4 +1,4 @@
-"""Training Management (seed 000 §1): create a job, watch the queue, follow live progress, act on jobs."""
+"""Training Management: create a job, watch the queue, follow live progress, act on jobs."""
 
 from functools import partial
 

@@ -1,4 +1,4 @@
-"""Training Metrics (seed 000, Analytics & Monitoring): loss, eval loss, learning rate and tokens/s of any chosen
+"""Training Metrics: loss, eval loss, learning rate and tokens/s of any chosen
 jobs overlaid by step, and a table of the settings in which those jobs differ."""
 
 import pandas as pd
