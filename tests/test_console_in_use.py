@@ -57,6 +57,8 @@ def test_item_15_schema_mappings_generates_an_sft_dataset_and_its_eval_split(reg
     at = AppTest.from_file(str(ROOT / "views" / "schema_mappings.py"), default_timeout=120).run()
     assert not at.exception
     at.selectbox(key="mapping_retailer").select("Walmart").run()
+    at.session_state["mapping_tab"] = "Training data"  # a click on the tab (AppTest cannot click one)
+    at.run()
     assert at.selectbox(key="generate_source_walmart").value == mappings.get_mapping("Walmart").source_id
     at.slider(key="generate_share_walmart").set_value(0.3).run()
     at.button(key="generate_dataset").click().run()

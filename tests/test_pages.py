@@ -57,6 +57,9 @@ def test_library_lists_filters_and_validates(two_datasets):
     ).run()
     assert list(at.dataframe[0].value["Name"]) == ["prefs_dpo"]
     at.selectbox(key="dataset_selected").select("alpha_sft").run()
+    assert "validate_dataset" not in [b.key for b in at.button], "a closed tab is not drawn"
+    at.session_state["dataset_tab"] = "Quality report"  # a click on the tab (AppTest cannot click one)
+    at.run()
     at.button(key="validate_dataset").click().run()
     assert not at.exception
     expected = library.validate_dataset_by_name("alpha_sft").quality_score

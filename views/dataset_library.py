@@ -1,4 +1,4 @@
-"""Dataset Library (seed 000 §3, seed 001 §3.1): upload, browse, validate, export and delete datasets."""
+"""Dataset Library: upload, browse, validate, export and delete datasets."""
 
 from functools import partial
 from pathlib import Path
@@ -262,29 +262,35 @@ def dataset_detail(names: list[str]) -> None:
         )
         if writer and actions[2].button("Delete", key="delete_dataset", icon=":material/delete:"):
             confirm_delete(name)
-    rows_tab, quality_tab, versions_tab = st.tabs(["Rows", "Quality report", "Versions"])
+    # Only the open tab is drawn, so a first visit draws one table less; Rows is drawn under any tab, so its page
+    # number stays while another tab is open.
+    rows_tab, quality_tab, versions_tab = st.tabs(
+        ["Rows", "Quality report", "Versions"], key="dataset_tab", on_change="rerun"
+    )
     with rows_tab:
         offset = (st.session_state.get("rows_page", 1) - 1) * 20
         rows = attempt(lambda: library.read_rows(name, offset=offset, limit=20), "retry_rows") or []
         show_table(pd.DataFrame([flatten(r) for r in rows]), hide_index=True)
         pages = max(1, -(-record.rows // 20))
         st.number_input(f"Rows page (of {pages})", min_value=1, max_value=pages, step=1, key="rows_page")
-    with quality_tab:
-        if writer and st.button("Validate", key="validate_dataset", type="primary", icon=":material/fact_check:"):
-            with st.spinner("Validating…"):
-                report = attempt(lambda: library.validate_dataset_by_name(name), "retry_validate")
-            if report is not None:
-                st.session_state["quality_report"] = (name, record.version, report)
-        stored = st.session_state.get("quality_report")
-        if stored and stored[:2] == (name, record.version):
-            quality_report(stored[2])
-        else:
-            st.caption(
-                "Run **Validate** for the full report: JSON validity, required fields, types, empty values, "
-                "duplicates, length outliers, label balance and PII, with line numbers."
-            )
-    with versions_tab:
-        show_table(pd.DataFrame([v.model_dump() for v in reversed(record.versions)]), hide_index=True)
+    if quality_tab.open:
+        with quality_tab:
+            if writer and st.button("Validate", key="validate_dataset", type="primary", icon=":material/fact_check:"):
+                with st.spinner("Validating…"):
+                    report = attempt(lambda: library.validate_dataset_by_name(name), "retry_validate")
+                if report is not None:
+                    st.session_state["quality_report"] = (name, record.version, report)
+            stored = st.session_state.get("quality_report")
+            if stored and stored[:2] == (name, record.version):
+                quality_report(stored[2])
+            else:
+                st.caption(
+                    "Run **Validate** for the full report: JSON validity, required fields, types, empty values, "
+                    "duplicates, length outliers, label balance and PII, with line numbers."
+                )
+    if versions_tab.open:
+        with versions_tab:
+            show_table(pd.DataFrame([v.model_dump() for v in reversed(record.versions)]), hide_index=True)
 
 
 show_broken(attempt(lambda: broken_files("datasets"), "retry_broken") or [])

@@ -1,4 +1,6 @@
-"""Schema Mappings (seed 000 §3, seed 001 §3.2 and "Mapping Editor"): retailer fields -> RMIS, tested and versioned."""
+"""Schema Mappings: retailer fields -> RMIS, tested, versioned, and turned into training data."""
+
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -305,19 +307,23 @@ def main() -> None:
         st.warning(f"Missing required RMIS fields: {', '.join(cov.missing)}.")
     if mapping.description:
         st.caption(plain(mapping.description))
+    # The tabs that only show are drawn while open, so a first visit draws one table less; the two editors are
+    # drawn under any tab, so an unsaved edit stays while another tab is open.
     editor, raw_yaml, history, generator, schema = st.tabs(
-        ["Field mapping", "YAML", "History", "Training data", "RMIS schema"]
+        ["Field mapping", "YAML", "History", "Training data", "RMIS schema"], key="mapping_tab", on_change="rerun"
     )
     with editor:
         editor_tab(mapping, sample, statuses)
     with raw_yaml:
         yaml_tab(mapping)
-    with history:
-        history_tab(mapping)
-    with generator:
-        generator_tab(mapping)
-    with schema:
-        schema_tab()
+    for tab, draw in (
+        (history, partial(history_tab, mapping)),
+        (generator, partial(generator_tab, mapping)),
+        (schema, schema_tab),
+    ):
+        if tab.open:
+            with tab:
+                draw()
 
 
 try:
