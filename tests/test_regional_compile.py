@@ -45,7 +45,9 @@ def test_a_compiled_job_trains_exactly_like_the_eager_one_without_a_graph_break(
     runs = {}
     for mode in (False, True):
         counters.clear()
-        config = make_config(tiny_base, max_steps=6, torch_compile=mode, **settings)
+        # fp32, as compile's auto rule compiles: on a CPU with native bf16 the default trains under bf16 autocast, where
+        # inductor's fused kernels round differently from eager ones (adapters 1e-2 apart after 6 steps, measured).
+        config = make_config(tiny_base, max_steps=6, torch_compile=mode, precision="fp32", **settings)
         runs[mode] = run_training(config, tmp_path / str(mode), stop=threading.Event())
         assert runs[mode].status == "completed"
     assert not counters["graph_break"], dict(counters["graph_break"])

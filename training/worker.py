@@ -377,6 +377,7 @@ def build_trainer(
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer, SFTConfig, SFTTrainer
 
     import datasets
+    from training.lm_head import project_answer_positions_only
 
     datasets.disable_progress_bars()
     project_answer_positions_only()
@@ -436,8 +437,10 @@ def build_trainer(
     _note_truncated(folder, checks.train, len(train), len(trainer.train_dataset))
     if checks.device == "cpu":
         from training.lora_dropout import use_lora_dropout
+        from training.lora_forward import use_fused_lora
 
         use_lora_dropout(trainer.model)
+        use_fused_lora(trainer.model)
     compiles, why = config.compiles(
         device=checks.device, bf16=checks.bf16, planned_flops=planned_flops(trainer, config)
     )
@@ -469,20 +472,6 @@ def planned_flops(trainer: Any, config: JobConfig) -> float:
     rows = max(len(trainer.train_dataset), 1)
     passes = config.max_steps * config.effective_batch_size / rows if config.max_steps else config.epochs or 1.0
     return dataset_flops(cost, trainer.train_dataset, config.max_seq_length) * passes
-
-
-def project_answer_positions_only() -> None:
-    """Let TRL's fused LM head project only the positions that carry a label on CPU too.
-
-    TRL compacts to those positions on Triton devices only; elsewhere it projects every prompt and padding position
-    so that compilers such as Neuron's see fixed tile shapes. Eager CPU compiles nothing, and with answer-only loss
-    most positions are prompt: the loss and gradients are the same, the steps of the retailer preset 1.3x faster.
-    It replaces a private TRL helper (TRL is pinned); a test checks that only answer positions are projected.
-    """
-    import trl.trainer.utils as trl_utils
-    from trl.kernels.chunked_logprob import _use_triton
-
-    trl_utils._use_triton = lambda device: device.type == "cpu" or _use_triton(device)
 
 
 def _note_skipped(folder: JobFolder | None, source: DatasetSource, skipped: list[int]) -> None:
