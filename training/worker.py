@@ -552,6 +552,10 @@ def load_base(checks: Preflight) -> Any:
     )
     if config.quantization != "none":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    if not on_gpu:
+        from training.attention import use_short_sequence_attention
+
+        use_short_sequence_attention(model)
     return model
 
 
