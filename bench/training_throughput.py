@@ -684,12 +684,12 @@ def speed(model: str, args: argparse.Namespace) -> None:
     tuned = max(runs["tuned-packed"]["tokens_per_s"], runs["tuned-grouped"]["tokens_per_s"])
     if "ours-parallel" in runs:
         parallel = runs["ours-parallel"]
+        peak = parallel["peaks"]["bfloat16" if parallel["bf16"] else "float32"]
         print(
             f"speed, data parallel: ours in {cores} processes / the faster tuned TRL run = "
             f"{parallel['tokens_per_s'] / tuned:.2f}x, / ours in one process = {parallel['tokens_per_s'] / ours:.2f}x; "
-            f"efficiency {parallel['flops_per_s'] / 1e9:.1f} GFLOP/s = "
-            f"{parallel['flops_per_s'] / parallel['peaks']['float32']:.0%} of the processes' summed fp32 peak "
-            f"{parallel['peaks']['float32'] / 1e9:.1f}"
+            f"efficiency {parallel['flops_per_s'] / 1e9:.1f} GFLOP/s = {parallel['flops_per_s'] / peak:.0%} of the "
+            f"processes' summed {precision['ours-parallel']} matmul peak {peak / 1e9:.1f} (the dtype it computes in)"
         )
     print(
         f"speed: ours / the faster tuned TRL run = {ours / tuned:.2f}x (goal >= 1.2x, never < 0.95x); "
@@ -733,8 +733,8 @@ AB = {
 
 def ab(model: str, args: argparse.Namespace) -> None:
     """Ours under two settings, alternating so that both see the same drift in the machine's load; each run's share
-    is of the fp32 matmul peak measured with its own thread count, in its own process. Compile time falls in the
-    untimed first steps: the figures are steady-state ones."""
+    is of the matmul peak in the dtype it computes in, measured with its own thread count, in its own process. Compile
+    time falls in the untimed first steps: the figures are steady-state ones."""
     settings = AB[args.ab]
     print(
         f"{model}, {DATASET}, ours, {args.steps} steps (first {WARMUP_STEPS} not timed): "
@@ -746,11 +746,12 @@ def ab(model: str, args: argparse.Namespace) -> None:
             load = os.getloadavg()[0]
             overrides = {**args.overrides, **overrides}
             run = run_child("ours", args, threads=threads or args.threads, overrides=overrides, processes=processes)
-            peak = run["peaks"]["float32"]
+            dtype = "bfloat16" if run["bf16"] else "float32"
+            peak = run["peaks"][dtype]
             runs[label].append(run)
             print(
                 f"  {label:<18} {run['tokens_per_s']:6.1f} answer tok/s {run['flops_per_s'] / 1e9:6.1f} GFLOP/s = "
-                f"{run['flops_per_s'] / peak:4.0%} of its fp32 peak {peak / 1e9:6.1f}, {run['cpu_per_step']:.2f} CPU "
+                f"{run['flops_per_s'] / peak:4.0%} of its {dtype} peak {peak / 1e9:6.1f}, {run['cpu_per_step']:.2f} CPU "
                 f"s/step; first {WARMUP_STEPS} steps {run['warmup_seconds']:.0f} s (load average {load:.2f} at start, "
                 f"{os.getloadavg()[0]:.2f} at end)"
             )
