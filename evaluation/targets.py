@@ -60,9 +60,7 @@ def resolve_target(target: str | None) -> TargetSpec:
     if _FEDERATION_ID.match(text):
         federation = load_federation(text)
         _check_base(federation.base, f"federation {federation.name}")
-        return TargetSpec(
-            kind="federation", ref=federation.id, label=f"{federation.name} ({federation.method})", base=federation.base
-        )
+        return TargetSpec(kind="federation", ref=federation.id, label=federation.label, base=federation.base)
     name, _, version = text.partition("@")
     if text and not text.startswith((".", "/", "~")):
         try:

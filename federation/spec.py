@@ -157,6 +157,12 @@ class Federation(BaseModel):
         return method_of(value).name
 
     @property
+    def label(self) -> str:
+        """The name with its method, once: a default name already ends with it ("a + b (gated)")."""
+        suffix = f"({self.method})"
+        return self.name if self.name.endswith(suffix) else f"{self.name} {suffix}"
+
+    @property
     def exact(self) -> bool:
         from federation.methods import method_of
 

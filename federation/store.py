@@ -41,7 +41,7 @@ def save_federation(federation: Federation, registry: Registry | None = None) ->
         bump_generation(registry.federations)
     log_event(
         "federation.saved",
-        f"Saved federation {federation.name} ({federation.method})",
+        f"Saved federation {federation.label}",
         registry,
         federation=federation.id,
     )

@@ -343,6 +343,25 @@ def test_a_name_that_exists_is_refused_and_the_old_file_kept(trained, engine):
     assert first.id not in [f.id for f in list_federations()]
 
 
+def test_a_default_name_says_its_method_once(trained, engine):
+    """The default name ends with the method, and the activity line and evaluation label added it again: "Saved
+    federation walk_a + walk_b (gated) (gated)" (seen on the issue 11 closing walk)."""
+    from federation.store import delete_federation, save_federation
+    from services import compose_federation
+    from services.activity import recent_activity
+
+    unnamed = save_federation(compose_federation(adapters=["mapper", "planner"], method="gated"))
+    named = save_federation(compose_federation(adapters=["mapper"], name="mapper only"))
+    try:
+        assert unnamed.label == unnamed.name == "mapper + planner (gated)"
+        assert named.label == "mapper only (additive)"
+        details = [event["message"] for event in recent_activity(limit=2, kinds=["federation.saved"])]
+        assert details == ["Saved federation mapper only (additive)", "Saved federation mapper + planner (gated)"]
+    finally:
+        delete_federation(unnamed.id)
+        delete_federation(named.id)
+
+
 def test_ab_comparison_scores_both_on_the_same_prompts(trained, engine):
     from federation.evaluate import compare_federations
     from services import compose_federation

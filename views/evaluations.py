@@ -61,7 +61,7 @@ def _targets() -> dict[str, str | None]:
     for adapter in list_adapters():
         choices[f"Adapter · {adapter.label}"] = f"{adapter.name}@v{adapter.version}"
     for federation in list_federations():
-        choices[f"Federation · {federation.name} ({federation.method})"] = federation.id
+        choices[f"Federation · {federation.label}"] = federation.id
     return choices
 
 
