@@ -238,6 +238,13 @@ def test_playground_runs_an_adapter_and_loads_a_history_entry_back(console):
     assert at.text_area(key="pg_prompt").value == "Map field 'adType' with value 'sp' from Amazon to RMIS."
     assert at.number_input(key="pg_gen_max_new_tokens").value == 12
     assert at.selectbox(key="pg_adapter").value == "mapper"
+    toasts = [t.value.replace("\\", "") for t in at.toast]  # the toast's text is Markdown-escaped
+    when = f"{list_history()[0].time:%Y-%m-%d %H:%M:%S}"
+    assert toasts == [f"Loaded the run of {when} on mapper v1 (adapter) into the form."], "Load said nothing"
+    fresh = page("playground.py").run()
+    fresh.button(key="pg_history_load").click().run()
+    assert [c.value for c in fresh.code] == [list_history()[0].response], "a loaded run shows its answer under Output"
+    assert {m.label: m.value for m in fresh.metric}["Tokens"] == metrics["Tokens"]
 
     at.button(key="pg_history_clear").click().run()
     assert any("deletes every saved run" in w.value for w in at.warning)

@@ -42,6 +42,8 @@ def load_entry(entry: HistoryEntry) -> None:
         st.session_state["pg_version"] = target.version
     st.session_state["pg_prompt"] = entry.prompt
     put_generation_settings(GEN, entry.settings)
+    st.session_state["pg_last"] = entry  # Output shows the loaded run's answer and figures, not the previous run's
+    done(f"Loaded the run of {entry.time:%Y-%m-%d %H:%M:%S} on {entry.label} into the form.")
 
 
 def pick_target(kind: str) -> Target | None:
