@@ -37,7 +37,8 @@ the speed runs.
 2 threads; lora_dropout 0 against 0.05; eager against torch.compile of the decoder layers, whose compile falls in the
 untimed first steps and is printed apart; one process of 2 threads against 2 single-thread processes training
 data-parallel, DDP over gloo on loopback with the batch split between them, whose figures are the sum of both and
-whose peak is the sum of both processes' single-thread peaks), and prints the median ratio; `--overrides JSON` sets
+whose peak is the sum of both processes' single-thread peaks; fp32 against a bf16 base under bf16 autocast, both as
+data_parallel trains, in 2 single-thread processes), and prints the median ratio; `--overrides JSON` sets
 JobConfig values for both sides. `--ab local-processes` trains whole `--steps`-step jobs through the console's local
 backend (`training.data_parallel.run_local`) with data_parallel off and on, alternating, and compares the whole
 job's wall time (processes' start and model load included) and the job's own tokens/s and efficiency (the job card's
@@ -46,7 +47,7 @@ single-thread process per core, the batch split) and compares it with the tuned 
 Every run is its own subprocess, with OMP_WAIT_POLICY=PASSIVE (spinning OpenMP threads stall each other on
 a shared 2-core machine). Run:
 `PYTHONPATH=. .venv/bin/python bench/training_throughput.py [--steps 16] [--trl-defaults] [--tiny]
-[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile|processes|local-processes --rounds N
+[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile|processes|precision|local-processes --rounds N
 [--overrides JSON]]`.
 """
 
@@ -574,8 +575,9 @@ def main() -> None:
         choices=tuple(AB),
         help="only time ours under two settings, alternating, and print their ratio: threads (2 against 1), dropout "
         "(lora_dropout 0.05 against 0), compile (torch.compile against eager), processes (two single-thread DDP "
-        "processes, batch split between them, against one process of two threads), local-processes (whole jobs through "
-        "the console's local backend, data_parallel on against off)",
+        "processes, batch split between them, against one process of two threads), precision (bf16 against fp32, in "
+        "two single-thread processes), local-processes (whole jobs through the console's local backend, data_parallel "
+        "on against off)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="with --ab: runs of each setting")
     parser.add_argument("--threads", type=int, help="with --ab dropout or compile: torch threads (default: all cores)")
@@ -727,6 +729,7 @@ AB = {
     ),
     "compile": (("eager", None, {"torch_compile": "off"}, 1), ("compiled", None, {"torch_compile": "on"}, 1)),
     "processes": (("1 process x 2 threads", 2, {}, 1), ("2 processes x 1 thread", 1, {}, 2)),
+    "precision": (("fp32", 1, {"precision": "fp32"}, 2), ("bf16", 1, {"precision": "bf16"}, 2)),
     "local-processes": (),  # whole jobs through the local backend: `local_processes`
 }
 
