@@ -288,3 +288,28 @@ def test_cosmetics_every_table_shows_a_missing_cell_as_an_em_dash(registry) -> N
         at = AppTest.from_file(str(ROOT / script), default_timeout=300).run()
         assert not at.exception, at.exception
         assert at.dataframe and {table.proto.placeholder for table in at.dataframe} == {"—"}, script
+
+
+def test_item_9_no_page_passes_a_raw_value_to_an_element_that_reads_markdown() -> None:
+    """Alerts, toasts, captions and Markdown read their text as Markdown: a value (an error, a run's failure, a file's
+    problem) reaches them through `plain` or `show_error`, never as it is. A run's error was shown raw on Evaluations
+    and a package's on Models (found on the closing walk)."""
+    import ast
+
+    readers = {"error", "warning", "info", "success", "toast", "caption", "markdown"}
+    raw = []
+    for script in [ROOT / "app.py", *sorted((ROOT / "views").glob("*.py"))]:
+        for node in ast.walk(ast.parse(script.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
+                continue
+            if node.func.attr not in readers or not isinstance(node.func.value, ast.Name):
+                continue
+            first = node.args[0]
+            # our own text: a literal (or a choice of literals), or an entry of one of our constant tables
+            parts = [first.body, first.orelse] if isinstance(first, ast.IfExp) else [first]
+            literal = all(isinstance(part, (ast.Constant, ast.JoinedStr, ast.BinOp)) for part in parts)
+            table = isinstance(first, ast.Subscript) and getattr(first.value, "id", "").isupper()
+            escaped = isinstance(first, ast.Call) and getattr(first.func, "id", None) == "plain"
+            if not (literal or table or escaped):
+                raw.append(f"{script.name}:{node.lineno} {ast.unparse(node)[:80]}")
+    assert raw == [], raw

@@ -6,7 +6,7 @@ import streamlit as st
 from services.evaluation import adapter_before_after
 from services.health import broken_files
 from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
-from views.common import attempt, done, human_size, paginate, show_broken, show_error, show_table, values_table
+from views.common import attempt, done, human_size, paginate, plain, show_broken, show_error, show_table, values_table
 from views.endpoints import deploy_panel
 from views.session import may
 
@@ -108,7 +108,7 @@ elif adapters:
             deploy_panel(chosen.name, chosen.version)
         with st.expander("Use outside the console"):
             for title, command in chosen.usage_commands().items():
-                st.caption(title)
+                st.caption(plain(title))
                 st.code(command, language="bash")
         evaluated = attempt(lambda: adapter_before_after(chosen.name, chosen.version), "retry_adapter_eval")
         if evaluated is not None:

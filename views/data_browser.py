@@ -91,7 +91,7 @@ def main() -> None:
             key="browser_source",
         )
     ]
-    st.caption(source.description)
+    st.caption(plain(source.description))
     frame = mappings.load_source(source.id)
     filtered = mappings.filter_source(frame, source, **filters(source, mappings.filter_choices(frame, source)))
     st.markdown(f"**{len(filtered):,}** of {len(frame):,} rows match.")

@@ -27,7 +27,7 @@ from services.evaluation import (
 from services.federation import list_federations
 from services.training import list_adapters, list_base_models
 from views.charts import bar_figure
-from views.common import attempt, done, model_widget, paginate, show_error, show_table
+from views.common import attempt, done, model_widget, paginate, plain, show_error, show_table
 from views.endpoints import pick_endpoint_model
 from views.session import fragment, may
 
@@ -259,7 +259,7 @@ def show_run(run_id: str) -> None:
     if run.status not in FINISHED:
         run_status(run_id)
     if run.error:
-        st.error(run.error, icon=":material/error:")
+        st.error(plain(run.error), icon=":material/error:")
     shown = [m for m in LABELS if m in run.metrics]
     if shown:
         cards = st.columns(len(shown))

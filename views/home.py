@@ -5,7 +5,7 @@ import streamlit as st
 
 from services.health import broken_files
 from services.overview import recent_activity, registry_overview
-from views.common import attempt, show_broken, show_table
+from views.common import attempt, plain, show_broken, show_table
 
 # Equal cards in as many columns of at least 148 px ("Schema mappings" whole) as the row holds: five in one row
 # from 1280 px (sidebar open), filling it; in a narrower window the fifth wraps into a column of the same width
@@ -41,7 +41,7 @@ if overview is not None:
                 st.metric(
                     label, value, help="Datasets in the library (latest versions)" if label == "Datasets" else None
                 )
-                st.caption(note)
+                st.caption(plain(note))
 
 
 @st.fragment(run_every=10)

@@ -46,7 +46,7 @@ def register_form() -> None:
                 try:
                     entry = catalog.register_base_model(name.strip(), path.strip())
                 except Exception as error:  # noqa: BLE001 — the reason is shown, nothing was registered
-                    st.error(str(error), icon=":material/error:")
+                    show_error(error)
                 else:
                     st.session_state["models_flash"] = (
                         f"Registered {entry.name}: {entry.architecture}, {entry.parameters:,} parameters."
@@ -76,7 +76,7 @@ def edit_and_delete(entry: catalog.ModelEntry) -> None:
                     entry.name, entry.kind, description=description, tags=[t for t in tag_text.split(",")]
                 )
             except Exception as error:  # noqa: BLE001
-                st.error(str(error), icon=":material/error:")
+                show_error(error)
             else:
                 st.session_state["models_flash"] = f"Saved the description and tags of {entry.name}."
                 st.rerun()
@@ -92,7 +92,7 @@ def edit_and_delete(entry: catalog.ModelEntry) -> None:
 
 
 if flash := st.session_state.pop("models_flash", None):
-    st.success(flash, icon=":material/check_circle:")
+    st.success(plain(flash), icon=":material/check_circle:")
 
 filters = st.columns([3, 3, 2], vertical_alignment="bottom")
 kind_label = filters[0].segmented_control("Type", list(KIND_LABELS), default="All", key="models_kind")
@@ -135,7 +135,7 @@ elif entries:
     with st.container(border=True):
         st.subheader(entry.label)
         if entry.error:
-            st.warning(entry.error, icon=":material/warning:")
+            st.warning(plain(entry.error), icon=":material/warning:")
         cols = st.columns(4)
         cols[0].metric("Type", entry.kind)
         cols[1].metric("Size", human_size(entry.size_bytes))
@@ -171,7 +171,7 @@ elif entries:
                     try:
                         manifest = catalog.check_package(entry.name)
                     except Exception as error:  # noqa: BLE001 — a damaged package is reported, not raised
-                        st.error(str(error), icon=":material/gpp_bad:")
+                        show_error(error)
                     else:
                         st.success(
                             f"All {len(manifest['files'])} files match the manifest's SHA-256.",

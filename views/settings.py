@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from services import settings as config
-from views.common import attempt, done, model_widget, show_error, show_table
+from views.common import attempt, done, model_widget, plain, show_error, show_table
 from views.endpoints import endpoints_section
 from views.session import may
 
@@ -50,7 +50,7 @@ def confirm_restore() -> None:
 
 
 if problem := attempt(config.settings_file_problem, "retry_settings_problem"):
-    st.warning(problem, icon=":material/warning:")
+    st.warning(plain(problem), icon=":material/warning:")
 
 rows = attempt(config.settings_table, "retry_settings")
 if rows:
@@ -105,7 +105,7 @@ if rows:
                     try:
                         config.update_settings(**changes)
                     except Exception as error:  # noqa: BLE001 — the reason is shown, nothing was saved
-                        st.error(str(error), icon=":material/error:")
+                        show_error(error)
                     else:
                         done(f"Saved: {', '.join(sorted(changes))}.", rerun="app")
         if st.button("Restore defaults", key="settings_restore", icon=":material/restart_alt:"):

@@ -9,7 +9,7 @@ from services.evaluation import list_evaluations
 from services.monitoring import health_trend, system_health
 from services.training import FINISHED as JOB_FINISHED
 from services.training import list_jobs
-from views.common import attempt, human_size, show_table
+from views.common import attempt, human_size, plain, show_table
 
 st.title("System Health")
 st.caption("Sampled every 5 s by one thread of this server; about the last hour is kept in memory.")
@@ -72,7 +72,7 @@ def live() -> None:
         )
     else:
         if health.gpu_status != "ok":
-            st.warning(health.gpu_status, icon=":material/warning:")
+            st.warning(plain(health.gpu_status), icon=":material/warning:")
         gpu_lines = lines.gpu_percent if lines is not None else {}
         show_table(
             pd.DataFrame(

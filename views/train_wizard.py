@@ -21,7 +21,16 @@ from services.training import (
     submit_config,
     warm_training_stack,
 )
-from views.common import attempt, field_shape, human_size, job_widget, load_demo_button, model_widget
+from views.common import (
+    attempt,
+    field_shape,
+    human_size,
+    job_widget,
+    load_demo_button,
+    model_widget,
+    plain,
+    show_error,
+)
 from views.session import may
 
 STEPS = (
@@ -109,7 +118,7 @@ def errors_for(step: int) -> dict[str, str]:
 
 def inline_error(name: str, shown: dict[str, str]) -> None:
     if name in shown:
-        st.error(shown[name], icon=":material/error:")
+        st.error(plain(shown[name]), icon=":material/error:")
 
 
 step = st.session_state.setdefault("wizard_step", 0)
@@ -208,7 +217,7 @@ with st.container(border=True):
             with st.spinner("Checking the configuration against the model, the data and this machine…"):
                 config = check_job(candidate())
         except Exception as error:  # noqa: BLE001 — the reason is shown; Launch stays disabled
-            st.error(str(error), icon=":material/error:")
+            show_error(error)
         if config is not None:
             st.success(
                 "The configuration is valid and fits the model, data and hardware.", icon=":material/check_circle:"
@@ -228,7 +237,7 @@ with st.container(border=True):
             try:
                 st.session_state["wizard_job"] = submit_config(config)
             except Exception as error:  # noqa: BLE001
-                st.error(str(error), icon=":material/error:")
+                show_error(error)
             else:
                 st.rerun()
         if launched_job and st.button("Start over", icon=":material/restart_alt:", key="wizard_restart"):
@@ -273,7 +282,7 @@ if job_id := st.session_state.get("wizard_job"):
             st.markdown(f"**Job `{job_id}`**: {status['status']}")
             st.progress(status["progress"], text=f"step {status['step']} of {status['max_steps'] or '?'}")
             if status["error"]:
-                st.error(status["error"], icon=":material/error:")
+                st.error(plain(status["error"]), icon=":material/error:")
             st.page_link("views/training_jobs.py", label="Follow it on Training Jobs", icon=":material/monitoring:")
             if status["status"] in {s.value for s in FINISHED}:
                 st.page_link("views/publish.py", label="Publish the adapter", icon=":material/package_2:")
