@@ -313,3 +313,13 @@ def test_item_9_no_page_passes_a_raw_value_to_an_element_that_reads_markdown() -
             if not (literal or table or escaped):
                 raw.append(f"{script.name}:{node.lineno} {ast.unparse(node)[:80]}")
     assert raw == [], raw
+
+
+def test_item_12_a_latency_card_fits_its_figure_with_a_unit() -> None:
+    """Seven cards share a row on an evaluation run: a CPU run's p50 of 135,512 ms showed as "135,5…" (the closing
+    walk). A latency is at most five figures with its unit."""
+    from views.common import latency
+
+    assert [latency(v) for v in (3.4, 812, 1323.75, 9_999, 135_512, 4_000_000)] == [
+        "3 ms", "812 ms", "1.32 s", "10.00 s", "135.5 s", "4,000 s"
+    ]  # fmt: skip

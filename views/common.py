@@ -30,6 +30,15 @@ def plain(text: object) -> str:
     return _MARKDOWN.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
+def latency(milliseconds: float) -> str:
+    """A latency with its unit, at most five characters of figures: seven cards share a row, and a CPU run's
+    "135,512" milliseconds showed as "135,5…"."""
+    if milliseconds < 1000:
+        return f"{milliseconds:.0f} ms"
+    seconds = milliseconds / 1000
+    return f"{seconds:.2f} s" if seconds < 10 else f"{seconds:.1f} s" if seconds < 1000 else f"{seconds:,.0f} s"
+
+
 def show_answer(text: str) -> None:
     """A model's answer exactly as generated, line breaks kept, in a box with a copy button: never Markdown, where
     an answer holding `![x](http://host/p.png)` would make the browser fetch that address."""

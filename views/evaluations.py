@@ -27,7 +27,7 @@ from services.evaluation import (
 from services.federation import list_federations
 from services.training import list_adapters, list_base_models
 from views.charts import bar_figure
-from views.common import attempt, done, model_widget, paginate, plain, show_error, show_table
+from views.common import attempt, done, latency, model_widget, paginate, plain, show_error, show_table
 from views.endpoints import pick_endpoint_model
 from views.session import fragment, may
 
@@ -40,8 +40,8 @@ LABELS = {
     "rouge_l": "ROUGE-L",
     "perplexity": "Perplexity",
     "preference_accuracy": "Preference accuracy",
-    "latency_p50_ms": "Latency p50 (ms)",
-    "latency_p95_ms": "Latency p95 (ms)",
+    "latency_p50_ms": "Latency p50",
+    "latency_p95_ms": "Latency p95",
     "tokens_per_second": "Tokens/s",
 }
 
@@ -136,7 +136,7 @@ def _score(metric: str, value) -> str:
     if metric in SCORES:
         return f"{value:.1%}"
     if metric.startswith("latency"):
-        return f"{value:,.0f}"  # milliseconds: decimals made "1,323.75" too wide for its card
+        return latency(value)
     return f"{value:,.2f}"
 
 
