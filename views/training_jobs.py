@@ -446,8 +446,8 @@ def jobs_panel() -> None:
 
 st.title("LoRA Training Management")
 st.caption(
-    "Train LoRA / QLoRA adapters in this process with PEFT and TRL. Jobs keep their state on disk: "
-    "a restart loses nothing."
+    "Train LoRA / QLoRA adapters in this process with PEFT and TRL. Jobs keep their state on disk: after a "
+    "restart, queued jobs run and a job that was training resumes from its last checkpoint when you press Resume."
 )
 show_broken(attempt(lambda: broken_files("jobs"), "retry_broken") or [])
 form_col, queue_col = st.columns([3, 1])
