@@ -174,17 +174,3 @@ def test_saved_training_defaults_are_where_the_form_and_the_wizard_start(registr
     assert not wizard.exception
     start = wizard.session_state["wizard_values"]
     assert (start["lora_r"], start["epochs"], start["seed"]) == (32, 1.5, 7)
-
-
-def test_models_page_draws_the_metadata_tree_and_tag_filter_only_when_there_is_something_to_show(registry, tmp_path):
-    from services import models as catalog
-
-    catalog.register_base_model("tiny", str(build_tiny_model(tmp_path / "tiny")))
-    at = page("models.py").run()
-    assert not at.exception and not at.json and not at.multiselect
-    at.session_state["models_metadata"] = True  # the expander opened (AppTest cannot click one)
-    at.run()
-    assert at.json and at.json[0].value
-    catalog.update_model("tiny", "base", tags=["cpu"])
-    at.run()
-    assert at.multiselect(key="models_tags").options == ["cpu"]

@@ -100,8 +100,7 @@ search = filters[1].text_input("Search", placeholder="name, architecture, base m
 with st.spinner("Reading the registry…"):
     entries = attempt(lambda: catalog.list_models(KIND_LABELS.get(kind_label or "All"), search), "retry_models")
 tags = sorted({t for e in entries or [] for t in e.tags})
-# The tag filter appears once a model has a tag: an empty one only loaded its widget's code on every first visit.
-chosen_tags = filters[2].multiselect("Tags", tags, key="models_tags") if tags else []
+chosen_tags = filters[2].multiselect("Tags", tags, key="models_tags", disabled=not tags)
 if entries is not None and chosen_tags:
     entries = [e for e in entries if set(chosen_tags) <= set(e.tags)]
 
@@ -202,8 +201,5 @@ elif entries:
                     )
             elif runs is not None:
                 st.caption("No evaluation of this model yet.")
-        # Drawn while open: closed, the metadata tree only cost a first visit its viewer's code.
-        metadata = st.expander("All metadata", icon=":material/data_object:", key="models_metadata", on_change="rerun")
-        if metadata.open:
-            with metadata:
-                st.json(entry.details, expanded=False)
+        with st.expander("All metadata", icon=":material/data_object:"):
+            st.json(entry.details, expanded=False)
