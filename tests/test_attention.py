@@ -1,19 +1,14 @@
 """CPU training's attention (`training.attention`): SDPA's math kernel on short sequences, the same attention."""
 
+from tests.tiny_model import in_memory_llama_config
+
 
 def tiny_llama():
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
+    config = in_memory_llama_config()
     return LlamaForCausalLM._from_config(config, attn_implementation="sdpa")
 
 

@@ -2,22 +2,17 @@
 
 import pytest
 
+from tests.tiny_model import in_memory_llama_config
+
 
 def tiny_peft_model(dtype):
     """A 2-layer Llama with LoRA on every linear layer, B initialised away from zero so the branch counts."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
+    config = in_memory_llama_config()
     model = LlamaForCausalLM(config).to(dtype)
     lora = LoraConfig(r=4, lora_alpha=12, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)

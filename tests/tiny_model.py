@@ -49,6 +49,20 @@ def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 320):
     )
 
 
+def in_memory_llama_config():
+    """The smallest Llama the kernel tests build in memory: 2 layers, 4 query and 2 key-value heads of 8, vocab 64."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+
+
 def build_tiny_model(
     folder: Path, *, hidden_size: int = 48, layers: int = 2, seed: int = 0, corpus: list[str] | None = None
 ) -> Path:
