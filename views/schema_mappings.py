@@ -1,7 +1,5 @@
 """Schema Mappings: retailer fields -> RMIS, tested, versioned, and turned into training data."""
 
-from functools import partial
-
 import pandas as pd
 import streamlit as st
 
@@ -316,14 +314,15 @@ def main() -> None:
         editor_tab(mapping, sample, statuses)
     with raw_yaml:
         yaml_tab(mapping)
-    for tab, draw in (
-        (history, partial(history_tab, mapping)),
-        (generator, partial(generator_tab, mapping)),
-        (schema, schema_tab),
-    ):
-        if tab.open:
-            with tab:
-                draw()
+    if history.open:
+        with history:
+            history_tab(mapping)
+    if generator.open:
+        with generator:
+            generator_tab(mapping)
+    if schema.open:
+        with schema:
+            schema_tab()
 
 
 try:
