@@ -21,7 +21,7 @@ from registry.activity import log_event
 from registry.errors import CorruptFile, InvalidFile, InvalidName, NotFound
 from registry.layout import Registry, open_registry
 from registry.readers import EXTENSIONS, FileFormat, detect_format, read_strict, utf8_source
-from registry.shapes import DatasetKind, ShapeDetection, ShapeError, detect_kind, to_canonical
+from registry.shapes import AdapterType, DatasetKind, ShapeDetection, ShapeError, detect_kind, to_canonical
 from registry.spreadsheet import write_csv
 from registry.storage import (
     atomic_write_json,
@@ -39,6 +39,21 @@ from registry.validation import QualityReport, validate_file
 
 ExportFormat = Literal["jsonl", "csv"]
 STAGED_MAX_AGE_S = 6 * 3600  # a browser session that closes mid-upload never cleans up after itself
+# What each generator's datasets train (the generator's id opens a generated dataset's origin, `generated_origin`).
+# An upload says nothing of its purpose: its record's purpose is None.
+GENERATOR_PURPOSES: dict[str, AdapterType] = {
+    "retailer_sft": "retailer",
+    "planning_sft": "task",
+    "policy_dpo": "policy",
+}
+_GENERATED = "generator:"
+
+
+def generated_origin(generator: str, detail: str) -> str:
+    """The origin of a dataset `generator` made: a generator says what its datasets train before it writes any."""
+    if generator not in GENERATOR_PURPOSES:
+        raise KeyError(f"generator {generator!r} has no entry in GENERATOR_PURPOSES")
+    return f"{_GENERATED}{generator} ({detail})"
 
 
 class DatasetVersion(BaseModel):
@@ -97,6 +112,13 @@ class DatasetRecord(BaseModel):
     @property
     def type_label(self) -> str:
         return self.kind.label
+
+    @property
+    def purpose(self) -> AdapterType | None:
+        """The adapter type this dataset trains, when the generator that made it says so (None for an upload)."""
+        if not self.origin.startswith(_GENERATED):
+            return None
+        return GENERATOR_PURPOSES.get(self.origin.removeprefix(_GENERATED).split(" ", 1)[0])
 
 
 class FilePreview(BaseModel):

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from registry.datasets import DatasetRecord, write_records
+from registry.datasets import DatasetRecord, generated_origin, write_records
 from registry.errors import ConsoleError
 from registry.layout import Registry, open_registry
 from registry.mappings import FieldMapping, Mapping, get_mapping, harmonize
@@ -306,7 +306,7 @@ def generate_retailer_dataset(
         DatasetKind.ALPACA,
         f"Field mappings for {mapping.retailer} -> RMIS from {source}, computed by mapping v{mapping.version}; "
         "scale fields train on every magnitude evenly, with generated values where the source has too few.",
-        f"generator:retailer_sft ({mapping.retailer} mapping v{mapping.version}, {source})",
+        generated_origin("retailer_sft", f"{mapping.retailer} mapping v{mapping.version}, {source}"),
         registry,
         share=eval_share,
     )
@@ -318,7 +318,7 @@ def generate_planning_dataset(registry: Registry | None = None) -> GeneratedPair
         "task_planning",
         DatasetKind.ALPACA,
         "Campaign budget plans from uplift priors.",
-        "generator:planning_sft (uplift_priors)",
+        generated_origin("planning_sft", "uplift_priors"),
         registry or open_registry(),
     )
 
@@ -329,7 +329,7 @@ def generate_policy_dataset(registry: Registry | None = None) -> GeneratedPair:
         "policy_creative",
         DatasetKind.DPO,
         "Creative-compliance preference pairs over the SKU catalog.",
-        "generator:policy_dpo (sku_catalog)",
+        generated_origin("policy_dpo", "sku_catalog"),
         registry or open_registry(),
         with_eval=False,
     )

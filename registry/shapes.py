@@ -26,6 +26,8 @@ from pydantic import BaseModel
 from registry.errors import InvalidFile
 
 Objective = Literal["sft", "dpo", "kto"]
+# What an adapter is for, and so what a dataset trains when it says so (see `DatasetRecord.purpose`).
+AdapterType = Literal["retailer", "task", "policy", "domain"]
 
 
 class DatasetKind(StrEnum):

@@ -196,3 +196,16 @@ def test_policy_pairs_break_exactly_the_rule_they_name(registry):
             assert price not in pair["rejected"]
         if rule == "all_caps":
             assert "!!" in pair["rejected"]
+
+
+def test_a_generated_dataset_says_which_adapter_type_it_trains_and_an_upload_does_not(registry, peer_data, tmp_path):
+    """The training form opened with adapter type "retailer" beside task_planning_sft, and kept, trained a "retailer"
+    adapter on planning data: the form had no way to know what a dataset is for. Its generator knows."""
+    seed_demo(registry)
+    purposes = {record.name: record.purpose for record in library.list_datasets()}
+    assert purposes["retailer_amazon_sft"] == purposes["retailer_walmart_eval"] == "retailer"
+    assert purposes["task_planning_sft"] == purposes["task_planning_eval"] == "task"
+    assert purposes["policy_creative_dpo"] == "policy"
+    peer = tmp_path / "task_planning_copy.json"  # named like a generated set, but an upload says nothing of its use
+    peer.write_text((peer_data / "alpaca_en_demo.json").read_text())
+    assert library.import_dataset("task_planning_copy", peer).purpose is None

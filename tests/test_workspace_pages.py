@@ -174,3 +174,26 @@ def test_saved_training_defaults_are_where_the_form_and_the_wizard_start(registr
     assert not wizard.exception
     start = wizard.session_state["wizard_values"]
     assert (start["lora_r"], start["epochs"], start["seed"]) == (32, 1.5, 7)
+
+
+def test_walk_the_wizard_sets_the_adapter_type_from_the_training_dataset(registry):
+    """The wizard asks the adapter type first ("retailer" by default) and the dataset two steps later: kept, the walk's
+    retailer type on planning data. The chosen dataset sets the type and says so; a type set back against it shows
+    a warning on the first step."""
+    from services.demo import seed_demo
+
+    seed_demo(registry)
+    wizard = page("train_wizard.py")
+    wizard.session_state["wizard_step"] = 2
+    wizard.run()
+    wizard.selectbox(key="wizard_w_train_dataset").select("task_planning_sft").run()
+    assert not wizard.exception
+    assert wizard.session_state["wizard_values"]["adapter_type"] == "task"
+    assert any("Adapter type task" in c.value for c in wizard.caption)
+    wizard.session_state["wizard_step"] = 0
+    wizard.run()
+    assert wizard.selectbox(key="wizard_w_adapter_type").value == "task"
+    assert not wizard.warning
+    wizard.selectbox(key="wizard_w_adapter_type").select("retailer").run()
+    (warning,) = wizard.warning
+    assert "was made to train a task adapter; this one will be a retailer adapter" in warning.value

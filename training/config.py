@@ -12,11 +12,10 @@ from typing import Any, Literal, Self
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from registry.errors import InvalidName
-from registry.shapes import Objective
+from registry.shapes import AdapterType, Objective
 from registry.storage import validate_name
 from training.errors import InvalidConfig
 
-AdapterType = Literal["retailer", "task", "policy", "domain"]
 Quantization = Literal["none", "8bit", "4bit"]
 Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 Precision = Literal["auto", "fp32", "bf16"]

@@ -16,6 +16,7 @@ from services import human_size as human_size  # the pages take it from here: on
 from services.training import JobConfig
 
 if TYPE_CHECKING:  # imported where used: the playground service pulls in the inference engine, which Home need not load
+    from services.datasets import DatasetRecord
     from services.playground import GenerationSettings
 
 T = TypeVar("T")
@@ -192,8 +193,11 @@ def keep_undrawn(form: str, fields: Iterable[str]) -> None:
             values[name] = st.session_state[key]
 
 
-def form_key(form: str, field: str) -> str:
-    return record_key(form, st.session_state[f"{form}.record"], field)
+def form_key(form: str, field: str, follows: str | None = None) -> str:
+    """The key of `field`'s widget in `form`; `follows` names what the field is set from (the adapter type from the
+    training dataset), so another one redraws the widget from the form's values, as another record does."""
+    record = st.session_state[f"{form}.record"]
+    return record_key(form, record if follows is None else f"{record}@{follows}", field)
 
 
 def _bounds(field: Any, kind: type) -> tuple[Any, Any]:
@@ -272,10 +276,10 @@ def model_widget(
     return (container.text_area if widget == "area" else container.text_input)(label, **{**common, **options})
 
 
-def form_widget(form: str, name: str, draw: Callable[..., T]) -> T:
+def form_widget(form: str, name: str, draw: Callable[..., T], follows: str | None = None) -> T:
     """Draw field `name` of `form` with `draw(key=..., value=...)` from the form's values and write it back."""
     values = st.session_state[f"{form}.values"]
-    result = draw(key=form_key(form, name), value=values.get(name))
+    result = draw(key=form_key(form, name, follows), value=values.get(name))
     values[name] = result
     return result
 
@@ -329,6 +333,18 @@ def job_widget(name: str, *, key: str, value: Any = KEEP, container: Any = st, *
     """A JobConfig field's widget as both job forms show it (`options`: the data-dependent parts, e.g. choices)."""
     label, presentation = JOB_WIDGETS[name]
     return model_widget(JobConfig, name, label, key=key, value=value, container=container, **presentation, **options)
+
+
+def adapter_type_mismatch(dataset: "DatasetRecord | None", adapter_type: str | None, container: Any = st) -> None:
+    """Say so beside the adapter type when it is not what the training dataset was made to train: both job forms set
+    the type from the dataset when one is chosen, so this shows only a type the user chose against it (Federation
+    routes prompts to an adapter by its type)."""
+    if dataset is not None and dataset.purpose not in (None, adapter_type):
+        container.warning(
+            f"{plain(dataset.name)} was made to train a {dataset.purpose} adapter; this one will be a {adapter_type} "
+            "adapter.",
+            icon=":material/warning:",
+        )
 
 
 def generation_metrics(tokens: int, latency_ms: float, load_ms: float, adapters_used: Sequence[str]) -> None:

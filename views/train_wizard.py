@@ -22,6 +22,7 @@ from services.training import (
     warm_training_stack,
 )
 from views.common import (
+    adapter_type_mismatch,
     attempt,
     field_shape,
     human_size,
@@ -107,6 +108,32 @@ def dataset_choice(name: str, label: str, datasets: list, *, role: str, placehol
     )
 
 
+FOLLOWS = "wizard_type_follows"  # the training dataset the adapter type was last set for
+
+
+def follow_dataset(datasets: list) -> None:
+    """A newly chosen training dataset that says what it trains sets the adapter type (chosen on the first step), and
+    says so; a type the user then sets against it is shown beside the type."""
+    name = values().get("train_dataset")
+    record = next((d for d in datasets if d.name == name), None)
+    if name != st.session_state.get(FOLLOWS):
+        st.session_state[FOLLOWS] = name
+        if record is not None and record.purpose is not None:
+            values()["adapter_type"] = record.purpose
+            st.session_state.pop("wizard_w_adapter_type", None)
+    if record is not None and record.purpose is not None and record.purpose == values().get("adapter_type"):
+        st.caption(f":material/sync: Adapter type {record.purpose}: what {plain(name)} was made to train.")
+    adapter_type_mismatch(record, values().get("adapter_type"))
+
+
+def chosen_dataset() -> library.DatasetRecord | None:
+    """The training dataset's record once one is chosen (a step that does not list the datasets)."""
+    name = values().get("train_dataset")
+    if name is None:
+        return None
+    return next((d for d in attempt(library.list_datasets, "retry_wizard_chosen") or [] if d.name == name), None)
+
+
 def errors_for(step: int) -> dict[str, str]:
     """JobConfig's errors about this step's fields; whole-config rules belong to the eval or configuration step."""
     found = field_errors(candidate())
@@ -143,6 +170,7 @@ with st.container(border=True):
             inline_error("adapter_name", shown)
         with right:
             widget("adapter_type", lambda k: job_widget("adapter_type", key=k))
+            adapter_type_mismatch(chosen_dataset(), values().get("adapter_type"))
     elif step == 1:
         models = attempt(list_base_models, "retry_wizard_models") or []
         ready = {m.id: m for m in models if m.ready}
@@ -188,6 +216,7 @@ with st.container(border=True):
         )
         inline_error("objective", shown)
         dataset_choice("train_dataset", "Training dataset", datasets, role="training", placeholder="choose a dataset")
+        follow_dataset(datasets)
         inline_error("train_dataset", shown)
         inline_error("", shown)
     elif step == 3:
@@ -222,6 +251,7 @@ with st.container(border=True):
             st.success(
                 "The configuration is valid and fits the model, data and hardware.", icon=":material/check_circle:"
             )
+        adapter_type_mismatch(chosen_dataset(), values().get("adapter_type"))
         summary = {k: v for k, v in candidate().items() if v not in (None, "")}
         st.json(summary, expanded=True)
         launched_job = st.session_state.get("wizard_job")
@@ -243,7 +273,7 @@ with st.container(border=True):
         if launched_job and st.button("Start over", icon=":material/restart_alt:", key="wizard_restart"):
             for key in [k for k in st.session_state if str(k).startswith(("wizard_w_", "wizard_values"))]:
                 del st.session_state[key]
-            for key in ("wizard_step", "wizard_job", "wizard_shown_errors", "wizard_error_step"):
+            for key in ("wizard_step", "wizard_job", "wizard_shown_errors", "wizard_error_step", FOLLOWS):
                 st.session_state.pop(key, None)
             st.rerun()
 

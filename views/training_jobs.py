@@ -26,10 +26,12 @@ from services.training import (
 )
 from views.common import (
     JOB_WIDGETS,
+    adapter_type_mismatch,
     attempt,
     current_values,
     done,
     field_shape,
+    form_key,
     form_values,
     form_widget,
     job_widget,
@@ -120,8 +122,12 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     def widget(name: str, container=st, **options):
         return form_widget(FORM, name, partial(job_widget, name, container=container, **options))
 
+    # The dataset the adapter type was last set for, per loaded record: a clone's or a preset's type stays with its
+    # dataset; a new form's follows the first dataset it shows.
+    follows = form_key(FORM, "type_follows")
+    st.session_state.setdefault(follows, values.get("train_dataset"))
     left, right = st.columns(2)
-    widget("adapter_type", left)
+    type_slot = left.container()  # drawn once the dataset is known, above it
     widget("adapter_name", right)
     models = attempt(list_base_models, "retry_models") or []
     labels = {
@@ -132,7 +138,15 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     objective = widget("objective", right)
     trainable = [d.name for d in datasets if fits_objective(d.kind, objective)]
     evaluable = ["", *[d.name for d in datasets if fits_objective(d.kind, objective, role="eval")]]
-    widget("train_dataset", left, choices=trainable)
+    dataset = widget("train_dataset", left, choices=trainable)
+    record = next((d for d in datasets if d.name == dataset), None)
+    if dataset != st.session_state[follows]:
+        st.session_state[follows] = dataset
+        if record is not None and record.purpose is not None:
+            values["adapter_type"] = record.purpose
+    # keyed by the dataset it follows as every widget is by its record: another dataset redraws it with its type
+    form_widget(FORM, "adapter_type", partial(job_widget, "adapter_type", container=type_slot), follows=dataset)
+    adapter_type_mismatch(record, values["adapter_type"], type_slot)
     widget("eval_dataset", right, choices=evaluable, format_func=lambda d: d or "none")
     widget("quantization", left)
     widget("epochs", right)
@@ -165,10 +179,11 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
             trainable,
             key="batch_datasets",
             help="Each dataset gets its own job with the settings above; the adapter name gets "
-            "the dataset name as a suffix.",
+            "the dataset name as a suffix, and the adapter type is what the dataset was made to train, if it says.",
         )
         if st.button("Queue batch", key="batch_submit", disabled=not chosen):
-            submit_batch(dict(values), chosen)
+            by_name = {d.name: d for d in datasets}
+            submit_batch(dict(values), [by_name[name] for name in chosen])
 
 
 def checking(jobs: str) -> str:
@@ -191,18 +206,19 @@ def submit(values: dict) -> None:
     done(f"Queued {job.config.adapter_name} as {job.id}.", rerun="app")
 
 
-def submit_batch(values: dict, names: list[str]) -> None:
+def submit_batch(values: dict, datasets: list[library.DatasetRecord]) -> None:
     """All configs pass validation and preflight before any job is queued."""
     try:
         configs = [
             build_config(
                 **{
                     **values,
-                    "train_dataset": name,
-                    "adapter_name": f"{values['adapter_name'] or 'adapter'}_{name}"[:64],
+                    "adapter_type": dataset.purpose or values["adapter_type"],
+                    "train_dataset": dataset.name,
+                    "adapter_name": f"{values['adapter_name'] or 'adapter'}_{dataset.name}"[:64],
                 }
             )
-            for name in names
+            for dataset in datasets
         ]
         with st.spinner(checking(f"{len(configs)} jobs")):
             jobs = manager().submit_many(configs)

@@ -440,3 +440,39 @@ def test_item_5_every_page_opens_by_its_url_without_a_page_not_found_dialog(
         fresh.wait_for_timeout(500)
         assert fresh.get_by_text("Page not found").count() == 0, href
         fresh.close()
+
+
+def test_walk_the_adapter_type_follows_the_training_dataset(
+    console_url, browser_page, wait_for_streamlit, console_home
+):
+    """The closing walk: the form opened with adapter type "retailer" beside task_planning_sft, and kept as it was it
+    trained "retailer" adapters on planning data (Federation then offered one as a retailer adapter). A dataset that
+    says what it trains (its generator does) sets the type whenever it is chosen; a type chosen against it stays,
+    and says so beside it."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    adapter_type = page.get_by_role("combobox", name="Adapter type", exact=True)
+    dataset = page.get_by_role("combobox", name="Training dataset", exact=True)
+    # as it opens, the type is what the form's first dataset trains (an upload's leaves JobConfig's default)
+    demo = {"task_planning_sft": "task", "retailer_amazon_sft": "retailer", "retailer_walmart_sft": "retailer"}
+    expect(adapter_type).to_have_value(demo.get(dataset.input_value(), "retailer"))
+    choose(page, wait_for_streamlit, "Training dataset", "retailer_amazon_sft")
+    expect(adapter_type).to_have_value("retailer")
+    choose(page, wait_for_streamlit, "Training type", "DPO")  # the SFT dataset goes: the first DPO one comes
+    expect(dataset).to_have_value("policy_creative_dpo")
+    expect(adapter_type).to_have_value("policy")
+    choose(page, wait_for_streamlit, "Training type", "SFT")
+    choose(page, wait_for_streamlit, "Training dataset", "retailer_amazon_sft")
+    choose(page, wait_for_streamlit, "Adapter type", "domain")
+    choose(page, wait_for_streamlit, "Training dataset", "task_planning_sft")
+    expect(adapter_type).to_have_value("task")
+    mismatch = page.get_by_test_id("stAlert").filter(has_text="was made to train")
+    expect(mismatch).to_have_count(0)
+    choose(page, wait_for_streamlit, "Adapter type", "retailer")  # the user's choice, against the data: kept, shown
+    expect(mismatch).to_contain_text(
+        "task_planning_sft was made to train a task adapter; this one will be a retailer adapter."
+    )
+    choose(page, wait_for_streamlit, "Adapter type", "task")
+    expect(mismatch).to_have_count(0)
+    queue_job(page, wait_for_streamlit, "typed_by_its_data", "task_planning_sft", {"Max steps": 1})
+    assert job_states(console_home)["typed_by_its_data"]["config"]["adapter_type"] == "task"
