@@ -197,3 +197,23 @@ def test_advanced_settings_are_drawn_only_while_open_and_the_form_keeps_their_va
     assert (at.session_state["job.values"]["max_steps"], at.session_state["job.values"]["seed"]) == (7, 11)
     set_advanced(at, True).run()
     assert (field(at, "number_input", "max_steps").value, field(at, "number_input", "seed").value) == (7, 11)
+
+
+def test_walk_a_job_card_with_no_speed_yet_names_the_figure(console_with_tiny_model):
+    """A card before the job's first logged step read "Step 0/— | Epoch — | Loss — | LR — | — ": every figure had its
+    name but the speed (the closing walk of issue 11)."""
+    from services.training import submit_training_job
+
+    manager = job_manager()
+    limit = manager.concurrency
+    manager.set_concurrency(0)  # queued, never run: no speed yet
+    try:
+        submit_training_job("retailer", "waiting", "mapping_sft", base_model="tiny-llama", config={"max_steps": 2})
+        at = training_page().run()
+        assert not at.exception
+        (figures,) = [c.value for c in at.caption if c.value.startswith("Step ")]
+        assert figures.split(" | ")[1:] == ["Epoch —", "Loss —", "LR —", "Speed —"]
+    finally:
+        for job in manager.all_jobs():
+            manager.cancel(job.id)
+        manager.set_concurrency(limit)

@@ -322,13 +322,19 @@ def job_card(job: JobState) -> None:
             st.progress(progress.fraction, text=f"{progress.fraction:.0%}")
         epoch = f"{progress.epoch:.2f}" if progress.epoch is not None else "—"
         loss = f"{progress.loss:.3f}" if progress.loss is not None else "—"
-        speed = f"{progress.tokens_per_second:,.0f} tok/s" if progress.tokens_per_second else "—"
-        if progress.efficiency is not None and job.status == JobStatus.RUNNING:
+        running = job.status == JobStatus.RUNNING
+        # labelled like every other figure: before the first logged step a bare "—" named nothing
+        if progress.tokens_per_second:
+            speed = f"{progress.tokens_per_second:,.0f} tok/s"
+        else:
+            speed = "measuring…" if running else "—"
+        if progress.efficiency is not None and running:
             speed += f" ({progress.flops_per_second / 1e9:,.1f} GFLOP/s, {progress.efficiency:.0%} of matmul peak)"
         lr = f"{progress.learning_rate:.2e}" if progress.learning_rate is not None else "—"
-        eta = f" | ETA {fmt_eta(progress.eta_seconds)}" if job.status == JobStatus.RUNNING else ""
+        eta = f" | ETA {fmt_eta(progress.eta_seconds)}" if running else ""
         st.caption(
-            f"Step {progress.step}/{progress.max_steps or '—'} | Epoch {epoch} | Loss {loss} | LR {lr} | {speed}{eta}"
+            f"Step {progress.step}/{progress.max_steps or '—'} | Epoch {epoch} | Loss {loss} | LR {lr} | "
+            f"Speed {speed}{eta}"
         )
         if job.status == JobStatus.INTERRUPTED:
             st.caption(
