@@ -66,11 +66,17 @@ def show_broken(broken: Sequence[CorruptFile]) -> None:
         st.warning(plain(str(error)), icon=":material/broken_image:")
 
 
+PAGE_BOX_WIDTH = 160  # pixels: "Page (of 999)", a 3-digit page and its - and + (shown only above 120 px)
+
+
 def paginate(items: Sequence[T], key: str, page_size: int | None = None) -> Sequence[T]:
     """Show page controls above a table and return the current page's slice; the page survives reruns.
 
     The page box is on the left: at the right edge it sat where the table's hover toolbar is drawn, which then
-    covered its - and +. The page size is the Settings page's "Rows per page" unless a caller needs its own."""
+    covered its - and +. It has a width of its own, wide enough for its - and + (Streamlit hides them in a box of
+    7.5 rem or less): a fifth of a narrow column left only the number. "Showing ..." goes beside it, or under it
+    where the column is too narrow for both. The page size is the Settings page's "Rows per page" unless a caller
+    needs its own."""
     if page_size is None:
         from services.settings import get_settings
 
@@ -79,9 +85,11 @@ def paginate(items: Sequence[T], key: str, page_size: int | None = None) -> Sequ
     pages = max(1, -(-total // page_size))
     page = min(st.session_state.get(key, 1), pages)
     start = (page - 1) * page_size
-    left, right = st.columns([1, 4], vertical_alignment="bottom")
-    left.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=page, step=1, key=key)
-    right.caption(f"Showing {start + 1 if total else 0}–{min(start + page_size, total)} of {total:,}")
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
+    row.number_input(
+        f"Page (of {pages})", min_value=1, max_value=pages, value=page, step=1, key=key, width=PAGE_BOX_WIDTH
+    )
+    row.caption(f"Showing {start + 1 if total else 0}–{min(start + page_size, total)} of {total:,}")
     return items[start : start + page_size]
 
 

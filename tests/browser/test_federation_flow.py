@@ -153,3 +153,44 @@ def test_compose_gated_run_save_then_playground_history(
     # the saved list says so (each A/B side, in its hidden tab, says "No saved federations yet: create one")
     expect(page.get_by_text("No saved federations yet.")).to_be_visible()
     assert_no_exception(page)
+
+
+@pytest.mark.timeout(600)  # two one-step trainings and a server of its own on a busy machine
+def test_walk_the_saved_federations_page_box_shows_its_minus_and_plus(
+    console_server, console_models, browser_page, wait_for_streamlit, tmp_path, monkeypatch
+):
+    """On the closing walk Saved federations (half of the Federation page) gave its page box a fifth of its width,
+    about 80 px, where Streamlit draws the number without its - and +. Both are drawn now, side by side within the
+    panel, with room for the number and the whole label. (A registry of its own: one-step adapters are enough to
+    save a federation, and the shared console's 80-step ones take minutes to train.)"""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RMN_LORA_HOME", str(home))
+    monkeypatch.setenv("RMN_LORA_MODELS", str(console_models))
+    from test_federation_pages import train_tiny_adapters
+
+    from services.federation import compose_federation, save_federation
+
+    train_tiny_adapters("tiny-llama", tmp_path / "jobs", steps=1)
+    save_federation(compose_federation(retailer_adapter="mapper", task_adapter="planner", name="narrow pager"))
+    page, wait = browser_page, wait_for_streamlit
+    page.set_viewport_size({"width": 1400, "height": 1000})  # the walk's window
+    page.goto(console_server(home).url)
+    wait(page, FIRST_VISIT_MS)
+    open_page(page, wait, "Federation")
+    table = page.get_by_test_id("stDataFrame").filter(has_text="narrow pager")
+    expect(table).to_be_visible()
+    pager = page.get_by_test_id("stNumberInput").filter(
+        has=page.get_by_role("spinbutton", name=re.compile("^Page")), visible=True
+    )
+    field = pager.get_by_role("spinbutton").bounding_box()
+    down, up = (pager.get_by_test_id(step) for step in ("stNumberInputStepDown", "stNumberInputStepUp"))
+    expect(down).to_be_visible()
+    expect(up).to_be_visible()
+    left, right, panel = down.bounding_box(), up.bounding_box(), table.bounding_box()
+    assert field["x"] + field["width"] <= left["x"] < left["x"] + left["width"] <= right["x"], "- and + overlap"
+    assert panel["x"] <= field["x"] and right["x"] + right["width"] <= panel["x"] + panel["width"], "out of the panel"
+    assert field["width"] >= 48, f"the number has {field['width']:.0f} px"
+    label = pager.get_by_test_id("stWidgetLabel")
+    assert label.evaluate("e => [e, ...e.querySelectorAll('*')].every(x => x.scrollWidth <= x.clientWidth)"), (
+        "label cut"
+    )
