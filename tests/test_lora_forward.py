@@ -5,7 +5,7 @@ import pytest
 from tests.tiny_model import in_memory_llama_config
 
 
-def tiny_peft_model(dtype):
+def tiny_peft_model(dtype, dropout=0.0):
     """A 2-layer Llama with LoRA on every linear layer, B initialised away from zero so the branch counts."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -14,7 +14,7 @@ def tiny_peft_model(dtype):
     torch.manual_seed(0)
     config = in_memory_llama_config()
     model = LlamaForCausalLM(config).to(dtype)
-    lora = LoraConfig(r=4, lora_alpha=12, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    lora = LoraConfig(r=4, lora_alpha=12, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     for name, param in model.named_parameters():
         if "lora_B" in name:
@@ -64,6 +64,36 @@ def test_the_fused_forward_gives_peft_s_logits_and_gradients(precision):
     for name, grad in grads.items():
         scale = grad.abs().max().item()
         assert scale > 0 and torch.allclose(fused_grads[name], grad, rtol=tolerance, atol=tolerance * scale), name
+
+
+def test_the_fused_forward_folds_lora_dropout_s_scale_into_b():
+    """With our LoRA dropout the fused path zeroes the dropped inputs and leaves their 1 / (1 - p) to B's scaling
+    (the dropout module itself is never called): the same masks from the same seed give PEFT's logits and gradients."""
+    import torch
+
+    from training.lora_dropout import LoraDropout, use_lora_dropout
+    from training.lora_forward import use_fused_lora
+
+    model = tiny_peft_model(torch.float32, dropout=0.3)
+    assert use_lora_dropout(model) == 14 and use_fused_lora(model) == 14
+    calls = []
+    for module in model.modules():
+        if isinstance(module, LoraDropout):
+            module.register_forward_hook(lambda *_: calls.append(1))
+    torch.manual_seed(1)
+    fused_logits, fused_grads = loss_and_grads(model, autocast=False)
+    assert calls == []
+    peft_forward(model)
+    torch.manual_seed(1)
+    logits, grads = loss_and_grads(model, autocast=False)
+    assert len(calls) == 14
+    torch.manual_seed(2)
+    assert not torch.allclose(loss_and_grads(model, autocast=False)[0], logits, atol=1e-3)  # the masks do drop
+    assert torch.allclose(fused_logits, logits, atol=1e-5 * logits.abs().max().item())
+    assert set(fused_grads) == set(grads) and len(grads) == 28
+    for name, grad in grads.items():
+        scale = grad.abs().max().item()
+        assert scale > 0 and torch.allclose(fused_grads[name], grad, rtol=1e-5, atol=1e-5 * scale), name
 
 
 def test_training_with_the_fused_forward_saves_the_adapter_peft_s_forward_does(tmp_path):

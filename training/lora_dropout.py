@@ -7,8 +7,8 @@ element is kept where its lane is at least p x 65536: the same independent keep-
 (p rounded to 1/65536) with the same 1 / (1 - p) scaling, drawn from the same seeded generator (so runs
 repeat, and activation checkpointing replays the mask). The mask is 0 or 1 in the input's dtype, made from the lanes
 with int16 clamps (torch's CPU kernels for bool tensors, the comparison and `where`, took 3-5x as long as a multiply:
-a tenth of a rank's step with p = 0.05); the input is multiplied by it and then by the scale, and only the mask is
-saved for the backward pass. CUDA keeps PEFT's nn.Dropout: its fused kernel is already cheap.
+a tenth of a rank's step with p = 0.05); the input is multiplied by it and then by the scale (the fused LoRA forward folds the
+scale into B's scaling instead: one pass less over the input), and only the mask is saved for the backward pass. CUDA keeps PEFT's nn.Dropout: its fused kernel is already cheap.
 The mask is a custom op, so torch.compile keeps it as one opaque, seeded node instead of breaking the graph at
 `random_` (inductor's own in-kernel dropout draws a Philox number per element, slower than torch's bernoulli_);
 its tag makes the partitioner save the mask for the backward pass rather than draw it again.
@@ -49,9 +49,15 @@ class LoraDropout(torch.nn.Module):
         self.scale = 1.0 / (1.0 - self.threshold / LANES)
 
     def forward(self, x: Any) -> Any:
+        dropped, scale = self.unscaled(x)
+        return dropped if scale == 1.0 else dropped.mul_(scale)
+
+    def unscaled(self, x: Any) -> tuple[Any, float]:
+        """The input with dropped elements zeroed, and the scale the rest still need: a caller that multiplies the
+        result by a matrix can fold the scale into that (small) matrix instead of passing over the input again."""
         if not self.training or self.threshold == 0:
-            return x
-        return (x * keep_mask(x.detach(), self.threshold)).mul_(self.scale)
+            return x, 1.0
+        return x * keep_mask(x.detach(), self.threshold), self.scale
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

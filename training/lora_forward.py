@@ -5,7 +5,8 @@ casts every LoRA input to fp32 (and autocast casts it back to bf16 for lora_A), 
 makes two more passes over the layer's output (the scaling, the add) and their backward: on the embedded model about
 a tenth of a training step went to these casts, multiplies and adds. Here the input stays in its dtype under autocast,
 and `addmm(result, h, (scaling * B).T)` adds the LoRA branch inside B's matrix product; the scaling multiplies the
-small r x out matrix B, not the tokens x out output, and autograd carries it into B's gradient. The parameters, the
+small r x out matrix B, not the tokens x out output, and autograd carries it into B's gradient; so does our LoRA
+dropout's 1 / (1 - p), which would otherwise be one more pass over the input and its gradient. The parameters, the
 saved adapter (B unscaled, the scaling in its config) and merging are unchanged. Any other case (several or disabled
 adapters, merged weights, LoRA variants, a LoRA bias, dtypes that differ outside autocast) runs
 PEFT's own forward.
@@ -15,6 +16,8 @@ import types
 from typing import Any
 
 import torch
+
+from training.lora_dropout import LoraDropout
 
 
 def fused_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -36,8 +39,10 @@ def fused_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         return type(self).forward(self, x, *args, **kwargs)
     result = self.base_layer(x)
     lora_B = self.lora_B[adapter]
-    hidden = lora_A(self.lora_dropout[adapter](x))
-    scaled = lora_B.weight * self.scaling[adapter]
+    dropout = self.lora_dropout[adapter]
+    dropped, keep_scale = dropout.unscaled(x) if isinstance(dropout, LoraDropout) else (dropout(x), 1.0)
+    hidden = lora_A(dropped)
+    scaled = lora_B.weight * (self.scaling[adapter] * keep_scale)
     fused = torch.addmm(result.reshape(-1, result.shape[-1]), hidden.reshape(-1, hidden.shape[-1]), scaled.t())
     return fused.view(result.shape)
 
