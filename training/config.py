@@ -22,16 +22,21 @@ Precision = Literal["auto", "fp32", "bf16"]
 Compile = Literal["auto", "on", "off"]
 DataParallel = Literal["auto", "on", "off"]
 # torch_compile "auto" compiles a full-precision CPU SFT job planned at this much useful training work or more.
-# Measured on this 2-core fp32 CPU with SmolLM2-135M: compiled steps are 1.15-1.46x faster and compiling adds about
-# 30 s to the first steps with inductor's cache warm, up to about 2 min cold (bench/training_throughput.py --ab
-# compile). A whole job of 28 TFLOP (the retailer preset cut to 200 steps, bench/compile_rule.py, load 11) took 503 s
-# compiled against 687 s eager (0.73x). Eager runs at 40-75 GFLOP/s here, so 20 TFLOP is 4-8 minutes of eager training:
-# enough to repay even a cold compile; the quick demo (about 4 TFLOP, at most 18) stays eager.
+# Measured with SmolLM2-135M on a 2-core CPU without native bf16 (every job trained fp32 there): compiled steps are
+# 1.15-1.46x faster and compiling adds about 30 s to the first steps with inductor's cache warm, up to about 2 min
+# cold (bench/training_throughput.py --ab compile). A whole job of 28 TFLOP (the retailer preset cut to 200 steps,
+# bench/compile_rule.py, load 11) took 503 s compiled against 687 s eager (0.73x). Eager fp32 runs at 40-75 GFLOP/s
+# there, so 20 TFLOP is 4-8 minutes of eager training: enough to repay even a cold compile; the quick demo (about
+# 4 TFLOP, at most 18) stays eager. A bf16 job (where the CPU computes bf16 natively) gains nothing from it: on a
+# 2-core AVX512-BF16 CPU, compiled / eager = 1.00x the tokens/s (0.97-1.03x; 1.02x by CPU time; 2 single-thread
+# processes, the fused LoRA forward and LM head in both), with 17-60 s more in the first steps; so auto leaves it eager.
 COMPILE_MIN_TFLOP = 20.0
-# data_parallel "auto" splits a full-precision CPU SFT job over one single-thread process per core when its base
-# model has at least this many parameters. Measured on this 2-core CPU (bench/training_throughput.py --ab processes):
-# with SmolLM2-135M two single-thread processes train 1.09x (load 7.5) to 1.86x (load 10-13) the tokens/s of one
-# two-thread process; on a tiny test model the per-step gradient all-reduce dominates and two processes are 0.44x.
+# data_parallel "auto" splits an unquantized CPU SFT job (fp32, or a bf16 base under autocast where the CPU computes
+# bf16 natively) over one single-thread process per core when its base model has at least this many parameters.
+# Measured on 2-core CPUs (bench/training_throughput.py --ab processes, and its speed run): with SmolLM2-135M two
+# single-thread processes train 1.09x (load 7.5) to 1.86x (load 10-13) the tokens/s of one two-thread process in fp32,
+# 1.35x in bf16 on an AVX512-BF16 CPU (load 4-10); on a tiny test model the per-step gradient all-reduce dominates and
+# two processes are 0.44x.
 DATA_PARALLEL_MIN_PARAMS = 100_000_000
 # ... and when the job plans at least this many training examples (steps x global batch, or passes x rows): starting
 # the processes (each imports the stack and loads the model) costs 12 s more than one process at load 6 and 18-27 s
@@ -233,11 +238,11 @@ class JobConfig(BaseModel):
     torch_compile: Compile = Field(
         default="auto",
         description="Compile the decoder layers with torch.compile (needs a C++ compiler), fusing the small operations "
-        "around the matrix multiplies; same losses. Measured on this 2-core CPU: 1.15-1.46x faster steps, and the "
-        "first steps take 30 s to 2 minutes longer (compiling). auto: on for full-precision (fp32) SFT jobs on CPU in "
-        f"one process planned at {COMPILE_MIN_TFLOP:.0f} TFLOP of training or more (4-8 minutes of eager "
-        "training here, where the compile is repaid; the job log says the figure), off for shorter jobs such as the "
-        "quick demo. on / off: always / never.",
+        "around the matrix multiplies; same losses. Measured on a 2-core CPU: 1.15-1.46x faster fp32 steps, no gain "
+        "in bf16, and the first steps take 30 s to 2 minutes longer (compiling). auto: on for full-precision (fp32) "
+        f"SFT jobs on CPU in one process planned at {COMPILE_MIN_TFLOP:.0f} TFLOP of training or more (4-8 minutes of "
+        "eager fp32 training there, where the compile is repaid; the job log says the figure), off for bf16 jobs and "
+        "shorter ones such as the quick demo. on / off: always / never.",
     )
     dpo_beta: float = Field(
         default=0.1,
@@ -260,9 +265,9 @@ class JobConfig(BaseModel):
         default="auto",
         description="Local backend on CPU: train in one single-thread process per core, data-parallel (DDP over "
         "gloo; the batch size stays the global batch, split evenly), instead of one process using every core. "
-        "Measured on this 2-core CPU with the 135M model: 1.09-1.86x the tokens/s (the gain grows with the machine's "
-        "other load); on tiny models the per-step exchange of gradients costs more than it gains, and starting the "
-        "processes costs 12-30 s. auto: on for full-precision SFT jobs of a base model of "
+        "Measured on 2-core CPUs with the 135M model: 1.09-1.86x the tokens/s in fp32, 1.35x in bf16 (the gain grows "
+        "with the machine's other load); on tiny models the per-step exchange of gradients costs more than it gains, "
+        "and starting the processes costs 12-30 s. auto: on for unquantized SFT jobs of a base model of "
         f"{DATA_PARALLEL_MIN_PARAMS // 1_000_000}M parameters or more that plan {DATA_PARALLEL_MIN_EXAMPLES} training "
         "examples or more, when the machine has 2 cores or more and the batch splits evenly (the job log says the "
         "choice). on / off: always / never.",
@@ -388,7 +393,7 @@ class JobConfig(BaseModel):
             return 1, f"Data parallel is {self.data_parallel}: one process (it splits CPU jobs over 2 cores or more)"
         if self.data_parallel == "auto":
             if self.objective != "sft" or self.quantization != "none":
-                return 1, "Data parallel is auto: one process (it splits full-precision SFT jobs only)"
+                return 1, "Data parallel is auto: one process (it splits unquantized SFT jobs only)"
             if parameters < DATA_PARALLEL_MIN_PARAMS:
                 return 1, (
                     f"Data parallel is auto: one process ({parameters / 1e6:.1f}M parameters, under "

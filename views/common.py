@@ -330,7 +330,7 @@ JOB_WIDGETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "data_parallel": (
         "Processes (data parallel)",
-        {"format_func": {"auto": "auto (long fp32 CPU jobs, 100M+ models)", "on": "one per core", "off": "one"}.get},
+        {"format_func": {"auto": "auto (long CPU SFT jobs, 100M+ models)", "on": "one per core", "off": "one"}.get},
     ),
     "loraplus_lr_ratio": ("LoRA+ ratio (B / A learning rate)", {"step": 1.0, "placeholder": "empty: off"}),
     "target_modules": ("Target modules (comma separated, or all-linear)", {}),
