@@ -11,11 +11,15 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.widgets import choose
+
+if TYPE_CHECKING:
+    from console_server import ConsoleServer
 
 PEER_DATA = Path("/work/shared/peer-data")
 
@@ -108,6 +112,43 @@ def wait_for_state(home: Path, name: str, test: Callable[[dict], bool], timeout:
     pytest.fail(f"job {name} never reached the expected state: {job_states(home).get(name)}")
 
 
+def serve_a_short_dataset(
+    console_server, page: Page, wait: Callable[..., None], tmp_path: Path, monkeypatch, rows: int
+) -> tuple[Path, ConsoleServer]:
+    """The restart tests' start: a registry of their own holding `short_sft` (`rows` examples), a server on it, and
+    its Training Jobs page open; the registry's folder and the server."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RMN_LORA_HOME", str(home))
+    from services import upload_dataset
+
+    examples = [
+        {"instruction": f"Map adType 'v{i}' from Amazon to RMIS.", "output": f"placement_type: p{i}"}
+        for i in range(rows)
+    ]
+    (tmp_path / "short.jsonl").write_text("".join(json.dumps(example) + "\n" for example in examples))
+    upload_dataset("short_sft", tmp_path / "short.jsonl")
+    server = console_server(home)
+    open_page(page, server.url, wait, "Training Jobs")
+    return home, server
+
+
+def wait_for_a_checkpoint(home: Path, name: str, timeout: float) -> Path:
+    """The folder of job `name` once it runs and has saved a checkpoint (a restart then has one to resume from)."""
+    job_dir = home / "jobs" / wait_for_state(home, name, lambda s: s["status"] == "running", timeout)["id"]
+    deadline = time.monotonic() + timeout
+    while not list((job_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return job_dir
+
+
+def restart(console_server, home: Path, page: Page, wait: Callable[..., None]) -> ConsoleServer:
+    """`streamlit run` again on the same registry, and the first load after it, straight to Training Jobs."""
+    server = console_server(home)
+    page.goto(f"{server.url}/training_jobs")
+    wait(page, timeout_ms=180_000)
+    return server
+
+
 @pytest.mark.timeout(2400)  # two server starts and two trainings on a 2-core machine others share
 def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     console_server, browser_page, wait_for_streamlit, tmp_path, monkeypatch
@@ -119,18 +160,8 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     again; the queued one is left to auto, which keeps a tiny model in one process."""
     import psutil
 
-    home = tmp_path / "home"
-    monkeypatch.setenv("RMN_LORA_HOME", str(home))
-    from services import upload_dataset
-
-    rows = [
-        {"instruction": f"Map adType 'v{i}' from Amazon to RMIS.", "output": f"placement_type: p{i}"} for i in range(16)
-    ]
-    (tmp_path / "short.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    upload_dataset("short_sft", tmp_path / "short.jsonl")
     page = browser_page
-    server = console_server(home)
-    open_page(page, server.url, wait_for_streamlit, "Training Jobs")
+    home, server = serve_a_short_dataset(console_server, page, wait_for_streamlit, tmp_path, monkeypatch, rows=16)
     queue_job(
         page,
         wait_for_streamlit,
@@ -147,10 +178,7 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
         {"Max steps": 10, "Checkpoint every N steps": 5},
         {"Processes (data parallel)": "auto"},  # the form keeps the last job's choice
     )
-    job_dir = home / "jobs" / wait_for_state(home, "long_run", lambda s: s["status"] == "running", 900)["id"]
-    deadline = time.monotonic() + 900
-    while not list((job_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    job_dir = wait_for_a_checkpoint(home, "long_run", 900)
     ranks = [
         child
         for child in psutil.Process(server.process.pid).children(recursive=True)
@@ -164,10 +192,8 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
     assert states["long_run"]["status"] == "running", "the long job ended before the server stopped"
     assert states["queued_run"]["status"] == "queued"
 
-    server = console_server(home)
-    page.goto(f"{server.url}/training_jobs")  # the first load after the restart, straight to the page (item 5)
-    wait_for_streamlit(page, timeout_ms=180_000)
-    expect(page.get_by_text("Page not found")).to_have_count(0)
+    restart(console_server, home, page, wait_for_streamlit)
+    expect(page.get_by_text("Page not found")).to_have_count(0)  # item 5
     queued = wait_for_state(home, "queued_run", lambda s: s["status"] in ("completed", "failed"), 900)
     assert queued["status"] == "completed", queued["error"]
     assert job_states(home)["long_run"]["status"] == "interrupted"
@@ -191,30 +217,15 @@ def test_item_1_an_interrupted_job_says_so_and_resumes_from_its_card(
     """After a restart, the interrupted job's card said only INTERRUPTED: no Resume beside it and no word of what to
     do (Resume was in Job details, under a picker showing another job). The card now says the server stopped and
     from which step Resume continues, and resumes the job from there."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("RMN_LORA_HOME", str(home))
-    from services import upload_dataset
-
-    rows = [
-        {"instruction": f"Map adType 'v{i}' from Amazon to RMIS.", "output": f"placement_type: p{i}"} for i in range(8)
-    ]
-    (tmp_path / "short.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    upload_dataset("short_sft", tmp_path / "short.jsonl")
     page = browser_page
-    server = console_server(home)
-    open_page(page, server.url, wait_for_streamlit, "Training Jobs")
+    home, server = serve_a_short_dataset(console_server, page, wait_for_streamlit, tmp_path, monkeypatch, rows=8)
     queue_job(page, wait_for_streamlit, "cut_short", "short_sft", {"Max steps": 400, "Checkpoint every N steps": 2})
-    job_dir = home / "jobs" / wait_for_state(home, "cut_short", lambda s: s["status"] == "running", 600)["id"]
-    deadline = time.monotonic() + 600
-    while not list((job_dir / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    job_dir = wait_for_a_checkpoint(home, "cut_short", 600)
     server.stop()
     assert job_states(home)["cut_short"]["status"] == "running", "the job ended before the server stopped"
     step = max(int(p.parent.name.removeprefix("checkpoint-")) for p in job_dir.glob("checkpoints/*/trainer_state.json"))
 
-    server = console_server(home)
-    page.goto(f"{server.url}/training_jobs")
-    wait_for_streamlit(page, timeout_ms=180_000)
+    restart(console_server, home, page, wait_for_streamlit)
     card = page.locator(f".st-key-job_card_{job_dir.name}")
     expect(card).to_contain_text("INTERRUPTED")
     expect(card).to_contain_text(
