@@ -146,10 +146,11 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
             values["adapter_type"] = record.purpose
     # keyed by the dataset it follows as every widget is by its record: another dataset redraws it with its type
     form_widget(FORM, "adapter_type", partial(job_widget, "adapter_type", container=type_slot), follows=dataset)
-    adapter_type_mismatch(record, values["adapter_type"], type_slot)
     widget("eval_dataset", right, choices=evaluable, format_func=lambda d: d or "none")
     widget("quantization", left)
     widget("epochs", right)
+    # under both columns: in one of them it pushed that column's fields out of line with the other's
+    adapter_type_mismatch(record, values["adapter_type"])
     # A row of its own: in half of the form (270 px in an 1100 px window) its label was cut.
     widget("evaluate_base_first")
     # Drawn only while open: Streamlit's number_input rebuilds the session's whole widget state on every call
