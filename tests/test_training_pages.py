@@ -217,3 +217,32 @@ def test_walk_a_job_card_with_no_speed_yet_names_the_figure(console_with_tiny_mo
         for job in manager.all_jobs():
             manager.cancel(job.id)
         manager.set_concurrency(limit)
+
+
+def test_walk_training_metrics_names_each_chosen_jobs_line_beside_a_cancelled_one(console_with_tiny_model):
+    """Training Metrics chose a completed job and a cancelled one with no metrics and drew one line without a legend
+    (Plotly shows a legend from two lines): the chart did not say whose line it was (the closing walk of issue 11).
+    Every chart names its jobs, and the page says which chosen job logged no step."""
+    from services.training import submit_training_job
+
+    manager = job_manager()
+    trained = submit_training_job(
+        "retailer", "trained", "mapping_sft", base_model="tiny-llama", config={"max_steps": 2, "max_seq_length": 64}
+    )
+    assert manager.wait(trained, timeout=300).status == JobStatus.COMPLETED
+    limit = manager.concurrency
+    manager.set_concurrency(0)
+    try:
+        waiting = submit_training_job("retailer", "stopped", "mapping_sft", base_model="tiny-llama")
+        manager.cancel(waiting)
+    finally:
+        manager.set_concurrency(limit)
+    at = AppTest.from_file(str(ROOT / "views" / "training_metrics.py"), default_timeout=120).run()
+    assert not at.exception
+    assert set(at.multiselect(key="metrics_jobs").value) == {trained, waiting}
+    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert charts
+    for chart in charts:
+        assert [trace["name"] for trace in chart["data"]] == [f"trained · {trained[-6:]}"]
+        assert chart["layout"]["showlegend"] is True, chart["layout"].get("title")
+    assert any(f"stopped · {waiting[-6:]}" in unescaped(c.value) for c in at.caption), [c.value for c in at.caption]

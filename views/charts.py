@@ -61,7 +61,10 @@ def _layout(
     y_range: tuple[float, float] | None,
     legend: str | None,
 ) -> go.Figure:
-    figure.update_layout(title=title, xaxis_title=x, yaxis_title=y, legend_title=legend)
+    # Traces by a column always say whose they are: Plotly draws a legend from two traces only, so a chart of one job
+    # beside a chosen job with no points showed one unnamed line (None keeps Plotly's rule).
+    showlegend = True if legend is not None else None
+    figure.update_layout(title=title, xaxis_title=x, yaxis_title=y, legend_title=legend, showlegend=showlegend)
     if y_range is not None:
         figure.update_yaxes(range=list(y_range))
     return figure

@@ -7,7 +7,7 @@ import streamlit as st
 from services.monitoring import training_curves
 from services.training import list_jobs
 from views.charts import line_figure
-from views.common import attempt, show_table
+from views.common import attempt, plain, show_table
 
 CURVES = {
     "loss": "Training loss",
@@ -22,20 +22,22 @@ if jobs is not None and not jobs:
     st.info("No training jobs yet. Start one on the Training Jobs page.")
 elif jobs:
     labels = {j.id: f"{j.config.adapter_name} · {j.id}" for j in jobs}  # no status: it changes under the picker
+    short = {j.id: f"{j.config.adapter_name} · {j.id[-6:]}" for j in jobs}  # a line's name in the legend
     if "metrics_jobs" not in st.session_state:
         st.session_state["metrics_jobs"] = [j.id for j in jobs[:2]]
     picked = st.multiselect("Jobs", list(labels), format_func=labels.get, key="metrics_jobs", max_selections=8)
     if picked:
         curves = attempt(lambda: training_curves(picked), "retry_curves") or {}
         lines = [
-            {"job": labels[job_id].split(" · ")[0] + " · " + job_id[-6:], "step": row.get("step"), **row}
-            for job_id, rows in curves.items()
-            for row in rows
+            {"job": short[job_id], "step": row.get("step"), **row} for job_id, rows in curves.items() for row in rows
         ]
         frame = pd.DataFrame(lines)
         if frame.empty:
             st.info("These jobs have not logged a step yet.")
         else:
+            silent = [short[job_id] for job_id in picked if job_id in curves and not curves[job_id]]
+            if silent:
+                st.caption(plain(f"No steps logged (no line): {', '.join(silent)}."))
             columns = st.columns(2)
             for index, (metric, title) in enumerate(CURVES.items()):
                 if metric in frame and frame[metric].notna().any():
@@ -44,11 +46,7 @@ elif jobs:
                         line_figure(data, "step", metric, by="job", title=title, markers=metric == "eval_loss"),
                         key=f"metrics_{metric}",
                     )
-        configs = {
-            labels[j.id].split(" · ")[0] + " · " + j.id[-6:]: j.config.model_dump(mode="json")
-            for j in jobs
-            if j.id in picked
-        }
+        configs = {short[j.id]: j.config.model_dump(mode="json") for j in jobs if j.id in picked}
         table = pd.DataFrame(configs)
         if len(configs) > 1:
             differing = table[table.astype(str).nunique(axis=1) > 1]
