@@ -80,6 +80,12 @@ class DatasetRecord(BaseModel):
     origin: str = Field(default="upload", description="'upload' or the generator that made it")
     created: datetime
     versions: list[DatasetVersion]
+    unchanged: bool = Field(
+        default=False,
+        exclude=True,
+        description="Set on what an import returns when the file held the latest version's content: no version "
+        "was written (never stored)",
+    )
 
     @property
     def latest(self) -> DatasetVersion:
@@ -415,7 +421,7 @@ def _commit_version(
                 "Choose another name or the matching type."
             )
         if existing.content_hash == digest:
-            return existing
+            return existing.model_copy(update={"unchanged": True})
     now = datetime.now(UTC)
     version = DatasetVersion(
         version=existing.version + 1 if existing else 1,

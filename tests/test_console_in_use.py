@@ -71,6 +71,29 @@ def test_item_15_schema_mappings_generates_an_sft_dataset_and_its_eval_split(reg
     assert 0.15 < held.rows / (held.rows + train.rows) < 0.35
 
 
+def test_walk_regenerating_an_unchanged_dataset_says_it_is_unchanged(registry) -> None:
+    """Generating Walmart's training set again from the same mapping and source wrote nothing new (same content), yet
+    the toast read "Dataset retailer_walmart_sft v1: 759 training examples", as if it had been created (the closing
+    walk of issue 11). The import reports that it found the latest version's content, and the toast says so."""
+    from streamlit.testing.v1 import AppTest
+
+    from services import datasets, mappings
+
+    mappings.install_demo_data()
+    at = AppTest.from_file(str(ROOT / "views" / "schema_mappings.py"), default_timeout=120).run()
+    at.selectbox(key="mapping_retailer").select("Walmart").run()
+    at.session_state["mapping_tab"] = "Training data"  # a click on the tab (AppTest cannot click one)
+    at.run()
+    at.button(key="generate_dataset").click().run()
+    first = [t.value.replace("\\", "") for t in at.toast]
+    assert any("retailer_walmart_sft v1" in t and "unchanged" not in t for t in first), first
+    at.button(key="generate_dataset").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    again = [t.value.replace("\\", "") for t in at.toast]
+    assert any("retailer_walmart_sft v1 is unchanged" in t and "retailer_walmart_eval v1" in t for t in again), again
+    assert [v.version for v in datasets.get_dataset("retailer_walmart_sft").versions] == [1]
+
+
 def test_item_15_a_source_without_the_mappings_columns_is_refused(registry) -> None:
     from registry.errors import ConsoleError
     from services import datasets, mappings

@@ -104,8 +104,11 @@ def upload_panel(empty: bool) -> bool:
                 )
             if record is not None:
                 st.success(
-                    f"Imported **{record.name}** v{record.version}: {record.rows:,} {record.kind.label} examples, "
-                    f"quality {record.quality_score}.",
+                    f"**{plain(record.name)}** v{record.version} is unchanged: this file holds the same {record.rows:,} "
+                    f"{record.kind.label} examples, so no version was added."
+                    if record.unchanged
+                    else f"Imported **{plain(record.name)}** v{record.version}: {record.rows:,} {record.kind.label} "
+                    f"examples, quality {record.quality_score}.",
                     icon=":material/check_circle:",
                 )
                 st.session_state["dataset_selected"] = record.name

@@ -251,11 +251,21 @@ def generator_tab(mapping: mappings.Mapping) -> None:
             except Exception as error:  # noqa: BLE001 — a readable error, never a traceback
                 show_error(error, "generate_retry")
                 return
-        evaluation = pair.evaluation
-        message = f"Dataset {pair.train.name} v{pair.train.version}: {pair.train.rows:,} training examples" + (
-            f"; {evaluation.name} v{evaluation.version}: {evaluation.rows:,} held-out examples." if evaluation else "."
+        # A dataset whose examples are those of its latest version gets no new version: say so, not "created".
+        parts = [(pair.train, "training")] + ([(pair.evaluation, "held-out")] if pair.evaluation else [])
+        written = "; ".join(
+            f"{record.name} v{record.version}"
+            + (
+                f" is unchanged ({record.rows:,} {role} examples)"
+                if record.unchanged
+                else f": {record.rows:,} {role} examples"
+            )
+            for record, role in parts
         )
-        done(message + " Train on it in Training Jobs.")
+        if all(record.unchanged for record, _ in parts):
+            done(f"Dataset {written}. The mapping gave the same examples: no new version.")
+        else:
+            done(f"Dataset {written}. Train on it in Training Jobs.")
 
 
 def schema_tab() -> None:
