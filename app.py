@@ -15,7 +15,7 @@ from services.access import (
 )
 from services.datasets import prune_scratch
 from services.settings import get_settings
-from views.common import plain, show_flash
+from views.common import plain, run_page, show_flash
 from views.session import act_as_session_user, forget, sso_claims, sync_cookie
 from views.theme import apply_theme
 
@@ -46,7 +46,7 @@ set_default_user(None if required else LOCAL)
 sync_cookie()
 
 if actor is None:
-    st.navigation([st.Page("views/login.py", title="Sign in", icon=":material/login:")], position="hidden").run()
+    run_page(st.navigation([st.Page("views/login.py", title="Sign in", icon=":material/login:")], position="hidden"))
     st.stop()
 
 
@@ -106,4 +106,4 @@ with st.sidebar:
     else:
         st.caption("Open console: this machine only, no sign-in (create an admin on Users to turn it on).")
 show_flash()  # the confirmation of the previous run's action (`done`), on whichever page it happened
-navigation.run()
+run_page(navigation)

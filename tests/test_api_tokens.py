@@ -203,7 +203,7 @@ def test_the_api_tokens_page_makes_shows_once_and_revokes(people):
     try:
         session, _ = login("val", PASSWORD)
         at = _page(session)
-        assert not at.exception and at.title[0].value == "API tokens"
+        assert not at.exception and at.title[0].value == ":material/key: API tokens"
         assert [t.value for t in at.text_input if t.label == "For user"] == ["val"]
         at.text_input[0].input("laptop")
         at.button(key="FormSubmitter:api_token_create-Create token").click().run()

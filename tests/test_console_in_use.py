@@ -35,6 +35,46 @@ def test_item_5_page_urls_are_their_file_names() -> None:
         assert paths in ([], [script]), f"{ast.unparse(call)}: leave url_path out or make it {script!r}"
 
 
+def navigation_icons() -> dict[str, str]:
+    """Each page file's navigation icon, read from app.py's st.Page calls (the one list of them)."""
+    import ast
+
+    tree = ast.parse((ROOT / "app.py").read_text(encoding="utf-8"))
+    pages = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "Page"]
+    return {
+        ast.literal_eval(call.args[0]): ast.literal_eval(next(k.value for k in call.keywords if k.arg == "icon"))
+        for call in pages
+    }
+
+
+def test_walk_every_page_title_is_drawn_with_its_navigation_icon() -> None:
+    """Some titles had a Material icon (Models, Publish, Settings; Train Model another than its navigation's) and the
+    others none (the closing walk of issue 11). Every page draws its title through page_title, which takes the icon
+    of the page navigation runs; no page writes an icon, or calls st.title, itself."""
+    import ast
+
+    for script in navigation_icons():
+        tree = ast.parse((ROOT / script).read_text(encoding="utf-8"))
+        calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+        titles = [c for c in calls if ast.unparse(c.func) in ("st.title", "page_title")]
+        assert [ast.unparse(c.func) for c in titles] == ["page_title"], f"{script}: {[ast.unparse(c) for c in titles]}"
+        text = ast.literal_eval(titles[0].args[0]) if isinstance(titles[0].args[0], ast.Constant) else ""
+        assert ":material/" not in text, f"{script}: the icon comes from the navigation"
+
+
+def test_walk_pages_run_through_the_navigation_show_its_icon_in_their_title(registry) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    icons = navigation_icons()
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    assert not at.exception
+    assert at.title[0].value.startswith(icons["views/home.py"] + " "), at.title[0].value
+    for script in ("views/training_metrics.py", "views/train_wizard.py", "views/settings.py"):
+        at.switch_page(script).run()
+        assert not at.exception, script
+        assert at.title[0].value.startswith(icons[script] + " "), (script, at.title[0].value)
+
+
 def test_item_9_error_text_is_shown_literally() -> None:
     """`plain` escapes what Markdown and Streamlit's directives would read, so `__init__.py` is not bold "init.py",
     a link is not a link and `:red[...]` is not coloured; unescaping gives back the exact text."""

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from services.activity import activity_areas, all_jobs, export_activity, job_log, recent_activity
-from views.common import attempt, paginate, show_table
+from views.common import attempt, page_title, paginate, show_table
 
-st.title(":material/history: Activity")
+page_title("Activity")
 st.caption("Everything that happened in this registry: uploads, mappings, jobs, adapters, federations, publishes.")
 
 timeline, logs = st.tabs(["Timeline", "Job logs"])

@@ -6,11 +6,22 @@ import streamlit as st
 from services.evaluation import adapter_before_after
 from services.health import broken_files
 from services.training import AdapterRecord, adapter_archive, delete_adapter, list_adapters
-from views.common import attempt, done, human_size, paginate, plain, show_broken, show_error, show_table, values_table
+from views.common import (
+    attempt,
+    done,
+    human_size,
+    page_title,
+    paginate,
+    plain,
+    show_broken,
+    show_error,
+    show_table,
+    values_table,
+)
 from views.endpoints import deploy_panel
 from views.session import may
 
-st.title("Adapters")
+page_title("Adapters")
 st.caption("LoRA adapters saved by training jobs, in the standard PEFT layout, with the lineage that made them.")
 
 

@@ -5,10 +5,10 @@ import streamlit as st
 
 from services.access import ConsoleError, Role, has_users, list_accounts
 from services.api_tokens import create_token, list_tokens, revoke_token
-from views.common import attempt, done, plain, show_table
+from views.common import attempt, done, page_title, plain, show_table
 from views.session import act_as_session_user, can
 
-st.title("API tokens")
+page_title("API tokens")
 st.caption(
     "A token lets a script call the HTTP API (`make api`, OpenAPI docs at /docs) as you, with your role: send it "
     "as `Authorization: Bearer <token>`, or as the `api_key` of an OpenAI client. Only a hash is stored, so a "

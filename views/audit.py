@@ -4,10 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from services.access import Role, audit_csv, audit_entries, verify_audit
-from views.common import attempt, paginate, plain, show_table
+from views.common import attempt, page_title, paginate, plain, show_table
 from views.session import can
 
-st.title("Audit trail")
+page_title("Audit trail")
 st.caption("Every change, sign-in and refused attempt, in order. Each entry carries the hash of the one before it.")
 
 if not can(Role.ADMIN):

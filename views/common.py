@@ -16,6 +16,8 @@ from services import human_size as human_size  # the pages take it from here: on
 from services.training import JobConfig
 
 if TYPE_CHECKING:  # imported where used: the playground service pulls in the inference engine, which Home need not load
+    from streamlit.navigation.page import StreamlitPage
+
     from services.datasets import DatasetRecord
     from services.playground import GenerationSettings
 
@@ -121,6 +123,22 @@ def attempt(action: Callable[[], T], retry_key: str) -> T | None:
     except Exception as error:  # noqa: BLE001 — the page must never show a stack trace
         show_error(error, retry_key)
         return None
+
+
+PAGE_ICON = "page_icon"
+
+
+def run_page(page: "StreamlitPage") -> None:
+    """Run the page the navigation chose, handing on its icon for `page_title`: app.py's st.Page icons are the one
+    list of them (Streamlit tells a page script nothing about its navigation entry)."""
+    st.session_state[PAGE_ICON] = page.icon
+    page.run()
+
+
+def page_title(text: str) -> None:
+    """Every page's title, with its navigation icon (none when a test runs the page's file alone)."""
+    icon = st.session_state.get(PAGE_ICON)
+    st.title(f"{icon} {text}" if icon else text)
 
 
 def done(message: str, rerun: Literal["app", "fragment"] | None = None) -> None:

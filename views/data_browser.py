@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from services import mappings
-from views.common import attempt, done, paginate, plain, show_error, show_table
+from views.common import attempt, done, page_title, paginate, plain, show_error, show_table
 from views.session import may
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
@@ -14,7 +14,7 @@ PAGE_SIZE = 50
 RAW_ONLY = "— raw rows only —"
 MIME = {"csv": "text/csv", "jsonl": "application/x-ndjson"}
 
-st.title("Data Browser")
+page_title("Data Browser")
 st.caption("Raw retailer data as it arrives, before harmonization. Filter, preview through a mapping, export.")
 
 

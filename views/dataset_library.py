@@ -16,6 +16,7 @@ from views.common import (
     done,
     human_size,
     load_demo_button,
+    page_title,
     paginate,
     plain,
     record_key,
@@ -25,7 +26,7 @@ from views.common import (
 )
 from views.session import may
 
-st.title("Dataset Library")
+page_title("Dataset Library")
 st.caption("Training and evaluation datasets, stored as canonical JSONL with versions and quality scores.")
 
 

@@ -27,7 +27,7 @@ from services.evaluation import (
 from services.federation import list_federations
 from services.training import list_adapters, list_base_models
 from views.charts import bar_figure
-from views.common import attempt, done, latency, model_widget, paginate, plain, show_error, show_table
+from views.common import attempt, done, latency, model_widget, page_title, paginate, plain, show_error, show_table
 from views.endpoints import pick_endpoint_model
 from views.session import fragment, may
 
@@ -45,7 +45,7 @@ LABELS = {
     "tokens_per_second": "Tokens/s",
 }
 
-st.title("Evaluations")
+page_title("Evaluations")
 st.caption(
     "Score a base model, an adapter, a saved federation or a model on a serving endpoint on a dataset with "
     "references (or DPO pairs), then compare runs: every difference comes with its paired significance."

@@ -40,6 +40,7 @@ from views.common import (
     generation_metrics,
     generation_settings,
     human_size,
+    page_title,
     paginate,
     plain,
     show_answer,
@@ -618,7 +619,7 @@ def demo_adapters_button() -> None:
             st.page_link("views/training_jobs.py", label="Open Training Jobs", icon=":material/model_training:")
 
 
-st.title("LoRA Federation & Composition")
+page_title("LoRA Federation & Composition")
 st.caption(
     "Compose trained adapters over one base model (additive, gated or sequential), test the result live, "
     "save it, and compare two federations, or a federation and a model on a serving endpoint, on the same prompts."

@@ -5,7 +5,7 @@ import streamlit as st
 
 from services.health import broken_files
 from services.overview import recent_activity, registry_overview
-from views.common import attempt, plain, show_broken, show_table
+from views.common import attempt, page_title, plain, show_broken, show_table
 
 # Equal cards in as many columns of at least 148 px ("Schema mappings" whole) as the row holds: five in one row
 # from 1280 px (sidebar open), filling it; in a narrower window the fifth wraps into a column of the same width
@@ -14,7 +14,7 @@ CARD_GRID = """<style>.st-key-home_cards {display: grid !important; gap: 0.5rem;
     grid-template-columns: repeat(auto-fit, minmax(148px, 1fr));}
     .st-key-home_cards > div, .st-key-home_cards > div > div {height: 100%;}</style>"""
 
-st.title("RMN LoRA Console")
+page_title("RMN LoRA Console")
 st.caption(
     "Datasets, retailer schema mappings, LoRA adapters and their federations for a retail media network: "
     "one console, one machine."

@@ -3,10 +3,10 @@
 import streamlit as st
 
 from services.access import MIN_PASSWORD, ConsoleError, has_users, login, signup
-from views.common import plain
+from views.common import page_title, plain
 from views.session import cookies_served, remember, sso_configured
 
-st.title("RMN LoRA Console")
+page_title("RMN LoRA Console")
 if sso_configured():
     if refused := st.session_state.get("sso_error"):
         st.error(plain(refused), icon=":material/error:")

@@ -5,12 +5,12 @@ import pandas as pd
 import streamlit as st
 
 from services import models as catalog
-from views.common import attempt, human_size, paginate, plain, show_error, show_table
+from views.common import attempt, human_size, page_title, paginate, plain, show_error, show_table
 from views.session import may
 
 KIND_LABELS = {"All": None, "Base models": "base", "Adapters": "adapter", "Packages": "package"}
 
-st.title(":material/deployed_code: Models")
+page_title("Models")
 st.caption("Base models, the adapters trained on them (every version) and the packages published from them.")
 
 

@@ -7,9 +7,9 @@ import streamlit as st
 
 from services.monitoring import adapter_performance, job_costs, prices, request_timeline
 from views.charts import bar_figure, line_figure
-from views.common import attempt, human_size, show_table
+from views.common import attempt, human_size, page_title, show_table
 
-st.title("Performance Dashboard")
+page_title("Performance Dashboard")
 window = st.segmented_control(
     "Window", ["1 hour", "24 hours", "7 days", "All"], default="24 hours", key="perf_window", required=True
 )

@@ -13,6 +13,7 @@ from views.common import (
     done,
     generation_metrics,
     generation_settings,
+    page_title,
     paginate,
     put_generation_settings,
     show_answer,
@@ -149,7 +150,7 @@ def history_panel() -> None:
         confirm_clear()
 
 
-st.title("Playground")
+page_title("Playground")
 st.caption(
     "Try a prompt on a base model, one adapter version or a saved federation. Every run is saved in the "
     "history below, with its settings and what it cost."

@@ -5,10 +5,10 @@ import streamlit as st
 from services import models as catalog
 from services.federation import list_federations
 from services.training import FINISHED, adapter_versions, cancel_job, job_manager, list_adapters
-from views.common import attempt, human_size, plain, show_error, show_table
+from views.common import attempt, human_size, page_title, plain, show_error, show_table
 from views.session import fragment, may
 
-st.title(":material/package_2: Publish")
+page_title("Publish")
 st.caption(
     "Merge an adapter (or an additive federation) into its base model's weights, or package it unmerged for a "
     "multi-LoRA server. Every package is loaded back by plain transformers in a fresh process and checked against "

@@ -4,14 +4,14 @@ import pandas as pd
 import streamlit as st
 
 from services import ConsoleError, NotFound, mappings
-from views.common import done, plain, show_error, show_table
+from views.common import done, page_title, plain, show_error, show_table
 from views.session import may
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
 PREVIEW_ROWS = 20
 STATUS_LABELS = {"active": "Active", "draft": "Draft", "invalid": "Unreadable"}
 
-st.title("Schema Mappings")
+page_title("Schema Mappings")
 st.caption("How each retailer's raw fields become RMIS fields. Field status is computed from the source's sample rows.")
 
 

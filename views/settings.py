@@ -7,11 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from services import settings as config
-from views.common import attempt, done, model_widget, plain, show_error, show_table
+from views.common import attempt, done, model_widget, page_title, plain, show_error, show_table
 from views.endpoints import endpoints_section
 from views.session import may
 
-st.title(":material/settings: Settings")
+page_title("Settings")
 st.caption(
     "Values come from the defaults, the settings file in the registry, or environment variables (which win). "
     "Values set by the environment are shown but cannot be edited here."

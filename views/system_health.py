@@ -9,9 +9,9 @@ from services.evaluation import list_evaluations
 from services.monitoring import health_trend, system_health
 from services.training import FINISHED as JOB_FINISHED
 from services.training import list_jobs
-from views.common import attempt, human_size, plain, show_table
+from views.common import attempt, human_size, page_title, plain, show_table
 
-st.title("System Health")
+page_title("System Health")
 st.caption("Sampled every 5 s by one thread of this server; about the last hour is kept in memory.")
 
 

@@ -29,6 +29,7 @@ from views.common import (
     job_widget,
     load_demo_button,
     model_widget,
+    page_title,
     plain,
     show_error,
 )
@@ -49,7 +50,7 @@ STEPS = (
 FIELDS = JobConfig.model_fields
 DATA = "wizard_values"
 
-st.title(":material/model_training: Train Model")
+page_title("Train Model")
 st.caption("Six steps from an experiment idea to a running job. The one-page form on Training Jobs does the same.")
 
 

@@ -38,6 +38,7 @@ from views.common import (
     keep_undrawn,
     load_demo_button,
     load_form,
+    page_title,
     paginate,
     plain,
     show_broken,
@@ -467,7 +468,7 @@ def jobs_panel() -> None:
     job_detail(by_id[job_id])
 
 
-st.title("LoRA Training Management")
+page_title("LoRA Training Management")
 st.caption(
     "Train LoRA / QLoRA adapters in this process with PEFT and TRL. Jobs keep their state on disk: after a "
     "restart, queued jobs run and a job that was training resumes from its last checkpoint when you press Resume."

@@ -7,7 +7,7 @@ import streamlit as st
 from services.monitoring import training_curves
 from services.training import list_jobs
 from views.charts import line_figure
-from views.common import attempt, plain, show_table
+from views.common import attempt, page_title, plain, show_table
 
 CURVES = {
     "loss": "Training loss",
@@ -16,7 +16,7 @@ CURVES = {
     "tokens_per_second": "Tokens/s",
 }
 
-st.title("Training Metrics")
+page_title("Training Metrics")
 jobs = attempt(list_jobs, "retry_metric_jobs")
 if jobs is not None and not jobs:
     st.info("No training jobs yet. Start one on the Training Jobs page.")

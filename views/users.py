@@ -19,10 +19,10 @@ from services.access import (
     sso_default_role,
     unlock_user,
 )
-from views.common import attempt, done, plain, show_table
+from views.common import attempt, done, page_title, plain, show_table
 from views.session import may, remember, sso_configured
 
-st.title("Users")
+page_title("Users")
 ROLES = list(Role)
 
 
