@@ -346,9 +346,11 @@ JOB_WIDGETS: dict[str, tuple[str, dict[str, Any]]] = {
         "Compile (torch.compile)",
         {"format_func": {"auto": "auto (long fp32 CPU jobs)", "on": "on", "off": "off"}.get},
     ),
+    # Short choices, the rule in the help: in a third of Advanced settings (1400 px) "auto (long CPU SFT jobs, 100M+
+    # models)" was cut.
     "data_parallel": (
         "Processes (data parallel)",
-        {"format_func": {"auto": "auto (long CPU SFT jobs, 100M+ models)", "on": "one per core", "off": "one"}.get},
+        {"format_func": {"auto": "auto (large SFT jobs)", "on": "one per core", "off": "one"}.get},
     ),
     "loraplus_lr_ratio": ("LoRA+ ratio (B / A learning rate)", {"step": 1.0, "placeholder": "empty: off"}),
     "target_modules": ("Target modules (comma separated, or all-linear)", {}),

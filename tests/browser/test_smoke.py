@@ -172,3 +172,40 @@ def test_a_tables_toolbar_leaves_its_page_control_clickable(console_url, browser
                 [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
             )
             assert found == step, f"{title}: the pointer over the page box's {step} finds {found}"
+
+
+# Each select box of a root: its label, the value its combobox input shows, and whether the input cuts that value.
+SELECT_VALUES = """root => [...root.querySelectorAll('[data-testid="stSelectbox"]')].map(box => {
+    const input = box.querySelector('input[role="combobox"]');
+    return {
+        label: box.querySelector('[data-testid="stWidgetLabel"]').innerText.trim(),
+        value: input.value,
+        cut: input.scrollWidth > input.clientWidth + 1,
+    };
+})"""
+
+
+def test_walk_the_processes_choice_of_the_training_form_is_whole_at_1400_px(
+    console_url, browser_page, wait_for_streamlit, tmp_path: Path
+):
+    """In a third of Advanced settings "Processes (data parallel)" showed "auto (long fp32 CPU jobs, 1(" (the closing
+    walk of issue 11): every select box of the form shows its whole value at 1400 px and wider."""
+    from tests.browser.test_console_in_use import open_advanced, open_page
+
+    page = browser_page
+    page.set_viewport_size({"width": 1400, "height": 900})
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    open_advanced(page, wait_for_streamlit)
+    page.get_by_role("spinbutton", name="Max steps", exact=True).wait_for()
+    form = page.get_by_test_id("stColumn").filter(has=page.get_by_role("heading", name="Create training job")).first
+    for width in (1400, 1920):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(500)  # the layout follows the window
+        boxes = form.evaluate(SELECT_VALUES)
+        assert "Processes (data parallel)" in [b["label"] for b in boxes], boxes
+        assert [b for b in boxes if b["cut"] or not b["value"]] == [], (width, boxes)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.get_by_test_id("stSelectbox").filter(has_text="Processes (data parallel)").scroll_into_view_if_needed()
+    shot = tmp_path / "training-form-advanced-1400.png"
+    page.screenshot(path=str(shot))
+    print(f"training form screenshot: {shot}")
