@@ -5,7 +5,8 @@
   training values are balanced over magnitudes (generated where the source is short); held-out ones are the source's.
 - planning SFT: uplift priors -> plans (channel, budget split, expected uplift) over the placements with the best
   measured uplift, in `registry.plans`' fixed format, so `judge_plan` scores an answer against the priors' plan;
-  each plan opens with its working line (the funded placements' means and their total), which the judge ignores.
+  each plan opens with its working line (each placement's check, the funded means and their total), which the judge
+  ignores. Generated priors tables add training plans: the source has only 32.
 - creative policy DPO: catalog products -> a compliant headline (chosen) and one breaking a rule (rejected).
 Everything is deterministic: the same registry gives byte-identical datasets.
 """
@@ -32,6 +33,32 @@ MAX_EXAMPLES_PER_FIELD = 60
 # ones: they train on up to this many values. The held-out split stays the one of the first MAX_EXAMPLES_PER_FIELD.
 COMPUTED_TRANSFORMS = {"to_utc": 480, "scale": 480}
 BUDGETS = (5_000, 20_000, 50_000)
+# A plan's split by rank: the funded placements (best mean first) get these percent shares of the budget, a tiered
+# split media planners use (the lead placement most, each next one less), so the split follows from the priors' order
+# without a division a small model cannot do: shares in proportion to the means trained to 0-24% judged pass.
+RANK_SHARES = {1: (100,), 2: (60, 40), 3: (50, 30, 20)}
+# Generated planning scenarios (see `generated_planning_examples`): how many, the categories they are for (the
+# source's own are skipped) and how often each number of funded placements is drawn (0 is the 'none' plan).
+GENERATED_PLANS = 460
+GENERATED_CATEGORIES = (
+    "Frozen",
+    "Dairy",
+    "Bakery",
+    "Produce",
+    "Coffee",
+    "Pantry",
+    "Electronics",
+    "Toys",
+    "Kitchen",
+    "Garden",
+    "Sports",
+    "Apparel",
+    "Office",
+    "Automotive",
+    "Books",
+    "Outdoor",
+)
+FUNDED_WEIGHTS = {0: 1, 1: 2, 2: 5, 3: 5}
 POLICY = (
     "Creative policy: no superlatives or rankings (best, #1), no competitor names, no ALL-CAPS words or '!!', "
     "state the listed price exactly, no false urgency."
@@ -167,23 +194,74 @@ def planning_examples(registry: Registry | None = None) -> list[dict[str, Any]]:
     priors = load_source("uplift_priors", registry=registry)
     for column in ("roas_uplift_mean", "ci_low", "ci_high"):
         priors[column] = pd.to_numeric(priors[column]).round(2)  # as the prompt shows them
+    return [
+        _planning_example(str(retailer), str(category), group, budget)
+        for (retailer, category), group in priors.groupby(["retailer", "category"], sort=True)
+        for budget in BUDGETS
+    ]
+
+
+def generated_planning_examples(registry: Registry | None = None, count: int = GENERATED_PLANS) -> list[dict[str, Any]]:
+    """`count` more training plans from generated priors, for the rule to be learnt from more than the source's 96.
+
+    The source has one priors table per (retailer, category): 32, a plan per budget each, 79 of them to train on. A
+    small model shown those a few times each still funds the wrong placements and gets the split wrong, so these
+    scenarios add priors drawn like the source's: a retailer's own placements, each mean drawn around that
+    placement's mean over the source with its spread (so the splits are as varied as the source's), intervals around
+    them, for categories the source does not have (so never a held-out plan's priors). How many placements
+    have a lower bound above zero is chosen first, so every budget comes with the 'none' case and 1, 2 or 3 funded
+    placements (weighted towards the splits, which need the arithmetic), sometimes with more above zero than the
+    budget funds. The answers are made by the same rule as the source's plans. Deterministic; never held out.
+    """
+    priors = load_source("uplift_priors", registry=registry)
+    placements = {
+        str(retailer): sorted(group["placement_type"].unique())
+        for retailer, group in priors.groupby("retailer", sort=True)
+    }
+    means = pd.to_numeric(priors["roas_uplift_mean"]).groupby(priors["placement_type"])
+    spread = {
+        str(name): (float(mean), float(sd)) for name, mean, sd in zip(means.mean().index, means.mean(), means.std())
+    }
+    categories = [c for c in GENERATED_CATEGORIES if c not in set(priors["category"])]
+    rng = random.Random("planning")
     examples = []
-    for (retailer, category), group in priors.groupby(["retailer", "category"], sort=True):
-        shown = group.sort_values(["roas_uplift_mean", "placement_type"], ascending=[False, True])
-        ranked = shown[shown["ci_low"] > 0]
-        for budget in BUDGETS:
-            limit = 2 if budget < 10_000 else 3
-            top = ranked.head(limit)
-            examples.append(
-                {
-                    "instruction": f"Plan a ${budget:,} campaign for {category} on {retailer}. Which placements get the budget?",
-                    "input": priors_text(shown),
-                    "output": _plan(top, budget, limit),
-                    "task": "planning",
-                    "retailer": retailer,
-                }
-            )
+    for index in range(count):
+        budget = BUDGETS[index % len(BUDGETS)]
+        retailer = rng.choice(sorted(placements))
+        names = placements[retailer]
+        limit = _funded_limit(budget)
+        counts = [n for n in range(min(limit, len(names)) + 1)]
+        funded = rng.choices(counts, weights=[FUNDED_WEIGHTS[n] for n in counts])[0]
+        above_zero = funded if funded < limit else rng.randint(funded, len(names))
+        positive = set(rng.sample(names, above_zero))
+        rows = []
+        for name in names:
+            mean = min(40, max(2, round(100 * rng.gauss(*spread[name]))))  # hundredths, as the prompt shows them
+            half = rng.randint(1, mean - 1) if name in positive else rng.randint(mean + 1, mean + 30)
+            rows.append((name, mean / 100, (mean - half) / 100, (mean + half) / 100))
+        table = pd.DataFrame(rows, columns=["placement_type", "roas_uplift_mean", "ci_low", "ci_high"])
+        for column in ("roas_uplift_mean", "ci_low", "ci_high"):
+            table[column] = table[column].astype("Float64")
+        examples.append({**_planning_example(retailer, rng.choice(categories), table, budget), "pinned": True})
     return examples
+
+
+def _funded_limit(budget: int) -> int:
+    """How many placements a budget funds at most: 2 below $10,000, else 3."""
+    return 2 if budget < 10_000 else 3
+
+
+def _planning_example(retailer: str, category: str, priors: pd.DataFrame, budget: int) -> dict[str, Any]:
+    """The plan for one priors table (one row a placement, values as the prompt shows them) and budget."""
+    shown = priors.sort_values(["roas_uplift_mean", "placement_type"], ascending=[False, True])
+    limit = _funded_limit(budget)
+    return {
+        "instruction": f"Plan a ${budget:,} campaign for {category} on {retailer}. Which placements get the budget?",
+        "input": priors_text(shown),
+        "output": _plan(shown, budget, limit),
+        "task": "planning",
+        "retailer": retailer,
+    }
 
 
 def priors_text(priors: pd.DataFrame) -> str:
@@ -195,17 +273,22 @@ def priors_text(priors: pd.DataFrame) -> str:
     return "ROAS uplift priors (mean, interval):\n" + "\n".join(lines)
 
 
-def _plan(top: pd.DataFrame, budget: int, limit: int) -> str:
-    """The working line (the funded placements' means and their total), then the plan the priors give: shares in
-    steps of 5% by mean uplift (see `_shares`); the expected uplift is the share-weighted mean, and its range runs
-    from the lowest to the highest bound of the funded placements' intervals (the mix's uplift lies within it, and
-    both ends are read off the priors the prompt shows)."""
-    working = working_line(list(zip(top["placement_type"], top["roas_uplift_mean"], strict=True)), limit)
+def _plan(shown: pd.DataFrame, budget: int, limit: int) -> str:
+    """The working line (`registry.plans.working_line`), then the plan the priors give: the first `limit` of the
+    `shown` placements (best mean first) with a lower bound above zero, their shares by rank (`RANK_SHARES`); the
+    expected uplift is the share-weighted mean, and its range runs from the lowest to the highest bound of the funded
+    placements' intervals (the mix's uplift lies within it, and both ends are read off the priors the prompt shows)."""
+    top = shown[shown["ci_low"] > 0].head(limit)
+    candidates = [
+        (row.placement_type, float(row.roas_uplift_mean), None if pd.isna(row.ci_low) else float(row.ci_low))
+        for row in shown.itertuples()
+    ]
+    working = working_line(budget, limit, candidates)
     if top.empty:
         return f"{working}\n" + render_plan(
             Plan(channel=NO_CHANNEL, split=[], uplift=None, uplift_low=None, uplift_high=None)
         )
-    shares = _shares(list(top["roas_uplift_mean"]))
+    shares = RANK_SHARES[len(top)]
     split = [
         Allocation(placement=row.placement_type, share=share, dollars=budget * share // 100)
         for row, share in zip(top.itertuples(), shares, strict=True)
@@ -220,17 +303,6 @@ def _plan(top: pd.DataFrame, budget: int, limit: int) -> str:
             uplift_high=round(float(top["ci_high"].max()), 2),
         )
     )
-
-
-def _shares(means: list[float]) -> list[int]:
-    """Percent shares in steps of 5 in proportion to `means` (best first), by largest remainder: they add up to 100
-    and never rise down the ranking, so the recommended channel gets the largest share."""
-    units = [20 * mean / sum(means) for mean in means]
-    shares = [int(unit) for unit in units]
-    by_remainder = sorted(range(len(units)), key=lambda i: (-(units[i] - shares[i]), i))
-    for index in by_remainder[: 20 - sum(shares)]:
-        shares[index] += 1
-    return [5 * share for share in shares]
 
 
 _VIOLATIONS = {
@@ -313,8 +385,10 @@ def generate_retailer_dataset(
 
 
 def generate_planning_dataset(registry: Registry | None = None) -> GeneratedPair:
+    """The source's plans, split into `task_planning_sft` and its held-out `task_planning_eval`; the generated
+    scenarios all go to training."""
     return _write_split(
-        planning_examples(registry),
+        planning_examples(registry) + generated_planning_examples(registry),
         "task_planning",
         DatasetKind.ALPACA,
         "Campaign budget plans from uplift priors.",

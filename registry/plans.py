@@ -2,14 +2,16 @@
 
 A plan is a working line and three fixed-format lines, easy to read and for a small model to copy:
 
-    Funded (top 2 with a lower bound above 0): sponsored_product +0.30, onsite_display +0.20 (total +0.50)
+    $5,000, top 2 with a lower bound above 0: video -0.04 no, sponsored_product +0.17 yes +0.30, onsite_display +0.08 yes +0.20 (funded: 2)
     Channel: sponsored_product
     Budget: sponsored_product 60% ($3,000), onsite_display 40% ($2,000)
-    Expected ROAS uplift: +0.27 (+0.17 to +0.38)
+    Expected ROAS uplift: +0.26 (+0.08 to +0.38)
 
-The working line shows the step a plan is made from: which placements are funded (the rule, then their means) and
-the total each share is a part of (a share is its mean over the total, in steps of 5%). It is there for the model
-to write its way to the split, not to be judged: `parse_plan` reads the three lines and ignores any other.
+The working line shows the steps a plan is made from, each one beside what it depends on: the budget and how many
+placements it funds (2 below $10,000, else 3), then each placement in the priors' order with its lower bound, funded
+("yes", and its mean) when that is above zero, until the budget's count is funded; then how many are, which sets the
+split by rank (one: 100%; two: 60/40; three: 50/30/20). It is there for the model to write its way to the split, not
+to be judged: `parse_plan` reads the three lines and ignores any other.
 
 The planning generator computes the reference plan from the uplift priors (the uplift line is the share-weighted
 mean of the funded placements' priors, and its range runs from the lowest to the highest bound of their intervals),
@@ -77,13 +79,26 @@ class PlanJudgement(BaseModel):
         return {name: getattr(self, name) for name in CRITERIA}
 
 
-def working_line(funded: list[tuple[str, float]], limit: int) -> str:
-    """The line before the plan: the rule that picks the funded placements, each one's mean uplift and their total."""
-    rule = f"Funded (top {limit} with a lower bound above 0): "
-    if not funded:
-        return rule + NO_CHANNEL
-    total = sum(mean for _, mean in funded)
-    return rule + ", ".join(f"{name} {mean:+.2f}" for name, mean in funded) + f" (total {total:+.2f})"
+def working_line(budget: int, limit: int, candidates: list[tuple[str, float, float | None]]) -> str:
+    """The line before the plan: the budget and how many placements it funds, then each placement in the priors'
+    order (best mean first) with its lower bound and whether it is funded (with its mean), until `limit` are; then
+    how many are funded, which sets the split. `candidates`: (placement, mean, lower bound or None) as the prompt
+    shows them."""
+    checks, funded = [], []
+    for name, mean, low in candidates:
+        if len(funded) == limit:
+            break
+        shown = "<NA>" if low is None else f"{low:+.2f}"
+        if low is not None and low > 0:
+            funded.append(mean)
+            checks.append(f"{name} {shown} yes {mean:+.2f}")
+        else:
+            checks.append(f"{name} {shown} no")
+    return (
+        f"${budget:,}, top {limit} with a lower bound above 0: "
+        + ", ".join(checks)
+        + f" (funded: {len(funded) or NO_CHANNEL})"
+    )
 
 
 def render_plan(plan: Plan) -> str:

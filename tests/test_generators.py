@@ -8,14 +8,19 @@ import pandas as pd
 
 from registry import datasets as library
 from registry.generators import (
+    GENERATED_PLANS,
     MAX_EXAMPLES_PER_FIELD,
     balanced_magnitudes,
+    generated_planning_examples,
+    held_out,
     planning_examples,
     policy_examples,
     retailer_examples,
 )
 from registry.mappings import get_mapping, harmonize
-from registry.raw_sources import load_source
+from registry.plans import parse_plan
+from registry.raw_sources import generate_raw_sources, load_source
+from registry.shapes import DatasetKind, prompt_of
 from services.demo import seed_demo
 
 SEED_000_NAMES = {"retailer_amazon_sft", "retailer_walmart_sft", "task_planning_sft", "policy_creative_dpo"}
@@ -118,7 +123,6 @@ def test_demo_cost_trains_on_every_magnitude_after_every_digit_and_holds_out_onl
 
 
 def test_planning_splits_budget_over_placements_with_positive_uplift(registry):
-    from registry.raw_sources import generate_raw_sources
 
     generate_raw_sources(registry)
     priors = load_source("uplift_priors")
@@ -136,39 +140,88 @@ def test_planning_splits_budget_over_placements_with_positive_uplift(registry):
             assert all((retailer, category, placement) in positive for placement, _ in shares)
 
 
-def test_plans_are_derived_from_the_priors_their_prompt_shows(registry):
-    """The prompt lists the priors (best mean first); the working line names the funded placements (the first 2, or 3
-    from $10,000, with an interval above zero) and their total; the channel is the first of them, and both ends of
-    the uplift range are read off their lines."""
-    from registry.plans import parse_plan
-    from registry.raw_sources import generate_raw_sources
+PRIOR_LINE = re.compile(r"^(\w+): ([+-]\d\.\d\d) \(([+-]\d\.\d\d|<NA>) to ([+-]\d\.\d\d|<NA>)\)$", re.M)
 
+
+def assert_derived_from_its_priors(example: dict) -> int:
+    """The prompt lists the priors (best mean first); the working line restates the budget and how many placements it
+    funds (2 below $10,000, else 3), checks each placement in the prompt's order by its lower bound until that many
+    are funded, and says how many, which sets the split by rank; the channel is the first funded, and both ends of
+    the uplift range are read off their lines. Returns how many placements are funded."""
+    shown = [
+        (name, float(mean), None if low == "<NA>" else float(low), None if high == "<NA>" else float(high))
+        for name, mean, low, high in PRIOR_LINE.findall(example["input"])
+    ]
+    assert shown and [mean for _, mean, _, _ in shown] == sorted((mean for _, mean, _, _ in shown), reverse=True)
+    plan = parse_plan(example["output"])
+    budget = re.search(r"^Plan a (\$[\d,]+) campaign", example["instruction"]).group(1)
+    limit = 2 if budget == "$5,000" else 3  # the budgets below $10,000 fund at most 2
+    funded, checks = [], []
+    for name, mean, low, high in shown:
+        if len(funded) == limit:
+            break
+        above = low is not None and low > 0
+        funded += [(name, mean, low, high)] if above else []
+        checks.append((name, "<NA>" if low is None else f"{low:+.2f}", f"{mean:+.2f}" if above else ""))
+    working, _ = example["output"].split("\n", 1)
+    assert working.startswith(f"{budget}, top {limit} with a lower bound above 0: ")
+    assert re.findall(r"(\w+) ([+-]\d\.\d\d|<NA>) (?:yes ([+-]\d\.\d\d)|no)", working) == checks
+    if not funded:
+        assert plan.channel == "none" and working.endswith("(funded: none)")
+        return 0
+    assert working.endswith(f"(funded: {len(funded)})")
+    assert plan.channel == funded[0][0] and [a.placement for a in plan.split] == [row[0] for row in funded]
+    assert [a.share for a in plan.split] == {1: [100], 2: [60, 40], 3: [50, 30, 20]}[len(funded)]
+    assert [a.dollars for a in plan.split] == [plan.budget * a.share / 100 for a in plan.split]
+    assert plan.budget == int(budget[1:].replace(",", ""))
+    assert plan.uplift_low == min(row[2] for row in funded) and plan.uplift_high == max(row[3] for row in funded)
+    assert min(row[1] for row in funded) <= plan.uplift <= max(row[1] for row in funded)
+    return len(funded)
+
+
+def test_plans_are_derived_from_the_priors_their_prompt_shows(registry):
     generate_raw_sources(registry)
-    line = re.compile(r"^(\w+): ([+-]\d\.\d\d) \(([+-]\d\.\d\d) to ([+-]\d\.\d\d)\)$", re.M)
     examples = planning_examples()
     for example in examples:
-        shown = [
-            (name, float(mean), float(low), float(high)) for name, mean, low, high in line.findall(example["input"])
-        ]
-        assert shown and [mean for _, mean, _, _ in shown] == sorted((mean for _, mean, _, _ in shown), reverse=True)
-        plan = parse_plan(example["output"])
-        limit = 2 if "$5,000" in example["instruction"] else 3  # the budgets below $10,000 fund at most 2
-        funded = [row for row in shown if row[2] > 0][:limit]
-        working, _ = example["output"].split("\n", 1)
-        assert working.startswith(f"Funded (top {limit} with a lower bound above 0): ")
-        named = re.findall(r"(\w+) ([+-]\d\.\d\d)(?=,| \(total)", working)
-        assert named == [(name, f"{mean:+.2f}") for name, mean, _, _ in funded]
-        if not funded:
-            assert plan.channel == "none" and working.endswith(": none")
-            continue
-        assert working.endswith(f"(total {sum(row[1] for row in funded):+.2f})")
-        assert len(plan.split) == len(funded)
-        assert plan.channel == funded[0][0] and [a.placement for a in plan.split] == [row[0] for row in funded]
-        shares = [a.share for a in plan.split]
-        assert sum(shares) == 100 and shares == sorted(shares, reverse=True)  # the channel gets the most
-        assert plan.uplift_low == min(row[2] for row in funded) and plan.uplift_high == max(row[3] for row in funded)
-        assert min(row[1] for row in funded) <= plan.uplift <= max(row[1] for row in funded)
+        assert_derived_from_its_priors(example)
     assert sum(parse_plan(e["output"]).channel == "none" for e in examples) < len(examples) // 4
+
+
+def test_generated_plans_follow_the_rule_for_every_budget_and_never_a_source_group(registry):
+    """The generated scenarios: the source's retailers with their own placements, categories the source lacks (so
+    never a held-out plan's priors), every budget with the 'none' plan and 1, 2 and 3 funded placements, the filter
+    and the cut both exercised, and each answer what the rule makes of the priors its prompt shows."""
+    generate_raw_sources(registry)
+    priors = load_source("uplift_priors")
+    placements = {r: set(g["placement_type"]) for r, g in priors.groupby("retailer")}
+    generated = generated_planning_examples()
+    assert len(generated) == GENERATED_PLANS and all(e["pinned"] for e in generated)
+    assert generated == generated_planning_examples()  # deterministic
+    kinds, skipped_best, cut = set(), 0, 0
+    for example in generated:
+        budget, category, retailer = re.search(
+            r"^Plan a \$([\d,]+) campaign for (.+) on (\w+)\.", example["instruction"]
+        ).groups()
+        assert category not in set(priors["category"])
+        shown = PRIOR_LINE.findall(example["input"])
+        assert {name for name, *_ in shown} == placements[retailer]
+        kinds.add((budget, assert_derived_from_its_priors(example)))
+        above_zero = [low != "<NA>" and float(low) > 0 for _, _, low, _ in shown]
+        skipped_best += not above_zero[0]
+        cut += sum(above_zero) > (2 if budget == "5,000" else 3)
+    assert kinds == {("5,000", n) for n in range(3)} | {(b, n) for b in ("20,000", "50,000") for n in range(4)}
+    assert skipped_best > len(generated) // 10 and cut > len(generated) // 20
+
+
+def test_generated_plans_all_train_and_the_held_out_plans_are_the_sources(registry):
+    seed_demo(registry)
+    source = planning_examples()
+    expected = [e for e in source if held_out(e["instruction"])]
+    evaluation = list(library.iter_dataset("task_planning_eval"))
+    assert [(r["prompt"], r["reference"]) for r in evaluation] == [
+        (prompt_of(e, DatasetKind.ALPACA), e["output"]) for e in expected
+    ]
+    assert library.get_dataset("task_planning_sft").rows == len(source) - len(expected) + GENERATED_PLANS
 
 
 def test_held_out_plans_are_prompted_with_their_priors(registry):
@@ -180,8 +233,6 @@ def test_held_out_plans_are_prompted_with_their_priors(registry):
 
 
 def test_policy_pairs_break_exactly_the_rule_they_name(registry):
-    from registry.raw_sources import generate_raw_sources
-
     generate_raw_sources(registry)
     retailers = {"Amazon", "Walmart", "Target", "Instacart"}
     for pair in policy_examples():

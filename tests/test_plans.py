@@ -3,7 +3,7 @@
 import pytest
 
 from registry import datasets as library
-from registry.generators import planning_examples
+from registry.generators import GENERATED_PLANS, planning_examples
 from registry.plans import judge_plan, parse_plan, working_line
 from services.demo import seed_demo
 from training.evaluation import accuracy_by_task, criteria_rates, judge
@@ -84,7 +84,10 @@ def test_wrong_or_unreadable_plans_fail_every_criterion(prediction):
     assert not any(verdict.criteria().values())
 
 
-WORKING = "Funded (top 3 with a lower bound above 0): onsite_display +0.23, sponsored_display +0.16, video +0.08 (total +0.47)"
+WORKING = (
+    "$20,000, top 3 with a lower bound above 0: sponsored_product -0.17 no, onsite_display +0.14 yes +0.23, "
+    "sponsored_display +0.04 yes +0.16, video +0.02 yes +0.08 (funded: 3)"
+)
 
 
 @pytest.mark.parametrize(
@@ -92,8 +95,8 @@ WORKING = "Funded (top 3 with a lower bound above 0): onsite_display +0.23, spon
     [
         # the generator's answer: the working line, then the plan
         (f"{WORKING}\n{REFERENCE}", set()),
-        # a working line with a wrong total: the working is not judged, the plan is right
-        (f"{WORKING.replace('+0.47', '+0.52')}\n{REFERENCE}", set()),
+        # a working line with a wrong count: the working is not judged, the plan is right
+        (f"{WORKING.replace('(funded: 3)', '(funded: 2)')}\n{REFERENCE}", set()),
         # a right working line but a split that does not follow it
         (f"{WORKING}\n{REFERENCE.replace('video 15%', 'video 25%')}", {"split"}),
         # the working line ends the answer: no plan to judge
@@ -106,11 +109,23 @@ def test_the_working_line_is_not_judged_only_the_plan_after_it(prediction, faile
     assert verdict.criteria() == judge_plan(prediction, REFERENCE).criteria()
 
 
-def test_working_line_lists_the_funded_placements_and_their_total():
-    funded = [("onsite_display", 0.23), ("sponsored_display", 0.16), ("video", 0.08)]
-    assert working_line(funded, 3) == WORKING
-    assert working_line([], 2) == "Funded (top 2 with a lower bound above 0): none"
-    assert parse_plan(f"{working_line(funded[:1], 2)}\n{REFERENCE}") == parse_plan(REFERENCE)
+def test_working_line_checks_each_placement_in_order_until_the_budget_funds_enough():
+    candidates = [
+        ("sponsored_product", 0.26, -0.17),
+        ("onsite_display", 0.23, 0.14),
+        ("sponsored_display", 0.16, 0.04),
+        ("video", 0.08, 0.02),
+        ("search_banner", 0.05, 0.01),
+    ]
+    assert working_line(20_000, 3, candidates) == WORKING
+    assert working_line(5_000, 2, candidates) == (
+        "$5,000, top 2 with a lower bound above 0: sponsored_product -0.17 no, onsite_display +0.14 yes +0.23, "
+        "sponsored_display +0.04 yes +0.16 (funded: 2)"
+    )
+    assert working_line(5_000, 2, [("video", 0.10, None), ("search_banner", 0.05, 0.0)]) == (
+        "$5,000, top 2 with a lower bound above 0: video <NA> no, search_banner +0.00 no (funded: none)"
+    )
+    assert parse_plan(f"{working_line(5_000, 2, candidates)}\n{REFERENCE}") == parse_plan(REFERENCE)
 
 
 def test_a_plan_with_no_funded_placement_is_judged_too():
@@ -144,7 +159,7 @@ def test_generated_plans_pass_their_judge_and_the_held_out_split_keeps_its_size(
         assert plan.uplift_low <= plan.uplift <= plan.uplift_high
         assert judge_plan(example["output"], example["output"]).passed
     held_out = list(library.iter_dataset("task_planning_eval"))
-    assert len(held_out) == 17 and library.get_dataset("task_planning_sft").rows == 79
+    assert len(held_out) == 17 and library.get_dataset("task_planning_sft").rows == 79 + GENERATED_PLANS
     assert all(judge(r["reference"], r["reference"]).criteria == ALL for r in held_out)
 
 
@@ -169,7 +184,13 @@ def test_planning_adapter_trains_with_its_preset_and_is_judged_on_the_held_out_p
     )
     job = job_manager().wait(job_id, timeout=600)
     assert job.status == JobStatus.COMPLETED, job.error
-    assert (job.config.learning_rate, job.config.batch_size, job.config.max_seq_length) == (1e-3, 8, 384)
+    config = job.config
+    assert (config.learning_rate, config.loraplus_lr_ratio, config.batch_size, config.max_seq_length) == (
+        5e-4,
+        12,
+        8,
+        384,
+    )
     metrics = get_adapter("planner_tiny").metrics
     assert metrics["eval_prompts"] == 17
     rates = [metrics[f"eval_plan_{name}"] for name in ("channel", "split", "uplift")]
