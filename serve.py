@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 
 import psutil
 import streamlit as st
+from starlette.middleware import Middleware
 
 from services.runtime import warm_page_libraries
 from services.settings import get_settings
 from views.session import session_routes
+from views.static_assets import StaticAssets
 from views.theme import apply_theme
 
 # The saved theme from the first page on (app.py applies a change made later, at the next run).
@@ -46,4 +48,4 @@ async def start_up(_app: st.App):
     yield
 
 
-app = st.App("app.py", routes=session_routes(), lifespan=start_up)
+app = st.App("app.py", routes=session_routes(), middleware=[Middleware(StaticAssets)], lifespan=start_up)
