@@ -460,7 +460,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # then three fixed-format lines, split by rank), judged on the 17 held-out plans by `registry.plans.judge_plan`:
     # one pass of distinct plans with LoRA+ (as the retailer preset), longest example ~350 tokens. Seed 42 trained in
     # 8.0 minutes at load 2-5 to 82.4% judged pass (channel 100%, split 82%, uplift 100%; the misses miscount the
-    # funded placements; the demo job planning_demo, services.demo). Before (6 passes over the 79 source plans, shares in
+    # funded placements; the demo job planning_demo, services.demo), seed 7 in 7.8 minutes at load 5 to 100%
+    # (bench/planning_adapter_quality.py). Before (6 passes over the 79 source plans, shares in
     # proportion to the means): 23.5%; the generated plans alone, or the checks alone, did not lift it (0-24%): the
     # division did not train in 10 minutes.
     "campaign planning": {
