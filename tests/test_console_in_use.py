@@ -386,22 +386,3 @@ def test_item_12_a_latency_card_fits_its_figure_with_a_unit() -> None:
     assert [latency(v) for v in (3.4, 812, 1323.75, 9_999, 135_512, 4_000_000)] == [
         "3 ms", "812 ms", "1.32 s", "10.00 s", "135.5 s", "4,000 s"
     ]  # fmt: skip
-
-
-def test_a_spawned_training_rank_can_run_app_py_again_without_a_session(tmp_path):
-    """multiprocessing's spawn runs the parent's main script again in each data-parallel rank: app.py, with no
-    Streamlit session. Drawing page titles from the navigation's icons made that run fail (st.Page is an empty shell
-    there), so every demo job with two ranks failed before its first step."""
-    import os
-    import subprocess
-    import sys
-
-    run = subprocess.run(
-        [sys.executable, "-c", "import runpy; runpy.run_path('app.py', run_name='__mp_main__')"],
-        cwd=ROOT,
-        env={**os.environ, "RMN_LORA_HOME": str(tmp_path / "registry")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]

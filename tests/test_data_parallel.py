@@ -174,3 +174,37 @@ def test_a_stopped_console_leaves_no_training_process_and_the_job_resumes(setup,
     job = manager.wait(job_id, timeout=1800)
     assert job.status == "completed", job.error
     assert [line["step"] for line in manager.metrics(job_id) if "loss" in line] == list(range(1, steps + 1))
+
+
+MAIN_SCRIPT = textwrap.dedent(
+    """
+    from pathlib import Path
+
+    if __name__ == "__mp_main__":  # a rank ran this script again, as spawn does with the parent's main script
+        Path(%r).touch()
+    if __name__ == "__main__":
+        from services.training import job_manager, submit_training_job
+
+        job_id = submit_training_job("retailer", "ranks", "map_sft", base_model="tiny-llama", config=%r)
+        job = job_manager().wait(job_id, timeout=1800)
+        print(job.status, job.error)
+    """
+)
+
+
+@needs_two_cores
+def test_a_rank_does_not_run_the_console_s_main_script_again(setup, tmp_path):
+    """Under Streamlit the main script is app.py: a rank that runs it again runs the console's start-up code (the
+    registry's scratch clean-up, settings) without a session, so the ranks start from `_rank_main` alone."""
+    ran = tmp_path / "main script ran in a rank"
+    script = tmp_path / "console_main.py"
+    script.write_text(MAIN_SCRIPT % (str(ran), {**TWO, "max_steps": 2}))
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert run.stdout.split()[:1] == ["completed"], run.stdout + run.stderr[-2000:]
+    assert not ran.exists()

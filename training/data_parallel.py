@@ -19,6 +19,9 @@ import os
 import socket
 import sys
 import threading
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,14 +117,23 @@ def _run_ranks(
         f"Data parallel: {processes} processes of 1 thread, {per_rank.batch_size} examples each per step (global "
         f"batch {config.batch_size}), gloo on loopback."
     )
-    context = mp.start_processes(
-        _rank_main,
-        args=(processes, _free_port(), os.getpid(), per_rank.model_dump(mode="json"), str(folder.path), resume, errors),
-        nprocs=processes,
-        join=False,
-        daemon=True,  # a console that exits ends them (multiprocessing would otherwise wait for them at exit)
-        start_method="spawn",
-    )
+    with _main_script_hidden():
+        context = mp.start_processes(
+            _rank_main,
+            args=(
+                processes,
+                _free_port(),
+                os.getpid(),
+                per_rank.model_dump(mode="json"),
+                str(folder.path),
+                resume,
+                errors,
+            ),
+            nprocs=processes,
+            join=False,
+            daemon=True,  # a console that exits ends them (multiprocessing would otherwise wait for them at exit)
+            start_method="spawn",
+        )
     try:
         while not context.join(timeout=0.5):
             if stop.is_set() and not folder.cancel_file.exists():
@@ -140,6 +152,21 @@ def _run_ranks(
     if not folder.result.is_file():
         raise RuntimeError("The training processes finished without a result; see the job log.")
     return TrainingResult.model_validate(read_json(folder.result))
+
+
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Start ranks that run `_rank_main` alone. Spawn runs the parent's main script again in every child, as
+    `__mp_main__`; under Streamlit that is app.py: the console's start-up code (settings, the registry's scratch
+    clean-up) without a session, in each rank. Only what the ranks are started with is affected: a Streamlit run
+    that replaces `__main__` meanwhile keeps its module."""
+    main = sys.modules["__main__"]
+    stand_in = sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if sys.modules.get("__main__") is stand_in:
+            sys.modules["__main__"] = main
 
 
 def _rank_main(
