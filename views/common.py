@@ -131,9 +131,7 @@ PAGE_ICON = "page_icon"
 def run_page(page: "StreamlitPage") -> None:
     """Run the page the navigation chose, handing on its icon for `page_title`: app.py's st.Page icons are the one
     list of them (Streamlit tells a page script nothing about its navigation entry)."""
-    # A data-parallel training rank, spawned from the console, runs app.py again without a Streamlit session
-    # (multiprocessing's spawn re-runs the parent's main script); there st.Page is an empty shell without an icon.
-    st.session_state[PAGE_ICON] = getattr(page, "icon", None)
+    st.session_state[PAGE_ICON] = page.icon
     page.run()
 
 
