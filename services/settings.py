@@ -1,6 +1,7 @@
 """Settings API: what the console runs with, where each value comes from, and the editable ones saved to the
 registry's settings file (atomically) and applied to the running job manager and inference engine at once."""
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -27,6 +28,7 @@ __all__ = [
     "Settings",
     "SettingRow",
     "SettingsError",
+    "adapter_name_for",
     "get_settings",
     "new_job_values",
     "restore_defaults",
@@ -150,6 +152,14 @@ def new_job_values(preset: str | None = None) -> dict[str, Any]:
         for name, field in JobConfig.model_fields.items()
     }
     return {**start, **_current().training_defaults, **preset_values(preset)}
+
+
+def adapter_name_for(train_dataset: str | None, adapter_type: str) -> str:
+    """The name a new job's adapter is offered (the forms' example under an empty name box): its type, then its
+    training dataset's name without the objective (task_planning_sft, task -> task_planning)."""
+    stem = re.sub(r"_(sft|dpo|kto)$", "", train_dataset or "adapter")
+    name = stem if stem == adapter_type or stem.startswith(f"{adapter_type}_") else f"{adapter_type}_{stem}"
+    return name[:64]
 
 
 def _check_training_defaults(values: Any) -> dict[str, Any]:

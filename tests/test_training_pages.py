@@ -246,3 +246,52 @@ def test_walk_training_metrics_names_each_chosen_jobs_line_beside_a_cancelled_on
         assert [trace["name"] for trace in chart["data"]] == [f"trained · {trained[-6:]}"]
         assert chart["layout"]["showlegend"] is True, chart["layout"].get("title")
     assert any(f"stopped · {waiting[-6:]}" in unescaped(c.value) for c in at.caption), [c.value for c in at.caption]
+
+
+def test_walk_the_adapter_name_placeholder_follows_the_dataset_and_adapter_type(console_with_tiny_model):
+    """The name box read "amazon_schema_v1" beside a planning or a policy dataset (the closing walk of issue 11): its
+    example is now named after the chosen training dataset and adapter type, on both job forms, from the one rule
+    that names a new job's adapter (services.settings, where the forms' defaults come from)."""
+    from registry.generators import generate_policy_dataset
+    from registry.raw_sources import generate_raw_sources
+    from services.settings import adapter_name_for
+
+    generate_raw_sources(console_with_tiny_model)
+    generate_policy_dataset(console_with_tiny_model)  # says it trains a policy adapter
+    at = training_page().run()
+    assert field(at, "selectbox", "train_dataset").value == "mapping_sft"  # an upload: the type stays retailer
+    assert field(at, "text_input", "adapter_name").placeholder == adapter_name_for("mapping_sft", "retailer")
+    field(at, "selectbox", "objective").select("dpo").run()
+    assert field(at, "selectbox", "train_dataset").value == "policy_creative_dpo"
+    assert field(at, "selectbox", "adapter_type").value == "policy"
+    assert field(at, "text_input", "adapter_name").placeholder == adapter_name_for("policy_creative_dpo", "policy")
+    field(at, "text_input", "adapter_name").set_value("typed")
+    field(at, "selectbox", "adapter_type").select("domain").run()
+    assert field(at, "text_input", "adapter_name").placeholder == adapter_name_for("policy_creative_dpo", "domain")
+    assert field(at, "text_input", "adapter_name").value == "typed"  # a new example keeps what was typed
+    assert not at.exception
+
+    wizard = AppTest.from_file(str(ROOT / "views" / "train_wizard.py"), default_timeout=120).run()
+    assert wizard.text_input(key="wizard_w_adapter_name").placeholder == adapter_name_for(None, "retailer")
+    wizard.session_state["wizard_values"] |= {"train_dataset": "policy_creative_dpo", "adapter_type": "policy"}
+    wizard.session_state["wizard_w_adapter_type"] = "policy"
+    wizard.text_input(key="wizard_w_adapter_name").set_value("typed").run()
+    assert wizard.text_input(key="wizard_w_adapter_name").placeholder == adapter_name_for(
+        "policy_creative_dpo", "policy"
+    )
+    wizard.selectbox(key="wizard_w_adapter_type").select("task").run()
+    assert wizard.text_input(key="wizard_w_adapter_name").placeholder == "task_policy_creative"
+    assert wizard.text_input(key="wizard_w_adapter_name").value == "typed"
+    assert not wizard.exception
+
+
+def test_a_new_adapter_is_named_after_its_dataset_and_type():
+    from services.settings import adapter_name_for
+
+    assert adapter_name_for("task_planning_sft", "task") == "task_planning"
+    assert adapter_name_for("retailer_amazon_sft", "retailer") == "retailer_amazon"
+    assert adapter_name_for("policy_creative_dpo", "policy") == "policy_creative"
+    assert adapter_name_for("mapping_sft", "retailer") == "retailer_mapping"
+    assert adapter_name_for("task_planning_sft", "domain") == "domain_task_planning"
+    assert adapter_name_for(None, "task") == "task_adapter"
+    assert len(adapter_name_for("x" * 64, "retailer")) == 64

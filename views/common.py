@@ -314,7 +314,7 @@ def form_widget(form: str, name: str, draw: Callable[..., T], follows: str | Non
 # the Train Model wizard; bounds, choices and help come from JobConfig itself.
 JOB_WIDGETS: dict[str, tuple[str, dict[str, Any]]] = {
     "adapter_type": ("Adapter type", {}),
-    "adapter_name": ("Adapter name", {"placeholder": "amazon_schema_v1", "max_chars": 64}),
+    "adapter_name": ("Adapter name", {"max_chars": 64}),  # its example names the dataset: `adapter_name_for`
     "base_model": ("Base model", {}),
     "objective": ("Training type", {"format_func": str.upper}),
     "train_dataset": ("Training dataset", {}),

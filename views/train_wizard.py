@@ -6,7 +6,7 @@ from typing import Any
 import streamlit as st
 
 from services import datasets as library
-from services.settings import new_job_values
+from services.settings import adapter_name_for, new_job_values
 from services.training import (
     FINISHED,
     PRESETS,
@@ -166,12 +166,13 @@ with st.container(border=True):
         widget("experiment_goal", lambda k: model_widget(Experiment, "goal", "Goal", key=k))
         inline_error("experiment", shown)
         left, right = st.columns(2)
-        with left:
-            widget("adapter_name", lambda k: job_widget("adapter_name", key=k))
-            inline_error("adapter_name", shown)
-        with right:
+        with right:  # first: the name's example follows the type
             widget("adapter_type", lambda k: job_widget("adapter_type", key=k))
             adapter_type_mismatch(chosen_dataset(), values().get("adapter_type"))
+        with left:
+            example = adapter_name_for(values().get("train_dataset"), values()["adapter_type"])
+            widget("adapter_name", lambda k: job_widget("adapter_name", key=k, placeholder=example))
+            inline_error("adapter_name", shown)
     elif step == 1:
         models = attempt(list_base_models, "retry_wizard_models") or []
         ready = {m.id: m for m in models if m.ready}

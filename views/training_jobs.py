@@ -8,7 +8,7 @@ import streamlit as st
 
 from services import datasets as library
 from services.health import broken_files
-from services.settings import new_job_values
+from services.settings import adapter_name_for, new_job_values
 from services.training import (
     FINISHED,
     PRESETS,
@@ -129,7 +129,7 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     st.session_state.setdefault(follows, values.get("train_dataset"))
     left, right = st.columns(2)
     type_slot = left.container()  # drawn once the dataset is known, above it
-    widget("adapter_name", right)
+    name_slot = right.container()  # drawn once the type is known: its example names both
     models = attempt(list_base_models, "retry_models") or []
     labels = {
         m.id: f"{m.id} ({m.source}, {m.parameters / 1e6:.0f}M params)" if m.parameters else f"{m.id} ({m.source})"
@@ -146,7 +146,10 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
         if record is not None and record.purpose is not None:
             values["adapter_type"] = record.purpose
     # keyed by the dataset it follows as every widget is by its record: another dataset redraws it with its type
-    form_widget(FORM, "adapter_type", partial(job_widget, "adapter_type", container=type_slot), follows=dataset)
+    adapter_type = form_widget(
+        FORM, "adapter_type", partial(job_widget, "adapter_type", container=type_slot), follows=dataset
+    )
+    widget("adapter_name", name_slot, placeholder=adapter_name_for(dataset, adapter_type))
     widget("eval_dataset", right, choices=evaluable, format_func=lambda d: d or "none")
     widget("quantization", left)
     widget("epochs", right)
