@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from types import NoneType, UnionType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 
 from services import ConsoleError, CorruptFile
 from services import human_size as human_size  # the pages take it from here: one size rule with the services
-from services.training import JobConfig
+from services.training import JobConfig, training_stack_ready, warm_training_stack
 
 if TYPE_CHECKING:  # imported where used: the playground service pulls in the inference engine, which Home need not load
     from streamlit.navigation.page import StreamlitPage
@@ -126,13 +127,47 @@ def attempt(action: Callable[[], T], retry_key: str) -> T | None:
 
 
 PAGE_ICON = "page_icon"
+PAGE_OPENED = "page_opened"  # (url path of the page the session shows, time.monotonic() when it was opened)
 
 
 def run_page(page: "StreamlitPage") -> None:
     """Run the page the navigation chose, handing on its icon for `page_title`: app.py's st.Page icons are the one
-    list of them (Streamlit tells a page script nothing about its navigation entry)."""
+    list of them (Streamlit tells a page script nothing about its navigation entry). It notes when the session
+    opened the page, for `page_open_for`."""
     st.session_state[PAGE_ICON] = page.icon
+    if st.session_state.get(PAGE_OPENED, ("",))[0] != page.url_path:
+        st.session_state[PAGE_OPENED] = (page.url_path, time.monotonic())
     page.run()
+
+
+def page_open_for() -> float:
+    """Seconds since this session opened the page it shows (infinite when a test runs a page's file alone, without
+    the navigation)."""
+    opened = st.session_state.get(PAGE_OPENED)
+    return math.inf if opened is None else time.monotonic() - opened[1]
+
+
+STAY_BEFORE_WARMING_S = 3.0
+
+
+def warm_training_stack_on_a_stay() -> None:
+    """Start importing the training stack (services' `warm_training_stack`) once the user has stayed on a page that
+    submits jobs for a few seconds: its import holds the server's GIL for seconds, and started on the first draw it
+    ran while the browser still drew this page, and through the next pages of a user who only passed through
+    (Settings or Models opened right after Training Jobs rendered about 0.4 s later). A user who fills the form
+    stays longer than this; one whose first Start Training comes sooner waits for the import, as before it."""
+    if training_stack_ready():
+        return
+    if page_open_for() >= STAY_BEFORE_WARMING_S:
+        warm_training_stack()
+        return
+
+    @st.fragment(run_every=STAY_BEFORE_WARMING_S)
+    def on_a_stay() -> None:  # its timer runs only while the page stays open in this session
+        if page_open_for() >= STAY_BEFORE_WARMING_S:
+            warm_training_stack()
+
+    on_a_stay()
 
 
 def page_title(text: str) -> None:

@@ -19,7 +19,6 @@ from services.training import (
     job_manager,
     list_base_models,
     submit_config,
-    warm_training_stack,
 )
 from views.common import (
     adapter_type_mismatch,
@@ -32,6 +31,7 @@ from views.common import (
     page_title,
     plain,
     show_error,
+    warm_training_stack_on_a_stay,
 )
 from views.session import may
 
@@ -322,4 +322,4 @@ if job_id := st.session_state.get("wizard_job"):
     launched()
 
 if may(job_manager().submit):
-    warm_training_stack()  # drawn: the stack imports while the user walks the steps (see Training Jobs)
+    warm_training_stack_on_a_stay()  # drawn: the stack imports while the user walks the steps (see Training Jobs)

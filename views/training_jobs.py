@@ -22,7 +22,6 @@ from services.training import (
     job_manager,
     list_base_models,
     training_stack_ready,
-    warm_training_stack,
 )
 from views.common import (
     JOB_WIDGETS,
@@ -46,6 +45,7 @@ from views.common import (
     show_flash,
     show_table,
     values_table,
+    warm_training_stack_on_a_stay,
 )
 from views.session import fragment, may
 
@@ -492,6 +492,6 @@ with form_col:
         load_demo_button("jobs_load_demo")
 jobs_panel()
 if may(manager().submit):
-    # Drawn: now the training stack imports in the background, so Start Training finds it loaded. Only the pages
-    # that submit jobs start it: while it imports, other pages of this server render about half as fast.
-    warm_training_stack()
+    # Drawn: once the user stays, the training stack imports in the background, so Start Training finds it loaded.
+    # Only the pages that submit jobs start it: while it imports, other pages of this server render more slowly.
+    warm_training_stack_on_a_stay()
