@@ -433,12 +433,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Narrow, short-answer tasks such as retailer field mappings: 1.2 passes with LoRA+ (B matrices at 12x the rate),
     # data-parallel where it pays (one single-thread process per core). The demo Amazon dataset (1,270 examples, 382
     # steps; its cost values spread over every magnitude, see `registry.generators.balanced_magnitudes`) trained on
-    # this 2-core fp32 CPU in 6.9 / 7.4 / 7.2 minutes to 100% / 95.8% / 98.6% held out on seeds 11 / 42 / 7 (load
-    # 2-4 / 6-9 / 2-6; cost 100% on each, the misses a ts day rollover and a keyword copy slip). With the costs as the
-    # source gave them, the same held-out costs came back with the decimal point one place off on every seed (seed 11:
-    # 94.4% in 9.9 minutes); one process took 22.1 minutes at load 3-5 (bench/retailer_adapter_quality.py). A LoRA+
-    # ratio of 16 did worse (native bf16 host). Batches are drawn at random: grouped by length, the fields came in runs
-    # of one field and seed 7 ended with ts at 8.3%.
+    # this 2-core CPU (bf16 base under autocast) in 5.9 / 6.1 / 6.0 minutes to 98.6% held out on each of seeds
+    # 42 / 7 / 11 (load 0.5-4.9 / 2.2-3.0 / 2.2-3.3; one miss each: a cost with the point one place right, an ad group
+    # id without its last 0, a cost digit). With the costs as the source gave them, the same held-out costs came back
+    # with the decimal point one place off on every seed (fp32, seed 11: 94.4% in 9.9 minutes); one process took 22.1
+    # minutes at load 3-5 (bench/retailer_adapter_quality.py). A LoRA+ ratio of 16 did worse (native bf16 host).
+    # Batches are drawn at random: grouped by length, the fields came in runs of one field and seed 7 ended with ts at
+    # 8.3%.
     "retailer mapping (fast)": {
         "epochs": 1.2,
         "max_steps": None,
