@@ -63,6 +63,25 @@ def test_the_same_seed_draws_the_same_masks():
     assert torch.equal(dropout(x), first)
 
 
+def test_each_lora_input_of_a_layer_has_its_own_draw_and_every_layer_the_same_ones():
+    """The role number keeps dropouts on one input apart in a compiled graph; equal across layers, one graph serves
+    them all."""
+    import torch
+
+    from tests.test_lora_forward import tiny_peft_model
+    from training.lora_dropout import LoraDropout, use_lora_dropout
+
+    model = tiny_peft_model(torch.float32, dropout=0.1)
+    assert use_lora_dropout(model) == 14
+    draws: dict[str, set[int]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraDropout):
+            layer, role = name.split(".layers.")[1].split(".", 1)
+            draws.setdefault(role, set()).add(module.draw)
+    assert len(draws) == 7 and all(len(numbers) == 1 for numbers in draws.values())
+    assert len(set.union(*draws.values())) == 7
+
+
 def test_a_cpu_job_trains_with_it_and_no_dropout_stays_peft_s_identity(tiny_base, datasets, tmp_path):
     import torch
 

@@ -89,3 +89,18 @@ def test_compiled_dropout_under_checkpointing_drops_the_same_elements_forward_an
     kept = out.detach() != 0
     assert 0.7 < kept.float().mean().item() < 0.9
     assert torch.allclose(x.grad, torch.where(kept, weights / 0.8, 0.0), rtol=1e-5)
+
+
+def test_compiled_dropouts_on_one_input_draw_masks_of_their_own():
+    """q, k and v's LoRA inputs are one tensor: compiled for training, their dropouts still draw independent masks
+    (the compiler merged the identical mask calls into one, so all three shared a mask, until each passed its role)."""
+    import torch
+
+    from training.lora_dropout import LoraDropout
+
+    torch.manual_seed(0)
+    dropouts = [LoraDropout(0.3, draw).train() for draw in range(3)]
+    region = torch.compile(lambda v: [dropout(v) for dropout in dropouts], dynamic=False)
+    kept = [out != 0 for out in region(torch.ones(64, 96, requires_grad=True))]
+    for first, second in ((0, 1), (0, 2), (1, 2)):  # independent masks differ on 2 x 0.3 x 0.7 = 42% of elements
+        assert 0.3 < (kept[first] != kept[second]).float().mean().item() < 0.55
