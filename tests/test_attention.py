@@ -101,3 +101,29 @@ def test_grouped_attention_matches_sdpa_in_bf16(masked):
     for grad, reference_grad in zip(grads, reference_grads, strict=True):
         assert reference_grad.abs().max() > 0
         assert torch.allclose(grad, reference_grad, rtol=3e-2, atol=3e-2 * reference_grad.abs().max().item())
+
+
+def test_a_compiled_model_takes_the_grouped_product_on_short_sequences():
+    """Under torch.compile short grouped-head sequences go to the grouped product too (SDPA's default there is the
+    flash kernel, whose backward took a third of a compiled training step of the embedded model): no SDPA call in the
+    traced graph, and SDPA's logits and gradients."""
+    import torch
+
+    from training import attention
+
+    model = tiny_llama(2)
+    reference, reference_grads = logits_and_grads(model, 20)
+    attention.use_short_sequence_attention(model)
+    graphs = []
+
+    def capture(graph, _inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    compiled = torch.compile(model, backend=capture, dynamic=False)
+    logits, grads = logits_and_grads(compiled, 20)
+    targets = [str(node.target) for graph in graphs for node in graph.graph.nodes]
+    assert graphs and not [target for target in targets if "scaled_dot_product" in target]
+    assert torch.allclose(logits, reference, atol=1e-5)
+    for grad, reference_grad in zip(grads, reference_grads, strict=True):
+        assert torch.allclose(grad, reference_grad, atol=1e-5)

@@ -34,10 +34,10 @@ def short_sequence_sdpa(module: Any, query: Any, key: Any, value: Any, attention
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     short = query.device.type == "cpu" and max(query.shape[2], key.shape[2]) <= MATH_MAX_LENGTH
+    if short and query.shape[1] > key.shape[1] and groupable(query, key, attention_mask, kwargs, module.training):
+        return grouped_attention(module, query, key, value, attention_mask, **kwargs)
     if not short or torch.compiler.is_compiling():
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    if query.shape[1] > key.shape[1] and groupable(query, key, attention_mask, kwargs, module.training):
-        return grouped_attention(module, query, key, value, attention_mask, **kwargs)
     with _FLAGS, sdpa_kernel(SDPBackend.MATH):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
