@@ -27,9 +27,10 @@ DataParallel = Literal["auto", "on", "off"]
 # cold (bench/training_throughput.py --ab compile). A whole job of 28 TFLOP (the retailer preset cut to 200 steps,
 # bench/compile_rule.py, load 11) took 503 s compiled against 687 s eager (0.73x). Eager fp32 runs at 40-75 GFLOP/s
 # there, so 20 TFLOP is 4-8 minutes of eager training: enough to repay even a cold compile; the quick demo (about
-# 4 TFLOP, at most 18) stays eager. A bf16 job (where the CPU computes bf16 natively) gains nothing from it: on a
-# 2-core AVX512-BF16 CPU, compiled / eager = 1.00x the tokens/s (0.97-1.03x; 1.02x by CPU time; 2 single-thread
-# processes, the fused LoRA forward and LM head in both), with 17-60 s more in the first steps; so auto leaves it eager.
+# 4 TFLOP, at most 18) stays eager. A bf16 job (where the CPU computes bf16 natively) gains little from it: on a
+# 2-core AVX512-BF16 CPU, compiled / eager was 1.00x the tokens/s (0.97-1.03x; 2 single-thread processes, the fused
+# LoRA forward and LM head in both) while compiled layers used SDPA's flash kernel; with the grouped attention in them
+# too, 1.08x and 1.04x (2 pairs, load 2-3.5), with 15-70 s more in the first steps; so auto leaves it eager.
 COMPILE_MIN_TFLOP = 20.0
 # data_parallel "auto" splits an unquantized CPU SFT job (fp32, or a bf16 base under autocast where the CPU computes
 # bf16 natively) over one single-thread process per core when its base model has at least this many parameters.
@@ -238,7 +239,7 @@ class JobConfig(BaseModel):
     torch_compile: Compile = Field(
         default="auto",
         description="Compile the decoder layers with torch.compile (needs a C++ compiler), fusing the small operations "
-        "around the matrix multiplies; same losses. Measured on a 2-core CPU: 1.15-1.46x faster fp32 steps, no gain "
+        "around the matrix multiplies; same losses. Measured on a 2-core CPU: 1.15-1.46x faster fp32 steps, 1.04-1.08x "
         "in bf16, and the first steps take 30 s to 2 minutes longer (compiling). auto: on for full-precision (fp32) "
         f"SFT jobs on CPU in one process planned at {COMPILE_MIN_TFLOP:.0f} TFLOP of training or more (4-8 minutes of "
         "eager fp32 training there, where the compile is repaid; the job log says the figure), off for bf16 jobs and "
