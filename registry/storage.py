@@ -19,7 +19,8 @@ from filelock import FileLock, Timeout
 from registry.errors import CorruptFile, InvalidName
 
 T = TypeVar("T")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MAX_NAME_LENGTH = 64
+NAME_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME_LENGTH - 1}}}$")
 # Windows device names, with or without an extension ("con.jsonl" and "COM1" are devices there, not files).
 _RESERVED = {"con", "prn", "aux", "nul", "conin$", "conout$"} | {f"{d}{n}" for d in ("com", "lpt") for n in range(10)}
 
@@ -34,8 +35,8 @@ def validate_name(name: str, what: str = "name") -> str:
         raise InvalidName(f"The {what} {name!r} contains a path separator; use a plain name like 'amazon_sft'.")
     if ".." in name:
         raise InvalidName(f"The {what} {name!r} contains '..'; use a plain name like 'amazon_sft'.")
-    if len(name) > 64:
-        raise InvalidName(f"The {what} is {len(name)} characters long; at most 64 are allowed.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(f"The {what} is {len(name)} characters long; at most {MAX_NAME_LENGTH} are allowed.")
     if name.split(".")[0].lower() in _RESERVED:
         raise InvalidName(
             f"The {what} {name!r} is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9); choose another."
@@ -62,7 +63,7 @@ def case_clash(folder: Path, name: str) -> str | None:
 def suggest_name(text: str) -> str:
     """A valid registry name derived from free text such as an uploaded file name."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._-").replace("..", ".")
-    return (stem or "dataset")[:64]
+    return (stem or "dataset")[:MAX_NAME_LENGTH]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

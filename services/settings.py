@@ -2,7 +2,7 @@
 registry's settings file (atomically) and applied to the running job manager and inference engine at once."""
 
 import re
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,7 +19,8 @@ from registry.settings import (
     setting_sources,
 )
 from registry.settings import get_settings as _current
-from registry.storage import atomic_write_json, locked
+from registry.shapes import Objective
+from registry.storage import MAX_NAME_LENGTH, atomic_write_json, locked
 from services import runtime
 from training.config import InvalidConfig, JobConfig, build_config, preset_values
 
@@ -157,9 +158,9 @@ def new_job_values(preset: str | None = None) -> dict[str, Any]:
 def adapter_name_for(train_dataset: str | None, adapter_type: str) -> str:
     """The name a new job's adapter is offered (the forms' example under an empty name box): its type, then its
     training dataset's name without the objective (task_planning_sft, task -> task_planning)."""
-    stem = re.sub(r"_(sft|dpo|kto)$", "", train_dataset or "adapter")
+    stem = re.sub(rf"_({'|'.join(get_args(Objective))})$", "", train_dataset or "adapter")
     name = stem if stem == adapter_type or stem.startswith(f"{adapter_type}_") else f"{adapter_type}_{stem}"
-    return name[:64]
+    return name[:MAX_NAME_LENGTH]
 
 
 def _check_training_defaults(values: Any) -> dict[str, Any]:
