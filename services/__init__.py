@@ -24,6 +24,7 @@ _EXPORTS = {
     "DatasetKind": "services.datasets",
     "ConsoleError": "registry.errors",
     "human_size": "registry.sizes",
+    "MAX_NAME_LENGTH": "registry.storage",
     "InvalidFile": "registry.errors",
     "InvalidMapping": "registry.errors",
     "InvalidName": "registry.errors",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_or
 import streamlit as st
 from pydantic import BaseModel
 
-from services import ConsoleError, CorruptFile
+from services import MAX_NAME_LENGTH, ConsoleError, CorruptFile
 from services import human_size as human_size  # the pages take it from here: one size rule with the services
 from services.training import JobConfig, training_stack_ready, warm_training_stack
 
@@ -349,7 +349,8 @@ def form_widget(form: str, name: str, draw: Callable[..., T], follows: str | Non
 # the Train Model wizard; bounds, choices and help come from JobConfig itself.
 JOB_WIDGETS: dict[str, tuple[str, dict[str, Any]]] = {
     "adapter_type": ("Adapter type", {}),
-    "adapter_name": ("Adapter name", {"max_chars": 64}),  # its example names the dataset: `adapter_name_for`
+    # its example names the dataset and the type: `adapter_name_for`
+    "adapter_name": ("Adapter name", {"max_chars": MAX_NAME_LENGTH}),
     "base_model": ("Base model", {}),
     "objective": ("Training type", {"format_func": str.upper}),
     "train_dataset": ("Training dataset", {}),

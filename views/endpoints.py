@@ -8,6 +8,7 @@ adapter version into it with `POST /v1/load_lora_adapter`, and the Playground st
 import pandas as pd
 import streamlit as st
 
+from services import MAX_NAME_LENGTH
 from services.deploy import (
     ServingEndpoint,
     delete_endpoint,
@@ -65,7 +66,7 @@ def endpoints_section() -> None:
     with st.form("endpoint_add", clear_on_submit=False):
         st.markdown("**Add an endpoint** (the same name replaces it)")
         left, right = st.columns(2)
-        name = left.text_input("Name", max_chars=64, placeholder="gpu-vllm", key="endpoint_name")
+        name = left.text_input("Name", max_chars=MAX_NAME_LENGTH, placeholder="gpu-vllm", key="endpoint_name")
         url = right.text_input("URL (without /v1)", placeholder="http://gpu-box:8000", key="endpoint_url")
         engine = left.selectbox("Engine", list(ENGINES), format_func=ENGINES.get, key="endpoint_engine")
         key_env = right.text_input("API key environment variable (optional)", key="endpoint_key_env")

@@ -4,6 +4,7 @@ register a local folder, edit description and tags, delete with confirmation, do
 import pandas as pd
 import streamlit as st
 
+from services import MAX_NAME_LENGTH
 from services import models as catalog
 from views.common import attempt, human_size, page_title, paginate, plain, show_error, show_table
 from views.session import may
@@ -34,7 +35,9 @@ def register_form() -> None:
     with st.expander("Register a local base model folder", icon=":material/add_circle:"):
         with st.form("register_model", clear_on_submit=False, border=False):
             left, right = st.columns([1, 2])
-            name = left.text_input("Name", max_chars=64, key="register_name", help="Letters, digits, '_', '-' or '.'.")
+            name = left.text_input(
+                "Name", max_chars=MAX_NAME_LENGTH, key="register_name", help="Letters, digits, '_', '-' or '.'."
+            )
             path = right.text_input(
                 "Folder on this machine",
                 key="register_path",
