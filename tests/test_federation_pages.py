@@ -140,7 +140,7 @@ def test_empty_registry_says_to_train_an_adapter_first(registry):
     assert any("No runs yet" in i.value for i in playground.info)
 
 
-def test_compose_is_refused_with_a_readable_error(console):
+def test_item_7_a_refused_composition_reads_plainly_and_offers_no_retry(console):
     at = page("federations.py").run()
     assert not at.exception
     at.button(key="fed_create").click().run()

@@ -418,6 +418,38 @@ def test_item_6_the_job_picker_keeps_the_picked_job_while_its_status_changes(
     expect(picker).not_to_have_value(re.compile(r"queued|running"))
 
 
+def test_item_7_cancel_and_restart_each_confirm_what_they_changed(
+    console_url, browser_page, wait_for_streamlit, console_home
+):
+    """Cancel, Restart and Resume changed only a badge: no word said the action was taken. Each now ends with a toast
+    naming the job (Resume's is in the item 1 tests)."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    queue_job(page, wait_for_streamlit, "confirmed_cancel", "task_planning_sft", {"Max steps": 400})
+    job_id = job_states(console_home)["confirmed_cancel"]["id"]
+    card = page.locator(f".st-key-job_card_{job_id}")
+    card.get_by_role("button", name=re.compile(r"Cancel$")).click()
+    toast = page.get_by_test_id("stToast")
+    expect(toast.filter(has_text=f"Cancel requested for confirmed_cancel ({job_id}).")).to_be_visible(timeout=60_000)
+    wait_for_state(console_home, "confirmed_cancel", lambda s: s["status"] == "cancelled", 600)
+    wait_for_streamlit(page)
+    pick_job(page, wait_for_streamlit, job_id)
+    page.get_by_role("button", name=re.compile(r"Restart$")).click()
+    expect(toast.filter(has_text="Restarted confirmed_cancel as a new job.")).to_be_visible(timeout=60_000)
+    states = [json.loads(p.read_text()) for p in console_home.glob("jobs/job_*/state.json")]
+    again = [s["id"] for s in states if s["config"] and s["config"]["adapter_name"] == "confirmed_cancel"]
+    assert len(again) == 2, "Restart queued one new job with the same config"
+    new_id = max(again)
+    # the new job is cancelled from its own card, queued or running: the same confirmation
+    page.locator(f".st-key-job_card_{new_id}").get_by_role("button", name=re.compile(r"Cancel$")).click()
+    expect(toast.filter(has_text=f"Cancel requested for confirmed_cancel ({new_id}).")).to_be_visible(timeout=60_000)
+    state = console_home / "jobs" / new_id / "state.json"
+    deadline = time.monotonic() + 600
+    while json.loads(state.read_text())["status"] != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert json.loads(state.read_text())["status"] == "cancelled"
+
+
 def test_item_9_an_error_shows_its_text_literally(console_url, browser_page, wait_for_streamlit):
     """A refused setting named `__init__` was shown as a bold "init" (the error went through Markdown)."""
     page = browser_page
