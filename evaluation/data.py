@@ -57,13 +57,13 @@ class EvalSet(BaseModel):
 
 
 def load_examples(dataset: str, limit: int | None = None) -> EvalSet:
+    """With `limit`, that many examples spread evenly over the dataset, the first one included, the same each time: a
+    file listed by field or task (the generated held-out splits are) would give its first records one field only."""
     source: DatasetSource = resolve_dataset(dataset)
     examples: list[Example] = []
     skipped: list[int] = []
     records = iter_canonical(source)
     for number, record in enumerate(records, 1):
-        if limit is not None and len(examples) >= limit:
-            break
         try:
             examples.append(_example(number, record, source.kind))
         except NothingToLearn:
@@ -76,6 +76,8 @@ def load_examples(dataset: str, limit: int | None = None) -> EvalSet:
             + (f" ({len(skipped)} records have an empty answer)." if skipped else " (it is empty).")
             + " Choose a dataset with prompts and reference answers."
         )
+    if limit is not None and limit < len(examples):
+        examples = [examples[position * len(examples) // limit] for position in range(limit)]
     return EvalSet(source=source.lineage(), kind=source.kind, examples=examples, skipped=skipped)
 
 
