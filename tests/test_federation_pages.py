@@ -154,6 +154,22 @@ def test_item_7_a_refused_composition_reads_plainly_and_offers_no_retry(console)
     assert "fed_active" not in at.session_state
 
 
+def test_walk_the_name_example_is_the_name_an_empty_name_composes_to(console):
+    """The name box read "amazon + planning (gated)" beside walk_a, walk_b and Additive, while an empty name composes
+    "walk_a + walk_b (additive)" (issue 11 closing walk)."""
+    at = page("federations.py").run()
+    assert not at.text_input(key="fed_name").placeholder, "nothing chosen, nothing to name"
+    at.selectbox(key="fed_retailer").select("mapper@v1")
+    at.selectbox(key="fed_task").select("planner@v1").run()
+    assert at.text_input(key="fed_name").placeholder == "mapper + planner (additive)"
+    at.radio(key="fed_method").set_value("sequential").run()
+    example = at.text_input(key="fed_name").placeholder
+    assert example == "mapper + planner (sequential)"
+    at.button(key="fed_create").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["fed_active"].name == example
+
+
 def test_gated_composition_shows_the_stack_router_and_answers_with_gate_weights(console):
     at = compose(page("federations.py").run(), "gated", "map and plan")
     assert not at.exception, at.exception

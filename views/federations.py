@@ -20,6 +20,7 @@ from services.federation import (
     FederationScore,
     compare_federations,
     compose_federation,
+    default_federation_name,
     delete_federation,
     endpoint_model,
     federation_summary,
@@ -184,7 +185,8 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
     name = st.text_input(
         "Federation name",
         key="fed_name",
-        placeholder="amazon + planning (gated)",
+        # the name it gets when left empty, for the adapters and method chosen above
+        placeholder=default_federation_name([records[ref].name for ref in chosen], method) if chosen else None,
         help="Empty: named after its adapters and method. Saved names must be unique.",
     )
     if st.button("Create Federation", type="primary", key="fed_create", icon=":material/hub:"):
