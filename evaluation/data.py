@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from registry.datasets import spread
 from registry.errors import ConsoleError, InvalidFile
 from registry.shapes import DatasetKind, ShapeError
 from training.formatting import (
@@ -57,8 +58,7 @@ class EvalSet(BaseModel):
 
 
 def load_examples(dataset: str, limit: int | None = None) -> EvalSet:
-    """With `limit`, that many examples spread evenly over the dataset, the first one included, the same each time: a
-    file listed by field or task (the generated held-out splits are) would give its first records one field only."""
+    """With `limit`, that many examples spread evenly over the dataset (`registry.datasets.spread`)."""
     source: DatasetSource = resolve_dataset(dataset)
     examples: list[Example] = []
     skipped: list[int] = []
@@ -76,9 +76,7 @@ def load_examples(dataset: str, limit: int | None = None) -> EvalSet:
             + (f" ({len(skipped)} records have an empty answer)." if skipped else " (it is empty).")
             + " Choose a dataset with prompts and reference answers."
         )
-    if limit is not None and limit < len(examples):
-        examples = [examples[position * len(examples) // limit] for position in range(limit)]
-    return EvalSet(source=source.lineage(), kind=source.kind, examples=examples, skipped=skipped)
+    return EvalSet(source=source.lineage(), kind=source.kind, examples=spread(examples, limit), skipped=skipped)
 
 
 def _example(number: int, record: dict[str, Any], kind: DatasetKind) -> Example:

@@ -349,14 +349,18 @@ def test_ab_on_an_evaluation_set_judges_plans_by_their_criteria(console):
 
     mapped = "placement_type: sponsored_product"
     plan = "Channel: video\nBudget: video 100% ($5,000)\nExpected ROAS uplift: +0.20 (+0.10 to +0.30)"
-    rows = [{"prompt": MAP_PROMPTS[0], "reference": mapped}, {"prompt": PLAN_PROMPTS[1], "reference": plan}]
+    # listed by task as the generated held-out splits are: 2 rows are a spread of the set, not its first two (the
+    # issue 11 closing walk's 'First N rows' gave one field only)
+    rows = [{"prompt": p, "reference": mapped} for p in MAP_PROMPTS[:3]]
+    rows += [{"prompt": p, "reference": plan} for p in PLAN_PROMPTS[:3]]
     write_records("mixed_eval", rows, DatasetKind.EVALUATION, origin="test")
     at = compose(page("federations.py").run(), "additive", "A additive")
     at.button(key="fed_save").click().run()
     at = compose(at, "gated", "B gated")
     at.button(key="fed_save").click().run()
     at.radio(key="ab_source").set_value("dataset").run()
-    at.selectbox(key="ab_dataset").set_value("mixed_eval").run()
+    at.selectbox(key="ab_dataset").set_value("mixed_eval")
+    at.number_input(key="ab_rows").set_value(2).run()
     at.button(key="ab_run").click().run()
     delete_dataset("mixed_eval")
     assert not at.exception, at.exception

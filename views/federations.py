@@ -528,7 +528,7 @@ def ab_target(side: Side) -> Federation | EndpointModel:
 
 
 def ab_panel() -> None:
-    """Two sides on the same prompts (typed ones, or the first rows of an evaluation dataset): saved federations,
+    """Two sides on the same prompts (typed ones, or rows spread over an evaluation dataset): saved federations,
     or models on serving endpoints, for instance a federation here against the same adapters served by vLLM."""
     saved = attempt(list_federations, "retry_ab_saved")
     if saved is None:
@@ -567,8 +567,16 @@ def ab_panel() -> None:
         elif evaluations:
             pick, count = st.columns([3, 1])
             dataset = pick.selectbox("Evaluation dataset", [d.name for d in evaluations], key="ab_dataset")
-            limit = count.number_input("First N rows", min_value=1, max_value=500, value=10, step=5, key="ab_rows")
-            records = attempt(lambda: library.read_rows(dataset, limit=int(limit)), "retry_ab_rows") or []
+            limit = count.number_input(
+                "Rows",
+                min_value=1,
+                max_value=500,
+                value=10,
+                step=5,
+                key="ab_rows",
+                help="Rows spread evenly over the dataset, the first included: the ones a limited evaluation scores.",
+            )
+            records = attempt(lambda: library.sample_rows(dataset, int(limit)), "retry_ab_rows") or []
     with st.expander("Generation settings"):
         settings = generation_settings("ab_gen_")
     same = first is not None and first == second
