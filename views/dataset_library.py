@@ -1,5 +1,6 @@
 """Dataset Library: upload, browse, validate, export and delete datasets."""
 
+import json
 from functools import partial
 from pathlib import Path
 
@@ -118,8 +119,12 @@ def upload_panel(empty: bool) -> bool:
 
 
 def flatten(row: dict) -> dict:
-    """Nested values (messages, DPO prompts) as compact text, so tables stay one row per example."""
-    return {k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v)) for k, v in row.items()}
+    """Nested values (messages, DPO prompts) as the JSON the file holds, so tables stay one row per example (Python's
+    repr of them read "[{'role': 'user', ...")."""
+    return {
+        k: (v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, ensure_ascii=False))
+        for k, v in row.items()
+    }
 
 
 def library_table(records: list[library.DatasetRecord]) -> None:
