@@ -230,6 +230,25 @@ def test_save_refuses_a_duplicate_then_load_and_delete(console):
     assert len(list_federations()) == 1, "nothing is deleted before the confirmation (tests/browser confirms it)"
 
 
+def test_walk_the_playground_prompt_follows_the_adapter_type_until_edited(console):
+    """The Playground opened on a planning adapter with the Mapping example, and the adapter answered nonsense (issue
+    11 closing walk): a newly chosen adapter brings its type's example; an edited prompt stays."""
+    from services.playground import PROMPT_TEMPLATES
+
+    at = page("playground.py").run()
+    at.radio(key="pg_kind").set_value("adapter").run()
+    assert not at.exception, at.exception
+    for adapter, template in (("planner", "Planning"), ("mapper", "Mapping"), ("planner", "Planning")):
+        at.selectbox(key="pg_adapter").select(adapter).run()
+        assert (at.selectbox(key="pg_template").value, at.text_area(key="pg_prompt").value) == (
+            template,
+            PROMPT_TEMPLATES[template],
+        ), adapter
+    at.text_area(key="pg_prompt").input("Plan a $5,000 campaign for pets on Kroger.").run()
+    at.selectbox(key="pg_adapter").select("mapper").run()
+    assert at.text_area(key="pg_prompt").value == "Plan a $5,000 campaign for pets on Kroger."
+
+
 def test_playground_runs_an_adapter_and_loads_a_history_entry_back(console):
     from services.playground import list_history
 
