@@ -109,6 +109,15 @@ def load_config(config: JobConfig) -> None:
     )
 
 
+def parameter_count(parameters: int) -> str:
+    """A model's size in a few characters: 135M, 1.7B, 95K."""
+    if parameters >= 1e9:
+        return f"{parameters / 1e9:.1f}B"
+    if parameters >= 1e6:
+        return f"{parameters / 1e6:.0f}M"
+    return f"{parameters / 1e3:.0f}K"
+
+
 def job_form(datasets: list[library.DatasetRecord]) -> None:
     values = form_values(FORM, lambda: with_preset({}, SAVED))
     st.selectbox(
@@ -131,9 +140,9 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     type_slot = left.container()  # drawn once the dataset is known, above it
     name_slot = right.container()  # drawn once the type is known: its example names both
     models = attempt(list_base_models, "retry_models") or []
+    # the id and its size, short: in half the form at 1400 px "SmolLM2-135M-Instruct (embedded, 135M params)" was cut
     labels = {
-        m.id: f"{m.id} ({m.source}, {m.parameters / 1e6:.0f}M params)" if m.parameters else f"{m.id} ({m.source})"
-        for m in models
+        m.id: f"{m.id} · {parameter_count(m.parameters)}" if m.parameters else f"{m.id} ({m.source})" for m in models
     }
     widget("base_model", left, choices=list(labels), format_func=labels.get)
     objective = widget("objective", right)
