@@ -268,10 +268,13 @@ def show_run(run_id: str) -> None:
     fields = run.metrics.get("field_accuracy")
     if fields:
         frame = pd.DataFrame(
-            [{"RMIS field": f, "Accuracy": v["accuracy"], "Examples": v["examples"]} for f, v in fields.items()]
+            [
+                {"RMIS field": f, "Accuracy": v["accuracy"], "Label": f"{v['accuracy']:.0%} of {v['examples']}"}
+                for f, v in fields.items()
+            ]
         )
         st.plotly_chart(
-            bar_figure(frame, "RMIS field", "Accuracy", y_range=(0, 1), title="Accuracy per RMIS field"),
+            bar_figure(frame, "RMIS field", "Accuracy", y_range=(0, 1), title="Accuracy per RMIS field", text="Label"),
             key=f"eval_fields_{run_id}",
         )
     rows = evaluation_rows(run_id)
