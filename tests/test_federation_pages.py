@@ -407,6 +407,23 @@ def test_ab_compares_two_saved_federations_side_by_side(console):
     assert [m.value for m in at.metric if m.label == "Accuracy"] == ["—", "—"]
 
 
+def test_walk_a_disabled_run_ab_says_why_beside_it(console):
+    """With one saved federation A and B both showed it and Run A/B was disabled with no word beside it (issue 11
+    closing walks): a disabled Run A/B says why, next to it, and what to do."""
+    at = compose(page("federations.py").run(), "additive", "only one")
+    at.button(key="fed_save").click().run()
+    assert at.button(key="ab_run").disabled
+    assert any(c.value.startswith("A and B are the one saved federation: save a second one") for c in at.caption)
+    at = compose(at, "gated", "second one")
+    at.button(key="fed_save").click().run()
+    at.text_area(key="ab_prompts").set_value("  \n").run()
+    assert at.button(key="ab_run").disabled
+    assert any(c.value.startswith("No prompt to answer") for c in at.caption)
+    at.text_area(key="ab_prompts").set_value(MAP_PROMPTS[0]).run()
+    assert not at.button(key="ab_run").disabled
+    assert not any(c.value.startswith(("No prompt", "A and B are")) for c in at.caption)
+
+
 def test_item_10_ab_tab_keeps_two_different_federations_after_a_delete(console):
     """After deleting the federation A showed, A fell back to the first one in the list, the one B showed, and the
     A/B tab warned "Federation A and B are the same" though nobody chose that."""
@@ -419,9 +436,9 @@ def test_item_10_ab_tab_keeps_two_different_federations_after_a_delete(console):
     first, second, third = (f.id for f in list_federations())  # the order the selectboxes list them in
     at.selectbox(key="ab_a").set_value(first)
     at.selectbox(key="ab_b").set_value(second).run()
-    assert not any("are the same" in w.value for w in at.warning)
+    assert not any("are the same" in w.value for w in [*at.warning, *at.caption])
     delete_federation(first)
     at.run()
     assert not at.exception
     assert (at.selectbox(key="ab_a").value, at.selectbox(key="ab_b").value) == (third, second)
-    assert not any("are the same" in w.value for w in at.warning)
+    assert not any("are the same" in w.value for w in [*at.warning, *at.caption])

@@ -580,14 +580,25 @@ def ab_panel() -> None:
     with st.expander("Generation settings"):
         settings = generation_settings("ab_gen_")
     same = first is not None and first == second
-    if same and len(saved) > 1:  # with one saved federation both sides must show it: the caption above says why
-        st.warning("A and B are the same: pick two different sides.", icon=":material/warning:")
-    if st.button(
+    # A disabled Run A/B says why beside it: with one saved federation both sides showed it and nothing said so there.
+    why_not = (
+        "Choose what A and B run on."
+        if first is None or second is None
+        else "A and B are the same: pick two different sides."
+        if same and len(saved) > 1
+        else "A and B are the one saved federation: save a second one, or pick Serving endpoint on a side."
+        if same
+        else "No prompt to answer: type one per line, or pick a dataset with rows."
+        if not records
+        else None
+    )
+    run_row = st.container(horizontal=True, vertical_alignment="center", gap="medium")
+    if run_row.button(
         "Run A/B",
         type="primary",
         key="ab_run",
         icon=":material/compare_arrows:",
-        disabled=first is None or second is None or same or not records,
+        disabled=why_not is not None,
     ):
         assert first is not None and second is not None, "the button is disabled until both sides are chosen"
         with st.spinner(f"Answering {len(records)} prompts with A and B…"):
@@ -600,6 +611,8 @@ def ab_panel() -> None:
         if scores is not None:
             labels = tuple(names.get(score.federation_id or "", score.name) for score in scores)
             st.session_state["ab_result"] = (labels, scores)
+    if why_not is not None:
+        run_row.caption(why_not)
     if (stored := st.session_state.get("ab_result")) is not None:
         ab_results(*stored)
 
