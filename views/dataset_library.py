@@ -151,7 +151,6 @@ def library_table(records: list[library.DatasetRecord]) -> None:
         {
             "Name": [r.name for r in page],
             "Type": [r.kind.label for r in page],
-            "Shape": [r.kind.value for r in page],
             "Size": [human_size(r.size_bytes) for r in page],
             "Examples": [r.rows for r in page],
             "Quality": [r.quality_score for r in page],
@@ -167,7 +166,11 @@ def library_table(records: list[library.DatasetRecord]) -> None:
         on_select=partial(pick_from_table, [r.name for r in page]),
         selection_mode="single-row",
         key="dataset_table",
+        # Every column in sight at 1400 px whatever the names: the name and source are bounded (whole in the details
+        # below), and the type is said once (its canonical shape is in the details).
         column_config={
+            "Name": st.column_config.TextColumn(width=200),
+            "Source": st.column_config.TextColumn(width=170, help="Where it came from: the details below say it whole"),
             "Quality": st.column_config.ProgressColumn("Quality", min_value=0, max_value=100, format="%d%%"),
             "Updated": st.column_config.DatetimeColumn("Updated", format="YYYY-MM-DD HH:mm"),
         },

@@ -121,7 +121,6 @@ elif entries:
                 "Name": [e.name for e in page],
                 "Version": [f"v{e.version}" if e.version is not None else "" for e in page],
                 "Latest": [e.latest for e in page],
-                "Architecture": [e.architecture for e in page],
                 "Parameters": [f"{e.parameters / 1e6:,.1f} M" if e.parameters else "" for e in page],
                 "Base model": [e.base_model for e in page],
                 "Size": [human_size(e.size_bytes) for e in page],
@@ -131,7 +130,14 @@ elif entries:
             }
         ),
         hide_index=True,
-        column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+        # Every column in sight at 1400 px whatever the names: names and tags are bounded (whole in the details below,
+        # with the architecture, which search still matches).
+        column_config={
+            "Name": st.column_config.TextColumn(width=170),
+            "Base model": st.column_config.TextColumn(width=160),
+            "Tags": st.column_config.TextColumn(width=100),
+            "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        },
     )
     labels = {f"{e.kind}: {e.label}": e for e in page}
     entry = labels[st.selectbox("Details of", list(labels), key="models_selected")]
@@ -155,7 +161,7 @@ elif entries:
         editable = may(catalog.update_model, catalog.delete_model)
         if not editable:  # an editor sees it in the Description box below
             st.text(f"Description: {entry.description or '—'}")
-        st.caption(plain(f"Source: {entry.source} · Path: {entry.path}"))
+        st.caption(plain(f"Architecture: {entry.architecture or '—'} · Source: {entry.source} · Path: {entry.path}"))
         if entry.kind == "package":
             archive = attempt(lambda: catalog.get_package(entry.name).archive, "retry_package_archive")
             actions = st.columns([1, 1, 3])
