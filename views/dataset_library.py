@@ -68,12 +68,7 @@ def upload_panel(empty: bool) -> bool:
         )
         if preview is None:
             return False
-        detection = preview.detection  # its .summary repeats the description, so only the evidence goes in brackets
-        st.info(
-            f"Detected **{detection.kind.description}** ({detection.variant}; "
-            f"{detection.matching} of {detection.sampled} sampled records match).",
-            icon=":material/search:",
-        )
+        st.info(f"Detected {plain(preview.detection.summary)}.", icon=":material/search:")
         show_table(pd.DataFrame([flatten(r) for r in preview.sample]), hide_index=True)
         kinds = list(DatasetKind)
         # Keyed by the staged file: the next file gets its own name and detected type, never this one's.
