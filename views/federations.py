@@ -612,7 +612,7 @@ def ab_panel() -> None:
             labels = tuple(names.get(score.federation_id or "", score.name) for score in scores)
             st.session_state["ab_result"] = (labels, scores)
     if why_not is not None:
-        run_row.caption(why_not)
+        run_row.caption(plain(why_not))
     if (stored := st.session_state.get("ab_result")) is not None:
         ab_results(*stored)
 
