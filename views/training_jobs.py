@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from services import ConsoleError
 from services import datasets as library
 from services.health import broken_files
 from services.settings import adapter_name_for, new_job_values
@@ -21,6 +22,7 @@ from services.training import (
     fits_objective,
     job_manager,
     list_base_models,
+    plan_job,
     training_stack_ready,
 )
 from views.common import (
@@ -184,6 +186,7 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
             for name in switches:
                 widget(name, switch_row)
             widget("target_modules")
+    job_plan(values, record)
     actions = st.container(horizontal=True, gap="medium")  # two columns cut "Start Training" in a 1100 px window
     if actions.button("Start Training", type="primary", key="start_training", icon=":material/rocket_launch:"):
         submit(dict(values))
@@ -198,6 +201,26 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
         if st.button("Queue batch", key="batch_submit", disabled=not chosen):
             by_name = {d.name: d for d in datasets}
             submit_batch(dict(values), [by_name[name] for name in chosen])
+
+
+def job_plan(values: dict, record: library.DatasetRecord | None) -> None:
+    """The steps and time the form's job plans, above Start Training: "3 epochs" alone said neither."""
+    if record is None:
+        return
+    try:  # planned before the adapter is named too: a name changes no step
+        config = build_config(**{**values, "adapter_name": values["adapter_name"] or "plan"})
+    except ConsoleError:
+        return  # the form's errors show on Start Training
+    plan = plan_job(config, record.rows)
+    text = (
+        f"Plan: about {plan.steps:,} steps of {config.effective_batch_size} examples, {plan.examples:,} drawn from "
+        f"{record.name}'s {record.rows:,}"
+    )
+    if plan.seconds is None:
+        text += "; no completed job on this base model and dataset yet to time it by."
+    else:
+        text += f"; about {fmt_eta(plan.seconds)} at the pace of {plan.paced_by}, the last job on them."
+    st.caption(plain(text))
 
 
 def checking(jobs: str) -> str:
