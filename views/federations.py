@@ -43,6 +43,7 @@ from views.common import (
     human_size,
     page_title,
     paginate,
+    parameter_count,
     plain,
     show_answer,
     show_broken,
@@ -219,7 +220,7 @@ def stack_box(title: str, detail: str, accent: str) -> str:
 def stack(federation: Federation) -> None:
     """The seed's visual stack: base model → one box per adapter (role, size, rank) → the federated model."""
     base = federation.base
-    params = f"{base.parameters / 1e6:,.1f}M params · " if base.parameters else ""
+    params = f"{parameter_count(base.parameters)} · " if base.parameters else ""
     boxes = [
         stack_box(f"Base model: {base.id}", f"{base.architecture} · {params}{human_size(base.size_bytes)}", NEUTRAL)
     ]

@@ -6,7 +6,7 @@ import streamlit as st
 
 from services import MAX_NAME_LENGTH
 from services import models as catalog
-from views.common import attempt, human_size, page_title, paginate, plain, show_error, show_table
+from views.common import attempt, human_size, page_title, paginate, parameter_count, plain, show_error, show_table
 from views.session import may
 
 KIND_LABELS = {"All": None, "Base models": "base", "Adapters": "adapter", "Packages": "package"}
@@ -52,7 +52,7 @@ def register_form() -> None:
                     show_error(error)
                 else:
                     st.session_state["models_flash"] = (
-                        f"Registered {entry.name}: {entry.architecture}, {entry.parameters:,} parameters."
+                        f"Registered {entry.name}: {entry.architecture}, {parameter_count(entry.parameters)} parameters."
                     )
                     st.rerun()
 
@@ -121,7 +121,7 @@ elif entries:
                 "Name": [e.name for e in page],
                 "Version": [f"v{e.version}" if e.version is not None else "" for e in page],
                 "Latest": [e.latest for e in page],
-                "Parameters": [f"{e.parameters / 1e6:,.1f} M" if e.parameters else "" for e in page],
+                "Parameters": [parameter_count(e.parameters) if e.parameters else "" for e in page],
                 "Base model": [e.base_model for e in page],
                 "Size": [human_size(e.size_bytes) for e in page],
                 "Created": [e.created for e in page],
@@ -156,7 +156,7 @@ elif entries:
             cols[2].metric("Max logit difference", f"{verification['max_abs_diff']:.2g}")
             cols[3].metric("Verified", "yes" if verification["passed"] else "no")
         else:
-            cols[2].metric("Parameters", f"{entry.parameters:,}")
+            cols[2].metric("Parameters", parameter_count(entry.parameters))
             cols[3].metric("Dtype", entry.dtype)
         editable = may(catalog.update_model, catalog.delete_model)
         if not editable:  # an editor sees it in the Description box below

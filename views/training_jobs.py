@@ -41,6 +41,7 @@ from views.common import (
     load_form,
     page_title,
     paginate,
+    parameter_count,
     plain,
     show_broken,
     show_error,
@@ -109,15 +110,6 @@ def load_config(config: JobConfig) -> None:
         f"clone:{config.adapter_name}",
         as_form({**config.model_dump(), "adapter_name": f"{config.adapter_name}_v2"}),
     )
-
-
-def parameter_count(parameters: int) -> str:
-    """A model's size in a few characters: 135M, 1.7B, 95K."""
-    if parameters >= 1e9:
-        return f"{parameters / 1e9:.1f}B"
-    if parameters >= 1e6:
-        return f"{parameters / 1e6:.0f}M"
-    return f"{parameters / 1e3:.0f}K"
 
 
 def job_form(datasets: list[library.DatasetRecord]) -> None:
