@@ -30,7 +30,9 @@ DataParallel = Literal["auto", "on", "off"]
 # 4 TFLOP, at most 18) stays eager. A bf16 job (where the CPU computes bf16 natively) gains little from it: on a
 # 2-core AVX512-BF16 CPU, compiled / eager was 1.00x the tokens/s (0.97-1.03x; 2 single-thread processes, the fused
 # LoRA forward and LM head in both) while compiled layers used SDPA's flash kernel; with the grouped attention in them
-# too, 1.08x and 1.04x (2 pairs, load 2-3.5), with 15-70 s more in the first steps; so auto leaves it eager.
+# too, 1.08x and 1.04x (2 pairs, load 2-3.5, lora_dropout 0.05) and 1.23x and 1.06x at lora_dropout 0, the default
+# (2 pairs, load 4.5-6.4), with 13-70 s more in the first steps (13 s with inductor's cache warm); no whole bf16 job has
+# been timed both ways yet (bench/compile_rule.py), so auto leaves bf16 eager.
 COMPILE_MIN_TFLOP = 20.0
 # data_parallel "auto" splits an unquantized CPU SFT job (fp32, or a bf16 base under autocast where the CPU computes
 # bf16 natively) over one single-thread process per core when its base model has at least this many parameters.
@@ -239,7 +241,7 @@ class JobConfig(BaseModel):
     torch_compile: Compile = Field(
         default="auto",
         description="Compile the decoder layers with torch.compile (needs a C++ compiler), fusing the small operations "
-        "around the matrix multiplies; same losses. Measured on a 2-core CPU: 1.15-1.46x faster fp32 steps, 1.04-1.08x "
+        "around the matrix multiplies; same losses. Measured on a 2-core CPU: 1.15-1.46x faster fp32 steps, 1.04-1.23x "
         "in bf16, and the first steps take 30 s to 2 minutes longer (compiling). auto: on for full-precision (fp32) "
         f"SFT jobs on CPU in one process planned at {COMPILE_MIN_TFLOP:.0f} TFLOP of training or more (4-8 minutes of "
         "eager fp32 training there, where the compile is repaid; the job log says the figure), off for bf16 jobs and "
