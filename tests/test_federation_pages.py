@@ -410,6 +410,7 @@ def test_ab_compares_two_saved_federations_side_by_side(console):
 def test_walk_a_disabled_run_ab_says_why_beside_it(console):
     """With one saved federation A and B both showed it and Run A/B was disabled with no word beside it (issue 11
     closing walks): a disabled Run A/B says why, next to it, and what to do."""
+
     def captions(at: AppTest) -> list[str]:
         return [c.value.replace("\\", "") for c in at.caption]  # as read: the page escapes Markdown in them
 
