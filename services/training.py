@@ -19,7 +19,7 @@ from training.adapters import (
     list_adapters,
 )
 from training.base_models import BaseModelInfo, list_base_models
-from training.config import PRESETS, Experiment, JobConfig, build_config, field_errors, field_help
+from training.config import PRESETS, Experiment, JobConfig, applies_to, build_config, field_errors, field_help
 from training.jobs import FINISHED, RESUMABLE, JobManager, JobProgress, JobState, JobStatus
 
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
@@ -33,6 +33,7 @@ __all__ = [
     "BaseModelInfo",
     "Experiment",
     "JobConfig",
+    "applies_to",
     "JobManager",
     "JobPlan",
     "JobProgress",

@@ -121,7 +121,9 @@ def test_issue_10_every_form_widget_accepts_exactly_what_jobconfig_accepts(conso
     at = set_advanced(training_page(), True).run()
     base = {"adapter_name": "bounds", "train_dataset": "mapping_sft", "max_steps": 10}
     numbers = [w for w in at.number_input if str(w.key).startswith("job[")]
-    assert len(numbers) == 14
+    assert len(numbers) == 13  # an SFT job's: DPO beta is drawn for DPO and KTO jobs only
+    field(at, "selectbox", "objective").select("dpo").run()
+    numbers.append(field(at, "number_input", "dpo_beta"))
     for widget in numbers:
         name = widget.key.rsplit(".", 1)[1]
         integer = int in typing.get_args(JobConfig.model_fields[name].annotation) or (

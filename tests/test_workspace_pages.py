@@ -232,3 +232,31 @@ def test_walk_every_page_writes_a_parameter_count_one_way(registry, tmp_path):
     # the federation stack has no page state of its own to reach here: no view formats a count by hand
     by_hand = re.compile(r"\.parameters\s*/\s*1e\d|\.parameters:,")
     assert not [p.name for p in (ROOT / "views").glob("*.py") if by_hand.search(p.read_text())]
+
+
+def test_walk_dpo_beta_shows_for_dpo_and_kto_jobs_only_and_keeps_its_value(registry):
+    """Advanced settings showed DPO beta for an SFT job (issue 11 closing walk). A field that names its objectives in
+    JobConfig is drawn for those only; a value typed for a DPO job survives a turn to SFT and back."""
+    from services.demo import seed_demo
+
+    seed_demo(registry)
+    at = page("training_jobs.py")
+    at.session_state["job_advanced"] = True
+    at.run()
+
+    def beta():
+        return [w for w in at.number_input if str(w.key).endswith("].dpo_beta")]
+
+    def objective():
+        (widget,) = [w for w in at.selectbox if str(w.key).endswith("].objective")]
+        return widget
+
+    assert objective().value == "sft" and not beta()
+    assert [w for w in at.number_input if str(w.key).endswith("].learning_rate")]  # Advanced settings is open
+    objective().select("dpo").run()
+    (box,) = beta()
+    box.set_value(0.3).run()
+    objective().select("sft").run()
+    assert not at.exception and not beta()
+    objective().select("kto").run()
+    assert [w.value for w in beta()] == [pytest.approx(0.3)]

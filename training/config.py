@@ -253,6 +253,7 @@ class JobConfig(BaseModel):
         le=10,
         validation_alias=AliasChoices("dpo_beta", "beta"),
         description="DPO and KTO: how far the adapter may move from the base model (higher = stays closer).",
+        json_schema_extra={"objectives": ["dpo", "kto"]},  # `applies_to`: the forms show it for these only
     )
     logging_steps: int = Field(default=1, ge=1, le=100_000, description="Record loss and progress every N steps.")
     save_steps: int = Field(
@@ -524,6 +525,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dpo_beta": 0.1,
     },
 }
+
+
+def applies_to(name: str, objective: str) -> bool:
+    """Whether JobConfig field `name` matters to a job of `objective`: a field that names its objectives (in its
+    json_schema_extra) only to those, every other field to all."""
+    extra = JobConfig.model_fields[name].json_schema_extra
+    return not isinstance(extra, dict) or objective in extra.get("objectives", [objective])
 
 
 def field_help(name: str) -> str:

@@ -18,6 +18,7 @@ from services.training import (
     JobManager,
     JobState,
     JobStatus,
+    applies_to,
     build_config,
     fits_objective,
     job_manager,
@@ -164,13 +165,14 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     # (0.16 of a 0.34 s run with its 11 number fields drawn closed); closed, the form keeps their values.
     advanced_box = st.expander("Advanced settings", key=ADVANCED, on_change="rerun")
     advanced = [name for name in JOB_WIDGETS if name not in JOB_FORM_TOP]
-    if not advanced_box.open:
-        keep_undrawn(FORM, advanced)
-    else:
+    # a field of other objectives only (DPO beta for an SFT job) is not drawn, and keeps its value for when it is
+    shown = [name for name in advanced if applies_to(name, objective)] if advanced_box.open else []
+    keep_undrawn(FORM, [name for name in advanced if name not in shown])
+    if shown:
         with advanced_box:
-            switches = [name for name in advanced if field_shape(JobConfig, name)[0] is bool]
+            switches = [name for name in shown if field_shape(JobConfig, name)[0] is bool]
             columns = st.columns(3)
-            for index, name in enumerate(n for n in advanced if n not in switches and n != "target_modules"):
+            for index, name in enumerate(n for n in shown if n not in switches and n != "target_modules"):
                 widget(name, columns[index % 3])
             # The on/off settings in a row of their own that wraps: in a third of the form (180 px at 1280 px)
             # their labels were cut ("Gradient checkpointing", "Compile (torch.compile)").

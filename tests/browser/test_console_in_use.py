@@ -321,9 +321,10 @@ def test_item_4_the_form_keeps_its_values_across_fragment_runs_and_pages(console
     page.wait_for_timeout(5000)
     page.get_by_role("textbox", name="Adapter name", exact=True).click()  # a rerun of the whole page
     # The form starts from the saved training defaults: JobConfig's own when none were saved.
-    expected = {"Learning rate": 2e-4, "Max sequence length": 512, "Seed": 42, "DPO beta": 0.1, "LoRA rank (r)": 16}
+    expected = {"Learning rate": 2e-4, "Max sequence length": 512, "Seed": 42, "LoRA rank (r)": 16}
     shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in expected}
     assert shown == pytest.approx(expected)
+    expect(page.get_by_role("spinbutton", name="DPO beta", exact=True)).to_have_count(0)  # an SFT job's form
 
 
 def test_item_4_advanced_settings_closed_and_opened_again_keep_what_was_typed(
@@ -373,8 +374,8 @@ def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reru
     page.wait_for_timeout(4500)  # the jobs fragment runs twice
     open_advanced(page, wait_for_streamlit)
     # the typed values, and the two the job took from the form's defaults
-    untyped = {"Learning rate": config["learning_rate"], "DPO beta": config["dpo_beta"]}
-    assert untyped == {"Learning rate": 2e-4, "DPO beta": 0.1}  # JobConfig's defaults: the form's, untouched
+    assert (config["learning_rate"], config["dpo_beta"]) == (2e-4, 0.1)  # JobConfig's defaults: the form's, untouched
+    untyped = {"Learning rate": config["learning_rate"]}  # DPO beta is not drawn for an SFT job
     cloned = {"Max steps": 2, "Max sequence length": 320, "Seed": 7, **untyped}
     shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in cloned}
     assert shown == pytest.approx(cloned)
