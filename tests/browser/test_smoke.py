@@ -211,32 +211,23 @@ def test_walk_the_processes_choice_of_the_training_form_is_whole_at_1400_px(
     print(f"training form screenshot: {shot}")
 
 
-def test_walk_the_base_model_choice_of_the_training_form_is_whole_at_1400_px(
-    console_models, browser_page, wait_for_streamlit, tmp_path: Path, monkeypatch
-):
-    """At 1400 px the training form's Base model read "SmolLM2-135M-Instruct (embedded, 135M params" (issue 11
-    closing walk, twice): a model id of a Hub-like length with its size shows whole in its half of the form."""
-    from console_server import ConsoleServer
+PRELOAD_FETCHED = (
+    """files => files.every(file => performance.getEntriesByName(new URL(file, location.href).href).length)"""
+)
 
-    from tests.browser.test_console_in_use import open_page
-    from tests.browser.widgets import choose
 
-    monkeypatch.setenv("RMN_LORA_HOME", str(tmp_path / "home"))
-    from services import upload_dataset
+def test_the_page_fetches_the_table_code_on_load_before_any_run_draws_a_table(console_url, browser_page):
+    """views.static_assets: once the page has loaded it fetches the table's code of the installed Streamlit, with no
+    script error, while no run has drawn anything (its websocket is held back: no run, so no table asks for it)."""
+    from streamlit import file_util
 
-    (tmp_path / "short.jsonl").write_text('{"instruction": "Map adType sp", "output": "placement_type: sp"}\n')
-    upload_dataset("short_sft", tmp_path / "short.jsonl")
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "SmolLM2-135M-Instruct-RMN-v2").symlink_to(console_models / "tiny-llama", target_is_directory=True)
-    server = ConsoleServer(tmp_path / "home", models, tmp_path / "server.log")
-    try:
-        page = browser_page
-        page.set_viewport_size({"width": 1400, "height": 900})
-        open_page(page, server.url, wait_for_streamlit, "Training Jobs")
-        choose(page, wait_for_streamlit, "Base model", "SmolLM2-135M-Instruct-RMN-v2")
-        form = page.get_by_test_id("stColumn").filter(has=page.get_by_role("heading", name="Create training job"))
-        box = next(b for b in form.first.evaluate(SELECT_VALUES) if b["label"] == "Base model")
-        assert box["value"].startswith("SmolLM2-135M-Instruct-RMN-v2") and not box["cut"], box
-    finally:
-        server.stop()
+    from views.static_assets import PRELOADED, element_code
+
+    errors: list[str] = []
+    browser_page.on("pageerror", lambda error: errors.append(str(error)))
+    browser_page.route_web_socket("**/_stcore/stream", lambda socket: None)  # never connected to the server
+    browser_page.goto(f"{console_url}/publish")
+    files = [f"./{file}" for file in element_code(Path(file_util.get_static_dir()), PRELOADED)]
+    assert files
+    browser_page.wait_for_function(PRELOAD_FETCHED, arg=files)
+    assert browser_page.locator('[data-testid="stDataFrame"], h1').count() == 0 and errors == []
