@@ -12,6 +12,9 @@ trains in fp32, so the like-for-like peak is fp32's); a 4-bit load peaking at
 <= 1.5x the loaded 4-bit model and <= 0.6x the full-precision load (1.7B shape); 2 QLoRA steps of a 7B-shape
 model under 12 GB for the whole process.
 
+Every speed run trains with the same LoRA hyperparameters (r 16, alpha 32); lora_dropout is 0.0, the default of PEFT's
+LoraConfig and of our JobConfig and what the presets that train data-parallel use, unless `--lora-dropout P` sets
+another value for every run (the presets that make several passes use 0.05: quote both).
 Speed: tokens/s = supervised tokens (labels != -100, i.e. answer tokens, the same set in both runs since
 the examples are the same) fed to the optimizer steps after the first few, over the wall time of those
 steps. Input tokens/s (non-padding tokens in the batches) and examples/s are printed too. The plain script
@@ -46,7 +49,7 @@ figures, summed over its processes). The speed comparison also runs ours as data
 single-thread process per core, the batch split) and compares it with the tuned TRL run and ours in one process.
 Every run is its own subprocess, with OMP_WAIT_POLICY=PASSIVE (spinning OpenMP threads stall each other on
 a shared 2-core machine). Run:
-`PYTHONPATH=. .venv/bin/python bench/training_throughput.py [--steps 16] [--trl-defaults] [--tiny]
+`PYTHONPATH=. .venv/bin/python bench/training_throughput.py [--steps 16] [--lora-dropout 0.05] [--trl-defaults] [--tiny]
 [--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile|processes|precision|local-processes --rounds N
 [--overrides JSON]]`.
 """
@@ -69,10 +72,12 @@ from typing import Any
 
 WARMUP_STEPS = 3
 DATASET = "retailer_amazon_sft"
+# lora_dropout is 0.0 unless `--lora-dropout` says otherwise: the default of both PEFT's LoraConfig and our JobConfig,
+# and what the presets that train data-parallel use; every run (plain, tuned TRL, ours) takes the same value.
 HYPER = {
     "lora_r": 16,
     "lora_alpha": 32,
-    "lora_dropout": 0.05,
+    "lora_dropout": 0.0,
     "learning_rate": 2e-4,
     "batch_size": 8,
     "max_seq_length": 256,
@@ -500,6 +505,8 @@ def run_child(
         *(["--tiny"] if args.tiny else []),
         *(["--base", str(base)] if base else []),
         *(["--overrides", json.dumps(overrides)] if overrides else []),
+        "--lora-dropout",
+        str(HYPER["lora_dropout"]),
     ]
     env = {
         **os.environ,
@@ -588,8 +595,16 @@ def main() -> None:
         default={},
         help='with --ab: JobConfig settings for both sides, as JSON (e.g. \'{"torch_compile": "on"}\')',
     )
+    parser.add_argument(
+        "--lora-dropout",
+        type=float,
+        default=HYPER["lora_dropout"],
+        help="LoRA dropout of every run, plain, tuned TRL and ours (default 0.0, PEFT's and JobConfig's default; the "
+        "presets that make several passes use 0.05)",
+    )
     parser.add_argument("--base", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    HYPER["lora_dropout"] = args.lora_dropout
     if args.child:
         child(args)
         return
@@ -652,7 +667,8 @@ def _build_and_report(folder: Path, size: str) -> Path:
 
 def speed(model: str, args: argparse.Namespace) -> None:
     print(
-        f"{model}, {DATASET}, r={HYPER['lora_r']} alpha={HYPER['lora_alpha']} lr={HYPER['learning_rate']} "
+        f"{model}, {DATASET}, r={HYPER['lora_r']} alpha={HYPER['lora_alpha']} lora_dropout={HYPER['lora_dropout']} "
+        f"lr={HYPER['learning_rate']} "
         f"batch={HYPER['batch_size']} max_len={HYPER['max_seq_length']}, {args.steps} steps "
         f"(first {WARMUP_STEPS} not timed)"
     )
@@ -740,7 +756,8 @@ def ab(model: str, args: argparse.Namespace) -> None:
     time falls in the untimed first steps: the figures are steady-state ones."""
     settings = AB[args.ab]
     print(
-        f"{model}, {DATASET}, ours, {args.steps} steps (first {WARMUP_STEPS} not timed): "
+        f"{model}, {DATASET}, ours, lora_dropout {HYPER['lora_dropout']} unless set, {args.steps} steps (first "
+        f"{WARMUP_STEPS} not timed): "
         f"{settings[1][0]} against {settings[0][0]}, {args.rounds} rounds"
     )
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _, _ in settings}

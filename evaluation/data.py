@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from registry.datasets import spread
 from registry.errors import ConsoleError, InvalidFile
 from registry.shapes import DatasetKind, ShapeError
 from training.formatting import (
@@ -57,13 +58,12 @@ class EvalSet(BaseModel):
 
 
 def load_examples(dataset: str, limit: int | None = None) -> EvalSet:
+    """With `limit`, that many examples spread evenly over the dataset (`registry.datasets.spread`)."""
     source: DatasetSource = resolve_dataset(dataset)
     examples: list[Example] = []
     skipped: list[int] = []
     records = iter_canonical(source)
     for number, record in enumerate(records, 1):
-        if limit is not None and len(examples) >= limit:
-            break
         try:
             examples.append(_example(number, record, source.kind))
         except NothingToLearn:
@@ -76,7 +76,7 @@ def load_examples(dataset: str, limit: int | None = None) -> EvalSet:
             + (f" ({len(skipped)} records have an empty answer)." if skipped else " (it is empty).")
             + " Choose a dataset with prompts and reference answers."
         )
-    return EvalSet(source=source.lineage(), kind=source.kind, examples=examples, skipped=skipped)
+    return EvalSet(source=source.lineage(), kind=source.kind, examples=spread(examples, limit), skipped=skipped)
 
 
 def _example(number: int, record: dict[str, Any], kind: DatasetKind) -> Example:

@@ -54,7 +54,11 @@ class RunConfig(BaseModel):
     dataset: str
     source: dict[str, Any] = Field(description="The dataset's lineage: name, version, content hash, rows.")
     metrics: list[str]
-    limit: int | None = Field(default=None, ge=1, description="Score the first N examples only; empty for all.")
+    limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Score N examples spread evenly over the dataset (the same ones on every run); empty for all.",
+    )
     batch_size: int = Field(
         default=8, ge=1, le=256, description="Prompts per generate call (for an endpoint: requests sent at once)."
     )

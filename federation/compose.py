@@ -39,6 +39,11 @@ class MemberRequest(BaseModel):
     template: str | None = None
 
 
+def default_federation_name(adapters: Sequence[str], method: str) -> str:
+    """The name of a federation composed without one: its adapters and its method ("walk_a + walk_b (gated)")."""
+    return f"{' + '.join(adapters)} ({method})"
+
+
 def new_federation_id(now: datetime | None = None) -> str:
     return f"fed_{(now or datetime.now(UTC)):%Y%m%d_%H%M%S}_{secrets.token_hex(2)}"
 
@@ -92,7 +97,7 @@ def compose(
     settled = composition.settle(records, members, combination=combination, merged=merged, routing=routing)
     return Federation(
         id=new_federation_id(),
-        name=(name or "").strip() or f"{' + '.join(m.adapter for m in members)} ({method})",
+        name=(name or "").strip() or default_federation_name([m.adapter for m in members], method),
         created=datetime.now(UTC),
         base=base,
         method=method,

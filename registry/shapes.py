@@ -140,7 +140,10 @@ class ShapeDetection(BaseModel):
 
     @property
     def summary(self) -> str:
-        return f"{self.kind.description} — {self.variant}; {self.matching} of {self.sampled} sampled records match"
+        """One sentence with no brackets of its own: the description and the variant each may hold a pair."""
+        return (
+            f"{self.kind.description}, read as {self.variant}: {self.matching} of {self.sampled} sampled records match"
+        )
 
 
 def record_kind(record: dict[str, Any]) -> tuple[DatasetKind, str] | None:

@@ -13,6 +13,7 @@ from registry.datasets import (
     preview_file,
     prune_scratch,
     read_rows,
+    sample_rows,
 )
 from registry.errors import InvalidFile
 from registry.readers import EXTENSIONS
@@ -44,6 +45,7 @@ __all__ = [
     "preview_file",
     "prune_scratch",
     "read_rows",
+    "sample_rows",
     "stage_upload",
     "suggest_name",
     "upload_dataset",

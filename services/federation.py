@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from evaluation.targets import resolve_endpoint_target
 from federation import store as _store
-from federation.compose import MemberRequest, compose
+from federation.compose import MemberRequest, compose, default_federation_name
 from federation.engine import GenerationSettings
 from federation.errors import FederationError
 from federation.evaluate import FederationScore, compare_federations
@@ -33,6 +33,7 @@ __all__ = [
     "GenerationSettings",
     "compare_federations",
     "compose_federation",
+    "default_federation_name",
     "delete_federation",
     "endpoint_model",
     "list_federations",

@@ -43,6 +43,8 @@ PROMPT_TEMPLATES: dict[str, str] = {
     "Creative policy": 'Is this creative compliant? "Clinically proven to cure hunger: the only snack doctors trust."',
     "Free": "",
 }
+# The example each adapter type answers: a mapping prompt to a planning adapter reads as if the adapter were broken.
+TEMPLATE_FOR_TYPE: dict[str, str] = {"retailer": "Mapping", "task": "Planning", "policy": "Creative policy"}
 
 TargetKind = Literal["base", "adapter", "federation"]
 

@@ -1,7 +1,10 @@
 """Training API: submit, watch and cancel jobs; the adapters they produce; the base models."""
 
+import math
 from pathlib import Path
 from typing import Any, get_args
+
+from pydantic import BaseModel
 
 from registry.access import Role, requires
 from registry.shapes import OBJECTIVE_KINDS, DatasetKind, Objective
@@ -16,7 +19,7 @@ from training.adapters import (
     list_adapters,
 )
 from training.base_models import BaseModelInfo, list_base_models
-from training.config import PRESETS, Experiment, JobConfig, build_config, field_errors, field_help
+from training.config import PRESETS, Experiment, JobConfig, applies_to, build_config, field_errors, field_help
 from training.jobs import FINISHED, RESUMABLE, JobManager, JobProgress, JobState, JobStatus
 
 OBJECTIVES: tuple[str, ...] = get_args(Objective)
@@ -30,7 +33,9 @@ __all__ = [
     "BaseModelInfo",
     "Experiment",
     "JobConfig",
+    "applies_to",
     "JobManager",
+    "JobPlan",
     "JobProgress",
     "JobState",
     "JobStatus",
@@ -49,11 +54,41 @@ __all__ = [
     "list_adapters",
     "list_base_models",
     "list_jobs",
+    "plan_job",
     "submit_config",
     "submit_training_job",
     "training_stack_ready",
     "warm_training_stack",
 ]
+
+
+class JobPlan(BaseModel):
+    """What a job will do, shown before it is queued: its steps and, where an earlier job on the same base model and
+    dataset completed, how long it will take at that job's pace."""
+
+    steps: int
+    examples: int
+    seconds: float | None = None
+    paced_by: str | None = None  # the adapter name of the earlier job the time comes from
+
+
+def plan_job(config: JobConfig, rows: int) -> JobPlan:
+    """The steps `config` plans over a dataset of `rows` records (the trainer rounds each epoch up to whole steps,
+    so about), and its time at the pace of the newest completed first-attempt job with the same base model and
+    dataset: seconds per example, so another batch size, epoch count or step limit still scales. Examples of another
+    dataset differ in length, so no other job times it."""
+    examples = config.planned_examples(rows)
+    plan = JobPlan(steps=math.ceil(examples / config.effective_batch_size), examples=examples)
+    manager = job_manager()
+    for job in manager.all_jobs():
+        same = job.config.base_model == config.base_model and job.config.train_dataset == config.train_dataset
+        if not same or job.status != JobStatus.COMPLETED or job.attempts != 1:
+            continue  # a resumed job's clock restarts with its last attempt while its step count does not
+        progress = manager.progress(job.id)
+        if progress.step and progress.elapsed:
+            per_example = progress.elapsed / (progress.step * job.config.effective_batch_size)
+            return plan.model_copy(update={"seconds": per_example * examples, "paced_by": job.config.adapter_name})
+    return plan
 
 
 delete_adapter = requires(Role.PRACTITIONER, "adapters.delete")(_adapters.delete_adapter)

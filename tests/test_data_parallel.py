@@ -208,3 +208,66 @@ def test_a_rank_does_not_run_the_console_s_main_script_again(setup, tmp_path):
     )
     assert run.stdout.split()[:1] == ["completed"], run.stdout + run.stderr[-2000:]
     assert not ran.exists()
+
+
+@needs_two_cores
+def test_the_ranks_train_below_the_console_s_cpu_priority(setup):
+    """Ranks at the console's priority took the CPU from its pages (8-10 s a page while a job trained, issue 11):
+    each rank lowers itself at start, and rank 0 logs the nice value it reads back (os.getpriority) in the rank."""
+    from services.training import job_manager, submit_training_job
+    from training.priority import TRAINING_NICE_INCREMENT
+
+    manager = job_manager()
+    job_id = submit_training_job(
+        "retailer", "low_ranks", "map_sft", base_model="tiny-llama", config={**TWO, "max_steps": 2}
+    )
+    job = manager.wait(job_id, timeout=1800)
+    assert job.status == "completed", job.error
+    console = os.getpriority(os.PRIO_PROCESS, 0)
+    expected = min(19, console + TRAINING_NICE_INCREMENT)
+    assert f"Training processes run at nice {expected}, below the console" in manager.log_text(job_id)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == console, "the console itself keeps its priority"
+
+
+LOWERED = textwrap.dedent(
+    """
+    import os, threading
+    from training.priority import lower_this_process
+
+    def nice_of_a_thread(started=None):
+        seen, done = [], threading.Event()
+        def run():
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            if started is not None:
+                started.set()
+            done.wait()
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return seen, done, thread
+
+    before = threading.Event()
+    _, release, earlier = nice_of_a_thread(before)
+    before.wait()
+    main = lower_this_process()
+    earlier_now = os.getpriority(os.PRIO_PROCESS, earlier.native_id)
+    later, done, thread = nice_of_a_thread()
+    done.set(); release.set(); thread.join()
+    print(main, earlier_now, later[0])
+    """
+)
+
+
+def test_lowering_a_process_lowers_its_threads_started_before_and_after():
+    """On Linux a nice value is a thread's: a thread that torch (or Python) started before the rank lowered itself
+    would keep the console's priority if only the calling thread were lowered."""
+    from training.priority import TRAINING_NICE_INCREMENT
+
+    run = subprocess.run(
+        [sys.executable, "-c", LOWERED],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + TRAINING_NICE_INCREMENT)
+    assert run.stdout.split() == [str(expected)] * 3, run.stdout + run.stderr

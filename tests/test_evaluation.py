@@ -6,6 +6,7 @@ import json
 import math
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,33 @@ def test_field_of_reads_the_generator_task_or_the_rmis_prefix():
     assert field_of("anything", task="cost") == "cost"
     assert field_of("Allocate: video 100%.") is None
     assert field_of("no colon here") is None
+
+
+def test_walk_a_limited_run_scores_a_spread_of_the_dataset_not_its_first_records(registry):
+    """The demo's held-out split lists its examples field by field: 'Examples: 4' on retailer_amazon_eval scored four
+    event_id answers and reported 100% with one bar in 'Accuracy per RMIS field' (issue 11 closing walk)."""
+    from evaluation.data import load_examples
+    from registry.generators import generate_retailer_dataset
+    from registry.mappings import install_demo_mappings
+    from registry.raw_sources import generate_raw_sources
+
+    generate_raw_sources(registry)
+    install_demo_mappings(registry)
+    held_out = generate_retailer_dataset("Amazon", registry).evaluation
+    every = load_examples(held_out.name).examples
+    fields = {example.task for example in every}
+    assert len(fields) >= 8 and [e.index for e in every] == list(range(1, len(every) + 1))
+    limit = len(fields)
+    sample = load_examples(held_out.name, limit=limit).examples
+    assert len(sample) == limit
+    # in proportion: every field with a share of the set of at least one pick's worth is scored
+    sizes = Counter(example.task for example in every)
+    assert {f for f, size in sizes.items() if size >= math.ceil(len(every) / limit)} <= {e.task for e in sample}
+    assert len({example.task for example in sample}) > limit // 2
+    indexes = [example.index for example in sample]
+    assert indexes[0] == 1 and indexes == sorted(set(indexes)) and indexes[-1] >= len(every) - len(every) // limit
+    assert [e.index for e in load_examples(held_out.name, limit=limit).examples] == indexes  # the same each time
+    assert len(load_examples(held_out.name, limit=10_000).examples) == len(every)
 
 
 # ---- significance --------------------------------------------------------------------------------------------------
@@ -205,8 +233,8 @@ def test_perplexity_equals_exp_mean_nll_from_plain_transformers(world, manager):
     run = manager.wait(run.id, timeout=300)
     assert run.status == "completed", run.error
     rows = manager.rows(run.id)
-    assert [row["index"] for row in rows] == [1, 2, 3, 4, 5]
-    hand = [_plain_logprob(world["base"], prompt, MAP_ANSWER) for prompt in MAP_PROMPTS[:5]]
+    assert [row["index"] for row in rows] == [1, 3, 5, 8, 10]  # 5 of 12, spread over the set
+    hand = [_plain_logprob(world["base"], MAP_PROMPTS[row["index"] - 1], MAP_ANSWER) for row in rows]
     for row, (logprob, count) in zip(rows, hand, strict=True):
         assert row["reference_logprob"] == pytest.approx(logprob, abs=1e-3)
         assert row["reference_tokens"] == count
@@ -494,7 +522,7 @@ def test_services_api_runs_compares_and_exports(world, monkeypatch):
     assert page.startswith("<!doctype html>") and "<svg" in page and "<script" not in page
     table = list(csv.DictReader(io.StringIO(export_rows(tuned, "csv"))))
     assert len(table) == 6 and table[0]["prediction"] == MAP_ANSWER
-    assert [json.loads(line)["index"] for line in export_rows(tuned, "jsonl").splitlines()] == [1, 2, 3, 4, 5, 6]
+    assert [json.loads(line)["index"] for line in export_rows(tuned, "jsonl").splitlines()] == [1, 3, 5, 7, 9, 11]
 
 
 def test_exports_escape_user_text():

@@ -428,12 +428,18 @@ def mapping_page(monkeypatch) -> AppTest:
     return AppTest.from_file(str(ROOT / "views" / "schema_mappings.py"), default_timeout=120)
 
 
-def test_page_empty_state_installs_the_demo(registry, monkeypatch):
+def test_page_empty_state_loads_the_demo_data_as_every_page_does(registry, monkeypatch):
+    """Schema Mappings offered 'Install demo mappings and sample data' (mappings and raw sources, no datasets) where
+    Training Jobs and Dataset Library offer 'Load the demo data' (issue 11 closing walk, empty registry): one way out
+    of an empty registry, the same data."""
+    from registry.datasets import list_datasets
+
     app = mapping_page(monkeypatch).run()
     assert not app.exception and "No mappings yet" in app.info[0].value
-    app.button(key="install_demo_mappings").click().run()
+    app.button(key="mappings_load_demo").click().run()
     assert not app.exception and not app.error
     assert [m.value for m in app.metric][:3] == ["100%", "v0.2.0", "Active"]
+    assert {"retailer_amazon_sft", "retailer_amazon_eval"} <= {d.name for d in list_datasets()}
 
 
 def test_page_renders_and_tests_a_mapping(seeded, monkeypatch):

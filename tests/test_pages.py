@@ -86,3 +86,17 @@ def test_library_shows_errors_without_tracebacks(registry, monkeypatch):
     # One unreadable meta.json is one named item with a way out, not a page-wide error.
     warning = at.warning[0].value.replace("\\", "")
     assert str(registry.library / "broken" / "meta.json") in warning and "delete the dataset" in warning
+
+
+def test_walk_nested_values_in_the_rows_read_as_json(registry, peer_data):
+    """A chat or preference dataset's rows showed messages as Python reprs ("[{'role': 'user', 'content': ...") in
+    the Rows table and the upload preview (issue 11 closing walk): they read as the JSON the file holds."""
+    upload_dataset("dpo_en_demo", peer_data / "dpo_en_demo.json")
+    stored = library.read_rows("dpo_en_demo", limit=1)[0]
+    at = page("dataset_library.py").run()
+    assert not at.exception
+    rows = at.dataframe[-1].value
+    nested = [column for column, value in stored.items() if not isinstance(value, str)]
+    assert nested, "the canonical preference rows hold messages"
+    for column in nested:
+        assert json.loads(rows[column].iloc[0]) == stored[column]

@@ -121,7 +121,9 @@ def test_issue_10_every_form_widget_accepts_exactly_what_jobconfig_accepts(conso
     at = set_advanced(training_page(), True).run()
     base = {"adapter_name": "bounds", "train_dataset": "mapping_sft", "max_steps": 10}
     numbers = [w for w in at.number_input if str(w.key).startswith("job[")]
-    assert len(numbers) == 14
+    assert len(numbers) == 13  # an SFT job's: DPO beta is drawn for DPO and KTO jobs only
+    field(at, "selectbox", "objective").select("dpo").run()
+    numbers.append(field(at, "number_input", "dpo_beta"))
     for widget in numbers:
         name = widget.key.rsplit(".", 1)[1]
         integer = int in typing.get_args(JobConfig.model_fields[name].annotation) or (
@@ -295,3 +297,43 @@ def test_a_new_adapter_is_named_after_its_dataset_and_type():
     assert adapter_name_for("task_planning_sft", "domain") == "domain_task_planning"
     assert adapter_name_for(None, "task") == "task_adapter"
     assert len(adapter_name_for("x" * 64, "retailer")) == 64
+
+
+def test_walk_the_form_says_the_steps_and_time_a_job_plans(console_with_tiny_model, tmp_path):
+    """ "3 epochs" said neither how many steps nor how long: the form now plans both, the time at the pace of the last
+    completed job on the same base model and dataset."""
+    from services.training import build_config, plan_job
+
+    def plan_caption(at: AppTest) -> str:
+        (caption,) = [unescaped(c.value) for c in at.caption if unescaped(c.value).startswith("Plan:")]
+        return caption
+
+    at = training_page().run()
+    field(at, "selectbox", "base_model").select("tiny-llama")
+    field(at, "text_input", "adapter_name").set_value("paced")
+    set_advanced(at, True).run()
+    field(at, "number_input", "max_steps").set_value(3)
+    field(at, "number_input", "batch_size").set_value(2)
+    field(at, "number_input", "max_seq_length").set_value(64).run()
+    assert plan_caption(at) == (
+        "Plan: about 3 steps of 2 examples, 6 drawn from mapping_sft's 12; no completed job on this base model and "
+        "dataset yet to time it by."
+    )
+    at.button(key="start_training").click().run()
+    job = job_manager().all_jobs()[0]
+    assert job_manager().wait(job.id, timeout=300).status == JobStatus.COMPLETED
+    field(at, "number_input", "max_steps").set_value(6).run()
+    caption = plan_caption(at)
+    assert caption.startswith("Plan: about 6 steps of 2 examples, 12 drawn from mapping_sft's 12; about ")
+    assert caption.endswith(" at the pace of paced, the last job on them.")
+
+    config = build_config(base_model="tiny-llama", train_dataset="mapping_sft", adapter_name="x", max_steps=3)
+    elapsed = job_manager().progress(job.id).elapsed
+    assert plan_job(config, 12).seconds == pytest.approx(elapsed * config.effective_batch_size * 3 / (3 * 2))
+    assert plan_job(config.model_copy(update={"max_steps": 6}), 12).seconds == pytest.approx(
+        2 * plan_job(config, 12).seconds
+    )
+    by_epochs = config.model_copy(update={"max_steps": None, "epochs": 2.5, "batch_size": 4})
+    assert (plan_job(by_epochs, 12).steps, plan_job(by_epochs, 12).examples) == (8, 30)
+    other = config.model_copy(update={"train_dataset": "another_sft"})
+    assert plan_job(other, 12).seconds is None  # examples of another dataset differ in length

@@ -197,3 +197,66 @@ def test_walk_the_wizard_sets_the_adapter_type_from_the_training_dataset(registr
     wizard.selectbox(key="wizard_w_adapter_type").select("retailer").run()
     (warning,) = wizard.warning
     assert "was made to train a task adapter; this one will be a retailer adapter" in warning.value
+
+
+def test_walk_every_page_writes_a_parameter_count_one_way(registry, tmp_path):
+    """Parameter counts read four ways (issue 11 closing walk): the form "135M", the wizard "135 M", Models
+    "134.5 M" and "134,515,008", Federation "134.5M params". Every page writes views.common.parameter_count's."""
+    from services import upload_dataset
+    from services.models import get_model
+    from views.common import parameter_count
+
+    build_tiny_model(tmp_path / "tiny")
+    at = page("models.py").run()
+    at.text_input(key="register_name").input("tiny")
+    at.text_input(key="register_path").input(str(tmp_path / "tiny"))
+    at.button(key="FormSubmitter:register_model-Register").click().run()
+    count = parameter_count(get_model("tiny").parameters)
+    assert count == "57K"  # 57,072 parameters
+    assert f"tiny: LlamaForCausalLM, {count} parameters" in re.sub(r"\\(.)", r"\1", at.success[0].value)
+    assert at.dataframe[0].value.set_index("Name").loc["tiny", "Parameters"] == count
+    at.selectbox(key="models_selected").select("base: tiny").run()
+    assert [m.value for m in at.metric if m.label == "Parameters"] == [count]
+
+    (tmp_path / "m.jsonl").write_text('{"instruction": "Map adType sp", "output": "placement_type: sp"}\n')
+    upload_dataset("mapping_sft", tmp_path / "m.jsonl")  # the training form is drawn once there is data
+    form = page("training_jobs.py").run()
+    (base,) = [w for w in form.selectbox if str(w.key).endswith("].base_model")]
+    assert f"tiny · {count}" in base.options
+    wizard = page("train_wizard.py")
+    wizard.session_state["wizard_step"] = 1
+    wizard.run()
+    assert any(
+        f"tiny · LlamaForCausalLM · {count} · " in o for o in wizard.selectbox(key="wizard_w_base_model").options
+    )
+    # the federation stack has no page state of its own to reach here: no view formats a count by hand
+    by_hand = re.compile(r"\.parameters\s*/\s*1e\d|\.parameters:,")
+    assert not [p.name for p in (ROOT / "views").glob("*.py") if by_hand.search(p.read_text())]
+
+
+def test_walk_dpo_beta_shows_for_dpo_and_kto_jobs_only_and_keeps_its_value(registry):
+    """Advanced settings showed DPO beta for an SFT job (issue 11 closing walk). A field that names its objectives in
+    JobConfig is drawn for those only; a value typed for a DPO job survives a turn to SFT and back."""
+    from services.demo import seed_demo
+
+    seed_demo(registry)
+    at = page("training_jobs.py")
+    at.session_state["job_advanced"] = True
+    at.run()
+
+    def beta():
+        return [w for w in at.number_input if str(w.key).endswith("].dpo_beta")]
+
+    def objective():
+        (widget,) = [w for w in at.selectbox if str(w.key).endswith("].objective")]
+        return widget
+
+    assert objective().value == "sft" and not beta()
+    assert [w for w in at.number_input if str(w.key).endswith("].learning_rate")]  # Advanced settings is open
+    objective().select("dpo").run()
+    (box,) = beta()
+    box.set_value(0.3).run()
+    objective().select("sft").run()
+    assert not at.exception and not beta()
+    objective().select("kto").run()
+    assert [w.value for w in beta()] == [pytest.approx(0.3)]

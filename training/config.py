@@ -30,7 +30,9 @@ DataParallel = Literal["auto", "on", "off"]
 # 4 TFLOP, at most 18) stays eager. A bf16 job (where the CPU computes bf16 natively) gains little from it: on a
 # 2-core AVX512-BF16 CPU, compiled / eager was 1.00x the tokens/s (0.97-1.03x; 2 single-thread processes, the fused
 # LoRA forward and LM head in both) while compiled layers used SDPA's flash kernel; with the grouped attention in them
-# too, 1.08x and 1.04x (2 pairs, load 2-3.5), with 15-70 s more in the first steps; so auto leaves it eager.
+# too, 1.08x and 1.04x (2 pairs, load 2-3.5, lora_dropout 0.05) and 1.23x and 1.06x at lora_dropout 0, the default
+# (2 pairs, load 4.5-6.4), with 13-70 s more in the first steps (13 s with inductor's cache warm); no whole bf16 job has
+# been timed both ways yet (bench/compile_rule.py), so auto leaves bf16 eager.
 COMPILE_MIN_TFLOP = 20.0
 # data_parallel "auto" splits an unquantized CPU SFT job (fp32, or a bf16 base under autocast where the CPU computes
 # bf16 natively) over one single-thread process per core when its base model has at least this many parameters.
@@ -239,7 +241,7 @@ class JobConfig(BaseModel):
     torch_compile: Compile = Field(
         default="auto",
         description="Compile the decoder layers with torch.compile (needs a C++ compiler), fusing the small operations "
-        "around the matrix multiplies; same losses. Measured on a 2-core CPU: 1.15-1.46x faster fp32 steps, 1.04-1.08x "
+        "around the matrix multiplies; same losses. Measured on a 2-core CPU: 1.15-1.46x faster fp32 steps, 1.04-1.23x "
         "in bf16, and the first steps take 30 s to 2 minutes longer (compiling). auto: on for full-precision (fp32) "
         f"SFT jobs on CPU in one process planned at {COMPILE_MIN_TFLOP:.0f} TFLOP of training or more (4-8 minutes of "
         "eager fp32 training there, where the compile is repaid; the job log says the figure), off for bf16 jobs and "
@@ -251,6 +253,7 @@ class JobConfig(BaseModel):
         le=10,
         validation_alias=AliasChoices("dpo_beta", "beta"),
         description="DPO and KTO: how far the adapter may move from the base model (higher = stays closer).",
+        json_schema_extra={"objectives": ["dpo", "kto"]},  # `applies_to`: the forms show it for these only
     )
     logging_steps: int = Field(default=1, ge=1, le=100_000, description="Record loss and progress every N steps.")
     save_steps: int = Field(
@@ -522,6 +525,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dpo_beta": 0.1,
     },
 }
+
+
+def applies_to(name: str, objective: str) -> bool:
+    """Whether JobConfig field `name` matters to a job of `objective`: a field that names its objectives (in its
+    json_schema_extra) only to those, every other field to all."""
+    extra = JobConfig.model_fields[name].json_schema_extra
+    return not isinstance(extra, dict) or objective in extra.get("objectives", [objective])
 
 
 def field_help(name: str) -> str:

@@ -12,7 +12,8 @@ backend's worker 0 does) and the calling thread waits for them:
   (`AgreedStop`, an all-reduce) so all stop after the same step and save one checkpoint, which resume continues;
 - a rank that fails stops the others (torch's process context terminates them) and fails the job with its error;
 - a console that stops takes its ranks with it: they are daemonic (terminated at its exit) and, on Linux, die with it
-  even when it is killed (PR_SET_PDEATHSIG), so no orphan keeps training; the next console marks the job interrupted.
+  even when it is killed (PR_SET_PDEATHSIG), so no orphan keeps training; the next console marks the job interrupted;
+- the ranks run below the console's CPU priority (`training.priority`), so its pages stay quick while they train.
 """
 
 import os
@@ -30,6 +31,7 @@ from registry.storage import read_json
 from training.config import JobConfig
 from training.errors import TrainingRefused
 from training.job_folder import JobFolder, TrainingResult
+from training.priority import lower_this_process
 
 PR_SET_PDEATHSIG = 1
 
@@ -177,6 +179,7 @@ def _rank_main(
     import torch.distributed as dist
 
     _die_with(parent)
+    nice = lower_this_process()  # before torch starts its threads (gloo's, OpenMP's), which inherit it
     torch.set_num_threads(1)
     os.environ.update(
         RANK=str(rank),
@@ -189,6 +192,8 @@ def _rank_main(
     from training.worker import run_training
 
     folder = JobFolder(Path(job_dir), writer=rank == 0)
+    if rank == 0:
+        folder.log(f"Training processes run at nice {nice}, below the console, so its pages keep the CPU they need.")
     try:
         run_training(
             JobConfig.model_validate(config), folder.path, stop=AgreedStop(folder), resume=resume, writer=rank == 0

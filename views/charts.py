@@ -42,12 +42,15 @@ def bar_figure(
     by: str | None = None,
     y_range: tuple[float, float] | None = None,
     color: str | None = None,
+    text: str | None = None,
 ) -> go.Figure:
-    """Bars of `y` over `x`; with `by`, one group of bars per value of that column."""
+    """Bars of `y` over `x`; with `by`, one group of bars per value of that column. With `text`, that column is
+    written above each bar, so a bar of height 0 still says what it is."""
     if by is not None:
         traces = [go.Bar(x=part[x], y=part[y], name=str(name)) for name, part in frame.groupby(by, sort=False)]
     else:
-        traces = [go.Bar(x=frame[x], y=frame[y], marker_color=color)]
+        labels = {} if text is None else {"text": frame[text], "textposition": "outside", "cliponaxis": False}
+        traces = [go.Bar(x=frame[x], y=frame[y], marker_color=color, **labels)]
     figure = _layout(go.Figure(traces), title, x, y, y_range, by)
     figure.update_layout(barmode="group")
     return figure

@@ -451,6 +451,15 @@ def generation_settings(prefix: str) -> "GenerationSettings":
     return GenerationSettings(**{name: st.session_state[prefix + name] for name in GenerationSettings.model_fields})
 
 
+def parameter_count(parameters: int) -> str:
+    """A model's parameter count in a few characters, the one way every page writes it: 135M, 1.7B, 57K."""
+    if parameters >= 1e9:
+        return f"{parameters / 1e9:.1f}B"
+    if parameters >= 1e6:
+        return f"{parameters / 1e6:.0f}M"
+    return f"{parameters / 1e3:.0f}K"
+
+
 MISSING = "—"
 
 

@@ -1,5 +1,6 @@
 """Dataset Library: upload, browse, validate, export and delete datasets."""
 
+import json
 from functools import partial
 from pathlib import Path
 
@@ -67,12 +68,7 @@ def upload_panel(empty: bool) -> bool:
         )
         if preview is None:
             return False
-        detection = preview.detection  # its .summary repeats the description, so only the evidence goes in brackets
-        st.info(
-            f"Detected **{detection.kind.description}** ({detection.variant}; "
-            f"{detection.matching} of {detection.sampled} sampled records match).",
-            icon=":material/search:",
-        )
+        st.info(f"Detected {plain(preview.detection.summary)}.", icon=":material/search:")
         show_table(pd.DataFrame([flatten(r) for r in preview.sample]), hide_index=True)
         kinds = list(DatasetKind)
         # Keyed by the staged file: the next file gets its own name and detected type, never this one's.
@@ -118,8 +114,12 @@ def upload_panel(empty: bool) -> bool:
 
 
 def flatten(row: dict) -> dict:
-    """Nested values (messages, DPO prompts) as compact text, so tables stay one row per example."""
-    return {k: (v if isinstance(v, (str, int, float, bool)) or v is None else str(v)) for k, v in row.items()}
+    """Nested values (messages, DPO prompts) as the JSON the file holds, so tables stay one row per example (Python's
+    repr of them read "[{'role': 'user', ...")."""
+    return {
+        k: (v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, ensure_ascii=False))
+        for k, v in row.items()
+    }
 
 
 def library_table(records: list[library.DatasetRecord]) -> None:
@@ -146,7 +146,6 @@ def library_table(records: list[library.DatasetRecord]) -> None:
         {
             "Name": [r.name for r in page],
             "Type": [r.kind.label for r in page],
-            "Shape": [r.kind.value for r in page],
             "Size": [human_size(r.size_bytes) for r in page],
             "Examples": [r.rows for r in page],
             "Quality": [r.quality_score for r in page],
@@ -162,7 +161,11 @@ def library_table(records: list[library.DatasetRecord]) -> None:
         on_select=partial(pick_from_table, [r.name for r in page]),
         selection_mode="single-row",
         key="dataset_table",
+        # Every column in sight at 1400 px whatever the names: the name and source are bounded (whole in the details
+        # below), and the type is said once (its canonical shape is in the details).
         column_config={
+            "Name": st.column_config.TextColumn(width=200),
+            "Source": st.column_config.TextColumn(width=170, help="Where it came from: the details below say it whole"),
             "Quality": st.column_config.ProgressColumn("Quality", min_value=0, max_value=100, format="%d%%"),
             "Updated": st.column_config.DatetimeColumn("Updated", format="YYYY-MM-DD HH:mm"),
         },

@@ -196,7 +196,9 @@ RUN_METRICS = {  # column -> metric; a column no listed run has is left out (an 
     "Preference": "preference_accuracy",
     "p50 ms": "latency_p50_ms",
 }
-RUN_COLUMNS = {  # numbers, not bars: every column fits the page at 1440 px (a run id already says when it ran)
+RUN_COLUMNS = {  # numbers, not bars, and a bounded label: every column fits the page at 1400 px whatever the names
+    "Created": st.column_config.DatetimeColumn(format="MM-DD HH:mm", help="When the run was queued (UTC)"),
+    "Evaluated": st.column_config.TextColumn(width=200, help="The whole label and the run id: Open run below"),
     "Exact match": st.column_config.NumberColumn(format="percent"),
     "Token F1": st.column_config.NumberColumn(format="%.3f"),
     "ROUGE-L": st.column_config.NumberColumn(format="%.3f"),
@@ -216,7 +218,7 @@ def runs_table(runs) -> None:
     }
     frame = pd.DataFrame(
         {
-            "Run": [r.id for r in runs],
+            "Created": [r.created for r in runs],
             "Evaluated": [r.label for r in runs],
             "Status": [r.status.value for r in runs],
             "Examples": [r.total for r in runs],
@@ -268,10 +270,13 @@ def show_run(run_id: str) -> None:
     fields = run.metrics.get("field_accuracy")
     if fields:
         frame = pd.DataFrame(
-            [{"RMIS field": f, "Accuracy": v["accuracy"], "Examples": v["examples"]} for f, v in fields.items()]
+            [
+                {"RMIS field": f, "Accuracy": v["accuracy"], "Label": f"{v['accuracy']:.0%} of {v['examples']}"}
+                for f, v in fields.items()
+            ]
         )
         st.plotly_chart(
-            bar_figure(frame, "RMIS field", "Accuracy", y_range=(0, 1), title="Accuracy per RMIS field"),
+            bar_figure(frame, "RMIS field", "Accuracy", y_range=(0, 1), title="Accuracy per RMIS field", text="Label"),
             key=f"eval_fields_{run_id}",
         )
     rows = evaluation_rows(run_id)

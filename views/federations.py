@@ -20,6 +20,7 @@ from services.federation import (
     FederationScore,
     compare_federations,
     compose_federation,
+    default_federation_name,
     delete_federation,
     endpoint_model,
     federation_summary,
@@ -42,6 +43,7 @@ from views.common import (
     human_size,
     page_title,
     paginate,
+    parameter_count,
     plain,
     show_answer,
     show_broken,
@@ -184,7 +186,8 @@ def compose_form(adapters: list[AdapterRecord]) -> None:
     name = st.text_input(
         "Federation name",
         key="fed_name",
-        placeholder="amazon + planning (gated)",
+        # the name it gets when left empty, for the adapters and method chosen above
+        placeholder=default_federation_name([records[ref].name for ref in chosen], method) if chosen else None,
         help="Empty: named after its adapters and method. Saved names must be unique.",
     )
     if st.button("Create Federation", type="primary", key="fed_create", icon=":material/hub:"):
@@ -217,7 +220,7 @@ def stack_box(title: str, detail: str, accent: str) -> str:
 def stack(federation: Federation) -> None:
     """The seed's visual stack: base model → one box per adapter (role, size, rank) → the federated model."""
     base = federation.base
-    params = f"{base.parameters / 1e6:,.1f}M params · " if base.parameters else ""
+    params = f"{parameter_count(base.parameters)} · " if base.parameters else ""
     boxes = [
         stack_box(f"Base model: {base.id}", f"{base.architecture} · {params}{human_size(base.size_bytes)}", NEUTRAL)
     ]
@@ -526,7 +529,7 @@ def ab_target(side: Side) -> Federation | EndpointModel:
 
 
 def ab_panel() -> None:
-    """Two sides on the same prompts (typed ones, or the first rows of an evaluation dataset): saved federations,
+    """Two sides on the same prompts (typed ones, or rows spread over an evaluation dataset): saved federations,
     or models on serving endpoints, for instance a federation here against the same adapters served by vLLM."""
     saved = attempt(list_federations, "retry_ab_saved")
     if saved is None:
@@ -565,19 +568,38 @@ def ab_panel() -> None:
         elif evaluations:
             pick, count = st.columns([3, 1])
             dataset = pick.selectbox("Evaluation dataset", [d.name for d in evaluations], key="ab_dataset")
-            limit = count.number_input("First N rows", min_value=1, max_value=500, value=10, step=5, key="ab_rows")
-            records = attempt(lambda: library.read_rows(dataset, limit=int(limit)), "retry_ab_rows") or []
+            limit = count.number_input(
+                "Rows",
+                min_value=1,
+                max_value=500,
+                value=10,
+                step=5,
+                key="ab_rows",
+                help="Rows spread evenly over the dataset, the first included: the ones a limited evaluation scores.",
+            )
+            records = attempt(lambda: library.sample_rows(dataset, int(limit)), "retry_ab_rows") or []
     with st.expander("Generation settings"):
         settings = generation_settings("ab_gen_")
     same = first is not None and first == second
-    if same and len(saved) > 1:  # with one saved federation both sides must show it: the caption above says why
-        st.warning("A and B are the same: pick two different sides.", icon=":material/warning:")
-    if st.button(
+    # A disabled Run A/B says why beside it: with one saved federation both sides showed it and nothing said so there.
+    why_not = (
+        "Choose what A and B run on."
+        if first is None or second is None
+        else "A and B are the same: pick two different sides."
+        if same and len(saved) > 1
+        else "A and B are the one saved federation: save a second one, or pick Serving endpoint on a side."
+        if same
+        else "No prompt to answer: type one per line, or pick a dataset with rows."
+        if not records
+        else None
+    )
+    run_row = st.container(horizontal=True, vertical_alignment="center", gap="medium")
+    if run_row.button(
         "Run A/B",
         type="primary",
         key="ab_run",
         icon=":material/compare_arrows:",
-        disabled=first is None or second is None or same or not records,
+        disabled=why_not is not None,
     ):
         assert first is not None and second is not None, "the button is disabled until both sides are chosen"
         with st.spinner(f"Answering {len(records)} prompts with A and B…"):
@@ -590,6 +612,8 @@ def ab_panel() -> None:
         if scores is not None:
             labels = tuple(names.get(score.federation_id or "", score.name) for score in scores)
             st.session_state["ab_result"] = (labels, scores)
+    if why_not is not None:
+        run_row.caption(plain(why_not))
     if (stored := st.session_state.get("ab_result")) is not None:
         ab_results(*stored)
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from services import MAX_NAME_LENGTH
 from services import models as catalog
-from views.common import attempt, human_size, page_title, paginate, plain, show_error, show_table
+from views.common import attempt, human_size, page_title, paginate, parameter_count, plain, show_error, show_table
 from views.session import may
 
 KIND_LABELS = {"All": None, "Base models": "base", "Adapters": "adapter", "Packages": "package"}
@@ -52,7 +52,7 @@ def register_form() -> None:
                     show_error(error)
                 else:
                     st.session_state["models_flash"] = (
-                        f"Registered {entry.name}: {entry.architecture}, {entry.parameters:,} parameters."
+                        f"Registered {entry.name}: {entry.architecture}, {parameter_count(entry.parameters)} parameters."
                     )
                     st.rerun()
 
@@ -121,8 +121,7 @@ elif entries:
                 "Name": [e.name for e in page],
                 "Version": [f"v{e.version}" if e.version is not None else "" for e in page],
                 "Latest": [e.latest for e in page],
-                "Architecture": [e.architecture for e in page],
-                "Parameters": [f"{e.parameters / 1e6:,.1f} M" if e.parameters else "" for e in page],
+                "Parameters": [parameter_count(e.parameters) if e.parameters else "" for e in page],
                 "Base model": [e.base_model for e in page],
                 "Size": [human_size(e.size_bytes) for e in page],
                 "Created": [e.created for e in page],
@@ -131,7 +130,14 @@ elif entries:
             }
         ),
         hide_index=True,
-        column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+        # Every column in sight at 1400 px whatever the names: names and tags are bounded (whole in the details below,
+        # with the architecture, which search still matches).
+        column_config={
+            "Name": st.column_config.TextColumn(width=170),
+            "Base model": st.column_config.TextColumn(width=160),
+            "Tags": st.column_config.TextColumn(width=100),
+            "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        },
     )
     labels = {f"{e.kind}: {e.label}": e for e in page}
     entry = labels[st.selectbox("Details of", list(labels), key="models_selected")]
@@ -150,12 +156,12 @@ elif entries:
             cols[2].metric("Max logit difference", f"{verification['max_abs_diff']:.2g}")
             cols[3].metric("Verified", "yes" if verification["passed"] else "no")
         else:
-            cols[2].metric("Parameters", f"{entry.parameters:,}")
+            cols[2].metric("Parameters", parameter_count(entry.parameters))
             cols[3].metric("Dtype", entry.dtype)
         editable = may(catalog.update_model, catalog.delete_model)
         if not editable:  # an editor sees it in the Description box below
             st.text(f"Description: {entry.description or '—'}")
-        st.caption(plain(f"Source: {entry.source} · Path: {entry.path}"))
+        st.caption(plain(f"Architecture: {entry.architecture or '—'} · Source: {entry.source} · Path: {entry.path}"))
         if entry.kind == "package":
             archive = attempt(lambda: catalog.get_package(entry.name).archive, "retry_package_archive")
             actions = st.columns([1, 1, 3])

@@ -5,7 +5,15 @@ import pandas as pd
 import streamlit as st
 
 from services.federation import list_federations
-from services.playground import PROMPT_TEMPLATES, HistoryEntry, Target, clear_history, list_history, start_run
+from services.playground import (
+    PROMPT_TEMPLATES,
+    TEMPLATE_FOR_TYPE,
+    HistoryEntry,
+    Target,
+    clear_history,
+    list_history,
+    start_run,
+)
 from services.runtime import inference_engine
 from services.training import adapter_versions, list_adapters, list_base_models
 from views.common import (
@@ -42,9 +50,23 @@ def load_entry(entry: HistoryEntry) -> None:
     if target.version is not None:
         st.session_state["pg_version"] = target.version
     st.session_state["pg_prompt"] = entry.prompt
+    st.session_state["pg_template_follows"] = target.ref  # the loaded prompt stays, whatever the adapter's type
     put_generation_settings(GEN, entry.settings)
     st.session_state["pg_last"] = entry  # Output shows the loaded run's answer and figures, not the previous run's
     done(f"Loaded the run of {entry.time:%Y-%m-%d %H:%M:%S} on {entry.label} into the form.")
+
+
+def follow_adapter_type(adapter: str, adapter_type: str) -> None:
+    """A newly chosen adapter brings the example of its type into the prompt, unless the prompt was edited: the
+    Mapping example went to a planning adapter, which answered nonsense (issue 11 closing walk)."""
+    if st.session_state.get("pg_template_follows") == adapter:
+        return
+    st.session_state["pg_template_follows"] = adapter
+    template = TEMPLATE_FOR_TYPE.get(adapter_type)
+    untouched = st.session_state.get("pg_prompt") in (None, *PROMPT_TEMPLATES.values())
+    if template is not None and untouched:
+        st.session_state["pg_template"] = template
+        apply_template()
 
 
 def pick_target(kind: str) -> Target | None:
@@ -64,9 +86,10 @@ def pick_target(kind: str) -> Target | None:
             st.info("No adapters yet. Train an adapter on the **Training Jobs** page first.")
         if not adapters:
             return None
-        names = [a.name for a in adapters]
+        types = {a.name: a.adapter_type for a in adapters}
         left, right = st.columns([3, 1])
-        name = left.selectbox("Adapter", names, key="pg_adapter")
+        name = left.selectbox("Adapter", list(types), key="pg_adapter")
+        follow_adapter_type(name, types[name])
         versions = [r.version for r in attempt(lambda: adapter_versions(name), "retry_pg_versions") or []][::-1]
         if not versions:
             return None

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from services import ConsoleError, NotFound, mappings
-from views.common import done, page_title, plain, show_error, show_table
+from views.common import done, load_demo_button, page_title, plain, show_error, show_table
 from views.session import may
 
 FAIL_CSS = "background-color: #ef4444; color: #ffffff"
@@ -13,19 +13,6 @@ STATUS_LABELS = {"active": "Active", "draft": "Draft", "invalid": "Unreadable"}
 
 page_title("Schema Mappings")
 st.caption("How each retailer's raw fields become RMIS fields. Field status is computed from the source's sample rows.")
-
-
-def install_panel() -> None:
-    st.info("No mappings yet — run `make demo` or install the demo mappings here.")
-    if may(mappings.install_demo_data, why="Installing the demo") and st.button(
-        "Install demo mappings and sample data", key="install_demo_mappings", type="primary"
-    ):
-        try:
-            mappings.install_demo_data()
-        except Exception as error:  # noqa: BLE001 — a readable error, never a traceback
-            show_error(error, "retry_install_demo")
-            return
-        done("Installed the demo retailer mappings and their sample raw sources.", rerun="app")
 
 
 def mappings_table(summaries: list[mappings.MappingSummary]) -> None:
@@ -291,7 +278,9 @@ def main() -> None:
         st.success(plain(flash), icon=":material/check_circle:")
     summaries = mappings.list_mappings()
     if not summaries:
-        install_panel()
+        # the way out of an empty registry every page offers: the demo's sources, mappings and datasets
+        st.info("No mappings yet: load the demo data (four retailer mappings, their raw sources and datasets).")
+        load_demo_button("mappings_load_demo")
         return
     mappings_table(summaries)
     readable = [summary.retailer for summary in summaries if not summary.problem]

@@ -29,6 +29,7 @@ from views.common import (
     load_demo_button,
     model_widget,
     page_title,
+    parameter_count,
     plain,
     show_error,
     warm_training_stack_on_a_stay,
@@ -192,7 +193,7 @@ with st.container(border=True):
                 key=k,
                 help=FIELDS["base_model"].description,
                 format_func=lambda m: (
-                    f"{m} · {ready[m].architecture} · {ready[m].parameters / 1e6:,.0f} M · "
+                    f"{m} · {ready[m].architecture} · {parameter_count(ready[m].parameters)} · "
                     f"{human_size(ready[m].size_bytes)}"
                 ),
             ),

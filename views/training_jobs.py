@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from services import ConsoleError
 from services import datasets as library
 from services.health import broken_files
 from services.settings import adapter_name_for, new_job_values
@@ -17,10 +18,12 @@ from services.training import (
     JobManager,
     JobState,
     JobStatus,
+    applies_to,
     build_config,
     fits_objective,
     job_manager,
     list_base_models,
+    plan_job,
     training_stack_ready,
 )
 from views.common import (
@@ -39,6 +42,7 @@ from views.common import (
     load_form,
     page_title,
     paginate,
+    parameter_count,
     plain,
     show_broken,
     show_error,
@@ -131,9 +135,9 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     type_slot = left.container()  # drawn once the dataset is known, above it
     name_slot = right.container()  # drawn once the type is known: its example names both
     models = attempt(list_base_models, "retry_models") or []
+    # the id and its size, short: in half the form at 1400 px "SmolLM2-135M-Instruct (embedded, 135M params)" was cut
     labels = {
-        m.id: f"{m.id} ({m.source}, {m.parameters / 1e6:.0f}M params)" if m.parameters else f"{m.id} ({m.source})"
-        for m in models
+        m.id: f"{m.id} · {parameter_count(m.parameters)}" if m.parameters else f"{m.id} ({m.source})" for m in models
     }
     widget("base_model", left, choices=list(labels), format_func=labels.get)
     objective = widget("objective", right)
@@ -161,13 +165,14 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
     # (0.16 of a 0.34 s run with its 11 number fields drawn closed); closed, the form keeps their values.
     advanced_box = st.expander("Advanced settings", key=ADVANCED, on_change="rerun")
     advanced = [name for name in JOB_WIDGETS if name not in JOB_FORM_TOP]
-    if not advanced_box.open:
-        keep_undrawn(FORM, advanced)
-    else:
+    # a field of other objectives only (DPO beta for an SFT job) is not drawn, and keeps its value for when it is
+    shown = [name for name in advanced if applies_to(name, objective)] if advanced_box.open else []
+    keep_undrawn(FORM, [name for name in advanced if name not in shown])
+    if shown:
         with advanced_box:
-            switches = [name for name in advanced if field_shape(JobConfig, name)[0] is bool]
+            switches = [name for name in shown if field_shape(JobConfig, name)[0] is bool]
             columns = st.columns(3)
-            for index, name in enumerate(n for n in advanced if n not in switches and n != "target_modules"):
+            for index, name in enumerate(n for n in shown if n not in switches and n != "target_modules"):
                 widget(name, columns[index % 3])
             # The on/off settings in a row of their own that wraps: in a third of the form (180 px at 1280 px)
             # their labels were cut ("Gradient checkpointing", "Compile (torch.compile)").
@@ -175,6 +180,7 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
             for name in switches:
                 widget(name, switch_row)
             widget("target_modules")
+    job_plan(values, record)
     actions = st.container(horizontal=True, gap="medium")  # two columns cut "Start Training" in a 1100 px window
     if actions.button("Start Training", type="primary", key="start_training", icon=":material/rocket_launch:"):
         submit(dict(values))
@@ -189,6 +195,26 @@ def job_form(datasets: list[library.DatasetRecord]) -> None:
         if st.button("Queue batch", key="batch_submit", disabled=not chosen):
             by_name = {d.name: d for d in datasets}
             submit_batch(dict(values), [by_name[name] for name in chosen])
+
+
+def job_plan(values: dict, record: library.DatasetRecord | None) -> None:
+    """The steps and time the form's job plans, above Start Training: "3 epochs" alone said neither."""
+    if record is None:
+        return
+    try:  # planned before the adapter is named too: a name changes no step
+        config = build_config(**{**values, "adapter_name": values["adapter_name"] or "plan"})
+    except ConsoleError:
+        return  # the form's errors show on Start Training
+    plan = plan_job(config, record.rows)
+    text = (
+        f"Plan: about {plan.steps:,} steps of {config.effective_batch_size} examples, {plan.examples:,} drawn from "
+        f"{record.name}'s {record.rows:,}"
+    )
+    if plan.seconds is None:
+        text += "; no completed job on this base model and dataset yet to time it by."
+    else:
+        text += f"; about {fmt_eta(plan.seconds)} at the pace of {plan.paced_by}, the last job on them."
+    st.caption(plain(text))
 
 
 def checking(jobs: str) -> str:

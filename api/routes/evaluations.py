@@ -36,7 +36,7 @@ class EvaluationRequest(BaseModel):
     )
     dataset: str = Field(description="A library dataset name (its latest version).")
     metrics: list[str] | None = Field(default=None, description="Metric names; the dataset's defaults if left out.")
-    limit: Annotated[int | None, Field(ge=1, description="Evaluate the first N examples only.")] = None
+    limit: Annotated[int | None, Field(ge=1, description="Evaluate N examples spread evenly over the dataset.")] = None
     batch_size: Annotated[int, Field(ge=1, le=256)] = 8
     max_new_tokens: Annotated[int, Field(ge=1, le=2048)] = evaluation.DEFAULT_MAX_NEW_TOKENS
 

@@ -321,9 +321,10 @@ def test_item_4_the_form_keeps_its_values_across_fragment_runs_and_pages(console
     page.wait_for_timeout(5000)
     page.get_by_role("textbox", name="Adapter name", exact=True).click()  # a rerun of the whole page
     # The form starts from the saved training defaults: JobConfig's own when none were saved.
-    expected = {"Learning rate": 2e-4, "Max sequence length": 512, "Seed": 42, "DPO beta": 0.1, "LoRA rank (r)": 16}
+    expected = {"Learning rate": 2e-4, "Max sequence length": 512, "Seed": 42, "LoRA rank (r)": 16}
     shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in expected}
     assert shown == pytest.approx(expected)
+    expect(page.get_by_role("spinbutton", name="DPO beta", exact=True)).to_have_count(0)  # an SFT job's form
 
 
 def test_item_4_advanced_settings_closed_and_opened_again_keep_what_was_typed(
@@ -373,8 +374,8 @@ def test_item_4_a_cloned_form_keeps_its_values_across_pages_preset_and_slow_reru
     page.wait_for_timeout(4500)  # the jobs fragment runs twice
     open_advanced(page, wait_for_streamlit)
     # the typed values, and the two the job took from the form's defaults
-    untyped = {"Learning rate": config["learning_rate"], "DPO beta": config["dpo_beta"]}
-    assert untyped == {"Learning rate": 2e-4, "DPO beta": 0.1}  # JobConfig's defaults: the form's, untouched
+    assert (config["learning_rate"], config["dpo_beta"]) == (2e-4, 0.1)  # JobConfig's defaults: the form's, untouched
+    untyped = {"Learning rate": config["learning_rate"]}  # DPO beta is not drawn for an SFT job
     cloned = {"Max steps": 2, "Max sequence length": 320, "Seed": 7, **untyped}
     shown = {label: float(page.get_by_role("spinbutton", name=label, exact=True).input_value()) for label in cloned}
     assert shown == pytest.approx(cloned)
@@ -416,6 +417,38 @@ def test_item_6_the_job_picker_keeps_the_picked_job_while_its_status_changes(
     picker = page.get_by_role("combobox", name="Job", exact=True)
     expect(picker).to_have_value(re.compile(re.escape(job_id)))
     expect(picker).not_to_have_value(re.compile(r"queued|running"))
+
+
+def test_item_7_cancel_and_restart_each_confirm_what_they_changed(
+    console_url, browser_page, wait_for_streamlit, console_home
+):
+    """Cancel, Restart and Resume changed only a badge: no word said the action was taken. Each now ends with a toast
+    naming the job (Resume's is in the item 1 tests)."""
+    page = browser_page
+    open_page(page, console_url, wait_for_streamlit, "Training Jobs")
+    queue_job(page, wait_for_streamlit, "confirmed_cancel", "task_planning_sft", {"Max steps": 400})
+    job_id = job_states(console_home)["confirmed_cancel"]["id"]
+    card = page.locator(f".st-key-job_card_{job_id}")
+    card.get_by_role("button", name=re.compile(r"Cancel$")).click()
+    toast = page.get_by_test_id("stToast")
+    expect(toast.filter(has_text=f"Cancel requested for confirmed_cancel ({job_id}).")).to_be_visible(timeout=60_000)
+    wait_for_state(console_home, "confirmed_cancel", lambda s: s["status"] == "cancelled", 600)
+    wait_for_streamlit(page)
+    pick_job(page, wait_for_streamlit, job_id)
+    page.get_by_role("button", name=re.compile(r"Restart$")).click()
+    expect(toast.filter(has_text="Restarted confirmed_cancel as a new job.")).to_be_visible(timeout=60_000)
+    states = [json.loads(p.read_text()) for p in console_home.glob("jobs/job_*/state.json")]
+    again = [s["id"] for s in states if s["config"] and s["config"]["adapter_name"] == "confirmed_cancel"]
+    assert len(again) == 2, "Restart queued one new job with the same config"
+    new_id = max(again)
+    # the new job is cancelled from its own card, queued or running: the same confirmation
+    page.locator(f".st-key-job_card_{new_id}").get_by_role("button", name=re.compile(r"Cancel$")).click()
+    expect(toast.filter(has_text=f"Cancel requested for confirmed_cancel ({new_id}).")).to_be_visible(timeout=60_000)
+    state = console_home / "jobs" / new_id / "state.json"
+    deadline = time.monotonic() + 600
+    while json.loads(state.read_text())["status"] != "cancelled" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert json.loads(state.read_text())["status"] == "cancelled"
 
 
 def test_item_9_an_error_shows_its_text_literally(console_url, browser_page, wait_for_streamlit):

@@ -429,3 +429,35 @@ def test_item_8_test_mapping_names_the_failing_field_first(
     first_row = status_table.locator('td[role="gridcell"]').first
     expect(first_row).to_have_text("cost")
     assert mappings.get_mapping("Amazon").version == saved.version, "testing saved nothing"
+
+
+def test_walk_the_detected_message_of_a_chat_file_has_no_brackets_in_brackets(
+    console_url: str, browser_page: Page, wait_for_streamlit, tmp_path: Path
+):
+    """An OpenAI chat export with tool calls read "Detected SFT, chat: … (ShareGPT conversations accepted)
+    (messages (role / content) with tool calls; 30 of 30 …)" (issue 11 closing walk): one sentence, no pair of
+    brackets inside another."""
+    page, wait = browser_page, wait_for_streamlit
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_spend", "arguments": '{"sku": "A1"}'}}
+    record = {
+        "messages": [
+            {"role": "user", "content": "What did SKU A1 spend yesterday?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": '{"spend": 12.5}'},
+            {"role": "assistant", "content": "SKU A1 spent $12.50 yesterday."},
+        ]
+    }
+    path = tmp_path / "chat_tools.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for _ in range(5)))
+
+    open_from_sidebar(page, console_url, wait, "Dataset Library")
+    open_upload_panel(page, wait)
+    upload(page, wait, path)
+    message = alert(page, "Detected")
+    expect(message).to_contain_text("with tool calls")
+    expect(message).to_contain_text("5 of 5 sampled records match")
+    depth, deepest = 0, 0
+    for character in message.inner_text():
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        deepest = max(deepest, depth)
+    assert deepest == 1 and depth == 0, message.inner_text()

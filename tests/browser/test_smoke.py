@@ -211,6 +211,37 @@ def test_walk_the_processes_choice_of_the_training_form_is_whole_at_1400_px(
     print(f"training form screenshot: {shot}")
 
 
+def test_walk_the_base_model_choice_of_the_training_form_is_whole_at_1400_px(
+    console_models, browser_page, wait_for_streamlit, tmp_path: Path, monkeypatch
+):
+    """At 1400 px the training form's Base model read "SmolLM2-135M-Instruct (embedded, 135M params" (issue 11
+    closing walk, twice): a model id of a Hub-like length with its size shows whole in its half of the form."""
+    from console_server import ConsoleServer
+
+    from tests.browser.test_console_in_use import open_page
+    from tests.browser.widgets import choose
+
+    monkeypatch.setenv("RMN_LORA_HOME", str(tmp_path / "home"))
+    from services import upload_dataset
+
+    (tmp_path / "short.jsonl").write_text('{"instruction": "Map adType sp", "output": "placement_type: sp"}\n')
+    upload_dataset("short_sft", tmp_path / "short.jsonl")
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "SmolLM2-135M-Instruct-RMN-v2").symlink_to(console_models / "tiny-llama", target_is_directory=True)
+    server = ConsoleServer(tmp_path / "home", models, tmp_path / "server.log")
+    try:
+        page = browser_page
+        page.set_viewport_size({"width": 1400, "height": 900})
+        open_page(page, server.url, wait_for_streamlit, "Training Jobs")
+        choose(page, wait_for_streamlit, "Base model", "SmolLM2-135M-Instruct-RMN-v2")
+        form = page.get_by_test_id("stColumn").filter(has=page.get_by_role("heading", name="Create training job"))
+        box = next(b for b in form.first.evaluate(SELECT_VALUES) if b["label"] == "Base model")
+        assert box["value"].startswith("SmolLM2-135M-Instruct-RMN-v2") and not box["cut"], box
+    finally:
+        server.stop()
+
+
 PRELOAD_FETCHED = (
     """files => files.every(file => performance.getEntriesByName(new URL(file, location.href).href).length)"""
 )
