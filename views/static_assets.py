@@ -42,8 +42,11 @@ class StaticAssets:
         }
         self.loaded: dict[str, tuple[bytes, list[tuple[bytes, bytes]], bytes]] = {}
         self.index = (root / "index.html").read_bytes()
-        self.page = with_preloads(self.index, element_code(root, PRELOADED))
-        self.page_gzipped = gzip.compress(self.page, mtime=0)
+        page = with_preloads(self.index, element_code(root, PRELOADED))
+        # by whether the response is gzipped: the page and its etag, made once
+        self.pages = {
+            zipped: (body, etag_of(body)) for zipped, body in ((False, page), (True, gzip.compress(page, mtime=0)))
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -69,7 +72,7 @@ class StaticAssets:
 
     def load(self, path: str) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
         body = self.files[path].read_bytes()
-        etag = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'.encode()
+        etag = etag_of(body)
         kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
         headers = [
             (b"content-type", kind.encode()),
@@ -98,8 +101,7 @@ class StaticAssets:
             body = b"".join(part.get("body", b"") for part in held[1:])
             zipped = _header(held[0]["headers"], b"content-encoding") == b"gzip"
             if body and (gzip.decompress(body) if zipped else body) == self.index:
-                page = self.page_gzipped if zipped else self.page
-                etag = f'"{hashlib.md5(page, usedforsecurity=False).hexdigest()}"'.encode()
+                page, etag = self.pages[zipped]
                 kept = [(key, value) for key, value in held[0]["headers"] if key.lower() not in RESIZED]
                 headers = [*kept, (b"content-length", str(len(page)).encode()), (b"etag", etag)]
                 held[:] = [{**held[0], "headers": headers}, {"type": "http.response.body", "body": page}]
@@ -107,6 +109,10 @@ class StaticAssets:
                 await send(part)
 
         return send_page
+
+
+def etag_of(body: bytes) -> bytes:
+    return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'.encode()
 
 
 def element_code(root: Path, elements: tuple[str, ...]) -> list[str]:
