@@ -31,6 +31,9 @@ BROWSER_TEST_TIMEOUT_S = 300
 # The open page and where its failure screenshot goes, kept on the test item for the report hook.
 PAGE_KEY = pytest.StashKey[tuple[object, Path]]()
 BROWSER_DIR = Path(__file__).resolve().parent
+# Every server's log this session, so a failure report can show what the server said (CI keeps only the output).
+SERVER_LOGS: list[Path] = []
+LOG_TAIL_LINES = 40
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -43,7 +46,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    """On a failed test, screenshot the page while it is still open and name the file in the failure report."""
+    """On a failed test, screenshot the page while it is still open and put in the failure report what a CI log
+    must hold to explain the failure without the files: the page's text and the tails of the servers' logs."""
     report = yield
     open_page = item.stash.get(PAGE_KEY, None)
     if report.when == "call" and report.failed and open_page is not None:
@@ -51,8 +55,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         try:
             page.screenshot(path=str(shot), full_page=True)
             report.sections.append(("browser screenshot", f"saved to {shot}"))
+            report.sections.append(("page text", page.locator("body").inner_text(timeout=5_000)))
         except Exception as error:  # a crashed page must not hide the test's own failure
             report.sections.append(("browser screenshot", f"could not be taken: {error}"))
+    if report.when == "call" and report.failed:
+        for log in SERVER_LOGS:
+            if log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+                report.sections.append((f"server log {log.name} (last {LOG_TAIL_LINES} lines)", "\n".join(tail)))
     return report
 
 
@@ -113,6 +123,7 @@ def console_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def console_url(console_home: Path, console_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start `streamlit run serve.py` on a free loopback port against the temp registry; stop it after the session."""
     server = ConsoleServer(console_home, console_models, tmp_path_factory.mktemp("streamlit") / "server.log")
+    SERVER_LOGS.append(server.log_path)
     try:
         yield server.url
     finally:
@@ -126,6 +137,7 @@ def console_server(console_models: Path, tmp_path: Path) -> Iterator[Callable[[P
 
     def start(home: Path) -> ConsoleServer:
         servers.append(ConsoleServer(home, console_models, tmp_path / f"server-{len(servers)}.log"))
+        SERVER_LOGS.append(servers[-1].log_path)
         return servers[-1]
 
     try:
@@ -133,6 +145,7 @@ def console_server(console_models: Path, tmp_path: Path) -> Iterator[Callable[[P
     finally:
         for server in servers:
             server.stop()
+            SERVER_LOGS.remove(server.log_path)
 
 
 @pytest.fixture(scope="session")

