@@ -60,3 +60,41 @@ def test_a_rank_resuming_mid_epoch_draws_the_rest_of_that_epoch():
     single.set_epoch(2)
     order = list(single)
     assert [a + b for a, b in zip(*ranks, strict=True)] == [order[i : i + 4] for i in range(0, len(order), 4)]
+
+
+def test_the_quick_demo_s_batches_take_turns_between_the_fields_of_a_retailer_set(tiny_base, registry, tmp_path):
+    """The quick demo on the demo Amazon set, as the job's trainer draws it: length-grouped batches (a field's
+    answers share a length) that take turns between the fields, not one field's run after another's (was: 2 batches
+    of event ids, 20 of timestamps, then costs, so the loss curve stepped between fields and the adapter learnt
+    them one after another). An epoch holds transformers' length-grouped batches, in another order: the same padding."""
+    import re
+
+    import torch
+
+    from services.demo import seed_demo
+    from training.config import build_config
+    from training.sampling import get_length_grouped_indices
+    from training.worker import build_trainer, preflight
+
+    seed_demo(registry)
+    config = build_config(
+        "quick demo", adapter_name="demo", train_dataset="retailer_amazon_sft", base_model=str(tiny_base)
+    )
+    trainer, _ = build_trainer(preflight(config), tmp_path / "job")
+    data = trainer.train_dataset
+    fields = [re.search(r"Map field .(\w+).", str(prompt)).group(1) for prompt in data["prompt"]]
+    size = config.batch_size
+
+    def batches(order):
+        return [order[start : start + size] for start in range(0, len(order), size)]
+
+    order = list(trainer._get_train_sampler())
+    main_fields = [max(set(names), key=names.count) for names in ([fields[i] for i in b] for b in batches(order))]
+    runs = [1]
+    for previous, field in zip(main_fields[: config.max_steps], main_fields[1 : config.max_steps]):
+        runs.append(runs[-1] + 1 if field == previous else 1)
+    assert max(runs) <= 4, main_fields[: config.max_steps]
+    lengths = [len(ids) for ids in data["input_ids"]]
+    grouped = get_length_grouped_indices(lengths, size, generator=torch.Generator().manual_seed(config.seed))
+    assert batches(order)[0] == batches(grouped)[0], "the longest example's batch stays first"
+    assert sorted(batches(order)) == sorted(batches(grouped))

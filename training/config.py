@@ -224,10 +224,10 @@ class JobConfig(BaseModel):
     )
     group_by_length: bool = Field(
         default=True,
-        description="SFT without packing: batch examples of similar length together (less padding, faster). Off: "
-        "batches are drawn at random. Turn it off when the tasks of a dataset differ in length (a retailer set's "
-        "fields): grouped, they arrive task by task, a dozen batches of one field in a row, and what the last run "
-        "taught wins.",
+        description="SFT without packing: batch examples of similar length together (less padding, faster), the "
+        "batches in a shuffled order. Where a dataset's tasks differ in length (a retailer set's fields) a batch holds "
+        "one task, so the raw loss zigzags between tasks (the smoothed line shows the trend). Off: batches are drawn "
+        "at random, mixing the tasks in every batch.",
     )
     precision: Precision = Field(
         default="auto",
@@ -442,8 +442,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # id without its last 0, a cost digit). With the costs as the source gave them, the same held-out costs came back
     # with the decimal point one place off on every seed (fp32, seed 11: 94.4% in 9.9 minutes); one process took 22.1
     # minutes at load 3-5 (bench/retailer_adapter_quality.py). A LoRA+ ratio of 16 did worse (native bf16 host).
-    # Batches are drawn at random: grouped by length, the fields came in runs of one field and seed 7 ended with ts at
-    # 8.3%.
+    # Batches are drawn at random: grouped by length in transformers' order (before `training.sampling` shuffled the
+    # batches), the fields came in runs of one field and seed 7 ended with ts at 8.3%.
     "retailer mapping (fast)": {
         "epochs": 1.2,
         "max_steps": None,
