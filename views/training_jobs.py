@@ -26,6 +26,7 @@ from services.training import (
     plan_job,
     training_stack_ready,
 )
+from views.charts import smoothed_traces
 from views.common import (
     JOB_WIDGETS,
     adapter_type_mismatch,
@@ -403,7 +404,7 @@ def loss_chart(rows: list[dict]) -> None:
     figure = go.Figure()
     if "loss" in frame:
         train = frame.dropna(subset=["loss"])
-        figure.add_trace(go.Scatter(x=train["step"], y=train["loss"], name="train loss", line=dict(color="#3b82f6")))
+        figure.add_traces(smoothed_traces(train["step"], train["loss"], "train loss", "#3b82f6"))
     if "eval_loss" in frame:
         held = frame.dropna(subset=["eval_loss"])
         figure.add_trace(

@@ -43,7 +43,15 @@ elif jobs:
                 if metric in frame and frame[metric].notna().any():
                     data = frame[frame[metric].notna()]
                     columns[index % 2].plotly_chart(
-                        line_figure(data, "step", metric, by="job", title=title, markers=metric == "eval_loss"),
+                        line_figure(
+                            data,
+                            "step",
+                            metric,
+                            by="job",
+                            title=title,
+                            markers=metric == "eval_loss",
+                            smooth=metric == "loss",
+                        ),
                         key=f"metrics_{metric}",
                     )
         configs = {short[j.id]: j.config.model_dump(mode="json") for j in jobs if j.id in picked}
