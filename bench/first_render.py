@@ -33,16 +33,26 @@ measured: it fills the cache and the server's imports), the server left to finis
 (its CPU quiet: a returning user does not come back in the seconds after a server's first Training Jobs visit), then
 each page again in a new tab, a new Streamlit session.
 The floor with navigation also gives the transition floor: a click between two of its bare pages.
+`--while-training one-process|two-process` measures the pages while the console trains: before each round's server
+starts, a long job of the demo retailer adapter (its preset, `max_steps` 100,000) is queued on the registry, data
+parallel off (the job trains in a worker thread of the server, as a console's one-process job does) or on (two rank
+processes the server starts); the server's job manager picks it up when a throwaway session opens Training Jobs, and
+the round starts once the job has logged its first step. So its pages are measured on a server that has started
+(the job has imported the training stack into it), in new sessions, while a job trains; the server's processes,
+ranks included, are stopped after each round. The floors' servers run no job. Each checkout's line also says how fast
+its job trained (steps/s from its first logged step to the round's end).
 `--compare DIR` measures another checkout of the console (say, main before a change: `git worktree add` or `git
 archive` it, with its own `.venv` link) in the same rounds, on the same registry, the two servers alternated, and
 prints each page's ratio: load hits both alike.
 Goal (issue 11): every first render under 1.5 s on an idle machine; the ratio says what the first visit costs
 beyond a rerun on whatever machine runs it.
 
-Run: `PYTHONPATH=. .venv/bin/python bench/first_render.py [--rounds 5] [--compare DIR]` (or `make bench`).
+Run: `PYTHONPATH=. .venv/bin/python bench/first_render.py [--rounds 5] [--compare DIR]
+[--while-training one-process|two-process]` (or `make bench`).
 """
 
 import argparse
+import contextlib
 import math
 import os
 import random
@@ -296,16 +306,73 @@ def measure_round(
     return results
 
 
-def measure_console(browser, home: Path, root: Path, order: list[str], warm: bool) -> dict[str, Sample]:
-    """Every page of the checkout at `root` on a fresh server: first renders, reruns, then the transitions."""
+def queue_training(data_parallel: str, number: int) -> str:
+    """A long job of the demo retailer adapter queued on the registry for the next server to run (this process's
+    job manager runs nothing); its id."""
+    from services.demo import DEMO_ADAPTERS
+    from services.training import job_manager, submit_training_job
+
+    job_manager().set_concurrency(0)
+    adapter_type, dataset, _, preset = DEMO_ADAPTERS["amazon_demo"]
+    config = {**preset, "max_steps": 100_000, "save_steps": 100_000, "data_parallel": data_parallel}
+    return submit_training_job(adapter_type, f"bench_load_{number}", dataset, config=config)
+
+
+def start_training(browser, url: str, job_id: str, timeout: float = 600) -> None:
+    """Open Training Jobs in a throwaway session (the server's job manager starts and runs the queued job), then
+    wait until the job has logged its first step."""
+    from services.monitoring import training_curves
+
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    open_settled(context, f"{url}/training_jobs").close()
+    context.close()
+    deadline = time.monotonic() + timeout
+    while not any(row.get("loss") is not None for row in training_curves([job_id]).get(job_id, [])):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the training job {job_id} logged no step in {timeout:.0f} s")
+        time.sleep(1)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """Terminate the server and whatever it started (a data-parallel job's ranks)."""
+    children = psutil.Process(server.pid).children(recursive=True)
+    server.terminate()
+    server.wait(timeout=30)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+def measure_console(
+    browser, home: Path, root: Path, order: list[str], warm: bool, training: str | None = None, number: int = 0
+) -> dict[str, Sample]:
+    """Every page of the checkout at `root` on a fresh server: first renders, reruns, then the transitions; with
+    `training` (one-process or two-process), while a job trains."""
+    job_id = queue_training("off" if training == "one-process" else "on", number) if training else None
     server, url = start_server(home, root=root)
     try:
+        if job_id is not None:
+            start_training(browser, url, job_id)
         renders = measure_round(browser, url, order, warm, server)
         switches = measure_transitions(browser, url, order)
+        if job_id is not None:
+            JOB_RATES.setdefault(str(root), []).append(steps_per_second(job_id))
         return {path: (*renders[path], *switches[path]) for path in order}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
+
+
+JOB_RATES: dict[str, list[float]] = {}  # checkout -> the training job's steps/s in each round
+
+
+def steps_per_second(job_id: str) -> float:
+    """The job's optimizer steps per second from its first logged step to now (while the pages were measured)."""
+    from services.monitoring import training_curves
+
+    rows = [row for row in training_curves([job_id]).get(job_id, []) if row.get("loss") is not None]
+    if len(rows) < 2 or rows[-1]["elapsed"] <= rows[0]["elapsed"]:
+        return math.nan
+    return (rows[-1]["step"] - rows[0]["step"]) / (rows[-1]["elapsed"] - rows[0]["elapsed"])
 
 
 def medians(samples: list[Sample]) -> Sample:
@@ -332,6 +399,9 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, metavar="DIR",
                         help="another checkout of the console (with its .venv link), measured in the same rounds, "
                         "alternated with this one")  # fmt: skip
+    parser.add_argument("--while-training", choices=["one-process", "two-process"],
+                        help="measure while a job of the demo retailer adapter trains in the console: in a worker "
+                        "thread of the server, or in two rank processes it starts")  # fmt: skip
     args = parser.parse_args()
 
     paths = list(PAGES) if args.pages is None else args.pages
@@ -352,18 +422,25 @@ def main() -> None:
             first = paths[round_number % len(paths)]
             order = [first, *random.Random(round_number).sample([p for p in paths if p != first], len(paths) - 1)]
             names = list(roots)[round_number % len(roots) :] + list(roots)[: round_number % len(roots)]
-            for name in names:  # the checkout that goes first alternates
-                for path, result in measure_console(browser, home, roots[name], order, args.warm_browser).items():
+            for number, name in enumerate(names):  # the checkout that goes first alternates
+                measured = measure_console(browser, home, roots[name], order, args.warm_browser, args.while_training,
+                                           round_number * len(names) + number)  # fmt: skip
+                for path, result in measured.items():
                     samples[name][path].append(result)
         browser.close()
     load = os.getloadavg()[0]
     browser_state = "warm browser (cache kept)" if args.warm_browser else "fresh browser context per page"
-    print(f"first render vs rerun, median of {args.rounds} fresh servers, {browser_state} (load average "
+    training = f", while a {args.while_training} job trains" if args.while_training else ""
+    print(f"first render vs rerun, median of {args.rounds} fresh servers, {browser_state}{training} (load average "
           f"{load:.1f} on {os.cpu_count()} cores at the end)")  # fmt: skip
     floor_values, nav_values = medians(floor), medians(nav_floor)
     results = {name: {path: medians(samples[name][path]) for path in paths} for name in roots}
     for name in roots:
-        print(f"\n{name}")
+        rates = [rate for rate in JOB_RATES.get(str(roots[name]), []) if not math.isnan(rate)]
+        print(
+            f"\n{name}"
+            + (f" (the job trained {statistics.median(rates):.2f} steps/s, median of its rounds)" if rates else "")
+        )
         print(f"{'page':<22} {' '.join(f'{c:>11}' for c in COLUMNS)} {'ratio':>6} {'over floor':>10}")
         print(row("(bare Streamlit floor)", floor_values, floor_values[1]))
         print(row("(floor + navigation)", nav_values, floor_values[1]))
