@@ -13,21 +13,21 @@ def _config(**values):
     return build_config(adapter_name="rule", train_dataset="amazon_sft", **values)
 
 
-def test_auto_compiles_only_long_full_precision_cpu_sft_jobs_in_one_process():
+def test_auto_compiles_only_long_unquantized_cpu_sft_jobs():
     from training.config import COMPILE_MIN_TFLOP
 
-    enough, short = COMPILE_MIN_TFLOP * 1e12, COMPILE_MIN_TFLOP * 1e12 * 0.99
     auto = _config()
     assert auto.torch_compile == "auto"
-    assert auto.compiles(device="cpu", bf16=False, planned_flops=enough)[0]
-    compiles, why = auto.compiles(device="cpu", bf16=False, planned_flops=short)
-    assert not compiles and f"under {COMPILE_MIN_TFLOP:.0f}" in why
+    enough, short = COMPILE_MIN_TFLOP * 1e12, COMPILE_MIN_TFLOP * 1e12 * 0.99
+    for dtype, bf16 in (("fp32", False), ("bf16", True)):  # both measured to repay it (bench/compile_rule.py)
+        assert auto.compiles(device="cpu", bf16=bf16, planned_flops=enough)[0]
+        compiles, why = auto.compiles(device="cpu", bf16=bf16, planned_flops=short)
+        assert not compiles and f"of {dtype} training planned, under {COMPILE_MIN_TFLOP:.0f}" in why
     refused = {
-        "bf16 (not measured)": (auto, {"device": "cpu", "bf16": True}),
-        "cuda": (auto, {"device": "cuda", "bf16": False}),
+        "cuda": (auto, {"device": "cuda", "bf16": True}),
         "4-bit": (_config(quantization="4bit"), {"device": "cpu", "bf16": False}),
-        "dpo": (_config(objective="dpo"), {"device": "cpu", "bf16": False}),
-        "two workers": (_config(workers=2), {"device": "cpu", "bf16": False}),
+        "dpo": (_config(objective="dpo"), {"device": "cpu", "bf16": True}),
+        "two Ray workers": (_config(workers=2), {"device": "cpu", "bf16": False}),
     }
     for case, (config, where) in refused.items():
         compiles, why = config.compiles(planned_flops=100 * enough, **where)
@@ -36,6 +36,21 @@ def test_auto_compiles_only_long_full_precision_cpu_sft_jobs_in_one_process():
     assert _config(torch_compile="on").compiles(device="cpu", bf16=True, planned_flops=0.0)[0]
     assert not _config(torch_compile="off").compiles(device="cpu", bf16=False, planned_flops=100 * enough)[0]
     assert _config(torch_compile=True).torch_compile == "on" and _config(torch_compile=False).torch_compile == "off"
+
+
+def test_the_retailer_preset_on_the_demo_data_compiles_in_bf16(registry, tmp_path):
+    """The whole retailer job (1.2 passes over the demo Amazon set on the embedded model) is one of the long bf16 jobs
+    bench/compile_rule.py timed faster compiled: auto compiles it. Building the trainer compiles nothing yet."""
+    from services.demo import seed_demo
+    from training.config import COMPILE_MIN_TFLOP, build_config
+    from training.worker import build_trainer, planned_flops, preflight
+
+    seed_demo(registry)
+    config = build_config("retailer mapping (fast)", adapter_name="rule", train_dataset="retailer_amazon_sft")
+    trainer, _ = build_trainer(preflight(config), tmp_path / "job")
+    planned = planned_flops(trainer, config)
+    assert planned > 2 * COMPILE_MIN_TFLOP * 1e12  # about 46 TFLOP
+    assert config.compiles(device="cpu", bf16=True, planned_flops=planned)[0]
 
 
 def test_the_planned_work_is_what_the_flop_recorder_counts_over_the_same_pass(tiny_base, datasets, tmp_path):
@@ -75,7 +90,10 @@ def test_a_job_compiles_where_the_rule_says_and_its_log_says_why(tiny_base, data
 
     compiled, log = build("short")
     assert compiled == [False, False]
-    assert f"Compile is auto: about 0.0 TFLOP of training planned, under {training.config.COMPILE_MIN_TFLOP:.0f}" in log
+    assert (
+        f"Compile is auto: about 0.0 TFLOP of fp32 training planned, under {training.config.COMPILE_MIN_TFLOP:.0f}"
+        in log
+    )
     assert "Compiling" not in log
     monkeypatch.setattr(training.config, "COMPILE_MIN_TFLOP", 1e-9)  # this tiny job is now long enough
     compiled, log = build("long")
@@ -116,3 +134,4 @@ def test_the_quick_demo_never_compiles_on_the_embedded_model_whatever_its_data()
     most = cost.flops(rows, sum(rows))
     assert 5e12 < most < COMPILE_MIN_TFLOP * 1e12
     assert not demo.compiles(device="cpu", bf16=False, planned_flops=most)[0]
+    assert not demo.compiles(device="cpu", bf16=True, planned_flops=most)[0]

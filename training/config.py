@@ -21,18 +21,18 @@ Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 Precision = Literal["auto", "fp32", "bf16"]
 Compile = Literal["auto", "on", "off"]
 DataParallel = Literal["auto", "on", "off"]
-# torch_compile "auto" compiles a full-precision CPU SFT job planned at this much useful training work or more.
-# Measured with SmolLM2-135M on a 2-core CPU without native bf16 (every job trained fp32 there): compiled steps are
-# 1.15-1.46x faster and compiling adds about 30 s to the first steps with inductor's cache warm, up to about 2 min
-# cold (bench/training_throughput.py --ab compile). A whole job of 28 TFLOP (the retailer preset cut to 200 steps,
-# bench/compile_rule.py, load 11) took 503 s compiled against 687 s eager (0.73x). Eager fp32 runs at 40-75 GFLOP/s
-# there, so 20 TFLOP is 4-8 minutes of eager training: enough to repay even a cold compile; the quick demo (about
-# 4 TFLOP, at most 18) stays eager. A bf16 job (where the CPU computes bf16 natively) gains little from it: on a
-# 2-core AVX512-BF16 CPU, compiled / eager was 1.00x the tokens/s (0.97-1.03x; 2 single-thread processes, the fused
-# LoRA forward and LM head in both) while compiled layers used SDPA's flash kernel; with the grouped attention in them
-# too, 1.08x and 1.04x (2 pairs, load 2-3.5, lora_dropout 0.05) and 1.23x and 1.06x at lora_dropout 0, the default
-# (2 pairs, load 4.5-6.4), with 13-70 s more in the first steps (13 s with inductor's cache warm); no whole bf16 job has
-# been timed both ways yet (bench/compile_rule.py), so auto leaves bf16 eager.
+# torch_compile "auto" compiles an unquantized CPU SFT job planned at this much useful training work or more, in fp32
+# or in bf16 (where the CPU computes it natively). Measured with SmolLM2-135M on 2-core CPUs. fp32, on a CPU without
+# native bf16: compiled steps 1.15-1.46x faster, compiling adds about 30 s to the first steps with inductor's cache
+# warm, up to about 2 min cold (bench/training_throughput.py --ab compile); a whole job of 28 TFLOP (the retailer preset
+# cut to 200 steps, bench/compile_rule.py, load 11) took 503 s compiled against 687 s eager (0.73x). bf16, on an
+# AVX512-BF16 CPU in 2 single-thread processes (as data_parallel trains the presets): the whole retailer preset job (46
+# TFLOP, 382 steps, bench/compile_rule.py, one run per kind) trained in 406.6 s eager (load 2.5-3.3), 334.4 s compiled
+# with inductor's cache warm (0.82x; first step 7.8 s, load 3.5-2.0) and 422.7 s with it cold (1.04x; the first 20
+# steps took about 2 minutes longer, load 3.7-1.9): compiled steps take about 0.8 s against 1.06 s. So 20 TFLOP (4-8
+# minutes of eager fp32 training, 2-3 of bf16) repays a warm compile in both; in bf16 the first compile on a machine
+# (or after its temp folder is cleared: inductor's cache lives there) about breaks even on the retailer job. The quick
+# demo (about 4 TFLOP, at most 18) stays eager.
 COMPILE_MIN_TFLOP = 20.0
 # data_parallel "auto" splits an unquantized CPU SFT job (fp32, or a bf16 base under autocast where the CPU computes
 # bf16 natively) over one single-thread process per core when its base model has at least this many parameters.
@@ -241,11 +241,12 @@ class JobConfig(BaseModel):
     torch_compile: Compile = Field(
         default="auto",
         description="Compile the decoder layers with torch.compile (needs a C++ compiler), fusing the small operations "
-        "around the matrix multiplies; same losses. Measured on a 2-core CPU: 1.15-1.46x faster fp32 steps, 1.04-1.23x "
-        "in bf16, and the first steps take 30 s to 2 minutes longer (compiling). auto: on for full-precision (fp32) "
-        f"SFT jobs on CPU in one process planned at {COMPILE_MIN_TFLOP:.0f} TFLOP of training or more (4-8 minutes of "
-        "eager fp32 training there, where the compile is repaid; the job log says the figure), off for bf16 jobs and "
-        "shorter ones such as the quick demo. on / off: always / never.",
+        "around the matrix multiplies; same losses. Measured on a 2-core CPU: 1.15-1.46x faster fp32 steps, 1.06-1.3x "
+        "in bf16 (2 processes), and the first steps take 10 s to 2 minutes longer (compiling; the job log says how "
+        "long, and the job's tokens/s count it). auto: on for unquantized SFT jobs on CPU planned at "
+        f"{COMPILE_MIN_TFLOP:.0f} TFLOP of training or more (the retailer and planning presets: the whole retailer job "
+        "trained in 0.82x the eager time in bf16), off for shorter ones such as the quick demo (the job log says the "
+        "figure). on / off: always / never.",
     )
     dpo_beta: float = Field(
         default=0.1,
@@ -367,15 +368,14 @@ class JobConfig(BaseModel):
     def compiles(self, *, device: str, bf16: bool, planned_flops: float) -> tuple[bool, str]:
         """Whether the job compiles its decoder layers, and why in words: the one rule behind torch_compile.
 
-        auto compiles only what was measured to gain: fp32 SFT on CPU in one process, long enough that the faster
-        steps repay the compile (`COMPILE_MIN_TFLOP`); `planned_flops` is the job's useful training work.
+        auto compiles only what was measured to gain: unquantized SFT on CPU, long enough that the faster steps repay
+        the compile (`COMPILE_MIN_TFLOP`); `planned_flops` is the job's useful training work.
         """
         if self.torch_compile != "auto":
             return self.torch_compile == "on", f"Compile is {self.torch_compile}"
-        measured = device == "cpu" and not bf16 and self.quantization == "none"
-        if not measured or self.objective != "sft" or self.workers > 1:
-            return False, "Compile is auto: it compiles full-precision (fp32) SFT jobs on CPU in one process only"
-        planned = f"about {planned_flops / 1e12:.1f} TFLOP of training planned"
+        if device != "cpu" or self.quantization != "none" or self.objective != "sft" or self.workers > 1:
+            return False, "Compile is auto: it compiles unquantized SFT jobs on CPU (local backend) only"
+        planned = f"about {planned_flops / 1e12:.1f} TFLOP of {'bf16' if bf16 else 'fp32'} training planned"
         if planned_flops < COMPILE_MIN_TFLOP * 1e12:
             return False, f"Compile is auto: {planned}, under {COMPILE_MIN_TFLOP:.0f}, too short to repay compiling"
         return True, f"Compile is auto: {planned}, at least {COMPILE_MIN_TFLOP:.0f}"

@@ -43,7 +43,7 @@ from training.formatting import (
 )
 from training.job_folder import JobFolder, Status, TrainingResult
 from training.models import load_model, load_tokenizer
-from training.regional_compile import compile_decoder_layers, compiler_missing, release_compiled
+from training.regional_compile import compile_decoder_layers, compiler_missing, decoder_layers, release_compiled
 from training.sampling import EpochSampler, seeded_order
 from training.stack import import_stack
 
@@ -177,6 +177,7 @@ class JobMonitor(TrainerCallback):
         self.peak = 0.0
         self.start_batch = 0
         self.accumulation = 1
+        self.compiled = False  # the decoder layers are compiled: the first step's time is logged (it holds the compile)
 
     def count_flops(self, trainer: Any, checks: Preflight) -> None:
         """Count the useful FLOPs of SFT batches and measure this machine's matmul peak in the job's compute dtype,
@@ -202,6 +203,11 @@ class JobMonitor(TrainerCallback):
         self.folder.log(f"Training {where}: {state.max_steps} optimizer steps planned.")
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.compiled and state.global_step == self.start_step + 1:
+            self.folder.log(
+                f"First step in {time.monotonic() - self.started:.1f} s, compiling the decoder layers included (the "
+                "job's tokens/s and efficiency count it)."
+            )
         if self.stop.is_set() and not self.cancelled:
             self.cancelled = True
             control.should_training_stop = True
@@ -312,6 +318,7 @@ def _run(config: JobConfig, folder: JobFolder, stop: Any, resume: bool) -> Train
     monitor = JobMonitor(stop, folder)
     trainer, tokenizer = build_trainer(checks, folder.path, callbacks=[monitor], folder=folder)
     monitor.count_flops(trainer, checks)
+    monitor.compiled = any(layer._compiled_call_impl is not None for layer in decoder_layers(trainer.model))
     if stop.is_set():
         folder.log("Cancelled before the first step.")
         return _result(checks, trainer, monitor, "cancelled", None, folder, {})
