@@ -38,19 +38,23 @@ Memory runs run one at a time; the 1.7B full-precision one needs about 8 GB free
 the speed runs.
 `--ab threads|dropout|compile` times only our run under two settings, alternating in one invocation (1 against
 2 threads; lora_dropout 0 against 0.05; eager against torch.compile of the decoder layers, whose compile falls in the
-untimed first steps and is printed apart; one process of 2 threads against 2 single-thread processes training
-data-parallel, DDP over gloo on loopback with the batch split between them, whose figures are the sum of both and
-whose peak is the sum of both processes' single-thread peaks; fp32 against a bf16 base under bf16 autocast, both as
+untimed first steps and is printed apart, in one process or, `compile-processes`, in 2 single-thread processes; one
+process of 2 threads against 2 single-thread processes training data-parallel, DDP over gloo on loopback with the
+batch split between them, whose figures are the sum of both and whose peak is the sum of both processes'
+single-thread peaks; fp32 against a bf16 base under bf16 autocast, both as
 data_parallel trains, in 2 single-thread processes), and prints the median ratio; `--overrides JSON` sets
 JobConfig values for both sides. `--ab local-processes` trains whole `--steps`-step jobs through the console's local
 backend (`training.data_parallel.run_local`) with data_parallel off and on, alternating, and compares the whole
 job's wall time (processes' start and model load included) and the job's own tokens/s and efficiency (the job card's
 figures, summed over its processes). The speed comparison also runs ours as data_parallel trains it (one
 single-thread process per core, the batch split) and compares it with the tuned TRL run and ours in one process.
+Both runs of ours train as torch_compile's auto trains the jobs long enough to repay compiling (the preset jobs,
+`JobConfig.compiles`; bench/compile_rule.py times whole jobs both ways): decoder layers compiled where a C++ compiler
+exists; the compile falls in the untimed first steps, whose time is printed.
 Every run is its own subprocess, with OMP_WAIT_POLICY=PASSIVE (spinning OpenMP threads stall each other on
 a shared 2-core machine). Run:
 `PYTHONPATH=. .venv/bin/python bench/training_throughput.py [--steps 16] [--lora-dropout 0.05] [--trl-defaults] [--tiny]
-[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile|processes|precision|local-processes --rounds N
+[--memory-model 1.7b|7b] [--memory-only | --speed-only] [--model-cache DIR] [--ab threads|dropout|compile|compile-processes|processes|precision|local-processes --rounds N
 [--overrides JSON]]`.
 """
 
@@ -581,7 +585,8 @@ def main() -> None:
         "--ab",
         choices=tuple(AB),
         help="only time ours under two settings, alternating, and print their ratio: threads (2 against 1), dropout "
-        "(lora_dropout 0.05 against 0), compile (torch.compile against eager), processes (two single-thread DDP "
+        "(lora_dropout 0.05 against 0), compile (torch.compile against eager; compile-processes: both in two "
+        "single-thread processes, as data_parallel trains), processes (two single-thread DDP "
         "processes, batch split between them, against one process of two threads), precision (bf16 against fp32, in "
         "two single-thread processes), local-processes (whole jobs through the console's local backend, data_parallel "
         "on against off)",
@@ -673,20 +678,27 @@ def speed(model: str, args: argparse.Namespace) -> None:
         f"(first {WARMUP_STEPS} not timed)"
     )
     kinds = ("plain", "tuned-packed", "tuned-grouped", "ours", *(("plain-defaults",) if args.trl_defaults else ()))
-    runs = {kind: run_child(kind, args) for kind in kinds}
+    # Ours as torch_compile's auto trains the jobs long enough to repay compiling (the preset jobs): decoder layers
+    # compiled, where a C++ compiler exists; the compile falls in the untimed first steps and is printed apart.
+    from training.regional_compile import compiler_missing
+
+    compiled = compiler_missing() is None
+    as_auto = {"torch_compile": "on" if compiled else "off"}
+    runs = {kind: run_child(kind, args, overrides=as_auto if kind == "ours" else None) for kind in kinds}
     # Ours as data_parallel trains it: one single-thread process per core, the batch split (the same rank setup as
     # training.data_parallel), figures summed over the processes.
     cores = min(len(os.sched_getaffinity(0)), HYPER["batch_size"])
     if cores > 1:
         kinds += ("ours-parallel",)
-        runs["ours-parallel"] = run_child("ours", args, threads=1, processes=cores)
+        runs["ours-parallel"] = run_child("ours", args, threads=1, processes=cores, overrides=as_auto)
     precision = {kind: "bf16" if run["bf16"] else "fp32" for kind, run in runs.items()}
+    mode = "compiled" if compiled else "eager"
     labels = {
         "plain": "plain, no checkpointing, fp32",
         "tuned-packed": f"tuned TRL, packed padding-free, {precision['tuned-packed']}",
         "tuned-grouped": f"tuned TRL, length-grouped, {precision['tuned-grouped']}",
-        "ours": f"ours (length-grouped, {precision['ours']})",
-        "ours-parallel": f"ours, {cores} single-thread processes (data_parallel)",
+        "ours": f"ours (length-grouped, {precision['ours']}, {mode})",
+        "ours-parallel": f"ours, {cores} single-thread processes, {mode}",
         "plain-defaults": "plain TRL defaults (activation checkpointing on), fp32",
     }
     for kind in kinds:
@@ -697,6 +709,7 @@ def speed(model: str, args: argparse.Namespace) -> None:
             f" {run['examples_per_s']:5.2f} ex/s  {run['flops_per_s'] / 1e9:6.1f} GFLOP/s = "
             f"{run['flops_per_s'] / peak:4.0%} of the {precision[kind]} matmul peak {peak / 1e9:.1f} "
             f"(fp32 {run['peaks']['float32'] / 1e9:.1f}, bf16 {run['peaks']['bfloat16'] / 1e9:.1f})"
+            + (f"; first {WARMUP_STEPS} steps {run['warmup_seconds']:.0f} s" if kind.startswith("ours") else "")
         )
     ours = runs["ours"]["tokens_per_s"]
     tuned = max(runs["tuned-packed"]["tokens_per_s"], runs["tuned-grouped"]["tokens_per_s"])
@@ -744,6 +757,10 @@ AB = {
         ("lora_dropout 0.05", None, {"lora_dropout": 0.05}, 1),
     ),
     "compile": (("eager", None, {"torch_compile": "off"}, 1), ("compiled", None, {"torch_compile": "on"}, 1)),
+    "compile-processes": (
+        ("eager, 2 processes", 1, {"torch_compile": "off"}, 2),
+        ("compiled, 2 processes", 1, {"torch_compile": "on"}, 2),
+    ),
     "processes": (("1 process x 2 threads", 2, {}, 1), ("2 processes x 1 thread", 1, {}, 2)),
     "precision": (("fp32", 1, {"precision": "fp32"}, 2), ("bf16", 1, {"precision": "bf16"}, 2)),
     "local-processes": (),  # whole jobs through the local backend: `local_processes`
