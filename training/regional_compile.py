@@ -33,6 +33,11 @@ def compile_decoder_layers(model: Any) -> int:
     return len(layers)
 
 
+def is_compiled(model: Any) -> bool:
+    """Whether `compile_decoder_layers` compiled this model's layers (and `release_compiled` has not undone it)."""
+    return any(layer._compiled_call_impl is not None for layer in decoder_layers(model))
+
+
 def release_compiled(model: Any) -> None:
     """Back to eager after training: generation (held-out scoring) would otherwise compile graphs of its own."""
     for layer in decoder_layers(model):

@@ -43,7 +43,7 @@ from training.formatting import (
 )
 from training.job_folder import JobFolder, Status, TrainingResult
 from training.models import load_model, load_tokenizer
-from training.regional_compile import compile_decoder_layers, compiler_missing, decoder_layers, release_compiled
+from training.regional_compile import compile_decoder_layers, compiler_missing, is_compiled, release_compiled
 from training.sampling import EpochSampler, seeded_order
 from training.stack import import_stack
 
@@ -318,7 +318,7 @@ def _run(config: JobConfig, folder: JobFolder, stop: Any, resume: bool) -> Train
     monitor = JobMonitor(stop, folder)
     trainer, tokenizer = build_trainer(checks, folder.path, callbacks=[monitor], folder=folder)
     monitor.count_flops(trainer, checks)
-    monitor.compiled = any(layer._compiled_call_impl is not None for layer in decoder_layers(trainer.model))
+    monitor.compiled = is_compiled(trainer.model)
     if stop.is_set():
         folder.log("Cancelled before the first step.")
         return _result(checks, trainer, monitor, "cancelled", None, folder, {})
