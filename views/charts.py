@@ -90,16 +90,10 @@ def _layout(
     return figure
 
 
-def smoothed(values: Sequence[float], weight: float = LOSS_SMOOTHING) -> list[float]:
-    """TensorBoard's smoothing: an exponential moving average divided by its weights' sum so far, so the first points
-    are not pulled towards 0."""
-    average = total = 0.0
-    out = []
-    for value in values:
-        average = weight * average + (1 - weight) * value
-        total = weight * total + (1 - weight)
-        out.append(average / total)
-    return out
+def smoothed(values: pd.Series, weight: float = LOSS_SMOOTHING) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average divided by its weights' sum so far (pandas' adjusted
+    EWM), so the first points are not pulled towards 0."""
+    return values.ewm(alpha=1 - weight, adjust=True).mean().tolist()
 
 
 def smoothed_traces(x: pd.Series, y: pd.Series, name: str, color: str) -> list[go.Scatter]:
@@ -110,7 +104,7 @@ def smoothed_traces(x: pd.Series, y: pd.Series, name: str, color: str) -> list[g
         ),
         go.Scatter(
             x=x,
-            y=smoothed(list(y)),
+            y=smoothed(y),
             name=name,
             legendgroup=name,
             line=dict(color=color, width=2.5),
