@@ -72,6 +72,21 @@ def test_the_planned_work_is_what_the_flop_recorder_counts_over_the_same_pass(ti
     assert planned_flops(trainer, halved) == pytest.approx(counted / 2, rel=0.02)
 
 
+def test_a_data_parallel_rank_plans_the_whole_job_s_work(tiny_base, datasets, tmp_path):
+    """A rank builds its trainer from its share of the batch (`split_batch`): the job it plans for auto's rule is still
+    the whole one, set by max_steps or by passes, so a job compiles or not whatever number of processes trains it."""
+    from training.data_parallel import split_batch
+    from training.worker import build_trainer, planned_flops, preflight
+
+    trainer, _ = build_trainer(preflight(make_config(tiny_base, max_steps=None, epochs=1.0)), tmp_path / "job")
+    for whole in (
+        make_config(tiny_base, max_steps=2, batch_size=4),
+        make_config(tiny_base, max_steps=None, epochs=1.0),
+    ):
+        rank = split_batch(whole, 2)
+        assert planned_flops(trainer, rank, ranks=2) == pytest.approx(planned_flops(trainer, whole, ranks=1))
+
+
 def test_a_job_compiles_where_the_rule_says_and_its_log_says_why(tiny_base, datasets, tmp_path, monkeypatch):
     """The decision in the worker follows JobConfig.compiles (building the trainer compiles nothing yet: inductor runs at
     the first step, so this stays quick)."""

@@ -470,14 +470,18 @@ def build_trainer(
     return trainer, tokenizer
 
 
-def planned_flops(trainer: Any, config: JobConfig) -> float:
+def planned_flops(trainer: Any, config: JobConfig, ranks: int | None = None) -> float:
     """The useful FLOPs an SFT job plans to train (its passes over the tokenized data), for torch_compile's auto rule;
-    0 where nothing asks for it (compile forced on or off, or another objective)."""
+    0 where nothing asks for it (compile forced on or off, or another objective). In a data-parallel rank `config` is
+    that rank's share of the batch: a job set by max_steps trains `ranks` (the job's processes) times its batch."""
     if config.torch_compile != "auto" or config.objective != "sft":
         return 0.0
     cost = model_cost(trainer.model, checkpointing=bool(trainer.args.gradient_checkpointing))
     rows = max(len(trainer.train_dataset), 1)
-    passes = config.max_steps * config.effective_batch_size / rows if config.max_steps else config.epochs or 1.0
+    if config.max_steps:
+        passes = config.max_steps * config.effective_batch_size * (ranks or world_size()) / rows
+    else:
+        passes = config.epochs or 1.0
     return dataset_flops(cost, trainer.train_dataset, config.max_seq_length) * passes
 
 
