@@ -154,13 +154,18 @@ def freeze_long_lived_objects() -> None:
 
 def warm_training_stack() -> None:
     """Import the training stack (torch, transformers, PEFT, TRL: seconds idle, minutes on a loaded machine) in a
-    background thread, once per process, so the first Start Training does not wait for it. The pages that submit
+    background thread, once per process, so the first Start Training does not wait for it, and start the local
+    backend's process server, which imports it too, so the job's process starts training at once. The pages that submit
     jobs call this after they are drawn, and only they: the thread runs at a low CPU priority, but its imports hold
     the GIL, so other pages of the server render about half as fast until it is done."""
     global _stack_warmer
     with _managers_lock:
         if _stack_warmer is not None:
             return
+        if open_registry().settings.training_backend == "local":
+            from training.data_parallel import start_process_server
+
+            start_process_server()  # from this thread: the server must not inherit the warm-up's lower priority
         _stack_warmer = threading.Thread(target=_warm, name="training-stack-warmup", daemon=True)
         _stack_warmer.start()
 

@@ -4,22 +4,28 @@ On a shared 2-core CPU one process of two threads stalls at every OpenMP barrier
 core; two single-thread processes meet once per step, at the gradient all-reduce (bench/training_throughput.py
 --ab processes measured 1.09-1.86x the tokens/s with the 135M model). `JobConfig.processes` says when to split.
 
-`run_local` trains a job in the local backend. With one process it calls `run_training` in the calling thread, as
-before. With more, `torch.multiprocessing` spawns the ranks (each one thread, its share of every global batch, the
-usual `run_training` into the same job folder; rank 0 writes the log, metrics, result and adapter, as the Ray
-backend's worker 0 does) and the calling thread waits for them:
+`run_local` trains every job of the local backend in processes of its own, never in the console's: one process with
+every core's threads, or, when the rule splits the job, that many single-thread ranks (each its share of every global
+batch, the usual `run_training` into the same job folder; rank 0 writes the log, metrics, result and adapter, as the
+Ray backend's worker 0 does). The calling thread waits for them. So the console keeps its GIL and its CPU priority
+while a job trains, and a job that crashes or runs out of memory does not take the console down:
+- the processes are forked from a process server that imported the training stack once (`start_process_server`,
+  started by the console's warm-up), so a job does not import it again;
 - cancel: the job's stop event makes the waiting thread write the folder's `cancel` file; the ranks agree each step
   (`AgreedStop`, an all-reduce) so all stop after the same step and save one checkpoint, which resume continues;
-- a rank that fails stops the others (torch's process context terminates them) and fails the job with its error;
-- a console that stops takes its ranks with it: they are daemonic (terminated at its exit) and, on Linux, die with it
-  even when it is killed (PR_SET_PDEATHSIG), so no orphan keeps training; the next console marks the job interrupted;
-- the ranks run below the console's CPU priority (`training.priority`), so its pages stay quick while they train.
+- a process that fails stops the others (torch's process context terminates them) and fails the job with its error;
+- a console that stops takes its processes with it: they are daemonic (terminated at its exit) and each ends itself
+  when the console is gone, even killed (`_die_with_the_console`), so no orphan keeps training; the next console marks
+  the job interrupted;
+- they run below the console's CPU priority (`training.priority`), so its pages stay quick while they train.
 """
 
 import os
+import pickle
 import socket
 import sys
 import threading
+import traceback
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,9 +37,27 @@ from registry.storage import read_json
 from training.config import JobConfig
 from training.errors import TrainingRefused
 from training.job_folder import JobFolder, TrainingResult
-from training.priority import lower_this_process
+from training.priority import lower_this_process, lower_this_thread
 
-PR_SET_PDEATHSIG = 1
+START_METHOD = "forkserver"
+# What a job imports before its first step: the training stack (training.worker), then what `build_trainer` and
+# `load_base` import on first use (the trainers, PEFT's helpers, our patches: a quarter of the stack's import time).
+PRELOADED = [
+    "training.worker",
+    "trl.trainer.sft_trainer",
+    "trl.trainer.dpo_trainer",
+    "trl.trainer.kto_trainer",
+    "peft.optimizers",
+    "training.attention",
+    "training.evaluation",
+    "training.lm_head",
+    "training.lora_dropout",
+    "training.lora_forward",
+]
+
+
+class TrainingKilled(ConsoleError):
+    """A training process was killed from outside (the out-of-memory killer, a user): the job fails and says so."""
 
 
 class AgreedStop:
@@ -90,7 +114,7 @@ def usable_cores() -> int:
 
 def run_local(config: JobConfig, job_dir: Path, *, stop: threading.Event, resume: bool) -> TrainingResult:
     """Train one job on this machine in as many processes as `JobConfig.processes` says; the job log says which."""
-    from training.worker import preflight, run_training
+    from training.worker import preflight
 
     checks = preflight(config)
     processes, why = config.processes(
@@ -101,31 +125,54 @@ def run_local(config: JobConfig, job_dir: Path, *, stop: threading.Event, resume
     )
     folder = JobFolder(job_dir)
     folder.log(why + ".")
-    if processes == 1:
-        return run_training(config, job_dir, stop=stop, resume=resume)
-    return _run_ranks(config, folder, processes, stop=stop, resume=resume)
+    return _run_processes(config, folder, processes, stop=stop, resume=resume)
 
 
-def _run_ranks(
+def start_process_server() -> None:
+    """Start the server the training processes are forked from, with the training stack imported in it (once per
+    console, seconds of CPU), below this console's priority: a job then starts training without importing the stack
+    again. `run_local` starts it itself when no warm-up did."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context(START_METHOD)
+    context.set_forkserver_preload(PRELOADED)
+
+    def start() -> None:
+        lower_this_thread()  # the server, and the processes it forks, inherit this thread's priority
+        with _main_script_hidden():
+            forkserver.ensure_running()
+
+    thread = threading.Thread(target=start, name="training-process-server", daemon=True)
+    thread.start()
+    thread.join()
+
+
+def _run_processes(
     config: JobConfig, folder: JobFolder, processes: int, *, stop: threading.Event, resume: bool
 ) -> TrainingResult:
     import torch.multiprocessing as mp
 
     per_rank = split_batch(config, processes)
+    threads = 1 if processes > 1 else training_threads()
     folder.cancel_file.unlink(missing_ok=True)
     folder.result.unlink(missing_ok=True)
-    errors = mp.get_context("spawn").SimpleQueue()
-    folder.log(
-        f"Data parallel: {processes} processes of 1 thread, {per_rank.batch_size} examples each per step (global "
-        f"batch {config.batch_size}), gloo on loopback."
-    )
+    start_process_server()
+    errors = mp.get_context(START_METHOD).SimpleQueue()
+    if processes > 1:
+        folder.log(
+            f"Data parallel: {processes} processes of 1 thread, {per_rank.batch_size} examples each per step (global "
+            f"batch {config.batch_size}), gloo on loopback."
+        )
     with _main_script_hidden():
         context = mp.start_processes(
             _rank_main,
             args=(
                 processes,
+                threads,
                 _free_port(),
-                os.getpid(),
+                os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+                dict(os.environ),
                 per_rank.model_dump(mode="json"),
                 str(folder.path),
                 resume,
@@ -134,7 +181,7 @@ def _run_ranks(
             nprocs=processes,
             join=False,
             daemon=True,  # a console that exits ends them (multiprocessing would otherwise wait for them at exit)
-            start_method="spawn",
+            start_method=START_METHOD,
         )
     try:
         while not context.join(timeout=0.5):
@@ -143,7 +190,13 @@ def _run_ranks(
     except (mp.ProcessRaisedException, mp.ProcessExitedException) as error:
         if not errors.empty():
             raise errors.get() from None
-        raise RuntimeError(f"A training process failed: {str(error).strip().splitlines()[-1]}") from None
+        what = "The training process" if processes == 1 else "A training process"
+        if getattr(error, "signal_name", None) == "SIGKILL":
+            raise TrainingKilled(
+                f"{what} was killed (SIGKILL), most often by the system when memory ran out: resume the job from its "
+                "last checkpoint, with a smaller batch or max sequence length if it happens again."
+            ) from None
+        raise RuntimeError(f"{what} failed: {str(error).strip().splitlines()[-1]}") from None
     finally:
         for process in context.processes:  # the waiting thread itself failed: never leave a rank behind
             if process.is_alive():
@@ -156,12 +209,18 @@ def _run_ranks(
     return TrainingResult.model_validate(read_json(folder.result))
 
 
+def training_threads() -> int:
+    """The threads a job trained in one process uses: OMP_NUM_THREADS when set (as torch itself reads it), else one
+    per usable core."""
+    return int(os.environ.get("OMP_NUM_THREADS") or 0) or usable_cores()
+
+
 @contextmanager
 def _main_script_hidden() -> Iterator[None]:
-    """Start ranks that run `_rank_main` alone. Spawn runs the parent's main script again in every child, as
-    `__mp_main__`; under Streamlit that is app.py: the console's start-up code (settings, the registry's scratch
-    clean-up) without a session, in each rank. Only what the ranks are started with is affected: a Streamlit run
-    that replaces `__main__` meanwhile keeps its module."""
+    """Start processes that run `_rank_main` alone. Multiprocessing runs the parent's main script again in the
+    process server and in every child, as `__mp_main__`; under Streamlit that is app.py: the console's start-up
+    code (settings, the registry's scratch clean-up) without a session, in each process. Only what the processes
+    are started with is affected: a Streamlit run that replaces `__main__` meanwhile keeps its module."""
     main = sys.modules["__main__"]
     stand_in = sys.modules["__main__"] = types.ModuleType("__main__")
     try:
@@ -172,27 +231,46 @@ def _main_script_hidden() -> Iterator[None]:
 
 
 def _rank_main(
-    rank: int, world: int, port: int, parent: int, config: dict[str, Any], job_dir: str, resume: bool, errors: Any
+    rank: int,
+    world: int,
+    threads: int,
+    port: int,
+    console_nice: int,
+    environment: dict[str, str],
+    config: dict[str, Any],
+    job_dir: str,
+    resume: bool,
+    errors: Any,
 ) -> None:
-    """One rank (a spawned process): one thread, the process group from the environment, the usual worker."""
+    """One training process, forked from the process server: the console's environment as the job started (the
+    server keeps the one it started with), below the console's priority, the usual worker (a process group when
+    there are several)."""
+    nice = lower_this_process(console_nice)  # before torch starts its threads (gloo's, OpenMP's), which inherit it
+    _die_with_the_console()
+    os.environ.clear()
+    os.environ.update(environment)
     import torch
     import torch.distributed as dist
 
-    _die_with(parent)
-    nice = lower_this_process()  # before torch starts its threads (gloo's, OpenMP's), which inherit it
-    torch.set_num_threads(1)
-    os.environ.update(
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_WORLD_SIZE=str(world),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
+    torch.set_num_threads(threads)
+    if world > 1:
+        os.environ.update(
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world),
+            LOCAL_WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
     from training.worker import run_training
 
     folder = JobFolder(Path(job_dir), writer=rank == 0)
-    if rank == 0:
+    if world == 1:
+        folder.log(
+            f"Training in process {os.getpid()} ({threads} threads) at nice {nice}, below the console, so its pages "
+            "keep the CPU they need."
+        )
+    elif rank == 0:
         folder.log(f"Training processes run at nice {nice}, below the console, so its pages keep the CPU they need.")
     try:
         run_training(
@@ -201,20 +279,39 @@ def _rank_main(
     except ConsoleError as error:  # the job fails with the same message (and type) as in one process
         errors.put(error)
         raise
+    except Exception as error:
+        folder.log(traceback.format_exc())
+        if rank == 0:
+            errors.put(_portable(error))
+        raise
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _die_with(parent: int) -> None:
-    """End this process when the console that spawned it dies (even by SIGKILL), so no rank outlives it."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
+def _portable(error: Exception) -> Exception:
+    """The error as the console receives it: itself when it pickles, else a RuntimeError that names it."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 — any error that does not survive the trip is named instead
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the signal was armed
+
+def _die_with_the_console() -> None:
+    """End this process as soon as the console that started it ends, even by SIGKILL, so no training outlives it: a
+    thread waits on the pipe multiprocessing keeps open from the console to each process it starts (end of file when
+    the console is gone). The process server cannot do it: it lives as long as any process it forked."""
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    console = multiprocessing.parent_process()
+
+    def watch() -> None:
+        wait([console.sentinel])
         os._exit(1)
+
+    threading.Thread(target=watch, name="console-watch", daemon=True).start()
 
 
 def _free_port() -> int:

@@ -500,7 +500,8 @@ def jobs_panel() -> None:
 
 page_title("LoRA Training Management")
 st.caption(
-    "Train LoRA / QLoRA adapters in this process with PEFT and TRL. Jobs keep their state on disk: after a "
+    "Train LoRA / QLoRA adapters with PEFT and TRL, each job in a process of its own beside the console. Jobs keep "
+    "their state on disk: after a "
     "restart, queued jobs run and a job that was training resumes from its last checkpoint when you press Resume."
 )
 show_broken(attempt(lambda: broken_files("jobs"), "retry_broken") or [])

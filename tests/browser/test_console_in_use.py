@@ -179,10 +179,11 @@ def test_item_1_restart_with_a_running_and_a_queued_job_both_finish(
         {"Processes (data parallel)": "auto"},  # the form keeps the last job's choice
     )
     job_dir = wait_for_a_checkpoint(home, "long_run", 900)
+    # The ranks are forked from the server's process server (its child): they are its children's children.
     ranks = [
         child
         for child in psutil.Process(server.process.pid).children(recursive=True)
-        if "spawn_main" in " ".join(child.cmdline())
+        if child.ppid() != server.process.pid
     ]
     assert len(ranks) == 2, "the long job does not train in one process per core"
     server.stop()
