@@ -35,8 +35,8 @@ each page again in a new tab, a new Streamlit session.
 The floor with navigation also gives the transition floor: a click between two of its bare pages.
 `--while-training one-process|two-process` measures the pages while the console trains: before each round's server
 starts, a long job of the demo retailer adapter (its preset, `max_steps` 100,000) is queued on the registry, data
-parallel off (the job trains in a worker thread of the server, as a console's one-process job does) or on (two rank
-processes the server starts); the server's job manager picks it up when a throwaway session opens Training Jobs, and
+parallel off (one training process of every core's threads, which the server starts) or on (two single-thread rank
+processes); the server's job manager picks it up when a throwaway session opens Training Jobs, and
 the round starts once the job has logged its first step. So its pages are measured on a server that has started
 (the job has imported the training stack into it), in new sessions, while a job trains; the server's processes,
 ranks included, are stopped after each round. The floors' servers run no job. Each checkout's line also says how fast

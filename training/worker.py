@@ -1,7 +1,8 @@
-"""The in-process training worker: one LoRA/QLoRA job through TRL's SFTTrainer, DPOTrainer or KTOTrainer.
+"""The training worker: one LoRA/QLoRA job through TRL's SFTTrainer, DPOTrainer or KTOTrainer.
 
-`run_training` is called from a queue thread. It never imports streamlit and talks to the console only
-through files in the job folder, which other threads may read while it runs:
+`run_training` runs in a job's training process (`training.data_parallel`; a Ray worker on that backend, or the
+calling thread in tests and benches). It never imports streamlit and talks to the console only
+through files in the job folder, which other processes may read while it runs:
 metrics.jsonl, train.log, checkpoints/ (the last 2), adapter/ and result.json (`training.job_folder` owns
 their names and formats).
 Cancellation is cooperative: setting `stop` ends training after the current optimizer step and saves a
