@@ -23,10 +23,9 @@ while a job trains, and a job that crashes or runs out of memory does not take t
 import os
 import pickle
 import socket
-import sys
 import threading
+import time
 import traceback
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -171,6 +170,7 @@ def _run_processes(
                 processes,
                 threads,
                 _free_port(),
+                os.getpid(),
                 os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
                 dict(os.environ),
                 per_rank.model_dump(mode="json"),
@@ -215,19 +215,32 @@ def training_threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or 0) or usable_cores()
 
 
+_STARTING = threading.Lock()
+
+
 @contextmanager
 def _main_script_hidden() -> Iterator[None]:
     """Start processes that run `_rank_main` alone. Multiprocessing runs the parent's main script again in the
     process server and in every child, as `__mp_main__`; under Streamlit that is app.py: the console's start-up
-    code (settings, the registry's scratch clean-up) without a session, in each process. Only what the processes
-    are started with is affected: a Streamlit run that replaces `__main__` meanwhile keeps its module."""
-    main = sys.modules["__main__"]
-    stand_in = sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if sys.modules.get("__main__") is stand_in:
-            sys.modules["__main__"] = main
+    code (settings, the registry's scratch clean-up) without a session, in each process. Hiding `__main__` while the
+    processes start was not enough: a session's script run puts app.py back as `__main__` at any moment (a browser
+    test's rank 1 ran app.py and died), so the preparation data they are started with leaves the main script out."""
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+
+    def without_main_script(name: str) -> dict[str, Any]:
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    with _STARTING:
+        spawn.get_preparation_data = without_main_script
+        try:
+            yield
+        finally:
+            spawn.get_preparation_data = original
 
 
 def _rank_main(
@@ -235,6 +248,7 @@ def _rank_main(
     world: int,
     threads: int,
     port: int,
+    console: int,
     console_nice: int,
     environment: dict[str, str],
     config: dict[str, Any],
@@ -246,7 +260,7 @@ def _rank_main(
     server keeps the one it started with), below the console's priority, the usual worker (a process group when
     there are several)."""
     nice = lower_this_process(console_nice)  # before torch starts its threads (gloo's, OpenMP's), which inherit it
-    _die_with_the_console()
+    _die_with_the_console(console)
     os.environ.clear()
     os.environ.update(environment)
     import torch
@@ -298,20 +312,36 @@ def _portable(error: Exception) -> Exception:
     return error
 
 
-def _die_with_the_console() -> None:
+def _die_with_the_console(console: int) -> None:
     """End this process as soon as the console that started it ends, even by SIGKILL, so no training outlives it: a
-    thread waits on the pipe multiprocessing keeps open from the console to each process it starts (end of file when
-    the console is gone). The process server cannot do it: it lives as long as any process it forked."""
-    import multiprocessing
-    from multiprocessing.connection import wait
+    thread waits for the console's exit (a pidfd on Linux, else a check every second). The process server cannot do
+    it: it lives as long as any process it forked."""
+    import select
 
-    console = multiprocessing.parent_process()
+    try:
+        exited = os.pidfd_open(console)
+    except ProcessLookupError:  # it ended before this process started
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd here (not Linux 5.3+)
+        exited = None
 
     def watch() -> None:
-        wait([console.sentinel])
+        if exited is not None:
+            select.select([exited], [], [])
+        else:
+            while _alive(console):
+                time.sleep(1)
         os._exit(1)
 
     threading.Thread(target=watch, name="console-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _free_port() -> int:
