@@ -85,6 +85,13 @@ def test_job_from_the_form_completes_and_its_adapter_is_listed(console_with_tiny
     assert finished.status == JobStatus.COMPLETED, finished.error
     at.run()
     assert any("COMPLETED" in m.value for m in at.markdown)
+    # Job details: the log as plain text and the loss chart on request, so a first visit loads neither Plotly's code
+    # nor a highlighter's (seconds of the page's first render while a job trained).
+    assert not at.code and not at.get("plotly_chart")
+    assert any("completed: adapter amazon_form v1 saved" in t.value for t in at.text), [t.value for t in at.text]
+    at.toggle(key="job_loss_curve").set_value(True).run()
+    (chart,) = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    assert chart["layout"]["title"]["text"] == "Loss curve" and chart["data"][0]["y"]
     adapters = AppTest.from_file(str(ROOT / "views" / "adapters.py"), default_timeout=120).run()
     assert not adapters.exception
     assert list(adapters.dataframe[0].value["Adapter"]) == ["amazon_form v1"]  # name and version, one column

@@ -64,6 +64,11 @@ STATUS_BADGES = {
 }
 FORM = "job"
 ADVANCED = "job_advanced"  # the Advanced settings expander (open or closed)
+LOSS_CURVE = "job_loss_curve"  # Job details' loss chart toggle (on or off, whichever job is picked)
+# The job log in the code font, as a log reads (plain text: no highlighter to load).
+LOG_STYLE = (
+    "<style>[class*='st-key-job_log_'] .stText {font-family: 'Source Code Pro', monospace; font-size: 0.8rem}</style>"
+)
 CARDS = 4  # job cards shown: every active job, then the latest finished ones up to this many
 JOB_FORM_TOP = (  # above "Advanced settings"; every other field of JOB_WIDGETS is in it, in that order
     "adapter_type",
@@ -420,7 +425,11 @@ def loss_chart(rows: list[dict]) -> None:
 
 def job_detail(job: JobState) -> None:
     """The job's actions first, then what grows as it trains (loss chart, final metrics, log): the panel redraws
-    every 2 s, and buttons below a chart that appears would jump down under the pointer as a click lands."""
+    every 2 s, and buttons below a chart that appears would jump down under the pointer as a click lands.
+
+    The loss chart is drawn when the user turns it on, and the log is plain text: Plotly's code (4.7 MB of JavaScript)
+    and st.code's highlighter (1.6 MB) load when an element first needs them, and on a first visit while a job
+    trained they held the page's first render 1.4-2.2 s after its script had run (Training Metrics draws the curves)."""
     job_id = job.id
     st.markdown(f"**{plain(job.config.adapter_name)}** {STATUS_BADGES[job.status]} · `{job.id}`")
     log = manager().log_text(job_id)
@@ -455,16 +464,18 @@ def job_detail(job: JobState) -> None:
         icon=":material/download:",
     )
     rows = manager().metrics(job_id)
-    if rows:
-        loss_chart(rows)
-    else:
+    if not rows:
         st.caption("No metrics yet: they appear after the first logged step.")
+    elif st.toggle("Loss curve", key=LOSS_CURVE, help="The job's training and eval loss over its steps."):
+        loss_chart(rows)
     if job.final_metrics:
         st.markdown("Final metrics")
         values_table(job.final_metrics, "Metric")
     needle = st.text_input("Search the log", key=f"log_search_{job_id}")
     lines = [line for line in log.splitlines() if needle.casefold() in line.casefold()] if needle else log.splitlines()
-    st.code("\n".join(lines[-200:]) or "(empty)", language="log")
+    st.html(LOG_STYLE)
+    with st.container(key=f"job_log_{job_id}"):
+        st.text("\n".join(lines[-200:]) or "(empty)")
 
 
 @fragment(run_every=2)  # its Cancel, Resume, Restart buttons write: every rerun acts as the signed-in user
