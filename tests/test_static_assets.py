@@ -1,7 +1,5 @@
 """serve.py's static asset middleware: Streamlit's own files from memory, byte for byte, and nothing else."""
 
-import json
-import re
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -13,7 +11,7 @@ from starlette.testclient import TestClient
 from streamlit import file_util
 from streamlit.web.server.starlette.starlette_static_routes import create_streamlit_static_handler
 
-from views.static_assets import PRELOADED, StaticAssets, element_code
+from views.static_assets import StaticAssets
 
 
 def streamlit_answers(request):
@@ -58,27 +56,6 @@ def test_anything_else_goes_on_to_streamlit():
     assert browser.post(real).text == f"streamlit POST {real}"
 
 
-def table_chunk() -> str:
-    """The table's code, as the installed Streamlit's main bundle names it in its lazy import of the element (read
-    from the bundle itself, not from the manifest that `element_code` reads)."""
-    root = Path(file_util.get_static_dir())
-    bundle = re.search(r'src="\./(static/js/index\.[^"]+\.js)"', (root / "index.html").read_text()).group(1)
-    return "static/js/" + re.search(r"import\(`\./(DataFrame\.[^`]+\.js)`\)", (root / bundle).read_text()).group(1)
-
-
-def test_the_table_code_to_preload_is_the_installed_streamlits_and_not_already_in_its_page():
-    """Fails when a Streamlit upgrade leaves the list empty or stale: every file is shipped, the table's own chunk
-    and its stylesheet are among them, and none is one the page already loads."""
-    root = Path(file_util.get_static_dir())
-    files = element_code(root, PRELOADED)
-    assert table_chunk() in files
-    assert any(file.endswith(".css") for file in files)
-    assert all((root / file).is_file() for file in files)
-    index = (root / "index.html").read_text()
-    assert not [file for file in files if file in index]
-    assert len(files) == len(set(files)) > 10
-
-
 def streamlit_page_app(gzipped: bool) -> TestClient:
     """Streamlit's own answer for a page's URL (its static handler: index.html for any path that is not a file),
     behind its gzip middleware or not, then ours."""
@@ -87,27 +64,17 @@ def streamlit_page_app(gzipped: bool) -> TestClient:
     return TestClient(StaticAssets(inner))
 
 
-def test_the_apps_page_preloads_the_table_code_plain_or_gzipped_at_any_url():
-    root = Path(file_util.get_static_dir())
-    index = (root / "index.html").read_text()
-    files = element_code(root, PRELOADED)
+def test_the_apps_page_is_streamlits_own_plain_or_gzipped_at_any_url():
+    """No script added to the page: preloading the table's code on load made every page draw later (measured)."""
+    index = (Path(file_util.get_static_dir()) / "index.html").read_text()
     for gzipped in (False, True):
         browser = streamlit_page_app(gzipped)
         for path in ("/", "/models", "/dataset_library?x=1"):
             answer = browser.get(path, headers={"Accept-Encoding": "gzip"})
             assert answer.status_code == 200 and "text/html" in answer.headers["content-type"]
             assert answer.headers.get("content-encoding") == ("gzip" if gzipped else None)
-            head, _ = answer.text.split("</head>")
-            script = re.search(r"<script>\naddEventListener\(\"load\".*?</script>\n", head, re.S).group(0)
-            assert json.loads(re.search(r"for \(const href of (\[.*?\])\)", script).group(1)) == [
-                f"./{file}" for file in files
-            ]
-            assert answer.text.replace(script, "") == index  # nothing else changed
+            assert answer.text == index
             assert int(answer.headers["content-length"]) == answer.num_bytes_downloaded
-            again = browser.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": answer.headers["etag"]})
-            assert again.status_code == 200 and again.text == answer.text  # never a 304 to the file's old version
-        head = browser.head("/models")
-        assert head.status_code == 200 and head.content == b""
 
 
 def test_other_html_passes_through_unchanged():

@@ -244,28 +244,6 @@ def test_walk_the_base_model_choice_of_the_training_form_is_whole_at_1400_px(
         server.stop()
 
 
-PRELOAD_FETCHED = (
-    """files => files.every(file => performance.getEntriesByName(new URL(file, location.href).href).length)"""
-)
-
-
-def test_the_page_fetches_the_table_code_on_load_before_any_run_draws_a_table(console_url, browser_page):
-    """views.static_assets: once the page has loaded it fetches the table's code of the installed Streamlit, with no
-    script error, while no run has drawn anything (its websocket is held back: no run, so no table asks for it)."""
-    from streamlit import file_util
-
-    from views.static_assets import PRELOADED, element_code
-
-    errors: list[str] = []
-    browser_page.on("pageerror", lambda error: errors.append(str(error)))
-    browser_page.route_web_socket("**/_stcore/stream", lambda socket: None)  # never connected to the server
-    browser_page.goto(f"{console_url}/publish")
-    files = [f"./{file}" for file in element_code(Path(file_util.get_static_dir()), PRELOADED)]
-    assert files
-    browser_page.wait_for_function(PRELOAD_FETCHED, arg=files)
-    assert browser_page.locator('[data-testid="stDataFrame"], h1').count() == 0 and errors == []
-
-
 def export_once_more_if_lost(page, label: str):
     """Click an on-click (deferred) export and return its download. Once in CI (stop 27) the download never came, on a
     loaded 2-core machine, and the report held no page text or server log to say why: a lost first download is
