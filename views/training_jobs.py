@@ -66,8 +66,10 @@ FORM = "job"
 ADVANCED = "job_advanced"  # the Advanced settings expander (open or closed)
 LOSS_CURVE = "job_loss_curve"  # Job details' loss chart toggle (on or off, whichever job is picked)
 # The job log in the code font, as a log reads (plain text: no highlighter to load).
+# st.text's inner span sets the body font itself, so the rule names it too.
 LOG_STYLE = (
-    "<style>[class*='st-key-job_log_'] .stText {font-family: 'Source Code Pro', monospace; font-size: 0.8rem}</style>"
+    "<style>[class*='st-key-job_log_'] .stText, [class*='st-key-job_log_'] .stText span "
+    "{font-family: 'Source Code Pro', monospace; font-size: 0.8rem}</style>"
 )
 CARDS = 4  # job cards shown: every active job, then the latest finished ones up to this many
 JOB_FORM_TOP = (  # above "Advanced settings"; every other field of JOB_WIDGETS is in it, in that order

@@ -303,6 +303,10 @@ def test_item_3_the_job_actions_stay_put_while_the_job_runs_and_completes(
     expect(page.get_by_text("Final metrics")).to_be_visible()
     after = clone.bounding_box()
     assert (after["x"], after["y"]) == (before["x"], before["y"])
+    # The log is plain text (no highlighter code to load) in the code font, as a log reads: st.text's inner span
+    # set the body font itself, so a rule on the text's box alone left the log in the proportional font.
+    log = page.locator(f".st-key-job_log_{job_id} [data-testid='stText'] span")
+    assert "monospace" in log.evaluate("element => getComputedStyle(element).fontFamily")
 
 
 def test_item_4_the_form_keeps_its_values_across_fragment_runs_and_pages(console_url, browser_page, wait_for_streamlit):
